@@ -1,0 +1,184 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { TokenRequestKind } from '../flows/types.js';
+import type { LifetimeAnomaly } from '../tokens/lifetime.js';
+import type { SuppressionReason, TokenEvents, TokenOutcome, TokenStatus, TokenTrigger } from '../tokens/token-manager.js';
+
+/** Metric names are part of the contract (CONTRACT §7): dashboards and alerts use them. */
+export const METRIC_NAMES = {
+  tokenRequests: 'bearer_sidecar_token_requests_total',
+  tokenRequestDuration: 'bearer_sidecar_token_request_duration_seconds',
+  tokenExpiry: 'bearer_sidecar_token_expiry_timestamp_seconds',
+  tokenLifetime: 'bearer_sidecar_token_lifetime_seconds',
+  tokenValid: 'bearer_sidecar_token_valid',
+  tokenRequestsSuppressed: 'bearer_sidecar_token_requests_suppressed_total',
+  proxyRequests: 'bearer_sidecar_proxy_requests_total',
+  proxyRequestDuration: 'bearer_sidecar_proxy_request_duration_seconds',
+  upstreamRejections: 'bearer_sidecar_upstream_rejections_total',
+  replays: 'bearer_sidecar_replays_total',
+  clockSkew: 'bearer_sidecar_clock_skew_seconds',
+  lifetimeAnomalies: 'bearer_sidecar_token_lifetime_anomalies_total',
+} as const;
+
+/** What the gauges read at scrape time, per account. */
+export interface TokenStatusSource {
+  accountNames(): readonly string[];
+  tokenStatus(account: string): TokenStatus | undefined;
+  now(): number;
+}
+
+/** Per-account metric handles for the proxy's hot path: no label objects built per request. */
+export interface ProxyMetrics {
+  observe(code: number, durationSeconds: number): void;
+  upstreamRejection(code: number): void;
+  replay(outcome: 'success' | 'failure' | 'skipped'): void;
+}
+
+/** Every bearer-sidecar metric, on an injected Registry (never the global one). */
+export class SidecarMetrics {
+  readonly registry: Registry;
+  readonly #tokenRequests: Counter<'account' | 'kind' | 'outcome' | 'trigger'>;
+  readonly #tokenDuration: Histogram<'account' | 'kind'>;
+  readonly #suppressed: Counter<'account' | 'reason'>;
+  readonly #proxyRequests: Counter<'account' | 'code'>;
+  readonly #proxyDuration: Histogram<'account'>;
+  readonly #upstreamRejections: Counter<'account' | 'code'>;
+  readonly #replays: Counter<'account' | 'outcome'>;
+  readonly #skew: Gauge<'account'>;
+  readonly #anomalies: Counter<'account' | 'reason'>;
+
+  constructor(registry: Registry, source: TokenStatusSource, options: { defaultMetrics?: boolean } = {}) {
+    this.registry = registry;
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+    const registers = [registry];
+    this.#tokenRequests = new Counter({
+      name: METRIC_NAMES.tokenRequests,
+      help: 'HTTP requests sent to token endpoints, each counted once.',
+      labelNames: ['account', 'kind', 'outcome', 'trigger'],
+      registers,
+    });
+    this.#tokenDuration = new Histogram({
+      name: METRIC_NAMES.tokenRequestDuration,
+      help: 'Duration of token endpoint requests.',
+      labelNames: ['account', 'kind'],
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.#suppressed = new Counter({
+      name: METRIC_NAMES.tokenRequestsSuppressed,
+      help: 'Token requests held back by the loop guard (min_interval) or a backoff.',
+      labelNames: ['account', 'reason'],
+      registers,
+    });
+    this.#proxyRequests = new Counter({
+      name: METRIC_NAMES.proxyRequests,
+      help: 'Requests answered on the data plane, by status code.',
+      labelNames: ['account', 'code'],
+      registers,
+    });
+    this.#proxyDuration = new Histogram({
+      name: METRIC_NAMES.proxyRequestDuration,
+      help: 'Time from request arrival to the end of the response.',
+      labelNames: ['account'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.#upstreamRejections = new Counter({
+      name: METRIC_NAMES.upstreamRejections,
+      help: 'Upstream answers with a status in refresh.retryOn (token no longer good).',
+      labelNames: ['account', 'code'],
+      registers,
+    });
+    this.#replays = new Counter({
+      name: METRIC_NAMES.replays,
+      help: 'Requests replayed with a new token after an upstream rejection.',
+      labelNames: ['account', 'outcome'],
+      registers,
+    });
+    this.#skew = new Gauge({
+      name: METRIC_NAMES.clockSkew,
+      help: "Token server's Date header minus local time, at the last token response.",
+      labelNames: ['account'],
+      registers,
+    });
+    this.#anomalies = new Counter({
+      name: METRIC_NAMES.lifetimeAnomalies,
+      help: 'Token lifetimes that were missing, invalid, non-positive, too short or too long.',
+      labelNames: ['account', 'reason'],
+      registers,
+    });
+    this.#registerStatusGauges(source, registers);
+  }
+
+  /** Token gauges are computed from the managers at scrape time, not updated on timers. */
+  #registerStatusGauges(source: TokenStatusSource, registers: Registry[]): void {
+    const perAccount = (read: (status: TokenStatus, now: number) => number | undefined) =>
+      function collect(this: Gauge<'account'>) {
+        this.reset();
+        const now = source.now();
+        for (const account of source.accountNames()) {
+          const status = source.tokenStatus(account);
+          const value = status === undefined ? undefined : read(status, now);
+          if (value !== undefined) this.set({ account }, value);
+        }
+      };
+    new Gauge({
+      name: METRIC_NAMES.tokenExpiry,
+      help: 'When the current token expires (local clock), in seconds since the epoch.',
+      labelNames: ['account'],
+      registers,
+      collect: perAccount((status) => (status.expiresAt === undefined ? undefined : status.expiresAt / 1000)),
+    });
+    new Gauge({
+      name: METRIC_NAMES.tokenLifetime,
+      help: 'Lifetime of the current token, in seconds.',
+      labelNames: ['account'],
+      registers,
+      collect: perAccount((status) => (status.lifetimeMs === undefined ? undefined : status.lifetimeMs / 1000)),
+    });
+    new Gauge({
+      name: METRIC_NAMES.tokenValid,
+      help: '1 while the account holds a token that has not expired.',
+      labelNames: ['account'],
+      registers,
+      collect: perAccount((status, now) => (status.expiresAt !== undefined && now < status.expiresAt ? 1 : 0)),
+    });
+  }
+
+  tokenEvents(account: string): TokenEvents {
+    return {
+      tokenRequest: (kind: TokenRequestKind, outcome: TokenOutcome, trigger: TokenTrigger, durationSeconds: number) => {
+        this.#tokenRequests.inc({ account, kind, outcome, trigger });
+        this.#tokenDuration.observe({ account, kind }, durationSeconds);
+      },
+      suppressed: (reason: SuppressionReason) => this.#suppressed.inc({ account, reason }),
+      lifetimeAnomaly: (reason: LifetimeAnomaly) => this.#anomalies.inc({ account, reason }),
+      clockSkew: (seconds: number) => this.#skew.set({ account }, seconds),
+    };
+  }
+
+  proxyMetrics(account: string): ProxyMetrics {
+    const duration = this.#proxyDuration.labels(account);
+    const byCode = new Map<number, Counter.Internal>();
+    const counterFor = (code: number) => {
+      let child = byCode.get(code);
+      if (child === undefined) {
+        child = this.#proxyRequests.labels(account, String(code));
+        byCode.set(code, child);
+      }
+      return child;
+    };
+    return {
+      observe: (code, durationSeconds) => {
+        counterFor(code).inc();
+        duration.observe(durationSeconds);
+      },
+      upstreamRejection: (code) => this.#upstreamRejections.inc({ account, code: String(code) }),
+      replay: (outcome) => this.#replays.inc({ account, outcome }),
+    };
+  }
+
+  /** Requests refused before an account was chosen (403, 404, 400) count under account "". */
+  unroutedMetrics(): ProxyMetrics {
+    return this.proxyMetrics('');
+  }
+}

@@ -1,0 +1,65 @@
+import express, { type Express } from 'express';
+import type { Registry } from 'prom-client';
+import { errorBody } from '../proxy/errors.js';
+import type { TokenManager } from '../tokens/token-manager.js';
+import { accountStatusJson, statusHtml, type AccountView } from './status.js';
+
+export interface AdminOptions {
+  registry: Registry;
+  accounts: ReadonlyArray<AccountView & { manager: TokenManager }>;
+  now(): number;
+  /** False while draining at shutdown: /readyz turns 503 at once. */
+  accepting(): boolean;
+  storeType: string;
+}
+
+/** The admin endpoints (CONTRACT §6) on their own port; Express is fine off the hot path. */
+export function createAdminApp(options: AdminOptions): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  const byName = new Map(options.accounts.map((account) => [account.name, account]));
+
+  app.get('/metrics', async (_req, res) => {
+    res.type(options.registry.contentType).send(await options.registry.metrics());
+  });
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+
+  app.get('/readyz', (_req, res) => {
+    const reasons: Record<string, string> = {};
+    if (!options.accepting()) reasons['(sidecar)'] = 'shutting down';
+    for (const account of options.accounts) {
+      const status = account.status();
+      if (!status.ready) reasons[account.name] = status.reason ?? 'not ready';
+    }
+    const ready = Object.keys(reasons).length === 0;
+    res.status(ready ? 200 : 503).json({ ready, reasons });
+  });
+
+  app.get('/status', (req, res) => {
+    const now = options.now();
+    const accounts = Object.fromEntries(options.accounts.map((account) => [account.name, accountStatusJson(account, now)]));
+    if (req.accepts(['application/json', 'text/html']) === 'text/html') {
+      res.type('html').send(statusHtml(accounts));
+      return;
+    }
+    res.json({ now: new Date(now).toISOString(), store: options.storeType, accounts });
+  });
+
+  app.post('/accounts/:name/refresh', (req, res) => {
+    const account = byName.get(req.params.name);
+    if (account === undefined) {
+      res.status(404).type('json').send(errorBody('no_route', `no account named ${JSON.stringify(req.params.name)}`));
+      return;
+    }
+    const outcome = account.manager.requestRefresh('admin');
+    res.status(202).json({ account: account.name, result: outcome.result, at: new Date(outcome.at).toISOString() });
+  });
+
+  app.use((_req, res) => {
+    res.status(404).type('json').send(errorBody('no_route', 'admin endpoints: /metrics /healthz /readyz /status POST /accounts/NAME/refresh'));
+  });
+  return app;
+}

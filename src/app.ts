@@ -1,0 +1,218 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Registry } from 'prom-client';
+import { createAdminApp } from './admin/server.js';
+import { SidecarMetrics } from './admin/metrics.js';
+import type { AccountConfig, SidecarConfig } from './config/resolve.js';
+import { sendTokenRequest } from './flows/http-client.js';
+import { createFlow } from './flows/index.js';
+import type { TokenFlow } from './flows/types.js';
+import { DataPlane } from './proxy/forward.js';
+import { InboundPolicy } from './proxy/inbound.js';
+import { Router } from './proxy/route.js';
+import { createUpstreamAgent, upstreamTls, type UpstreamAccount } from './proxy/upstream.js';
+import { MemoryTokenStore } from './stores/memory.js';
+import type { TokenStore } from './stores/types.js';
+import { TokenManager, type SendTokenRequest } from './tokens/token-manager.js';
+import { systemClock, type Clock } from './util/clock.js';
+import { silentLogger, type Logger } from './util/logger.js';
+
+/** Until per-account timeouts arrive (resilience issue): how long an upstream may take to start answering. */
+const UPSTREAM_RESPONSE_TIMEOUT_MS = 60_000;
+
+/** What can be swapped in tests: time, randomness, the token transport, the registry, the log. */
+export interface SidecarDependencies {
+  clock?: Clock;
+  logger?: Logger;
+  registry?: Registry;
+  store?: TokenStore;
+  send?: SendTokenRequest;
+  random?: () => number;
+  /** prom-client's process/Node.js metrics (off in tests that create many sidecars). */
+  defaultMetrics?: boolean;
+}
+
+interface RunningAccount extends UpstreamAccount {
+  flow: TokenFlow;
+  status: TokenManager['status'];
+}
+
+/** The whole product in one object: config in, servers and token managers out. */
+export class Sidecar {
+  readonly config: SidecarConfig;
+  readonly metrics: SidecarMetrics;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #store: TokenStore;
+  readonly #accounts: RunningAccount[];
+  readonly #dataPlane: DataPlane;
+  readonly #servers: Array<{ server: Server; role: string }> = [];
+  #adminServer: Server | undefined;
+  #accepting = false;
+
+  constructor(config: SidecarConfig, deps: SidecarDependencies = {}) {
+    this.config = config;
+    this.#clock = deps.clock ?? systemClock;
+    this.#logger = deps.logger ?? silentLogger();
+    this.#store = deps.store ?? new MemoryTokenStore();
+    const registry = deps.registry ?? new Registry();
+    this.metrics = new SidecarMetrics(
+      registry,
+      {
+        accountNames: () => this.#accounts.map((account) => account.name),
+        tokenStatus: (name) => this.manager(name)?.status(),
+        now: () => this.#clock.now(),
+      },
+      { defaultMetrics: deps.defaultMetrics ?? true },
+    );
+    this.#accounts = config.accounts.map((account) => this.#buildAccount(account, deps));
+    this.#dataPlane = new DataPlane({
+      router: new Router(this.#accounts),
+      inbound: new InboundPolicy(config.inbound.allow, config.inbound.apiKeys),
+      unrouted: this.metrics.unroutedMetrics(),
+      logger: this.#logger,
+    });
+  }
+
+  #buildAccount(account: AccountConfig, deps: SidecarDependencies): RunningAccount {
+    const flow = createFlow(account.auth);
+    const tls = upstreamTls(account);
+    if (account.tls.insecureSkipVerify) {
+      this.#logger.warn({ account: account.name }, 'upstreamTls.insecureSkipVerify is ON: upstream and token server certificates are NOT verified');
+    }
+    const manager = new TokenManager({
+      account: account.name,
+      flow,
+      policy: account.refresh,
+      store: this.#store,
+      clock: this.#clock,
+      events: this.metrics.tokenEvents(account.name),
+      logger: this.#logger,
+      send: deps.send ?? sendTokenRequest,
+      tls,
+      random: deps.random,
+    });
+    return {
+      name: account.name,
+      isDefault: account.isDefault,
+      route: account.route,
+      upstream: account.upstream,
+      basePath: account.upstream.pathname.replace(/\/$/, ''),
+      manager,
+      metrics: this.metrics.proxyMetrics(account.name),
+      agent: createUpstreamAgent(account.upstream, tls),
+      retryOn: new Set(account.refresh.retryOn),
+      timeoutMs: UPSTREAM_RESPONSE_TIMEOUT_MS,
+      tls,
+      flow,
+      status: () => manager.status(),
+    };
+  }
+
+  manager(name: string): TokenManager | undefined {
+    return this.#accounts.find((account) => account.name === name)?.manager;
+  }
+
+  /** Binds every listener, then asks each account for its first token (trigger `startup`). */
+  async start(): Promise<void> {
+    const listenHost = 'host' in this.config.listen ? this.config.listen.host : '127.0.0.1';
+    await this.#listenData(undefined, this.config.listen, 'data plane');
+    for (const account of this.#accounts) {
+      if (account.route.port !== undefined) await this.#listenData(account, { host: listenHost, port: account.route.port }, `account ${account.name}`);
+    }
+    const admin = createAdminApp({
+      registry: this.metrics.registry,
+      accounts: this.#accounts,
+      now: () => this.#clock.now(),
+      accepting: () => this.#accepting,
+      storeType: this.#store.type,
+    });
+    this.#adminServer = createServer(admin);
+    await listen(this.#adminServer, this.config.admin);
+    this.#accepting = true;
+    this.#logger.info({ data: this.dataUrl(), admin: this.adminUrl(), accounts: this.#accounts.map((a) => a.name) }, 'bearer-sidecar listening');
+    await Promise.all(this.#accounts.map((account) => account.manager.start()));
+  }
+
+  async #listenData(account: RunningAccount | undefined, address: SidecarConfig['listen'], role: string): Promise<void> {
+    const server = createServer((req, res) => this.#dataPlane.handleRequest(req, res, account));
+    server.on('connect', (req, socket) => this.#dataPlane.handleConnect(req, socket));
+    server.on('upgrade', (req, socket, head) => this.#dataPlane.handleUpgrade(req, socket, head, account));
+    server.on('clientError', (_error, socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+    });
+    await listen(server, address);
+    this.#servers.push({ server, role });
+  }
+
+  /** Stops accepting, lets in-flight requests finish (up to shutdownTimeout), stops the refreshers. */
+  async stop(): Promise<void> {
+    this.#accepting = false;
+    const drained = Promise.all(this.#servers.map(({ server }) => closeServer(server)));
+    for (const { server } of this.#servers) server.closeIdleConnections();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        for (const { server } of this.#servers) server.closeAllConnections();
+        resolve();
+      }, this.config.shutdownTimeoutMs);
+    });
+    await Promise.race([drained, deadline]);
+    clearTimeout(timer);
+    await Promise.all(this.#accounts.map((account) => account.manager.stop()));
+    for (const account of this.#accounts) account.agent.destroy();
+    this.#dataPlane.close();
+    if (this.#adminServer !== undefined) {
+      this.#adminServer.closeAllConnections();
+      await closeServer(this.#adminServer);
+    }
+    await this.#store.close();
+  }
+
+  /** Resolves when no account has a token request in flight (tests drive the fake clock with it). */
+  async settled(): Promise<void> {
+    await Promise.all(this.#accounts.map((account) => account.manager.settled()));
+  }
+
+  dataUrl(): string {
+    return serverUrl(this.#servers[0]?.server);
+  }
+
+  adminUrl(): string {
+    return serverUrl(this.#adminServer);
+  }
+
+  accountUrl(name: string): string {
+    return serverUrl(this.#servers.find(({ role }) => role === `account ${name}`)?.server);
+  }
+}
+
+function listen(server: Server, address: SidecarConfig['listen']): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    const onListening = () => {
+      server.off('error', reject);
+      resolve();
+    };
+    if ('path' in address) server.listen(address.path, onListening);
+    else server.listen(address.port, address.host, onListening);
+  });
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) {
+      resolve();
+      return;
+    }
+    server.close(() => resolve());
+  });
+}
+
+function serverUrl(server: Server | undefined): string {
+  const address = server?.address();
+  if (address === null || address === undefined) return '';
+  if (typeof address === 'string') return `unix:${address}`;
+  const { address: host, port, family } = address as AddressInfo;
+  return family === 'IPv6' ? `http://[${host}]:${port}` : `http://${host}:${port}`;
+}

@@ -1,0 +1,114 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import { expandEnv } from './expand-env.js';
+import { quickModeConfig, parseHostPort, SERVE_FLAGS } from './quick-mode.js';
+import { resolveConfig, type ConfigProblem, type SidecarConfig } from './resolve.js';
+import { configSchema } from './schema.js';
+
+/** Bad configuration: every problem at once, each naming its path. The CLI exits 2 on it. */
+export class ConfigError extends Error {
+  readonly problems: readonly ConfigProblem[];
+
+  constructor(problems: readonly ConfigProblem[]) {
+    super(problems.map(formatProblem).join('\n'));
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+export function formatProblem(problem: ConfigProblem): string {
+  return `${problem.path}: ${problem.message}`;
+}
+
+export interface LoadOptions {
+  /** Path of the config file, if any (from --config or BEARER_SIDECAR_CONFIG). */
+  file?: string;
+  /** Flag values (env twins already merged in), by flag name. */
+  flags?: Record<string, string | undefined>;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Reads, expands, validates and resolves the configuration, or throws ConfigError. */
+export function loadConfig(options: LoadOptions): SidecarConfig {
+  const env = options.env ?? process.env;
+  const flags = options.flags ?? {};
+  const problems: ConfigProblem[] = [];
+
+  let raw: unknown;
+  if (options.file !== undefined) {
+    const usedQuickFlags = SERVE_FLAGS.filter((spec) => spec.quickMode && flags[spec.name] !== undefined).map((spec) => `--${spec.name}`);
+    if (usedQuickFlags.length > 0) {
+      problems.push({ path: 'flags', message: `${usedQuickFlags.join(', ')} build a quick-mode account and cannot be combined with a config file` });
+    }
+    raw = readConfigFile(options.file, problems);
+  } else if (flags.upstream !== undefined) {
+    raw = quickModeConfig(flags);
+  } else {
+    throw new ConfigError([{ path: 'config', message: 'no configuration: pass --config FILE, set BEARER_SIDECAR_CONFIG, or use quick mode (--upstream URL ...)' }]);
+  }
+  if (raw === undefined) throw new ConfigError(problems);
+  return parseConfig(raw, { env, flags, problems });
+}
+
+/** Expands, validates and resolves a config tree (from a file, quick mode, the demo or a test). */
+export function parseConfig(
+  raw: unknown,
+  options: { env?: NodeJS.ProcessEnv; flags?: Record<string, string | undefined>; problems?: ConfigProblem[] } = {},
+): SidecarConfig {
+  const problems = options.problems ?? [];
+  const expanded = expandEnv(raw, options.env ?? process.env, problems);
+  applyAddressFlags(expanded, options.flags ?? {});
+  const parsed = configSchema.safeParse(expanded);
+  if (!parsed.success) {
+    problems.push(...zodProblems(parsed.error));
+    throw new ConfigError(problems);
+  }
+  const config = resolveConfig(parsed.data, problems);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}
+
+function readConfigFile(file: string, problems: ConfigProblem[]): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    problems.push({ path: 'config', message: `cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})` });
+    return undefined;
+  }
+  try {
+    // YAML 1.2 is a superset of JSON, so one parser reads both.
+    const value: unknown = parseYaml(text);
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      problems.push({ path: 'config', message: `${file} must hold a mapping (accounts: ...)` });
+      return undefined;
+    }
+    return value;
+  } catch (error) {
+    problems.push({ path: 'config', message: `${file} is not valid YAML or JSON: ${(error as Error).message.split('\n')[0]}` });
+    return undefined;
+  }
+}
+
+/** --listen / --admin / --log-level override the file's values in both modes. */
+function applyAddressFlags(config: unknown, flags: Record<string, string | undefined>): void {
+  if (config === null || typeof config !== 'object') return;
+  const target = config as Record<string, unknown>;
+  if (flags.listen !== undefined) target.listen = parseHostPort(flags.listen);
+  if (flags.admin !== undefined) target.admin = parseHostPort(flags.admin);
+  if (flags['log-level'] !== undefined) target.logLevel = flags['log-level'];
+}
+
+function zodProblems(error: z.ZodError): ConfigProblem[] {
+  return error.issues.map((issue) => {
+    const path = issue.path.map(String).join('.') || '(root)';
+    if (issue.code === 'unrecognized_keys') {
+      return { path, message: `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((key) => JSON.stringify(key)).join(', ')}` };
+    }
+    if (issue.code === 'invalid_union' && 'discriminator' in issue) {
+      return { path: `${path}.${String(issue.discriminator)}`, message: issue.message };
+    }
+    return { path, message: issue.message };
+  });
+}

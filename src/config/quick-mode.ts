@@ -1,0 +1,94 @@
+/*
+ * Quick mode (CONTRACT §2): one account named `default` built from flags or their
+ * BEARER_SIDECAR_* environment twins, for a laptop in front of curl.
+ */
+
+export interface FlagSpec {
+  name: string;
+  /** What the value is, for --help. Absent for boolean flags. */
+  value?: string;
+  description: string;
+  /** Quick-mode flags build the `default` account; they cannot be mixed with --config. */
+  quickMode?: boolean;
+}
+
+export const SERVE_FLAGS: readonly FlagSpec[] = [
+  { name: 'config', value: 'FILE', description: 'YAML or JSON config file' },
+  { name: 'log-level', value: 'LEVEL', description: 'fatal|error|warn|info|debug|trace|silent (default info)' },
+  { name: 'upstream', value: 'URL', description: 'base URL of the API to call', quickMode: true },
+  { name: 'listen', value: '[HOST:]PORT', description: 'data plane address (default 127.0.0.1:8080)' },
+  { name: 'admin', value: '[HOST:]PORT', description: 'admin address (default 127.0.0.1:9464)' },
+  { name: 'flow', value: 'oauth2|session', description: 'token dialect (default oauth2)', quickMode: true },
+  { name: 'token-url', value: 'URL', description: 'oauth2: token endpoint', quickMode: true },
+  { name: 'grant', value: 'GRANT', description: 'oauth2: client_credentials|password|refresh_token', quickMode: true },
+  { name: 'client-id', value: 'ID', description: 'oauth2: client id', quickMode: true },
+  { name: 'client-secret-file', value: 'FILE', description: 'oauth2: file holding the client secret', quickMode: true },
+  { name: 'scope', value: 'SCOPE', description: 'oauth2: scope', quickMode: true },
+  { name: 'audience', value: 'AUD', description: 'oauth2: audience', quickMode: true },
+  { name: 'username', value: 'NAME', description: 'oauth2 password grant / session: user name', quickMode: true },
+  { name: 'password-file', value: 'FILE', description: 'file holding the password', quickMode: true },
+  { name: 'refresh-token-file', value: 'FILE', description: 'oauth2 refresh_token grant: file holding the refresh token', quickMode: true },
+  { name: 'login-url', value: 'URL', description: 'session: login endpoint', quickMode: true },
+  { name: 'refresh-url', value: 'URL', description: 'session: refresh endpoint', quickMode: true },
+  { name: 'account-id', value: 'ID', description: 'session: account_id sent at login', quickMode: true },
+];
+
+export function envTwin(flag: string): string {
+  return `BEARER_SIDECAR_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/** Flag values with their env twins filled in where the flag itself was not given. */
+export function withEnvTwins(flags: Record<string, string | undefined>, env: NodeJS.ProcessEnv): Record<string, string | undefined> {
+  const merged: Record<string, string | undefined> = {};
+  for (const spec of SERVE_FLAGS) {
+    if (spec.value === undefined) continue;
+    merged[spec.name] = flags[spec.name] ?? nonEmpty(env[envTwin(spec.name)]);
+  }
+  return merged;
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value;
+}
+
+/** `8080`, `0.0.0.0:8080` or `[::1]:8080` as a raw `{ host, port }` for the schema to check. */
+export function parseHostPort(text: string): { host?: string; port: unknown } {
+  const match = /^(?:\[([^\]]+)\]:|([^:]+):)?(\d+)$/.exec(text.trim());
+  if (!match) return { port: text };
+  const host = match[1] ?? match[2];
+  return host === undefined ? { port: Number(match[3]) } : { host, port: Number(match[3]) };
+}
+
+/** Builds the raw config (before validation) of quick mode. */
+export function quickModeConfig(flags: Record<string, string | undefined>): Record<string, unknown> {
+  const flow = flags.flow ?? (flags['login-url'] !== undefined ? 'session' : 'oauth2');
+  const auth: Record<string, unknown> =
+    flow === 'session'
+      ? {
+          flow,
+          loginUrl: flags['login-url'],
+          refreshUrl: flags['refresh-url'],
+          username: flags.username,
+          passwordFile: flags['password-file'],
+          accountId: flags['account-id'],
+        }
+      : {
+          flow,
+          tokenUrl: flags['token-url'],
+          grant: flags.grant,
+          clientId: flags['client-id'],
+          clientSecretFile: flags['client-secret-file'],
+          scope: flags.scope,
+          audience: flags.audience,
+          username: flags.username,
+          passwordFile: flags['password-file'],
+          refreshTokenFile: flags['refresh-token-file'],
+        };
+  return {
+    accounts: { default: { upstream: flags.upstream, default: true, auth: dropUndefined(auth) } },
+  };
+}
+
+export function dropUndefined(record: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(record).filter(([, value]) => value !== undefined));
+}

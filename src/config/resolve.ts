@@ -1,0 +1,221 @@
+import { accessSync, constants } from 'node:fs';
+import { BlockList, isIP } from 'node:net';
+import { Secret } from '../util/secret.js';
+import type { SecretSource } from '../util/secret-source.js';
+import {
+  DEFAULT_RETRY_ON,
+  REFRESH_DEFAULTS,
+  type ListenConfig,
+  type OAuth2AuthConfig,
+  type RawAccount,
+  type RawConfig,
+  type RefreshPolicyInput,
+  type SessionAuthConfig,
+  type TlsConfig,
+} from './schema.js';
+
+/** One problem with the configuration, named by its path (`accounts.crm.auth.tokenUrl`). */
+export interface ConfigProblem {
+  path: string;
+  message: string;
+}
+
+export interface RefreshPolicy {
+  at: number;
+  minIntervalMs: number;
+  timeoutMs: number;
+  waitForTokenMs: number;
+  retryOn: readonly number[];
+  replayMaxBody: number;
+  defaultLifetimeMs: number;
+  maxLifetimeMs: number;
+}
+
+export interface SessionAuth extends Omit<SessionAuthConfig, 'password' | 'passwordFile'> {
+  password: SecretSource;
+}
+
+export interface OAuth2Auth
+  extends Omit<OAuth2AuthConfig, 'clientSecret' | 'clientSecretFile' | 'password' | 'passwordFile' | 'refreshToken' | 'refreshTokenFile'> {
+  clientSecret?: SecretSource;
+  password?: SecretSource;
+  refreshToken?: SecretSource;
+}
+
+export type AuthConfig = SessionAuth | OAuth2Auth;
+
+export interface AccountConfig {
+  name: string;
+  upstream: URL;
+  isDefault: boolean;
+  route: { pathPrefix?: string; port?: number };
+  auth: AuthConfig;
+  refresh: RefreshPolicy;
+  tls: TlsConfig;
+}
+
+export interface SidecarConfig {
+  listen: ListenConfig;
+  admin: { host: string; port: number };
+  shutdownTimeoutMs: number;
+  store: RawConfig['store'];
+  inbound: { allow: BlockList; allowList: readonly string[]; apiKeys: readonly Secret[] };
+  logLevel: RawConfig['logLevel'];
+  accounts: AccountConfig[];
+}
+
+/** Turns a schema-valid config into the typed form the app runs on, checking what spans fields. */
+export function resolveConfig(raw: RawConfig, problems: ConfigProblem[]): SidecarConfig {
+  const accounts = Object.entries(raw.accounts).map(([name, account]) =>
+    resolveAccount(name, account, raw.refresh, raw.upstreamTls, problems),
+  );
+  if (accounts.length === 0) problems.push({ path: 'accounts', message: 'at least one account is required' });
+  checkRoutes(raw, accounts, problems);
+  return {
+    listen: raw.listen,
+    admin: raw.admin,
+    shutdownTimeoutMs: raw.shutdownTimeout,
+    store: raw.store,
+    inbound: {
+      allow: buildAllowList(raw.inbound.allow, problems),
+      allowList: raw.inbound.allow,
+      apiKeys: raw.inbound.apiKeys.map((key) => new Secret(key)),
+    },
+    logLevel: raw.logLevel,
+    accounts,
+  };
+}
+
+function resolveAccount(
+  name: string,
+  raw: RawAccount,
+  globalRefresh: RefreshPolicyInput,
+  globalTls: TlsConfig,
+  problems: ConfigProblem[],
+): AccountConfig {
+  const path = `accounts.${name}`;
+  const refresh: RefreshPolicy = {
+    at: raw.refresh.at ?? globalRefresh.at ?? REFRESH_DEFAULTS.at,
+    minIntervalMs: raw.refresh.minInterval ?? globalRefresh.minInterval ?? REFRESH_DEFAULTS.minInterval,
+    timeoutMs: raw.refresh.timeout ?? globalRefresh.timeout ?? REFRESH_DEFAULTS.timeout,
+    waitForTokenMs: raw.refresh.waitForToken ?? globalRefresh.waitForToken ?? REFRESH_DEFAULTS.waitForToken,
+    retryOn: raw.refresh.retryOn ?? globalRefresh.retryOn ?? DEFAULT_RETRY_ON[raw.auth.flow],
+    replayMaxBody: raw.refresh.replayMaxBody ?? globalRefresh.replayMaxBody ?? REFRESH_DEFAULTS.replayMaxBody,
+    defaultLifetimeMs: raw.refresh.defaultLifetime ?? globalRefresh.defaultLifetime ?? REFRESH_DEFAULTS.defaultLifetime,
+    maxLifetimeMs: raw.refresh.maxLifetime ?? globalRefresh.maxLifetime ?? REFRESH_DEFAULTS.maxLifetime,
+  };
+  if (refresh.defaultLifetimeMs <= 0) problems.push({ path: `${path}.refresh.defaultLifetime`, message: 'must be greater than 0' });
+  if (refresh.maxLifetimeMs < refresh.defaultLifetimeMs) {
+    problems.push({ path: `${path}.refresh.maxLifetime`, message: 'must be at least refresh.defaultLifetime' });
+  }
+  const tls = raw.upstreamTls ?? globalTls;
+  if (tls.caFile !== undefined) checkReadable(tls.caFile, `${path}.upstreamTls.caFile`, problems);
+
+  return {
+    name,
+    upstream: new URL(raw.upstream),
+    isDefault: raw.default,
+    route: raw.route,
+    auth: raw.auth.flow === 'session' ? resolveSession(raw.auth, `${path}.auth`, problems) : resolveOAuth2(raw.auth, `${path}.auth`, problems),
+    refresh,
+    tls,
+  };
+}
+
+function resolveSession(auth: SessionAuthConfig, path: string, problems: ConfigProblem[]): SessionAuth {
+  const { password: inline, passwordFile, ...rest } = auth;
+  const password = secretSource(inline, passwordFile, `${path}.password`, problems);
+  if (password === undefined) problems.push({ path: `${path}.password`, message: 'required for flow session (password or passwordFile)' });
+  return { ...rest, password: password ?? { kind: 'value', secret: new Secret('') } };
+}
+
+function resolveOAuth2(auth: OAuth2AuthConfig, path: string, problems: ConfigProblem[]): OAuth2Auth {
+  const { clientSecret, clientSecretFile, password, passwordFile, refreshToken, refreshTokenFile, ...rest } = auth;
+  const resolved: OAuth2Auth = {
+    ...rest,
+    clientSecret: secretSource(clientSecret, clientSecretFile, `${path}.clientSecret`, problems),
+    password: secretSource(password, passwordFile, `${path}.password`, problems),
+    refreshToken: secretSource(refreshToken, refreshTokenFile, `${path}.refreshToken`, problems),
+  };
+  if (resolved.grant === 'password') {
+    if (resolved.username === undefined) problems.push({ path: `${path}.username`, message: 'required for grant password' });
+    if (resolved.password === undefined) problems.push({ path: `${path}.password`, message: 'required for grant password (password or passwordFile)' });
+  }
+  if (resolved.grant === 'refresh_token' && resolved.refreshToken === undefined) {
+    problems.push({ path: `${path}.refreshToken`, message: 'required for grant refresh_token (refreshToken or refreshTokenFile)' });
+  }
+  if (resolved.grant === 'client_credentials' && resolved.clientId === undefined) {
+    problems.push({ path: `${path}.clientId`, message: 'required for grant client_credentials' });
+  }
+  if (resolved.clientSecret !== undefined && resolved.clientId === undefined) {
+    problems.push({ path: `${path}.clientId`, message: 'required when a client secret is set' });
+  }
+  return resolved;
+}
+
+/** A secret given both inline and as a file is ambiguous: which one would a rotation change? */
+function secretSource(inline: string | undefined, file: string | undefined, path: string, problems: ConfigProblem[]): SecretSource | undefined {
+  if (inline !== undefined && file !== undefined) {
+    problems.push({ path, message: `set either ${lastKey(path)} or ${lastKey(path)}File, not both` });
+  }
+  if (file !== undefined) {
+    checkReadable(file, `${path}File`, problems);
+    return { kind: 'file', path: file };
+  }
+  return inline === undefined ? undefined : { kind: 'value', secret: new Secret(inline) };
+}
+
+function lastKey(path: string): string {
+  return path.slice(path.lastIndexOf('.') + 1);
+}
+
+function checkReadable(file: string, path: string, problems: ConfigProblem[]): void {
+  try {
+    accessSync(file, constants.R_OK);
+  } catch (error) {
+    problems.push({ path, message: `cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})` });
+  }
+}
+
+function checkRoutes(raw: RawConfig, accounts: AccountConfig[], problems: ConfigProblem[]): void {
+  const defaults = accounts.filter((account) => account.isDefault);
+  if (defaults.length > 1) {
+    problems.push({ path: `accounts.${defaults[1]?.name}.default`, message: `only one account may be the default (also set on ${defaults[0]?.name})` });
+  }
+  const taken = new Map<number, string>();
+  if ('port' in raw.listen && raw.listen.port !== 0) taken.set(raw.listen.port, 'listen.port');
+  if (raw.admin.port !== 0) {
+    if (taken.has(raw.admin.port)) problems.push({ path: 'admin.port', message: `port ${raw.admin.port} is already used by listen.port` });
+    taken.set(raw.admin.port, 'admin.port');
+  }
+  const prefixes = new Map<string, string>();
+  for (const account of accounts) {
+    const { port, pathPrefix } = account.route;
+    if (port !== undefined && port !== 0) {
+      const owner = taken.get(port);
+      if (owner !== undefined) problems.push({ path: `accounts.${account.name}.route.port`, message: `port ${port} is already used by ${owner}` });
+      taken.set(port, `accounts.${account.name}.route.port`);
+    }
+    if (pathPrefix !== undefined) {
+      const owner = prefixes.get(pathPrefix);
+      if (owner !== undefined) problems.push({ path: `accounts.${account.name}.route.pathPrefix`, message: `${pathPrefix} is already the prefix of ${owner}` });
+      prefixes.set(pathPrefix, account.name);
+    }
+  }
+}
+
+function buildAllowList(entries: readonly string[], problems: ConfigProblem[]): BlockList {
+  const list = new BlockList();
+  entries.forEach((entry, index) => {
+    const [address = '', prefixText] = entry.split('/');
+    const family = isIP(address);
+    const maxPrefix = family === 6 ? 128 : 32;
+    const prefix = prefixText === undefined ? maxPrefix : Number(prefixText);
+    if (family === 0 || !Number.isInteger(prefix) || prefix < 0 || prefix > maxPrefix) {
+      problems.push({ path: `inbound.allow.${index}`, message: `not an address or CIDR range: ${JSON.stringify(entry)}` });
+      return;
+    }
+    list.addSubnet(address, prefix, family === 6 ? 'ipv6' : 'ipv4');
+  });
+  return list;
+}

@@ -1,0 +1,159 @@
+import { z } from 'zod';
+import { parseDuration } from '../util/duration.js';
+
+/*
+ * The configuration file's schema (CONTRACT §3). Defaults live here and nowhere else.
+ * Objects are strict so a typo is an error that names its path, not a silently ignored key.
+ */
+
+const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const ms = parseDuration(value);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `not a duration: ${JSON.stringify(value)} (use 500ms, 10s, 5m, 1h or a number of seconds)` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const httpUrl = z.string().refine(isHttpUrl, { message: 'not a URL (expected http:// or https://)' });
+
+function isHttpUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return url.protocol === 'http:' || url.protocol === 'https:';
+  } catch {
+    return false;
+  }
+}
+
+const port = z.number().int().min(0).max(65535);
+
+const hostPort = z.strictObject({
+  host: z.string().min(1).default('127.0.0.1'),
+  port,
+});
+
+const listenSchema = z.union([hostPort, z.strictObject({ path: z.string().min(1) })]);
+
+export const refreshPolicySchema = z.strictObject({
+  at: z.number().gt(0).lt(1).optional(),
+  minInterval: duration.optional(),
+  timeout: duration.optional(),
+  waitForToken: duration.optional(),
+  retryOn: z.array(z.number().int().min(400).max(599)).optional(),
+  replayMaxBody: z.number().int().min(0).optional(),
+  defaultLifetime: duration.optional(),
+  maxLifetime: duration.optional(),
+});
+
+const tlsSchema = z.strictObject({
+  caFile: z.string().min(1).optional(),
+  insecureSkipVerify: z.boolean().default(false),
+});
+
+const responseFieldsSchema = z.strictObject({
+  token: z.string().default('token'),
+  tokenLifetime: z.string().default('tokenLifetime'),
+  tokenExpiration: z.string().default('tokenExpiration'),
+  refreshToken: z.string().default('refreshToken'),
+  refreshTokenExpiration: z.string().default('refreshTokenExpiration'),
+});
+
+const requestFieldsSchema = z.strictObject({
+  username: z.string().default('username'),
+  password: z.string().default('password'),
+  accountId: z.string().default('account_id'),
+  refreshToken: z.string().default('refreshToken'),
+});
+
+const sessionAuthSchema = z.strictObject({
+  flow: z.literal('session'),
+  loginUrl: httpUrl,
+  refreshUrl: httpUrl.optional(),
+  username: z.string().min(1),
+  password: z.string().optional(),
+  passwordFile: z.string().min(1).optional(),
+  accountId: z.union([z.string(), z.number().int()]).optional(),
+  fields: responseFieldsSchema.prefault({}),
+  requestFields: requestFieldsSchema.prefault({}),
+});
+
+const oauth2AuthSchema = z.strictObject({
+  flow: z.literal('oauth2'),
+  tokenUrl: httpUrl,
+  grant: z.enum(['client_credentials', 'password', 'refresh_token']).default('client_credentials'),
+  clientId: z.string().min(1).optional(),
+  clientSecret: z.string().optional(),
+  clientSecretFile: z.string().min(1).optional(),
+  scope: z.string().optional(),
+  audience: z.string().optional(),
+  username: z.string().optional(),
+  password: z.string().optional(),
+  passwordFile: z.string().min(1).optional(),
+  refreshToken: z.string().optional(),
+  refreshTokenFile: z.string().min(1).optional(),
+  clientAuth: z.enum(['basic', 'body']).default('basic'),
+  bodyEncoding: z.enum(['form', 'json']).default('form'),
+  extraParams: z.record(z.string(), z.union([z.string(), z.null()])).default({}),
+  authorizeUrl: httpUrl.optional(),
+  redirectPort: port.optional(),
+});
+
+const authSchema = z.discriminatedUnion('flow', [sessionAuthSchema, oauth2AuthSchema]);
+
+const accountSchema = z.strictObject({
+  upstream: httpUrl,
+  default: z.boolean().default(false),
+  route: z
+    .strictObject({
+      pathPrefix: z
+        .string()
+        .regex(/^\/[^?#]*[^/?#]$/, 'must start with "/" and not end with "/" (e.g. /crm)')
+        .optional(),
+      port: port.optional(),
+    })
+    .prefault({}),
+  auth: authSchema,
+  refresh: refreshPolicySchema.prefault({}),
+  upstreamTls: tlsSchema.optional(),
+});
+
+const storeSchema = z.discriminatedUnion('type', [z.strictObject({ type: z.literal('memory') })]);
+
+export const configSchema = z.strictObject({
+  listen: listenSchema.prefault({ host: '127.0.0.1', port: 8080 }),
+  admin: hostPort.prefault({ host: '127.0.0.1', port: 9464 }),
+  shutdownTimeout: duration.default(20_000),
+  store: storeSchema.prefault({ type: 'memory' }),
+  inbound: z
+    .strictObject({
+      allow: z.array(z.string()).default(['127.0.0.0/8', '::1/128']),
+      apiKeys: z.array(z.string().min(1)).default([]),
+    })
+    .prefault({}),
+  refresh: refreshPolicySchema.prefault({}),
+  upstreamTls: tlsSchema.prefault({}),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  accounts: z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'account names use letters, digits, "_", "." and "-"'), accountSchema),
+});
+
+export type RawConfig = z.output<typeof configSchema>;
+export type RawAccount = z.output<typeof accountSchema>;
+export type SessionAuthConfig = z.output<typeof sessionAuthSchema>;
+export type OAuth2AuthConfig = z.output<typeof oauth2AuthSchema>;
+export type RefreshPolicyInput = z.output<typeof refreshPolicySchema>;
+export type TlsConfig = z.output<typeof tlsSchema>;
+export type ListenConfig = z.output<typeof listenSchema>;
+
+/** Built-in refresh defaults (CONTRACT §3), before the top-level `refresh:` and the account's own. */
+export const REFRESH_DEFAULTS = {
+  at: 0.8,
+  minInterval: 5_000,
+  timeout: 10_000,
+  waitForToken: 10_000,
+  replayMaxBody: 1024 * 1024,
+  defaultLifetime: 300_000,
+  maxLifetime: 24 * 3_600_000,
+} as const;
+
+export const DEFAULT_RETRY_ON = { oauth2: [401], session: [401, 403] } as const;

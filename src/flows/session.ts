@@ -1,0 +1,87 @@
+import type { SessionAuth } from '../config/resolve.js';
+import { Secret } from '../util/secret.js';
+import { readSecret } from '../util/secret-source.js';
+import {
+  describeBody,
+  isRejectionStatus,
+  parseJsonObject,
+  type ParsedTokenResponse,
+  type TokenFlow,
+  type TokenHttpRequest,
+  type TokenHttpResponse,
+} from './types.js';
+
+/*
+ * The session dialect (seeds 000, 001, 003; CONTRACT §8): POST loginUrl with
+ * {"username","password","account_id"}, POST refreshUrl with {"refreshToken"}, both JSON.
+ * Every refresh returns a new single-use refresh token.
+ */
+
+const JSON_HEADERS = { 'content-type': 'application/json', accept: 'application/json' };
+
+export function buildSessionLoginRequest(auth: SessionAuth, password: Secret): TokenHttpRequest {
+  const body: Record<string, unknown> = {
+    [auth.requestFields.username]: auth.username,
+    [auth.requestFields.password]: password.reveal(),
+  };
+  if (auth.accountId !== undefined && auth.accountId !== '') {
+    const id = auth.accountId;
+    // The seeds type account_id as an integer: send digits as a number, anything else as given.
+    body[auth.requestFields.accountId] = typeof id === 'string' && /^\d+$/.test(id) && Number.isSafeInteger(Number(id)) ? Number(id) : id;
+  }
+  return { url: new URL(auth.loginUrl), headers: { ...JSON_HEADERS }, body: JSON.stringify(body) };
+}
+
+export function buildSessionRefreshRequest(auth: SessionAuth, refreshToken: Secret): TokenHttpRequest {
+  const url = auth.refreshUrl ?? auth.loginUrl;
+  return {
+    url: new URL(url),
+    headers: { ...JSON_HEADERS },
+    body: JSON.stringify({ [auth.requestFields.refreshToken]: refreshToken.reveal() }),
+  };
+}
+
+export function parseSessionResponse(auth: SessionAuth, response: TokenHttpResponse): ParsedTokenResponse {
+  const json = parseJsonObject(response.body);
+  // A `success: false` body is a rejection whatever the status (§8).
+  if (json?.success === false) return { outcome: 'rejected', reason: `server answered success: false${messageOf(json)}` };
+  if (isRejectionStatus(response.status)) return { outcome: 'rejected', reason: `HTTP ${response.status}${json ? messageOf(json) : ''}` };
+  if (response.status < 200 || response.status > 299) return { outcome: 'error', reason: `HTTP ${response.status}` };
+  if (json === undefined) return { outcome: 'error', reason: `HTTP ${response.status} with ${describeBody(response.body)}` };
+  const token = json[auth.fields.token];
+  if (typeof token !== 'string' || token === '') {
+    return { outcome: 'error', reason: `response has no "${auth.fields.token}" field` };
+  }
+  const refresh = json[auth.fields.refreshToken];
+  return {
+    outcome: 'success',
+    token: {
+      accessToken: new Secret(token),
+      refreshToken: typeof refresh === 'string' && refresh !== '' ? new Secret(refresh) : undefined,
+      lifetime: { lifetime: json[auth.fields.tokenLifetime], expiration: json[auth.fields.tokenExpiration], date: response.headers.date },
+    },
+  };
+}
+
+function messageOf(json: Record<string, unknown>): string {
+  for (const key of ['message', 'error', 'error_description']) {
+    const value = json[key];
+    if (typeof value === 'string' && value !== '') return ` (${value.slice(0, 200)})`;
+  }
+  return '';
+}
+
+export function createSessionFlow(auth: SessionAuth): TokenFlow {
+  return {
+    dialect: 'session',
+    canLogin: true,
+    async buildInitialRequest() {
+      return { kind: 'login', request: buildSessionLoginRequest(auth, await readSecret(auth.password)) };
+    },
+    async buildRefreshRequest(refreshToken) {
+      return buildSessionRefreshRequest(auth, refreshToken);
+    },
+    parseResponse: (response) => parseSessionResponse(auth, response),
+    endpoint: (kind) => (kind === 'refresh' ? (auth.refreshUrl ?? auth.loginUrl) : auth.loginUrl),
+  };
+}

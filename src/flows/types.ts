@@ -1,0 +1,80 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Secret } from '../util/secret.js';
+
+/** `login` gets a token from credentials; `refresh` spends a refresh token (metric label `kind`). */
+export type TokenRequestKind = 'login' | 'refresh';
+
+/** A token endpoint request, fully built: what goes on the wire, nothing else. */
+export interface TokenHttpRequest {
+  url: URL;
+  headers: Record<string, string>;
+  body: string;
+}
+
+export interface TokenHttpResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+/** What a token response said about the token's lifetime, raw, for tokens/lifetime.ts (T1). */
+export interface LifetimeHints {
+  /** `tokenLifetime` / `expires_in` as sent: a number, a numeric string, garbage or absent. */
+  lifetime: unknown;
+  /** `tokenExpiration` as sent (an absolute server time), if the dialect has one. */
+  expiration: unknown;
+  /** The response's `Date` header: the server's idea of "now". */
+  date: string | undefined;
+}
+
+export interface IssuedToken {
+  accessToken: Secret;
+  /** Present when the server rotated or issued a refresh token (T3). */
+  refreshToken: Secret | undefined;
+  lifetime: LifetimeHints;
+}
+
+export type ParsedTokenResponse =
+  | { outcome: 'success'; token: IssuedToken }
+  /** The server said no (bad credentials, used refresh token): not worth a quick retry. */
+  | { outcome: 'rejected'; reason: string }
+  /** Anything transient or malformed: retried with backoff (T5). */
+  | { outcome: 'error'; reason: string };
+
+/**
+ * One token dialect (session, oauth2). Builders read secrets (files are re-read each time)
+ * and return the request; the parser turns any response into an outcome. No timers, no I/O
+ * beyond reading secret files: the token manager owns time and sockets.
+ */
+export interface TokenFlow {
+  readonly dialect: 'session' | 'oauth2';
+  /** True when a token can be had without a refresh token (configured credentials). */
+  readonly canLogin: boolean;
+  /** The request that starts a chain: a login, or for grant refresh_token a refresh with the configured token. */
+  buildInitialRequest(): Promise<{ kind: TokenRequestKind; request: TokenHttpRequest; sentRefreshToken?: Secret }>;
+  buildRefreshRequest(refreshToken: Secret): Promise<TokenHttpRequest>;
+  parseResponse(response: TokenHttpResponse): ParsedTokenResponse;
+  /** Endpoint shown in logs and /status (no secrets in URLs here). */
+  endpoint(kind: TokenRequestKind): string;
+}
+
+export function parseJsonObject(body: string): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(body);
+    return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** 408 and 429 are "try again later", not "your credentials are wrong". */
+export function isRejectionStatus(status: number): boolean {
+  return status >= 400 && status < 500 && status !== 408 && status !== 429;
+}
+
+export function describeBody(body: string): string {
+  const trimmed = body.trim();
+  if (trimmed === '') return 'an empty body';
+  if (trimmed.startsWith('<')) return 'an HTML/XML body';
+  return 'a body that is not a JSON object';
+}

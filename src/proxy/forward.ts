@@ -1,0 +1,224 @@
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Duplex } from 'node:stream';
+import { performance } from 'node:perf_hooks';
+import httpProxy from 'http-proxy';
+import type { ProxyMetrics } from '../admin/metrics.js';
+import type { Logger } from '../util/logger.js';
+import type { ActiveToken } from '../tokens/active-token.js';
+import { TokenUnavailableError } from '../tokens/token-manager.js';
+import { errorBody, SIDECAR_ERRORS, sendError, type SidecarErrorCode } from './errors.js';
+import type { InboundPolicy } from './inbound.js';
+import { joinUpstreamPath, pathProblem, splitOriginForm } from './paths.js';
+import type { Router } from './route.js';
+import { clientResponseHeaders, upstreamRequestHeaders, type UpstreamAccount } from './upstream.js';
+
+export interface DataPlaneOptions {
+  router: Router<UpstreamAccount>;
+  inbound: InboundPolicy;
+  /** Metrics for requests refused before an account was chosen. */
+  unrouted: ProxyMetrics;
+  logger: Logger;
+}
+
+/** A refusal decided before any upstream is contacted. */
+interface Refusal {
+  code: SidecarErrorCode;
+  message: string;
+  account?: UpstreamAccount;
+}
+
+type Admission = { account: UpstreamAccount; targetPath: string } | Refusal;
+
+/**
+ * The data plane. Each request passes, in order: inbound check → request-target and path
+ * rules → route → token → send → stream back. No Express, no middleware chain (hot path).
+ */
+export class DataPlane {
+  readonly #o: DataPlaneOptions;
+  readonly #wsProxy = httpProxy.createProxyServer({ ws: true, changeOrigin: true, xfwd: false });
+  /** Exact upstream paths of pending upgrades: http-proxy would join them with URL rules (§8). */
+  readonly #wsTargetPaths = new WeakMap<IncomingMessage, string>();
+
+  constructor(options: DataPlaneOptions) {
+    this.#o = options;
+    this.#wsProxy.on('error', (error) => this.#o.logger.debug({ err: error }, 'websocket proxy error'));
+    // Emitted synchronously after the upstream request is created, before it is sent.
+    this.#wsProxy.on('proxyReqWs', (proxyReq, req) => {
+      const path = this.#wsTargetPaths.get(req);
+      if (path !== undefined) proxyReq.path = path;
+    });
+  }
+
+  /** The request listener of a data-plane server; `listenerAccount` is set on an account's own port. */
+  handleRequest(req: IncomingMessage, res: ServerResponse, listenerAccount?: UpstreamAccount): void {
+    const started = performance.now();
+    const admission = this.#admit(req, listenerAccount);
+    if ('code' in admission) {
+      this.#refuse(res, admission, started);
+      return;
+    }
+    const { account, targetPath } = admission;
+    const token = account.manager.current();
+    if (token !== undefined) {
+      this.#send(req, res, account, token, targetPath, started);
+      return;
+    }
+    // T7: no valid token yet (cold start, or expired with no replacement): wait, then 503.
+    account.manager.waitForToken().then(
+      (fresh) => {
+        if (!res.destroyed) this.#send(req, res, account, fresh, targetPath, started);
+      },
+      (error: unknown) => this.#refuse(res, tokenRefusal(account, error), started),
+    );
+  }
+
+  /** F3: the sidecar is not a forward proxy; CONNECT gets 405 and no connection is opened. */
+  handleConnect(_req: IncomingMessage, socket: Duplex): void {
+    writeRawError(socket, 'method_not_allowed', 'CONNECT is not supported: bearer-sidecar is not a forward proxy');
+    this.#o.unrouted.observe(SIDECAR_ERRORS.method_not_allowed.status, 0);
+  }
+
+  /** WebSocket upgrades pass the same checks as HTTP and carry the token (F2). */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, listenerAccount?: UpstreamAccount): void {
+    socket.on('error', (error) => this.#o.logger.debug({ err: error }, 'client socket error during upgrade'));
+    const admission = this.#admit(req, listenerAccount);
+    if ('code' in admission) {
+      writeRawError(socket, admission.code, admission.message, admission.account?.name);
+      return;
+    }
+    const { account, targetPath } = admission;
+    const upgrade = (token: ActiveToken) => {
+      req.headers = upstreamRequestHeaders(req, account.upstream, token, true) as IncomingMessage['headers'];
+      this.#wsTargetPaths.set(req, targetPath);
+      this.#wsProxy.ws(req, socket, head, {
+        target: account.upstream.origin,
+        ssl: account.tls.ca === undefined ? undefined : { ca: account.tls.ca },
+        secure: account.tls.rejectUnauthorized,
+      });
+    };
+    const token = account.manager.current();
+    if (token !== undefined) {
+      upgrade(token);
+      return;
+    }
+    account.manager.waitForToken().then(upgrade, (error: unknown) => {
+      const refusal = tokenRefusal(account, error);
+      writeRawError(socket, refusal.code, refusal.message, account.name);
+    });
+  }
+
+  close(): void {
+    this.#wsProxy.close();
+  }
+
+  #admit(req: IncomingMessage, listenerAccount: UpstreamAccount | undefined): Admission {
+    const forbidden = this.#o.inbound.check(req);
+    if (forbidden !== undefined) return { code: 'forbidden', message: forbidden };
+    const target = splitOriginForm(req.url ?? '');
+    if (target === undefined) return { code: 'bad_request', message: 'only origin-form request targets (/path) are accepted: bearer-sidecar is not a forward proxy' };
+    const problem = pathProblem(target.path);
+    if (problem !== undefined) return { code: 'bad_request', message: problem };
+    const routed = this.#o.router.route(req, target.path, listenerAccount);
+    if ('error' in routed) return { code: 'no_route', message: routed.error };
+    return { account: routed.account, targetPath: joinUpstreamPath(routed.account.basePath, routed.rest) + target.query };
+  }
+
+  #refuse(res: ServerResponse, refusal: Refusal, started: number, headers: Record<string, string> = {}): void {
+    sendError(res, refusal.code, refusal.message, refusal.account?.name, { ...headers, ...retryAfterOf(refusal) });
+    (refusal.account?.metrics ?? this.#o.unrouted).observe(SIDECAR_ERRORS[refusal.code].status, (performance.now() - started) / 1000);
+  }
+
+  /** Sends the request upstream with the token and streams the answer back (backpressure via pipe). */
+  #send(req: IncomingMessage, res: ServerResponse, account: UpstreamAccount, token: ActiveToken, targetPath: string, started: number): void {
+    const send = account.upstream.protocol === 'https:' ? httpsRequest : httpRequest;
+    const upstreamReq = send({
+      protocol: account.upstream.protocol,
+      hostname: account.upstream.hostname,
+      port: account.upstream.port,
+      method: req.method,
+      path: targetPath,
+      headers: upstreamRequestHeaders(req, account.upstream, token),
+      agent: account.agent,
+    });
+    let timedOut = false;
+    upstreamReq.setTimeout(account.timeoutMs, () => {
+      timedOut = true;
+      upstreamReq.destroy();
+    });
+
+    upstreamReq.on('response', (upstreamRes) => {
+      // Once the answer has started, a quiet stream (SSE) is not a timeout.
+      upstreamReq.setTimeout(0);
+      const status = upstreamRes.statusCode ?? 502;
+      if (account.retryOn.has(status)) this.#onUpstreamRejection(account, token, status);
+      res.writeHead(status, upstreamRes.statusMessage, clientResponseHeaders(upstreamRes.headers));
+      // Server-sent events and other streams are flushed chunk by chunk as they arrive.
+      res.flushHeaders();
+      upstreamRes.pipe(res);
+      upstreamRes.on('error', () => res.destroy());
+      res.on('finish', () => account.metrics.observe(status, (performance.now() - started) / 1000));
+    });
+
+    upstreamReq.on('error', (error: NodeJS.ErrnoException) => {
+      if (res.headersSent || res.destroyed) {
+        res.destroy();
+        return;
+      }
+      const refusal = upstreamFailure(account, error, timedOut);
+      this.#o.logger.debug({ account: account.name, code: error.code }, refusal.message);
+      this.#refuse(res, refusal, started);
+    });
+
+    // A client that goes away takes its upstream request with it.
+    res.on('close', () => {
+      if (!res.writableFinished) upstreamReq.destroy();
+    });
+    req.pipe(upstreamReq);
+  }
+
+  /** T8 (first half): a `retryOn` answer to the current token asks for one guarded refresh. */
+  #onUpstreamRejection(account: UpstreamAccount, token: ActiveToken, status: number): void {
+    account.metrics.upstreamRejection(status);
+    const current = account.manager.current();
+    // A rejection of an older token than the one in use now is not news.
+    if (current === undefined || current.generation === token.generation) account.manager.requestRefresh('upstream_rejection');
+  }
+}
+
+function tokenRefusal(account: UpstreamAccount, error: unknown): Refusal & { retryAfterSeconds?: number } {
+  if (error instanceof TokenUnavailableError) {
+    return { code: 'token_unavailable', message: error.message, account, retryAfterSeconds: error.retryAfterSeconds };
+  }
+  return { code: 'token_unavailable', message: `no valid token for account ${account.name}`, account, retryAfterSeconds: 1 };
+}
+
+function retryAfterOf(refusal: Refusal & { retryAfterSeconds?: number }): Record<string, string> {
+  return refusal.retryAfterSeconds === undefined ? {} : { 'retry-after': String(refusal.retryAfterSeconds) };
+}
+
+const UNREACHABLE_MESSAGES: Record<string, string> = {
+  ECONNREFUSED: 'refused the connection',
+  ECONNRESET: 'reset the connection',
+  EHOSTUNREACH: 'is unreachable',
+  ENOTFOUND: 'has a host name that does not resolve',
+  EAI_AGAIN: 'has a host name that does not resolve (temporary)',
+};
+
+function upstreamFailure(account: UpstreamAccount, error: NodeJS.ErrnoException, timedOut: boolean): Refusal {
+  const where = `upstream ${account.upstream.origin}`;
+  if (timedOut || error.code === 'ETIMEDOUT') {
+    return { code: 'upstream_timeout', message: `${where} did not answer within ${account.timeoutMs}ms`, account };
+  }
+  const reason = UNREACHABLE_MESSAGES[error.code ?? ''] ?? `failed: ${error.code ?? error.message}`;
+  return { code: 'upstream_unreachable', message: `${where} ${reason}`, account };
+}
+
+/** For CONNECT and upgrades there is no ServerResponse: write a minimal HTTP/1.1 answer. */
+function writeRawError(socket: Duplex, code: SidecarErrorCode, message: string, account?: string): void {
+  const body = errorBody(code, message, account);
+  const { status } = SIDECAR_ERRORS[code];
+  socket.end(
+    `HTTP/1.1 ${status} ${code.replace(/_/g, ' ')}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+}

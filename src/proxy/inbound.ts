@@ -1,0 +1,45 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { BlockList } from 'node:net';
+import type { IncomingMessage } from 'node:http';
+import type { Secret } from '../util/secret.js';
+
+export const API_KEY_HEADER = 'x-sidecar-key';
+
+/** Who may use the data plane: source addresses in `inbound.allow`, plus X-Sidecar-Key when keys are set. */
+export class InboundPolicy {
+  readonly #allow: BlockList;
+  readonly #keyDigests: Buffer[];
+
+  constructor(allow: BlockList, apiKeys: readonly Secret[]) {
+    this.#allow = allow;
+    this.#keyDigests = apiKeys.map((key) => sha256(key.reveal()));
+  }
+
+  /** A reason to refuse (403 forbidden), or undefined when the client may proceed. */
+  check(req: IncomingMessage): string | undefined {
+    const address = req.socket.remoteAddress;
+    // Unix-socket clients have no address: the socket file's permissions are the fence.
+    if (address !== undefined && !this.#addressAllowed(address)) return 'client address is not in inbound.allow';
+    if (this.#keyDigests.length > 0 && !this.#keyMatches(req.headers[API_KEY_HEADER])) return 'missing or invalid X-Sidecar-Key';
+    return undefined;
+  }
+
+  #addressAllowed(address: string): boolean {
+    // IPv4 clients of a dual-stack listener appear as ::ffff:a.b.c.d.
+    const mapped = address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+    return this.#allow.check(mapped, mapped.includes(':') ? 'ipv6' : 'ipv4');
+  }
+
+  /** Constant time: every configured key is compared, over fixed-length digests. */
+  #keyMatches(header: string | string[] | undefined): boolean {
+    if (typeof header !== 'string') return false;
+    const digest = sha256(header);
+    let matched = false;
+    for (const key of this.#keyDigests) matched = timingSafeEqual(digest, key) || matched;
+    return matched;
+  }
+}
+
+function sha256(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
+}

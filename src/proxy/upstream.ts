@@ -1,0 +1,108 @@
+import { readFileSync } from 'node:fs';
+import { Agent as HttpAgent, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import { rootCertificates } from 'node:tls';
+import type { AccountConfig } from '../config/resolve.js';
+import type { ProxyMetrics } from '../admin/metrics.js';
+import type { TokenManager } from '../tokens/token-manager.js';
+import type { ActiveToken } from '../tokens/active-token.js';
+import { ACCOUNT_HEADER } from './route.js';
+import { API_KEY_HEADER } from './inbound.js';
+
+/** Everything the data plane needs about one account, built once at start-up. */
+export interface UpstreamAccount {
+  name: string;
+  isDefault: boolean;
+  route: AccountConfig['route'];
+  upstream: URL;
+  /** The upstream's base path without a trailing slash ("" for none). */
+  basePath: string;
+  manager: TokenManager;
+  metrics: ProxyMetrics;
+  agent: HttpAgent;
+  retryOn: ReadonlySet<number>;
+  timeoutMs: number;
+  /** TLS options for the token endpoint and WebSocket upgrades (same trust as the agent). */
+  tls: { ca?: string[]; rejectUnauthorized: boolean };
+}
+
+/** Extra CAs are added to Node's own, never replacing them (F4). */
+export function upstreamTls(account: AccountConfig): UpstreamAccount['tls'] {
+  const ca = account.tls.caFile === undefined ? undefined : [...rootCertificates, readFileSync(account.tls.caFile, 'utf8')];
+  return ca === undefined ? { rejectUnauthorized: !account.tls.insecureSkipVerify } : { ca, rejectUnauthorized: !account.tls.insecureSkipVerify };
+}
+
+/** One keep-alive pool per account (F4): connections are reused, most recently used first. */
+export function createUpstreamAgent(upstream: URL, tls: UpstreamAccount['tls']): HttpAgent {
+  const options = { keepAlive: true, keepAliveMsecs: 1_000, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo' as const };
+  return upstream.protocol === 'https:' ? new HttpsAgent({ ...options, ...tls }) : new HttpAgent(options);
+}
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1) and the sidecar's own: never forwarded (F1). */
+const DROPPED_REQUEST_HEADERS = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'upgrade',
+  'host',
+  'authorization',
+  ACCOUNT_HEADER,
+  API_KEY_HEADER,
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+]);
+
+const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-connection', 'trailer', 'transfer-encoding', 'upgrade']);
+
+/**
+ * F1: the client's Authorization is replaced, sidecar and hop-by-hop headers removed, Host is
+ * the upstream's, X-Forwarded-For/Proto/Host added. `transfer-encoding: chunked` is kept so
+ * Node frames the body the same way; headers named in Connection are hop-by-hop too.
+ */
+export function upstreamRequestHeaders(req: IncomingMessage, upstream: URL, token: ActiveToken, keepUpgrade = false): OutgoingHttpHeaders {
+  const incoming = req.headers;
+  const named = connectionTokens(incoming.connection);
+  const headers: OutgoingHttpHeaders = {};
+  for (const name in incoming) {
+    if (DROPPED_REQUEST_HEADERS.has(name) || named?.has(name)) continue;
+    headers[name] = incoming[name];
+  }
+  if (keepUpgrade) {
+    headers.connection = 'upgrade';
+    if (incoming.upgrade !== undefined) headers.upgrade = incoming.upgrade;
+  }
+  headers.host = upstream.host;
+  headers.authorization = token.authorizationHeader();
+  const remote = req.socket.remoteAddress;
+  const prior = incoming['x-forwarded-for'];
+  if (remote !== undefined) headers['x-forwarded-for'] = prior === undefined ? remote : `${String(prior)}, ${remote}`;
+  else if (prior !== undefined) headers['x-forwarded-for'] = prior;
+  headers['x-forwarded-proto'] = 'http';
+  if (incoming.host !== undefined) headers['x-forwarded-host'] = incoming.host;
+  return headers;
+}
+
+export function clientResponseHeaders(upstream: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const named = connectionTokens(upstream.connection);
+  const headers: OutgoingHttpHeaders = {};
+  for (const name in upstream) {
+    if (DROPPED_RESPONSE_HEADERS.has(name) || named?.has(name)) continue;
+    headers[name] = upstream[name];
+  }
+  return headers;
+}
+
+function connectionTokens(value: string | undefined): Set<string> | undefined {
+  if (value === undefined) return undefined;
+  const tokens = value
+    .toLowerCase()
+    .split(',')
+    .map((token) => token.trim())
+    .filter((token) => token !== '' && token !== 'close' && token !== 'keep-alive' && token !== 'upgrade');
+  return tokens.length === 0 ? undefined : new Set(tokens);
+}

@@ -1,0 +1,522 @@
+import { createHash } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import type { RefreshPolicy } from '../config/resolve.js';
+import { TokenTransportError, type TokenHttpOptions } from '../flows/http-client.js';
+import type { ParsedTokenResponse, TokenFlow, TokenHttpRequest, TokenHttpResponse, TokenRequestKind } from '../flows/types.js';
+import type { TokenState, TokenStore } from '../stores/types.js';
+import type { Clock, TimerHandle } from '../util/clock.js';
+import { formatDuration } from '../util/duration.js';
+import type { Logger } from '../util/logger.js';
+import type { Secret } from '../util/secret.js';
+import { ActiveToken } from './active-token.js';
+import { backoffDelay, REJECTED_BACKOFF, TRANSIENT_BACKOFF } from './backoff.js';
+import { resolveLifetime, type LifetimeAnomaly } from './lifetime.js';
+
+/** What caused a token request (metric label `trigger`, CONTRACT §7). */
+export type TokenTrigger = 'startup' | 'schedule' | 'upstream_rejection' | 'admin' | 'retry';
+export type TokenOutcome = 'success' | 'rejected' | 'error';
+export type SuppressionReason = 'min_interval' | 'backoff';
+
+/** How the manager reports what it does; admin/metrics.ts turns these into Prometheus series. */
+export interface TokenEvents {
+  tokenRequest(kind: TokenRequestKind, outcome: TokenOutcome, trigger: TokenTrigger, durationSeconds: number): void;
+  suppressed(reason: SuppressionReason): void;
+  lifetimeAnomaly(reason: LifetimeAnomaly): void;
+  clockSkew(seconds: number): void;
+}
+
+export type SendTokenRequest = (request: TokenHttpRequest, options: TokenHttpOptions) => Promise<TokenHttpResponse>;
+
+export interface TokenManagerOptions {
+  account: string;
+  flow: TokenFlow;
+  policy: RefreshPolicy;
+  store: TokenStore;
+  clock: Clock;
+  events: TokenEvents;
+  logger: Logger;
+  send: SendTokenRequest;
+  /** TLS settings for the token endpoint (same CA as the upstream). */
+  tls?: Pick<TokenHttpOptions, 'ca' | 'rejectUnauthorized'>;
+  random?: () => number;
+}
+
+/** Thrown to requests that cannot get a token in time (T7): the proxy answers 503 with Retry-After. */
+export class TokenUnavailableError extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(message);
+    this.name = 'TokenUnavailableError';
+  }
+}
+
+export interface RefreshRequestResult {
+  /** `started` ran a request now; `joined` shares one in flight; `deferred` waits for the guard or backoff. */
+  result: 'started' | 'joined' | 'deferred';
+  at: number;
+}
+
+export type AccountState = 'starting' | 'valid' | 'refreshing' | 'expired' | 'rejected' | 'stopped';
+
+export interface TokenStatus {
+  state: AccountState;
+  ready: boolean;
+  reason: string | undefined;
+  fingerprint: string | undefined;
+  generation: number;
+  obtainedAt: number | undefined;
+  expiresAt: number | undefined;
+  lifetimeMs: number | undefined;
+  nextRequestAt: number | undefined;
+  nextTrigger: TokenTrigger | undefined;
+  lastRequestAt: number | undefined;
+  lastError: { at: number; message: string } | undefined;
+  consecutiveFailures: number;
+  hasRefreshToken: boolean;
+  counts: Record<TokenRequestKind, Record<TokenOutcome, number>>;
+}
+
+/** T2: refreshes land a few percent before `at` x lifetime, so replicas and accounts spread out. */
+const SCHEDULE_JITTER = 0.05;
+/** T6: the guard is max(minInterval, this fraction of the last lifetime). */
+const GUARD_LIFETIME_FRACTION = 0.1;
+/** How many spent refresh tokens are remembered to refuse sending one again (T3). */
+const SPENT_MEMORY = 64;
+
+interface Waiter {
+  resolve(token: ActiveToken): void;
+  reject(error: TokenUnavailableError): void;
+  deadline: number;
+  timer: TimerHandle;
+}
+
+interface PlannedRequest {
+  kind: TokenRequestKind;
+  request: TokenHttpRequest;
+  /** The refresh token this request spends, if any. */
+  spends: Secret | undefined;
+}
+
+/**
+ * Keeps one account's token fresh. One token request at a time (single flight), never two
+ * closer than the loop guard (T6), the newest refresh token always kept (T3), failures backed
+ * off (T5). The proxy reads `current()` synchronously on every request.
+ */
+export class TokenManager {
+  readonly account: string;
+  readonly #o: TokenManagerOptions;
+  readonly #random: () => number;
+  readonly #log: Logger;
+
+  #token: ActiveToken | undefined;
+  #refreshToken: Secret | undefined;
+  #generation = 0;
+  #lastRequestAt: number | undefined;
+  #lastLifetimeMs: number | undefined;
+  #inFlight: Promise<void> | undefined;
+  #timer: TimerHandle | undefined;
+  #nextAt: number | undefined;
+  #nextTrigger: TokenTrigger | undefined;
+  #failures = 0;
+  /** Failed attempts (no clear answer) with the current refresh token: it may have been consumed. */
+  #refreshTokenFailures = 0;
+  /** Why the server refuses this account's credentials; set until a token is obtained again. */
+  #rejection: string | undefined;
+  #lastError: { at: number; message: string } | undefined;
+  #stopped = false;
+  readonly #spentRefreshTokens = new Set<string>();
+  readonly #waiters = new Set<Waiter>();
+  readonly #loggedAnomalies = new Set<LifetimeAnomaly>();
+  readonly #counts: TokenStatus['counts'] = {
+    login: { success: 0, rejected: 0, error: 0 },
+    refresh: { success: 0, rejected: 0, error: 0 },
+  };
+
+  constructor(options: TokenManagerOptions) {
+    this.#o = options;
+    this.account = options.account;
+    this.#random = options.random ?? Math.random;
+    this.#log = options.logger.child({ account: options.account });
+  }
+
+  /** Adopts a still-valid stored token (T9) or asks for one at once (trigger `startup`). */
+  async start(): Promise<void> {
+    const stored = await this.#loadStored();
+    const now = this.#o.clock.now();
+    if (stored !== undefined) {
+      this.#refreshToken = stored.refreshToken;
+      if (stored.expiresAt > now) {
+        this.#adopt(stored);
+        this.#lastRequestAt = stored.obtainedAt;
+        this.#log.info({ fingerprint: this.#token?.fingerprint, expiresAt: new Date(stored.expiresAt).toISOString() }, 'using stored token');
+        this.#scheduleGuarded(this.#refreshDueAt(stored), 'schedule');
+        return;
+      }
+    }
+    this.#run('startup');
+  }
+
+  /** The valid token, or undefined. Synchronous: the proxy's hot path (T2). */
+  current(): ActiveToken | undefined {
+    const token = this.#token;
+    return token !== undefined && this.#o.clock.now() < token.expiresAt ? token : undefined;
+  }
+
+  /** T7: resolves with a valid token, waiting up to `waitForToken` for one to arrive. */
+  waitForToken(): Promise<ActiveToken> {
+    const token = this.current();
+    if (token !== undefined) return Promise.resolve(token);
+    const now = this.#o.clock.now();
+    const wait = this.#o.policy.waitForTokenMs;
+    if (this.#stopped) return Promise.reject(this.#unavailable(now));
+    // Nothing can arrive in time (next attempt is later than the wait): answer at once.
+    if (this.#inFlight === undefined && this.#nextAt !== undefined && this.#nextAt - now > wait) {
+      return Promise.reject(this.#unavailable(now));
+    }
+    return new Promise<ActiveToken>((resolve, reject) => {
+      const waiter: Waiter = {
+        resolve,
+        reject,
+        deadline: now + wait,
+        timer: this.#o.clock.setTimer(() => {
+          this.#waiters.delete(waiter);
+          reject(this.#unavailable(this.#o.clock.now()));
+        }, wait),
+      };
+      this.#waiters.add(waiter);
+    });
+  }
+
+  /** A token request for `admin` or `upstream_rejection`, subject to the loop guard like any other (T6). */
+  requestRefresh(trigger: 'admin' | 'upstream_rejection'): RefreshRequestResult {
+    const now = this.#o.clock.now();
+    if (this.#inFlight !== undefined) return { result: 'joined', at: now };
+    if (trigger === 'upstream_rejection' && this.#nextTrigger === 'retry' && this.#nextAt !== undefined && this.#nextAt > now) {
+      this.#o.events.suppressed('backoff');
+      return { result: 'deferred', at: this.#nextAt };
+    }
+    const earliest = this.#earliestAllowed();
+    if (earliest > now) {
+      this.#o.events.suppressed('min_interval');
+      if (this.#nextAt === undefined || earliest < this.#nextAt) this.#schedule(earliest, trigger);
+      return { result: 'deferred', at: Math.min(earliest, this.#nextAt ?? earliest) };
+    }
+    this.#run(trigger);
+    return { result: 'started', at: now };
+  }
+
+  /** Resolves when no token request is in flight (tests and shutdown use it). */
+  async settled(): Promise<void> {
+    while (this.#inFlight !== undefined) await this.#inFlight;
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#clearTimer();
+    for (const waiter of this.#waiters) this.#rejectWaiter(waiter, this.#unavailable(this.#o.clock.now()));
+    await this.settled();
+  }
+
+  status(): TokenStatus {
+    const now = this.#o.clock.now();
+    const token = this.#token;
+    const valid = token !== undefined && now < token.expiresAt;
+    return {
+      state: this.#state(now),
+      ready: valid && this.#rejection === undefined,
+      reason: this.#notReadyReason(now),
+      fingerprint: token?.fingerprint,
+      generation: this.#generation,
+      obtainedAt: token?.obtainedAt,
+      expiresAt: token?.expiresAt,
+      lifetimeMs: token?.lifetimeMs,
+      nextRequestAt: this.#nextAt,
+      nextTrigger: this.#nextTrigger,
+      lastRequestAt: this.#lastRequestAt,
+      lastError: this.#lastError,
+      consecutiveFailures: this.#failures,
+      hasRefreshToken: this.#refreshToken !== undefined,
+      counts: structuredClone(this.#counts),
+    };
+  }
+
+  #state(now: number): AccountState {
+    if (this.#stopped) return 'stopped';
+    if (this.#inFlight !== undefined) return 'refreshing';
+    if (this.#token !== undefined && now < this.#token.expiresAt) return this.#rejection === undefined ? 'valid' : 'rejected';
+    if (this.#rejection !== undefined) return 'rejected';
+    return this.#token === undefined ? 'starting' : 'expired';
+  }
+
+  #notReadyReason(now: number): string | undefined {
+    if (this.#rejection !== undefined) return this.#rejection;
+    if (this.#token !== undefined && now < this.#token.expiresAt) return undefined;
+    const last = this.#lastError === undefined ? '' : `; last error: ${this.#lastError.message}`;
+    if (this.#token === undefined) return `no token yet${last}`;
+    return `token expired at ${new Date(this.#token.expiresAt).toISOString()}${last}`;
+  }
+
+  #run(trigger: TokenTrigger): void {
+    if (this.#inFlight !== undefined || this.#stopped) return;
+    this.#clearTimer();
+    this.#inFlight = this.#perform(trigger)
+      .catch((error: unknown) => {
+        // A bug, not a token server fault: keep the process and the chain, try again later.
+        this.#log.error({ err: error }, 'unexpected error in token request; retrying with backoff');
+        this.#failures += 1;
+        this.#scheduleRetry(TRANSIENT_BACKOFF, false);
+      })
+      .finally(() => {
+        this.#inFlight = undefined;
+      });
+  }
+
+  async #perform(trigger: TokenTrigger): Promise<void> {
+    const sentAt = this.#o.clock.now();
+    let plan: PlannedRequest;
+    try {
+      plan = await this.#plan();
+    } catch (error) {
+      // An unreadable secret file is a rejected login (§8): nothing was sent, nothing counted.
+      this.#onRejected('login', undefined, `cannot read a secret: ${(error as Error).message}`, sentAt);
+      return;
+    }
+    if (plan.spends !== undefined && this.#isSpent(plan.spends)) {
+      this.#onRejected('refresh', undefined, 'the configured refresh token was already used; put a new one in refreshTokenFile', sentAt);
+      return;
+    }
+
+    this.#lastRequestAt = sentAt;
+    const started = performance.now();
+    let parsed: ParsedTokenResponse;
+    try {
+      const response = await this.#o.send(plan.request, { timeoutMs: this.#o.policy.timeoutMs, ...this.#o.tls });
+      parsed = this.#o.flow.parseResponse(response);
+    } catch (error) {
+      const message = error instanceof TokenTransportError ? error.message : `request failed: ${(error as Error).message}`;
+      parsed = { outcome: 'error', reason: message };
+    }
+    const durationSeconds = (performance.now() - started) / 1000;
+    this.#o.events.tokenRequest(plan.kind, parsed.outcome, trigger, durationSeconds);
+    this.#counts[plan.kind][parsed.outcome] += 1;
+    const logFields = { kind: plan.kind, trigger, outcome: parsed.outcome, durationMs: Math.round(durationSeconds * 1000) };
+
+    if (parsed.outcome === 'success') {
+      await this.#onSuccess(plan, parsed.token, sentAt, logFields);
+    } else if (parsed.outcome === 'rejected') {
+      this.#log.warn({ ...logFields, reason: parsed.reason }, `${plan.kind} rejected`);
+      this.#onRejected(plan.kind, plan.spends, parsed.reason, sentAt);
+    } else {
+      this.#log.warn({ ...logFields, reason: parsed.reason }, `${plan.kind} failed`);
+      this.#onError(plan, parsed.reason, sentAt);
+    }
+  }
+
+  /** Refresh with the newest refresh token, unless it looks consumed and a login is possible. */
+  async #plan(): Promise<PlannedRequest> {
+    const refreshToken = this.#refreshToken;
+    // T5: a refresh with no clear answer may have spent the token; try it once more, then log in.
+    const suspect = this.#refreshTokenFailures >= 2 && this.#o.flow.canLogin;
+    if (refreshToken !== undefined && !suspect) {
+      return { kind: 'refresh', request: await this.#o.flow.buildRefreshRequest(refreshToken), spends: refreshToken };
+    }
+    const initial = await this.#o.flow.buildInitialRequest();
+    return { kind: initial.kind, request: initial.request, spends: initial.sentRefreshToken };
+  }
+
+  async #onSuccess(plan: PlannedRequest, issued: { accessToken: Secret; refreshToken: Secret | undefined; lifetime: Parameters<typeof resolveLifetime>[0] }, sentAt: number, logFields: Record<string, unknown>): Promise<void> {
+    const lifetime = resolveLifetime(issued.lifetime, issued.accessToken, sentAt, {
+      defaultLifetimeMs: this.#o.policy.defaultLifetimeMs,
+      maxLifetimeMs: this.#o.policy.maxLifetimeMs,
+      minIntervalMs: this.#o.policy.minIntervalMs,
+    });
+    for (const anomaly of lifetime.anomalies) this.#reportAnomaly(anomaly, lifetime.lifetimeMs);
+    if (lifetime.skewMs !== undefined) this.#o.events.clockSkew(lifetime.skewMs / 1000);
+
+    // T3: a rotated refresh token replaces the spent one before anything else happens.
+    if (issued.refreshToken !== undefined && plan.spends !== undefined && !issued.refreshToken.equals(plan.spends)) this.#markSpent(plan.spends);
+    const refreshToken = issued.refreshToken ?? (plan.kind === 'refresh' ? plan.spends : undefined);
+    this.#refreshToken = refreshToken;
+    const state: TokenState = {
+      accessToken: issued.accessToken,
+      obtainedAt: sentAt,
+      expiresAt: sentAt + lifetime.lifetimeMs,
+      lifetimeMs: lifetime.lifetimeMs,
+      refreshToken,
+    };
+    await this.#saveState(state);
+
+    this.#adopt(state);
+    this.#failures = 0;
+    this.#refreshTokenFailures = 0;
+    if (this.#rejection !== undefined) this.#log.info('credentials accepted again; account is ready');
+    this.#rejection = undefined;
+    this.#lastError = undefined;
+    this.#log.info(
+      { ...logFields, lifetimeS: lifetime.lifetimeMs / 1000, lifetimeSource: lifetime.source, fingerprint: this.#token?.fingerprint },
+      `${plan.kind} succeeded`,
+    );
+    for (const waiter of this.#waiters) this.#resolveWaiter(waiter);
+    this.#scheduleGuarded(this.#refreshDueAt(state), 'schedule');
+  }
+
+  #onRejected(kind: TokenRequestKind, spent: Secret | undefined, reason: string, at: number): void {
+    this.#lastError = { at, message: `${kind} rejected: ${reason}` };
+    if (spent !== undefined) {
+      // A rejected refresh token is dead: never send it again (T3), fall back to a login (T4).
+      this.#markSpent(spent);
+      if (this.#refreshToken !== undefined && spent.equals(this.#refreshToken)) this.#refreshToken = undefined;
+      this.#refreshTokenFailures = 0;
+      if (this.#o.flow.canLogin) {
+        this.#scheduleGuarded(at, 'retry');
+        return;
+      }
+    }
+    const rejection = kind === 'login' ? `login rejected: ${reason}` : `refresh token rejected and no credentials to log in with: ${reason}`;
+    if (rejection !== this.#rejection) this.#log.error({ reason }, `${rejection}; retrying no more than once a minute`);
+    this.#rejection = rejection;
+    this.#failures += 1;
+    this.#scheduleRetry(REJECTED_BACKOFF, true);
+  }
+
+  #onError(plan: PlannedRequest, reason: string, at: number): void {
+    this.#lastError = { at, message: `${plan.kind} failed: ${reason}` };
+    this.#failures += 1;
+    if (plan.kind === 'refresh' && plan.spends !== undefined && plan.spends.equals(this.#refreshToken)) this.#refreshTokenFailures += 1;
+    this.#scheduleRetry(TRANSIENT_BACKOFF, false);
+  }
+
+  #scheduleRetry(policy: { baseMs: number; capMs: number }, floorAtBase: boolean): void {
+    const delay = backoffDelay(this.#failures - 1, policy, this.#random, floorAtBase);
+    this.#scheduleGuarded(this.#o.clock.now() + delay, 'retry');
+    // Waiters whose deadline comes before the next attempt cannot be helped: answer them now.
+    for (const waiter of this.#waiters) {
+      if (this.#nextAt !== undefined && this.#nextAt > waiter.deadline) this.#rejectWaiter(waiter, this.#unavailable(this.#o.clock.now()));
+    }
+  }
+
+  /** T2: `at` x lifetime after the token was obtained, minus a few percent of jitter. */
+  #refreshDueAt(state: Pick<TokenState, 'obtainedAt' | 'lifetimeMs'>): number {
+    const fraction = this.#o.policy.at * (1 - SCHEDULE_JITTER * this.#random());
+    return state.obtainedAt + fraction * state.lifetimeMs;
+  }
+
+  /** T6: no two token requests closer than max(minInterval, 10% of the last lifetime). */
+  #earliestAllowed(): number {
+    if (this.#lastRequestAt === undefined) return Number.NEGATIVE_INFINITY;
+    const guard = Math.max(this.#o.policy.minIntervalMs, GUARD_LIFETIME_FRACTION * (this.#lastLifetimeMs ?? 0));
+    return this.#lastRequestAt + guard;
+  }
+
+  /** The schedule waits for the guard; it never skips it. */
+  #scheduleGuarded(desiredAt: number, trigger: TokenTrigger): void {
+    const earliest = this.#earliestAllowed();
+    if (desiredAt < earliest) this.#o.events.suppressed(trigger === 'retry' ? 'backoff' : 'min_interval');
+    this.#schedule(Math.max(desiredAt, earliest), trigger);
+  }
+
+  #schedule(at: number, trigger: TokenTrigger): void {
+    if (this.#stopped) return;
+    this.#clearTimer();
+    this.#nextAt = at;
+    this.#nextTrigger = trigger;
+    this.#timer = this.#o.clock.setTimer(() => this.#onTimer(), Math.max(0, at - this.#o.clock.now()));
+  }
+
+  #onTimer(): void {
+    const trigger = this.#nextTrigger ?? 'schedule';
+    this.#timer = undefined;
+    this.#nextAt = undefined;
+    this.#nextTrigger = undefined;
+    if (this.#inFlight !== undefined) return;
+    // Defence in depth: whatever armed this timer, the guard is checked again when it fires.
+    if (this.#earliestAllowed() > this.#o.clock.now()) {
+      this.#schedule(this.#earliestAllowed(), trigger);
+      return;
+    }
+    this.#run(trigger);
+  }
+
+  #clearTimer(): void {
+    if (this.#timer !== undefined) this.#o.clock.clearTimer(this.#timer);
+    this.#timer = undefined;
+    this.#nextAt = undefined;
+    this.#nextTrigger = undefined;
+  }
+
+  #adopt(state: TokenState): void {
+    this.#generation += 1;
+    this.#token = new ActiveToken(state.accessToken, this.#generation, state.obtainedAt, state.expiresAt, state.lifetimeMs);
+    this.#lastLifetimeMs = state.lifetimeMs;
+  }
+
+  async #loadStored(): Promise<TokenState | undefined> {
+    try {
+      return await this.#o.store.load(this.account);
+    } catch (error) {
+      this.#log.error({ err: error, store: this.#o.store.type }, 'could not read stored token state; starting without it');
+      return undefined;
+    }
+  }
+
+  async #saveState(state: TokenState): Promise<void> {
+    try {
+      await this.#o.store.save(this.account, state);
+    } catch (error) {
+      // The newest refresh token is still held in memory; losing the store must not lose the chain.
+      this.#log.error({ err: error, store: this.#o.store.type }, 'could not save token state; keeping it in memory');
+    }
+  }
+
+  #reportAnomaly(anomaly: LifetimeAnomaly, lifetimeMs: number): void {
+    this.#o.events.lifetimeAnomaly(anomaly);
+    if (this.#loggedAnomalies.has(anomaly)) return;
+    this.#loggedAnomalies.add(anomaly);
+    const hints: Record<LifetimeAnomaly, string> = {
+      missing: 'the token response gave no lifetime; using the next source (expiration, JWT, refresh.defaultLifetime)',
+      invalid: 'the token response gave a lifetime that is not a number; using the next source',
+      nonpositive: 'the token response gave a zero or negative lifetime; using the next source',
+      too_long: `the token lifetime is longer than refresh.maxLifetime; cut to ${formatDuration(lifetimeMs)}`,
+      too_short: `the token lifetime (${formatDuration(lifetimeMs)}) is shorter than refresh.minInterval; tokens may expire before the next request is allowed: lower refresh.minInterval`,
+    };
+    this.#log.warn({ anomaly }, hints[anomaly]);
+  }
+
+  #markSpent(refreshToken: Secret): void {
+    if (this.#spentRefreshTokens.size >= SPENT_MEMORY) {
+      const oldest = this.#spentRefreshTokens.values().next().value;
+      if (oldest !== undefined) this.#spentRefreshTokens.delete(oldest);
+    }
+    this.#spentRefreshTokens.add(digest(refreshToken));
+  }
+
+  #isSpent(refreshToken: Secret): boolean {
+    return this.#spentRefreshTokens.has(digest(refreshToken));
+  }
+
+  #resolveWaiter(waiter: Waiter): void {
+    const token = this.current();
+    if (token === undefined) return;
+    this.#o.clock.clearTimer(waiter.timer);
+    this.#waiters.delete(waiter);
+    waiter.resolve(token);
+  }
+
+  #rejectWaiter(waiter: Waiter, error: TokenUnavailableError): void {
+    this.#o.clock.clearTimer(waiter.timer);
+    this.#waiters.delete(waiter);
+    waiter.reject(error);
+  }
+
+  #unavailable(now: number): TokenUnavailableError {
+    const retryAfter = this.#nextAt === undefined ? 1 : Math.max(1, Math.ceil((this.#nextAt - now) / 1000));
+    const reason = this.#notReadyReason(now) ?? 'no valid token';
+    return new TokenUnavailableError(`no valid token for account ${this.account}: ${reason}`, retryAfter);
+  }
+}
+
+function digest(secret: Secret): string {
+  return createHash('sha256').update(secret.reveal()).digest('hex');
+}
