@@ -38,6 +38,7 @@ export function accountStatusJson(view: AccountView, now: number): Record<string
     lastError: status.lastError === undefined ? null : { at: iso(status.lastError.at), message: status.lastError.message },
     consecutiveFailures: status.consecutiveFailures,
     hasRefreshToken: status.hasRefreshToken,
+    requestsWaitingForToken: status.waiting,
     tokenRequests: status.counts,
   };
 }

@@ -75,6 +75,8 @@ export interface TokenStatus {
   lastError: { at: number; message: string } | undefined;
   consecutiveFailures: number;
   hasRefreshToken: boolean;
+  /** Requests parked until a token arrives (T7). */
+  waiting: number;
   counts: Record<TokenRequestKind, Record<TokenOutcome, number>>;
 }
 
@@ -82,6 +84,8 @@ export interface TokenStatus {
 const SCHEDULE_JITTER = 0.05;
 /** T6: the guard is max(minInterval, this fraction of the last lifetime). */
 const GUARD_LIFETIME_FRACTION = 0.1;
+/** Transport failures where the request certainly never reached the server (nothing was consumed). */
+const NOT_DELIVERED = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 /** How many spent refresh tokens are remembered to refuse sending one again (T3). */
 const SPENT_MEMORY = 64;
 
@@ -238,6 +242,7 @@ export class TokenManager {
       lastError: this.#lastError,
       consecutiveFailures: this.#failures,
       hasRefreshToken: this.#refreshToken !== undefined,
+      waiting: this.#waiters.size,
       counts: structuredClone(this.#counts),
     };
   }
@@ -291,11 +296,13 @@ export class TokenManager {
     this.#lastRequestAt = sentAt;
     const started = performance.now();
     let parsed: ParsedTokenResponse;
+    let delivered = true;
     try {
       const response = await this.#o.send(plan.request, { timeoutMs: this.#o.policy.timeoutMs, ...this.#o.tls });
       parsed = this.#o.flow.parseResponse(response);
     } catch (error) {
       const message = error instanceof TokenTransportError ? error.message : `request failed: ${(error as Error).message}`;
+      delivered = !(error instanceof TokenTransportError && NOT_DELIVERED.has(error.code));
       parsed = { outcome: 'error', reason: message };
     }
     const durationSeconds = (performance.now() - started) / 1000;
@@ -306,11 +313,11 @@ export class TokenManager {
     if (parsed.outcome === 'success') {
       await this.#onSuccess(plan, parsed.token, sentAt, logFields);
     } else if (parsed.outcome === 'rejected') {
-      this.#log.warn({ ...logFields, reason: parsed.reason }, `${plan.kind} rejected`);
+      this.#log.warn({ ...logFields, reason: parsed.reason }, `token request: ${plan.kind} rejected`);
       this.#onRejected(plan.kind, plan.spends, parsed.reason, sentAt);
     } else {
-      this.#log.warn({ ...logFields, reason: parsed.reason }, `${plan.kind} failed`);
-      this.#onError(plan, parsed.reason, sentAt);
+      this.#log.warn({ ...logFields, reason: parsed.reason }, `token request: ${plan.kind} failed`);
+      this.#onError(plan, parsed.reason, sentAt, delivered);
     }
   }
 
@@ -356,7 +363,7 @@ export class TokenManager {
     this.#lastError = undefined;
     this.#log.info(
       { ...logFields, lifetimeS: lifetime.lifetimeMs / 1000, lifetimeSource: lifetime.source, fingerprint: this.#token?.fingerprint },
-      `${plan.kind} succeeded`,
+      `token request: ${plan.kind} succeeded`,
     );
     for (const waiter of this.#waiters) this.#resolveWaiter(waiter);
     this.#scheduleGuarded(this.#refreshDueAt(state), 'schedule');
@@ -375,16 +382,17 @@ export class TokenManager {
       }
     }
     const rejection = kind === 'login' ? `login rejected: ${reason}` : `refresh token rejected and no credentials to log in with: ${reason}`;
-    if (rejection !== this.#rejection) this.#log.error({ reason }, `${rejection}; retrying no more than once a minute`);
+    if (rejection !== this.#rejection) this.#log.error({ reason }, `account unready: ${rejection}; retrying no more than once a minute`);
     this.#rejection = rejection;
     this.#failures += 1;
     this.#scheduleRetry(REJECTED_BACKOFF, true);
   }
 
-  #onError(plan: PlannedRequest, reason: string, at: number): void {
+  #onError(plan: PlannedRequest, reason: string, at: number, delivered: boolean): void {
     this.#lastError = { at, message: `${plan.kind} failed: ${reason}` };
     this.#failures += 1;
-    if (plan.kind === 'refresh' && plan.spends !== undefined && plan.spends.equals(this.#refreshToken)) this.#refreshTokenFailures += 1;
+    // Reached the server but no clear answer: the refresh token may be spent (T5).
+    if (delivered && plan.kind === 'refresh' && plan.spends !== undefined && plan.spends.equals(this.#refreshToken)) this.#refreshTokenFailures += 1;
     this.#scheduleRetry(TRANSIENT_BACKOFF, false);
   }
 
