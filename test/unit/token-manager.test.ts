@@ -123,15 +123,15 @@ describe('token manager', () => {
 
   it('T3: the new refresh token is in the store before the new access token is used', async () => {
     const observed: Array<{ savedRefresh: string | undefined; generationInUse: number | undefined }> = [];
-    let manager: TokenManager | undefined;
+    const holder: { manager?: TokenManager } = {};
     class WatchingStore extends MemoryTokenStore {
       override async save(account: string, state: TokenState): Promise<void> {
-        observed.push({ savedRefresh: state.refreshToken?.fingerprint(), generationInUse: manager?.current()?.generation });
+        observed.push({ savedRefresh: state.refreshToken?.fingerprint(), generationInUse: holder.manager?.current()?.generation });
         await super.save(account, state);
       }
     }
     const ctx = setup({ store: new WatchingStore() });
-    manager = ctx.manager;
+    holder.manager = ctx.manager;
     ctx.server.lifetime = 10;
     await ctx.manager.start();
     await ctx.advance(9 * SECOND);

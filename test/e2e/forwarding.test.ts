@@ -1,0 +1,211 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Sidecar } from '../../src/app.js';
+import { METRIC_NAMES } from '../../src/admin/metrics.js';
+import { parseConfig } from '../../src/config/load.js';
+import { startSessionTokenServer, type SessionTokenServer } from '../../src/demo/session-token-server.js';
+import { captureLogger } from '../helpers/capture-logger.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { generatedSecret, metricSum } from '../helpers/harness.js';
+import { rawGet, rawRequest, startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.js';
+
+interface Setup {
+  sidecar: Sidecar;
+  tokenServer: SessionTokenServer;
+  crm: RecordingUpstream;
+  fleet: RecordingUpstream;
+  log: ReturnType<typeof captureLogger>;
+}
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()?.();
+});
+
+/** Two accounts on one session token server: `crm` by prefix and own port, `fleet` the default. */
+async function setup(overrides: { config?: Record<string, unknown>; crm?: Record<string, unknown>; crmUpstream?: RecordingUpstream } = {}): Promise<Setup> {
+  const clock = new FakeClock();
+  const password = generatedSecret('pw');
+  const tokenServer = await startSessionTokenServer({ username: 'u', password, lifetimeSeconds: 600, now: () => clock.now() });
+  const crm = overrides.crmUpstream ?? (await startRecordingUpstream());
+  const fleet = await startRecordingUpstream();
+  const log = captureLogger();
+  const auth = { flow: 'session', loginUrl: tokenServer.loginUrl, refreshUrl: tokenServer.refreshUrl, username: 'u', password: '${PW}' };
+  const config = parseConfig(
+    {
+      listen: { host: '127.0.0.1', port: 0 },
+      admin: { host: '127.0.0.1', port: 0 },
+      ...overrides.config,
+      accounts: {
+        crm: { upstream: `${crm.url}/v2`, route: { pathPrefix: '/crm', port: 0 }, auth, ...overrides.crm },
+        'crm-reports': { upstream: `${crm.url}/reports`, route: { pathPrefix: '/crm/reports' }, auth },
+        fleet: { upstream: fleet.url, default: true, auth },
+      },
+    },
+    { env: { PW: password } },
+  );
+  const sidecar = new Sidecar(config, { clock, logger: log.logger, defaultMetrics: false });
+  await sidecar.start();
+  await sidecar.settled();
+  cleanups.push(() => tokenServer.close(), () => crm.close(), () => fleet.close(), () => sidecar.stop());
+  return { sidecar, tokenServer, crm, fleet, log };
+}
+
+describe('forwarding', () => {
+  it('F1: Authorization is replaced, sidecar and hop-by-hop headers removed, Host is the upstream\'s, X-Forwarded-* added', async () => {
+    const { sidecar, crm, tokenServer } = await setup();
+    await rawGet(sidecar.dataUrl(), '/crm/users', {
+      authorization: 'Bearer client-supplied',
+      'x-sidecar-account': 'crm',
+      'x-sidecar-key': 'k',
+      'x-forwarded-for': '203.0.113.9',
+      'x-trace': 'kept',
+      'x-hop': 'dropped',
+      connection: 'close, x-hop',
+      'proxy-authorization': 'Basic eA==',
+    });
+    const seen = crm.requests.at(-1);
+    expect(seen?.headers.authorization).toMatch(/^Bearer /);
+    expect(tokenServer.isValidToken(String(seen?.headers.authorization).slice(7))).toBe(true);
+    expect(seen?.headers).not.toHaveProperty('x-sidecar-account');
+    expect(seen?.headers).not.toHaveProperty('x-sidecar-key');
+    expect(seen?.headers).not.toHaveProperty('x-hop');
+    expect(seen?.headers).not.toHaveProperty('proxy-authorization');
+    expect(seen?.headers['x-trace']).toBe('kept');
+    expect(seen?.headers.host).toBe(`127.0.0.1:${crm.port}`);
+    expect(seen?.headers['x-forwarded-for']).toBe('203.0.113.9, 127.0.0.1');
+    expect(seen?.headers['x-forwarded-proto']).toBe('http');
+    expect(seen?.headers['x-forwarded-host']).toBe('sidecar.test');
+  });
+
+  it('§8: the target is the base path joined with the rest as strings; repeated slashes and the query pass unchanged', async () => {
+    const { sidecar, crm } = await setup();
+    await rawGet(sidecar.dataUrl(), '/crm/users?x=1&y=%2F&z=a%20b');
+    await rawGet(sidecar.dataUrl(), '/crm//other.host/x');
+    await rawGet(sidecar.dataUrl(), '/crm');
+    expect(crm.requests.map((request) => request.url)).toEqual(['/v2/users?x=1&y=%2F&z=a%20b', '/v2//other.host/x', '/v2']);
+    expect(crm.requests.every((request) => request.headers.host === `127.0.0.1:${crm.port}`)).toBe(true);
+  });
+
+  it.each([
+    ['absolute-form target', 'GET http://other.example/ HTTP/1.1\r\nhost: other.example\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
+    ['CONNECT', 'CONNECT other.example:443 HTTP/1.1\r\nhost: other.example:443\r\n\r\n', 405, 'method_not_allowed'],
+    ['/a/../b', 'GET /crm/../fleet/x HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
+    ['%2e%2e', 'GET /crm/%2e%2e/x HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
+    ['%2E%2e mixed case', 'GET /crm/%2E%2e/x HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
+    ['single dot', 'GET /crm/./x HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
+    ['%2f', 'GET /crm/a%2f..%2fb HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
+    ['%5c', 'GET /crm/a%5Cb HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
+    ['raw backslash', 'GET /crm/a\\..\\b HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
+    ['asterisk-form', 'OPTIONS * HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
+  ])('F3: %s is refused and nothing reaches any upstream', async (_label, text, status, code) => {
+    const { sidecar, crm, fleet } = await setup();
+    const answer = await rawRequest(sidecar.dataUrl(), text);
+    expect(answer.status).toBe(status);
+    expect(JSON.parse(answer.body)).toMatchObject({ error: code });
+    expect(crm.requests).toHaveLength(0);
+    expect(fleet.requests).toHaveLength(0);
+    expect(crm.connections + fleet.connections).toBe(0);
+  });
+
+  it('§3: route precedence: own port, then X-Sidecar-Account, then the longest whole-segment prefix (stripped), then the default', async () => {
+    const { sidecar, crm, fleet } = await setup();
+    await rawGet(sidecar.accountUrl('crm'), '/fleet/on-crm-port');
+    await rawGet(sidecar.dataUrl(), '/by-header', { 'x-sidecar-account': 'crm' });
+    await rawGet(sidecar.dataUrl(), '/crm/reports/2026');
+    await rawGet(sidecar.dataUrl(), '/crm/contacts');
+    await rawGet(sidecar.dataUrl(), '/crmx/not-a-prefix');
+    expect(crm.requests.map((request) => request.url)).toEqual(['/v2/fleet/on-crm-port', '/v2/by-header', '/reports/2026', '/v2/contacts']);
+    expect(fleet.requests.map((request) => request.url)).toEqual(['/crmx/not-a-prefix']);
+  });
+
+  it('F5: no route gives 404 no_route as JSON; an unknown X-Sidecar-Account too', async () => {
+    const { sidecar } = await setup();
+    const answer = await rawGet(sidecar.dataUrl(), '/x', { 'x-sidecar-account': 'nobody' });
+    expect(answer.status).toBe(404);
+    expect(answer.raw).toMatch(/content-type: application\/json/i);
+    expect(JSON.parse(answer.body)).toEqual({ error: 'no_route', message: expect.stringContaining('nobody') });
+  });
+
+  it('§8: a client outside inbound.allow gets 403 forbidden and nothing is forwarded', async () => {
+    const { sidecar, fleet } = await setup({ config: { inbound: { allow: ['10.0.0.0/8'] } } });
+    const answer = await rawGet(sidecar.dataUrl(), '/x');
+    expect(answer.status).toBe(403);
+    expect(JSON.parse(answer.body)).toMatchObject({ error: 'forbidden' });
+    expect(fleet.requests).toHaveLength(0);
+  });
+
+  it('§8: with apiKeys set, a missing or wrong X-Sidecar-Key gets 403; a right one passes and is not forwarded', async () => {
+    const key = generatedSecret('key');
+    const { sidecar, fleet, log } = await setup({ config: { inbound: { apiKeys: ['${API_KEY_UNSET:-' + key + '}'] } } });
+    expect((await rawGet(sidecar.dataUrl(), '/x')).status).toBe(403);
+    expect((await rawGet(sidecar.dataUrl(), '/x', { 'x-sidecar-key': `${key}x` })).status).toBe(403);
+    const ok = await rawGet(sidecar.dataUrl(), '/x', { 'x-sidecar-key': key });
+    expect(ok.status).toBe(200);
+    expect(fleet.requests).toHaveLength(1);
+    expect(fleet.requests[0]?.headers).not.toHaveProperty('x-sidecar-key');
+    const status = await (await fetch(`${sidecar.adminUrl()}/status`)).text();
+    expect(`${status}${log.text()}`).not.toContain(key);
+  });
+
+  it('F5: an upstream that refuses connections gives 502 upstream_unreachable naming the account', async () => {
+    const closed = await startRecordingUpstream();
+    await closed.close();
+    const { sidecar } = await setup({ crm: { upstream: `${closed.url}/v2` } });
+    const answer = await rawGet(sidecar.dataUrl(), '/crm/x');
+    expect(answer.status).toBe(502);
+    expect(JSON.parse(answer.body)).toMatchObject({ error: 'upstream_unreachable', account: 'crm' });
+  });
+
+  it('F4: upstream connections are kept alive and reused', async () => {
+    const { sidecar, fleet } = await setup();
+    for (let i = 0; i < 50; i++) await fetch(`${sidecar.dataUrl()}/item/${i}`).then((response) => response.text());
+    expect(fleet.requests).toHaveLength(50);
+    expect(fleet.connections).toBe(1);
+  });
+
+  it('T8 (detection): an upstream 401 is counted, asks for one guarded refresh, and is passed through unchanged', async () => {
+    const { sidecar, fleet, tokenServer } = await setup();
+    fleet.status = 401;
+    const answers = await Promise.all(Array.from({ length: 20 }, () => fetch(`${sidecar.dataUrl()}/x`)));
+    expect(answers.every((answer) => answer.status === 401 && answer.headers.get('x-upstream') === 'yes')).toBe(true);
+    await sidecar.settled();
+    const metrics = await (await fetch(`${sidecar.adminUrl()}/metrics`)).text();
+    expect(metricSum(metrics, METRIC_NAMES.upstreamRejections, 'account="fleet",code="401"')).toBe(20);
+    // Three accounts logged in at startup; the burst of 401s is held back by the guard (no refresh yet).
+    expect(tokenServer.stats.requests).toBe(3);
+    expect(metricSum(metrics, METRIC_NAMES.tokenRequestsSuppressed, 'account="fleet"')).toBeGreaterThan(0);
+    expect(metricSum(metrics, METRIC_NAMES.proxyRequests, 'account="fleet",code="401"')).toBe(20);
+  });
+});
+
+describe('F4: TLS to the upstream', () => {
+  function selfSignedCertificate(): { key: string; cert: string; dir: string } {
+    const dir = mkdtempSync(join(tmpdir(), 'bs-tls-'));
+    // Made at run time: no private key is ever committed.
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    return { key: readFileSync(join(dir, 'key.pem'), 'utf8'), cert: readFileSync(join(dir, 'cert.pem'), 'utf8'), dir };
+  }
+
+  it('verifies certificates by default: an unknown CA gives 502', async () => {
+    const tls = selfSignedCertificate();
+    const upstream = await startRecordingUpstream(tls);
+    const { sidecar } = await setup({ crmUpstream: upstream });
+    const answer = await rawGet(sidecar.dataUrl(), '/crm/x');
+    expect(answer.status).toBe(502);
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('trusts a CA added with upstreamTls.caFile', async () => {
+    const tls = selfSignedCertificate();
+    const upstream = await startRecordingUpstream(tls);
+    const { sidecar } = await setup({ crmUpstream: upstream, crm: { upstreamTls: { caFile: join(tls.dir, 'cert.pem') } } });
+    const answer = await rawGet(sidecar.dataUrl(), '/crm/x');
+    expect(answer.status).toBe(200);
+    expect(upstream.requests.map((request) => request.url)).toEqual(['/v2/x']);
+  });
+});
