@@ -93,6 +93,7 @@ export function createOAuth2Flow(auth: OAuth2Auth): TokenFlow {
   return {
     dialect: 'oauth2',
     canLogin: auth.grant !== 'refresh_token',
+    canRefresh: true,
     async buildInitialRequest() {
       const secrets: OAuth2Secrets = {
         clientSecret: await readOptional(auth.clientSecret),

@@ -32,10 +32,9 @@ export function buildSessionLoginRequest(auth: SessionAuth, password: Secret): T
   return { url: new URL(auth.loginUrl), headers: { ...JSON_HEADERS }, body: JSON.stringify(body) };
 }
 
-export function buildSessionRefreshRequest(auth: SessionAuth, refreshToken: Secret): TokenHttpRequest {
-  const url = auth.refreshUrl ?? auth.loginUrl;
+export function buildSessionRefreshRequest(auth: SessionAuth & { refreshUrl: string }, refreshToken: Secret): TokenHttpRequest {
   return {
-    url: new URL(url),
+    url: new URL(auth.refreshUrl),
     headers: { ...JSON_HEADERS },
     body: JSON.stringify({ [auth.requestFields.refreshToken]: refreshToken.reveal() }),
   };
@@ -72,16 +71,20 @@ function messageOf(json: Record<string, unknown>): string {
 }
 
 export function createSessionFlow(auth: SessionAuth): TokenFlow {
+  const { refreshUrl } = auth;
   return {
     dialect: 'session',
     canLogin: true,
+    // Without a refresh endpoint every renewal is a login.
+    canRefresh: refreshUrl !== undefined,
     async buildInitialRequest() {
       return { kind: 'login', request: buildSessionLoginRequest(auth, await readSecret(auth.password)) };
     },
     async buildRefreshRequest(refreshToken) {
-      return buildSessionRefreshRequest(auth, refreshToken);
+      if (refreshUrl === undefined) throw new Error('this session account has no refreshUrl');
+      return buildSessionRefreshRequest({ ...auth, refreshUrl }, refreshToken);
     },
     parseResponse: (response) => parseSessionResponse(auth, response),
-    endpoint: (kind) => (kind === 'refresh' ? (auth.refreshUrl ?? auth.loginUrl) : auth.loginUrl),
+    endpoint: (kind) => (kind === 'refresh' && refreshUrl !== undefined ? refreshUrl : auth.loginUrl),
   };
 }

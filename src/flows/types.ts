@@ -50,6 +50,8 @@ export interface TokenFlow {
   readonly dialect: 'session' | 'oauth2';
   /** True when a token can be had without a refresh token (configured credentials). */
   readonly canLogin: boolean;
+  /** False when the dialect has nowhere to send a refresh token (a session API without refreshUrl). */
+  readonly canRefresh: boolean;
   /** The request that starts a chain: a login, or for grant refresh_token a refresh with the configured token. */
   buildInitialRequest(): Promise<{ kind: TokenRequestKind; request: TokenHttpRequest; sentRefreshToken?: Secret }>;
   buildRefreshRequest(refreshToken: Secret): Promise<TokenHttpRequest>;

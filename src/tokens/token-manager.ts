@@ -326,7 +326,7 @@ export class TokenManager {
     const refreshToken = this.#refreshToken;
     // T5: a refresh with no clear answer may have spent the token; try it once more, then log in.
     const suspect = this.#refreshTokenFailures >= 2 && this.#o.flow.canLogin;
-    if (refreshToken !== undefined && !suspect) {
+    if (refreshToken !== undefined && !suspect && this.#o.flow.canRefresh) {
       return { kind: 'refresh', request: await this.#o.flow.buildRefreshRequest(refreshToken), spends: refreshToken };
     }
     const initial = await this.#o.flow.buildInitialRequest();

@@ -143,6 +143,15 @@ describe('token manager', () => {
     expect(stored?.refreshToken?.fingerprint()).toBe(observed[1]?.savedRefresh);
   });
 
+  it('§3: a session account without refreshUrl renews by logging in again', async () => {
+    const { manager, server, advance } = setup({ auth: { flow: 'session', loginUrl: 'http://token.test/auth/login', username: 'u', password: 'p' } });
+    server.lifetime = 60;
+    await manager.start();
+    await advance(5 * MINUTE);
+    expect(server.count('refresh')).toBe(0);
+    expect(server.count('login')).toBeGreaterThan(5);
+  });
+
   it('T4: a rejected refresh falls back to a full login (after the guard)', async () => {
     const { manager, server, recorded, advance, clock } = setup();
     server.lifetime = 100;
