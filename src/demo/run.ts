@@ -66,19 +66,28 @@ export async function startDemo(options: { flags: Record<string, string | undefi
 export function demoInstructions(demo: DemoHandle): string {
   const data = demo.sidecar.dataUrl();
   const admin = demo.sidecar.adminUrl();
+  const table = (rows: Array<[string, string]>) => {
+    const width = Math.max(...rows.map(([left]) => left.length));
+    return rows.map(([left, right]) => `  ${left.padEnd(width)}  ${right}`);
+  };
   return [
     '',
     'bearer-sidecar demo is running.',
-    `  token server (session dialect, ${DEMO_TOKEN_LIFETIME_SECONDS} s tokens, single-use refresh tokens): ${demo.tokenServer.url}`,
-    `  demo API (rejects missing or expired tokens):                                    ${demo.upstream.url}`,
-    `  sidecar data plane:                                                              ${data}`,
+    ...table([
+      [`sidecar (no credentials needed)`, data],
+      [`admin (/metrics /healthz /readyz /status)`, admin],
+      [`token server (${DEMO_TOKEN_LIFETIME_SECONDS} s tokens, single-use refresh tokens)`, demo.tokenServer.url],
+      [`demo API (refuses missing or expired tokens)`, demo.upstream.url],
+    ]),
     '',
     'Try:',
-    `  curl -s ${data}/vehicles                  # no credentials: the sidecar adds the token`,
-    `  curl -s ${demo.upstream.url}/vehicles     # straight to the API: 401`,
-    `  curl -s ${admin}/status                    # token state, fingerprint, next refresh`,
-    `  curl -s ${admin}/metrics | grep bearer_sidecar_token_requests_total`,
-    `  curl -s -X POST ${admin}/accounts/fleet/refresh`,
+    ...table([
+      [`curl -s ${data}/vehicles`, '# the sidecar adds the token'],
+      [`curl -s ${demo.upstream.url}/vehicles`, '# straight to the API, no token: 401'],
+      [`curl -s ${admin}/status`, '# token state, fingerprint, next refresh'],
+      [`curl -s ${admin}/metrics | grep bearer_sidecar_token_requests_total`, ''],
+      [`curl -s -X POST ${admin}/accounts/fleet/refresh`, '# ask for a token now (loop-guarded)'],
+    ]),
     '',
     `A refresh happens about every ${Math.round(DEMO_TOKEN_LIFETIME_SECONDS * 0.8)} s; watch the counters move. Ctrl-C stops.`,
     '',

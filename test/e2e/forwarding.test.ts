@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { request } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Sidecar } from '../../src/app.js';
 import { METRIC_NAMES } from '../../src/admin/metrics.js';
@@ -158,6 +159,23 @@ describe('forwarding', () => {
     const answer = await rawGet(sidecar.dataUrl(), '/crm/x');
     expect(answer.status).toBe(502);
     expect(JSON.parse(answer.body)).toMatchObject({ error: 'upstream_unreachable', account: 'crm' });
+  });
+
+  it('§3: the data plane can listen on a unix socket (no address: inbound.allow does not apply, file permissions do)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bs-sock-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const path = join(dir, 'bs.sock');
+    const { fleet } = await setup({ config: { listen: { path }, inbound: { allow: ['10.0.0.0/8'] } } });
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request({ socketPath: path, path: '/over-the-socket', headers: { host: 'localhost' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(status).toBe(200);
+    expect(fleet.requests.map((r) => r.url)).toEqual(['/over-the-socket']);
   });
 
   it('F4: upstream connections are kept alive and reused', async () => {
