@@ -1,5 +1,4 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
 import { createAdminApp } from './admin/server.js';
 import { SidecarMetrics } from './admin/metrics.js';
@@ -15,6 +14,7 @@ import { MemoryTokenStore } from './stores/memory.js';
 import type { TokenStore } from './stores/types.js';
 import { TokenManager, type SendTokenRequest } from './tokens/token-manager.js';
 import { systemClock, type Clock } from './util/clock.js';
+import { closeServer, listen, serverUrl } from './util/http-server.js';
 import { silentLogger, type Logger } from './util/logger.js';
 
 /** Until per-account timeouts arrive (resilience issue): how long an upstream may take to start answering. */
@@ -163,8 +163,7 @@ export class Sidecar {
     for (const account of this.#accounts) account.agent.destroy();
     this.#dataPlane.close();
     if (this.#adminServer !== undefined) {
-      this.#adminServer.closeAllConnections();
-      await closeServer(this.#adminServer);
+      await closeServer(this.#adminServer, { force: true });
     }
     await this.#store.close();
   }
@@ -185,34 +184,4 @@ export class Sidecar {
   accountUrl(name: string): string {
     return serverUrl(this.#servers.find(({ role }) => role === `account ${name}`)?.server);
   }
-}
-
-function listen(server: Server, address: SidecarConfig['listen']): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    const onListening = () => {
-      server.off('error', reject);
-      resolve();
-    };
-    if ('path' in address) server.listen(address.path, onListening);
-    else server.listen(address.port, address.host, onListening);
-  });
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve) => {
-    if (!server.listening) {
-      resolve();
-      return;
-    }
-    server.close(() => resolve());
-  });
-}
-
-function serverUrl(server: Server | undefined): string {
-  const address = server?.address();
-  if (address === null || address === undefined) return '';
-  if (typeof address === 'string') return `unix:${address}`;
-  const { address: host, port, family } = address as AddressInfo;
-  return family === 'IPv6' ? `http://[${host}]:${port}` : `http://${host}:${port}`;
 }

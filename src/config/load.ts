@@ -107,7 +107,9 @@ function zodProblems(error: z.ZodError): ConfigProblem[] {
       return { path, message: `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((key) => JSON.stringify(key)).join(', ')}` };
     }
     if (issue.code === 'invalid_union' && 'discriminator' in issue) {
-      return { path: `${path}.${String(issue.discriminator)}`, message: issue.message };
+      // zod already puts the discriminator at the end of the path; name it once.
+      const discriminator = String(issue.discriminator);
+      return { path: path.endsWith(`.${discriminator}`) || path === discriminator ? path : `${path}.${discriminator}`, message: issue.message };
     }
     return { path, message: issue.message };
   });

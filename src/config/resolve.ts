@@ -207,11 +207,13 @@ function checkRoutes(raw: RawConfig, accounts: AccountConfig[], problems: Config
 function buildAllowList(entries: readonly string[], problems: ConfigProblem[]): BlockList {
   const list = new BlockList();
   entries.forEach((entry, index) => {
-    const [address = '', prefixText] = entry.split('/');
+    // Strict: "10.0.0.0/" or "10.0.0.0/8/16" must not quietly become a wider range.
+    const match = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(entry.trim());
+    const address = match?.[1] ?? '';
     const family = isIP(address);
     const maxPrefix = family === 6 ? 128 : 32;
-    const prefix = prefixText === undefined ? maxPrefix : Number(prefixText);
-    if (family === 0 || !Number.isInteger(prefix) || prefix < 0 || prefix > maxPrefix) {
+    const prefix = match?.[2] === undefined ? maxPrefix : Number(match[2]);
+    if (match === null || family === 0 || prefix > maxPrefix) {
       problems.push({ path: `inbound.allow.${index}`, message: `not an address or CIDR range: ${JSON.stringify(entry)}` });
       return;
     }

@@ -1,6 +1,6 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { closeServer, listen, serverUrl } from '../util/http-server.js';
 
 /*
  * A real token server in the session dialect (seeds 001 and 003): login and refresh with
@@ -153,7 +153,8 @@ export async function startSessionTokenServer(options: SessionTokenServerOptions
       .catch((): Reply => failure(500, 'internal error'))
       .then((reply) => sendJson(res, reply, serverNow()));
   });
-  const url = await listen(server, options.host ?? '127.0.0.1', options.port ?? 0);
+  await listen(server, { host: options.host ?? '127.0.0.1', port: options.port ?? 0 });
+  const url = serverUrl(server);
 
   return {
     url,
@@ -167,7 +168,7 @@ export async function startSessionTokenServer(options: SessionTokenServerOptions
     setLifetime(seconds) {
       state.lifetimeSeconds = seconds;
     },
-    close: () => closeServer(server),
+    close: () => closeServer(server, { force: true }),
   };
 }
 
@@ -238,26 +239,4 @@ function sendJson(res: ServerResponse, reply: Reply, serverTime: Date): void {
     'cache-control': 'no-store',
   });
   res.end(payload);
-}
-
-/** Listens and returns the base URL (IPv6 hosts bracketed). Shared by the demo servers. */
-export async function listen(server: Server, host: string, port: number): Promise<string> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
-  const shownHost = address.address.includes(':') ? `[${address.address}]` : address.address;
-  return `http://${shownHost}:${address.port}`;
-}
-
-/** Closes the server and its keep-alive sockets, so close() never hangs on an idle client. */
-export function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.close((error) => (error ? reject(error) : resolve()));
-    server.closeAllConnections();
-  });
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { closeServer, listen } from './session-token-server.js';
+import { closeServer, listen, serverUrl } from '../util/http-server.js';
 
 /*
  * The demo "API" behind the sidecar: it accepts only live bearer tokens from the demo token
@@ -60,8 +60,9 @@ export async function startDemoUpstream(options: DemoUpstreamOptions): Promise<D
     sendJson(res, 200, isVehicles ? { ...metadata, data: FAKE_VEHICLES } : metadata);
   };
 
-  const url = await listen(server, options.host ?? '127.0.0.1', options.port ?? 0);
-  const upstream: DemoUpstream = { url, requests: 0, rejected: 0, close: () => closeServer(server) };
+  await listen(server, { host: options.host ?? '127.0.0.1', port: options.port ?? 0 });
+  const url = serverUrl(server);
+  const upstream: DemoUpstream = { url, requests: 0, rejected: 0, close: () => closeServer(server, { force: true }) };
   return upstream;
 }
 
@@ -91,6 +92,9 @@ function fingerprint(token: string): string {
 
 function sendJson(res: ServerResponse, status: number, body: object): void {
   const payload = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) });
+  const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) };
+  // RFC 6750 §3: a rejected bearer token is announced in WWW-Authenticate as well.
+  if (status === 401) headers['www-authenticate'] = 'Bearer error="invalid_token"';
+  res.writeHead(status, headers);
   res.end(payload);
 }

@@ -22,6 +22,8 @@ const DOT_SEGMENT = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)/i;
 
 /** Why a path is refused (400 bad_request), or undefined when it is fine. */
 export function pathProblem(path: string): string | undefined {
+  // A fragment is never sent by a conforming client; upstreams would cut the path there, after our checks.
+  if (path.includes('#')) return 'a "#" is not allowed in the request target';
   if (path.includes('\\')) return 'a backslash is not allowed in the path';
   if (ENCODED_SEPARATOR.test(path)) return 'an encoded "/" or "\\" is not allowed in the path';
   if (DOT_SEGMENT.test(path)) return 'dot segments ("." or "..", raw or encoded) are not allowed in the path';
