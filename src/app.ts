@@ -17,9 +17,6 @@ import { systemClock, type Clock } from './util/clock.js';
 import { closeServer, listen, serverUrl } from './util/http-server.js';
 import { silentLogger, type Logger } from './util/logger.js';
 
-/** Until per-account timeouts arrive (resilience issue): how long an upstream may take to start answering. */
-const UPSTREAM_RESPONSE_TIMEOUT_MS = 60_000;
-
 /** What can be swapped in tests: time, randomness, the token transport, the registry, the log. */
 export interface SidecarDependencies {
   clock?: Clock;
@@ -71,6 +68,7 @@ export class Sidecar {
       inbound: new InboundPolicy(config.inbound.allow, config.inbound.apiKeys),
       unrouted: this.metrics.unroutedMetrics(),
       logger: this.#logger,
+      clientIdleTimeoutMs: config.clientIdleTimeoutMs,
     });
   }
 
@@ -102,7 +100,8 @@ export class Sidecar {
       metrics: this.metrics.proxyMetrics(account.name),
       agent: createUpstreamAgent(account.upstream, tls),
       retryOn: new Set(account.refresh.retryOn),
-      timeoutMs: UPSTREAM_RESPONSE_TIMEOUT_MS,
+      replayMaxBody: account.refresh.replayMaxBody,
+      timeouts: account.timeouts,
       tls,
       flow,
       status: () => manager.status(),

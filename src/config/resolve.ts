@@ -5,6 +5,7 @@ import type { SecretSource } from '../util/secret-source.js';
 import {
   DEFAULT_RETRY_ON,
   REFRESH_DEFAULTS,
+  TIMEOUT_DEFAULTS,
   type ListenConfig,
   type OAuth2AuthConfig,
   type RawAccount,
@@ -52,12 +53,14 @@ export interface AccountConfig {
   auth: AuthConfig;
   refresh: RefreshPolicy;
   tls: TlsConfig;
+  timeouts: { connectMs: number; responseMs: number };
 }
 
 export interface SidecarConfig {
   listen: ListenConfig;
   admin: { host: string; port: number };
   shutdownTimeoutMs: number;
+  clientIdleTimeoutMs: number;
   store: RawConfig['store'];
   inbound: { allow: BlockList; allowList: readonly string[]; apiKeys: readonly Secret[] };
   logLevel: RawConfig['logLevel'];
@@ -67,7 +70,7 @@ export interface SidecarConfig {
 /** Turns a schema-valid config into the typed form the app runs on, checking what spans fields. */
 export function resolveConfig(raw: RawConfig, problems: ConfigProblem[]): SidecarConfig {
   const accounts = Object.entries(raw.accounts).map(([name, account]) =>
-    resolveAccount(name, account, raw.refresh, raw.upstreamTls, problems),
+    resolveAccount(name, account, raw, problems),
   );
   if (accounts.length === 0) problems.push({ path: 'accounts', message: 'at least one account is required' });
   checkRoutes(raw, accounts, problems);
@@ -75,6 +78,7 @@ export function resolveConfig(raw: RawConfig, problems: ConfigProblem[]): Sideca
     listen: raw.listen,
     admin: raw.admin,
     shutdownTimeoutMs: raw.shutdownTimeout,
+    clientIdleTimeoutMs: raw.clientIdleTimeout,
     store: raw.store,
     inbound: {
       allow: buildAllowList(raw.inbound.allow, problems),
@@ -86,14 +90,9 @@ export function resolveConfig(raw: RawConfig, problems: ConfigProblem[]): Sideca
   };
 }
 
-function resolveAccount(
-  name: string,
-  raw: RawAccount,
-  globalRefresh: RefreshPolicyInput,
-  globalTls: TlsConfig,
-  problems: ConfigProblem[],
-): AccountConfig {
+function resolveAccount(name: string, raw: RawAccount, global: RawConfig, problems: ConfigProblem[]): AccountConfig {
   const path = `accounts.${name}`;
+  const globalRefresh: RefreshPolicyInput = global.refresh;
   const refresh: RefreshPolicy = {
     at: raw.refresh.at ?? globalRefresh.at ?? REFRESH_DEFAULTS.at,
     minIntervalMs: raw.refresh.minInterval ?? globalRefresh.minInterval ?? REFRESH_DEFAULTS.minInterval,
@@ -108,7 +107,7 @@ function resolveAccount(
   if (refresh.maxLifetimeMs < refresh.defaultLifetimeMs) {
     problems.push({ path: `${path}.refresh.maxLifetime`, message: 'must be at least refresh.defaultLifetime' });
   }
-  const tls = raw.upstreamTls ?? globalTls;
+  const tls = raw.upstreamTls ?? global.upstreamTls;
   if (tls.caFile !== undefined) checkReadable(tls.caFile, `${path}.upstreamTls.caFile`, problems);
 
   return {
@@ -119,6 +118,10 @@ function resolveAccount(
     auth: raw.auth.flow === 'session' ? resolveSession(raw.auth, `${path}.auth`, problems) : resolveOAuth2(raw.auth, `${path}.auth`, problems),
     refresh,
     tls,
+    timeouts: {
+      connectMs: raw.timeouts.connect ?? global.timeouts.connect ?? TIMEOUT_DEFAULTS.connect,
+      responseMs: raw.timeouts.response ?? global.timeouts.response ?? TIMEOUT_DEFAULTS.response,
+    },
   };
 }
 

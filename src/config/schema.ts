@@ -46,6 +46,12 @@ export const refreshPolicySchema = z.strictObject({
   maxLifetime: duration.optional(),
 });
 
+/** Upstream timeouts (resilience issue): to connect, and from the last byte sent to the response head. */
+const timeoutsSchema = z.strictObject({
+  connect: duration.optional(),
+  response: duration.optional(),
+});
+
 const tlsSchema = z.strictObject({
   caFile: z.string().min(1).optional(),
   insecureSkipVerify: z.boolean().default(false),
@@ -116,6 +122,7 @@ const accountSchema = z.strictObject({
   auth: authSchema,
   refresh: refreshPolicySchema.prefault({}),
   upstreamTls: tlsSchema.optional(),
+  timeouts: timeoutsSchema.prefault({}),
 });
 
 const storeSchema = z.discriminatedUnion('type', [z.strictObject({ type: z.literal('memory') })]);
@@ -133,6 +140,9 @@ export const configSchema = z.strictObject({
     .prefault({}),
   refresh: refreshPolicySchema.prefault({}),
   upstreamTls: tlsSchema.prefault({}),
+  timeouts: timeoutsSchema.prefault({}),
+  /** A client that sends no request-body bytes for this long is disconnected (stalled uploads). */
+  clientIdleTimeout: duration.default(60_000),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   accounts: z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'account names use letters, digits, "_", "." and "-"'), accountSchema),
 });
@@ -155,5 +165,7 @@ export const REFRESH_DEFAULTS = {
   defaultLifetime: 300_000,
   maxLifetime: 24 * 3_600_000,
 } as const;
+
+export const TIMEOUT_DEFAULTS = { connect: 5_000, response: 60_000 } as const;
 
 export const DEFAULT_RETRY_ON = { oauth2: [401], session: [401, 403] } as const;

@@ -1,4 +1,4 @@
-import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { request as httpRequest, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
@@ -19,6 +19,7 @@ export interface DataPlaneOptions {
   /** Metrics for requests refused before an account was chosen. */
   unrouted: ProxyMetrics;
   logger: Logger;
+  clientIdleTimeoutMs: number;
 }
 
 /** A refusal decided before any upstream is contacted. */
@@ -129,60 +130,217 @@ export class DataPlane {
     (refusal.account?.metrics ?? this.#o.unrouted).observe(SIDECAR_ERRORS[refusal.code].status, (performance.now() - started) / 1000);
   }
 
-  /** Sends the request upstream with the token and streams the answer back (backpressure via pipe). */
+  /** Sends the request upstream with the token and streams the answer back; T8 may replay it once. */
   #send(req: IncomingMessage, res: ServerResponse, account: UpstreamAccount, token: ActiveToken, targetPath: string, started: number): void {
+    const exchange: Exchange = { req, res, account, targetPath, started, upstream: undefined };
+    // A client that goes away takes its upstream request with it.
+    res.on('close', () => {
+      if (!res.writableFinished) exchange.upstream?.destroy();
+    });
+    if (!req.complete) {
+      // A stalled upload must not hold a socket forever; once the body is in, streams may be quiet.
+      req.socket.setTimeout(this.#o.clientIdleTimeoutMs);
+      req.once('end', () => req.socket.setTimeout(0));
+    }
+    const body = new ReplayableBody(req, account.replayMaxBody);
+    const upstreamReq = this.#open(exchange, token, (upstreamRes) => this.#onFirstAnswer(exchange, token, body, upstreamRes));
+    req.pipe(upstreamReq);
+  }
+
+  /** Opens one upstream request with the token, its timeouts and its error answer (502/504). */
+  #open(exchange: Exchange, token: ActiveToken, onResponse: (upstreamRes: IncomingMessage) => void): ClientRequest {
+    const { req, account } = exchange;
     const send = account.upstream.protocol === 'https:' ? httpsRequest : httpRequest;
     const upstreamReq = send({
       protocol: account.upstream.protocol,
       hostname: account.upstream.hostname,
       port: account.upstream.port,
       method: req.method,
-      path: targetPath,
+      path: exchange.targetPath,
       headers: upstreamRequestHeaders(req, account.upstream, token),
       agent: account.agent,
     });
-    let timedOut = false;
-    upstreamReq.setTimeout(account.timeoutMs, () => {
-      timedOut = true;
+    exchange.upstream = upstreamReq;
+    let timedOut: 'connect' | 'response' | undefined;
+    // Response timeout: socket inactivity while we wait (an upload in progress is activity).
+    upstreamReq.setTimeout(account.timeouts.responseMs, () => {
+      timedOut = 'response';
       upstreamReq.destroy();
     });
-
+    upstreamReq.on('socket', (socket) => {
+      if (!socket.connecting) return;
+      const timer = setTimeout(() => {
+        timedOut = 'connect';
+        upstreamReq.destroy();
+      }, account.timeouts.connectMs);
+      socket.once('connect', () => clearTimeout(timer));
+      socket.once('close', () => clearTimeout(timer));
+    });
     upstreamReq.on('response', (upstreamRes) => {
       // Once the answer has started, a quiet stream (SSE) is not a timeout.
       upstreamReq.setTimeout(0);
-      const status = upstreamRes.statusCode ?? 502;
-      if (account.retryOn.has(status)) this.#onUpstreamRejection(account, token, status);
-      res.writeHead(status, upstreamRes.statusMessage, clientResponseHeaders(upstreamRes.headers));
-      // Server-sent events and other streams are flushed chunk by chunk as they arrive.
-      res.flushHeaders();
-      upstreamRes.pipe(res);
-      upstreamRes.on('error', () => res.destroy());
-      res.on('finish', () => account.metrics.observe(status, (performance.now() - started) / 1000));
+      onResponse(upstreamRes);
     });
-
     upstreamReq.on('error', (error: NodeJS.ErrnoException) => {
+      const { res } = exchange;
       if (res.headersSent || res.destroyed) {
         res.destroy();
         return;
       }
       const refusal = upstreamFailure(account, error, timedOut);
       this.#o.logger.debug({ account: account.name, code: error.code }, refusal.message);
-      this.#refuse(res, refusal, started);
+      this.#refuse(res, refusal, exchange.started);
     });
-
-    // A client that goes away takes its upstream request with it.
-    res.on('close', () => {
-      if (!res.writableFinished) upstreamReq.destroy();
-    });
-    req.pipe(upstreamReq);
+    return upstreamReq;
   }
 
-  /** T8 (first half): a `retryOn` answer to the current token asks for one guarded refresh. */
-  #onUpstreamRejection(account: UpstreamAccount, token: ActiveToken, status: number): void {
+  /** T8: an answer in `retryOn` to the token in use asks for a new token and replays the request once. */
+  #onFirstAnswer(exchange: Exchange, token: ActiveToken, body: ReplayableBody, upstreamRes: IncomingMessage): void {
+    const { account } = exchange;
+    const status = upstreamRes.statusCode ?? 502;
+    if (!account.retryOn.has(status)) {
+      this.#streamBack(exchange, upstreamRes);
+      return;
+    }
     account.metrics.upstreamRejection(status);
-    const current = account.manager.current();
-    // A rejection of an older token than the one in use now is not news.
-    if (current === undefined || current.generation === token.generation) account.manager.requestRefresh('upstream_rejection');
+    const replacement = account.manager.replacementFor(token);
+    if (!body.replayable()) {
+      replacement.catch(() => undefined);
+      account.metrics.replay('skipped');
+      this.#streamBack(exchange, upstreamRes);
+      return;
+    }
+    holdAnswer(upstreamRes, MAX_HELD_REJECTION_BYTES, (held) => {
+      if (held === undefined) {
+        // Too large to hold: it goes through as it is, with no replay.
+        replacement.catch(() => undefined);
+        account.metrics.replay('skipped');
+        this.#streamBack(exchange, upstreamRes, true);
+        return;
+      }
+      replacement.then(
+        (fresh) => this.#replay(exchange, fresh, body.contents()),
+        () => {
+          // No new token in time: the upstream's answer is passed through unchanged.
+          account.metrics.replay('no_token');
+          this.#sendHeld(exchange, held);
+        },
+      );
+    });
+  }
+
+  #replay(exchange: Exchange, token: ActiveToken, requestBody: Buffer): void {
+    if (exchange.res.destroyed) return;
+    const { account } = exchange;
+    const upstreamReq = this.#open(exchange, token, (upstreamRes) => {
+      const status = upstreamRes.statusCode ?? 502;
+      if (account.retryOn.has(status)) {
+        account.metrics.upstreamRejection(status);
+        account.metrics.replay('rejected_again');
+        account.manager.replacementFor(token).catch(() => undefined);
+      } else {
+        account.metrics.replay('success');
+      }
+      this.#streamBack(exchange, upstreamRes);
+    });
+    upstreamReq.end(requestBody);
+  }
+
+  #streamBack(exchange: Exchange, upstreamRes: IncomingMessage, withHeldChunks = false): void {
+    const { res, account, started } = exchange;
+    const status = upstreamRes.statusCode ?? 502;
+    res.writeHead(status, upstreamRes.statusMessage, clientResponseHeaders(upstreamRes.headers));
+    // Server-sent events and other streams are flushed chunk by chunk as they arrive.
+    res.flushHeaders();
+    if (withHeldChunks) for (const chunk of (upstreamRes as HoldingResponse)[HELD_CHUNKS] ?? []) res.write(chunk);
+    upstreamRes.pipe(res);
+    upstreamRes.on('error', () => res.destroy());
+    res.on('finish', () => account.metrics.observe(status, (performance.now() - started) / 1000));
+  }
+
+  #sendHeld(exchange: Exchange, held: HeldAnswer): void {
+    const { res, account, started } = exchange;
+    if (res.destroyed) return;
+    res.writeHead(held.status, held.statusMessage, { ...clientResponseHeaders(held.headers), 'content-length': held.body.length });
+    res.end(held.body);
+    account.metrics.observe(held.status, (performance.now() - started) / 1000);
+  }
+}
+
+/** One client request and what it has led to upstream. */
+interface Exchange {
+  req: IncomingMessage;
+  res: ServerResponse;
+  account: UpstreamAccount;
+  targetPath: string;
+  started: number;
+  /** The upstream request in progress (the first, or the replay). */
+  upstream: ClientRequest | undefined;
+}
+
+/** A rejection answer held back while a new token is fetched (T8). */
+interface HeldAnswer {
+  status: number;
+  statusMessage: string | undefined;
+  headers: IncomingMessage['headers'];
+  body: Buffer;
+}
+
+/** Rejection bodies are small; one larger than this is streamed through and not replayed. */
+const MAX_HELD_REJECTION_BYTES = 64 * 1024;
+const HELD_CHUNKS = Symbol('heldChunks');
+type HoldingResponse = IncomingMessage & { [HELD_CHUNKS]?: Buffer[] };
+
+/** Reads a whole (small) answer; calls back with undefined, chunks kept on the response, when over `limit`. */
+function holdAnswer(upstreamRes: IncomingMessage, limit: number, done: (held: HeldAnswer | undefined) => void): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const onData = (chunk: Buffer) => {
+    size += chunk.length;
+    chunks.push(chunk);
+    if (size > limit) {
+      upstreamRes.off('data', onData);
+      upstreamRes.off('end', onEnd);
+      upstreamRes.pause();
+      (upstreamRes as HoldingResponse)[HELD_CHUNKS] = chunks;
+      done(undefined);
+    }
+  };
+  const onEnd = () =>
+    done({ status: upstreamRes.statusCode ?? 502, statusMessage: upstreamRes.statusMessage, headers: upstreamRes.headers, body: Buffer.concat(chunks) });
+  upstreamRes.on('data', onData);
+  upstreamRes.on('end', onEnd);
+}
+
+/** Keeps a copy of the request body while it streams upstream, up to `limit` bytes (T8). */
+class ReplayableBody {
+  #chunks: Buffer[] = [];
+  #size = 0;
+  #overflow = false;
+  #complete: boolean;
+
+  constructor(req: IncomingMessage, limit: number) {
+    this.#complete = req.complete;
+    req.on('data', (chunk: Buffer) => {
+      if (this.#overflow) return;
+      this.#size += chunk.length;
+      if (this.#size > limit) {
+        this.#overflow = true;
+        this.#chunks = [];
+      } else {
+        this.#chunks.push(chunk);
+      }
+    });
+    req.once('end', () => (this.#complete = true));
+  }
+
+  /** Whole and within the bound: only then can the request be sent again. */
+  replayable(): boolean {
+    return this.#complete && !this.#overflow;
+  }
+
+  contents(): Buffer {
+    return Buffer.concat(this.#chunks);
   }
 }
 
@@ -205,10 +363,13 @@ const UNREACHABLE_MESSAGES: Record<string, string> = {
   EAI_AGAIN: 'has a host name that does not resolve (temporary)',
 };
 
-function upstreamFailure(account: UpstreamAccount, error: NodeJS.ErrnoException, timedOut: boolean): Refusal {
+function upstreamFailure(account: UpstreamAccount, error: NodeJS.ErrnoException, timedOut: 'connect' | 'response' | undefined): Refusal {
   const where = `upstream ${account.upstream.origin}`;
-  if (timedOut || error.code === 'ETIMEDOUT') {
-    return { code: 'upstream_timeout', message: `${where} did not answer within ${account.timeoutMs}ms`, account };
+  if (timedOut === 'connect' || error.code === 'ETIMEDOUT') {
+    return { code: 'upstream_timeout', message: `${where} did not accept a connection within ${account.timeouts.connectMs}ms`, account };
+  }
+  if (timedOut === 'response') {
+    return { code: 'upstream_timeout', message: `${where} did not answer within ${account.timeouts.responseMs}ms`, account };
   }
   const reason = UNREACHABLE_MESSAGES[error.code ?? ''] ?? `failed: ${error.code ?? error.message}`;
   return { code: 'upstream_unreachable', message: `${where} ${reason}`, account };

@@ -21,7 +21,9 @@ export interface UpstreamAccount {
   metrics: ProxyMetrics;
   agent: HttpAgent;
   retryOn: ReadonlySet<number>;
-  timeoutMs: number;
+  /** Largest request body kept for a replay after a `retryOn` answer (T8). */
+  replayMaxBody: number;
+  timeouts: AccountConfig['timeouts'];
   /** TLS options for the token endpoint and WebSocket upgrades (same trust as the agent). */
   tls: { ca?: string[]; rejectUnauthorized: boolean };
 }

@@ -90,6 +90,8 @@ const NOT_DELIVERED = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTU
 const SPENT_MEMORY = 64;
 
 interface Waiter {
+  /** Only a token of a later generation than this will do (a replay after a rejection, T8). */
+  afterGeneration: number;
   resolve(token: ActiveToken): void;
   reject(error: TokenUnavailableError): void;
   deadline: number;
@@ -128,6 +130,8 @@ export class TokenManager {
   #refreshTokenFailures = 0;
   /** Why the server refuses this account's credentials; set until a token is obtained again. */
   #rejection: string | undefined;
+  /** The token generation an upstream has already rejected: one refresh per generation (T8). */
+  #rejectedGeneration = 0;
   #lastError: { at: number; message: string } | undefined;
   #stopped = false;
   readonly #spentRefreshTokens = new Set<string>();
@@ -170,8 +174,27 @@ export class TokenManager {
 
   /** T7: resolves with a valid token, waiting up to `waitForToken` for one to arrive. */
   waitForToken(): Promise<ActiveToken> {
+    return this.#waitForGenerationAfter(0);
+  }
+
+  /**
+   * T8: an upstream rejected `token`. The first report for a generation asks for one guarded
+   * refresh; later reports for it, or for older generations, ask for nothing. Resolves with a
+   * newer token, or rejects when none comes within `waitForToken`.
+   */
+  replacementFor(token: ActiveToken): Promise<ActiveToken> {
+    const current = this.#token;
+    if (current !== undefined && current.generation > token.generation) return this.#waitForGenerationAfter(token.generation);
+    if (this.#rejectedGeneration !== token.generation) {
+      this.#rejectedGeneration = token.generation;
+      this.requestRefresh('upstream_rejection');
+    }
+    return this.#waitForGenerationAfter(token.generation);
+  }
+
+  #waitForGenerationAfter(generation: number): Promise<ActiveToken> {
     const token = this.current();
-    if (token !== undefined) return Promise.resolve(token);
+    if (token !== undefined && token.generation > generation) return Promise.resolve(token);
     const now = this.#o.clock.now();
     const wait = this.#o.policy.waitForTokenMs;
     if (this.#stopped) return Promise.reject(this.#unavailable(now));
@@ -181,6 +204,7 @@ export class TokenManager {
     }
     return new Promise<ActiveToken>((resolve, reject) => {
       const waiter: Waiter = {
+        afterGeneration: generation,
         resolve,
         reject,
         deadline: now + wait,
@@ -506,7 +530,7 @@ export class TokenManager {
 
   #resolveWaiter(waiter: Waiter): void {
     const token = this.current();
-    if (token === undefined) return;
+    if (token === undefined || token.generation <= waiter.afterGeneration) return;
     this.#o.clock.clearTimer(waiter.timer);
     this.#waiters.delete(waiter);
     waiter.resolve(token);

@@ -17,6 +17,10 @@ export interface RecordingUpstream {
   connections: number;
   /** Answer the next requests with this status (default 200). */
   status: number;
+  /** If set, decides each answer's status (overrides `status`). */
+  decide: ((request: RecordedRequest) => number) | undefined;
+  /** If set, answers wait for this promise (slow requests, shutdown tests). */
+  hold: Promise<void> | undefined;
   close(): Promise<void>;
 }
 
@@ -26,10 +30,16 @@ export async function startRecordingUpstream(tls?: { key: string; cert: string }
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
-      upstream.requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
-      const body = JSON.stringify({ seen: req.url });
-      res.writeHead(upstream.status, { 'content-type': 'application/json', 'x-upstream': 'yes', 'content-length': Buffer.byteLength(body) });
-      res.end(body);
+      const recorded = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') };
+      upstream.requests.push(recorded);
+      const status = upstream.decide?.(recorded) ?? upstream.status;
+      const answer = () => {
+        const body = JSON.stringify({ seen: req.url, bodyLength: recorded.body.length });
+        res.writeHead(status, { 'content-type': 'application/json', 'x-upstream': 'yes', 'content-length': Buffer.byteLength(body) });
+        res.end(body);
+      };
+      if (upstream.hold === undefined) answer();
+      else void upstream.hold.then(answer);
     });
   };
   const server: Server = tls ? createHttpsServer(tls, handler) : createHttpServer(handler);
@@ -39,6 +49,8 @@ export async function startRecordingUpstream(tls?: { key: string; cert: string }
     requests: [],
     connections: 0,
     status: 200,
+    decide: undefined,
+    hold: undefined,
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections();

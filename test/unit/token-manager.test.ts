@@ -326,6 +326,35 @@ describe('token manager', () => {
     expect(log.lines().filter((line) => line.anomaly === 'invalid')).toHaveLength(1);
   });
 
+  it('T8: a rejection of an older token generation asks for no refresh and is answered with the newer token', async () => {
+    const { manager, server, advance } = setup();
+    server.lifetime = 100;
+    await manager.start();
+    await manager.settled();
+    const old = manager.current();
+    await advance(80 * SECOND);
+    expect(manager.current()?.generation).toBe(2);
+    const before = server.count();
+    if (old === undefined) throw new Error('no first token');
+    const replacement = await manager.replacementFor(old);
+    expect(replacement.generation).toBe(2);
+    expect(server.count()).toBe(before);
+  });
+
+  it('T8: many rejections of one generation ask for one refresh; waiters all get the same new token', async () => {
+    const { manager, server, advance, recorded } = setup();
+    server.lifetime = 100;
+    await manager.start();
+    await manager.settled();
+    await advance(10 * SECOND); // past the guard (max(5 s, 10% of 100 s))
+    const token = manager.current();
+    if (token === undefined) throw new Error('no token');
+    const replacements = await Promise.all(Array.from({ length: 50 }, () => manager.replacementFor(token)));
+    expect(new Set(replacements.map((fresh) => fresh.generation))).toEqual(new Set([2]));
+    expect(recorded.requests.filter((r) => r.trigger === 'upstream_rejection')).toHaveLength(1);
+    expect(recorded.suppressed).toHaveLength(0);
+  });
+
   it('T7: requests before the first token wait up to waitForToken, then get token_unavailable with a retry time', async () => {
     const { manager, server, clock } = setup({ refresh: { waitForToken: '2s' } });
     let release: () => void = () => undefined;

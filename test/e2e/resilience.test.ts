@@ -1,0 +1,297 @@
+import { connect } from 'node:net';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { Sidecar } from '../../src/app.js';
+import { METRIC_NAMES } from '../../src/admin/metrics.js';
+import { parseConfig } from '../../src/config/load.js';
+import { startSessionTokenServer, type SessionTokenServer } from '../../src/demo/session-token-server.js';
+import { captureLogger } from '../helpers/capture-logger.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { FaultTokenServer, type FaultMode } from '../helpers/fault-token-server.js';
+import { generatedSecret, issuedSecrets, metricSum, recordingSend } from '../helpers/harness.js';
+import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.js';
+
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+
+interface Setup {
+  sidecar: Sidecar;
+  /** The token server's real password (generated at run time). */
+  password: string;
+  clock: FakeClock;
+  tokenServer: SessionTokenServer;
+  front: FaultTokenServer;
+  upstream: RecordingUpstream;
+  revoked: Set<string>;
+  issued: () => string[];
+  sentAt: number[];
+  log: ReturnType<typeof captureLogger>;
+  advance(ms: number): Promise<void>;
+  metrics(): Promise<string>;
+}
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()?.();
+});
+
+/**
+ * A real session token server behind a fault-injecting front, and an upstream that accepts
+ * only live, unrevoked tokens of that server. Time on a fake clock.
+ */
+async function setup(options: { lifetimeSeconds?: number; refresh?: Record<string, unknown>; account?: Record<string, unknown>; passwordFile?: string } = {}): Promise<Setup> {
+  const clock = new FakeClock();
+  const password = generatedSecret('pw');
+  const tokenServer = await startSessionTokenServer({ username: 'u', password, lifetimeSeconds: options.lifetimeSeconds ?? 600, now: () => clock.now() });
+  const front = await new FaultTokenServer(tokenServer.url).start();
+  const upstream = await startRecordingUpstream();
+  const revoked = new Set<string>();
+  upstream.decide = (request) => {
+    const token = String(request.headers.authorization ?? '').replace(/^Bearer /, '');
+    return tokenServer.isValidToken(token) && !revoked.has(token) ? 200 : 401;
+  };
+  const recorder = recordingSend(undefined, () => clock.now());
+  const log = captureLogger();
+  const config = parseConfig(
+    {
+      listen: { host: '127.0.0.1', port: 0 },
+      admin: { host: '127.0.0.1', port: 0 },
+      accounts: {
+        fleet: {
+          upstream: upstream.url,
+          default: true,
+          refresh: { timeout: '300ms', ...options.refresh },
+          auth: {
+            flow: 'session',
+            loginUrl: front.url('/auth/login'),
+            refreshUrl: front.url('/auth/refresh'),
+            username: 'u',
+            ...(options.passwordFile ? { passwordFile: options.passwordFile } : { password: '${PW}' }),
+          },
+          ...options.account,
+        },
+      },
+    },
+    { env: { PW: password } },
+  );
+  const sidecar = new Sidecar(config, { clock, logger: log.logger, send: recorder.send, defaultMetrics: false, random: () => 0.5 });
+  await sidecar.start();
+  await sidecar.settled();
+  cleanups.push(() => tokenServer.close(), () => front.close(), () => upstream.close(), () => sidecar.stop());
+  const issued = () => issuedSecrets(recorder.responses);
+  return {
+    sidecar,
+    password,
+    clock,
+    tokenServer,
+    front,
+    upstream,
+    revoked,
+    issued,
+    sentAt: recorder.sentAt,
+    log,
+    advance: (ms) => clock.advance(ms, () => sidecar.settled()),
+    metrics: async () => (await fetch(`${sidecar.adminUrl()}/metrics`)).text(),
+  };
+}
+
+/** The access token the sidecar uses now (the newest `token` issued). */
+function currentAccessToken(s: Setup): string {
+  const tokens = s.issued().filter((value) => s.tokenServer.isValidToken(value));
+  const token = tokens.at(-1);
+  if (token === undefined) throw new Error('no live token');
+  return token;
+}
+
+describe('T8: upstream rejection and replay', () => {
+  it('T8: 100 concurrent requests answered 401 for one token generation cause exactly one refresh, and each is replayed once and answered 200', async () => {
+    const s = await setup({ lifetimeSeconds: 600 });
+    await s.advance(61 * SECOND); // past the guard of the startup login
+    s.revoked.add(currentAccessToken(s));
+    // All 100 reach the upstream with the revoked token before any of them is answered.
+    let release: () => void = () => undefined;
+    s.upstream.hold = new Promise((resolve) => (release = resolve));
+    const pending = Promise.all(
+      Array.from({ length: 100 }, (_, i) => fetch(`${s.sidecar.dataUrl()}/orders`, { method: 'POST', body: `{"order":${i}}`, headers: { 'content-type': 'application/json' } })),
+    );
+    await vi.waitFor(() => expect(s.upstream.requests).toHaveLength(100), { timeout: 20_000 });
+    s.upstream.hold = undefined;
+    release();
+    const answers = await pending;
+    expect(answers.map((answer) => answer.status)).toEqual(Array(100).fill(200));
+    expect(s.tokenServer.stats.refreshes).toBe(1);
+    expect(s.upstream.requests).toHaveLength(200);
+    // Every replay carried the same body as its first attempt.
+    const bodies = s.upstream.requests.map((request) => request.body);
+    for (let i = 0; i < 100; i++) expect(bodies.filter((body) => body === `{"order":${i}}`)).toHaveLength(2);
+    const metrics = await s.metrics();
+    expect(metricSum(metrics, METRIC_NAMES.replays, 'outcome="success"')).toBe(100);
+    expect(metricSum(metrics, METRIC_NAMES.upstreamRejections, 'code="401"')).toBe(100);
+    expect(metricSum(metrics, METRIC_NAMES.tokenRequests, 'trigger="upstream_rejection"')).toBe(1);
+    expect(metricSum(metrics, METRIC_NAMES.tokenRequestsSuppressed)).toBe(0);
+  });
+
+  it('T8: a request whose body is larger than replayMaxBody is not replayed; the 401 is passed through unchanged', async () => {
+    const s = await setup({ refresh: { replayMaxBody: 1024 } });
+    await s.advance(61 * SECOND);
+    s.revoked.add(currentAccessToken(s));
+    const answer = await fetch(`${s.sidecar.dataUrl()}/upload`, { method: 'POST', body: 'x'.repeat(4096) });
+    expect(answer.status).toBe(401);
+    expect(answer.headers.get('x-upstream')).toBe('yes');
+    expect(await answer.json()).toEqual({ seen: '/upload', bodyLength: 4096 });
+    expect(s.upstream.requests).toHaveLength(1);
+    expect(metricSum(await s.metrics(), METRIC_NAMES.replays, 'outcome="skipped"')).toBe(1);
+    // The refresh was still asked for: the next request gets the new token.
+    await s.sidecar.settled();
+    expect((await fetch(`${s.sidecar.dataUrl()}/after`)).status).toBe(200);
+  });
+
+  it('T8/T6: when the guard holds the refresh back longer than waitForToken, the 401 is passed through unchanged', async () => {
+    const s = await setup({ lifetimeSeconds: 600 });
+    s.revoked.add(currentAccessToken(s));
+    const answer = await fetch(`${s.sidecar.dataUrl()}/x`);
+    expect(answer.status).toBe(401);
+    expect(answer.headers.get('x-upstream')).toBe('yes');
+    expect(s.tokenServer.stats.refreshes).toBe(0);
+    expect(metricSum(await s.metrics(), METRIC_NAMES.replays, 'outcome="no_token"')).toBe(1);
+  });
+
+  it('T8: a replay rejected again is passed through and never replayed a second time', async () => {
+    const s = await setup();
+    await s.advance(61 * SECOND);
+    s.upstream.decide = () => 401;
+    const answer = await fetch(`${s.sidecar.dataUrl()}/always-401`);
+    expect(answer.status).toBe(401);
+    expect(s.upstream.requests).toHaveLength(2);
+    expect(metricSum(await s.metrics(), METRIC_NAMES.replays, 'outcome="rejected_again"')).toBe(1);
+  });
+});
+
+describe('T5: token endpoint faults', () => {
+  it.each<FaultMode>(['status-500', 'garbage-json', 'html', 'empty-200', 'no-token-200', 'half-close', 'reset', 'stall'])(
+    'T5: a token server answering with %s ends as a counted error: no crash, no lost refresh token, clients unaffected',
+    async (mode) => {
+      const s = await setup({ lifetimeSeconds: 100 });
+      s.front.mode = mode;
+      await s.advance(80 * SECOND); // the scheduled refresh meets the fault
+      const metrics = await s.metrics();
+      expect(metricSum(metrics, METRIC_NAMES.tokenRequests, 'outcome="error"')).toBeGreaterThanOrEqual(1);
+      expect((await fetch(`${s.sidecar.dataUrl()}/x`)).status).toBe(200);
+      s.front.mode = 'pass';
+      await s.advance(30 * SECOND);
+      // The chain goes on from the same refresh token: no new login, no reuse, no rejection.
+      expect(s.tokenServer.stats.logins).toBe(1);
+      expect(s.tokenServer.stats.refreshes).toBe(1);
+      expect(s.tokenServer.stats.refreshTokenReuse).toBe(0);
+      expect(s.tokenServer.stats.rejectedRefreshes).toBe(0);
+      expect((await fetch(`${s.sidecar.dataUrl()}/x`)).status).toBe(200);
+      expect(metricSum(await s.metrics(), METRIC_NAMES.tokenRequests)).toBe(s.front.received);
+    },
+  );
+
+  it('T5: token server down for 10 simulated minutes: no client error while the token is valid, backoff, and a fresh token one step after it returns', async () => {
+    const s = await setup({ lifetimeSeconds: 60 });
+    await s.advance(45 * SECOND);
+    await s.front.down();
+    const downAt = s.clock.now();
+    const before = s.sentAt.length;
+    const statuses: number[] = [];
+    while (s.clock.now() - downAt < 10 * MINUTE) {
+      // Only while the token is valid: after expiry a request would wait on the fake clock.
+      if (s.sidecar.manager('fleet')?.current() !== undefined) statuses.push((await fetch(`${s.sidecar.dataUrl()}/x`)).status);
+      await s.advance(5 * SECOND);
+    }
+    expect(statuses.length).toBeGreaterThan(2);
+    expect(statuses.every((status) => status === 200)).toBe(true);
+    const during = s.sentAt.slice(before);
+    expect(during.length).toBeGreaterThan(5);
+    expect(during.length).toBeLessThanOrEqual(20);
+    const gaps = during.slice(1).map((time, i) => time - (during[i] ?? 0));
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(6 * SECOND); // max(5 s, 10% of 60 s)
+    await s.front.up();
+    const backAt = s.clock.now();
+    const lastGap = gaps.at(-1) ?? 0;
+    while (s.sidecar.manager('fleet')?.current() === undefined && s.clock.now() - backAt <= 2 * lastGap + 6 * SECOND) await s.advance(SECOND);
+    expect(s.sidecar.manager('fleet')?.current()).toBeDefined();
+    expect((await fetch(`${s.sidecar.dataUrl()}/x`)).status).toBe(200);
+  });
+
+  it('T5: bad credentials: unready with the reason, at most one login a minute, recovered when the secret file is fixed (no restart)', async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 'bs-cred-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'password');
+    writeFileSync(file, 'wrong-password\n');
+    const s = await setup({ passwordFile: file });
+    await s.advance(10 * MINUTE);
+    const ready = await fetch(`${s.sidecar.adminUrl()}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(JSON.stringify(await ready.json())).toMatch(/login rejected/);
+    const status = (await (await fetch(`${s.sidecar.adminUrl()}/status`)).json()) as { accounts: { fleet: { state: string; lastError: { message: string } } } };
+    expect(status.accounts.fleet.state).toBe('rejected');
+    const gaps = s.sentAt.slice(1).map((time, i) => time - (s.sentAt[i] ?? 0));
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(MINUTE);
+    expect(s.sentAt.length).toBeLessThanOrEqual(11);
+    expect(s.log.lines().filter((line) => String(line.msg).startsWith('account unready'))).toHaveLength(1);
+    // The operator fixes the mounted secret; the next login reads it again.
+    writeFileSync(file, `${s.password}\n`);
+    await s.advance(5 * MINUTE);
+    expect((await fetch(`${s.sidecar.adminUrl()}/readyz`)).status).toBe(200);
+    expect((await fetch(`${s.sidecar.dataUrl()}/x`)).status).toBe(200);
+  });
+});
+
+/** A second sidecar (real clock) on the same token server, for upstreams or settings of its own. */
+async function extraSidecar(s: Setup, account: Record<string, unknown>, top: Record<string, unknown> = {}): Promise<Sidecar> {
+  const config = parseConfig(
+    {
+      listen: { port: 0 },
+      admin: { port: 0 },
+      ...top,
+      accounts: { extra: { default: true, auth: { flow: 'session', loginUrl: s.front.url('/auth/login'), username: 'u', password: '${PW}' }, ...account } },
+    },
+    { env: { PW: s.password } },
+  );
+  const sidecar = new Sidecar(config, { defaultMetrics: false });
+  await sidecar.start();
+  await sidecar.settled();
+  cleanups.push(() => sidecar.stop());
+  return sidecar;
+}
+
+describe('timeouts and aborts', () => {
+  it('an upstream that does not answer within timeouts.response gives 504 upstream_timeout', async () => {
+    const s = await setup({ account: { timeouts: { response: '200ms' } } });
+    s.upstream.hold = new Promise(() => undefined);
+    const answer = await fetch(`${s.sidecar.dataUrl()}/slow`);
+    expect(answer.status).toBe(504);
+    expect(await answer.json()).toMatchObject({ error: 'upstream_timeout', account: 'fleet' });
+  });
+
+  it('an upstream that resets the connection gives 502 upstream_unreachable', async () => {
+    const s = await setup();
+    const { createServer } = await import('node:net');
+    const resetter = createServer((socket) => socket.on('data', () => socket.resetAndDestroy()));
+    await new Promise<void>((resolve) => resetter.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => resetter.close(() => resolve())));
+    const port = (resetter.address() as { port: number }).port;
+    const other = await extraSidecar(s, { upstream: `http://127.0.0.1:${port}` });
+    const reset = await fetch(`${other.dataUrl()}/x`);
+    expect(reset.status).toBe(502);
+    expect(await reset.json()).toMatchObject({ error: 'upstream_unreachable', account: 'extra' });
+  });
+
+  it('a stalled client upload is cut after clientIdleTimeout and its upstream request is aborted', async () => {
+    const s = await setup();
+    const sidecar = await extraSidecar(s, { upstream: s.upstream.url }, { clientIdleTimeout: '200ms' });
+    const { port } = new URL(sidecar.dataUrl());
+    const closed = await new Promise<boolean>((resolve) => {
+      const socket = connect(Number(port), '127.0.0.1', () => socket.write('POST /upload HTTP/1.1\r\nhost: s\r\ncontent-length: 1000\r\n\r\n0123456789'));
+      socket.on('close', () => resolve(true));
+      socket.on('error', () => undefined);
+    });
+    expect(closed).toBe(true);
+    expect(s.upstream.requests).toHaveLength(0);
+  });
+});
