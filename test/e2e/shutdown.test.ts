@@ -1,0 +1,83 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { startSessionTokenServer } from '../../src/demo/session-token-server.js';
+import { generatedSecret } from '../helpers/harness.js';
+import { startRecordingUpstream } from '../helpers/recording-upstream.js';
+import { spawnCli, type RunningCli } from '../helpers/spawn-cli.js';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()?.();
+});
+
+async function startCli(): Promise<{ cli: RunningCli; data: string; admin: string; release: () => void; upstream: Awaited<ReturnType<typeof startRecordingUpstream>> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'bs-stop-'));
+  const password = generatedSecret('pw');
+  const tokenServer = await startSessionTokenServer({ username: 'u', password, lifetimeSeconds: 600 });
+  const upstream = await startRecordingUpstream();
+  let release: () => void = () => undefined;
+  upstream.hold = new Promise((resolve) => (release = resolve));
+  writeFileSync(join(dir, 'pw'), password);
+  writeFileSync(
+    join(dir, 'c.yaml'),
+    `listen: { port: 0 }\nadmin: { port: 0 }\nshutdownTimeout: 30s\naccounts:\n  a:\n    upstream: ${upstream.url}\n    default: true\n    auth: { flow: session, loginUrl: ${tokenServer.loginUrl}, refreshUrl: ${tokenServer.refreshUrl}, username: u, passwordFile: ${join(dir, 'pw')} }\n`,
+  );
+  const cli = spawnCli(['--config', join(dir, 'c.yaml')]);
+  cleanups.push(
+    () => rmSync(dir, { recursive: true, force: true }),
+    () => tokenServer.close(),
+    () => upstream.close(),
+    async () => {
+      release();
+      if (cli.child.exitCode === null) cli.child.kill('SIGKILL');
+      await cli.exited;
+    },
+  );
+  const line = await cli.waitForLog((entry) => entry.msg === 'bearer-sidecar listening');
+  await cli.waitForLog((entry) => entry.msg === 'token request: login succeeded');
+  return { cli, data: String(line.data), admin: String(line.admin), release, upstream };
+}
+
+function connectionRefused(url: string): Promise<boolean> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const socket = connect(Number(port), hostname);
+    socket.on('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.on('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'));
+  });
+}
+
+describe('§2: graceful shutdown', () => {
+  it('SIGTERM during 50 in-flight slow requests: /readyz turns 503, new connections are refused, all 50 complete, exit 0', async () => {
+    const { cli, data, admin, release, upstream } = await startCli();
+    const inFlight = Promise.all(Array.from({ length: 50 }, (_, i) => fetch(`${data}/slow/${i}`).then(async (r) => ({ status: r.status, body: await r.text() }))));
+    await vi.waitFor(() => expect(upstream.requests).toHaveLength(50), { timeout: 20_000 });
+    cli.child.kill('SIGTERM');
+    await cli.waitForLog((entry) => String(entry.msg).startsWith('stopping'));
+    const ready = await fetch(`${admin}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toMatchObject({ ready: false, reasons: { '(sidecar)': 'shutting down' } });
+    expect(await connectionRefused(data)).toBe(true);
+    release();
+    const answers = await inFlight;
+    expect(answers.map((answer) => answer.status)).toEqual(Array(50).fill(200));
+    expect(await cli.exited).toBe(0);
+  });
+
+  it('a second signal exits at once, without waiting for in-flight requests', async () => {
+    const { cli, data, upstream } = await startCli();
+    const inFlight = fetch(`${data}/slow`).catch(() => 'cut');
+    await vi.waitFor(() => expect(upstream.requests).toHaveLength(1));
+    cli.child.kill('SIGTERM');
+    await cli.waitForLog((entry) => String(entry.msg).startsWith('stopping'));
+    cli.child.kill('SIGTERM');
+    expect(await cli.exited).toBe(1);
+    expect(await inFlight).toBe('cut');
+  });
+});
