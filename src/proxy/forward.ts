@@ -9,9 +9,9 @@ import type { ActiveToken } from '../tokens/active-token.js';
 import { TokenUnavailableError } from '../tokens/token-manager.js';
 import { errorBody, SIDECAR_ERRORS, sendError, type SidecarErrorCode } from './errors.js';
 import type { InboundPolicy } from './inbound.js';
-import { joinUpstreamPath, pathProblem, splitOriginForm } from './paths.js';
+import { joinUpstreamPath, pathProblem, splitOriginForm, targetProblem } from './paths.js';
 import type { Router } from './route.js';
-import { clientResponseHeaders, upstreamRequestHeaders, type UpstreamAccount } from './upstream.js';
+import { clientResponseHeaders, connectionHeaderProblem, upstreamRequestHeaders, type UpstreamAccount } from './upstream.js';
 
 export interface DataPlaneOptions {
   router: Router<UpstreamAccount>;
@@ -76,6 +76,8 @@ export class DataPlane {
 
   /** F3: the sidecar is not a forward proxy; CONNECT gets 405 and no connection is opened. */
   handleConnect(_req: IncomingMessage, socket: Duplex): void {
+    // Node hands the socket over without an error listener: a reset must not crash the process.
+    socket.on('error', (error) => this.#o.logger.debug({ err: error }, 'client socket error on CONNECT'));
     writeRawError(socket, 'method_not_allowed', 'CONNECT is not supported: bearer-sidecar is not a forward proxy');
     this.#o.unrouted.observe(SIDECAR_ERRORS.method_not_allowed.status, 0);
   }
@@ -118,7 +120,7 @@ export class DataPlane {
     if (forbidden !== undefined) return { code: 'forbidden', message: forbidden };
     const target = splitOriginForm(req.url ?? '');
     if (target === undefined) return { code: 'bad_request', message: 'only origin-form request targets (/path) are accepted: bearer-sidecar is not a forward proxy' };
-    const problem = pathProblem(target.path);
+    const problem = targetProblem(req.url ?? '') ?? pathProblem(target.path) ?? connectionHeaderProblem(req.headers.connection);
     if (problem !== undefined) return { code: 'bad_request', message: problem };
     const routed = this.#o.router.route(req, target.path, listenerAccount);
     if ('error' in routed) return { code: 'no_route', message: routed.error };

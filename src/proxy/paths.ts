@@ -18,15 +18,24 @@ export function splitOriginForm(target: string): SplitTarget | undefined {
 }
 
 const ENCODED_SEPARATOR = /%2f|%5c/i;
-const DOT_SEGMENT = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)/i;
+/** `.` or `..` (raw or %2e) as a whole segment, or before `;params` (Tomcat, Jetty, Spring drop those). */
+const DOT_SEGMENT = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|;|%3b|$)/i;
+/** Double-encoded dots, separators or `;` (for upstreams that decode twice), NUL, overlong UTF-8 leads. */
+const SUSPICIOUS_ENCODING = /%25(?:2e|2f|5c|3b)|%00|%c0|%c1/i;
+
+/** Why a request target is refused (400 bad_request), or undefined when it is fine. */
+export function targetProblem(target: string): string | undefined {
+  // A fragment is never sent by a conforming client; upstreams would cut the target there, after our checks.
+  if (target.includes('#')) return 'a "#" is not allowed in the request target';
+  return undefined;
+}
 
 /** Why a path is refused (400 bad_request), or undefined when it is fine. */
 export function pathProblem(path: string): string | undefined {
-  // A fragment is never sent by a conforming client; upstreams would cut the path there, after our checks.
-  if (path.includes('#')) return 'a "#" is not allowed in the request target';
   if (path.includes('\\')) return 'a backslash is not allowed in the path';
   if (ENCODED_SEPARATOR.test(path)) return 'an encoded "/" or "\\" is not allowed in the path';
   if (DOT_SEGMENT.test(path)) return 'dot segments ("." or "..", raw or encoded) are not allowed in the path';
+  if (SUSPICIOUS_ENCODING.test(path)) return 'double-encoded, NUL or overlong characters are not allowed in the path';
   return undefined;
 }
 

@@ -99,12 +99,30 @@ export function clientResponseHeaders(upstream: IncomingHttpHeaders): OutgoingHt
   return headers;
 }
 
-function connectionTokens(value: string | undefined): Set<string> | undefined {
+/**
+ * Headers a `Connection` header may never remove: dropping a framing header would let the body
+ * be read upstream as a second request (request smuggling). Requests that try are refused.
+ */
+export const FRAMING_HEADERS: ReadonlySet<string> = new Set(['content-length', 'transfer-encoding', 'host']);
+
+/** The header names listed in `Connection` (hop-by-hop), never a framing header. */
+export function connectionTokens(value: string | undefined): Set<string> | undefined {
   if (value === undefined) return undefined;
   const tokens = value
     .toLowerCase()
     .split(',')
     .map((token) => token.trim())
-    .filter((token) => token !== '' && token !== 'close' && token !== 'keep-alive' && token !== 'upgrade');
+    .filter((token) => token !== '' && token !== 'close' && token !== 'keep-alive' && token !== 'upgrade' && !FRAMING_HEADERS.has(token));
   return tokens.length === 0 ? undefined : new Set(tokens);
+}
+
+/** A reason to refuse a request whose `Connection` header names a framing header, or undefined. */
+export function connectionHeaderProblem(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const named = value
+    .toLowerCase()
+    .split(',')
+    .map((token) => token.trim())
+    .find((token) => FRAMING_HEADERS.has(token));
+  return named === undefined ? undefined : `the Connection header may not name ${named}`;
 }

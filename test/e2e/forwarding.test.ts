@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Sidecar } from '../../src/app.js';
 import { METRIC_NAMES } from '../../src/admin/metrics.js';
@@ -110,6 +111,36 @@ describe('forwarding', () => {
     expect(crm.requests).toHaveLength(0);
     expect(fleet.requests).toHaveLength(0);
     expect(crm.connections + fleet.connections).toBe(0);
+  });
+
+  it('F1/F3: a Connection header naming Content-Length (request smuggling) is refused; the next client is unaffected', async () => {
+    const { sidecar, fleet, tokenServer } = await setup();
+    const smuggled = 'POST /capture HTTP/1.1\r\nHost: internal\r\nContent-Length: 120\r\n\r\n';
+    const attack = await rawRequest(
+      sidecar.dataUrl(),
+      `GET /x HTTP/1.1\r\nhost: s\r\nconnection: close, content-length\r\ncontent-length: ${smuggled.length}\r\n\r\n${smuggled}`,
+    );
+    expect(attack.status).toBe(400);
+    expect(JSON.parse(attack.body)).toMatchObject({ error: 'bad_request' });
+    const victim = await rawGet(sidecar.dataUrl(), '/victim');
+    expect(victim.status).toBe(200);
+    expect(fleet.requests.map((request) => request.url)).toEqual(['/victim']);
+    expect(tokenServer.isValidToken(String(fleet.requests[0]?.headers.authorization).slice(7))).toBe(true);
+  });
+
+  it('F3: a CONNECT whose client resets the connection at once does not crash the process', async () => {
+    const { sidecar } = await setup();
+    const { port } = new URL(sidecar.dataUrl());
+    for (let i = 0; i < 5; i++) {
+      await new Promise<void>((resolve) => {
+        const socket = connect(Number(port), '127.0.0.1', () => {
+          socket.write('CONNECT other.example:443 HTTP/1.1\r\nhost: other.example:443\r\n\r\n');
+          socket.resetAndDestroy();
+          resolve();
+        });
+      });
+    }
+    expect((await rawGet(sidecar.dataUrl(), '/still-alive')).status).toBe(200);
   });
 
   it('§3: route precedence: own port, then X-Sidecar-Account, then the longest whole-segment prefix (stripped), then the default', async () => {

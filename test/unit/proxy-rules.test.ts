@@ -4,7 +4,7 @@ import { BlockList } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { errorBody, SIDECAR_ERRORS } from '../../src/proxy/errors.js';
 import { InboundPolicy } from '../../src/proxy/inbound.js';
-import { joinUpstreamPath, matchesPrefix, pathProblem, splitOriginForm } from '../../src/proxy/paths.js';
+import { joinUpstreamPath, matchesPrefix, pathProblem, splitOriginForm, targetProblem } from '../../src/proxy/paths.js';
 import { Router, type RoutableAccount } from '../../src/proxy/route.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from '../../src/proxy/upstream.js';
 import { ActiveToken } from '../../src/tokens/active-token.js';
@@ -46,12 +46,25 @@ describe('§8 paths', () => {
     },
   );
 
-  it('F3: a raw "#" cannot hide a dot segment from the check (/crm/..#x would resolve out of the base path upstream)', () => {
-    // BUG: paths.ts DOT_SEGMENT only ends a segment at "/" or end of path. Node's server passes
-    // "#" through in req.url and Node's client sends it on verbatim, so GET /crm/..#x goes upstream as
-    // <base>/..#x, which any URL-normalising upstream resolves to the parent of the base path.
-    expect(pathProblem('/crm/..#x')).toBeDefined();
-    expect(pathProblem('/%2e%2e#')).toBeDefined();
+  it('F3: a raw "#" anywhere in the target is refused (/crm/..#x would resolve out of the base path upstream)', () => {
+    expect(targetProblem('/crm/..#x')).toBeDefined();
+    expect(targetProblem('/%2e%2e#')).toBeDefined();
+    expect(targetProblem('/crm/x?q=1#frag')).toBeDefined();
+    expect(targetProblem('/crm/x?q=%23')).toBeUndefined();
+  });
+
+  it.each(['/a/..;/admin', '/a/..%3b/admin', '/a/.;x/b', '/a/%2e%2e%3Bjsessionid=1/b'])(
+    'F3: %s (a dot segment before ;params, which Tomcat, Jetty and Spring drop) is refused',
+    (path) => expect(pathProblem(path)).toBeDefined(),
+  );
+
+  it.each(['/a/%252e%252e/b', '/a/%252f', '/a/%255c', '/a/%00', '/a/%c0%ae%c0%ae/b', '/a/%C1%9C'])(
+    'F3: %s (double-encoded, NUL or overlong UTF-8) is refused',
+    (path) => expect(pathProblem(path)).toBeDefined(),
+  );
+
+  it.each(['/a/b;v=1', '/a/..b', '/a/b..', '/a/%25/b', '/caf%C3%A9'])('F3: %s is an ordinary path and passes', (path) => {
+    expect(pathProblem(path)).toBeUndefined();
   });
 
   it('F3: splitOriginForm refuses absolute-form, authority-form and "*" targets', () => {
