@@ -1,4 +1,5 @@
-import { request as httpRequest, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { request as httpRequest, ServerResponse, type ClientRequest, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import { request as httpsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
@@ -85,20 +86,29 @@ export class DataPlane {
   /** WebSocket upgrades pass the same checks as HTTP and carry the token (F2). */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, listenerAccount?: UpstreamAccount): void {
     socket.on('error', (error) => this.#o.logger.debug({ err: error }, 'client socket error during upgrade'));
+    if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
+      this.#serveUpgradeAsRequest(req, socket, listenerAccount);
+      return;
+    }
+    const started = performance.now();
     const admission = this.#admit(req, listenerAccount);
     if ('code' in admission) {
       writeRawError(socket, admission.code, admission.message, admission.account?.name);
+      (admission.account?.metrics ?? this.#o.unrouted).observe(SIDECAR_ERRORS[admission.code].status, (performance.now() - started) / 1000);
       return;
     }
     const { account, targetPath } = admission;
     const upgrade = (token: ActiveToken) => {
       req.headers = upstreamRequestHeaders(req, account.upstream, token, true) as IncomingMessage['headers'];
+      // With Expect, Node writes the request head in the constructor, before our path is set.
+      delete req.headers.expect;
       this.#wsTargetPaths.set(req, targetPath);
       this.#wsProxy.ws(req, socket, head, {
         target: account.upstream.origin,
         ssl: account.tls.ca === undefined ? undefined : { ca: account.tls.ca },
         secure: account.tls.rejectUnauthorized,
       });
+      account.metrics.observe(101, (performance.now() - started) / 1000);
     };
     const token = account.manager.current();
     if (token !== undefined) {
@@ -108,7 +118,33 @@ export class DataPlane {
     account.manager.waitForToken().then(upgrade, (error: unknown) => {
       const refusal = tokenRefusal(account, error);
       writeRawError(socket, refusal.code, refusal.message, account.name);
+      account.metrics.observe(SIDECAR_ERRORS[refusal.code].status, (performance.now() - started) / 1000);
     });
+  }
+
+  /**
+   * Node hands every request with an Upgrade header to the 'upgrade' event. Upgrades other than
+   * WebSocket (Java's HttpClient tries `h2c`) are served as the plain HTTP/1.1 requests they
+   * also are, when they carry no body; the Upgrade offer is simply not taken up.
+   */
+  #serveUpgradeAsRequest(req: IncomingMessage, socket: Duplex, listenerAccount: UpstreamAccount | undefined): void {
+    const hasBody = (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined;
+    if (hasBody) {
+      writeRawError(socket, 'bad_request', `an "Upgrade: ${String(req.headers.upgrade).slice(0, 40)}" request with a body is not supported; send it without Upgrade`);
+      return;
+    }
+    delete req.headers.upgrade;
+    req.headers.connection = 'close';
+    // The parser stopped at the upgrade; the (empty) body ends here.
+    req.push(null);
+    const res = new ServerResponse(req);
+    res.shouldKeepAlive = false;
+    res.assignSocket(socket as Socket);
+    res.once('finish', () => {
+      res.detachSocket(socket as Socket);
+      socket.end();
+    });
+    this.handleRequest(req, res, listenerAccount);
   }
 
   close(): void {
