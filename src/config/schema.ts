@@ -35,9 +35,12 @@ const hostPort = z.strictObject({
 
 const listenSchema = z.union([hostPort, z.strictObject({ path: z.string().min(1) })]);
 
+/** The loop guard needs a floor: with 0, a zero lifetime would be a busy loop (T6). */
+const MIN_GUARD_MS = 1_000;
+
 export const refreshPolicySchema = z.strictObject({
   at: z.number().gt(0).lt(1).optional(),
-  minInterval: duration.optional(),
+  minInterval: duration.refine((ms) => ms >= MIN_GUARD_MS, { message: 'must be at least 1s (the loop guard needs a floor)' }).optional(),
   timeout: duration.optional(),
   waitForToken: duration.optional(),
   retryOn: z.array(z.number().int().min(400).max(599)).optional(),

@@ -93,6 +93,7 @@ export function createOAuth2Flow(auth: OAuth2Auth): TokenFlow {
   return {
     dialect: 'oauth2',
     canLogin: auth.grant !== 'refresh_token',
+    rotatesRefreshTokens: false,
     canRefresh: true,
     async buildInitialRequest() {
       const secrets: OAuth2Secrets = {

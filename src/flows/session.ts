@@ -76,6 +76,7 @@ export function createSessionFlow(auth: SessionAuth): TokenFlow {
     dialect: 'session',
     canLogin: true,
     // Without a refresh endpoint every renewal is a login.
+    rotatesRefreshTokens: true,
     canRefresh: refreshUrl !== undefined,
     async buildInitialRequest() {
       return { kind: 'login', request: buildSessionLoginRequest(auth, await readSecret(auth.password)) };

@@ -52,6 +52,8 @@ export interface TokenFlow {
   readonly canLogin: boolean;
   /** False when the dialect has nowhere to send a refresh token (a session API without refreshUrl). */
   readonly canRefresh: boolean;
+  /** True when every refresh spends its refresh token (session); OAuth 2 servers may reuse one. */
+  readonly rotatesRefreshTokens: boolean;
   /** The request that starts a chain: a login, or for grant refresh_token a refresh with the configured token. */
   buildInitialRequest(): Promise<{ kind: TokenRequestKind; request: TokenHttpRequest; sentRefreshToken?: Secret }>;
   buildRefreshRequest(refreshToken: Secret): Promise<TokenHttpRequest>;

@@ -85,7 +85,21 @@ const SCHEDULE_JITTER = 0.05;
 /** T6: the guard is max(minInterval, this fraction of the last lifetime). */
 const GUARD_LIFETIME_FRACTION = 0.1;
 /** Transport failures where the request certainly never reached the server (nothing was consumed). */
-const NOT_DELIVERED = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+const NOT_DELIVERED = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  // TLS failed before any request byte was sent.
+  'CERT_HAS_EXPIRED',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'EPROTO',
+]);
 /** How many spent refresh tokens are remembered to refuse sending one again (T3). */
 const SPENT_MEMORY = 64;
 
@@ -221,7 +235,8 @@ export class TokenManager {
   requestRefresh(trigger: 'admin' | 'upstream_rejection'): RefreshRequestResult {
     const now = this.#o.clock.now();
     if (this.#inFlight !== undefined) return { result: 'joined', at: now };
-    if (trigger === 'upstream_rejection' && this.#nextTrigger === 'retry' && this.#nextAt !== undefined && this.#nextAt > now) {
+    // A pending retry holds every trigger: an admin loop must not hammer a login that is being rejected.
+    if (this.#nextTrigger === 'retry' && this.#nextAt !== undefined && this.#nextAt > now) {
       this.#o.events.suppressed('backoff');
       return { result: 'deferred', at: this.#nextAt };
     }
@@ -368,7 +383,10 @@ export class TokenManager {
 
     // T3: a rotated refresh token replaces the spent one before anything else happens.
     if (issued.refreshToken !== undefined && plan.spends !== undefined && !issued.refreshToken.equals(plan.spends)) this.#markSpent(plan.spends);
-    const refreshToken = issued.refreshToken ?? (plan.kind === 'refresh' ? plan.spends : undefined);
+    // A dialect that rotates on every refresh (session) has spent the old token even if no new one came.
+    const keepsOld = plan.kind === 'refresh' && !this.#o.flow.rotatesRefreshTokens;
+    const refreshToken = issued.refreshToken ?? (keepsOld ? plan.spends : undefined);
+    if (issued.refreshToken === undefined && plan.spends !== undefined && !keepsOld) this.#markSpent(plan.spends);
     this.#refreshToken = refreshToken;
     const state: TokenState = {
       accessToken: issued.accessToken,

@@ -200,16 +200,21 @@ describe('durations (§3)', () => {
 
   it('§3: durations in the file are resolved to milliseconds', () => {
     const config = parse({
-      ...oneAccount(OAUTH2, { refresh: { minInterval: '500ms', timeout: '10s', waitForToken: '5m', maxLifetime: '1h', defaultLifetime: 30 } }),
+      ...oneAccount(OAUTH2, { refresh: { minInterval: '1500ms', timeout: '10s', waitForToken: '5m', maxLifetime: '1h', defaultLifetime: 30 } }),
       shutdownTimeout: '1m',
     });
     const refresh = firstAccount(config).refresh;
-    expect(refresh.minIntervalMs).toBe(500);
+    expect(refresh.minIntervalMs).toBe(1500);
     expect(refresh.timeoutMs).toBe(10_000);
     expect(refresh.waitForTokenMs).toBe(300_000);
     expect(refresh.maxLifetimeMs).toBe(3_600_000);
     expect(refresh.defaultLifetimeMs).toBe(30_000);
     expect(config.shutdownTimeoutMs).toBe(60_000);
+  });
+
+  it.each(['0', '500ms', 0])('T6: refresh.minInterval %s is refused: the loop guard needs a floor of 1s', (minInterval) => {
+    const problems = problemsOf(() => parse(oneAccount(OAUTH2, { refresh: { minInterval } })));
+    expect(problems).toContainEqual({ path: 'accounts.crm.refresh.minInterval', message: expect.stringMatching(/at least 1s/) });
   });
 
   it('§2: a bad duration is a problem at its path', () => {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import type { RefreshPolicy } from '../../src/config/resolve.js';
 import { createFlow } from '../../src/flows/index.js';
+import { TokenTransportError } from '../../src/flows/http-client.js';
 import { MemoryTokenStore } from '../../src/stores/memory.js';
 import type { TokenState } from '../../src/stores/types.js';
 import { TokenManager, TokenUnavailableError, type TokenEvents, type TokenTrigger } from '../../src/tokens/token-manager.js';
@@ -279,6 +280,59 @@ describe('token manager', () => {
     server.behaviour = { type: 'ok' };
     await advance(6 * MINUTE);
     expect(manager.status().ready).toBe(true);
+  });
+
+  it('T5/T6: an admin trigger does not cut a pending backoff short (a rejected login is not hammered)', async () => {
+    const { manager, server, advance, recorded } = setup();
+    server.behaviour = { type: 'reject-login' };
+    await manager.start();
+    await manager.settled();
+    // The first retry of a rejected login is a minute away; admin asks every 6 s inside that minute.
+    for (let i = 0; i < 9; i++) {
+      await advance(6 * SECOND);
+      expect(manager.requestRefresh('admin').result).toBe('deferred');
+    }
+    expect(server.count()).toBe(1);
+    expect(recorded.suppressed.filter((reason) => reason === 'backoff')).toHaveLength(9);
+  });
+
+  it('T3: a session refresh answered without a new refresh token has spent the old one: the next renewal is a login', async () => {
+    const { manager, server, advance } = setup();
+    server.lifetime = 100;
+    await manager.start();
+    await manager.settled();
+    const send = server.send;
+    server.send = async (request, options) => {
+      const answer = await send(request, options);
+      const body = JSON.parse(answer.body) as Record<string, unknown>;
+      delete body.refreshToken;
+      return { ...answer, body: JSON.stringify(body) };
+    };
+    await advance(80 * SECOND);
+    server.send = send;
+    await advance(80 * SECOND);
+    expect(server.sent.map((request) => request.kind)).toEqual(['login', 'refresh', 'login']);
+    expect(server.reuse).toBe(0);
+  });
+
+  it('T5: a refresh that failed TLS verification never reached the server: the same refresh token is kept', async () => {
+    const { manager, server, advance } = setup();
+    server.lifetime = 100;
+    await manager.start();
+    await manager.settled();
+    const send = server.send;
+    let failures = 3;
+    server.send = async (request, options) => {
+      if (failures-- > 0) {
+        server.sent.push({ kind: 'refresh', at: 0 });
+        throw new TokenTransportError('DEPTH_ZERO_SELF_SIGNED_CERT', 'self-signed certificate');
+      }
+      return send(request, options);
+    };
+    await advance(3 * MINUTE);
+    expect(server.count('login')).toBe(1);
+    expect(server.reuse).toBe(0);
+    expect(manager.current()).toBeDefined();
   });
 
   it.each([
