@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http';
+import type { Socket } from 'node:net';
 import { Registry } from 'prom-client';
 import { createAdminApp } from './admin/server.js';
 import { SidecarMetrics } from './admin/metrics.js';
@@ -6,7 +7,8 @@ import type { AccountConfig, SidecarConfig } from './config/resolve.js';
 import { sendTokenRequest } from './flows/http-client.js';
 import { createFlow } from './flows/index.js';
 import type { TokenFlow } from './flows/types.js';
-import { DataPlane } from './proxy/forward.js';
+import { errorBody } from './proxy/errors.js';
+import { DataPlane, hasRequestInFlight } from './proxy/forward.js';
 import { InboundPolicy } from './proxy/inbound.js';
 import { Router } from './proxy/route.js';
 import { createUpstreamAgent, upstreamTls, type UpstreamAccount } from './proxy/upstream.js';
@@ -44,6 +46,8 @@ export class Sidecar {
   readonly #accounts: RunningAccount[];
   readonly #dataPlane: DataPlane;
   readonly #servers: Array<{ server: Server; role: string }> = [];
+  /** Open data-plane client connections, so shutdown can close the idle ones at once. */
+  readonly #clientSockets = new Set<Socket>();
   #adminServer: Server | undefined;
   #accepting = false;
 
@@ -69,6 +73,7 @@ export class Sidecar {
       unrouted: this.metrics.unroutedMetrics(),
       logger: this.#logger,
       clientIdleTimeoutMs: config.clientIdleTimeoutMs,
+      unixSocket: 'path' in config.listen,
     });
   }
 
@@ -135,10 +140,17 @@ export class Sidecar {
 
   async #listenData(account: RunningAccount | undefined, address: SidecarConfig['listen'], role: string): Promise<void> {
     const server = createServer((req, res) => this.#dataPlane.handleRequest(req, res, account));
+    server.on('connection', (socket: Socket) => {
+      this.#clientSockets.add(socket);
+      socket.once('close', () => this.#clientSockets.delete(socket));
+    });
     server.on('connect', (req, socket) => this.#dataPlane.handleConnect(req, socket));
     server.on('upgrade', (req, socket, head) => this.#dataPlane.handleUpgrade(req, socket, head, account));
-    server.on('clientError', (_error, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+    server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+      // Requests Node's parser refuses still get the JSON error of F5.
+      if (!socket.writable) return;
+      const body = errorBody('bad_request', `malformed HTTP request (${error.code ?? 'parse error'})`);
+      socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
     });
     await listen(server, address);
     this.#servers.push({ server, role });
@@ -147,8 +159,13 @@ export class Sidecar {
   /** Stops accepting, lets in-flight requests finish (up to shutdownTimeout), stops the refreshers. */
   async stop(): Promise<void> {
     this.#accepting = false;
+    // Node's closeIdleConnections() skips connections that never sent a request (clients pre-open them).
+    const closeIdle = () => {
+      for (const socket of this.#clientSockets) if (!hasRequestInFlight(socket)) socket.destroy();
+    };
+    this.#dataPlane.startDraining(closeIdle);
     const drained = Promise.all(this.#servers.map(({ server }) => closeServer(server)));
-    for (const { server } of this.#servers) server.closeIdleConnections();
+    closeIdle();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => {
       timer = setTimeout(() => {

@@ -21,6 +21,8 @@ export interface DataPlaneOptions {
   unrouted: ProxyMetrics;
   logger: Logger;
   clientIdleTimeoutMs: number;
+  /** The main data-plane listener is a unix socket (clients have no address). */
+  unixSocket: boolean;
 }
 
 /** A refusal decided before any upstream is contacted. */
@@ -39,6 +41,8 @@ type Admission = { account: UpstreamAccount; targetPath: string } | Refusal;
 export class DataPlane {
   readonly #o: DataPlaneOptions;
   readonly #wsProxy = httpProxy.createProxyServer({ ws: true, changeOrigin: true, xfwd: false });
+  #draining = false;
+  #closeIdleConnections: () => void = () => undefined;
   /** Exact upstream paths of pending upgrades: http-proxy would join them with URL rules (§8). */
   readonly #wsTargetPaths = new WeakMap<IncomingMessage, string>();
 
@@ -55,24 +59,43 @@ export class DataPlane {
   /** The request listener of a data-plane server; `listenerAccount` is set on an account's own port. */
   handleRequest(req: IncomingMessage, res: ServerResponse, listenerAccount?: UpstreamAccount): void {
     const started = performance.now();
+    if (this.#draining) res.setHeader('connection', 'close');
     const admission = this.#admit(req, listenerAccount);
+    // Counted once, when the exchange ends however it ends (a client gone before an answer is 499).
+    const metrics = 'code' in admission ? (admission.account?.metrics ?? this.#o.unrouted) : admission.account.metrics;
+    const socket = req.socket as BusySocket;
+    socket[IN_FLIGHT] = (socket[IN_FLIGHT] ?? 0) + 1;
+    res.once('close', () => {
+      socket[IN_FLIGHT] = (socket[IN_FLIGHT] ?? 1) - 1;
+      metrics.observe(res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST, (performance.now() - started) / 1000);
+      if (this.#draining) setImmediate(this.#closeIdleConnections);
+    });
     if ('code' in admission) {
-      this.#refuse(res, admission, started);
+      this.#refuse(res, admission);
       return;
     }
     const { account, targetPath } = admission;
     const token = account.manager.current();
     if (token !== undefined) {
-      this.#send(req, res, account, token, targetPath, started);
+      this.#send(req, res, account, token, targetPath);
       return;
     }
     // T7: no valid token yet (cold start, or expired with no replacement): wait, then 503.
     account.manager.waitForToken().then(
       (fresh) => {
-        if (!res.destroyed) this.#send(req, res, account, fresh, targetPath, started);
+        if (!res.destroyed) this.#send(req, res, account, fresh, targetPath);
       },
-      (error: unknown) => this.#refuse(res, tokenRefusal(account, error), started),
+      (error: unknown) => this.#refuse(res, tokenRefusal(account, error)),
     );
+  }
+
+  /**
+   * Shutdown: answers from now on say `connection: close`, and every keep-alive socket that
+   * goes idle is closed at once, so draining ends when the last in-flight request does.
+   */
+  startDraining(closeIdleConnections: () => void): void {
+    this.#draining = true;
+    this.#closeIdleConnections = closeIdleConnections;
   }
 
   /** F3: the sidecar is not a forward proxy; CONNECT gets 405 and no connection is opened. */
@@ -152,7 +175,7 @@ export class DataPlane {
   }
 
   #admit(req: IncomingMessage, listenerAccount: UpstreamAccount | undefined): Admission {
-    const forbidden = this.#o.inbound.check(req);
+    const forbidden = this.#o.inbound.check(req, listenerAccount === undefined && this.#o.unixSocket);
     if (forbidden !== undefined) return { code: 'forbidden', message: forbidden };
     const target = splitOriginForm(req.url ?? '');
     if (target === undefined) return { code: 'bad_request', message: 'only origin-form request targets (/path) are accepted: bearer-sidecar is not a forward proxy' };
@@ -163,14 +186,13 @@ export class DataPlane {
     return { account: routed.account, targetPath: joinUpstreamPath(routed.account.basePath, routed.rest) + target.query };
   }
 
-  #refuse(res: ServerResponse, refusal: Refusal, started: number, headers: Record<string, string> = {}): void {
-    sendError(res, refusal.code, refusal.message, refusal.account?.name, { ...headers, ...retryAfterOf(refusal) });
-    (refusal.account?.metrics ?? this.#o.unrouted).observe(SIDECAR_ERRORS[refusal.code].status, (performance.now() - started) / 1000);
+  #refuse(res: ServerResponse, refusal: Refusal): void {
+    sendError(res, refusal.code, refusal.message, refusal.account?.name, retryAfterOf(refusal));
   }
 
   /** Sends the request upstream with the token and streams the answer back; T8 may replay it once. */
-  #send(req: IncomingMessage, res: ServerResponse, account: UpstreamAccount, token: ActiveToken, targetPath: string, started: number): void {
-    const exchange: Exchange = { req, res, account, targetPath, started, upstream: undefined };
+  #send(req: IncomingMessage, res: ServerResponse, account: UpstreamAccount, token: ActiveToken, targetPath: string): void {
+    const exchange: Exchange = { req, res, account, targetPath, upstream: undefined, body: undefined, retriedStaleSocket: false };
     // A client that goes away takes its upstream request with it.
     res.on('close', () => {
       if (!res.writableFinished) exchange.upstream?.destroy();
@@ -181,6 +203,7 @@ export class DataPlane {
       req.once('end', () => req.socket.setTimeout(0));
     }
     const body = new ReplayableBody(req, account.replayMaxBody);
+    exchange.body = body;
     const upstreamReq = this.#open(exchange, token, (upstreamRes) => this.#onFirstAnswer(exchange, token, body, upstreamRes));
     req.pipe(upstreamReq);
   }
@@ -225,11 +248,24 @@ export class DataPlane {
         res.destroy();
         return;
       }
+      if (this.#retryOnFreshSocket(exchange, upstreamReq, error, token, onResponse)) return;
       const refusal = upstreamFailure(account, error, timedOut);
       this.#o.logger.debug({ account: account.name, code: error.code }, refusal.message);
-      this.#refuse(res, refusal, exchange.started);
+      this.#refuse(res, refusal);
     });
     return upstreamReq;
+  }
+
+  /**
+   * A pooled connection the upstream closed while idle fails at once on reuse. An idempotent
+   * request that is whole in hand is sent once more on a fresh connection (what browsers do).
+   */
+  #retryOnFreshSocket(exchange: Exchange, failed: ClientRequest, error: NodeJS.ErrnoException, token: ActiveToken, onResponse: (upstreamRes: IncomingMessage) => void): boolean {
+    const stale = failed.reusedSocket && (error.code === 'ECONNRESET' || error.code === 'EPIPE');
+    if (!stale || exchange.retriedStaleSocket || !IDEMPOTENT_METHODS.has(exchange.req.method ?? '') || exchange.body?.replayable() !== true) return false;
+    exchange.retriedStaleSocket = true;
+    this.#open(exchange, token, onResponse).end(exchange.body.contents());
+    return true;
   }
 
   /** T8: an answer in `retryOn` to the token in use asks for a new token and replays the request once. */
@@ -285,23 +321,22 @@ export class DataPlane {
   }
 
   #streamBack(exchange: Exchange, upstreamRes: IncomingMessage, withHeldChunks = false): void {
-    const { res, account, started } = exchange;
+    const { res } = exchange;
     const status = upstreamRes.statusCode ?? 502;
+    if (this.#draining) res.setHeader('connection', 'close');
     res.writeHead(status, upstreamRes.statusMessage, clientResponseHeaders(upstreamRes.headers));
     // Server-sent events and other streams are flushed chunk by chunk as they arrive.
     res.flushHeaders();
     if (withHeldChunks) for (const chunk of (upstreamRes as HoldingResponse)[HELD_CHUNKS] ?? []) res.write(chunk);
     upstreamRes.pipe(res);
     upstreamRes.on('error', () => res.destroy());
-    res.on('finish', () => account.metrics.observe(status, (performance.now() - started) / 1000));
   }
 
   #sendHeld(exchange: Exchange, held: HeldAnswer): void {
-    const { res, account, started } = exchange;
+    const { res } = exchange;
     if (res.destroyed) return;
     res.writeHead(held.status, held.statusMessage, { ...clientResponseHeaders(held.headers), 'content-length': held.body.length });
     res.end(held.body);
-    account.metrics.observe(held.status, (performance.now() - started) / 1000);
   }
 }
 
@@ -311,10 +346,23 @@ interface Exchange {
   res: ServerResponse;
   account: UpstreamAccount;
   targetPath: string;
-  started: number;
-  /** The upstream request in progress (the first, or the replay). */
+  /** The upstream request in progress (the first, a stale-socket retry, or the replay). */
   upstream: ClientRequest | undefined;
+  body: ReplayableBody | undefined;
+  retriedStaleSocket: boolean;
 }
+
+/** Requests in flight on a client connection: at shutdown, a connection with none is closed at once. */
+const IN_FLIGHT = Symbol('inFlight');
+type BusySocket = Socket & { [IN_FLIGHT]?: number };
+
+export function hasRequestInFlight(socket: Socket): boolean {
+  return ((socket as BusySocket)[IN_FLIGHT] ?? 0) > 0;
+}
+
+/** nginx's code for "the client closed the connection before an answer": counted, never sent. */
+const CLIENT_CLOSED_REQUEST = 499;
+const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 
 /** A rejection answer held back while a new token is fetched (T8). */
 interface HeldAnswer {

@@ -15,11 +15,14 @@ export class InboundPolicy {
     this.#keyDigests = apiKeys.map((key) => sha256(key.reveal()));
   }
 
-  /** A reason to refuse (403 forbidden), or undefined when the client may proceed. */
-  check(req: IncomingMessage): string | undefined {
+  /**
+   * A reason to refuse (403 forbidden), or undefined when the client may proceed. Unix-socket
+   * clients have no address (the socket file's permissions are the fence); on TCP a missing
+   * address (a socket already gone) fails closed.
+   */
+  check(req: IncomingMessage, unixSocket = false): string | undefined {
     const address = req.socket.remoteAddress;
-    // Unix-socket clients have no address: the socket file's permissions are the fence.
-    if (address !== undefined && !this.#addressAllowed(address)) return 'client address is not in inbound.allow';
+    if (address === undefined ? !unixSocket : !this.#addressAllowed(address)) return 'client address is not in inbound.allow';
     if (this.#keyDigests.length > 0 && !this.#keyMatches(req.headers[API_KEY_HEADER])) return 'missing or invalid X-Sidecar-Key';
     return undefined;
   }

@@ -295,3 +295,66 @@ describe('timeouts and aborts', () => {
     expect(s.upstream.requests).toHaveLength(0);
   });
 });
+
+describe('connection hygiene', () => {
+  it('§2: stopping drains promptly: once the last in-flight answer is sent, its keep-alive socket is closed (no wait for shutdownTimeout)', async () => {
+    const s = await setup();
+    const sidecar = await extraSidecar(s, { upstream: s.upstream.url }, { shutdownTimeout: '1h' });
+    let release: () => void = () => undefined;
+    s.upstream.hold = new Promise((resolve) => (release = resolve));
+    const answer = fetch(`${sidecar.dataUrl()}/slow`);
+    await vi.waitFor(() => expect(s.upstream.requests).toHaveLength(1));
+    const stopped = sidecar.stop();
+    release();
+    const response = await answer;
+    expect(response.status).toBe(200);
+    expect(response.headers.get('connection')).not.toBe('keep-alive');
+    await stopped; // would hang for the hour if the idle keep-alive socket were kept
+  });
+
+  it('F5: a request Node cannot parse gets the JSON bad_request error', async () => {
+    const s = await setup();
+    const { rawRequest } = await import('../helpers/recording-upstream.js');
+    const answer = await rawRequest(s.sidecar.dataUrl(), 'THIS IS NOT HTTP\r\n\r\n');
+    expect(answer.status).toBe(400);
+    expect(JSON.parse(answer.body)).toMatchObject({ error: 'bad_request' });
+  });
+
+  it('§7: a client that goes away before the answer is counted as code 499, and its upstream request is aborted', async () => {
+    const s = await setup();
+    s.upstream.hold = new Promise(() => undefined);
+    const controller = new AbortController();
+    const pending = fetch(`${s.sidecar.dataUrl()}/gone`, { signal: controller.signal }).catch(() => 'aborted');
+    await vi.waitFor(() => expect(s.upstream.requests).toHaveLength(1));
+    controller.abort();
+    expect(await pending).toBe('aborted');
+    await vi.waitFor(async () => expect(metricSum(await s.metrics(), METRIC_NAMES.proxyRequests, 'code="499"')).toBe(1));
+  });
+
+  it('F4: an idempotent request that meets a pooled connection the upstream closed is sent once more on a fresh one; a POST is not', async () => {
+    const s = await setup();
+    const { createServer } = await import('node:net');
+    let served = 0;
+    // Each connection answers its first request (keep-alive) and drops the second unanswered.
+    const upstream = createServer((socket) => {
+      let seen = 0;
+      socket.on('data', (chunk: Buffer) => {
+        for (const _ of chunk.toString('latin1').matchAll(/ HTTP\/1\.1\r\n/g)) {
+          seen += 1;
+          if (seen === 1) {
+            served += 1;
+            socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok');
+          } else socket.destroy();
+        }
+      });
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => upstream.close(() => resolve())));
+    const sidecar = await extraSidecar(s, { upstream: `http://127.0.0.1:${(upstream.address() as { port: number }).port}` });
+    expect((await fetch(`${sidecar.dataUrl()}/one`)).status).toBe(200);
+    expect((await fetch(`${sidecar.dataUrl()}/two`)).status).toBe(200);
+    expect(served).toBe(2);
+    expect((await fetch(`${sidecar.dataUrl()}/post`, { method: 'POST', body: 'x' })).status).toBe(502);
+  });
+});
