@@ -100,7 +100,7 @@ export class Sidecar {
       isDefault: account.isDefault,
       route: account.route,
       upstream: account.upstream,
-      basePath: account.upstream.pathname.replace(/\/$/, ''),
+      basePath: account.upstream.pathname,
       manager,
       metrics: this.metrics.proxyMetrics(account.name),
       agent: createUpstreamAgent(account.upstream, tls),

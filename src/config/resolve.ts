@@ -93,15 +93,17 @@ export function resolveConfig(raw: RawConfig, problems: ConfigProblem[]): Sideca
 function resolveAccount(name: string, raw: RawAccount, global: RawConfig, problems: ConfigProblem[]): AccountConfig {
   const path = `accounts.${name}`;
   const globalRefresh: RefreshPolicyInput = global.refresh;
+  // The account's own value, else the top-level `refresh:`, else the built-in default.
+  const pick = <K extends keyof RefreshPolicyInput>(key: K) => raw.refresh[key] ?? globalRefresh[key];
   const refresh: RefreshPolicy = {
-    at: raw.refresh.at ?? globalRefresh.at ?? REFRESH_DEFAULTS.at,
-    minIntervalMs: raw.refresh.minInterval ?? globalRefresh.minInterval ?? REFRESH_DEFAULTS.minInterval,
-    timeoutMs: raw.refresh.timeout ?? globalRefresh.timeout ?? REFRESH_DEFAULTS.timeout,
-    waitForTokenMs: raw.refresh.waitForToken ?? globalRefresh.waitForToken ?? REFRESH_DEFAULTS.waitForToken,
-    retryOn: raw.refresh.retryOn ?? globalRefresh.retryOn ?? DEFAULT_RETRY_ON[raw.auth.flow],
-    replayMaxBody: raw.refresh.replayMaxBody ?? globalRefresh.replayMaxBody ?? REFRESH_DEFAULTS.replayMaxBody,
-    defaultLifetimeMs: raw.refresh.defaultLifetime ?? globalRefresh.defaultLifetime ?? REFRESH_DEFAULTS.defaultLifetime,
-    maxLifetimeMs: raw.refresh.maxLifetime ?? globalRefresh.maxLifetime ?? REFRESH_DEFAULTS.maxLifetime,
+    at: pick('at') ?? REFRESH_DEFAULTS.at,
+    minIntervalMs: pick('minInterval') ?? REFRESH_DEFAULTS.minInterval,
+    timeoutMs: pick('timeout') ?? REFRESH_DEFAULTS.timeout,
+    waitForTokenMs: pick('waitForToken') ?? REFRESH_DEFAULTS.waitForToken,
+    retryOn: pick('retryOn') ?? DEFAULT_RETRY_ON[raw.auth.flow],
+    replayMaxBody: pick('replayMaxBody') ?? REFRESH_DEFAULTS.replayMaxBody,
+    defaultLifetimeMs: pick('defaultLifetime') ?? REFRESH_DEFAULTS.defaultLifetime,
+    maxLifetimeMs: pick('maxLifetime') ?? REFRESH_DEFAULTS.maxLifetime,
   };
   if (refresh.defaultLifetimeMs <= 0) problems.push({ path: `${path}.refresh.defaultLifetime`, message: 'must be greater than 0' });
   if (refresh.maxLifetimeMs < refresh.defaultLifetimeMs) {

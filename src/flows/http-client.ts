@@ -1,5 +1,6 @@
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { describeNetworkError } from '../util/net-errors.js';
 import type { TokenHttpRequest, TokenHttpResponse } from './types.js';
 
 /** Token responses are small; anything bigger is a misconfigured URL, not a token. */
@@ -67,12 +68,6 @@ export function sendTokenRequest(spec: TokenHttpRequest, options: TokenHttpOptio
 
 function asTransportError(error: Error): TokenTransportError {
   if (error instanceof TokenTransportError) return error;
-  const code = (error as NodeJS.ErrnoException).code ?? 'error';
-  const messages: Record<string, string> = {
-    ECONNREFUSED: 'connection refused',
-    ECONNRESET: 'connection reset before a complete answer',
-    ENOTFOUND: 'host not found',
-    ETIMEDOUT: 'connection timed out',
-  };
-  return new TokenTransportError(code, messages[code] ?? `${code}: ${error.message}`);
+  const errno = error as NodeJS.ErrnoException;
+  return new TokenTransportError(errno.code ?? 'error', describeNetworkError(errno));
 }

@@ -6,6 +6,7 @@ import { performance } from 'node:perf_hooks';
 import httpProxy from 'http-proxy';
 import type { ProxyMetrics } from '../admin/metrics.js';
 import type { Logger } from '../util/logger.js';
+import { describeNetworkError } from '../util/net-errors.js';
 import type { ActiveToken } from '../tokens/active-token.js';
 import { TokenUnavailableError } from '../tokens/token-manager.js';
 import { errorBody, SIDECAR_ERRORS, sendError, type SidecarErrorCode } from './errors.js';
@@ -441,14 +442,6 @@ function retryAfterOf(refusal: Refusal & { retryAfterSeconds?: number }): Record
   return refusal.retryAfterSeconds === undefined ? {} : { 'retry-after': String(refusal.retryAfterSeconds) };
 }
 
-const UNREACHABLE_MESSAGES: Record<string, string> = {
-  ECONNREFUSED: 'refused the connection',
-  ECONNRESET: 'reset the connection',
-  EHOSTUNREACH: 'is unreachable',
-  ENOTFOUND: 'has a host name that does not resolve',
-  EAI_AGAIN: 'has a host name that does not resolve (temporary)',
-};
-
 function upstreamFailure(account: UpstreamAccount, error: NodeJS.ErrnoException, timedOut: 'connect' | 'response' | undefined): Refusal {
   const where = `upstream ${account.upstream.origin}`;
   if (timedOut === 'connect' || error.code === 'ETIMEDOUT') {
@@ -457,8 +450,7 @@ function upstreamFailure(account: UpstreamAccount, error: NodeJS.ErrnoException,
   if (timedOut === 'response') {
     return { code: 'upstream_timeout', message: `${where} did not answer within ${account.timeouts.responseMs}ms`, account };
   }
-  const reason = UNREACHABLE_MESSAGES[error.code ?? ''] ?? `failed: ${error.code ?? error.message}`;
-  return { code: 'upstream_unreachable', message: `${where} ${reason}`, account };
+  return { code: 'upstream_unreachable', message: `${where}: ${describeNetworkError(error)}`, account };
 }
 
 /** For CONNECT and upgrades there is no ServerResponse: write a minimal HTTP/1.1 answer. */

@@ -15,7 +15,7 @@ export interface UpstreamAccount {
   isDefault: boolean;
   route: AccountConfig['route'];
   upstream: URL;
-  /** The upstream's base path without a trailing slash ("" for none). */
+  /** The upstream's base path (joinUpstreamPath drops a trailing slash). */
   basePath: string;
   manager: TokenManager;
   metrics: ProxyMetrics;
