@@ -12,7 +12,7 @@ import { DataPlane, hasRequestInFlight } from './proxy/forward.js';
 import { InboundPolicy } from './proxy/inbound.js';
 import { Router } from './proxy/route.js';
 import { createUpstreamAgent, upstreamTls, type UpstreamAccount } from './proxy/upstream.js';
-import { MemoryTokenStore } from './stores/memory.js';
+import { createStore } from './stores/index.js';
 import type { TokenStore } from './stores/types.js';
 import { TokenManager, type SendTokenRequest } from './tokens/token-manager.js';
 import { systemClock, type Clock } from './util/clock.js';
@@ -55,7 +55,7 @@ export class Sidecar {
     this.config = config;
     this.#clock = deps.clock ?? systemClock;
     this.#logger = deps.logger ?? silentLogger();
-    this.#store = deps.store ?? new MemoryTokenStore();
+    this.#store = deps.store ?? createStore(config.store, this.#logger);
     const registry = deps.registry ?? new Registry();
     this.metrics = new SidecarMetrics(
       registry,
@@ -135,6 +135,10 @@ export class Sidecar {
     await listen(this.#adminServer, this.config.admin);
     this.#accepting = true;
     this.#logger.info({ data: this.dataUrl(), admin: this.adminUrl(), accounts: this.#accounts.map((a) => a.name) }, 'bearer-sidecar listening');
+    // Replicas must see the shared store before their first token request, or each would log in.
+    await this.#store.ready?.().catch((error: unknown) => {
+      this.#logger.error({ store: this.#store.type, err: error }, 'token store not reachable at start; going on without it');
+    });
     await Promise.all(this.#accounts.map((account) => account.manager.start()));
   }
 

@@ -17,6 +17,9 @@ export const METRIC_NAMES = {
   replays: 'bearer_sidecar_replays_total',
   clockSkew: 'bearer_sidecar_clock_skew_seconds',
   lifetimeAnomalies: 'bearer_sidecar_token_lifetime_anomalies_total',
+  // Beyond the contract's table (additive): the shared store's health (T10).
+  storeErrors: 'bearer_sidecar_store_errors_total',
+  storeUp: 'bearer_sidecar_store_up',
 } as const;
 
 /** What the gauges read at scrape time, per account. */
@@ -51,6 +54,7 @@ export class SidecarMetrics {
   readonly #replays: Counter<'account' | 'outcome'>;
   readonly #skew: Gauge<'account'>;
   readonly #anomalies: Counter<'account' | 'reason'>;
+  readonly #storeErrors: Counter<'account' | 'operation'>;
 
   constructor(registry: Registry, source: TokenStatusSource, options: { defaultMetrics?: boolean } = {}) {
     this.registry = registry;
@@ -112,6 +116,12 @@ export class SidecarMetrics {
       labelNames: ['account', 'reason'],
       registers,
     });
+    this.#storeErrors = new Counter({
+      name: METRIC_NAMES.storeErrors,
+      help: 'Token store operations that failed (load, save, lock); the valid token keeps being served.',
+      labelNames: ['account', 'operation'],
+      registers,
+    });
     this.#registerStatusGauges(source, registers);
   }
 
@@ -148,6 +158,13 @@ export class SidecarMetrics {
       registers,
       collect: perAccount((status, now) => (status.expiresAt !== undefined && now < status.expiresAt ? 1 : 0)),
     });
+    new Gauge({
+      name: METRIC_NAMES.storeUp,
+      help: '1 while the token store answered the last operation of the account.',
+      labelNames: ['account'],
+      registers,
+      collect: perAccount((status) => (status.storeProblem === undefined ? 1 : 0)),
+    });
   }
 
   tokenEvents(account: string): TokenEvents {
@@ -159,6 +176,7 @@ export class SidecarMetrics {
       suppressed: (reason: SuppressionReason) => this.#suppressed.inc({ account, reason }),
       lifetimeAnomaly: (reason: LifetimeAnomaly) => this.#anomalies.inc({ account, reason }),
       clockSkew: (seconds: number) => this.#skew.set({ account }, seconds),
+      storeError: (operation) => this.#storeErrors.inc({ account, operation }),
     };
   }
 

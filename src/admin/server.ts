@@ -34,8 +34,14 @@ export function createAdminApp(options: AdminOptions): Express {
       const status = account.status();
       if (!status.ready) reasons[account.name] = status.reason ?? 'not ready';
     }
+    // Store trouble does not make an account unready while its token is valid; it is reported.
+    const warnings: Record<string, string> = {};
+    for (const account of options.accounts) {
+      const problem = account.status().storeProblem;
+      if (problem !== undefined) warnings[account.name] = problem;
+    }
     const ready = Object.keys(reasons).length === 0;
-    res.status(ready ? 200 : 503).json({ ready, reasons });
+    res.status(ready ? 200 : 503).json({ ready, reasons, ...(Object.keys(warnings).length > 0 ? { warnings } : {}) });
   });
 
   app.get('/status', (req, res) => {

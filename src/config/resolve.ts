@@ -1,5 +1,7 @@
 import { accessSync, constants } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
+import { dirname } from 'node:path';
+import { TokenCodec } from '../stores/codec.js';
 import { Secret } from '../util/secret.js';
 import type { SecretSource } from '../util/secret-source.js';
 import {
@@ -74,6 +76,7 @@ export function resolveConfig(raw: RawConfig, problems: ConfigProblem[]): Sideca
   );
   if (accounts.length === 0) problems.push({ path: 'accounts', message: 'at least one account is required' });
   checkRoutes(raw, accounts, problems);
+  checkStore(raw.store, problems);
   return {
     listen: raw.listen,
     admin: raw.admin,
@@ -205,6 +208,25 @@ function checkRoutes(raw: RawConfig, accounts: AccountConfig[], problems: Config
       const owner = prefixes.get(pathPrefix);
       if (owner !== undefined) problems.push({ path: `accounts.${account.name}.route.pathPrefix`, message: `${pathPrefix} is already the prefix of ${owner}` });
       prefixes.set(pathPrefix, account.name);
+    }
+  }
+}
+
+function checkStore(store: RawConfig['store'], problems: ConfigProblem[]): void {
+  if (store.type === 'memory') return;
+  if (store.encryptionKeyFile !== undefined) {
+    try {
+      TokenCodec.fromKeyFile(store.encryptionKeyFile);
+    } catch (error) {
+      problems.push({ path: 'store.encryptionKeyFile', message: (error as Error).message });
+    }
+  }
+  if (store.type === 'file') {
+    const dir = dirname(store.path);
+    try {
+      accessSync(dir, constants.W_OK);
+    } catch (error) {
+      problems.push({ path: 'store.path', message: `cannot write in ${dir} (${(error as NodeJS.ErrnoException).code ?? 'error'})` });
     }
   }
 }

@@ -128,7 +128,25 @@ const accountSchema = z.strictObject({
   timeouts: timeoutsSchema.prefault({}),
 });
 
-const storeSchema = z.discriminatedUnion('type', [z.strictObject({ type: z.literal('memory') })]);
+const redisUrl = z.string().refine((value) => /^(rediss?:\/\/[^\s]+|unix:\/\/\/[^\s]+)$/.test(value), {
+  message: 'not a Redis URL (redis://host:port/db, rediss://… for TLS, or unix:///path/to/redis.sock)',
+});
+
+const storeSchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('memory') }),
+  z.strictObject({
+    type: z.literal('file'),
+    path: z.string().min(1),
+    /** 32 bytes (raw, hex or base64): secrets at rest are encrypted with AES-256-GCM. */
+    encryptionKeyFile: z.string().min(1).optional(),
+  }),
+  z.strictObject({
+    type: z.literal('redis'),
+    url: redisUrl,
+    keyPrefix: z.string().default('bearer-sidecar:'),
+    encryptionKeyFile: z.string().min(1).optional(),
+  }),
+]);
 
 export const configSchema = z.strictObject({
   listen: listenSchema.prefault({ host: '127.0.0.1', port: 8080 }),
@@ -157,6 +175,7 @@ export type OAuth2AuthConfig = z.output<typeof oauth2AuthSchema>;
 export type RefreshPolicyInput = z.output<typeof refreshPolicySchema>;
 export type TlsConfig = z.output<typeof tlsSchema>;
 export type ListenConfig = z.output<typeof listenSchema>;
+export type StoreConfig = z.output<typeof storeSchema>;
 
 /** Built-in refresh defaults (CONTRACT §3), before the top-level `refresh:` and the account's own. */
 export const REFRESH_DEFAULTS = {

@@ -1,20 +1,42 @@
-import type { TokenState, TokenStore } from './types.js';
+import { LocalLocks } from './local-lock.js';
+import type { SaveResult, StoredToken, StoreLock, TokenState, TokenStore } from './types.js';
 
-/** The reference store: state lives as long as the process. */
+/** The reference store: state lives as long as the process. Every other store behaves like this one. */
 export class MemoryTokenStore implements TokenStore {
   readonly type = 'memory';
-  readonly #states = new Map<string, TokenState>();
+  readonly shared = false;
+  readonly #records = new Map<string, StoredToken>();
+  readonly #locks: LocalLocks;
 
-  async load(account: string): Promise<TokenState | undefined> {
-    const state = this.#states.get(account);
-    return state === undefined ? undefined : { ...state };
+  constructor(options: { now?: () => number } = {}) {
+    this.#locks = new LocalLocks(options.now);
   }
 
-  async save(account: string, state: TokenState): Promise<void> {
-    this.#states.set(account, { ...state });
+  async load(account: string): Promise<StoredToken | undefined> {
+    const record = this.#records.get(account);
+    return record === undefined ? undefined : { state: { ...record.state }, revision: record.revision };
+  }
+
+  async save(account: string, state: TokenState, expectedRevision?: number | null): Promise<SaveResult> {
+    const current = this.#records.get(account);
+    if (expectedRevision !== undefined && (current?.revision ?? null) !== expectedRevision) {
+      return { saved: false, current: current === undefined ? undefined : { state: { ...current.state }, revision: current.revision } };
+    }
+    const record: StoredToken = { state: { ...state }, revision: (current?.revision ?? 0) + 1 };
+    this.#records.set(account, record);
+    return { saved: true, record: { state: { ...state }, revision: record.revision } };
+  }
+
+  async obtainLock(account: string, ttlMs: number): Promise<StoreLock | undefined> {
+    return this.#locks.obtain(account, ttlMs);
+  }
+
+  subscribe(): () => void {
+    // Nobody else writes to a process's own memory.
+    return () => undefined;
   }
 
   async close(): Promise<void> {
-    this.#states.clear();
+    this.#records.clear();
   }
 }

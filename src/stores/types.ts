@@ -11,14 +11,46 @@ export interface TokenState {
   refreshToken: Secret | undefined;
 }
 
+/** A stored state and its revision: every save makes a new, higher revision. */
+export interface StoredToken {
+  state: TokenState;
+  revision: number;
+}
+
+/** On a failed compare-and-set, `current` is the record the comparison was made against (read in the same atomic step). */
+export type SaveResult = { saved: true; record: StoredToken } | { saved: false; current: StoredToken | undefined };
+
+/** A per-account lock with an expiry (T10): one token request at a time across replicas. */
+export interface StoreLock {
+  /** Extends the expiry; false once the lock has expired (whether or not another holder took it). */
+  extend(ttlMs: number): Promise<boolean>;
+  /** Releases the lock if this holder still owns it (never someone else's). */
+  release(): Promise<void>;
+}
+
 /**
  * Where token state lives. `memory` is the reference implementation; `file` and `redis`
- * implement the same contract and run the same conformance suite.
+ * implement the same contract and run the same conformance suite (test/contract).
+ *
+ * Every operation may reject (disk full, Redis down): the token manager then keeps the newest
+ * state in memory, serves the valid token, and retries. A failed `save` is not durable.
+ * Revisions restart at 1 when a store loses its data (a file set aside, Redis flushed).
  */
 export interface TokenStore {
-  readonly type: string;
-  load(account: string): Promise<TokenState | undefined>;
-  /** Resolves once the state is durable: callers send nothing that depends on it before. */
-  save(account: string, state: TokenState): Promise<void>;
+  readonly type: 'memory' | 'file' | 'redis';
+  /** True when other processes share this store (their saves arrive through `subscribe`). */
+  readonly shared: boolean;
+  load(account: string): Promise<StoredToken | undefined>;
+  /**
+   * Saves a new state; resolves once it is durable. With `expectedRevision` it is a
+   * compare-and-set: a number must equal the stored revision, null means "nothing stored yet".
+   */
+  save(account: string, state: TokenState, expectedRevision?: number | null): Promise<SaveResult>;
+  /** Takes the account's lock for `ttlMs`, or resolves undefined when another holder has it. */
+  obtainLock(account: string, ttlMs: number): Promise<StoreLock | undefined>;
+  /** Calls `onChange` when another process saves this account's state; returns an unsubscribe. */
+  subscribe(account: string, onChange: () => void): () => void;
+  /** Resolves once the store can be used (a network store's first connection); rejects if it cannot. */
+  ready?(): Promise<void>;
   close(): Promise<void>;
 }

@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import type { RefreshPolicy } from '../config/resolve.js';
 import { TokenTransportError, type TokenHttpOptions } from '../flows/http-client.js';
 import type { ParsedTokenResponse, TokenFlow, TokenHttpRequest, TokenHttpResponse, TokenRequestKind } from '../flows/types.js';
-import type { TokenState, TokenStore } from '../stores/types.js';
+import type { StoredToken, StoreLock, TokenState, TokenStore } from '../stores/types.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import { formatDuration } from '../util/duration.js';
 import type { Logger } from '../util/logger.js';
@@ -23,7 +23,11 @@ export interface TokenEvents {
   suppressed(reason: SuppressionReason): void;
   lifetimeAnomaly(reason: LifetimeAnomaly): void;
   clockSkew(seconds: number): void;
+  /** A store operation failed (Redis down): the account keeps serving its valid token. */
+  storeError(operation: StoreOperation): void;
 }
+
+export type StoreOperation = 'load' | 'save' | 'lock';
 
 export type SendTokenRequest = (request: TokenHttpRequest, options: TokenHttpOptions) => Promise<TokenHttpResponse>;
 
@@ -77,6 +81,10 @@ export interface TokenStatus {
   hasRefreshToken: boolean;
   /** Requests parked until a token arrives (T7). */
   waiting: number;
+  /** Why the token store cannot be used right now (shared stores), if so. */
+  storeProblem: string | undefined;
+  /** Revision of the stored state this process holds. */
+  revision: number | undefined;
   counts: Record<TokenRequestKind, Record<TokenOutcome, number>>;
 }
 
@@ -100,6 +108,10 @@ const NOT_DELIVERED = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID',
   'EPROTO',
 ]);
+/** The lock outlives the token request's own timeout by this much, and is extended while it runs (T10). */
+const LOCK_MARGIN_MS = 5_000;
+/** While another replica holds the lock, look again this often (its result normally arrives by notification first). */
+const FOLLOW_INTERVAL_MS = 1_000;
 /** How many spent refresh tokens are remembered to refuse sending one again (T3). */
 const SPENT_MEMORY = 64;
 
@@ -148,6 +160,10 @@ export class TokenManager {
   #rejectedGeneration = 0;
   #lastError: { at: number; message: string } | undefined;
   #stopped = false;
+  /** Revision of the stored state this process holds (compare-and-set, T10). */
+  #revision: number | undefined;
+  #storeProblem: string | undefined;
+  #unsubscribe: () => void = () => undefined;
   readonly #spentRefreshTokens = new Set<string>();
   readonly #waiters = new Set<Waiter>();
   readonly #loggedAnomalies = new Set<LifetimeAnomaly>();
@@ -165,17 +181,15 @@ export class TokenManager {
 
   /** Adopts a still-valid stored token (T9) or asks for one at once (trigger `startup`). */
   async start(): Promise<void> {
+    // Replicas hear of each other's saves and adopt the newest token (T10).
+    if (this.#o.store.shared) this.#unsubscribe = this.#o.store.subscribe(this.account, () => void this.#onStoreChange());
     const stored = await this.#loadStored();
-    const now = this.#o.clock.now();
-    if (stored !== undefined) {
-      this.#refreshToken = stored.refreshToken;
-      if (stored.expiresAt > now) {
-        this.#adopt(stored);
-        this.#lastRequestAt = stored.obtainedAt;
-        this.#log.info({ fingerprint: this.#token?.fingerprint, expiresAt: new Date(stored.expiresAt).toISOString() }, 'using stored token');
-        this.#scheduleGuarded(this.#refreshDueAt(stored), 'schedule');
-        return;
-      }
+    if (stored !== undefined && this.#takeStored(stored)) {
+      const token = this.#token;
+      this.#log.info({ fingerprint: token?.fingerprint, expiresAt: token && new Date(token.expiresAt).toISOString() }, 'using stored token');
+      // The schedule continues (§8): due at obtained + at x lifetime, at once if that is past.
+      this.#scheduleGuarded(this.#refreshDueAt(stored.state), 'schedule');
+      return;
     }
     this.#run('startup');
   }
@@ -257,6 +271,7 @@ export class TokenManager {
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#unsubscribe();
     this.#clearTimer();
     for (const waiter of this.#waiters) this.#rejectWaiter(waiter, this.#unavailable(this.#o.clock.now()));
     await this.settled();
@@ -282,6 +297,8 @@ export class TokenManager {
       consecutiveFailures: this.#failures,
       hasRefreshToken: this.#refreshToken !== undefined,
       waiting: this.#waiters.size,
+      storeProblem: this.#storeProblem,
+      revision: this.#revision,
       counts: structuredClone(this.#counts),
     };
   }
@@ -318,6 +335,82 @@ export class TokenManager {
   }
 
   async #perform(trigger: TokenTrigger): Promise<void> {
+    const coordination = await this.#coordinate(trigger);
+    if (coordination === 'done') return;
+    const extender = this.#keepLockAlive(coordination.lock);
+    try {
+      await this.#request(trigger);
+    } finally {
+      extender.stop();
+      await coordination.lock?.release().catch((error: unknown) => this.#onStoreError('lock', error));
+    }
+  }
+
+  /**
+   * T10: one replica at a time. Takes the account's lock, then re-reads the store: a token
+   * another replica just got is adopted instead of asking for one. When the store cannot be
+   * reached, the valid token keeps being served; only a token about to expire is renewed
+   * without the lock (logged).
+   */
+  async #coordinate(trigger: TokenTrigger): Promise<'done' | { lock: StoreLock | undefined }> {
+    const ttl = this.#o.policy.timeoutMs + LOCK_MARGIN_MS;
+    let lock: StoreLock | undefined;
+    try {
+      lock = await this.#o.store.obtainLock(this.account, ttl);
+      this.#storeRecovered();
+    } catch (error) {
+      this.#onStoreError('lock', error);
+      if (this.#mustRenewAnyway()) {
+        this.#log.warn({ store: this.#o.store.type }, 'renewing the token without the store lock: the store is unreachable and the token would expire');
+        return { lock: undefined };
+      }
+      this.#failures += 1;
+      this.#scheduleRetry(TRANSIENT_BACKOFF, false, this.#renewAnywayAt());
+      return 'done';
+    }
+    if (lock === undefined) {
+      // Another replica is asking; its token arrives by notification, or the lock expires.
+      this.#schedule(this.#o.clock.now() + FOLLOW_INTERVAL_MS, trigger);
+      return 'done';
+    }
+    const stored = await this.#loadStored();
+    if (stored !== undefined && stored.revision > (this.#revision ?? 0) && this.#takeStored(stored) && this.#o.clock.now() < this.#refreshDueAt(stored.state, 0)) {
+      await lock.release().catch((error: unknown) => this.#onStoreError('lock', error));
+      this.#scheduleGuarded(this.#refreshDueAt(stored.state), 'schedule');
+      return 'done';
+    }
+    return { lock };
+  }
+
+  /** A token about to expire (or gone) is renewed even when the lock cannot be known. */
+  #mustRenewAnyway(): boolean {
+    return this.#o.clock.now() >= this.#renewAnywayAt();
+  }
+
+  /** From when on the token is renewed without the lock: two request timeouts before it expires. */
+  #renewAnywayAt(): number {
+    const token = this.#token;
+    return token === undefined ? Number.NEGATIVE_INFINITY : token.expiresAt - 2 * this.#o.policy.timeoutMs;
+  }
+
+  /** Extends the lock while the token request runs, so a slow answer does not let another replica in. */
+  #keepLockAlive(lock: StoreLock | undefined): { stop(): void } {
+    if (lock === undefined) return { stop: () => undefined };
+    const ttl = this.#o.policy.timeoutMs + LOCK_MARGIN_MS;
+    let timer: TimerHandle | undefined;
+    const arm = () => {
+      timer = this.#o.clock.setTimer(() => {
+        void lock.extend(ttl).then(
+          (kept) => (kept ? arm() : this.#log.warn('lost the store lock during a token request')),
+          (error: unknown) => this.#onStoreError('lock', error),
+        );
+      }, ttl / 3);
+    };
+    arm();
+    return { stop: () => timer !== undefined && this.#o.clock.clearTimer(timer) };
+  }
+
+  async #request(trigger: TokenTrigger): Promise<void> {
     const sentAt = this.#o.clock.now();
     let plan: PlannedRequest;
     try {
@@ -353,11 +446,51 @@ export class TokenManager {
       await this.#onSuccess(plan, parsed.token, sentAt, logFields);
     } else if (parsed.outcome === 'rejected') {
       this.#log.warn({ ...logFields, reason: parsed.reason }, `token request: ${plan.kind} rejected`);
+      // T10: another replica may have rotated the chain; its newer refresh token is in the store.
+      if (plan.kind === 'refresh' && plan.spends !== undefined && (await this.#adoptNewerChain(plan.spends))) return;
       this.#onRejected(plan.kind, plan.spends, parsed.reason, sentAt);
     } else {
       this.#log.warn({ ...logFields, reason: parsed.reason }, `token request: ${plan.kind} failed`);
       this.#onError(plan, parsed.reason, sentAt, delivered);
     }
+  }
+
+  /** After a rejected refresh: a different refresh token in the store means the chain went on elsewhere. */
+  async #adoptNewerChain(rejected: Secret): Promise<boolean> {
+    const stored = await this.#loadStored();
+    const storedRefresh = stored?.state.refreshToken;
+    if (stored === undefined || storedRefresh === undefined || storedRefresh.equals(rejected)) return false;
+    this.#markSpent(rejected);
+    this.#log.info('refresh rejected, but the store holds a newer chain from another replica: adopting it');
+    this.#takeStored(stored, true);
+    this.#scheduleGuarded(this.current() === undefined ? this.#o.clock.now() : this.#refreshDueAt(stored.state), this.current() === undefined ? 'retry' : 'schedule');
+    return true;
+  }
+
+  /** Another process saved this account's state: adopt it if it is newer than ours (T10). */
+  async #onStoreChange(): Promise<void> {
+    if (this.#stopped || this.#inFlight !== undefined) return;
+    const stored = await this.#loadStored();
+    if (stored === undefined || stored.revision <= (this.#revision ?? 0)) return;
+    if (this.#takeStored(stored)) this.#scheduleGuarded(this.#refreshDueAt(stored.state), 'schedule');
+  }
+
+  /**
+   * Takes a stored state as ours: its revision and refresh token always (the newest chain),
+   * its access token when still valid and newer than the one held. True when a token was adopted.
+   */
+  #takeStored(stored: StoredToken, force = false): boolean {
+    if (!force && stored.revision <= (this.#revision ?? 0) && this.#token !== undefined) return false;
+    this.#revision = stored.revision;
+    this.#refreshToken = stored.state.refreshToken;
+    this.#refreshTokenFailures = 0;
+    const now = this.#o.clock.now();
+    if (stored.state.expiresAt <= now) return false;
+    if (this.#token !== undefined && this.#token.secret.equals(stored.state.accessToken)) return true;
+    this.#adopt(stored.state);
+    this.#rejection = undefined;
+    this.#resolveWaiters();
+    return true;
   }
 
   /** Refresh with the newest refresh token, unless it looks consumed and a login is possible. */
@@ -395,7 +528,8 @@ export class TokenManager {
       lifetimeMs: lifetime.lifetimeMs,
       refreshToken,
     };
-    await this.#saveState(state);
+    const saved = await this.#saveState(state);
+    if (saved === 'superseded') return;
 
     this.#adopt(state);
     this.#failures = 0;
@@ -407,7 +541,7 @@ export class TokenManager {
       { ...logFields, lifetimeS: lifetime.lifetimeMs / 1000, lifetimeSource: lifetime.source, fingerprint: this.#token?.fingerprint },
       `token request: ${plan.kind} succeeded`,
     );
-    for (const waiter of this.#waiters) this.#resolveWaiter(waiter);
+    this.#resolveWaiters();
     this.#scheduleGuarded(this.#refreshDueAt(state), 'schedule');
   }
 
@@ -438,9 +572,10 @@ export class TokenManager {
     this.#scheduleRetry(TRANSIENT_BACKOFF, false);
   }
 
-  #scheduleRetry(policy: { baseMs: number; capMs: number }, floorAtBase: boolean): void {
+  /** Backoff after a failure; `notAfter` caps it (a store outage must not outlast the token). */
+  #scheduleRetry(policy: { baseMs: number; capMs: number }, floorAtBase: boolean, notAfter = Number.POSITIVE_INFINITY): void {
     const delay = backoffDelay(this.#failures - 1, policy, this.#random, floorAtBase);
-    this.#scheduleGuarded(this.#o.clock.now() + delay, 'retry');
+    this.#scheduleGuarded(Math.max(this.#o.clock.now(), Math.min(this.#o.clock.now() + delay, notAfter)), 'retry');
     // Waiters whose deadline comes before the next attempt cannot be helped: answer them now.
     for (const waiter of this.#waiters) {
       if (this.#nextAt !== undefined && this.#nextAt > waiter.deadline) this.#rejectWaiter(waiter, this.#unavailable(this.#o.clock.now()));
@@ -448,8 +583,8 @@ export class TokenManager {
   }
 
   /** T2: `at` x lifetime after the token was obtained, minus a few percent of jitter. */
-  #refreshDueAt(state: Pick<TokenState, 'obtainedAt' | 'lifetimeMs'>): number {
-    const fraction = this.#o.policy.at * (1 - SCHEDULE_JITTER * this.#random());
+  #refreshDueAt(state: Pick<TokenState, 'obtainedAt' | 'lifetimeMs'>, jitter = SCHEDULE_JITTER * this.#random()): number {
+    const fraction = this.#o.policy.at * (1 - jitter);
     return state.obtainedAt + fraction * state.lifetimeMs;
   }
 
@@ -502,22 +637,55 @@ export class TokenManager {
     this.#lastLifetimeMs = state.lifetimeMs;
   }
 
-  async #loadStored(): Promise<TokenState | undefined> {
+  async #loadStored(): Promise<StoredToken | undefined> {
     try {
-      return await this.#o.store.load(this.account);
+      const stored = await this.#o.store.load(this.account);
+      this.#storeRecovered();
+      return stored;
     } catch (error) {
-      this.#log.error({ err: error, store: this.#o.store.type }, 'could not read stored token state; starting without it');
+      this.#onStoreError('load', error);
       return undefined;
     }
   }
 
-  async #saveState(state: TokenState): Promise<void> {
+  /**
+   * Saves with compare-and-set against the revision we hold. 'superseded' when another replica
+   * saved meanwhile (our lock expired): its state is adopted instead. A store that cannot be
+   * reached keeps nothing from us: the newest refresh token stays in memory (never lost).
+   */
+  async #saveState(state: TokenState): Promise<'saved' | 'superseded' | 'unsaved'> {
     try {
-      await this.#o.store.save(this.account, state);
+      let result = await this.#o.store.save(this.account, state, this.#revision ?? null);
+      // The store lost its data (a Redis restart): write ours afresh.
+      if (!result.saved && result.current === undefined) result = await this.#o.store.save(this.account, state, null);
+      this.#storeRecovered();
+      if (result.saved) {
+        this.#revision = result.record.revision;
+        return 'saved';
+      }
+      if (result.current !== undefined) {
+        this.#log.warn({ revision: result.current.revision }, 'another replica saved a newer state during this token request: adopting it');
+        this.#takeStored(result.current, true);
+        this.#scheduleGuarded(this.#refreshDueAt(result.current.state), 'schedule');
+      }
+      return 'superseded';
     } catch (error) {
-      // The newest refresh token is still held in memory; losing the store must not lose the chain.
-      this.#log.error({ err: error, store: this.#o.store.type }, 'could not save token state; keeping it in memory');
+      this.#onStoreError('save', error);
+      return 'unsaved';
     }
+  }
+
+  #onStoreError(operation: StoreOperation, error: unknown): void {
+    this.#o.events.storeError(operation);
+    const problem = `${this.#o.store.type} store: ${(error as Error).message}`;
+    if (problem !== this.#storeProblem) this.#log.error({ operation }, `${problem}; serving the current token and retrying`);
+    this.#storeProblem = problem;
+  }
+
+  #storeRecovered(): void {
+    if (this.#storeProblem === undefined) return;
+    this.#log.info(`${this.#o.store.type} store reachable again`);
+    this.#storeProblem = undefined;
   }
 
   #reportAnomaly(anomaly: LifetimeAnomaly, lifetimeMs: number): void {
@@ -544,6 +712,10 @@ export class TokenManager {
 
   #isSpent(refreshToken: Secret): boolean {
     return this.#spentRefreshTokens.has(digest(refreshToken));
+  }
+
+  #resolveWaiters(): void {
+    for (const waiter of this.#waiters) this.#resolveWaiter(waiter);
   }
 
   #resolveWaiter(waiter: Waiter): void {

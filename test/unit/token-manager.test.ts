@@ -4,7 +4,7 @@ import type { RefreshPolicy } from '../../src/config/resolve.js';
 import { createFlow } from '../../src/flows/index.js';
 import { TokenTransportError } from '../../src/flows/http-client.js';
 import { MemoryTokenStore } from '../../src/stores/memory.js';
-import type { TokenState } from '../../src/stores/types.js';
+import type { SaveResult, TokenState } from '../../src/stores/types.js';
 import { TokenManager, TokenUnavailableError, type TokenEvents, type TokenTrigger } from '../../src/tokens/token-manager.js';
 import { captureLogger } from '../helpers/capture-logger.js';
 import { FakeClock } from '../helpers/fake-clock.js';
@@ -38,6 +38,7 @@ function setup(options: { refresh?: Record<string, unknown>; auth?: Record<strin
     suppressed: (reason) => recorded.suppressed.push(reason),
     lifetimeAnomaly: (reason) => recorded.anomalies.push(reason),
     clockSkew: () => undefined,
+    storeError: () => undefined,
   };
   const log = captureLogger();
   const store = options.store ?? new MemoryTokenStore();
@@ -126,9 +127,9 @@ describe('token manager', () => {
     const observed: Array<{ savedRefresh: string | undefined; generationInUse: number | undefined }> = [];
     const holder: { manager?: TokenManager } = {};
     class WatchingStore extends MemoryTokenStore {
-      override async save(account: string, state: TokenState): Promise<void> {
+      override async save(account: string, state: TokenState, expected?: number | null): Promise<SaveResult> {
         observed.push({ savedRefresh: state.refreshToken?.fingerprint(), generationInUse: holder.manager?.current()?.generation });
-        await super.save(account, state);
+        return super.save(account, state, expected);
       }
     }
     const ctx = setup({ store: new WatchingStore() });
@@ -141,7 +142,7 @@ describe('token manager', () => {
     expect(observed[1]?.generationInUse).toBe(1);
     expect(ctx.manager.current()?.generation).toBe(2);
     const stored = await ctx.store.load('acct');
-    expect(stored?.refreshToken?.fingerprint()).toBe(observed[1]?.savedRefresh);
+    expect(stored?.state.refreshToken?.fingerprint()).toBe(observed[1]?.savedRefresh);
   });
 
   it('§3: a session account without refreshUrl renews by logging in again', async () => {

@@ -1,0 +1,195 @@
+import { mkdtempSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { startSessionTokenServer, type SessionTokenServer } from '../../src/demo/session-token-server.js';
+import { FaultTokenServer } from '../helpers/fault-token-server.js';
+import { generatedSecret } from '../helpers/harness.js';
+import { startPrivateRedis, type PrivateRedis } from '../helpers/redis-server.js';
+import { startDemoUpstream, type DemoUpstream } from '../../src/demo/upstream.js';
+import { spawnCli, type RunningCli } from '../helpers/spawn-cli.js';
+
+/*
+ * T9 and T10 with real processes: the built CLI, a real token server with single-use refresh
+ * tokens, and a private redis-server. These run in real time (several processes cannot share a
+ * fake clock), with short token lifetimes; they wait on log lines, never on sleeps.
+ */
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()?.();
+});
+
+interface World {
+  dir: string;
+  tokenServer: SessionTokenServer;
+  front: FaultTokenServer;
+  upstream: DemoUpstream;
+}
+
+async function world(lifetimeSeconds: number): Promise<World> {
+  const dir = mkdtempSync(join(tmpdir(), 'bs-persist-'));
+  const password = generatedSecret('pw');
+  writeFileSync(join(dir, 'password'), password, { mode: 0o600 });
+  const tokenServer = await startSessionTokenServer({ username: 'u', password, lifetimeSeconds });
+  const front = await new FaultTokenServer(tokenServer.url).start();
+  const upstream = await startDemoUpstream({ isValidToken: (token) => tokenServer.isValidToken(token) });
+  cleanups.push(
+    () => rmSync(dir, { recursive: true, force: true }),
+    () => tokenServer.close(),
+    () => front.close(),
+    () => upstream.close(),
+  );
+  return { dir, tokenServer, front, upstream };
+}
+
+function writeConfig(w: World, name: string, store: string, refresh = '{ minInterval: 1s, timeout: 2s }'): string {
+  const path = join(w.dir, `${name}.yaml`);
+  writeFileSync(
+    path,
+    `listen: { port: 0 }
+admin: { port: 0 }
+store: ${store}
+accounts:
+  fleet:
+    upstream: ${w.upstream.url}
+    default: true
+    refresh: ${refresh}
+    auth: { flow: session, loginUrl: ${w.front.url('/auth/login')}, refreshUrl: ${w.front.url('/auth/refresh')}, username: u, passwordFile: ${join(w.dir, 'password')} }
+`,
+  );
+  return path;
+}
+
+async function launch(config: string): Promise<{ cli: RunningCli; data: string; admin: string }> {
+  const cli = spawnCli(['--config', config]);
+  cleanups.push(async () => {
+    if (cli.child.exitCode === null) cli.child.kill('SIGKILL');
+    await cli.exited;
+  });
+  const line = await cli.waitForLog((entry) => entry.msg === 'bearer-sidecar listening');
+  return { cli, data: String(line.data), admin: String(line.admin) };
+}
+
+function countLines(cli: RunningCli, msg: string): number {
+  return cli
+    .stdout()
+    .split('\n')
+    .filter((line) => line.includes(`"msg":"${msg}"`)).length;
+}
+
+describe('T9: file store', () => {
+  it('T9: after SIGKILL and a restart on the same state file: no second login, the chain goes on with the newest refresh token, the file is 0600 throughout', async () => {
+    const w = await world(4);
+    const state = join(w.dir, 'state.json');
+    const config = writeConfig(w, 'file', `{ type: file, path: ${state} }`);
+    const first = await launch(config);
+    await first.cli.waitForLog((entry) => entry.msg === 'token request: refresh succeeded');
+    expect(statSync(state).mode & 0o777).toBe(0o600);
+    first.cli.child.kill('SIGKILL');
+    await first.cli.exited;
+    expect(w.tokenServer.stats).toMatchObject({ logins: 1, refreshes: 1 });
+
+    const second = await launch(config);
+    expect(second.cli.stdout()).not.toContain('token request: login');
+    expect((await fetch(`${second.data}/vehicles`)).status).toBe(200);
+    await second.cli.waitForLog((entry) => entry.msg === 'token request: refresh succeeded');
+    expect(w.tokenServer.stats).toMatchObject({ logins: 1, refreshes: 2, refreshTokenReuse: 0, rejectedRefreshes: 0 });
+    expect(statSync(state).mode & 0o777).toBe(0o600);
+    expect(existsSync(state)).toBe(true);
+  });
+});
+
+describe('T10: replicas sharing Redis', () => {
+  let redis: PrivateRedis;
+
+  async function startRedis(): Promise<PrivateRedis> {
+    redis = await startPrivateRedis();
+    cleanups.push(() => redis.close());
+    return redis;
+  }
+
+  it('T10: three replicas, 6 s single-use tokens, 10 req/s each for 60 s: every request 200, no refresh token reused, token requests within 1.5x of one process', async () => {
+    const w = await world(6);
+    await startRedis();
+    const config = writeConfig(w, 'replica', `{ type: redis, url: "${redis.url}", keyPrefix: "t10:" }`);
+    const replicas = await Promise.all([launch(config), launch(config), launch(config)]);
+    await vi.waitFor(() => expect(w.tokenServer.stats.logins).toBe(1), { timeout: 10_000 });
+    for (const replica of replicas) await vi.waitFor(async () => expect((await fetch(`${replica.admin}/readyz`)).status).toBe(200), { timeout: 10_000 });
+
+    const seconds = 60;
+    const statuses = new Map<number, number>();
+    const startedAt = Date.now();
+    const before = w.tokenServer.stats.requests;
+    for (let tick = 0; tick < seconds * 10; tick++) {
+      const answers = await Promise.all(replicas.map((replica) => fetch(`${replica.data}/vehicles`).then((r) => r.status)));
+      for (const status of answers) statuses.set(status, (statuses.get(status) ?? 0) + 1);
+      // Paced at 10 rounds a second: load generation, not a timed assertion.
+      const due = startedAt + (tick + 1) * 100;
+      if (due > Date.now()) await new Promise((resolve) => setTimeout(resolve, due - Date.now()));
+    }
+    expect(Object.fromEntries(statuses)).toEqual({ 200: seconds * 10 * 3 });
+    expect(w.tokenServer.stats.refreshTokenReuse).toBe(0);
+    expect(w.tokenServer.stats.rejectedRefreshes).toBe(0);
+    expect(w.tokenServer.stats.logins).toBe(1);
+    const elapsed = (Date.now() - startedAt) / 1000;
+    const oneProcess = elapsed / (0.8 * 6 * 0.95) + 1;
+    expect(w.tokenServer.stats.requests - before).toBeLessThanOrEqual(Math.ceil(1.5 * oneProcess));
+  }, 120_000);
+
+  it('T10: the lock holder killed mid-refresh: another replica takes over after the lock expires and the chain is not broken', async () => {
+    const w = await world(6);
+    await startRedis();
+    // A long token timeout keeps the stalled request (and so the lock) held until we kill its holder.
+    const config = writeConfig(w, 'kill', `{ type: redis, url: "${redis.url}", keyPrefix: "kill:" }`, '{ minInterval: 1s, timeout: 5s }');
+    const replicas = await Promise.all([launch(config), launch(config), launch(config)]);
+    await vi.waitFor(() => expect(w.tokenServer.stats.logins).toBe(1), { timeout: 10_000 });
+    // The next refresh is held at the token endpoint (never reaches the real server).
+    w.front.mode = 'stall';
+    const received = w.front.received;
+    await vi.waitFor(() => expect(w.front.received).toBeGreaterThan(received), { timeout: 15_000 });
+    const client = new Redis({ path: new URL(redis.url).pathname });
+    cleanups.push(() => client.disconnect());
+    const holder = await client.get('kill:lock:fleet');
+    const pid = Number(holder?.split(':')[1]);
+    const victim = replicas.find((replica) => replica.cli.child.pid === pid);
+    expect(victim).toBeDefined();
+    victim?.cli.child.kill('SIGKILL');
+    w.front.mode = 'pass';
+    const survivors = replicas.filter((replica) => replica !== victim);
+    // After the lock expires (timeout 5 s + 5 s margin), a survivor refreshes with the stored, unspent token.
+    await vi.waitFor(() => expect(w.tokenServer.stats.refreshes).toBeGreaterThanOrEqual(1), { timeout: 20_000 });
+    for (const survivor of survivors) await vi.waitFor(async () => expect((await fetch(`${survivor.data}/vehicles`)).status).toBe(200), { timeout: 15_000 });
+    expect(w.tokenServer.stats).toMatchObject({ logins: 1, refreshTokenReuse: 0, rejectedRefreshes: 0 });
+  });
+
+  it('T10: Redis stopped for 30 s: valid tokens keep being served with no client error, /readyz and a metric say so, and the chain resumes after', async () => {
+    const w = await world(45);
+    await startRedis();
+    const config = writeConfig(w, 'outage', `{ type: redis, url: "${redis.url}", keyPrefix: "outage:" }`, '{ minInterval: 1s, timeout: 1s }');
+    const replicas = await Promise.all([launch(config), launch(config)]);
+    await vi.waitFor(() => expect(w.tokenServer.stats.logins).toBe(1), { timeout: 10_000 });
+    for (const replica of replicas) await vi.waitFor(async () => expect((await fetch(`${replica.admin}/readyz`)).status).toBe(200), { timeout: 10_000 });
+    await redis.stop();
+    const outageEnds = Date.now() + 30_000;
+    // An operator asks for a token during the outage: the lock cannot be taken, the store is reported down.
+    await fetch(`${replicas[0]?.admin}/accounts/fleet/refresh`, { method: 'POST' });
+    await vi.waitFor(async () => expect(await (await fetch(`${replicas[0]?.admin}/metrics`)).text()).toMatch(/bearer_sidecar_store_up\{account="fleet"\} 0/), { timeout: 10_000 });
+    const ready = await fetch(`${replicas[0]?.admin}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ ready: true, warnings: { fleet: expect.stringMatching(/redis store/) } });
+    const statuses = new Set<number>();
+    while (Date.now() < outageEnds) {
+      for (const replica of replicas) statuses.add((await fetch(`${replica.data}/vehicles`)).status);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    expect([...statuses]).toEqual([200]);
+    await redis.start();
+    // The scheduled refresh (at ~34-36 s) now finds the store, takes the lock, and the others adopt.
+    await vi.waitFor(() => expect(w.tokenServer.stats.refreshes).toBeGreaterThanOrEqual(1), { timeout: 20_000 });
+    for (const replica of replicas) expect((await fetch(`${replica.data}/vehicles`)).status).toBe(200);
+    expect(w.tokenServer.stats).toMatchObject({ logins: 1, refreshTokenReuse: 0 });
+    expect(countLines(replicas[0]?.cli as RunningCli, 'redis store reachable again')).toBeGreaterThanOrEqual(1);
+  }, 120_000);
+});
