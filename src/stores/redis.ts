@@ -73,21 +73,32 @@ export class RedisTokenStore implements TokenStore {
     this.#subscriber.on('message', (_channel: string, account: string) => {
       for (const listener of this.#listeners.get(account) ?? []) listener();
     });
-    this.#subscriber.on('ready', () => {
-      void this.#subscriber.subscribe(this.#key('events')).catch(() => undefined);
+    // (Re)subscribe on every (re)connection; the first subscription is part of ready().
+    this.#subscribed = new Promise((resolve) => {
+      this.#subscriber.on('ready', () => {
+        this.#subscriber.subscribe(this.#key('events')).then(
+          () => resolve(),
+          () => undefined,
+        );
+      });
     });
   }
 
-  /** Resolves once the first connection is up (or rejects after connectTimeout). */
+  readonly #subscribed: Promise<void>;
+
+  /** Resolves once commands can be sent and notifications will arrive (rejects after 3 s). */
   async ready(): Promise<void> {
-    if (this.#redis.status === 'ready') return;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new StoreUnavailableError(`redis at ${this.#where()} did not answer`)), 3_000);
-      this.#redis.once('ready', () => {
-        clearTimeout(timer);
-        resolve();
-      });
+    const connected =
+      this.#redis.status === 'ready' ? Promise.resolve() : new Promise<void>((resolve) => this.#redis.once('ready', () => resolve()));
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new StoreUnavailableError(`redis at ${this.#where()} did not answer`)), 3_000);
     });
+    try {
+      await Promise.race([Promise.all([connected, this.#subscribed]), deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async load(account: string): Promise<StoredToken | undefined> {
