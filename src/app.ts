@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { Registry } from 'prom-client';
 import { createAdminApp } from './admin/server.js';
 import { SidecarMetrics } from './admin/metrics.js';
+import type { AccountView } from './admin/status.js';
 import type { AccountConfig, SidecarConfig } from './config/resolve.js';
 import { sendTokenRequest } from './flows/http-client.js';
 import { createFlow } from './flows/index.js';
@@ -31,7 +32,7 @@ export interface SidecarDependencies {
   defaultMetrics?: boolean;
 }
 
-interface RunningAccount extends UpstreamAccount {
+interface RunningAccount extends UpstreamAccount, AccountView {
   flow: TokenFlow;
   status: TokenManager['status'];
 }
@@ -110,6 +111,8 @@ export class Sidecar {
       tls,
       flow,
       status: () => manager.status(),
+      history: manager.history,
+      refreshAt: account.refresh.at,
     };
   }
 

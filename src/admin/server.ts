@@ -2,7 +2,8 @@ import express, { type Express } from 'express';
 import type { Registry } from 'prom-client';
 import { errorBody } from '../proxy/errors.js';
 import type { TokenManager } from '../tokens/token-manager.js';
-import { accountStatusJson, statusHtml, type AccountView } from './status.js';
+import { accountStatusJson, type AccountView } from './status.js';
+import { STATUS_PAGE_CSP, statusPageHtml } from './status-page.js';
 
 export interface AdminOptions {
   registry: Registry;
@@ -47,8 +48,9 @@ export function createAdminApp(options: AdminOptions): Express {
   app.get('/status', (req, res) => {
     const now = options.now();
     const accounts = Object.fromEntries(options.accounts.map((account) => [account.name, accountStatusJson(account, now)]));
-    if (req.accepts(['application/json', 'text/html']) === 'text/html') {
-      res.type('html').send(statusHtml(accounts));
+    if (req.query.format !== 'json' && req.accepts(['application/json', 'text/html']) === 'text/html') {
+      res.set('content-security-policy', STATUS_PAGE_CSP).set('cache-control', 'no-store');
+      res.type('html').send(statusPageHtml({ now, store: options.storeType, accounts, refreshSeconds: refreshParam(req.query.refresh) }));
       return;
     }
     res.json({ now: new Date(now).toISOString(), store: options.storeType, accounts });
@@ -68,4 +70,10 @@ export function createAdminApp(options: AdminOptions): Express {
     res.status(404).type('json').send(errorBody('no_route', 'admin endpoints: /metrics /healthz /readyz /status POST /accounts/NAME/refresh'));
   });
   return app;
+}
+
+/** `/status?refresh=N`: seconds between page reloads (0 = off); anything else keeps the default. */
+function refreshParam(value: unknown): number | undefined {
+  if (typeof value !== 'string' || !/^\d{1,4}$/.test(value)) return undefined;
+  return Number(value);
 }

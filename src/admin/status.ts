@@ -1,11 +1,16 @@
 import type { TokenFlow } from '../flows/types.js';
-import type { TokenStatus } from '../tokens/token-manager.js';
+import type { TokenRequestCount, TokenRequestHistory } from '../tokens/history.js';
+import type { AccountState, TokenStatus, TokenTrigger } from '../tokens/token-manager.js';
 
 export interface AccountView {
   name: string;
   flow: TokenFlow;
   upstream: URL;
   status(): TokenStatus;
+  /** The account's recent token requests (bounded ring). */
+  history: TokenRequestHistory;
+  /** `refresh.at`: the expected pace of token requests is one per `at` x lifetime. */
+  refreshAt: number;
 }
 
 /** A URL as shown to operators: never with userinfo, never with a query (F6). */
@@ -16,9 +21,57 @@ export function displayUrl(url: URL | string): string {
 
 const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
 
-/** The /status document: everything an operator needs, and no secret (fingerprints only). */
-export function accountStatusJson(view: AccountView, now: number): Record<string, unknown> {
+const HOUR_MS = 3_600_000;
+/** The window in which a refresh loop is judged, and how far above the expected pace it must be. */
+export const LOOP_WINDOW_MS = 10 * 60_000;
+const LOOP_FACTOR = 3;
+/** More than one token request every 10 s, sustained, is a loop whatever the lifetime says (a too-short lifetime is one too). */
+const LOOP_ABSOLUTE = LOOP_WINDOW_MS / 10_000;
+
+/** Is this account asking for tokens far more often than its lifetime explains? */
+export interface LoopAssessment {
+  /** Token requests in the last LOOP_WINDOW_MS. */
+  recent: number;
+  /** What `at` x lifetime explains in that window (at least 1). */
+  expected: number;
+  suspected: boolean;
+}
+
+/** One account in the /status document: everything an operator needs, and no secret (fingerprints only). */
+export interface AccountStatusDocument {
+  state: AccountState;
+  ready: boolean;
+  reason: string | null;
+  dialect: TokenFlow['dialect'];
+  upstream: string;
+  tokenEndpoint: string;
+  fingerprint: string | null;
+  generation: number;
+  obtainedAt: string | null;
+  expiresAt: string | null;
+  expiresInSeconds: number | null;
+  lifetimeSeconds: number | null;
+  nextRefreshAt: string | null;
+  nextTrigger: TokenTrigger | null;
+  lastTokenRequestAt: string | null;
+  lastError: { at: string | null; message: string } | null;
+  consecutiveFailures: number;
+  hasRefreshToken: boolean;
+  requestsWaitingForToken: number;
+  /** Since the process started. */
+  tokenRequests: TokenStatus['counts'];
+  /** The last hour, by kind, outcome and trigger (combinations that occurred). */
+  tokenRequestsLastHour: TokenRequestCount[];
+  /** Token requests per minute over the last hour, oldest first (60 numbers). */
+  tokenRequestsPerMinute: number[];
+  refreshLoop: LoopAssessment;
+}
+
+export function accountStatusJson(view: AccountView, now: number): AccountStatusDocument {
   const status = view.status();
+  const recent = view.history.since(now - LOOP_WINDOW_MS).length;
+  // One request per `at` x lifetime is the expected pace; without a lifetime, nothing is expected.
+  const expected = status.lifetimeMs === undefined ? 1 : Math.max(1, LOOP_WINDOW_MS / (view.refreshAt * status.lifetimeMs));
   return {
     state: status.state,
     ready: status.ready,
@@ -40,23 +93,8 @@ export function accountStatusJson(view: AccountView, now: number): Record<string
     hasRefreshToken: status.hasRefreshToken,
     requestsWaitingForToken: status.waiting,
     tokenRequests: status.counts,
+    tokenRequestsLastHour: view.history.countsSince(now - HOUR_MS),
+    tokenRequestsPerMinute: view.history.perMinute(now, 60),
+    refreshLoop: { recent, expected: Math.round(expected * 10) / 10, suspected: recent >= 5 && (recent > LOOP_FACTOR * expected || recent > LOOP_ABSOLUTE) },
   };
-}
-
-const escapeHtml = (text: string) =>
-  text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c);
-
-/** A plain page for a browser that asks for text/html: same fields, no external assets. */
-export function statusHtml(accounts: Record<string, Record<string, unknown>>): string {
-  const rows = Object.entries(accounts)
-    .map(([name, fields]) => {
-      const cells = Object.entries(fields)
-        .map(([key, value]) => `<tr><th>${escapeHtml(key)}</th><td>${escapeHtml(typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value))}</td></tr>`)
-        .join('');
-      return `<section><h2>${escapeHtml(name)}</h2><table>${cells}</table></section>`;
-    })
-    .join('');
-  return `<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="5"><title>bearer-sidecar status</title>
-<style>body{font-family:system-ui,sans-serif;margin:2rem}th{text-align:left;padding-right:1rem;color:#555}td{font-family:monospace}section{margin-bottom:2rem}</style>
-</head><body><h1>bearer-sidecar</h1>${rows}</body></html>`;
 }

@@ -10,6 +10,7 @@ import type { Logger } from '../util/logger.js';
 import type { Secret } from '../util/secret.js';
 import { ActiveToken } from './active-token.js';
 import { backoffDelay, REJECTED_BACKOFF, TRANSIENT_BACKOFF } from './backoff.js';
+import { TokenRequestHistory } from './history.js';
 import { resolveLifetime, type LifetimeAnomaly } from './lifetime.js';
 
 /** What caused a token request (metric label `trigger`, CONTRACT §7). */
@@ -138,6 +139,8 @@ interface PlannedRequest {
  */
 export class TokenManager {
   readonly account: string;
+  /** The last hour or so of token requests (bounded), for the /status page. */
+  readonly history = new TokenRequestHistory();
   readonly #o: TokenManagerOptions;
   readonly #random: () => number;
   readonly #log: Logger;
@@ -159,6 +162,8 @@ export class TokenManager {
   /** The token generation an upstream has already rejected: one refresh per generation (T8). */
   #rejectedGeneration = 0;
   #lastError: { at: number; message: string } | undefined;
+  /** Set once the "token expired, no new one" state change is logged; cleared by the next token. */
+  #expiryLogged = false;
   #stopped = false;
   /** Revision of the stored state this process holds (compare-and-set, T10). */
   #revision: number | undefined;
@@ -440,6 +445,7 @@ export class TokenManager {
     const durationSeconds = (performance.now() - started) / 1000;
     this.#o.events.tokenRequest(plan.kind, parsed.outcome, trigger, durationSeconds);
     this.#counts[plan.kind][parsed.outcome] += 1;
+    this.history.record({ at: sentAt, kind: plan.kind, outcome: parsed.outcome, trigger });
     const logFields = { kind: plan.kind, trigger, outcome: parsed.outcome, durationMs: Math.round(durationSeconds * 1000) };
 
     if (parsed.outcome === 'success') {
@@ -535,6 +541,8 @@ export class TokenManager {
     this.#failures = 0;
     this.#refreshTokenFailures = 0;
     if (this.#rejection !== undefined) this.#log.info('credentials accepted again; account is ready');
+    else if (this.#expiryLogged) this.#log.info('token obtained; account is ready again');
+    this.#expiryLogged = false;
     this.#rejection = undefined;
     this.#lastError = undefined;
     this.#log.info(
@@ -567,9 +575,21 @@ export class TokenManager {
   #onError(plan: PlannedRequest, reason: string, at: number, delivered: boolean): void {
     this.#lastError = { at, message: `${plan.kind} failed: ${reason}` };
     this.#failures += 1;
+    this.#logExpiry();
     // Reached the server but no clear answer: the refresh token may be spent (T5).
     if (delivered && plan.kind === 'refresh' && plan.spends !== undefined && plan.spends.equals(this.#refreshToken)) this.#refreshTokenFailures += 1;
     this.#scheduleRetry(TRANSIENT_BACKOFF, false);
+  }
+
+  /** State change: the token ran out before a new one could be had (T7). Logged once per token. */
+  #logExpiry(): void {
+    const token = this.#token;
+    if (token === undefined || this.#expiryLogged || this.#o.clock.now() < token.expiresAt) return;
+    this.#expiryLogged = true;
+    this.#log.error(
+      { fingerprint: token.fingerprint, expiredAt: new Date(token.expiresAt).toISOString(), lastError: this.#lastError?.message },
+      'account unready: the token expired and no new one could be had yet; requests get 503 token_unavailable',
+    );
   }
 
   /** Backoff after a failure; `notAfter` caps it (a store outage must not outlast the token). */
