@@ -1,70 +1,138 @@
 import { parseArgs } from 'node:util';
-import { envTwin, SERVE_FLAGS, type FlagSpec } from './config/quick-mode.js';
+import { CONFIG_FLAG, envTwin, LOG_FLAGS, LOG_FORMAT_FLAG, LOG_LEVEL_FLAG, QUICK_MODE_FLAGS, SERVE_FLAGS, type FlagSpec } from './config/quick-mode.js';
 
 /** A usage error: the CLI prints it and exits 2. */
 export class UsageError extends Error {
   override name = 'UsageError';
 }
 
-export const COMMANDS = ['serve', 'demo'] as const;
+export const COMMANDS = ['serve', 'check', 'authorize', 'demo'] as const;
 export type Command = (typeof COMMANDS)[number];
 
 export interface ParsedCli {
   command: Command;
   help: boolean;
   version: boolean;
+  /** By flag name; boolean flags hold 'true' when given. Env twins are merged later (withEnvTwins). */
   flags: Record<string, string | undefined>;
+  /** `authorize ACCOUNT`: the account name. */
+  account?: string;
 }
 
-const DEMO_FLAGS: readonly FlagSpec[] = [
-  { name: 'listen', value: '[HOST:]PORT', description: 'data plane address (default 127.0.0.1:8080)' },
-  { name: 'admin', value: '[HOST:]PORT', description: 'admin address (default 127.0.0.1:9464)' },
-  { name: 'log-level', value: 'LEVEL', description: 'fatal|error|warn|info|debug|trace|silent (default info)' },
-];
+interface CommandSpec {
+  usage: string;
+  summary: string;
+  flags: readonly FlagSpec[];
+  /** The one positional argument the command takes, if any (authorize ACCOUNT). */
+  positional?: string;
+}
+
+const ADDRESS_FLAGS = SERVE_FLAGS.filter((spec) => spec.name === 'listen' || spec.name === 'admin');
+
+export const COMMAND_SPECS: Record<Command, CommandSpec> = {
+  serve: {
+    usage: 'bearer-sidecar [--config FILE] [flags]',
+    summary: 'serve (the default command)',
+    flags: SERVE_FLAGS,
+  },
+  check: {
+    usage: 'bearer-sidecar check [--config FILE] [flags]',
+    summary: 'validate the config, get or read one token per account, print a table; exit 0 when all are good',
+    flags: [
+      CONFIG_FLAG,
+      { name: 'json', description: 'print the result as JSON (for scripts)', default: 'off, a table' },
+      {
+        name: 'login',
+        description: 'ask the token endpoint even with a file/redis store (never spends a stored refresh token)',
+        default: 'off, a file/redis store is only read',
+      },
+      { ...LOG_LEVEL_FLAG, default: 'warn' },
+      LOG_FORMAT_FLAG,
+      ...QUICK_MODE_FLAGS,
+    ],
+  },
+  authorize: {
+    usage: 'bearer-sidecar authorize ACCOUNT [--config FILE] [flags]',
+    summary: 'one-time authorization_code bootstrap (PKCE, loopback redirect); stores the refresh token',
+    positional: 'ACCOUNT',
+    flags: [
+      CONFIG_FLAG,
+      { name: 'out', value: 'FILE', description: 'also write the refresh token to FILE (mode 0600), e.g. for refreshTokenFile', default: 'none' },
+      { name: 'redirect-timeout', value: 'DURATION', description: 'how long to wait for the browser to come back', default: '5m' },
+      { ...LOG_LEVEL_FLAG, default: 'warn' },
+      LOG_FORMAT_FLAG,
+    ],
+  },
+  demo: {
+    usage: 'bearer-sidecar demo [flags]',
+    summary: 'a demo token server and API with a sidecar in front',
+    flags: [...ADDRESS_FLAGS, ...LOG_FLAGS],
+  },
+};
 
 export function flagsOf(command: Command): readonly FlagSpec[] {
-  return command === 'demo' ? DEMO_FLAGS : SERVE_FLAGS;
+  return COMMAND_SPECS[command].flags;
 }
 
 export function parseCli(argv: readonly string[]): ParsedCli {
   const first = argv[0];
-  const command: Command = first !== undefined && !first.startsWith('-') ? asCommand(first) : 'serve';
-  const rest = first !== undefined && !first.startsWith('-') ? argv.slice(1) : argv;
-  const specs = flagsOf(command);
+  const named = first !== undefined && !first.startsWith('-');
+  const command: Command = named ? asCommand(first) : 'serve';
+  const rest = named ? argv.slice(1) : argv;
+  const spec = COMMAND_SPECS[command];
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
     help: { type: 'boolean', short: 'h' },
     version: { type: 'boolean', short: 'v' },
   };
-  for (const spec of specs) options[spec.name] = { type: 'string' };
+  for (const flag of spec.flags) options[flag.name] = { type: flag.value === undefined ? 'boolean' : 'string' };
   let parsed;
   try {
-    parsed = parseArgs({ args: [...rest], options, allowPositionals: false, strict: true });
+    parsed = parseArgs({ args: [...rest], options, allowPositionals: spec.positional !== undefined, strict: true });
   } catch (error) {
-    throw new UsageError(withSuggestion((error as Error).message, specs));
+    throw new UsageError(withSuggestion((error as Error).message, command));
   }
   const flags: Record<string, string | undefined> = {};
-  for (const spec of specs) {
-    const value = parsed.values[spec.name];
-    flags[spec.name] = typeof value === 'string' ? value : undefined;
+  for (const flag of spec.flags) {
+    const value = parsed.values[flag.name];
+    flags[flag.name] = typeof value === 'string' ? value : value === true ? 'true' : undefined;
   }
-  return { command, help: parsed.values.help === true, version: parsed.values.version === true, flags };
+  const help = parsed.values.help === true;
+  const version = parsed.values.version === true;
+  const result: ParsedCli = { command, help, version, flags };
+  if (spec.positional !== undefined && !help && !version) {
+    if (parsed.positionals.length !== 1) {
+      throw new UsageError(`${command} takes one ${spec.positional} (${parsed.positionals.length === 0 ? 'none given' : `got ${parsed.positionals.join(' ')}`}): ${spec.usage}`);
+    }
+    result.account = parsed.positionals[0];
+  }
+  return result;
 }
 
 function asCommand(word: string): Command {
   if ((COMMANDS as readonly string[]).includes(word)) return word as Command;
-  throw new UsageError(`unknown command "${word}" (commands: ${COMMANDS.join(', ')})`);
+  const nearest = nearestName(word, COMMANDS);
+  throw new UsageError(`unknown command "${word}"${nearest === undefined ? '' : `; did you mean ${nearest}?`} (commands: ${COMMANDS.join(', ')})`);
 }
 
-/** "Unknown option '--tokne-url'" → adds "did you mean --token-url?" */
-function withSuggestion(message: string, specs: readonly FlagSpec[]): string {
+/** "Unknown option '--tokne-url'" → adds "did you mean --token-url?", or names the command that has it. */
+function withSuggestion(message: string, command: Command): string {
   const match = /'(--?[^']+)'/.exec(message);
-  if (!match?.[1]) return message;
+  if (!match?.[1] || !message.startsWith('Unknown option')) return message;
   const given = match[1].replace(/^-+/, '');
-  const names = [...specs.map((spec) => spec.name), 'help', 'version'];
-  const nearest = names
-    .map((name) => ({ name, distance: editDistance(given, name) }))
-    .sort((a, b) => a.distance - b.distance)[0];
-  return nearest !== undefined && nearest.distance <= 3 ? `${message}; did you mean --${nearest.name}?` : message;
+  const names = [...flagsOf(command).map((spec) => spec.name), 'help', 'version'];
+  const elsewhere = COMMANDS.filter((other) => other !== command && flagsOf(other).some((spec) => spec.name === given));
+  if (elsewhere.length > 0) {
+    const owners = elsewhere.map((other) => (other === 'serve' ? 'serve (the default command)' : other)).join(', ');
+    const first = elsewhere[0] === 'serve' ? '' : `${elsewhere[0]} `;
+    return `${message}: --${given} is a flag of ${owners}; see bearer-sidecar ${first}--help`;
+  }
+  const nearest = nearestName(given, names);
+  return nearest === undefined ? `${message}; see bearer-sidecar ${command === 'serve' ? '' : `${command} `}--help` : `${message}; did you mean --${nearest}?`;
+}
+
+function nearestName(given: string, names: readonly string[]): string | undefined {
+  const nearest = names.map((name) => ({ name, distance: editDistance(given, name) })).sort((a, b) => a.distance - b.distance)[0];
+  return nearest !== undefined && nearest.distance <= Math.max(2, Math.min(3, Math.floor(given.length / 2))) ? nearest.name : undefined;
 }
 
 function editDistance(a: string, b: string): number {
@@ -82,25 +150,48 @@ function editDistance(a: string, b: string): number {
 }
 
 export function helpText(command: Command, version: string): string {
+  const usageWidth = Math.max(...COMMANDS.map((name) => COMMAND_SPECS[name].usage.length));
   const lines = [
     `bearer-sidecar ${version}: a local authenticating reverse proxy`,
     '',
     'Usage:',
-    '  bearer-sidecar [--config FILE] [flags]   serve (the default command)',
-    '  bearer-sidecar demo [flags]              a demo token server and API with a sidecar in front',
+    ...COMMANDS.map((name) => `  ${COMMAND_SPECS[name].usage.padEnd(usageWidth)}   ${COMMAND_SPECS[name].summary}`),
+    `  ${'bearer-sidecar COMMAND --help'.padEnd(usageWidth)}   the flags of a command`,
     '  bearer-sidecar --help | --version',
     '',
-    `Flags${command === 'demo' ? ' of demo' : ''} (each has an environment twin):`,
+    `Flags of ${command === 'serve' ? 'serve' : command} (each has an environment twin; the flag wins):`,
   ];
-  for (const spec of flagsOf(command)) {
-    const name = `--${spec.name}${spec.value ? ` ${spec.value}` : ''}`;
-    lines.push(`  ${name.padEnd(34)} ${spec.description}  [${envTwin(spec.name)}]`);
+  const specs = flagsOf(command);
+  const nameWidth = Math.max(...specs.map((spec) => flagName(spec).length));
+  for (const spec of specs) {
+    const defaults = spec.default === undefined ? '' : ` (default: ${spec.default})`;
+    lines.push(`  ${flagName(spec).padEnd(nameWidth)}  ${spec.description}${defaults}  [${envTwin(spec.name)}${spec.value === undefined ? '=1' : ''}]`);
   }
-  lines.push(
-    '',
-    'The config file is --config FILE, else BEARER_SIDECAR_CONFIG, else quick mode (--upstream ...).',
-    'A .env file in the working directory is loaded first; real environment variables win.',
-    'Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration or usage.',
-  );
+  lines.push('', ...COMMAND_NOTES[command]);
   return lines.join('\n');
 }
+
+function flagName(spec: FlagSpec): string {
+  return `--${spec.name}${spec.value === undefined ? '' : ` ${spec.value}`}`;
+}
+
+const CONFIG_NOTE = 'The config file is --config FILE, else BEARER_SIDECAR_CONFIG, else quick mode (--upstream ...).';
+const ENV_NOTE = 'A .env file in the working directory is loaded first; real environment variables win.';
+
+const COMMAND_NOTES: Record<Command, readonly string[]> = {
+  serve: [CONFIG_NOTE, ENV_NOTE, 'Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration or usage.'],
+  check: [
+    CONFIG_NOTE,
+    ENV_NOTE,
+    'With the memory store (or --login) each account asks its token endpoint once (a login; grant refresh_token',
+    'only with --login and nothing stored). With a file or redis store the stored token is read and nothing is sent.',
+    'Exit codes: 0 every account good, 1 a problem with an account, 2 bad configuration or usage.',
+  ],
+  authorize: [
+    CONFIG_NOTE,
+    ENV_NOTE,
+    'Needs accounts.ACCOUNT.auth.flow oauth2 with authorizeUrl (and redirectPort, or a free port is used).',
+    'Exit codes: 0 refresh token stored, 1 denied, timed out or rejected, 2 bad configuration or usage.',
+  ],
+  demo: [ENV_NOTE, 'Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage.'],
+};

@@ -2,14 +2,19 @@
 import { readFileSync } from 'node:fs';
 import dotenv from 'dotenv';
 import { Sidecar } from './app.js';
-import { parseCli, helpText, UsageError, type ParsedCli } from './cli-args.js';
+import { flagsOf, helpText, parseCli, UsageError, type ParsedCli } from './cli-args.js';
+import { AuthorizeError, DEFAULT_REDIRECT_TIMEOUT_MS, runAuthorize } from './commands/authorize.js';
+import { formatCheckReport, runCheck } from './commands/check.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import { withEnvTwins } from './config/quick-mode.js';
 import { demoInstructions, startDemo } from './demo/run.js';
-import { createLogger, type Logger } from './util/logger.js';
+import { parseDuration } from './util/duration.js';
+import { createLogger, LOG_FORMATS, type LogFormat, type Logger } from './util/logger.js';
 
 /** Exit codes (CONTRACT §2) live here and nowhere else. */
 const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -20,8 +25,15 @@ async function main(argv: readonly string[]): Promise<number> {
   // .env first; real environment variables win over it (dotenv never overrides by default).
   dotenv.config({ quiet: true });
   let cli: ParsedCli;
+  let flags: Record<string, string | undefined>;
+  let format: LogFormat | undefined;
   try {
     cli = parseCli(argv);
+    flags = withEnvTwins(cli.flags, process.env, flagsOf(cli.command));
+    format = logFormat(flags['log-format']);
+    if (flags['log-level'] !== undefined && !LOG_LEVELS.includes(flags['log-level'])) {
+      throw new UsageError(`--log-level: not a level: ${JSON.stringify(flags['log-level'])} (${LOG_LEVELS.join('|')})`);
+    }
   } catch (error) {
     return usageFailure(error);
   }
@@ -33,18 +45,20 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${helpText(cli.command, version())}\n`);
     return EXIT.ok;
   }
-  const flags = withEnvTwins(cli.flags, process.env);
-  const logger = createLogger({ level: flags['log-level'] ?? 'info' });
 
   if (cli.command === 'demo') {
+    const logger = createLogger({ level: flags['log-level'] ?? 'info', format });
     const demo = await startDemo({ flags, logger });
     process.stdout.write(demoInstructions(demo));
     return runUntilSignal(() => demo.stop(), logger);
   }
+  if (cli.command === 'check') return check(flags, format);
+  if (cli.command === 'authorize') return authorize(cli.account ?? '', flags, format);
 
+  const logger = createLogger({ level: flags['log-level'] ?? 'info', format });
   let sidecar: Sidecar;
   try {
-    const config = loadConfig({ file: cli.flags.config ?? nonEmpty(process.env.BEARER_SIDECAR_CONFIG), flags });
+    const config = loadConfig({ file: flags.config, flags });
     logger.level = config.logLevel;
     sidecar = new Sidecar(config, { logger });
   } catch (error) {
@@ -52,6 +66,57 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   await sidecar.start();
   return runUntilSignal(() => sidecar.stop(), logger);
+}
+
+/** `check`: the report goes to stdout (a table, or JSON for scripts); logs go to stderr. */
+async function check(flags: Record<string, string | undefined>, format: LogFormat | undefined): Promise<number> {
+  const logger = createLogger({ level: flags['log-level'] ?? 'warn', format, fd: 2 });
+  let config;
+  try {
+    config = loadConfig({ file: flags.config, flags: { ...flags, 'log-level': undefined } });
+  } catch (error) {
+    return usageFailure(error);
+  }
+  const result = await runCheck(config, { login: flags.login === 'true', logger });
+  process.stdout.write(flags.json === 'true' ? `${JSON.stringify(result, null, 2)}\n` : formatCheckReport(result));
+  logger.flush();
+  return result.ok ? EXIT.ok : EXIT.failure;
+}
+
+/** `authorize ACCOUNT`: instructions and the URL to open go to stdout; logs to stderr. */
+async function authorize(account: string, flags: Record<string, string | undefined>, format: LogFormat | undefined): Promise<number> {
+  const logger = createLogger({ level: flags['log-level'] ?? 'warn', format, fd: 2 });
+  let config;
+  let redirectTimeoutMs = DEFAULT_REDIRECT_TIMEOUT_MS;
+  try {
+    if (flags['redirect-timeout'] !== undefined) {
+      const parsed = parseDuration(flags['redirect-timeout']);
+      if (parsed === undefined || parsed <= 0) throw new UsageError(`--redirect-timeout: not a duration: ${JSON.stringify(flags['redirect-timeout'])} (use 90s, 5m, ...)`);
+      redirectTimeoutMs = parsed;
+    }
+    config = loadConfig({ file: flags.config, flags: { ...flags, 'log-level': undefined }, authorizing: account });
+  } catch (error) {
+    return usageFailure(error);
+  }
+  try {
+    await runAuthorize(config, { account, out: flags.out, redirectTimeoutMs, logger, print: (text) => process.stdout.write(text) });
+    return EXIT.ok;
+  } catch (error) {
+    if (error instanceof ConfigError) return usageFailure(error);
+    if (error instanceof AuthorizeError) {
+      process.stderr.write(`bearer-sidecar authorize: ${error.message}\n`);
+      return EXIT.failure;
+    }
+    throw error;
+  } finally {
+    logger.flush();
+  }
+}
+
+function logFormat(value: string | undefined): LogFormat | undefined {
+  if (value === undefined) return undefined;
+  if ((LOG_FORMATS as readonly string[]).includes(value)) return value as LogFormat;
+  throw new UsageError(`--log-format: ${JSON.stringify(value)} is not a format (${LOG_FORMATS.join('|')})`);
 }
 
 /** SIGTERM / SIGINT: drain and stop (exit 0); a second signal exits at once. */
@@ -85,10 +150,6 @@ function usageFailure(error: unknown): number {
     return EXIT.usage;
   }
   throw error;
-}
-
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === undefined || value === '' ? undefined : value;
 }
 
 main(process.argv.slice(2)).then(

@@ -27,6 +27,8 @@ export interface LoadOptions {
   /** Flag values (env twins already merged in), by flag name. */
   flags?: Record<string, string | undefined>;
   env?: NodeJS.ProcessEnv;
+  /** `bearer-sidecar authorize NAME`: the account's refresh token is what is being made, so its absence is no problem. */
+  authorizing?: string;
 }
 
 /** Reads, expands, validates and resolves the configuration, or throws ConfigError. */
@@ -48,13 +50,13 @@ export function loadConfig(options: LoadOptions): SidecarConfig {
     throw new ConfigError([{ path: 'config', message: 'no configuration: pass --config FILE, set BEARER_SIDECAR_CONFIG, or use quick mode (--upstream URL ...)' }]);
   }
   if (raw === undefined) throw new ConfigError(problems);
-  return parseConfig(raw, { env, flags, problems });
+  return parseConfig(raw, { env, flags, problems, authorizing: options.authorizing });
 }
 
 /** Expands, validates and resolves a config tree (from a file, quick mode, the demo or a test). */
 export function parseConfig(
   raw: unknown,
-  options: { env?: NodeJS.ProcessEnv; flags?: Record<string, string | undefined>; problems?: ConfigProblem[] } = {},
+  options: { env?: NodeJS.ProcessEnv; flags?: Record<string, string | undefined>; problems?: ConfigProblem[]; authorizing?: string } = {},
 ): SidecarConfig {
   const problems = options.problems ?? [];
   const expanded = expandEnv(raw, options.env ?? process.env, problems);
@@ -65,7 +67,9 @@ export function parseConfig(
     throw new ConfigError(problems);
   }
   const config = resolveConfig(parsed.data, problems);
-  if (problems.length > 0) throw new ConfigError(problems);
+  const bootstrapping = options.authorizing === undefined ? undefined : `accounts.${options.authorizing}.auth.refreshToken`;
+  const remaining = bootstrapping === undefined ? problems : problems.filter((problem) => !problem.path.startsWith(bootstrapping));
+  if (remaining.length > 0) throw new ConfigError(remaining);
   return config;
 }
 

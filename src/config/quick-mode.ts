@@ -5,22 +5,30 @@
 
 export interface FlagSpec {
   name: string;
-  /** What the value is, for --help. Absent for boolean flags. */
+  /** What the value is, for --help. Absent for boolean flags (`--json`). */
   value?: string;
   description: string;
+  /** The value used when neither the flag nor its environment twin is given, for --help. */
+  default?: string;
   /** Quick-mode flags build the `default` account; they cannot be mixed with --config. */
   quickMode?: boolean;
 }
 
-export const SERVE_FLAGS: readonly FlagSpec[] = [
-  { name: 'config', value: 'FILE', description: 'YAML or JSON config file' },
-  { name: 'log-level', value: 'LEVEL', description: 'fatal|error|warn|info|debug|trace|silent (default info)' },
+export const LOG_LEVEL_FLAG: FlagSpec = {
+  name: 'log-level',
+  value: 'LEVEL',
+  description: 'fatal|error|warn|info|debug|trace|silent (overrides logLevel of the file)',
+  default: 'info',
+};
+export const LOG_FORMAT_FLAG: FlagSpec = { name: 'log-format', value: 'FORMAT', description: 'json|pretty', default: 'pretty on a terminal, else json' };
+export const LOG_FLAGS: readonly FlagSpec[] = [LOG_LEVEL_FLAG, LOG_FORMAT_FLAG];
+
+/** Quick mode (CONTRACT §2): these build one account named `default`. */
+export const QUICK_MODE_FLAGS: readonly FlagSpec[] = [
   { name: 'upstream', value: 'URL', description: 'base URL of the API to call', quickMode: true },
-  { name: 'listen', value: '[HOST:]PORT', description: 'data plane address (default 127.0.0.1:8080)' },
-  { name: 'admin', value: '[HOST:]PORT', description: 'admin address (default 127.0.0.1:9464)' },
-  { name: 'flow', value: 'oauth2|session', description: 'token dialect (default oauth2)', quickMode: true },
+  { name: 'flow', value: 'oauth2|session', description: 'token dialect', default: 'oauth2 (session with --login-url)', quickMode: true },
   { name: 'token-url', value: 'URL', description: 'oauth2: token endpoint', quickMode: true },
-  { name: 'grant', value: 'GRANT', description: 'oauth2: client_credentials|password|refresh_token', quickMode: true },
+  { name: 'grant', value: 'GRANT', description: 'oauth2: client_credentials|password|refresh_token', default: 'client_credentials', quickMode: true },
   { name: 'client-id', value: 'ID', description: 'oauth2: client id', quickMode: true },
   { name: 'client-secret-file', value: 'FILE', description: 'oauth2: file holding the client secret', quickMode: true },
   { name: 'scope', value: 'SCOPE', description: 'oauth2: scope', quickMode: true },
@@ -29,20 +37,40 @@ export const SERVE_FLAGS: readonly FlagSpec[] = [
   { name: 'password-file', value: 'FILE', description: 'file holding the password', quickMode: true },
   { name: 'refresh-token-file', value: 'FILE', description: 'oauth2 refresh_token grant: file holding the refresh token', quickMode: true },
   { name: 'login-url', value: 'URL', description: 'session: login endpoint', quickMode: true },
-  { name: 'refresh-url', value: 'URL', description: 'session: refresh endpoint', quickMode: true },
+  { name: 'refresh-url', value: 'URL', description: 'session: refresh endpoint', default: 'none: every renewal is a login', quickMode: true },
   { name: 'account-id', value: 'ID', description: 'session: account_id sent at login', quickMode: true },
+];
+
+export const CONFIG_FLAG: FlagSpec = { name: 'config', value: 'FILE', description: 'YAML or JSON config file', default: 'quick mode from the flags below' };
+
+export const SERVE_FLAGS: readonly FlagSpec[] = [
+  CONFIG_FLAG,
+  ...LOG_FLAGS,
+  { name: 'listen', value: '[HOST:]PORT', description: 'data plane address (overrides listen of the file)', default: '127.0.0.1:8080' },
+  { name: 'admin', value: '[HOST:]PORT', description: 'admin address (overrides admin of the file)', default: '127.0.0.1:9464' },
+  ...QUICK_MODE_FLAGS,
 ];
 
 export function envTwin(flag: string): string {
   return `BEARER_SIDECAR_${flag.toUpperCase().replace(/-/g, '_')}`;
 }
 
-/** Flag values with their env twins filled in where the flag itself was not given. */
-export function withEnvTwins(flags: Record<string, string | undefined>, env: NodeJS.ProcessEnv): Record<string, string | undefined> {
+/** Environment values that switch a boolean flag on (`BEARER_SIDECAR_JSON=1`). */
+const TRUE_VALUES = new Set(['1', 'true', 'yes', 'on']);
+
+/**
+ * Flag values with their env twins filled in where the flag itself was not given.
+ * Boolean flags hold 'true' when on, undefined when off.
+ */
+export function withEnvTwins(flags: Record<string, string | undefined>, env: NodeJS.ProcessEnv, specs: readonly FlagSpec[] = SERVE_FLAGS): Record<string, string | undefined> {
   const merged: Record<string, string | undefined> = {};
-  for (const spec of SERVE_FLAGS) {
-    if (spec.value === undefined) continue;
-    merged[spec.name] = flags[spec.name] ?? nonEmpty(env[envTwin(spec.name)]);
+  for (const spec of specs) {
+    const fromEnv = nonEmpty(env[envTwin(spec.name)]);
+    if (spec.value === undefined) {
+      merged[spec.name] = flags[spec.name] ?? (fromEnv !== undefined && TRUE_VALUES.has(fromEnv.toLowerCase()) ? 'true' : undefined);
+    } else {
+      merged[spec.name] = flags[spec.name] ?? fromEnv;
+    }
   }
   return merged;
 }

@@ -120,7 +120,10 @@ function resolveAccount(name: string, raw: RawAccount, global: RawConfig, proble
     upstream: new URL(raw.upstream),
     isDefault: raw.default,
     route: raw.route,
-    auth: raw.auth.flow === 'session' ? resolveSession(raw.auth, `${path}.auth`, problems) : resolveOAuth2(raw.auth, `${path}.auth`, problems),
+    auth:
+      raw.auth.flow === 'session'
+        ? resolveSession(raw.auth, `${path}.auth`, problems)
+        : resolveOAuth2(raw.auth, `${path}.auth`, problems, { chainInStore: global.store.type !== 'memory' }),
     refresh,
     tls,
     timeouts: {
@@ -137,7 +140,7 @@ function resolveSession(auth: SessionAuthConfig, path: string, problems: ConfigP
   return { ...rest, password: password ?? { kind: 'value', secret: new Secret('') } };
 }
 
-function resolveOAuth2(auth: OAuth2AuthConfig, path: string, problems: ConfigProblem[]): OAuth2Auth {
+function resolveOAuth2(auth: OAuth2AuthConfig, path: string, problems: ConfigProblem[], context: { chainInStore: boolean }): OAuth2Auth {
   const { clientSecret, clientSecretFile, password, passwordFile, refreshToken, refreshTokenFile, ...rest } = auth;
   const resolved: OAuth2Auth = {
     ...rest,
@@ -149,8 +152,9 @@ function resolveOAuth2(auth: OAuth2AuthConfig, path: string, problems: ConfigPro
     if (resolved.username === undefined) problems.push({ path: `${path}.username`, message: 'required for grant password' });
     if (resolved.password === undefined) problems.push({ path: `${path}.password`, message: 'required for grant password (password or passwordFile)' });
   }
-  if (resolved.grant === 'refresh_token' && resolved.refreshToken === undefined) {
-    problems.push({ path: `${path}.refreshToken`, message: 'required for grant refresh_token (refreshToken or refreshTokenFile)' });
+  // With a file/redis store the chain may live there alone (put there by `bearer-sidecar authorize`).
+  if (resolved.grant === 'refresh_token' && resolved.refreshToken === undefined && !context.chainInStore) {
+    problems.push({ path: `${path}.refreshToken`, message: 'required for grant refresh_token with the memory store (refreshToken or refreshTokenFile; bearer-sidecar authorize makes one)' });
   }
   if (resolved.grant === 'client_credentials' && resolved.clientId === undefined) {
     problems.push({ path: `${path}.clientId`, message: 'required for grant client_credentials' });

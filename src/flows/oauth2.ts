@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
 import type { OAuth2Auth } from '../config/resolve.js';
 import { Secret } from '../util/secret.js';
 import { readSecret } from '../util/secret-source.js';
 import {
+  CredentialUnavailableError,
   describeBody,
   isRejectionStatus,
   parseJsonObject,
@@ -40,14 +42,63 @@ export function buildOAuth2TokenRequest(auth: OAuth2Auth, grant: OAuth2Grant, se
   if (grant === 'refresh_token') params.refresh_token = secrets.refreshToken?.reveal() ?? '';
   if (auth.scope !== undefined) params.scope = auth.scope;
   if (auth.audience !== undefined) params.audience = auth.audience;
+  return finishTokenRequest(auth, params, secrets.clientSecret);
+}
 
+/** What comes back to the redirect URI, and the PKCE verifier that goes with it (RFC 6749 §4.1.3, RFC 7636 §4.5). */
+export interface AuthorizationCodeGrant {
+  code: string;
+  redirectUri: string;
+  codeVerifier: Secret;
+}
+
+/**
+ * The code exchange of `bearer-sidecar authorize`: client authentication and body encoding as
+ * configured. A client without a secret is a public client: its id goes in the body (RFC 6749
+ * §4.1.3), never as Basic with an empty secret.
+ */
+export function buildAuthorizationCodeRequest(auth: OAuth2Auth, grant: AuthorizationCodeGrant, clientSecret: Secret | undefined): TokenHttpRequest {
+  const params: Record<string, string | null> = {
+    grant_type: 'authorization_code',
+    code: grant.code,
+    redirect_uri: grant.redirectUri,
+    code_verifier: grant.codeVerifier.reveal(),
+  };
+  if (clientSecret === undefined && auth.clientId !== undefined) {
+    params.client_id = auth.clientId;
+    return finishTokenRequest({ ...auth, clientId: undefined }, params, undefined);
+  }
+  return finishTokenRequest(auth, params, clientSecret);
+}
+
+/** What the browser is sent to (RFC 6749 §4.1.1 with PKCE S256, RFC 7636 §4.3). */
+export function buildAuthorizeUrl(auth: OAuth2Auth & { authorizeUrl: string }, request: { redirectUri: string; state: string; codeChallenge: string }): URL {
+  const url = new URL(auth.authorizeUrl);
+  url.searchParams.set('response_type', 'code');
+  if (auth.clientId !== undefined) url.searchParams.set('client_id', auth.clientId);
+  url.searchParams.set('redirect_uri', request.redirectUri);
+  if (auth.scope !== undefined) url.searchParams.set('scope', auth.scope);
+  if (auth.audience !== undefined) url.searchParams.set('audience', auth.audience);
+  url.searchParams.set('state', request.state);
+  url.searchParams.set('code_challenge', request.codeChallenge);
+  url.searchParams.set('code_challenge_method', 'S256');
+  return url;
+}
+
+/** RFC 7636 §4.2: BASE64URL(SHA256(ASCII(code_verifier))). */
+export function pkceChallenge(verifier: Secret): string {
+  return createHash('sha256').update(verifier.reveal(), 'ascii').digest('base64url');
+}
+
+/** Client authentication (basic | body), extraParams, then the body encoding: shared by every grant. */
+function finishTokenRequest(auth: OAuth2Auth, params: Record<string, string | null>, clientSecret: Secret | undefined): TokenHttpRequest {
   const headers: Record<string, string> = { accept: 'application/json' };
   if (auth.clientId !== undefined) {
     if (auth.clientAuth === 'basic') {
-      headers.authorization = basicClientAuthorization(auth.clientId, secrets.clientSecret);
+      headers.authorization = basicClientAuthorization(auth.clientId, clientSecret);
     } else {
       params.client_id = auth.clientId;
-      if (secrets.clientSecret !== undefined) params.client_secret = secrets.clientSecret.reveal();
+      if (clientSecret !== undefined) params.client_secret = clientSecret.reveal();
     }
   }
   // extraParams come last so they can override or (with null) drop any default, e.g. grant_type.
@@ -96,6 +147,9 @@ export function createOAuth2Flow(auth: OAuth2Auth): TokenFlow {
     rotatesRefreshTokens: false,
     canRefresh: true,
     async buildInitialRequest() {
+      if (auth.grant === 'refresh_token' && auth.refreshToken === undefined) {
+        throw new CredentialUnavailableError('no refresh token: the store holds none for this account and none is configured; run bearer-sidecar authorize ACCOUNT, or set refreshTokenFile');
+      }
       const secrets: OAuth2Secrets = {
         clientSecret: await readOptional(auth.clientSecret),
         password: auth.grant === 'password' ? await readOptional(auth.password) : undefined,

@@ -62,6 +62,11 @@ export interface TokenFlow {
   endpoint(kind: TokenRequestKind): string;
 }
 
+/** A credential the flow needs is not there (no refresh token anywhere): a rejected login, not a crash (§8). */
+export class CredentialUnavailableError extends Error {
+  override name = 'CredentialUnavailableError';
+}
+
 export function parseJsonObject(body: string): Record<string, unknown> | undefined {
   try {
     const value: unknown = JSON.parse(body);

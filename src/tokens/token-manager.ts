@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { RefreshPolicy } from '../config/resolve.js';
 import { TokenTransportError, type TokenHttpOptions } from '../flows/http-client.js';
-import type { ParsedTokenResponse, TokenFlow, TokenHttpRequest, TokenHttpResponse, TokenRequestKind } from '../flows/types.js';
+import { CredentialUnavailableError, type ParsedTokenResponse, type TokenFlow, type TokenHttpRequest, type TokenHttpResponse, type TokenRequestKind } from '../flows/types.js';
 import type { StoredToken, StoreLock, TokenState, TokenStore } from '../stores/types.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import { formatDuration } from '../util/duration.js';
@@ -422,7 +422,8 @@ export class TokenManager {
       plan = await this.#plan();
     } catch (error) {
       // An unreadable secret file is a rejected login (§8): nothing was sent, nothing counted.
-      this.#onRejected('login', undefined, `cannot read a secret: ${(error as Error).message}`, sentAt);
+      const message = error instanceof CredentialUnavailableError ? error.message : `cannot read a secret: ${(error as Error).message}`;
+      this.#onRejected('login', undefined, message, sentAt);
       return;
     }
     if (plan.spends !== undefined && this.#isSpent(plan.spends)) {

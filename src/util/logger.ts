@@ -1,4 +1,5 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
+import { prettyDestination } from './log-pretty.js';
 
 export type { Logger };
 
@@ -29,12 +30,23 @@ export const REDACTED_LOG_PATHS = [
   '*.headers["x-sidecar-key"]',
 ];
 
+export type LogFormat = 'json' | 'pretty';
+export const LOG_FORMATS: readonly LogFormat[] = ['json', 'pretty'];
+
 export interface LoggerOptions {
   level?: string;
+  /** Default: pretty when the output is a terminal, else JSON (one object per line). */
+  format?: LogFormat;
+  /** 1 (stdout, the default) or 2 (stderr: commands whose stdout is their result, like check --json). */
+  fd?: 1 | 2;
   destination?: DestinationStream;
 }
 
 export function createLogger(options: LoggerOptions = {}): Logger {
+  const fd = options.fd ?? 1;
+  const tty = (fd === 1 ? process.stdout : process.stderr).isTTY === true;
+  const format = options.format ?? (tty ? 'pretty' : 'json');
+  const destination = options.destination ?? systemDestination(fd, format, tty);
   return pino(
     {
       name: 'bearer-sidecar',
@@ -42,8 +54,13 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       redact: { paths: REDACTED_LOG_PATHS, censor: '[redacted]' },
       base: undefined,
     },
-    options.destination ?? pino.destination({ dest: 1, sync: false }),
+    destination,
   );
+}
+
+function systemDestination(fd: 1 | 2, format: LogFormat, tty: boolean): DestinationStream {
+  const out = pino.destination({ dest: fd, sync: false });
+  return format === 'pretty' ? prettyDestination(out, { color: tty }) : out;
 }
 
 /** A logger that writes nothing: the default for library use and unit tests. */

@@ -10,6 +10,8 @@ export interface RunningCli {
   stderr: () => string;
   /** Resolves with the first JSON log line that satisfies `match`. */
   waitForLog(match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
+  /** Resolves with the first match of `pattern` in stdout (e.g. the URL `authorize` prints). */
+  waitForStdout(pattern: RegExp): Promise<RegExpExecArray>;
   exited: Promise<number | null>;
 }
 
@@ -35,6 +37,19 @@ export function spawnCli(args: string[], options: { env?: NodeJS.ProcessEnv; cwd
     stdout: () => out,
     stderr: () => err,
     exited,
+    waitForStdout(pattern) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const found = pattern.exec(out);
+          if (found === null) return;
+          listeners.delete(check);
+          resolve(found);
+        };
+        listeners.add(check);
+        void exited.then((code) => reject(new Error(`CLI exited (${code}) before printing ${pattern}\n${out}\n${err}`)));
+        check();
+      });
+    },
     waitForLog(match) {
       return new Promise((resolve, reject) => {
         const check = () => {

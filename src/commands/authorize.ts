@@ -1,0 +1,296 @@
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { chmod, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { ConfigError } from '../config/load.js';
+import type { AccountConfig, ConfigProblem, OAuth2Auth, SidecarConfig } from '../config/resolve.js';
+import { sendTokenRequest, TokenTransportError } from '../flows/http-client.js';
+import { buildAuthorizationCodeRequest, buildAuthorizeUrl, parseOAuth2Response, pkceChallenge } from '../flows/oauth2.js';
+import { upstreamTls } from '../proxy/upstream.js';
+import { createStore } from '../stores/index.js';
+import type { TokenState, TokenStore } from '../stores/types.js';
+import { resolveLifetime } from '../tokens/lifetime.js';
+import type { SendTokenRequest } from '../tokens/token-manager.js';
+import { formatDuration } from '../util/duration.js';
+import { closeServer, listen } from '../util/http-server.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import { Secret } from '../util/secret.js';
+import { readSecret } from '../util/secret-source.js';
+
+/*
+ * `bearer-sidecar authorize ACCOUNT` (CONTRACT §2, seed 004): the one-time authorization_code
+ * bootstrap. PKCE S256, a loopback redirect listener on 127.0.0.1, state checked in constant
+ * time, the code exchanged as the account's token requests are (clientAuth, bodyEncoding), and
+ * the refresh token stored where the sidecar will pick the chain up.
+ */
+
+/** The authorization did not complete (denied, timed out, exchange rejected): the CLI exits 1. */
+export class AuthorizeError extends Error {
+  override name = 'AuthorizeError';
+}
+
+export const REDIRECT_PATH = '/callback';
+export const DEFAULT_REDIRECT_TIMEOUT_MS = 5 * 60_000;
+
+export interface AuthorizeOptions {
+  account: string;
+  /** Also write the refresh token here (mode 0600). */
+  out?: string;
+  redirectTimeoutMs?: number;
+  /** Where instructions go (the terminal). Called with the URL to open before waiting. */
+  print(text: string): void;
+  store?: TokenStore;
+  send?: SendTokenRequest;
+  now?: () => number;
+  logger?: Logger;
+}
+
+export interface AuthorizeResult {
+  account: string;
+  redirectUri: string;
+  /** Fingerprints only: what the operator can compare with /status. */
+  accessTokenFingerprint: string;
+  refreshTokenFingerprint: string;
+  expiresAt: string;
+  /** Revision written to a file/redis store. */
+  storedRevision: number | undefined;
+  outFile: string | undefined;
+}
+
+type AuthorizableAuth = OAuth2Auth & { authorizeUrl: string; clientId: string };
+
+export async function runAuthorize(config: SidecarConfig, options: AuthorizeOptions): Promise<AuthorizeResult> {
+  const account = authorizableAccount(config, options.account);
+  const auth = account.auth as AuthorizableAuth;
+  const logger = options.logger ?? silentLogger();
+  const now = options.now ?? Date.now;
+  const verifier = new Secret(randomBytes(32).toString('base64url'));
+  const state = randomBytes(16).toString('base64url');
+
+  const listener = await startRedirectListener(auth.redirectPort ?? 0, state, logger);
+  let code: string;
+  try {
+    const url = buildAuthorizeUrl(auth, { redirectUri: listener.redirectUri, state, codeChallenge: pkceChallenge(verifier) });
+    const timeoutMs = options.redirectTimeoutMs ?? DEFAULT_REDIRECT_TIMEOUT_MS;
+    options.print(
+      [
+        `Authorizing account ${account.name} (authorization_code with PKCE).`,
+        `Open this URL in a browser on this machine and sign in; it comes back to ${listener.redirectUri}`,
+        `(register that redirect URI with the client ${auth.clientId} if the server asks):`,
+        '',
+        `  ${url.href}`,
+        '',
+        `Waiting up to ${formatDuration(timeoutMs)} for the redirect (Ctrl-C gives up)...`,
+        '',
+      ].join('\n'),
+    );
+    code = await listener.code(timeoutMs);
+  } finally {
+    await listener.close();
+  }
+
+  const clientSecret = auth.clientSecret === undefined ? undefined : await readSecret(auth.clientSecret);
+  const request = buildAuthorizationCodeRequest(auth, { code, redirectUri: listener.redirectUri, codeVerifier: verifier }, clientSecret);
+  const sentAt = now();
+  let response;
+  try {
+    response = await (options.send ?? sendTokenRequest)(request, { timeoutMs: account.refresh.timeoutMs, ...upstreamTls(account) });
+  } catch (error) {
+    throw new AuthorizeError(`code exchange at ${auth.tokenUrl} failed: ${error instanceof TokenTransportError ? error.message : (error as Error).message}`);
+  }
+  const parsed = parseOAuth2Response(response);
+  if (parsed.outcome !== 'success') throw new AuthorizeError(`code exchange ${parsed.outcome}: ${parsed.reason}`);
+  const { token } = parsed;
+  if (token.refreshToken === undefined) {
+    throw new AuthorizeError('the token endpoint issued no refresh token: ask for offline access (e.g. scope "offline_access"), and allow the client grant refresh_token');
+  }
+  const lifetime = resolveLifetime(token.lifetime, token.accessToken, sentAt, {
+    defaultLifetimeMs: account.refresh.defaultLifetimeMs,
+    maxLifetimeMs: account.refresh.maxLifetimeMs,
+    minIntervalMs: account.refresh.minIntervalMs,
+  });
+  const tokenState: TokenState = {
+    accessToken: token.accessToken,
+    refreshToken: token.refreshToken,
+    obtainedAt: sentAt,
+    expiresAt: sentAt + lifetime.lifetimeMs,
+    lifetimeMs: lifetime.lifetimeMs,
+  };
+
+  const storedRevision = config.store.type === 'memory' ? undefined : await saveToStore(config, account.name, tokenState, options.store, logger);
+  if (options.out !== undefined) await writeSecretFile(options.out, token.refreshToken);
+  options.print(nextSteps(config, account.name, { storedRevision, out: options.out, refreshToken: token.refreshToken, expiresAt: tokenState.expiresAt }));
+  return {
+    account: account.name,
+    redirectUri: listener.redirectUri,
+    accessTokenFingerprint: token.accessToken.fingerprint(),
+    refreshTokenFingerprint: token.refreshToken.fingerprint(),
+    expiresAt: new Date(tokenState.expiresAt).toISOString(),
+    storedRevision,
+    outFile: options.out,
+  };
+}
+
+/** The account must speak OAuth 2 and say where to send the browser (else ConfigError: exit 2, each problem by path). */
+function authorizableAccount(config: SidecarConfig, name: string): AccountConfig {
+  const account = config.accounts.find((candidate) => candidate.name === name);
+  if (account === undefined) {
+    throw new ConfigError([{ path: `accounts.${name}`, message: `no such account (accounts: ${config.accounts.map((a) => a.name).join(', ')})` }]);
+  }
+  const path = `accounts.${name}.auth`;
+  if (account.auth.flow !== 'oauth2') throw new ConfigError([{ path: `${path}.flow`, message: `authorize needs flow oauth2 (authorization_code), not ${account.auth.flow}` }]);
+  const problems: ConfigProblem[] = [];
+  if (account.auth.authorizeUrl === undefined) problems.push({ path: `${path}.authorizeUrl`, message: "required for bearer-sidecar authorize (the server's authorization endpoint)" });
+  if (account.auth.clientId === undefined) problems.push({ path: `${path}.clientId`, message: 'required for bearer-sidecar authorize' });
+  if (problems.length > 0) throw new ConfigError(problems);
+  return account;
+}
+
+interface RedirectListener {
+  redirectUri: string;
+  /** Resolves with the code of the first redirect whose state matches; rejects on an error answer or timeout. */
+  code(timeoutMs: number): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** RFC 8252 §7.3: a loopback IP redirect on 127.0.0.1 (not "localhost", which may resolve elsewhere). */
+async function startRedirectListener(port: number, state: string, logger: Logger): Promise<RedirectListener> {
+  let settle: { resolve(code: string): void; reject(error: Error): void } | undefined;
+  let outcome: { code: string } | { error: Error } | undefined;
+  const finish = (result: { code: string } | { error: Error }) => {
+    if (outcome !== undefined) return;
+    outcome = result;
+    if (settle === undefined) return;
+    if ('code' in result) settle.resolve(result.code);
+    else settle.reject(result.error);
+  };
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    if (req.method !== 'GET' || url.pathname !== REDIRECT_PATH) {
+      page(res, 404, 'Not found', 'This is bearer-sidecar authorize: it only waits for the authorization server to redirect here.');
+      return;
+    }
+    const given = url.searchParams.get('state') ?? '';
+    if (!sameState(given, state)) {
+      // Not our request (a stale tab, a forged link): refuse it and keep waiting for the real one.
+      logger.warn({ path: REDIRECT_PATH }, 'redirect with a missing or wrong state refused');
+      page(res, 400, 'State does not match', 'This redirect does not belong to the running bearer-sidecar authorize. Start again from the URL it printed.');
+      return;
+    }
+    if (outcome !== undefined) {
+      page(res, 409, 'Already done', 'bearer-sidecar authorize has already received its answer.');
+      return;
+    }
+    const error = url.searchParams.get('error');
+    const code = url.searchParams.get('code');
+    if (error !== null || code === null || code === '') {
+      const description = url.searchParams.get('error_description');
+      const reason = `${error ?? 'no code in the redirect'}${description ? `: ${description.slice(0, 200)}` : ''}`;
+      page(res, 400, 'Not authorized', `The authorization server answered: ${reason}. bearer-sidecar authorize stops.`);
+      finish({ error: new AuthorizeError(`the authorization server answered ${reason}`) });
+      return;
+    }
+    page(res, 200, 'Authorized', 'bearer-sidecar received the authorization and is exchanging it for tokens. You can close this tab; the terminal says what happens next.');
+    finish({ code });
+  });
+  await listen(server, { host: '127.0.0.1', port });
+  const address = server.address();
+  const boundPort = typeof address === 'object' && address !== null ? address.port : port;
+  return {
+    redirectUri: `http://127.0.0.1:${boundPort}${REDIRECT_PATH}`,
+    code(timeoutMs) {
+      return new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => finish({ error: new AuthorizeError(`no redirect came back within ${formatDuration(timeoutMs)}`) }), timeoutMs);
+        settle = {
+          resolve: (code) => {
+            clearTimeout(timer);
+            resolve(code);
+          },
+          reject: (error) => {
+            clearTimeout(timer);
+            reject(error);
+          },
+        };
+        if (outcome !== undefined) finish(outcome);
+      });
+    },
+    close: () => closeServer(server, { force: true }),
+  };
+}
+
+function sameState(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+function page(res: ServerResponse<IncomingMessage>, status: number, title: string, text: string): void {
+  const escape = (value: string) => value.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'" });
+  res.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>bearer-sidecar: ${escape(title)}</title></head><body style="font-family:system-ui,sans-serif;margin:3rem"><h1>${escape(title)}</h1><p>${escape(text)}</p></body></html>`);
+}
+
+/** Compare-and-set against what is stored, so a chain saved meanwhile is replaced knowingly, never blindly. */
+async function saveToStore(config: SidecarConfig, account: string, state: TokenState, given: TokenStore | undefined, logger: Logger): Promise<number> {
+  const store = given ?? createStore(config.store, logger);
+  try {
+    await store.ready?.();
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const current = await store.load(account);
+      const result = await store.save(account, state, current?.revision ?? null);
+      if (result.saved) return result.record.revision;
+    }
+    throw new AuthorizeError(`the ${config.store.type} store kept changing while saving; run authorize again`);
+  } catch (error) {
+    if (error instanceof AuthorizeError) throw error;
+    throw new AuthorizeError(`cannot save to the ${config.store.type} store: ${(error as Error).message}`);
+  } finally {
+    if (given === undefined) await store.close();
+  }
+}
+
+async function writeSecretFile(path: string, secret: Secret): Promise<void> {
+  try {
+    await writeFile(path, `${secret.reveal()}\n`, { mode: 0o600 });
+    // An existing file keeps its mode on write: make sure it is 0600 now.
+    await chmod(path, 0o600);
+  } catch (error) {
+    throw new AuthorizeError(`cannot write --out ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+}
+
+function nextSteps(config: SidecarConfig, account: string, done: { storedRevision: number | undefined; out: string | undefined; refreshToken: Secret; expiresAt: number }): string {
+  const lines = ['', `Authorized: account ${account} has a refresh token (fingerprint ${done.refreshToken.fingerprint()}); the access token expires ${new Date(done.expiresAt).toISOString()}.`];
+  if (done.storedRevision !== undefined) {
+    lines.push(
+      `Saved to the ${config.store.type} store (revision ${done.storedRevision}).`,
+      '',
+      'Next:',
+      `  1. In accounts.${account}.auth set  grant: refresh_token  (no refreshToken needed: the chain lives in the store).`,
+      config.store.type === 'redis'
+        ? '  2. Running sidecars on this Redis adopt the new chain at once; others pick it up when they start.'
+        : '  2. Start (or restart) the sidecar: it uses the stored token and goes on with the refresh token chain.',
+    );
+  }
+  if (done.out !== undefined) lines.push(`Wrote the refresh token to ${done.out} (mode 0600).`);
+  if (done.storedRevision === undefined) {
+    if (done.out === undefined) {
+      lines.push(
+        '',
+        'The refresh token (a secret: keep it out of shell history, tickets and logs):',
+        '',
+        `  ${done.refreshToken.reveal()}`,
+        '',
+        'Put it in a file only the sidecar can read (e.g. umask 077; cat > /secrets/refresh-token, paste, Ctrl-D),',
+        'or run authorize again with --out FILE to have it written (mode 0600).',
+      );
+    }
+    lines.push(
+      '',
+      'Next:',
+      `  1. In accounts.${account}.auth set  grant: refresh_token  and  refreshTokenFile: ${done.out ?? '/secrets/refresh-token'}`,
+      '  2. Start the sidecar. With the memory store the chain is kept in memory only: a restart needs a fresh',
+      '     authorize if the server rotates refresh tokens; a file or redis store keeps the chain across restarts.',
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,337 @@
+import { performance } from 'node:perf_hooks';
+import { displayUrl } from '../admin/status.js';
+import type { AccountConfig, SidecarConfig } from '../config/resolve.js';
+import { sendTokenRequest, TokenTransportError } from '../flows/http-client.js';
+import { createFlow } from '../flows/index.js';
+import type { TokenFlow, TokenRequestKind } from '../flows/types.js';
+import { upstreamTls } from '../proxy/upstream.js';
+import { createStore } from '../stores/index.js';
+import type { StoredToken, TokenStore } from '../stores/types.js';
+import { resolveLifetime, type LifetimeAnomaly, type LifetimeSource } from '../tokens/lifetime.js';
+import type { SendTokenRequest } from '../tokens/token-manager.js';
+import { formatDuration } from '../util/duration.js';
+import type { Logger } from '../util/logger.js';
+import { silentLogger } from '../util/logger.js';
+import { fingerprint, type Secret } from '../util/secret.js';
+
+/*
+ * `bearer-sidecar check` (CONTRACT §2, issue 8): one look per account, without disturbing a
+ * running sidecar's chain. A file/redis store is only read unless --login; a stored refresh
+ * token is never spent; a refresh-only account sends its configured refresh token only with
+ * --login and an empty store.
+ */
+
+/** What the check did for an account. */
+export type CheckMethod = 'token_request' | 'store' | 'none';
+
+/**
+ * `ok`: a token was obtained, or a valid one is stored. `rejected` / `error`: the token endpoint
+ * said no / failed. `expired`, `empty`: what the store holds is of no use now. `not_checked`:
+ * checking would have spent a refresh token (refresh-only account without --login).
+ */
+export type CheckOutcome = 'ok' | 'rejected' | 'error' | 'expired' | 'empty' | 'not_checked';
+
+export interface AccountCheck {
+  account: string;
+  dialect: TokenFlow['dialect'];
+  tokenEndpoint: string;
+  method: CheckMethod;
+  /** The token request sent (token_request only). */
+  kind: TokenRequestKind | null;
+  outcome: CheckOutcome;
+  good: boolean;
+  /** Why, in words: the server's reason, the transport error, what the store holds. */
+  detail: string;
+  httpStatus: number | null;
+  durationMs: number | null;
+  lifetimeSeconds: number | null;
+  lifetimeSource: LifetimeSource | 'store' | null;
+  anomalies: LifetimeAnomaly[];
+  /** Local-clock expiry (T1): when the request was sent + lifetime. */
+  expiresAt: string | null;
+  /** The token server's Date header minus local time, in seconds. */
+  clockSkewSeconds: number | null;
+  fingerprint: string | null;
+  hasRefreshToken: boolean | null;
+  /** Revision of the stored state (store only). */
+  revision: number | null;
+  /** What the sidecar (or the operator) would do next. */
+  next: string;
+}
+
+export interface CheckResult {
+  ok: boolean;
+  store: SidecarConfig['store']['type'];
+  login: boolean;
+  checkedAt: string;
+  accounts: AccountCheck[];
+}
+
+export interface CheckOptions {
+  /** Ask the token endpoint even with a file/redis store (never with a stored refresh token). */
+  login?: boolean;
+  send?: SendTokenRequest;
+  now?: () => number;
+  /** Defaults to the configured store (closed again by the check). */
+  store?: TokenStore;
+  logger?: Logger;
+}
+
+/** Clock skew above this is worth a word, though expiry does not depend on it (T1). */
+const NOTABLE_SKEW_MS = 60_000;
+
+export async function runCheck(config: SidecarConfig, options: CheckOptions = {}): Promise<CheckResult> {
+  const now = options.now ?? Date.now;
+  const logger = options.logger ?? silentLogger();
+  const ownStore = options.store === undefined;
+  const store = options.store ?? createStore(config.store, logger);
+  const login = options.login ?? false;
+  try {
+    // An unreachable store is reported per account (each load fails), not as a crash.
+    if (store.type !== 'memory') await store.ready?.().catch(() => undefined);
+    const accounts: AccountCheck[] = [];
+    for (const account of config.accounts) accounts.push(await checkAccount(account, { store, login, now, send: options.send ?? sendTokenRequest }));
+    return { ok: accounts.every((account) => account.good), store: config.store.type, login, checkedAt: new Date(now()).toISOString(), accounts };
+  } finally {
+    if (ownStore) await store.close();
+  }
+}
+
+interface AccountContext {
+  store: TokenStore;
+  login: boolean;
+  now: () => number;
+  send: SendTokenRequest;
+}
+
+async function checkAccount(account: AccountConfig, context: AccountContext): Promise<AccountCheck> {
+  const flow = createFlow(account.auth);
+  const base = blankCheck(account, flow);
+  const persistent = context.store.type !== 'memory';
+  const stored = persistent ? await loadStored(context.store, account.name) : undefined;
+  if (stored instanceof Error) {
+    return { ...base, method: 'store', outcome: 'error', good: false, detail: `${context.store.type} store: ${stored.message}`, next: 'fix the store (store.url / store.path), then check again' };
+  }
+  // A stored chain belongs to the running sidecar: a check reads it, and never spends it.
+  if (persistent && (!context.login || (!flow.canLogin && stored?.state.refreshToken !== undefined))) {
+    return fromStore(account, base, stored, context, flow);
+  }
+  if (!flow.canLogin && !context.login) {
+    return {
+      ...base,
+      method: 'none',
+      outcome: 'not_checked',
+      good: false,
+      detail: 'grant refresh_token: a check would spend the refresh token',
+      next: 'pass --login to spend the configured refresh token (the new one is saved to a file/redis store), or look at a running sidecar: /status',
+    };
+  }
+  return tokenRequest(account, base, flow, context);
+}
+
+function blankCheck(account: AccountConfig, flow: TokenFlow): AccountCheck {
+  return {
+    account: account.name,
+    dialect: flow.dialect,
+    tokenEndpoint: displayUrl(flow.endpoint('login')),
+    method: 'none',
+    kind: null,
+    outcome: 'not_checked',
+    good: false,
+    detail: '',
+    httpStatus: null,
+    durationMs: null,
+    lifetimeSeconds: null,
+    lifetimeSource: null,
+    anomalies: [],
+    expiresAt: null,
+    clockSkewSeconds: null,
+    fingerprint: null,
+    hasRefreshToken: null,
+    revision: null,
+    next: '',
+  };
+}
+
+async function loadStored(store: TokenStore, account: string): Promise<StoredToken | undefined | Error> {
+  try {
+    return await store.load(account);
+  } catch (error) {
+    return error as Error;
+  }
+}
+
+function fromStore(account: AccountConfig, base: AccountCheck, stored: StoredToken | undefined, context: AccountContext, flow: TokenFlow): AccountCheck {
+  const check: AccountCheck = { ...base, method: 'store' };
+  if (stored === undefined) {
+    return {
+      ...check,
+      outcome: 'empty',
+      detail: 'nothing stored for this account yet',
+      next: flow.canLogin ? 'start the sidecar (it logs in), or run check --login to test the credentials' : `run bearer-sidecar authorize ${account.name}, or set refreshTokenFile`,
+    };
+  }
+  const { state, revision } = stored;
+  const now = context.now();
+  const valid = now < state.expiresAt;
+  const dueAt = state.obtainedAt + account.refresh.at * state.lifetimeMs;
+  const filled: AccountCheck = {
+    ...check,
+    lifetimeSeconds: state.lifetimeMs / 1000,
+    lifetimeSource: 'store',
+    expiresAt: new Date(state.expiresAt).toISOString(),
+    fingerprint: fingerprint(state.accessToken.reveal()),
+    hasRefreshToken: state.refreshToken !== undefined,
+    revision,
+  };
+  if (valid) {
+    return {
+      ...filled,
+      outcome: 'ok',
+      good: true,
+      detail: `a valid token is stored (revision ${revision}, obtained ${new Date(state.obtainedAt).toISOString()})`,
+      next: `${state.refreshToken === undefined ? 'log in' : 'refresh with the stored refresh token'} ${relative(dueAt, now)} (${account.refresh.at} x lifetime)`,
+    };
+  }
+  const renewal = state.refreshToken !== undefined ? 'refresh with the stored refresh token' : flow.canLogin ? 'log in' : 'nothing (no refresh token, no credentials)';
+  return {
+    ...filled,
+    outcome: 'expired',
+    good: false,
+    detail: `the stored token expired ${relative(state.expiresAt, now)} (revision ${revision}): is a sidecar running?`,
+    next: `a starting sidecar would ${renewal}; look at a running one's /readyz and /status${flow.canLogin ? ', or run check --login to test the credentials' : ''}`,
+  };
+}
+
+async function tokenRequest(account: AccountConfig, base: AccountCheck, flow: TokenFlow, context: AccountContext): Promise<AccountCheck> {
+  let initial;
+  try {
+    initial = await flow.buildInitialRequest();
+  } catch (error) {
+    return { ...base, method: 'none', outcome: 'rejected', detail: (error as Error).message, next: 'fix the secret (file path and permissions, or run bearer-sidecar authorize), then check again' };
+  }
+  const tls = upstreamTls(account);
+  const sentAt = context.now();
+  const started = performance.now();
+  const check: AccountCheck = { ...base, method: 'token_request', kind: initial.kind };
+  let response;
+  try {
+    response = await context.send(initial.request, { timeoutMs: account.refresh.timeoutMs, ...tls });
+  } catch (error) {
+    const message = error instanceof TokenTransportError ? error.message : (error as Error).message;
+    return {
+      ...check,
+      outcome: 'error',
+      durationMs: Math.round(performance.now() - started),
+      detail: message,
+      next: 'the sidecar would retry with backoff (1s to 5m): check the token URL, DNS, firewall and TLS (upstreamTls.caFile)',
+    };
+  }
+  const durationMs = Math.round(performance.now() - started);
+  const parsed = flow.parseResponse(response);
+  const answered = { ...check, httpStatus: response.status, durationMs };
+  if (parsed.outcome === 'rejected') {
+    return {
+      ...answered,
+      outcome: 'rejected',
+      detail: parsed.reason,
+      next: initial.kind === 'login' ? 'fix the credentials (username, password / client secret, accountId, clientAuth); the sidecar would retry once a minute' : 'the refresh token is spent or revoked: run bearer-sidecar authorize, or put a new one in refreshTokenFile',
+    };
+  }
+  if (parsed.outcome === 'error') {
+    return { ...answered, outcome: 'error', detail: parsed.reason, next: 'the sidecar would retry with backoff (1s to 5m): is the URL the token endpoint? see the README troubleshooting table' };
+  }
+  const { token } = parsed;
+  const lifetime = resolveLifetime(token.lifetime, token.accessToken, sentAt, {
+    defaultLifetimeMs: account.refresh.defaultLifetimeMs,
+    maxLifetimeMs: account.refresh.maxLifetimeMs,
+    minIntervalMs: account.refresh.minIntervalMs,
+  });
+  const dueAt = sentAt + account.refresh.at * lifetime.lifetimeMs;
+  const notes: string[] = [];
+  if (lifetime.skewMs !== undefined && Math.abs(lifetime.skewMs) >= NOTABLE_SKEW_MS) {
+    notes.push(`the server clock is ${formatDuration(Math.abs(lifetime.skewMs))} ${lifetime.skewMs > 0 ? 'ahead' : 'behind'}: harmless for expiry (computed on the local clock, T1), but check NTP`);
+  }
+  if (lifetime.anomalies.includes('too_short')) notes.push('the lifetime is shorter than refresh.minInterval: lower refresh.minInterval');
+  if (lifetime.anomalies.includes('too_long')) notes.push('the lifetime was cut to refresh.maxLifetime');
+  const renewal = token.refreshToken !== undefined && flow.canRefresh ? 'refresh with the issued refresh token' : flow.canLogin ? 'log in again' : 'refresh again with the configured refresh token';
+  const result: AccountCheck = {
+    ...answered,
+    outcome: 'ok',
+    good: true,
+    detail: `HTTP ${response.status}${lifetime.source === 'lifetime' ? '' : `; lifetime from ${lifetime.source}`}`,
+    lifetimeSeconds: lifetime.lifetimeMs / 1000,
+    lifetimeSource: lifetime.source,
+    anomalies: lifetime.anomalies,
+    expiresAt: new Date(sentAt + lifetime.lifetimeMs).toISOString(),
+    clockSkewSeconds: lifetime.skewMs === undefined ? null : Math.round(lifetime.skewMs / 100) / 10,
+    fingerprint: token.accessToken.fingerprint(),
+    hasRefreshToken: token.refreshToken !== undefined,
+    next: [`the sidecar would ${renewal} ${relative(dueAt, sentAt)} (${account.refresh.at} x lifetime)`, ...notes].join('; '),
+  };
+  // A refresh-only account spent its configured refresh token: keep the chain going if we can.
+  if (initial.kind === 'refresh' && token.refreshToken !== undefined && initial.sentRefreshToken !== undefined && !token.refreshToken.equals(initial.sentRefreshToken)) {
+    return keepRotatedChain(account, result, context, { accessToken: token.accessToken, refreshToken: token.refreshToken, sentAt, lifetimeMs: lifetime.lifetimeMs });
+  }
+  return result;
+}
+
+async function keepRotatedChain(
+  account: AccountConfig,
+  result: AccountCheck,
+  context: AccountContext,
+  issued: { accessToken: Secret; refreshToken: Secret; sentAt: number; lifetimeMs: number },
+): Promise<AccountCheck> {
+  if (context.store.type === 'memory') {
+    return {
+      ...result,
+      good: false,
+      detail: `${result.detail}; the server rotated the refresh token, so the configured one is now spent`,
+      next: `run bearer-sidecar authorize ${account.name} --out FILE for a new chain, or use a file/redis store so check --login keeps it`,
+    };
+  }
+  const saved = await context.store
+    .save(account.name, { accessToken: issued.accessToken, refreshToken: issued.refreshToken, obtainedAt: issued.sentAt, expiresAt: issued.sentAt + issued.lifetimeMs, lifetimeMs: issued.lifetimeMs }, null)
+    .catch((error: unknown) => error as Error);
+  if (saved instanceof Error || !saved.saved) {
+    return {
+      ...result,
+      good: false,
+      detail: `${result.detail}; the server rotated the refresh token and the new one could not be stored${saved instanceof Error ? `: ${saved.message}` : ' (another process stored a chain meanwhile)'}`,
+      next: `run bearer-sidecar authorize ${account.name} for a new chain`,
+    };
+  }
+  return { ...result, revision: saved.record.revision, detail: `${result.detail}; the rotated refresh token was stored (revision ${saved.record.revision}): the sidecar goes on from it` };
+}
+
+function relative(at: number, now: number): string {
+  const ms = at - now;
+  if (Math.abs(ms) < 500) return 'now';
+  return ms > 0 ? `in ${formatDuration(ms)} (${new Date(at).toISOString()})` : `${formatDuration(-ms)} ago (${new Date(at).toISOString()})`;
+}
+
+/** The table for a person: one block per account, the same fields as --json, no secrets. */
+export function formatCheckReport(result: CheckResult): string {
+  const lines: string[] = [];
+  for (const a of result.accounts) {
+    const mark = a.good ? 'OK  ' : 'FAIL';
+    lines.push(`${mark} ${a.account} (${a.dialect})`);
+    const rows: Array<[string, string | null]> = [
+      ['token endpoint', a.tokenEndpoint],
+      ['checked', a.method === 'token_request' ? `${a.kind ?? 'token'} request sent` : a.method === 'store' ? `${result.store} store read (nothing sent)` : 'nothing sent'],
+      ['outcome', `${a.outcome}${a.detail === '' ? '' : `: ${a.detail}`}${a.durationMs === null ? '' : ` (${a.durationMs} ms)`}`],
+      ['lifetime', a.lifetimeSeconds === null ? null : `${formatDuration(a.lifetimeSeconds * 1000)}${a.lifetimeSource === null || a.lifetimeSource === 'lifetime' ? '' : ` (from ${a.lifetimeSource})`}${a.anomalies.length > 0 ? `; anomalies: ${a.anomalies.join(', ')}` : ''}`],
+      ['expires', a.expiresAt === null ? null : `${a.expiresAt} (local clock)`],
+      ['clock skew', a.clockSkewSeconds === null ? null : `${a.clockSkewSeconds >= 0 ? '+' : ''}${a.clockSkewSeconds}s (server Date minus local time)`],
+      ['fingerprint', a.fingerprint],
+      ['refresh token', a.hasRefreshToken === null ? null : a.hasRefreshToken ? 'yes' : 'no'],
+      ['revision', a.revision === null ? null : String(a.revision)],
+      ['next', a.next],
+    ];
+    for (const [key, value] of rows) if (value !== null) lines.push(`     ${key.padEnd(15)} ${value}`);
+    lines.push('');
+  }
+  const bad = result.accounts.filter((a) => !a.good).length;
+  lines.push(`${result.accounts.length} account${result.accounts.length === 1 ? '' : 's'}: ${result.accounts.length - bad} good${bad > 0 ? `, ${bad} with a problem` : ''} (store: ${result.store}${result.login ? ', --login' : ''})`);
+  return `${lines.join('\n')}\n`;
+}
