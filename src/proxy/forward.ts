@@ -60,6 +60,8 @@ export class DataPlane {
   /** The request listener of a data-plane server; `listenerAccount` is set on an account's own port. */
   handleRequest(req: IncomingMessage, res: ServerResponse, listenerAccount?: UpstreamAccount): void {
     const started = performance.now();
+    // Request logs only at debug (issue 8): one cheap level check per request, nothing built unless on.
+    const debug = this.#o.logger.isLevelEnabled('debug');
     if (this.#draining) res.setHeader('connection', 'close');
     const admission = this.#admit(req, listenerAccount);
     // Counted once, when the exchange ends however it ends (a client gone before an answer is 499).
@@ -69,6 +71,12 @@ export class DataPlane {
     res.once('close', () => {
       socket[IN_FLIGHT] = (socket[IN_FLIGHT] ?? 1) - 1;
       metrics.observe(res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST, (performance.now() - started) / 1000);
+      if (debug) {
+        // The path without its query (which may carry a key); never headers.
+        const status = res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST;
+        const durationMs = Math.round(performance.now() - started);
+        this.#o.logger.debug({ account: admission.account?.name, method: req.method, path: (req.url ?? '').split('?', 1)[0], status, durationMs }, 'proxied request');
+      }
       if (this.#draining) setImmediate(this.#closeIdleConnections);
     });
     if ('code' in admission) {

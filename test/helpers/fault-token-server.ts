@@ -22,6 +22,8 @@ export class FaultTokenServer {
   mode: FaultMode = 'pass';
   /** Requests that reached this front, whatever the mode. */
   received = 0;
+  /** Bodies of the real server's answers forwarded in `pass` mode (every token it issued). */
+  readonly answers: string[] = [];
   readonly #server = createServer((req, res) => this.#handle(req, res));
   readonly #sockets = new Set<Socket>();
   #port = 0;
@@ -95,6 +97,9 @@ export class FaultTokenServer {
   #forward(req: IncomingMessage, res: ServerResponse, body: Buffer): void {
     const upstream = request(`${this.target}${req.url ?? '/'}`, { method: req.method, headers: { 'content-type': 'application/json', 'content-length': body.length } }, (answer) => {
       res.writeHead(answer.statusCode ?? 502, answer.headers);
+      const chunks: Buffer[] = [];
+      answer.on('data', (chunk: Buffer) => chunks.push(chunk));
+      answer.on('end', () => this.answers.push(Buffer.concat(chunks).toString('utf8')));
       answer.pipe(res);
     });
     upstream.on('error', () => res.destroy());
