@@ -1,7 +1,6 @@
-import { request as httpRequest, ServerResponse, type ClientRequest, type IncomingMessage } from 'node:http';
+import { ServerResponse, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import { request as httpsRequest } from 'node:https';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import httpProxy from 'http-proxy';
 import type { ProxyMetrics } from '../admin/metrics.js';
@@ -13,6 +12,7 @@ import { errorBody, SIDECAR_ERRORS, sendError, type SidecarErrorCode } from './e
 import type { InboundPolicy } from './inbound.js';
 import { joinUpstreamPath, pathProblem, splitOriginForm, targetProblem } from './paths.js';
 import type { Router } from './route.js';
+import type { Transport, UpstreamAnswer, UpstreamCall } from './transport.js';
 import { clientResponseHeaders, connectionHeaderProblem, upstreamRequestHeaders, type UpstreamAccount } from './upstream.js';
 
 export interface DataPlaneOptions {
@@ -24,6 +24,7 @@ export interface DataPlaneOptions {
   clientIdleTimeoutMs: number;
   /** The main data-plane listener is a unix socket (clients have no address). */
   unixSocket: boolean;
+  transport: Transport;
 }
 
 /** A refusal decided before any upstream is contacted. */
@@ -47,8 +48,11 @@ export class DataPlane {
   /** Exact upstream paths of pending upgrades: http-proxy would join them with URL rules (§8). */
   readonly #wsTargetPaths = new WeakMap<IncomingMessage, string>();
 
+  readonly #transport: Transport;
+
   constructor(options: DataPlaneOptions) {
     this.#o = options;
+    this.#transport = options.transport;
     this.#wsProxy.on('error', (error) => this.#o.logger.debug({ err: error }, 'websocket proxy error'));
     // Emitted synchronously after the upstream request is created, before it is sent.
     this.#wsProxy.on('proxyReqWs', (proxyReq, req) => {
@@ -204,7 +208,7 @@ export class DataPlane {
     const exchange: Exchange = { req, res, account, targetPath, upstream: undefined, body: undefined, retriedStaleSocket: false };
     // A client that goes away takes its upstream request with it.
     res.on('close', () => {
-      if (!res.writableFinished) exchange.upstream?.destroy();
+      if (!res.writableFinished) exchange.upstream?.abort();
     });
     if (!req.complete) {
       // A stalled upload must not hold a socket forever; once the body is in, streams may be quiet.
@@ -213,76 +217,54 @@ export class DataPlane {
     }
     const body = new ReplayableBody(req, account.replayMaxBody);
     exchange.body = body;
-    const upstreamReq = this.#open(exchange, token, (upstreamRes) => this.#onFirstAnswer(exchange, token, body, upstreamRes));
-    req.pipe(upstreamReq);
+    // A request that declared no body is sent with none (it is still read to its end).
+    const hasBody = declaresBody(req);
+    this.#open(exchange, token, hasBody ? body.stream() : EMPTY_BODY, (answer) => this.#onFirstAnswer(exchange, token, body, answer));
+    if (!hasBody) req.resume();
   }
 
-  /** Opens one upstream request with the token, its timeouts and its error answer (502/504). */
-  #open(exchange: Exchange, token: ActiveToken, onResponse: (upstreamRes: IncomingMessage) => void): ClientRequest {
+  /** Opens one upstream request with the token; failures become 502/504 (F5). */
+  #open(exchange: Exchange, token: ActiveToken, body: UpstreamCall['body'], onAnswer: (answer: UpstreamAnswer) => void): void {
     const { req, account } = exchange;
-    const send = account.upstream.protocol === 'https:' ? httpsRequest : httpRequest;
-    const upstreamReq = send({
-      protocol: account.upstream.protocol,
-      hostname: account.upstream.hostname,
-      port: account.upstream.port,
-      method: req.method,
+    exchange.upstream = this.#transport({
+      account,
+      method: req.method ?? 'GET',
       path: exchange.targetPath,
       headers: upstreamRequestHeaders(req, account.upstream, token),
-      agent: account.agent,
+      body,
+      onAnswer,
+      onError: (error, timedOut, reused) => {
+        const { res } = exchange;
+        if (res.headersSent || res.destroyed) {
+          res.destroy();
+          return;
+        }
+        if (this.#retryOnFreshSocket(exchange, error, reused, token, onAnswer)) return;
+        const refusal = upstreamFailure(account, error, timedOut);
+        this.#o.logger.debug({ account: account.name, code: error.code }, refusal.message);
+        this.#refuse(res, refusal);
+      },
     });
-    exchange.upstream = upstreamReq;
-    let timedOut: 'connect' | 'response' | undefined;
-    // Response timeout: socket inactivity while we wait (an upload in progress is activity).
-    upstreamReq.setTimeout(account.timeouts.responseMs, () => {
-      timedOut = 'response';
-      upstreamReq.destroy();
-    });
-    upstreamReq.on('socket', (socket) => {
-      if (!socket.connecting) return;
-      const timer = setTimeout(() => {
-        timedOut = 'connect';
-        upstreamReq.destroy();
-      }, account.timeouts.connectMs);
-      socket.once('connect', () => clearTimeout(timer));
-      socket.once('close', () => clearTimeout(timer));
-    });
-    upstreamReq.on('response', (upstreamRes) => {
-      // Once the answer has started, a quiet stream (SSE) is not a timeout.
-      upstreamReq.setTimeout(0);
-      onResponse(upstreamRes);
-    });
-    upstreamReq.on('error', (error: NodeJS.ErrnoException) => {
-      const { res } = exchange;
-      if (res.headersSent || res.destroyed) {
-        res.destroy();
-        return;
-      }
-      if (this.#retryOnFreshSocket(exchange, upstreamReq, error, token, onResponse)) return;
-      const refusal = upstreamFailure(account, error, timedOut);
-      this.#o.logger.debug({ account: account.name, code: error.code }, refusal.message);
-      this.#refuse(res, refusal);
-    });
-    return upstreamReq;
   }
 
   /**
    * A pooled connection the upstream closed while idle fails at once on reuse. An idempotent
    * request that is whole in hand is sent once more on a fresh connection (what browsers do).
    */
-  #retryOnFreshSocket(exchange: Exchange, failed: ClientRequest, error: NodeJS.ErrnoException, token: ActiveToken, onResponse: (upstreamRes: IncomingMessage) => void): boolean {
-    const stale = failed.reusedSocket && (error.code === 'ECONNRESET' || error.code === 'EPIPE');
+  #retryOnFreshSocket(exchange: Exchange, error: NodeJS.ErrnoException, reused: boolean, token: ActiveToken, onAnswer: (answer: UpstreamAnswer) => void): boolean {
+    const stale = reused && (error.code === 'ECONNRESET' || error.code === 'EPIPE' || error.code === 'UND_ERR_SOCKET');
     if (!stale || exchange.retriedStaleSocket || !IDEMPOTENT_METHODS.has(exchange.req.method ?? '') || exchange.body?.replayable() !== true) return false;
     exchange.retriedStaleSocket = true;
-    this.#open(exchange, token, onResponse).end(exchange.body.contents());
+    this.#open(exchange, token, exchange.body.contents(), onAnswer);
     return true;
   }
 
   /** T8: an answer in `retryOn` to the token in use asks for a new token and replays the request once. */
-  #onFirstAnswer(exchange: Exchange, token: ActiveToken, body: ReplayableBody, upstreamRes: IncomingMessage): void {
+  #onFirstAnswer(exchange: Exchange, token: ActiveToken, body: ReplayableBody, answer: UpstreamAnswer): void {
     const { account } = exchange;
-    const status = upstreamRes.statusCode ?? 502;
+    const status = answer.statusCode;
     if (!account.retryOn.has(status)) {
-      this.#streamBack(exchange, upstreamRes);
+      this.#streamBack(exchange, answer);
       return;
     }
     account.metrics.upstreamRejection(status);
@@ -290,15 +272,15 @@ export class DataPlane {
     if (!body.replayable()) {
       replacement.catch(() => undefined);
       account.metrics.replay('skipped');
-      this.#streamBack(exchange, upstreamRes);
+      this.#streamBack(exchange, answer);
       return;
     }
-    holdAnswer(upstreamRes, MAX_HELD_REJECTION_BYTES, (held) => {
+    holdAnswer(answer, MAX_HELD_REJECTION_BYTES, (held) => {
       if (held === undefined) {
         // Too large to hold: it goes through as it is, with no replay.
         replacement.catch(() => undefined);
         account.metrics.replay('skipped');
-        this.#streamBack(exchange, upstreamRes, true);
+        this.#streamBack(exchange, answer, true);
         return;
       }
       replacement.then(
@@ -315,8 +297,8 @@ export class DataPlane {
   #replay(exchange: Exchange, token: ActiveToken, requestBody: Buffer): void {
     if (exchange.res.destroyed) return;
     const { account } = exchange;
-    const upstreamReq = this.#open(exchange, token, (upstreamRes) => {
-      const status = upstreamRes.statusCode ?? 502;
+    this.#open(exchange, token, requestBody, (answer) => {
+      const status = answer.statusCode;
       if (account.retryOn.has(status)) {
         account.metrics.upstreamRejection(status);
         account.metrics.replay('rejected_again');
@@ -324,21 +306,19 @@ export class DataPlane {
       } else {
         account.metrics.replay('success');
       }
-      this.#streamBack(exchange, upstreamRes);
+      this.#streamBack(exchange, answer);
     });
-    upstreamReq.end(requestBody);
   }
 
-  #streamBack(exchange: Exchange, upstreamRes: IncomingMessage, withHeldChunks = false): void {
+  #streamBack(exchange: Exchange, answer: UpstreamAnswer, withHeldChunks = false): void {
     const { res } = exchange;
-    const status = upstreamRes.statusCode ?? 502;
     if (this.#draining) res.setHeader('connection', 'close');
-    res.writeHead(status, upstreamRes.statusMessage, clientResponseHeaders(upstreamRes.headers));
+    res.writeHead(answer.statusCode, answer.statusMessage, clientResponseHeaders(answer.headers));
     // Server-sent events and other streams are flushed chunk by chunk as they arrive.
     res.flushHeaders();
-    if (withHeldChunks) for (const chunk of (upstreamRes as HoldingResponse)[HELD_CHUNKS] ?? []) res.write(chunk);
-    upstreamRes.pipe(res);
-    upstreamRes.on('error', () => res.destroy());
+    if (withHeldChunks) for (const chunk of (answer.body as HoldingBody)[HELD_CHUNKS] ?? []) res.write(chunk);
+    answer.body.pipe(res);
+    answer.body.on('error', () => res.destroy());
   }
 
   #sendHeld(exchange: Exchange, held: HeldAnswer): void {
@@ -356,7 +336,7 @@ interface Exchange {
   account: UpstreamAccount;
   targetPath: string;
   /** The upstream request in progress (the first, a stale-socket retry, or the replay). */
-  upstream: ClientRequest | undefined;
+  upstream: { abort(): void } | undefined;
   body: ReplayableBody | undefined;
   retriedStaleSocket: boolean;
 }
@@ -367,6 +347,13 @@ type BusySocket = Socket & { [IN_FLIGHT]?: number };
 
 export function hasRequestInFlight(socket: Socket): boolean {
   return ((socket as BusySocket)[IN_FLIGHT] ?? 0) > 0;
+}
+
+const EMPTY_BODY = Buffer.alloc(0);
+
+function declaresBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
 /** nginx's code for "the client closed the connection before an answer": counted, never sent. */
@@ -384,49 +371,60 @@ interface HeldAnswer {
 /** Rejection bodies are small; one larger than this is streamed through and not replayed. */
 const MAX_HELD_REJECTION_BYTES = 64 * 1024;
 const HELD_CHUNKS = Symbol('heldChunks');
-type HoldingResponse = IncomingMessage & { [HELD_CHUNKS]?: Buffer[] };
+type HoldingBody = Readable & { [HELD_CHUNKS]?: Buffer[] };
 
-/** Reads a whole (small) answer; calls back with undefined, chunks kept on the response, when over `limit`. */
-function holdAnswer(upstreamRes: IncomingMessage, limit: number, done: (held: HeldAnswer | undefined) => void): void {
+/** Reads a whole (small) answer; calls back with undefined, chunks kept on the body, when over `limit`. */
+function holdAnswer(answer: UpstreamAnswer, limit: number, done: (held: HeldAnswer | undefined) => void): void {
   const chunks: Buffer[] = [];
   let size = 0;
+  const { body } = answer;
   const onData = (chunk: Buffer) => {
     size += chunk.length;
     chunks.push(chunk);
     if (size > limit) {
-      upstreamRes.off('data', onData);
-      upstreamRes.off('end', onEnd);
-      upstreamRes.pause();
-      (upstreamRes as HoldingResponse)[HELD_CHUNKS] = chunks;
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.pause();
+      (body as HoldingBody)[HELD_CHUNKS] = chunks;
       done(undefined);
     }
   };
-  const onEnd = () =>
-    done({ status: upstreamRes.statusCode ?? 502, statusMessage: upstreamRes.statusMessage, headers: upstreamRes.headers, body: Buffer.concat(chunks) });
-  upstreamRes.on('data', onData);
-  upstreamRes.on('end', onEnd);
+  const onEnd = () => done({ status: answer.statusCode, statusMessage: answer.statusMessage, headers: answer.headers, body: Buffer.concat(chunks) });
+  body.on('data', onData);
+  body.on('end', onEnd);
 }
 
-/** Keeps a copy of the request body while it streams upstream, up to `limit` bytes (T8). */
+/**
+ * The request body on its way upstream, read only as the transport pulls it (backpressure
+ * intact), keeping a copy of up to `limit` bytes for a T8 replay.
+ */
 class ReplayableBody {
   #chunks: Buffer[] = [];
   #size = 0;
   #overflow = false;
-  #complete: boolean;
+  #complete = false;
 
-  constructor(req: IncomingMessage, limit: number) {
-    this.#complete = req.complete;
-    req.on('data', (chunk: Buffer) => {
-      if (this.#overflow) return;
-      this.#size += chunk.length;
-      if (this.#size > limit) {
-        this.#overflow = true;
-        this.#chunks = [];
-      } else {
-        this.#chunks.push(chunk);
-      }
-    });
+  constructor(
+    private readonly req: IncomingMessage,
+    private readonly limit: number,
+  ) {
     req.once('end', () => (this.#complete = true));
+  }
+
+  /** The body as the transport reads it; each chunk is recorded on the way. */
+  async *stream(): AsyncGenerator<Buffer> {
+    for await (const chunk of this.req as AsyncIterable<Buffer>) {
+      if (!this.#overflow) {
+        this.#size += chunk.length;
+        if (this.#size > this.limit) {
+          this.#overflow = true;
+          this.#chunks = [];
+        } else {
+          this.#chunks.push(chunk);
+        }
+      }
+      yield chunk;
+    }
   }
 
   /** Whole and within the bound: only then can the request be sent again. */

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { rootCertificates } from 'node:tls';
+import type { Pool } from 'undici';
 import type { AccountConfig } from '../config/resolve.js';
 import type { ProxyMetrics } from '../admin/metrics.js';
 import type { TokenManager } from '../tokens/token-manager.js';
@@ -19,7 +20,9 @@ export interface UpstreamAccount {
   basePath: string;
   manager: TokenManager;
   metrics: ProxyMetrics;
+  /** node:http keep-alive pool (BEARER_SIDECAR_TRANSPORT=node) and undici pool (the default). */
   agent: HttpAgent;
+  pool: Pool;
   retryOn: ReadonlySet<number>;
   /** Largest request body kept for a replay after a `retryOn` answer (T8). */
   replayMaxBody: number;

@@ -1,0 +1,235 @@
+#!/usr/bin/env node
+// npm run bench [-- --smoke] [-- --passes N] [-- --duration S]
+// Direct vs through the real built sidecar, interleaved, in one run. Load generator and upstream
+// share core 0, the sidecar has core 1 (taskset when available). A benchmark, not a test.
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+
+const args = process.argv.slice(2);
+const smoke = args.includes('--smoke');
+const option = (name, fallback) => {
+  const index = args.indexOf(`--${name}`);
+  return index >= 0 ? Number(args[index + 1]) : fallback;
+};
+const passes = option('passes', smoke ? 1 : 3);
+const duration = option('duration', smoke ? 1 : 5);
+const root = fileURLToPath(new URL('..', import.meta.url));
+const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0 && cpus().length >= 2;
+
+
+function startProcess(command, argv, env = {}) {
+  const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+  const lines = [];
+  const waiters = new Set();
+  let partial = '';
+  child.stdout.on('data', (chunk) => {
+    const parts = (partial + chunk).split('\n');
+    partial = parts.pop() ?? '';
+    for (const line of parts) if (line.startsWith('{')) lines.push(JSON.parse(line));
+    for (const check of waiters) check();
+  });
+  /** Resolves with the first JSON line (already seen or still to come) that matches. */
+  const firstLine = (match) =>
+    new Promise((resolve, reject) => {
+      const check = () => {
+        const found = lines.find(match);
+        if (found === undefined) return;
+        waiters.delete(check);
+        resolve(found);
+      };
+      waiters.add(check);
+      child.on('exit', (code) => reject(new Error(`${command} exited (${code})`)));
+      check();
+    });
+  return { child, firstLine };
+}
+
+function rssMiB(pid) {
+  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+}
+
+async function startSidecar(dir, name, world, refresh, transport = 'undici') {
+  writeFileSync(join(dir, 'pw'), world.password, { mode: 0o600 });
+  const config = join(dir, `${name}.yaml`);
+  writeFileSync(
+    config,
+    `listen: { port: 0 }\nadmin: { port: 0 }\nlogLevel: info\naccounts:\n  bench:\n    upstream: ${world.upstream}\n    default: true\n    refresh: ${refresh}\n    auth: { flow: session, loginUrl: ${world.loginUrl}, refreshUrl: ${world.refreshUrl}, username: bench, passwordFile: ${join(dir, 'pw')} }\n`,
+  );
+  const cli = [join(root, 'dist/cli.js'), '--config', config];
+  const env = { BEARER_SIDECAR_TRANSPORT: transport };
+  const proc = hasTaskset ? startProcess('taskset', ['-c', '1', process.execPath, ...cli], env) : startProcess(process.execPath, cli, env);
+  const line = await proc.firstLine((entry) => entry.msg === 'bearer-sidecar listening');
+  await proc.firstLine((entry) => String(entry.msg).startsWith('token request: login'));
+  return { child: proc.child, data: line.data, admin: line.admin };
+}
+
+async function startWorld(lifetime) {
+  const password = randomBytes(12).toString('hex');
+  const proc = startProcess(process.execPath, [join(root, 'bench/upstream.mjs')], { BENCH_TOKEN_LIFETIME: String(lifetime), BENCH_PASSWORD: password });
+  const ready = await proc.firstLine((entry) => entry.upstream !== undefined);
+  return { ...ready, password, child: proc.child };
+}
+
+function cannon(opts) {
+  return new Promise((resolve, reject) => {
+    autocannon({ connections: 50, duration, ...opts }, (error, result) => (error ? reject(error) : resolve(result)));
+  });
+}
+
+const SCENARIOS = [
+  { name: 'small GET (100 B)', path: '/small', opts: {} },
+  { name: '64 KiB GET', path: '/big', opts: {} },
+  { name: '1 MiB upload', path: '/upload', opts: { method: 'POST', body: Buffer.alloc(1024 * 1024, 0x75), connections: 10 } },
+  { name: 'small GET at 1000 rps', path: '/small', opts: { overallRate: 1000 }, latencyOnly: true },
+];
+
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+};
+
+async function main() {
+  const dir = mkdtempSync(join(tmpdir(), 'bs-bench-'));
+  const world = await startWorld(3600);
+  // The default transport (undici) and the node:http one, measured against the same direct runs.
+  const sidecar = await startSidecar(dir, 'main', world, '{ minInterval: 5s }');
+  const nodeSidecar = await startSidecar(dir, 'node', world, '{ minInterval: 5s }', 'node');
+  const bases = { direct: world.upstream, sidecar: sidecar.data, 'node:http': nodeSidecar.data };
+  const cleanup = [() => world.child.kill('SIGTERM'), () => sidecar.child.kill('SIGTERM'), () => nodeSidecar.child.kill('SIGTERM'), () => rmSync(dir, { recursive: true, force: true })];
+  try {
+    const rows = [];
+    let rssPeak = 0;
+    for (const scenario of SCENARIOS) {
+      const samples = { direct: [], sidecar: [], 'node:http': [] };
+      for (let pass = 0; pass < passes; pass++) {
+        // Interleaved, and the order turns every pass, so drift hits every side alike.
+        const sides = ['direct', 'sidecar', 'node:http'];
+        const order = [...sides.slice(pass % 3), ...sides.slice(0, pass % 3)];
+        for (const side of order) {
+          const base = bases[side];
+          const sampler = side === 'sidecar' ? setInterval(() => (rssPeak = Math.max(rssPeak, rssMiB(sidecar.child.pid))), 100) : undefined;
+          const result = await cannon({ url: `${base}${scenario.path}`, ...scenario.opts });
+          if (sampler) clearInterval(sampler);
+          if (result.non2xx > 0 || result.errors > 0) throw new Error(`${scenario.name} via ${side}: ${result.non2xx} non-2xx, ${result.errors} errors`);
+          samples[side].push({ rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99 });
+        }
+      }
+      const pick = (side, key) => median(samples[side].map((sample) => sample[key]));
+      rows.push({
+        scenario: scenario.name,
+        latencyOnly: scenario.latencyOnly === true,
+        direct: { rps: pick('direct', 'rps'), p50: pick('direct', 'p50'), p99: pick('direct', 'p99') },
+        sidecar: { rps: pick('sidecar', 'rps'), p50: pick('sidecar', 'p50'), p99: pick('sidecar', 'p99') },
+        nodeHttp: { rps: pick('node:http', 'rps'), p50: pick('node:http', 'p50'), p99: pick('node:http', 'p99') },
+        ratio: pick('sidecar', 'rps') / pick('direct', 'rps'),
+        nodeHttpRatio: pick('node:http', 'rps') / pick('direct', 'rps'),
+        addedP99: pick('sidecar', 'p99') - pick('direct', 'p99'),
+        passes: samples,
+      });
+    }
+    const expiry = await expiryScenario(dir, smoke ? 200 : 1000);
+    const report = {
+      date: new Date().toISOString(),
+      machine: { cores: cpus().length, model: cpus()[0]?.model, node: process.version, pinned: hasTaskset },
+      passes,
+      durationSeconds: duration,
+      connections: 50,
+      rows,
+      rssPeakMiB: rssPeak,
+      expiry,
+    };
+    print(report);
+    mkdirSync(join(root, 'bench/results'), { recursive: true });
+    const file = join(root, 'bench/results', `${report.date.replace(/[:.]/g, '-')}${smoke ? '-smoke' : ''}.json`);
+    writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+    console.log(`\nresults: ${file}`);
+  } finally {
+    for (const step of cleanup) step();
+  }
+}
+
+/** 1000 concurrent requests meet an expired token while its refresh is held: one token request, then all go. */
+async function expiryScenario(dir, concurrency) {
+  const world = await startWorld(6);
+  const sidecar = await startSidecar(dir, 'expiry', world, '{ minInterval: 1s, timeout: 60s, waitForToken: 60s }');
+  try {
+    await fetch(`${world.control}/__control/stall-refresh?on=1`, { method: 'POST' });
+    // Wait (polling /status) until the held refresh has let the token expire.
+    for (;;) {
+      const status = await (await fetch(`${sidecar.admin}/status`)).json();
+      const { expiresAt } = status.accounts.bench;
+      if (expiresAt !== null && Date.parse(expiresAt) < Date.parse(status.now)) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const before = (await (await fetch(`${world.control}/__control/stats`)).json()).requests;
+    const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
+    const finished = [];
+    const requests = Array.from(
+      { length: concurrency },
+      () =>
+        new Promise((resolve, reject) => {
+          request(`${sidecar.data}/small`, { agent }, (res) => {
+            res.resume();
+            res.on('end', () => {
+              finished.push(performance.now());
+              resolve(res.statusCode);
+            });
+          })
+            .on('error', reject)
+            .end();
+        }),
+    );
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const status = await (await fetch(`${sidecar.admin}/status`)).json();
+      if (status.accounts.bench.requestsWaitingForToken >= concurrency) break;
+      if (Date.now() > deadline) throw new Error(`only ${status.accounts.bench.requestsWaitingForToken} of ${concurrency} requests are waiting; ${finished.length} finished`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const released = performance.now();
+    await fetch(`${world.control}/__control/stall-refresh?on=0`, { method: 'POST' });
+    const statuses = await Promise.all(requests);
+    const after = (await (await fetch(`${world.control}/__control/stats`)).json()).requests;
+    const waits = finished.map((time) => time - released).sort((a, b) => a - b);
+    return {
+      concurrency,
+      tokenRequestsDuringExpiry: after - before,
+      all200: statuses.every((status) => status === 200),
+      afterReleaseMs: { p50: waits[Math.floor(waits.length / 2)], max: waits.at(-1) },
+    };
+  } finally {
+    sidecar.child.kill('SIGTERM');
+    world.child.kill('SIGTERM');
+  }
+}
+
+function print(report) {
+  const { machine } = report;
+  console.log(`\nbearer-sidecar bench, ${report.date}: ${machine.cores} cores (${machine.model}), node ${machine.node}, ${machine.pinned ? 'load+upstream on core 0, sidecar on core 1' : 'not pinned'}`);
+  console.log(`${report.passes} interleaved passes of ${report.durationSeconds} s, 50 connections (10 for uploads); medians`);
+  console.log('scenario                 direct rps  sidecar rps  ratio   p50 direct/sidecar  p99 direct/sidecar  added p99 | node:http rps  ratio');
+  for (const row of report.rows) {
+    console.log(
+      `${row.scenario.padEnd(24)} ${row.direct.rps.toFixed(0).padStart(10)}  ${row.sidecar.rps.toFixed(0).padStart(11)}  ${row.latencyOnly ? '  -  ' : `${row.ratio.toFixed(2)}x`}   ${`${row.direct.p50} / ${row.sidecar.p50} ms`.padStart(18)}  ${`${row.direct.p99} / ${row.sidecar.p99} ms`.padStart(18)}  ${row.addedP99.toFixed(1).padStart(6)} ms | ${row.nodeHttp.rps.toFixed(0).padStart(13)}  ${row.latencyOnly ? '  -' : `${row.nodeHttpRatio.toFixed(2)}x`}`,
+    );
+  }
+  console.log(`sidecar RSS peak under load: ${report.rssPeakMiB.toFixed(1)} MiB`);
+  const e = report.expiry;
+  console.log(
+    `${e.concurrency} concurrent requests at token expiry: ${e.tokenRequestsDuringExpiry} token request(s), all 200: ${e.all200}, finished after the token arrived: p50 ${e.afterReleaseMs.p50.toFixed(1)} ms, max ${e.afterReleaseMs.max.toFixed(1)} ms`,
+  );
+}
+
+// Pin this process (load generator) and the upstream to core 0; the sidecar gets core 1.
+if (hasTaskset && process.env.BENCH_PINNED !== '1') {
+  const child = spawn('taskset', ['-c', '0', process.execPath, fileURLToPath(import.meta.url), ...args], { stdio: 'inherit', env: { ...process.env, BENCH_PINNED: '1' } });
+  child.on('exit', (code) => process.exit(code ?? 1));
+} else {
+  await main();
+}
