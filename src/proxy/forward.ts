@@ -314,8 +314,8 @@ export class DataPlane {
     const { res } = exchange;
     if (this.#draining) res.setHeader('connection', 'close');
     res.writeHead(answer.statusCode, answer.statusMessage, clientResponseHeaders(answer.headers));
-    // Server-sent events and other streams are flushed chunk by chunk as they arrive.
-    res.flushHeaders();
+    // A stream of unknown length (SSE) gets its head at once; a sized answer leaves with its first bytes.
+    if (answer.headers['content-length'] === undefined) res.flushHeaders();
     if (withHeldChunks) for (const chunk of (answer.body as HoldingBody)[HELD_CHUNKS] ?? []) res.write(chunk);
     answer.body.pipe(res);
     answer.body.on('error', () => res.destroy());

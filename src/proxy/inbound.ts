@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { BlockList } from 'node:net';
+import { LRUCache } from 'lru-cache';
 import type { IncomingMessage } from 'node:http';
 import type { Secret } from '../util/secret.js';
 
@@ -9,6 +10,7 @@ export const API_KEY_HEADER = 'x-sidecar-key';
 export class InboundPolicy {
   readonly #allow: BlockList;
   readonly #keyDigests: Buffer[];
+  readonly #decisions = new LRUCache<string, boolean>({ max: 4096 });
 
   constructor(allow: BlockList, apiKeys: readonly Secret[]) {
     this.#allow = allow;
@@ -28,9 +30,15 @@ export class InboundPolicy {
   }
 
   #addressAllowed(address: string): boolean {
-    // IPv4 clients of a dual-stack listener appear as ::ffff:a.b.c.d.
-    const mapped = address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
-    return this.#allow.check(mapped, mapped.includes(':') ? 'ipv6' : 'ipv4');
+    // BlockList.check builds a SocketAddress per call; clients are few, so decisions are cached.
+    let allowed = this.#decisions.get(address);
+    if (allowed === undefined) {
+      // IPv4 clients of a dual-stack listener appear as ::ffff:a.b.c.d.
+      const mapped = address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+      allowed = this.#allow.check(mapped, mapped.includes(':') ? 'ipv6' : 'ipv4');
+      this.#decisions.set(address, allowed);
+    }
+    return allowed;
   }
 
   /** Constant time: every configured key is compared, over fixed-length digests. */
