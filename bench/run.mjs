@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-// npm run bench [-- --smoke] [-- --passes N] [-- --duration S]
+// npm run bench [-- --smoke] [-- --passes N] [-- --duration S] [-- --only WORD] [-- --baseline OTHER/dist/cli.js]
 // Direct vs through the real built sidecar, interleaved, in one run. Load generator and upstream
 // share core 0, the sidecar has core 1 (taskset when available). A benchmark, not a test.
+// --baseline adds a second sidecar (another build, e.g. a worktree of main) measured in the same
+// passes: the before/after of an optimisation, in one run.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -10,6 +12,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
+import { steadyLoad } from './steady-load.mjs';
 
 const args = process.argv.slice(2);
 const smoke = args.includes('--smoke');
@@ -18,6 +21,11 @@ const option = (name, fallback) => {
   return index >= 0 ? Number(args[index + 1]) : fallback;
 };
 const passes = option('passes', smoke ? 1 : 3);
+const onlyIndex = args.indexOf('--only');
+/** `--only upload` (or `--only small,upload`) runs the scenarios whose names contain a word (focused before/after runs). */
+const only = onlyIndex >= 0 ? args[onlyIndex + 1].split(',') : undefined;
+const baselineIndex = args.indexOf('--baseline');
+const baselineCli = baselineIndex >= 0 ? args[baselineIndex + 1] : undefined;
 const duration = option('duration', smoke ? 1 : 5);
 const root = fileURLToPath(new URL('..', import.meta.url));
 const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0 && cpus().length >= 2;
@@ -54,16 +62,15 @@ function rssMiB(pid) {
   return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 }
 
-async function startSidecar(dir, name, world, refresh, transport = 'undici') {
+async function startSidecar(dir, name, world, refresh, cliPath = join(root, 'dist/cli.js')) {
   writeFileSync(join(dir, 'pw'), world.password, { mode: 0o600 });
   const config = join(dir, `${name}.yaml`);
   writeFileSync(
     config,
     `listen: { port: 0 }\nadmin: { port: 0 }\nlogLevel: info\naccounts:\n  bench:\n    upstream: ${world.upstream}\n    default: true\n    refresh: ${refresh}\n    auth: { flow: session, loginUrl: ${world.loginUrl}, refreshUrl: ${world.refreshUrl}, username: bench, passwordFile: ${join(dir, 'pw')} }\n`,
   );
-  const cli = [join(root, 'dist/cli.js'), '--config', config];
-  const env = { BEARER_SIDECAR_TRANSPORT: transport };
-  const proc = hasTaskset ? startProcess('taskset', ['-c', '1', process.execPath, ...cli], env) : startProcess(process.execPath, cli, env);
+  const cli = [cliPath, '--config', config];
+  const proc = hasTaskset ? startProcess('taskset', ['-c', '1', process.execPath, ...cli]) : startProcess(process.execPath, cli);
   const line = await proc.firstLine((entry) => entry.msg === 'bearer-sidecar listening');
   await proc.firstLine((entry) => String(entry.msg).startsWith('token request: login'));
   return { child: proc.child, data: line.data, admin: line.admin };
@@ -82,11 +89,24 @@ function cannon(opts) {
   });
 }
 
+/** One side of one pass: rps and latency (ms), from autocannon or the steady-rate generator. */
+async function measure(scenario, url) {
+  if (scenario.steadyRate !== undefined) {
+    const result = await steadyLoad({ url, rate: scenario.steadyRate, durationSeconds: duration });
+    return { ...result, p50: round2(result.p50), p99: round2(result.p99) };
+  }
+  const result = await cannon({ url, ...scenario.opts });
+  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx, errors: result.errors };
+}
+
+const round2 = (value) => Math.round(value * 100) / 100;
+
 const SCENARIOS = [
   { name: 'small GET (100 B)', path: '/small', opts: {} },
   { name: '64 KiB GET', path: '/big', opts: {} },
   { name: '1 MiB upload', path: '/upload', opts: { method: 'POST', body: Buffer.alloc(1024 * 1024, 0x75), connections: 10 } },
-  { name: 'small GET at 1000 rps', path: '/small', opts: { overallRate: 1000 }, latencyOnly: true },
+  // Open loop at an even 1000 rps (see steady-load.mjs for why not autocannon's overallRate).
+  { name: 'small GET at 1000 rps', path: '/small', steadyRate: 1000, latencyOnly: true },
 ];
 
 const median = (values) => {
@@ -97,46 +117,54 @@ const median = (values) => {
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'bs-bench-'));
   const world = await startWorld(3600);
-  // The default transport (undici) and the node:http one, measured against the same direct runs.
   const sidecar = await startSidecar(dir, 'main', world, '{ minInterval: 5s }');
-  const nodeSidecar = await startSidecar(dir, 'node', world, '{ minInterval: 5s }', 'node');
-  const bases = { direct: world.upstream, sidecar: sidecar.data, 'node:http': nodeSidecar.data };
-  const cleanup = [() => world.child.kill('SIGTERM'), () => sidecar.child.kill('SIGTERM'), () => nodeSidecar.child.kill('SIGTERM'), () => rmSync(dir, { recursive: true, force: true })];
+  const bases = { direct: world.upstream, sidecar: sidecar.data };
+  const cleanup = [() => world.child.kill('SIGTERM'), () => sidecar.child.kill('SIGTERM'), () => rmSync(dir, { recursive: true, force: true })];
+  if (baselineCli !== undefined) {
+    // Another build, measured against the same direct runs (before/after tables).
+    const baseline = await startSidecar(dir, 'baseline', world, '{ minInterval: 5s }', baselineCli);
+    bases.baseline = baseline.data;
+    cleanup.push(() => baseline.child.kill('SIGTERM'));
+  }
+  const sides = Object.keys(bases);
   try {
     const rows = [];
     let rssPeak = 0;
-    for (const scenario of SCENARIOS) {
-      const samples = { direct: [], sidecar: [], 'node:http': [] };
+    for (const scenario of SCENARIOS.filter((candidate) => only === undefined || only.some((word) => candidate.name.includes(word)))) {
+      const samples = Object.fromEntries(sides.map((side) => [side, []]));
       for (let pass = 0; pass < passes; pass++) {
         // Interleaved, and the order turns every pass, so drift hits every side alike.
-        const sides = ['direct', 'sidecar', 'node:http'];
-        const order = [...sides.slice(pass % 3), ...sides.slice(0, pass % 3)];
+        const turn = pass % sides.length;
+        const order = [...sides.slice(turn), ...sides.slice(0, turn)];
         for (const side of order) {
           const base = bases[side];
           const sampler = side === 'sidecar' ? setInterval(() => (rssPeak = Math.max(rssPeak, rssMiB(sidecar.child.pid))), 100) : undefined;
-          const result = await cannon({ url: `${base}${scenario.path}`, ...scenario.opts });
+          const sample = await measure(scenario, `${base}${scenario.path}`);
           if (sampler) clearInterval(sampler);
-          if (result.non2xx > 0 || result.errors > 0) throw new Error(`${scenario.name} via ${side}: ${result.non2xx} non-2xx, ${result.errors} errors`);
-          samples[side].push({ rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99 });
+          if (sample.non2xx > 0 || sample.errors > 0) throw new Error(`${scenario.name} via ${side}: ${sample.non2xx} non-2xx, ${sample.errors} errors`);
+          samples[side].push({ rps: sample.rps, p50: sample.p50, p99: sample.p99 });
         }
       }
       const pick = (side, key) => median(samples[side].map((sample) => sample[key]));
+      const summary = (side) => ({ rps: pick(side, 'rps'), p50: pick(side, 'p50'), p99: pick(side, 'p99') });
       rows.push({
         scenario: scenario.name,
         latencyOnly: scenario.latencyOnly === true,
-        direct: { rps: pick('direct', 'rps'), p50: pick('direct', 'p50'), p99: pick('direct', 'p99') },
-        sidecar: { rps: pick('sidecar', 'rps'), p50: pick('sidecar', 'p50'), p99: pick('sidecar', 'p99') },
-        nodeHttp: { rps: pick('node:http', 'rps'), p50: pick('node:http', 'p50'), p99: pick('node:http', 'p99') },
+        direct: summary('direct'),
+        sidecar: summary('sidecar'),
         ratio: pick('sidecar', 'rps') / pick('direct', 'rps'),
-        nodeHttpRatio: pick('node:http', 'rps') / pick('direct', 'rps'),
-        addedP99: pick('sidecar', 'p99') - pick('direct', 'p99'),
+        addedP99: round2(pick('sidecar', 'p99') - pick('direct', 'p99')),
+        ...(bases.baseline === undefined
+          ? {}
+          : { baseline: summary('baseline'), baselineRatio: pick('baseline', 'rps') / pick('direct', 'rps'), baselineAddedP99: round2(pick('baseline', 'p99') - pick('direct', 'p99')) }),
         passes: samples,
       });
     }
-    const expiry = await expiryScenario(dir, smoke ? 200 : 1000);
+    const expiry = only === undefined ? await expiryScenario(dir, smoke ? 200 : 1000) : undefined;
     const report = {
       date: new Date().toISOString(),
       machine: { cores: cpus().length, model: cpus()[0]?.model, node: process.version, pinned: hasTaskset },
+      baseline: baselineCli,
       passes,
       durationSeconds: duration,
       connections: 50,
@@ -213,14 +241,20 @@ function print(report) {
   const { machine } = report;
   console.log(`\nbearer-sidecar bench, ${report.date}: ${machine.cores} cores (${machine.model}), node ${machine.node}, ${machine.pinned ? 'load+upstream on core 0, sidecar on core 1' : 'not pinned'}`);
   console.log(`${report.passes} interleaved passes of ${report.durationSeconds} s, 50 connections (10 for uploads); medians`);
-  console.log('scenario                 direct rps  sidecar rps  ratio   p50 direct/sidecar  p99 direct/sidecar  added p99 | node:http rps  ratio');
+  const withBaseline = report.baseline !== undefined;
+  console.log(`scenario                 direct rps  sidecar rps  ratio   p50 direct/sidecar  p99 direct/sidecar  added p99${withBaseline ? ' | baseline rps  ratio  added p99' : ''}`);
   for (const row of report.rows) {
+    const baseline = withBaseline
+      ? ` | ${row.baseline.rps.toFixed(0).padStart(12)}  ${row.latencyOnly ? '  -  ' : `${row.baselineRatio.toFixed(2)}x`}  ${row.baselineAddedP99.toFixed(2).padStart(6)} ms`
+      : '';
     console.log(
-      `${row.scenario.padEnd(24)} ${row.direct.rps.toFixed(0).padStart(10)}  ${row.sidecar.rps.toFixed(0).padStart(11)}  ${row.latencyOnly ? '  -  ' : `${row.ratio.toFixed(2)}x`}   ${`${row.direct.p50} / ${row.sidecar.p50} ms`.padStart(18)}  ${`${row.direct.p99} / ${row.sidecar.p99} ms`.padStart(18)}  ${row.addedP99.toFixed(1).padStart(6)} ms | ${row.nodeHttp.rps.toFixed(0).padStart(13)}  ${row.latencyOnly ? '  -' : `${row.nodeHttpRatio.toFixed(2)}x`}`,
+      `${row.scenario.padEnd(24)} ${row.direct.rps.toFixed(0).padStart(10)}  ${row.sidecar.rps.toFixed(0).padStart(11)}  ${row.latencyOnly ? '  -  ' : `${row.ratio.toFixed(2)}x`}   ${`${row.direct.p50} / ${row.sidecar.p50} ms`.padStart(18)}  ${`${row.direct.p99} / ${row.sidecar.p99} ms`.padStart(18)}  ${row.addedP99.toFixed(2).padStart(6)} ms${baseline}`,
     );
   }
+  if (withBaseline) console.log(`baseline: ${report.baseline}`);
   console.log(`sidecar RSS peak under load: ${report.rssPeakMiB.toFixed(1)} MiB`);
   const e = report.expiry;
+  if (e === undefined) return;
   console.log(
     `${e.concurrency} concurrent requests at token expiry: ${e.tokenRequestsDuringExpiry} token request(s), all 200: ${e.all200}, finished after the token arrived: p50 ${e.afterReleaseMs.p50.toFixed(1)} ms, max ${e.afterReleaseMs.max.toFixed(1)} ms`,
   );

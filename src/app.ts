@@ -12,8 +12,8 @@ import { errorBody } from './proxy/errors.js';
 import { DataPlane, hasRequestInFlight } from './proxy/forward.js';
 import { InboundPolicy } from './proxy/inbound.js';
 import { Router } from './proxy/route.js';
-import { createUndiciPool, sendWithNodeHttp, sendWithUndici } from './proxy/transport.js';
-import { createUpstreamAgent, upstreamTls, type UpstreamAccount } from './proxy/upstream.js';
+import { createUndiciPool, sendWithUndici } from './proxy/transport.js';
+import { upstreamTls, type UpstreamAccount } from './proxy/upstream.js';
 import { createStore } from './stores/index.js';
 import type { TokenStore } from './stores/types.js';
 import { TokenManager, type SendTokenRequest } from './tokens/token-manager.js';
@@ -76,8 +76,7 @@ export class Sidecar {
       logger: this.#logger,
       clientIdleTimeoutMs: config.clientIdleTimeoutMs,
       unixSocket: 'path' in config.listen,
-      // undici unless told otherwise: the node:http path stays for side-by-side benchmarks.
-      transport: process.env.BEARER_SIDECAR_TRANSPORT === 'node' ? sendWithNodeHttp : sendWithUndici,
+      transport: sendWithUndici,
     });
   }
 
@@ -107,7 +106,6 @@ export class Sidecar {
       basePath: account.upstream.pathname,
       manager,
       metrics: this.metrics.proxyMetrics(account.name),
-      agent: createUpstreamAgent(account.upstream, tls),
       pool: createUndiciPool({ upstream: account.upstream, tls, timeouts: account.timeouts }),
       retryOn: new Set(account.refresh.retryOn),
       replayMaxBody: account.refresh.replayMaxBody,
@@ -188,7 +186,6 @@ export class Sidecar {
     clearTimeout(timer);
     await Promise.all(this.#accounts.map((account) => account.manager.stop()));
     for (const account of this.#accounts) {
-      account.agent.destroy();
       await account.pool.destroy();
     }
     this.#dataPlane.close();

@@ -1,6 +1,6 @@
 import { ServerResponse, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Duplex, Readable } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import httpProxy from 'http-proxy';
 import type { ProxyMetrics } from '../admin/metrics.js';
@@ -64,25 +64,13 @@ export class DataPlane {
   /** The request listener of a data-plane server; `listenerAccount` is set on an account's own port. */
   handleRequest(req: IncomingMessage, res: ServerResponse, listenerAccount?: UpstreamAccount): void {
     const started = performance.now();
-    // Request logs only at debug (issue 8): one cheap level check per request, nothing built unless on.
-    const debug = this.#o.logger.isLevelEnabled('debug');
     if (this.#draining) res.setHeader('connection', 'close');
     const admission = this.#admit(req, listenerAccount);
-    // Counted once, when the exchange ends however it ends (a client gone before an answer is 499).
-    const metrics = 'code' in admission ? (admission.account?.metrics ?? this.#o.unrouted) : admission.account.metrics;
+    const inbound: InboundRequest = { req, res, started, account: admission.account, exchange: undefined };
     const socket = req.socket as BusySocket;
     socket[IN_FLIGHT] = (socket[IN_FLIGHT] ?? 0) + 1;
-    res.once('close', () => {
-      socket[IN_FLIGHT] = (socket[IN_FLIGHT] ?? 1) - 1;
-      metrics.observe(res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST, (performance.now() - started) / 1000);
-      if (debug) {
-        // The path without its query (which may carry a key); never headers.
-        const status = res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST;
-        const durationMs = Math.round(performance.now() - started);
-        this.#o.logger.debug({ account: admission.account?.name, method: req.method, path: (req.url ?? '').split('?', 1)[0], status, durationMs }, 'proxied request');
-      }
-      if (this.#draining) setImmediate(this.#closeIdleConnections);
-    });
+    // One listener per request: it ends the exchange however it ends (a client gone first is 499).
+    res.once('close', () => this.#finish(inbound));
     if ('code' in admission) {
       this.#refuse(res, admission);
       return;
@@ -90,16 +78,32 @@ export class DataPlane {
     const { account, targetPath } = admission;
     const token = account.manager.current();
     if (token !== undefined) {
-      this.#send(req, res, account, token, targetPath);
+      this.#send(inbound, account, token, targetPath);
       return;
     }
     // T7: no valid token yet (cold start, or expired with no replacement): wait, then 503.
     account.manager.waitForToken().then(
       (fresh) => {
-        if (!res.destroyed) this.#send(req, res, account, fresh, targetPath);
+        if (!res.destroyed) this.#send(inbound, account, fresh, targetPath);
       },
       (error: unknown) => this.#refuse(res, tokenRefusal(account, error)),
     );
+  }
+
+  #finish(inbound: InboundRequest): void {
+    const { req, res, account } = inbound;
+    const socket = req.socket as BusySocket;
+    socket[IN_FLIGHT] = (socket[IN_FLIGHT] ?? 1) - 1;
+    // A client that goes away takes its upstream request with it.
+    if (!res.writableFinished) inbound.exchange?.upstream?.abort();
+    const status = res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST;
+    const durationMs = performance.now() - inbound.started;
+    (account?.metrics ?? this.#o.unrouted).observe(status, durationMs / 1000);
+    // Request logs only at debug (issue 8): the path without its query (which may carry a key); never headers.
+    if (this.#o.logger.isLevelEnabled('debug')) {
+      this.#o.logger.debug({ account: account?.name, method: req.method, path: (req.url ?? '').split('?', 1)[0], status, durationMs: Math.round(durationMs) }, 'proxied request');
+    }
+    if (this.#draining) setImmediate(this.#closeIdleConnections);
   }
 
   /**
@@ -135,9 +139,8 @@ export class DataPlane {
     }
     const { account, targetPath } = admission;
     const upgrade = (token: ActiveToken) => {
-      req.headers = upstreamRequestHeaders(req, account.upstream, token, true) as IncomingMessage['headers'];
-      // With Expect, Node writes the request head in the constructor, before our path is set.
-      delete req.headers.expect;
+      // Expect is never forwarded: with it, Node would write the request head before our path is set.
+      req.headers = upstreamRequestHeaders(req, account.upstream, token, true);
       this.#wsTargetPaths.set(req, targetPath);
       this.#wsProxy.ws(req, socket, head, {
         target: account.upstream.origin,
@@ -204,23 +207,21 @@ export class DataPlane {
   }
 
   /** Sends the request upstream with the token and streams the answer back; T8 may replay it once. */
-  #send(req: IncomingMessage, res: ServerResponse, account: UpstreamAccount, token: ActiveToken, targetPath: string): void {
+  #send(inbound: InboundRequest, account: UpstreamAccount, token: ActiveToken, targetPath: string): void {
+    const { req, res } = inbound;
     const exchange: Exchange = { req, res, account, targetPath, upstream: undefined, body: undefined, retriedStaleSocket: false };
-    // A client that goes away takes its upstream request with it.
-    res.on('close', () => {
-      if (!res.writableFinished) exchange.upstream?.abort();
-    });
-    if (!req.complete) {
-      // A stalled upload must not hold a socket forever; once the body is in, streams may be quiet.
-      req.socket.setTimeout(this.#o.clientIdleTimeoutMs);
-      req.once('end', () => req.socket.setTimeout(0));
+    inbound.exchange = exchange;
+    // A request that declared no body is sent with none (Node reads its empty end by itself).
+    if (!declaresBody(req)) {
+      this.#open(exchange, token, undefined, (answer) => this.#onFirstAnswer(exchange, token, answer));
+      return;
     }
+    // A stalled upload must not hold a socket forever; once the body is in, streams may be quiet.
+    req.socket.setTimeout(this.#o.clientIdleTimeoutMs);
+    req.once('end', () => req.socket.setTimeout(0));
     const body = new ReplayableBody(req, account.replayMaxBody);
     exchange.body = body;
-    // A request that declared no body is sent with none (it is still read to its end).
-    const hasBody = declaresBody(req);
-    this.#open(exchange, token, hasBody ? body.stream() : EMPTY_BODY, (answer) => this.#onFirstAnswer(exchange, token, body, answer));
-    if (!hasBody) req.resume();
+    this.#open(exchange, token, body.stream(), (answer) => this.#onFirstAnswer(exchange, token, answer));
   }
 
   /** Opens one upstream request with the token; failures become 502/504 (F5). */
@@ -253,14 +254,14 @@ export class DataPlane {
    */
   #retryOnFreshSocket(exchange: Exchange, error: NodeJS.ErrnoException, reused: boolean, token: ActiveToken, onAnswer: (answer: UpstreamAnswer) => void): boolean {
     const stale = reused && (error.code === 'ECONNRESET' || error.code === 'EPIPE' || error.code === 'UND_ERR_SOCKET');
-    if (!stale || exchange.retriedStaleSocket || !IDEMPOTENT_METHODS.has(exchange.req.method ?? '') || exchange.body?.replayable() !== true) return false;
+    if (!stale || exchange.retriedStaleSocket || !IDEMPOTENT_METHODS.has(exchange.req.method ?? '') || !replayable(exchange)) return false;
     exchange.retriedStaleSocket = true;
-    this.#open(exchange, token, exchange.body.contents(), onAnswer);
+    this.#open(exchange, token, exchange.body?.contents(), onAnswer);
     return true;
   }
 
   /** T8: an answer in `retryOn` to the token in use asks for a new token and replays the request once. */
-  #onFirstAnswer(exchange: Exchange, token: ActiveToken, body: ReplayableBody, answer: UpstreamAnswer): void {
+  #onFirstAnswer(exchange: Exchange, token: ActiveToken, answer: UpstreamAnswer): void {
     const { account } = exchange;
     const status = answer.statusCode;
     if (!account.retryOn.has(status)) {
@@ -269,35 +270,35 @@ export class DataPlane {
     }
     account.metrics.upstreamRejection(status);
     const replacement = account.manager.replacementFor(token);
-    if (!body.replayable()) {
+    if (!replayable(exchange)) {
       replacement.catch(() => undefined);
       account.metrics.replay('skipped');
       this.#streamBack(exchange, answer);
       return;
     }
-    holdAnswer(answer, MAX_HELD_REJECTION_BYTES, (held) => {
+    answer.body.hold(MAX_HELD_REJECTION_BYTES, (held) => {
       if (held === undefined) {
         // Too large to hold: it goes through as it is, with no replay.
         replacement.catch(() => undefined);
         account.metrics.replay('skipped');
-        this.#streamBack(exchange, answer, true);
+        this.#streamBack(exchange, answer);
         return;
       }
       replacement.then(
-        (fresh) => this.#replay(exchange, fresh, body.contents()),
+        (fresh) => this.#replay(exchange, fresh),
         () => {
           // No new token in time: the upstream's answer is passed through unchanged.
           account.metrics.replay('no_token');
-          this.#sendHeld(exchange, held);
+          this.#sendHeld(exchange, answer, held);
         },
       );
     });
   }
 
-  #replay(exchange: Exchange, token: ActiveToken, requestBody: Buffer): void {
+  #replay(exchange: Exchange, token: ActiveToken): void {
     if (exchange.res.destroyed) return;
     const { account } = exchange;
-    this.#open(exchange, token, requestBody, (answer) => {
+    this.#open(exchange, token, exchange.body?.contents(), (answer) => {
       const status = answer.statusCode;
       if (account.retryOn.has(status)) {
         account.metrics.upstreamRejection(status);
@@ -310,23 +311,32 @@ export class DataPlane {
     });
   }
 
-  #streamBack(exchange: Exchange, answer: UpstreamAnswer, withHeldChunks = false): void {
+  #streamBack(exchange: Exchange, answer: UpstreamAnswer): void {
     const { res } = exchange;
     if (this.#draining) res.setHeader('connection', 'close');
     res.writeHead(answer.statusCode, answer.statusMessage, clientResponseHeaders(answer.headers));
     // A stream of unknown length (SSE) gets its head at once; a sized answer leaves with its first bytes.
     if (answer.headers['content-length'] === undefined) res.flushHeaders();
-    if (withHeldChunks) for (const chunk of (answer.body as HoldingBody)[HELD_CHUNKS] ?? []) res.write(chunk);
-    answer.body.pipe(res);
-    answer.body.on('error', () => res.destroy());
+    answer.body.sendTo(res);
   }
 
-  #sendHeld(exchange: Exchange, held: HeldAnswer): void {
+  #sendHeld(exchange: Exchange, answer: UpstreamAnswer, body: Buffer): void {
     const { res } = exchange;
     if (res.destroyed) return;
-    res.writeHead(held.status, held.statusMessage, { ...clientResponseHeaders(held.headers), 'content-length': held.body.length });
-    res.end(held.body);
+    res.writeHead(answer.statusCode, answer.statusMessage, { ...clientResponseHeaders(answer.headers), 'content-length': body.length });
+    res.end(body);
   }
+}
+
+/** One client request, from its arrival to its end, however it ends. */
+interface InboundRequest {
+  req: IncomingMessage;
+  res: ServerResponse;
+  started: number;
+  /** Once routed (refusals before routing are counted as unrouted). */
+  account: UpstreamAccount | undefined;
+  /** Once a token is in hand and the request goes upstream. */
+  exchange: Exchange | undefined;
 }
 
 /** One client request and what it has led to upstream. */
@@ -337,8 +347,14 @@ interface Exchange {
   targetPath: string;
   /** The upstream request in progress (the first, a stale-socket retry, or the replay). */
   upstream: { abort(): void } | undefined;
+  /** The request body as read and kept for a replay; undefined when the request declared none. */
   body: ReplayableBody | undefined;
   retriedStaleSocket: boolean;
+}
+
+/** A request can be sent again when it had no body, or its body is whole in hand within the bound. */
+function replayable(exchange: Exchange): boolean {
+  return exchange.body === undefined || exchange.body.replayable();
 }
 
 /** Requests in flight on a client connection: at shutdown, a connection with none is closed at once. */
@@ -349,8 +365,6 @@ export function hasRequestInFlight(socket: Socket): boolean {
   return ((socket as BusySocket)[IN_FLIGHT] ?? 0) > 0;
 }
 
-const EMPTY_BODY = Buffer.alloc(0);
-
 function declaresBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
@@ -360,39 +374,8 @@ function declaresBody(req: IncomingMessage): boolean {
 const CLIENT_CLOSED_REQUEST = 499;
 const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 
-/** A rejection answer held back while a new token is fetched (T8). */
-interface HeldAnswer {
-  status: number;
-  statusMessage: string | undefined;
-  headers: IncomingMessage['headers'];
-  body: Buffer;
-}
-
 /** Rejection bodies are small; one larger than this is streamed through and not replayed. */
 const MAX_HELD_REJECTION_BYTES = 64 * 1024;
-const HELD_CHUNKS = Symbol('heldChunks');
-type HoldingBody = Readable & { [HELD_CHUNKS]?: Buffer[] };
-
-/** Reads a whole (small) answer; calls back with undefined, chunks kept on the body, when over `limit`. */
-function holdAnswer(answer: UpstreamAnswer, limit: number, done: (held: HeldAnswer | undefined) => void): void {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  const { body } = answer;
-  const onData = (chunk: Buffer) => {
-    size += chunk.length;
-    chunks.push(chunk);
-    if (size > limit) {
-      body.off('data', onData);
-      body.off('end', onEnd);
-      body.pause();
-      (body as HoldingBody)[HELD_CHUNKS] = chunks;
-      done(undefined);
-    }
-  };
-  const onEnd = () => done({ status: answer.statusCode, statusMessage: answer.statusMessage, headers: answer.headers, body: Buffer.concat(chunks) });
-  body.on('data', onData);
-  body.on('end', onEnd);
-}
 
 /**
  * The request body on its way upstream, read only as the transport pulls it (backpressure

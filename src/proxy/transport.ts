@@ -1,24 +1,24 @@
-import { request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
-import { request as httpsRequest } from 'node:https';
-import { Readable } from 'node:stream';
+import type { IncomingHttpHeaders } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
+import { AnswerBody } from './answer-body.js';
 import type { UpstreamAccount } from './upstream.js';
 
-/** What an upstream answered: the head, and the body as a stream (piped with backpressure). */
+/** What an upstream answered: the head, and the body as the transport pushes it. */
 export interface UpstreamAnswer {
   statusCode: number;
   statusMessage: string | undefined;
   headers: IncomingHttpHeaders;
-  body: Readable;
+  body: AnswerBody;
 }
 
 export interface UpstreamCall {
   account: UpstreamAccount;
   method: string;
   path: string;
-  headers: OutgoingHttpHeaders;
-  /** The client's request body as it is read, or a kept body for a replay. */
-  body: AsyncIterable<Buffer> | Buffer;
+  /** Request headers as undici takes them: no hop-by-hop or framing headers (undici frames the body). */
+  headers: Record<string, string | string[]>;
+  /** The client's request body as it is read, a kept body for a replay, or none. */
+  body: AsyncIterable<Buffer> | Buffer | undefined;
   onAnswer(answer: UpstreamAnswer): void;
   /** `timedOut` says which upstream timeout fired, if one did; `reused` whether a pooled connection failed. */
   onError(error: NodeJS.ErrnoException, timedOut: 'connect' | 'response' | undefined, reused: boolean): void;
@@ -50,76 +50,71 @@ const UNDICI_TIMEOUTS: Record<string, 'connect' | 'response'> = {
   UND_ERR_HEADERS_TIMEOUT: 'response',
 };
 
-/** Headers undici refuses or sets itself (it frames the body and owns the connection). */
-const UNDICI_OWNED = ['transfer-encoding', 'connection', 'keep-alive', 'expect', 'upgrade'];
-
+/**
+ * Sends with `pool.dispatch` and a handler, not `pool.request`: no promise, AbortController or
+ * body stream per request. Chunks go from the upstream socket into the AnswerBody, which writes
+ * them to the client and pauses the upstream when the client is slow.
+ */
 export const sendWithUndici: Transport = (call) => {
-  const controller = new AbortController();
-  const pool = call.account.pool;
-  const headers: OutgoingHttpHeaders = { ...call.headers };
-  for (const name of UNDICI_OWNED) delete headers[name];
-  pool
-    .request({
-      method: call.method as 'GET',
+  const exchange = new DispatchedExchange(call);
+  call.account.pool.dispatch(
+    {
+      method: call.method as Dispatcher.HttpMethod,
       path: call.path,
-      headers: headers as Record<string, string | string[]>,
+      headers: call.headers,
       // undici streams an async iterable as the body, pulling chunks as the socket drains.
-      body: bodyToSend(call.body) as Readable | Buffer | undefined,
-      signal: controller.signal,
+      body: call.body as Dispatcher.DispatchOptions['body'],
       // Time to the response head; once streaming, a quiet stream (SSE) is never cut.
       headersTimeout: call.account.timeouts.responseMs,
       bodyTimeout: 0,
-    })
-    .then(
-      (response: Dispatcher.ResponseData) =>
-        call.onAnswer({ statusCode: response.statusCode, statusMessage: undefined, headers: response.headers as IncomingHttpHeaders, body: response.body }),
-      (error: NodeJS.ErrnoException) => {
-        if (controller.signal.aborted) return;
-        call.onError(error, UNDICI_TIMEOUTS[error.code ?? ''], error.code === 'UND_ERR_SOCKET');
-      },
-    );
-  return { abort: () => controller.abort() };
+    },
+    exchange,
+  );
+  return exchange;
 };
 
-/** An empty kept body is no body at all. */
-function bodyToSend(body: AsyncIterable<Buffer> | Buffer): AsyncIterable<Buffer> | Buffer | undefined {
-  return Buffer.isBuffer(body) && body.length === 0 ? undefined : body;
+/** One request's undici handler; also its abort handle. */
+class DispatchedExchange implements Dispatcher.DispatchHandler {
+  readonly #call: UpstreamCall;
+  #controller: Dispatcher.DispatchController | undefined;
+  #body: AnswerBody | undefined;
+  #aborted = false;
+
+  constructor(call: UpstreamCall) {
+    this.#call = call;
+  }
+
+  /** The client went away: the upstream request goes too, even if it is still queued in the pool. */
+  abort(): void {
+    this.#aborted = true;
+    this.#controller?.abort(new Error('client closed the connection'));
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#aborted) controller.abort(new Error('client closed the connection'));
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    this.#body = new AnswerBody(controller);
+    this.#call.onAnswer({ statusCode, statusMessage, headers, body: this.#body });
+  }
+
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#body?.push(chunk);
+  }
+
+  onResponseEnd(): void {
+    this.#body?.end();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    if (this.#body !== undefined) {
+      this.#body.fail();
+      return;
+    }
+    if (this.#aborted) return;
+    const errno = error as NodeJS.ErrnoException;
+    this.#call.onError(errno, UNDICI_TIMEOUTS[errno.code ?? ''], errno.code === 'UND_ERR_SOCKET');
+  }
 }
-
-/** node:http with a keep-alive Agent: kept to measure against (BEARER_SIDECAR_TRANSPORT=node). */
-export const sendWithNodeHttp: Transport = (call) => {
-  const { account } = call;
-  const send = account.upstream.protocol === 'https:' ? httpsRequest : httpRequest;
-  const upstreamReq = send({
-    protocol: account.upstream.protocol,
-    hostname: account.upstream.hostname,
-    port: account.upstream.port,
-    method: call.method,
-    path: call.path,
-    headers: call.headers,
-    agent: account.agent,
-  });
-  let timedOut: 'connect' | 'response' | undefined;
-  // Response timeout: socket inactivity while we wait (an upload in progress is activity).
-  upstreamReq.setTimeout(account.timeouts.responseMs, () => {
-    timedOut = 'response';
-    upstreamReq.destroy();
-  });
-  upstreamReq.on('socket', (socket) => {
-    if (!socket.connecting) return;
-    const timer = setTimeout(() => {
-      timedOut = 'connect';
-      upstreamReq.destroy();
-    }, account.timeouts.connectMs);
-    socket.once('connect', () => clearTimeout(timer));
-    socket.once('close', () => clearTimeout(timer));
-  });
-  upstreamReq.on('response', (upstreamRes) => {
-    upstreamReq.setTimeout(0);
-    call.onAnswer({ statusCode: upstreamRes.statusCode ?? 502, statusMessage: upstreamRes.statusMessage, headers: upstreamRes.headers, body: upstreamRes });
-  });
-  upstreamReq.on('error', (error: NodeJS.ErrnoException) => call.onError(error, timedOut, upstreamReq.reusedSocket));
-  if (Buffer.isBuffer(call.body)) upstreamReq.end(call.body);
-  else Readable.from(call.body, { objectMode: false }).pipe(upstreamReq);
-  return { abort: () => upstreamReq.destroy() };
-};

@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { Agent as HttpAgent, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { rootCertificates } from 'node:tls';
 import type { Pool } from 'undici';
 import type { AccountConfig } from '../config/resolve.js';
@@ -20,8 +19,7 @@ export interface UpstreamAccount {
   basePath: string;
   manager: TokenManager;
   metrics: ProxyMetrics;
-  /** node:http keep-alive pool (BEARER_SIDECAR_TRANSPORT=node) and undici pool (the default). */
-  agent: HttpAgent;
+  /** Keep-alive connections to the upstream (F4). */
   pool: Pool;
   retryOn: ReadonlySet<number>;
   /** Largest request body kept for a replay after a `retryOn` answer (T8). */
@@ -37,15 +35,11 @@ export function upstreamTls(account: AccountConfig): UpstreamAccount['tls'] {
   return ca === undefined ? { rejectUnauthorized: !account.tls.insecureSkipVerify } : { ca, rejectUnauthorized: !account.tls.insecureSkipVerify };
 }
 
-/** One keep-alive pool per account (F4): connections are reused, most recently used first. */
-export function createUpstreamAgent(upstream: URL, tls: UpstreamAccount['tls']): HttpAgent {
-  // Idle pooled sockets are dropped after 4 s, before a Node upstream's 5 s keepAliveTimeout closes them under us.
-  const options = { keepAlive: true, keepAliveMsecs: 1_000, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo' as const, timeout: 4_000 };
-  return upstream.protocol === 'https:' ? new HttpsAgent({ ...options, ...tls }) : new HttpAgent(options);
-}
-
 /** Hop-by-hop headers (RFC 9110 §7.6.1) and the sidecar's own: never forwarded (F1). */
 const DROPPED_REQUEST_HEADERS = new Set([
+  // undici frames the body itself; Node's server has already answered any 100-continue.
+  'transfer-encoding',
+  'expect',
   'connection',
   'keep-alive',
   'proxy-authenticate',
@@ -67,16 +61,17 @@ const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'proxy-aut
 
 /**
  * F1: the client's Authorization is replaced, sidecar and hop-by-hop headers removed, Host is
- * the upstream's, X-Forwarded-For/Proto/Host added. `transfer-encoding: chunked` is kept so
- * Node frames the body the same way; headers named in Connection are hop-by-hop too.
+ * the upstream's, X-Forwarded-For/Proto/Host added. Headers named in Connection are hop-by-hop
+ * too. Framing headers other than Content-Length are dropped: the transport frames the body.
  */
-export function upstreamRequestHeaders(req: IncomingMessage, upstream: URL, token: ActiveToken, keepUpgrade = false): OutgoingHttpHeaders {
+export function upstreamRequestHeaders(req: IncomingMessage, upstream: URL, token: ActiveToken, keepUpgrade = false): Record<string, string | string[]> {
   const incoming = req.headers;
   const named = connectionTokens(incoming.connection);
-  const headers: OutgoingHttpHeaders = {};
+  const headers: Record<string, string | string[]> = {};
   for (const name in incoming) {
-    if (DROPPED_REQUEST_HEADERS.has(name) || named?.has(name)) continue;
-    headers[name] = incoming[name];
+    const value = incoming[name];
+    if (value === undefined || DROPPED_REQUEST_HEADERS.has(name) || named?.has(name)) continue;
+    headers[name] = value;
   }
   if (keepUpgrade) {
     headers.connection = 'upgrade';

@@ -351,10 +351,16 @@ describe('connection hygiene', () => {
     });
     await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
     cleanups.push(() => new Promise<void>((resolve) => upstream.close(() => resolve())));
-    const sidecar = await extraSidecar(s, { upstream: `http://127.0.0.1:${(upstream.address() as { port: number }).port}` });
+    const upstreamUrl = `http://127.0.0.1:${(upstream.address() as { port: number }).port}`;
+    const sidecar = await extraSidecar(s, { upstream: upstreamUrl });
     expect((await fetch(`${sidecar.dataUrl()}/one`)).status).toBe(200);
     expect((await fetch(`${sidecar.dataUrl()}/two`)).status).toBe(200);
     expect(served).toBe(2);
-    expect((await fetch(`${sidecar.dataUrl()}/post`, { method: 'POST', body: 'x' })).status).toBe(502);
+    // A second sidecar (a fresh pool): its POST meets the one kept connection, now dead, and is not resent.
+    const other = await extraSidecar(s, { upstream: upstreamUrl });
+    expect((await fetch(`${other.dataUrl()}/one`)).status).toBe(200);
+    expect(served).toBe(3);
+    expect((await fetch(`${other.dataUrl()}/post`, { method: 'POST', body: 'x' })).status).toBe(502);
+    expect(served).toBe(3);
   });
 });
