@@ -104,9 +104,12 @@ export function clientResponseHeaders(upstream: IncomingHttpHeaders): OutgoingHt
  */
 export const FRAMING_HEADERS: ReadonlySet<string> = new Set(['content-length', 'transfer-encoding', 'host']);
 
+/** What nearly every client sends: nothing to split or look up (hot path). */
+const PLAIN_CONNECTION_VALUES: ReadonlySet<string> = new Set(['keep-alive', 'Keep-Alive', 'close', 'Close']);
+
 /** The header names listed in `Connection` (hop-by-hop), never a framing header. */
 export function connectionTokens(value: string | undefined): Set<string> | undefined {
-  if (value === undefined) return undefined;
+  if (value === undefined || PLAIN_CONNECTION_VALUES.has(value)) return undefined;
   const tokens = value
     .toLowerCase()
     .split(',')
@@ -117,7 +120,7 @@ export function connectionTokens(value: string | undefined): Set<string> | undef
 
 /** A reason to refuse a request whose `Connection` header names a framing header, or undefined. */
 export function connectionHeaderProblem(value: string | undefined): string | undefined {
-  if (value === undefined) return undefined;
+  if (value === undefined || PLAIN_CONNECTION_VALUES.has(value)) return undefined;
   const named = value
     .toLowerCase()
     .split(',')
