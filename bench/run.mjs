@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 // npm run bench [-- --smoke] [-- --passes N] [-- --duration S] [-- --only WORD] [-- --baseline OTHER/dist/cli.js]
+//                [-- --node-options "--max-semi-space-size=2"]
 // Direct vs through the real built sidecar, interleaved, in one run. Load generator and upstream
 // share core 0, the sidecar has core 1 (taskset when available). A benchmark, not a test.
 // --baseline adds a second sidecar (another build, e.g. a worktree of main) measured in the same
 // passes: the before/after of an optimisation, in one run.
+// --node-options gives V8/Node flags to the main sidecar only: with `--baseline dist/cli.js` it
+// measures an operator's memory/speed trade-off against the defaults, in one run.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,6 +30,8 @@ const only = onlyIndex >= 0 ? args[onlyIndex + 1].split(',') : undefined;
 const baselineIndex = args.indexOf('--baseline');
 const baselineCli = baselineIndex >= 0 ? args[baselineIndex + 1] : undefined;
 const duration = option('duration', smoke ? 1 : 5);
+const nodeOptionsIndex = args.indexOf('--node-options');
+const nodeFlags = nodeOptionsIndex >= 0 ? args[nodeOptionsIndex + 1].split(' ').filter(Boolean) : [];
 const root = fileURLToPath(new URL('..', import.meta.url));
 const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0 && cpus().length >= 2;
 
@@ -62,14 +67,14 @@ function rssMiB(pid) {
   return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 }
 
-async function startSidecar(dir, name, world, refresh, cliPath = join(root, 'dist/cli.js')) {
+async function startSidecar(dir, name, world, refresh, cliPath = join(root, 'dist/cli.js'), flags = []) {
   writeFileSync(join(dir, 'pw'), world.password, { mode: 0o600 });
   const config = join(dir, `${name}.yaml`);
   writeFileSync(
     config,
     `listen: { port: 0 }\nadmin: { port: 0 }\nlogLevel: info\naccounts:\n  bench:\n    upstream: ${world.upstream}\n    default: true\n    refresh: ${refresh}\n    auth: { flow: session, loginUrl: ${world.loginUrl}, refreshUrl: ${world.refreshUrl}, username: bench, passwordFile: ${join(dir, 'pw')} }\n`,
   );
-  const cli = [cliPath, '--config', config];
+  const cli = [...flags, cliPath, '--config', config];
   const proc = hasTaskset ? startProcess('taskset', ['-c', '1', process.execPath, ...cli]) : startProcess(process.execPath, cli);
   const line = await proc.firstLine((entry) => entry.msg === 'bearer-sidecar listening');
   await proc.firstLine((entry) => String(entry.msg).startsWith('token request: login'));
@@ -117,28 +122,33 @@ const median = (values) => {
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'bs-bench-'));
   const world = await startWorld(3600);
-  const sidecar = await startSidecar(dir, 'main', world, '{ minInterval: 5s }');
+  const sidecar = await startSidecar(dir, 'main', world, '{ minInterval: 5s }', undefined, nodeFlags);
   const bases = { direct: world.upstream, sidecar: sidecar.data };
+  /** The processes whose RSS is sampled while their side is under load. */
+  const pids = { sidecar: sidecar.child.pid };
   const cleanup = [() => world.child.kill('SIGTERM'), () => sidecar.child.kill('SIGTERM'), () => rmSync(dir, { recursive: true, force: true })];
   if (baselineCli !== undefined) {
     // Another build, measured against the same direct runs (before/after tables).
     const baseline = await startSidecar(dir, 'baseline', world, '{ minInterval: 5s }', baselineCli);
     bases.baseline = baseline.data;
+    pids.baseline = baseline.child.pid;
     cleanup.push(() => baseline.child.kill('SIGTERM'));
   }
   const sides = Object.keys(bases);
   try {
     const rows = [];
-    let rssPeak = 0;
+    const rssPeak = Object.fromEntries(Object.keys(pids).map((side) => [side, 0]));
     for (const scenario of SCENARIOS.filter((candidate) => only === undefined || only.some((word) => candidate.name.includes(word)))) {
       const samples = Object.fromEntries(sides.map((side) => [side, []]));
+      const rowRss = Object.fromEntries(Object.keys(pids).map((side) => [side, 0]));
       for (let pass = 0; pass < passes; pass++) {
         // Interleaved, and the order turns every pass, so drift hits every side alike.
         const turn = pass % sides.length;
         const order = [...sides.slice(turn), ...sides.slice(0, turn)];
         for (const side of order) {
           const base = bases[side];
-          const sampler = side === 'sidecar' ? setInterval(() => (rssPeak = Math.max(rssPeak, rssMiB(sidecar.child.pid))), 100) : undefined;
+          const pid = pids[side];
+          const sampler = pid === undefined ? undefined : setInterval(() => (rowRss[side] = Math.max(rowRss[side], rssMiB(pid))), 100);
           const sample = await measure(scenario, `${base}${scenario.path}`);
           if (sampler) clearInterval(sampler);
           if (sample.non2xx > 0 || sample.errors > 0) throw new Error(`${scenario.name} via ${side}: ${sample.non2xx} non-2xx, ${sample.errors} errors`);
@@ -157,14 +167,17 @@ async function main() {
         ...(bases.baseline === undefined
           ? {}
           : { baseline: summary('baseline'), baselineRatio: pick('baseline', 'rps') / pick('direct', 'rps'), baselineAddedP99: round2(pick('baseline', 'p99') - pick('direct', 'p99')) }),
+        rssPeakMiB: rowRss,
         passes: samples,
       });
+      for (const side of Object.keys(pids)) rssPeak[side] = Math.max(rssPeak[side], rowRss[side]);
     }
     const expiry = only === undefined ? await expiryScenario(dir, smoke ? 200 : 1000) : undefined;
     const report = {
       date: new Date().toISOString(),
       machine: { cores: cpus().length, model: cpus()[0]?.model, node: process.version, pinned: hasTaskset },
       baseline: baselineCli,
+      nodeOptions: nodeFlags.join(' '),
       passes,
       durationSeconds: duration,
       connections: 50,
@@ -242,17 +255,19 @@ function print(report) {
   console.log(`\nbearer-sidecar bench, ${report.date}: ${machine.cores} cores (${machine.model}), node ${machine.node}, ${machine.pinned ? 'load+upstream on core 0, sidecar on core 1' : 'not pinned'}`);
   console.log(`${report.passes} interleaved passes of ${report.durationSeconds} s, 50 connections (10 for uploads); medians`);
   const withBaseline = report.baseline !== undefined;
-  console.log(`scenario                 direct rps  sidecar rps  ratio   p50 direct/sidecar  p99 direct/sidecar  added p99${withBaseline ? ' | baseline rps  ratio  added p99' : ''}`);
+  console.log(`scenario                 direct rps  sidecar rps  ratio   p50 direct/sidecar  p99 direct/sidecar  added p99  RSS MiB${withBaseline ? ' | baseline rps  ratio  added p99  RSS MiB' : ''}`);
   for (const row of report.rows) {
     const baseline = withBaseline
-      ? ` | ${row.baseline.rps.toFixed(0).padStart(12)}  ${row.latencyOnly ? '  -  ' : `${row.baselineRatio.toFixed(2)}x`}  ${row.baselineAddedP99.toFixed(2).padStart(6)} ms`
+      ? ` | ${row.baseline.rps.toFixed(0).padStart(12)}  ${row.latencyOnly ? '  -  ' : `${row.baselineRatio.toFixed(2)}x`}  ${row.baselineAddedP99.toFixed(2).padStart(6)} ms  ${row.rssPeakMiB.baseline.toFixed(0).padStart(7)}`
       : '';
     console.log(
-      `${row.scenario.padEnd(24)} ${row.direct.rps.toFixed(0).padStart(10)}  ${row.sidecar.rps.toFixed(0).padStart(11)}  ${row.latencyOnly ? '  -  ' : `${row.ratio.toFixed(2)}x`}   ${`${row.direct.p50} / ${row.sidecar.p50} ms`.padStart(18)}  ${`${row.direct.p99} / ${row.sidecar.p99} ms`.padStart(18)}  ${row.addedP99.toFixed(2).padStart(6)} ms${baseline}`,
+      `${row.scenario.padEnd(24)} ${row.direct.rps.toFixed(0).padStart(10)}  ${row.sidecar.rps.toFixed(0).padStart(11)}  ${row.latencyOnly ? '  -  ' : `${row.ratio.toFixed(2)}x`}   ${`${row.direct.p50} / ${row.sidecar.p50} ms`.padStart(18)}  ${`${row.direct.p99} / ${row.sidecar.p99} ms`.padStart(18)}  ${row.addedP99.toFixed(2).padStart(6)} ms  ${row.rssPeakMiB.sidecar.toFixed(0).padStart(7)}${baseline}`,
     );
   }
   if (withBaseline) console.log(`baseline: ${report.baseline}`);
-  console.log(`sidecar RSS peak under load: ${report.rssPeakMiB.toFixed(1)} MiB`);
+  if (report.nodeOptions !== '') console.log(`sidecar node options: ${report.nodeOptions}`);
+  const peaks = Object.entries(report.rssPeakMiB).map(([side, mib]) => `${side} ${mib.toFixed(1)} MiB`);
+  console.log(`RSS peak under load (whole run): ${peaks.join(', ')}`);
   const e = report.expiry;
   if (e === undefined) return;
   console.log(

@@ -11,6 +11,7 @@ import { TokenUnavailableError } from '../tokens/token-manager.js';
 import { errorBody, SIDECAR_ERRORS, sendError, type SidecarErrorCode } from './errors.js';
 import type { InboundPolicy } from './inbound.js';
 import { joinUpstreamPath, pathProblem, splitOriginForm, targetProblem } from './paths.js';
+import { ReplayableBody } from './replayable-body.js';
 import type { Router } from './route.js';
 import type { Transport, UpstreamAnswer, UpstreamCall } from './transport.js';
 import { clientResponseHeaders, connectionHeaderProblem, upstreamRequestHeaders, type UpstreamAccount } from './upstream.js';
@@ -96,6 +97,7 @@ export class DataPlane {
     socket[IN_FLIGHT] = (socket[IN_FLIGHT] ?? 1) - 1;
     // A client that goes away takes its upstream request with it.
     if (!res.writableFinished) inbound.exchange?.upstream?.abort();
+    inbound.exchange?.body?.release();
     const status = res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST;
     const durationMs = performance.now() - inbound.started;
     (account?.metrics ?? this.#o.unrouted).observe(status, durationMs / 1000);
@@ -376,49 +378,6 @@ const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS
 
 /** Rejection bodies are small; one larger than this is streamed through and not replayed. */
 const MAX_HELD_REJECTION_BYTES = 64 * 1024;
-
-/**
- * The request body on its way upstream, read only as the transport pulls it (backpressure
- * intact), keeping a copy of up to `limit` bytes for a T8 replay.
- */
-class ReplayableBody {
-  #chunks: Buffer[] = [];
-  #size = 0;
-  #overflow = false;
-  #complete = false;
-
-  constructor(
-    private readonly req: IncomingMessage,
-    private readonly limit: number,
-  ) {
-    req.once('end', () => (this.#complete = true));
-  }
-
-  /** The body as the transport reads it; each chunk is recorded on the way. */
-  async *stream(): AsyncGenerator<Buffer> {
-    for await (const chunk of this.req as AsyncIterable<Buffer>) {
-      if (!this.#overflow) {
-        this.#size += chunk.length;
-        if (this.#size > this.limit) {
-          this.#overflow = true;
-          this.#chunks = [];
-        } else {
-          this.#chunks.push(chunk);
-        }
-      }
-      yield chunk;
-    }
-  }
-
-  /** Whole and within the bound: only then can the request be sent again. */
-  replayable(): boolean {
-    return this.#complete && !this.#overflow;
-  }
-
-  contents(): Buffer {
-    return Buffer.concat(this.#chunks);
-  }
-}
 
 function tokenRefusal(account: UpstreamAccount, error: unknown): Refusal & { retryAfterSeconds?: number } {
   if (error instanceof TokenUnavailableError) {
