@@ -258,7 +258,11 @@ export class DataPlane {
     const stale = reused && (error.code === 'ECONNRESET' || error.code === 'EPIPE' || error.code === 'UND_ERR_SOCKET');
     if (!stale || exchange.retriedStaleSocket || !IDEMPOTENT_METHODS.has(exchange.req.method ?? '') || !replayable(exchange)) return false;
     exchange.retriedStaleSocket = true;
-    this.#open(exchange, token, exchange.body?.contents(), onAnswer);
+    // Out of undici's error callback first: the pool is done with the dead connection before the
+    // retry picks one (otherwise the retry opens a connection and a later request another).
+    setImmediate(() => {
+      if (!exchange.res.destroyed) this.#open(exchange, token, exchange.body?.contents(), onAnswer);
+    });
     return true;
   }
 
@@ -272,16 +276,19 @@ export class DataPlane {
     }
     account.metrics.upstreamRejection(status);
     const replacement = account.manager.replacementFor(token);
+    // Handled from now on: it may reject at once (no token in time) while the rejection's body is
+    // still arriving, and an unhandled rejection would end the process.
+    replacement.catch(() => undefined);
     if (!replayable(exchange)) {
-      replacement.catch(() => undefined);
       account.metrics.replay('skipped');
       this.#streamBack(exchange, answer);
       return;
     }
     answer.body.hold(MAX_HELD_REJECTION_BYTES, (held) => {
+      // The client went away while the rejection was held: nothing to replay or count (a 499).
+      if (exchange.res.destroyed) return;
       if (held === undefined) {
         // Too large to hold: it goes through as it is, with no replay.
-        replacement.catch(() => undefined);
         account.metrics.replay('skipped');
         this.#streamBack(exchange, answer);
         return;

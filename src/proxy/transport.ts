@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { createRequire } from 'node:module';
 import type { Dispatcher, Pool } from 'undici';
 import { AnswerBody } from './answer-body.js';
-import type { UpstreamAccount } from './upstream.js';
+import { clientReasonPhrase, type UpstreamAccount } from './upstream.js';
 
 /** What an upstream answered: the head, and the body as the transport pushes it. */
 export interface UpstreamAnswer {
@@ -88,6 +88,8 @@ class DispatchedExchange implements Dispatcher.DispatchHandler {
   #controller: Dispatcher.DispatchController | undefined;
   #body: AnswerBody | undefined;
   #aborted = false;
+  /** Passing the answer on failed, and the client was already told. */
+  #failed = false;
 
   constructor(call: UpstreamCall) {
     this.#call = call;
@@ -105,8 +107,19 @@ class DispatchedExchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    // 1xx interim answers (102, 103 Early Hints) come here too; only the final answer is forwarded.
+    if (statusCode < 200) return;
     this.#body = new AnswerBody(controller);
-    this.#call.onAnswer({ statusCode, statusMessage, headers, body: this.#body });
+    try {
+      this.#call.onAnswer({ statusCode, statusMessage: clientReasonPhrase(statusMessage), headers, body: this.#body });
+    } catch (error) {
+      // Whatever went wrong passing the answer on, the client must get one: a 502 if no head
+      // went out yet, else a closed connection (onError decides). undici is told to stop.
+      this.#body = undefined;
+      this.#failed = true;
+      this.#call.onError(error as NodeJS.ErrnoException, undefined, false);
+      controller.abort(error as Error);
+    }
   }
 
   onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -118,6 +131,7 @@ class DispatchedExchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    if (this.#failed) return;
     if (this.#body !== undefined) {
       this.#body.fail();
       return;

@@ -59,6 +59,14 @@ const DROPPED_REQUEST_HEADERS = new Set([
 
 const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-connection', 'trailer', 'transfer-encoding', 'upgrade']);
 
+/** What Node refuses in a reason phrase (its own `checkInvalidHeaderChar`); undici's parser lets more through. */
+const UNWRITABLE_REASON = /[^\t\x20-\x7e\x80-\xff]/;
+
+/** The upstream's reason phrase when Node can write it, else undefined (Node's default phrase). */
+export function clientReasonPhrase(phrase: string | undefined): string | undefined {
+  return phrase === undefined || UNWRITABLE_REASON.test(phrase) ? undefined : phrase;
+}
+
 /**
  * F1: the client's Authorization is replaced, sidecar and hop-by-hop headers removed, Host is
  * the upstream's, X-Forwarded-For/Proto/Host added. Headers named in Connection are hop-by-hop

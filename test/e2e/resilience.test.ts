@@ -1,4 +1,4 @@
-import { connect } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Sidecar } from '../../src/app.js';
 import { METRIC_NAMES } from '../../src/admin/metrics.js';
@@ -362,5 +362,77 @@ describe('connection hygiene', () => {
     expect(served).toBe(3);
     expect((await fetch(`${other.dataUrl()}/post`, { method: 'POST', body: 'x' })).status).toBe(502);
     expect(served).toBe(3);
+  });
+});
+
+/** A raw upstream on a free port: `onRequest` writes what it likes to each connection's socket. */
+async function rawUpstream(onRequest: (socket: Socket) => void): Promise<{ url: string; closed: () => number; sockets: Socket[] }> {
+  let closed = 0;
+  const sockets: Socket[] = [];
+  const server = createServer((socket) => {
+    sockets.push(socket);
+    socket.on('error', () => undefined);
+    socket.on('close', () => (closed += 1));
+    socket.once('data', () => onRequest(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, closed: () => closed, sockets };
+}
+
+describe('upstream answers Node would not pass on as they are', () => {
+  it.each([
+    ['103 Early Hints', 'HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n'],
+    ['102 Processing', 'HTTP/1.1 102 Processing\r\n\r\n'],
+  ])('F2: an interim %s before the answer is not taken for it: the client gets the final answer', async (_name, interim) => {
+    const s = await setup();
+    const upstream = await rawUpstream((socket) => socket.write(`${interim}HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello`));
+    const sidecar = await extraSidecar(s, { upstream: upstream.url });
+    const answer = await fetch(`${sidecar.dataUrl()}/x`);
+    expect(answer.status).toBe(200);
+    expect(await answer.text()).toBe('hello');
+  });
+
+  it('F2: a reason phrase Node refuses to write is replaced by the standard one; status and body pass', async () => {
+    const s = await setup();
+    const upstream = await rawUpstream((socket) => socket.write('HTTP/1.1 200 O\x7fK\r\ncontent-length: 5\r\n\r\nhello'));
+    const sidecar = await extraSidecar(s, { upstream: upstream.url });
+    const answer = await fetch(`${sidecar.dataUrl()}/x`);
+    expect(answer.status).toBe(200);
+    expect(answer.statusText).toBe('OK');
+    expect(await answer.text()).toBe('hello');
+  });
+
+  it('T8/§7: a client that leaves while a 401 is held for a replay is a 499, and no replay is counted', async () => {
+    const s = await setup();
+    // A 401 whose body never finishes: the sidecar holds it while it asks for a new token.
+    const upstream = await rawUpstream((socket) => socket.write('HTTP/1.1 401 Unauthorized\r\ncontent-length: 100\r\n\r\n0123456789'));
+    const sidecar = await extraSidecar(s, { upstream: upstream.url });
+    const metrics = async () => (await fetch(`${sidecar.adminUrl()}/metrics`)).text();
+    const controller = new AbortController();
+    const pending = fetch(`${sidecar.dataUrl()}/x`, { signal: controller.signal }).catch(() => 'aborted');
+    await vi.waitFor(async () => expect(metricSum(await metrics(), METRIC_NAMES.upstreamRejections, 'code="401"')).toBe(1));
+    controller.abort();
+    expect(await pending).toBe('aborted');
+    // The upstream connection closes once the sidecar has dropped the held answer.
+    await vi.waitFor(() => expect(upstream.closed()).toBe(1));
+    const text = await metrics();
+    expect(metricSum(text, METRIC_NAMES.proxyRequests, 'code="499"')).toBe(1);
+    expect(metricSum(text, METRIC_NAMES.replays)).toBe(0);
+  });
+
+  it('T8/T6: a 401 whose body is still arriving when the guard refuses a new token is passed through whole; the process lives on', async () => {
+    const s = await setup();
+    const upstream = await rawUpstream((socket) => socket.write('HTTP/1.1 401 Unauthorized\r\ncontent-length: 20\r\n\r\n0123456789'));
+    // Just after its startup login, the loop guard holds any refresh longer than waitForToken.
+    const sidecar = await extraSidecar(s, { upstream: upstream.url });
+    const metrics = async () => (await fetch(`${sidecar.adminUrl()}/metrics`)).text();
+    const pending = fetch(`${sidecar.dataUrl()}/x`);
+    await vi.waitFor(async () => expect(metricSum(await metrics(), METRIC_NAMES.upstreamRejections, 'code="401"')).toBe(1));
+    upstream.sockets[0]?.write('abcdefghij');
+    const answer = await pending;
+    expect(answer.status).toBe(401);
+    expect(await answer.text()).toBe('0123456789abcdefghij');
+    expect(metricSum(await metrics(), METRIC_NAMES.replays, 'outcome="no_token"')).toBe(1);
   });
 });
