@@ -19,19 +19,17 @@ import { steadyLoad } from './steady-load.mjs';
 
 const args = process.argv.slice(2);
 const smoke = args.includes('--smoke');
-const option = (name, fallback) => {
+/** The word after `--name`, or undefined when the option is not given. */
+const argument = (name) => {
   const index = args.indexOf(`--${name}`);
-  return index >= 0 ? Number(args[index + 1]) : fallback;
+  return index >= 0 ? args[index + 1] : undefined;
 };
-const passes = option('passes', smoke ? 1 : 3);
-const onlyIndex = args.indexOf('--only');
+const passes = Number(argument('passes') ?? (smoke ? 1 : 3));
+const duration = Number(argument('duration') ?? (smoke ? 1 : 5));
 /** `--only upload` (or `--only small,upload`) runs the scenarios whose names contain a word (focused before/after runs). */
-const only = onlyIndex >= 0 ? args[onlyIndex + 1].split(',') : undefined;
-const baselineIndex = args.indexOf('--baseline');
-const baselineCli = baselineIndex >= 0 ? args[baselineIndex + 1] : undefined;
-const duration = option('duration', smoke ? 1 : 5);
-const nodeOptionsIndex = args.indexOf('--node-options');
-const nodeFlags = nodeOptionsIndex >= 0 ? args[nodeOptionsIndex + 1].split(' ').filter(Boolean) : [];
+const only = argument('only')?.split(',');
+const baselineCli = argument('baseline');
+const nodeFlags = (argument('node-options') ?? '').split(' ').filter(Boolean);
 const root = fileURLToPath(new URL('..', import.meta.url));
 const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0 && cpus().length >= 2;
 

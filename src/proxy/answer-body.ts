@@ -42,14 +42,12 @@ export class AnswerBody {
     }
     this.#pending.push(chunk);
     this.#pendingBytes += chunk.length;
-    const holding = this.#holding;
-    if (holding === undefined) {
+    if (this.#holding === undefined) {
       this.#flow.pause();
-    } else if (this.#pendingBytes > holding.limit) {
+    } else if (this.#pendingBytes > this.#holding.limit) {
       // Too large to hold: stop reading and let the caller stream what there is and the rest.
-      this.#holding = undefined;
       this.#flow.pause();
-      holding.done(undefined);
+      this.#settleHolding(undefined);
     }
   }
 
@@ -60,11 +58,7 @@ export class AnswerBody {
       this.#client.end();
       return;
     }
-    const holding = this.#holding;
-    if (holding !== undefined) {
-      this.#holding = undefined;
-      holding.done(this.#pending.length === 1 ? this.#pending[0] : Buffer.concat(this.#pending, this.#pendingBytes));
-    }
+    if (this.#holding !== undefined) this.#settleHolding(this.#pending.length === 1 ? this.#pending[0] : Buffer.concat(this.#pending, this.#pendingBytes));
   }
 
   /** The upstream connection broke mid-answer (transport side): the client's answer is cut too. */
@@ -74,12 +68,8 @@ export class AnswerBody {
       this.#client.destroy();
       return;
     }
-    const holding = this.#holding;
-    if (holding !== undefined) {
-      // Not whole, so not held: `sendTo` then passes on what came and cuts the client's answer.
-      this.#holding = undefined;
-      holding.done(undefined);
-    }
+    // Not whole, so not held: `sendTo` then passes on what came and cuts the client's answer.
+    this.#settleHolding(undefined);
   }
 
   /** Streams the body (what was read so far, then the rest) to the client, with backpressure, and ends it. */
@@ -114,13 +104,16 @@ export class AnswerBody {
    */
   hold(limit: number, done: (body: Buffer | undefined) => void): void {
     this.#holding = { limit, done };
-    if (this.#failed || this.#pendingBytes > limit) {
-      this.#holding = undefined;
-      done(undefined);
-    } else if (this.#ended) {
-      this.end();
-    } else {
-      this.#flow.resume();
-    }
+    if (this.#failed || this.#pendingBytes > limit) this.#settleHolding(undefined);
+    else if (this.#ended) this.end();
+    else this.#flow.resume();
+  }
+
+  /** Ends a `hold` (if one is waiting) with the whole body, or undefined when it is not held. */
+  #settleHolding(body: Buffer | undefined): void {
+    const holding = this.#holding;
+    if (holding === undefined) return;
+    this.#holding = undefined;
+    holding.done(body);
   }
 }

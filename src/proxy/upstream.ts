@@ -115,24 +115,23 @@ export const FRAMING_HEADERS: ReadonlySet<string> = new Set(['content-length', '
 /** What nearly every client sends: nothing to split or look up (hot path). */
 const PLAIN_CONNECTION_VALUES: ReadonlySet<string> = new Set(['keep-alive', 'Keep-Alive', 'close', 'Close']);
 
-/** The header names listed in `Connection` (hop-by-hop), never a framing header. */
-export function connectionTokens(value: string | undefined): Set<string> | undefined {
+/** The lower-cased names listed in a `Connection` header; undefined for none or a plain keep-alive/close. */
+function connectionNames(value: string | undefined): string[] | undefined {
   if (value === undefined || PLAIN_CONNECTION_VALUES.has(value)) return undefined;
-  const tokens = value
+  return value
     .toLowerCase()
     .split(',')
-    .map((token) => token.trim())
-    .filter((token) => token !== '' && token !== 'close' && token !== 'keep-alive' && token !== 'upgrade' && !FRAMING_HEADERS.has(token));
-  return tokens.length === 0 ? undefined : new Set(tokens);
+    .map((token) => token.trim());
+}
+
+/** The header names listed in `Connection` (hop-by-hop), never a framing header. */
+export function connectionTokens(value: string | undefined): Set<string> | undefined {
+  const tokens = connectionNames(value)?.filter((token) => token !== '' && token !== 'close' && token !== 'keep-alive' && token !== 'upgrade' && !FRAMING_HEADERS.has(token));
+  return tokens === undefined || tokens.length === 0 ? undefined : new Set(tokens);
 }
 
 /** A reason to refuse a request whose `Connection` header names a framing header, or undefined. */
 export function connectionHeaderProblem(value: string | undefined): string | undefined {
-  if (value === undefined || PLAIN_CONNECTION_VALUES.has(value)) return undefined;
-  const named = value
-    .toLowerCase()
-    .split(',')
-    .map((token) => token.trim())
-    .find((token) => FRAMING_HEADERS.has(token));
+  const named = connectionNames(value)?.find((token) => FRAMING_HEADERS.has(token));
   return named === undefined ? undefined : `the Connection header may not name ${named}`;
 }

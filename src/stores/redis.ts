@@ -188,13 +188,13 @@ export class RedisTokenStore implements TokenStore {
   }
 }
 
-/** `redis://`, `rediss://` (TLS) or `unix:///path/to/redis.sock`. */
 /**
  * ioredis is loaded only when a Redis store is configured: loaded and unused it would add about
  * 10 MiB to every sidecar's resident memory (measured in the README's Performance section).
  */
 const loadRedis = (): typeof Redis => (createRequire(import.meta.url)('ioredis') as typeof import('ioredis')).Redis;
 
+/** `redis://`, `rediss://` (TLS) or `unix:///path/to/redis.sock`. */
 function connect(url: string, options: RedisOptions): Redis {
   const RedisClient = loadRedis();
   if (url.startsWith('unix://')) return new RedisClient({ ...options, path: new URL(url).pathname });
