@@ -135,7 +135,6 @@ async function main() {
   const sides = Object.keys(bases);
   try {
     const rows = [];
-    const rssPeak = Object.fromEntries(Object.keys(pids).map((side) => [side, 0]));
     for (const scenario of SCENARIOS.filter((candidate) => only === undefined || only.some((word) => candidate.name.includes(word)))) {
       const samples = Object.fromEntries(sides.map((side) => [side, []]));
       const rowRss = Object.fromEntries(Object.keys(pids).map((side) => [side, 0]));
@@ -168,7 +167,6 @@ async function main() {
         rssPeakMiB: rowRss,
         passes: samples,
       });
-      for (const side of Object.keys(pids)) rssPeak[side] = Math.max(rssPeak[side], rowRss[side]);
     }
     const expiry = only === undefined ? await expiryScenario(dir, smoke ? 200 : 1000) : undefined;
     const report = {
@@ -180,7 +178,8 @@ async function main() {
       durationSeconds: duration,
       connections: 50,
       rows,
-      rssPeakMiB: rssPeak,
+      // The whole run's peak per side: the largest of its scenarios'.
+      rssPeakMiB: Object.fromEntries(Object.keys(pids).map((side) => [side, Math.max(0, ...rows.map((row) => row.rssPeakMiB[side]))])),
       expiry,
     };
     print(report);

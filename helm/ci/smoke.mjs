@@ -1,6 +1,7 @@
 // The image's runtime stage without a Docker engine: package.json + `npm ci --omit=dev` + dist/
 // in a fresh directory, started the way the image starts it (node, the Node flags of the
-// Dockerfile's ENTRYPOINT, dist/cli.js --config FILE, as uid 10001 when this runs as root, in a root-owned directory it cannot write to), with the config
+// Dockerfile's ENTRYPOINT, dist/cli.js --config FILE; as uid 10001 when this runs as root, in a
+// root-owned directory it cannot write to), with the config
 // the chart renders (its URLs pointed at a local token server and upstream, its secret files at
 // placeholders, its store a file store in a directory owned by that user as in the image). It must
 // answer /healthz, turn ready with a token, forward with the token, write its state file 0600,
@@ -96,9 +97,10 @@ async function run() {
   const env = { PATH: process.env.PATH, NODE_ENV: 'production' };
   for (const [, name] of configMap.data['config.yaml'].matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)/g)) env[name] = `placeholder-${name.toLowerCase()}`;
 
+  const nodeArgs = [...IMAGE_NODE_FLAGS, 'dist/cli.js', '--config', configFile];
   const [command, args] = asRoot
-    ? ['setpriv', [`--reuid=${IMAGE_UID}`, `--regid=${IMAGE_UID}`, '--clear-groups', process.execPath, ...IMAGE_NODE_FLAGS, 'dist/cli.js', '--config', configFile]]
-    : [process.execPath, [...IMAGE_NODE_FLAGS, 'dist/cli.js', '--config', configFile]];
+    ? ['setpriv', [`--reuid=${IMAGE_UID}`, `--regid=${IMAGE_UID}`, '--clear-groups', process.execPath, ...nodeArgs]]
+    : [process.execPath, nodeArgs];
   let output = '';
   child = spawn(command, args, { cwd: app, env, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout.on('data', (chunk) => (output += chunk));
@@ -108,7 +110,7 @@ async function run() {
 
   const admin = `http://127.0.0.1:${adminPort}`;
   if ((await waitFor(`${admin}/healthz`, (r) => r.status === 200)) === undefined) fail('/healthz never answered 200');
-  console.log(`    /healthz 200 (uid ${asRoot ? uidOf(child.pid) : process.getuid?.()}, started as the image starts it: node ${[...IMAGE_NODE_FLAGS, 'dist/cli.js'].join(' ')})`);
+  console.log(`    /healthz 200 (uid ${asRoot ? uidOf(child.pid) : process.getuid?.()}, started as the image starts it: node ${nodeArgs.slice(0, -2).join(' ')})`);
   if (asRoot && uidOf(child.pid) !== IMAGE_UID) fail(`the process runs as uid ${uidOf(child.pid)}, not ${IMAGE_UID}`);
   const ready = await waitFor(`${admin}/readyz`, (r) => r.status === 200);
   if (!ready) fail('/readyz never answered 200');
