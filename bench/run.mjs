@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench [-- --smoke] [-- --passes N] [-- --duration S] [-- --only WORD] [-- --baseline OTHER/dist/cli.js]
+// npm run bench [-- --smoke] [-- --passes N] [-- --duration S] [-- --only WORD] [-- --baseline OTHER/dist/cli.js] [-- --floor]
 //                [-- --node-options "--max-semi-space-size=2"]
 // Direct vs through the real built sidecar, interleaved, in one run. Load generator and upstream
 // share core 0, the sidecar has core 1 (taskset when available). A benchmark, not a test.
@@ -7,6 +7,8 @@
 // passes: the before/after of an optimisation, in one run.
 // --node-options gives V8/Node flags to the main sidecar only: with `--baseline dist/cli.js` it
 // measures an operator's memory/speed trade-off against the defaults, in one run.
+// --floor adds bench/floor-proxy.mjs (a bare node:http + undici proxy, with the same Node flags) as
+// one more side: the RSS and speed Node itself has under this load, without the sidecar's code.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -30,6 +32,7 @@ const duration = Number(argument('duration') ?? (smoke ? 1 : 5));
 const only = argument('only')?.split(',');
 const baselineCli = argument('baseline');
 const nodeFlags = (argument('node-options') ?? '').split(' ').filter(Boolean);
+const withFloor = args.includes('--floor');
 const root = fileURLToPath(new URL('..', import.meta.url));
 const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0 && cpus().length >= 2;
 
@@ -77,6 +80,15 @@ async function startSidecar(dir, name, world, refresh, cliPath = join(root, 'dis
   const line = await proc.firstLine((entry) => entry.msg === 'bearer-sidecar listening');
   await proc.firstLine((entry) => String(entry.msg).startsWith('token request: login'));
   return { child: proc.child, data: line.data, admin: line.admin };
+}
+
+/** The bare proxy of --floor, on the sidecar's core and with its Node flags. */
+async function startFloorProxy(world, flags) {
+  const argv = [...flags, join(root, 'bench/floor-proxy.mjs')];
+  const env = { UPSTREAM: world.upstream };
+  const proc = hasTaskset ? startProcess('taskset', ['-c', '1', process.execPath, ...argv], env) : startProcess(process.execPath, argv, env);
+  const line = await proc.firstLine((entry) => entry.floor !== undefined);
+  return { child: proc.child, data: line.floor };
 }
 
 async function startWorld(lifetime) {
@@ -132,7 +144,14 @@ async function main() {
     pids.baseline = baseline.child.pid;
     cleanup.push(() => baseline.child.kill('SIGTERM'));
   }
+  if (withFloor) {
+    const floor = await startFloorProxy(world, nodeFlags);
+    bases.floor = floor.data;
+    pids.floor = floor.child.pid;
+    cleanup.push(() => floor.child.kill('SIGTERM'));
+  }
   const sides = Object.keys(bases);
+  const extraSides = sides.filter((side) => side !== 'direct' && side !== 'sidecar');
   try {
     const rows = [];
     for (const scenario of SCENARIOS.filter((candidate) => only === undefined || only.some((word) => candidate.name.includes(word)))) {
@@ -161,9 +180,14 @@ async function main() {
         sidecar: summary('sidecar'),
         ratio: pick('sidecar', 'rps') / pick('direct', 'rps'),
         addedP99: round2(pick('sidecar', 'p99') - pick('direct', 'p99')),
-        ...(bases.baseline === undefined
-          ? {}
-          : { baseline: summary('baseline'), baselineRatio: pick('baseline', 'rps') / pick('direct', 'rps'), baselineAddedP99: round2(pick('baseline', 'p99') - pick('direct', 'p99')) }),
+        // The other proxies measured in the same passes (--baseline, --floor), keyed by side.
+        ...Object.fromEntries(
+          extraSides.flatMap((side) => [
+            [side, summary(side)],
+            [`${side}Ratio`, pick(side, 'rps') / pick('direct', 'rps')],
+            [`${side}AddedP99`, round2(pick(side, 'p99') - pick('direct', 'p99'))],
+          ]),
+        ),
         rssPeakMiB: rowRss,
         passes: samples,
       });
@@ -173,6 +197,8 @@ async function main() {
       date: new Date().toISOString(),
       machine: { cores: cpus().length, model: cpus()[0]?.model, node: process.version, pinned: hasTaskset },
       baseline: baselineCli,
+      floor: withFloor,
+      extraSides,
       nodeOptions: nodeFlags.join(' '),
       passes,
       durationSeconds: duration,
@@ -251,17 +277,18 @@ function print(report) {
   const { machine } = report;
   console.log(`\nbearer-sidecar bench, ${report.date}: ${machine.cores} cores (${machine.model}), node ${machine.node}, ${machine.pinned ? 'load+upstream on core 0, sidecar on core 1' : 'not pinned'}`);
   console.log(`${report.passes} interleaved passes of ${report.durationSeconds} s, 50 connections (10 for uploads); medians`);
-  const withBaseline = report.baseline !== undefined;
-  console.log(`scenario                 direct rps  sidecar rps  ratio   p50 direct/sidecar  p99 direct/sidecar  added p99  RSS MiB${withBaseline ? ' | baseline rps  ratio  added p99  RSS MiB' : ''}`);
+  const extras = report.extraSides;
+  console.log(`scenario                 direct rps  sidecar rps  ratio   p50 direct/sidecar  p99 direct/sidecar  added p99  RSS MiB${extras.map((side) => ` | ${side.padStart(8)} rps  ratio  added p99  RSS MiB`).join('')}`);
   for (const row of report.rows) {
-    const baseline = withBaseline
-      ? ` | ${row.baseline.rps.toFixed(0).padStart(12)}  ${row.latencyOnly ? '  -  ' : `${row.baselineRatio.toFixed(2)}x`}  ${row.baselineAddedP99.toFixed(2).padStart(6)} ms  ${row.rssPeakMiB.baseline.toFixed(0).padStart(7)}`
-      : '';
+    const others = extras.map(
+      (side) => ` | ${row[side].rps.toFixed(0).padStart(12)}  ${row.latencyOnly ? '  -  ' : `${row[`${side}Ratio`].toFixed(2)}x`}  ${row[`${side}AddedP99`].toFixed(2).padStart(6)} ms  ${row.rssPeakMiB[side].toFixed(0).padStart(7)}`,
+    );
     console.log(
-      `${row.scenario.padEnd(24)} ${row.direct.rps.toFixed(0).padStart(10)}  ${row.sidecar.rps.toFixed(0).padStart(11)}  ${row.latencyOnly ? '  -  ' : `${row.ratio.toFixed(2)}x`}   ${`${row.direct.p50} / ${row.sidecar.p50} ms`.padStart(18)}  ${`${row.direct.p99} / ${row.sidecar.p99} ms`.padStart(18)}  ${row.addedP99.toFixed(2).padStart(6)} ms  ${row.rssPeakMiB.sidecar.toFixed(0).padStart(7)}${baseline}`,
+      `${row.scenario.padEnd(24)} ${row.direct.rps.toFixed(0).padStart(10)}  ${row.sidecar.rps.toFixed(0).padStart(11)}  ${row.latencyOnly ? '  -  ' : `${row.ratio.toFixed(2)}x`}   ${`${row.direct.p50} / ${row.sidecar.p50} ms`.padStart(18)}  ${`${row.direct.p99} / ${row.sidecar.p99} ms`.padStart(18)}  ${row.addedP99.toFixed(2).padStart(6)} ms  ${row.rssPeakMiB.sidecar.toFixed(0).padStart(7)}${others.join('')}`,
     );
   }
-  if (withBaseline) console.log(`baseline: ${report.baseline}`);
+  if (report.baseline !== undefined) console.log(`baseline: ${report.baseline}`);
+  if (report.floor) console.log('floor: bench/floor-proxy.mjs, a bare node:http + undici proxy with the sidecar\'s Node flags');
   if (report.nodeOptions !== '') console.log(`sidecar node options: ${report.nodeOptions}`);
   const peaks = Object.entries(report.rssPeakMiB).map(([side, mib]) => `${side} ${mib.toFixed(1)} MiB`);
   console.log(`RSS peak under load (whole run): ${peaks.join(', ')}`);

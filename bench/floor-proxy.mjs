@@ -1,0 +1,32 @@
+// The smallest Node proxy that could stand where the sidecar stands: a node:http server and an
+// undici Pool with a fixed Authorization header; no config, token manager, metrics, logs, admin
+// server or error handling beyond a bare 502. `npm run bench -- --floor` measures it beside the
+// sidecar, with the same Node flags: its RSS is what Node itself needs under the bench's load,
+// the floor under any Node implementation of the sidecar (README "Memory").
+// Usage: UPSTREAM=http://127.0.0.1:PORT node bench/floor-proxy.mjs  (prints {"floor":"http://..."})
+import { createServer } from 'node:http';
+import { Pool } from 'undici';
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-connection', 'host']);
+const pool = new Pool(process.env.UPSTREAM, { connections: 256, keepAliveTimeout: 4_000 });
+const authorization = `Bearer ${process.env.FLOOR_TOKEN ?? 'floor'}`;
+
+const server = createServer((req, res) => {
+  const headers = { authorization };
+  for (const [name, value] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(name) && value !== undefined) headers[name] = value;
+  const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
+  pool.request({ method: req.method, path: req.url, headers, body: hasBody ? req : null }).then(
+    ({ statusCode, headers: answer, body }) => {
+      delete answer.connection;
+      delete answer['keep-alive'];
+      delete answer['transfer-encoding'];
+      res.writeHead(statusCode, answer);
+      body.pipe(res);
+    },
+    () => {
+      res.statusCode = 502;
+      res.end();
+    },
+  );
+});
+server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ floor: `http://127.0.0.1:${server.address().port}` })));
