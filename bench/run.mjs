@@ -37,8 +37,16 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0 && cpus().length >= 2;
 
 
+/** Every process the bench started: killed when it exits, even on a crash, so none is left running. */
+const children = new Set();
+process.on('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
+
 function startProcess(command, argv, env = {}) {
   const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
   const lines = [];
   const waiters = new Set();
   let partial = '';
