@@ -58,14 +58,14 @@ export class FileTokenStore implements TokenStore {
     return this.#serialised(async () => (await this.#readEntries()).get(account)?.record);
   }
 
-  async save(account: string, state: TokenState, expectedRevision?: number | null): Promise<SaveResult> {
+  async save(account: string, state: TokenState, expectedRevision?: number | null, lastKnownRevision = 0): Promise<SaveResult> {
     return this.#serialised(async () => {
       const entries = await this.#readEntries();
       const current = entries.get(account)?.record;
       if (expectedRevision !== undefined && (current?.revision ?? null) !== expectedRevision) {
         return { saved: false, current };
       }
-      const record: StoredToken = { state: { ...state }, revision: (current?.revision ?? 0) + 1 };
+      const record: StoredToken = { state: { ...state }, revision: Math.max(current?.revision ?? 0, lastKnownRevision) + 1 };
       entries.set(account, { raw: this.#codec.encode(account, record, this.#now()), record });
       await this.#writeEntries(entries);
       return { saved: true, record: { state: { ...state }, revision: record.revision } };

@@ -17,12 +17,12 @@ export class MemoryTokenStore implements TokenStore {
     return record === undefined ? undefined : { state: { ...record.state }, revision: record.revision };
   }
 
-  async save(account: string, state: TokenState, expectedRevision?: number | null): Promise<SaveResult> {
+  async save(account: string, state: TokenState, expectedRevision?: number | null, lastKnownRevision = 0): Promise<SaveResult> {
     const current = this.#records.get(account);
     if (expectedRevision !== undefined && (current?.revision ?? null) !== expectedRevision) {
       return { saved: false, current: current === undefined ? undefined : { state: { ...current.state }, revision: current.revision } };
     }
-    const record: StoredToken = { state: { ...state }, revision: (current?.revision ?? 0) + 1 };
+    const record: StoredToken = { state: { ...state }, revision: Math.max(current?.revision ?? 0, lastKnownRevision) + 1 };
     this.#records.set(account, record);
     return { saved: true, record: { state: { ...state }, revision: record.revision } };
   }

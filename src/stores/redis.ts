@@ -107,18 +107,18 @@ export class RedisTokenStore implements TokenStore {
     return raw === null ? undefined : this.#decode(account, raw);
   }
 
-  async save(account: string, state: TokenState, expectedRevision?: number | null): Promise<SaveResult> {
-    if (expectedRevision !== undefined) return this.#compareAndSet(account, state, expectedRevision);
+  async save(account: string, state: TokenState, expectedRevision?: number | null, lastKnownRevision = 0): Promise<SaveResult> {
+    if (expectedRevision !== undefined) return this.#compareAndSet(account, state, expectedRevision, lastKnownRevision);
     // Unconditional: compare-and-set against what is there now, so revisions only ever grow.
     for (let attempt = 0; attempt < 10; attempt++) {
-      const result = await this.#compareAndSet(account, state, (await this.load(account))?.revision ?? null);
+      const result = await this.#compareAndSet(account, state, (await this.load(account))?.revision ?? null, lastKnownRevision);
       if (result.saved) return result;
     }
     throw new StoreUnavailableError(`redis at ${this.#where()}: too many concurrent writers for ${account}`);
   }
 
-  async #compareAndSet(account: string, state: TokenState, expectedRevision: number | null): Promise<SaveResult> {
-    const record: StoredToken = { state, revision: (expectedRevision ?? 0) + 1 };
+  async #compareAndSet(account: string, state: TokenState, expectedRevision: number | null, lastKnownRevision: number): Promise<SaveResult> {
+    const record: StoredToken = { state, revision: Math.max(expectedRevision ?? 0, lastKnownRevision) + 1 };
     const encoded = JSON.stringify(this.#o.codec.encode(account, record));
     const expected = expectedRevision === null ? '' : String(expectedRevision);
     const answer = await this.#call(() => this.#redis.eval(CAS_SAVE, 2, this.#key(`token:${account}`), this.#key('events'), expected, encoded, account));

@@ -34,7 +34,9 @@ export interface StoreLock {
  *
  * Every operation may reject (disk full, Redis down): the token manager then keeps the newest
  * state in memory, serves the valid token, and retries. A failed `save` is not durable.
- * Revisions restart at 1 when a store loses its data (a file set aside, Redis flushed).
+ * A store that loses its data (a file set aside, Redis restarted without persistence) starts
+ * again from nothing; the replica that writes first then passes the revision it knew, so the
+ * new record's revision is above every revision a replica holds in memory.
  */
 export interface TokenStore {
   readonly type: 'memory' | 'file' | 'redis';
@@ -44,8 +46,11 @@ export interface TokenStore {
   /**
    * Saves a new state; resolves once it is durable. With `expectedRevision` it is a
    * compare-and-set: a number must equal the stored revision, null means "nothing stored yet".
+   * `lastKnownRevision` puts the new revision above it: a state re-written after the store lost
+   * its data must still look newer to replicas holding an older one, or one of them would send
+   * its spent refresh token again (T3, T10).
    */
-  save(account: string, state: TokenState, expectedRevision?: number | null): Promise<SaveResult>;
+  save(account: string, state: TokenState, expectedRevision?: number | null, lastKnownRevision?: number): Promise<SaveResult>;
   /** Takes the account's lock for `ttlMs`, or resolves undefined when another holder has it. */
   obtainLock(account: string, ttlMs: number): Promise<StoreLock | undefined>;
   /** Calls `onChange` when another process saves this account's state; returns an unsubscribe. */

@@ -677,8 +677,10 @@ export class TokenManager {
   async #saveState(state: TokenState): Promise<'saved' | 'superseded' | 'unsaved'> {
     try {
       let result = await this.#o.store.save(this.account, state, this.#revision ?? null);
-      // The store lost its data (a Redis restart): write ours afresh.
-      if (!result.saved && result.current === undefined) result = await this.#o.store.save(this.account, state, null);
+      // The store lost its data (a Redis restart): write ours afresh, with a revision above the one
+      // we held, so replicas still holding that one see ours as newer and adopt it instead of
+      // spending their (already spent) refresh token.
+      if (!result.saved && result.current === undefined) result = await this.#o.store.save(this.account, state, null, this.#revision);
       this.#storeRecovered();
       if (result.saved) {
         this.#revision = result.record.revision;

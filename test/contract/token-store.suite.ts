@@ -185,6 +185,20 @@ export function describeTokenStore(name: string, factory: () => Promise<TokenSto
         expect(await store.load('acct')).toBeUndefined();
       });
 
+      it('T10: a state re-written after the store lost its data gets a revision above the one the writer knew', async () => {
+        // The store is empty (as after a Redis restart); the writer last knew revision 5.
+        const lost = await store.save('acct', makeTokenState('rewritten'), 5);
+        expect(lost).toEqual({ saved: false, current: undefined });
+        const rewritten = await store.save('acct', makeTokenState('rewritten'), null, 5);
+        expect(rewritten.saved).toBe(true);
+        if (rewritten.saved) expect(rewritten.record.revision).toBe(6);
+        expect((await store.load('acct'))?.revision).toBe(6);
+        // Revisions go on growing from there.
+        const next = await store.save('acct', makeTokenState('next'), 6);
+        if (next.saved) expect(next.record.revision).toBe(7);
+        expect(next.saved).toBe(true);
+      });
+
       it('T10: the current expectedRevision succeeds and makes the next revision', async () => {
         await store.save('acct', makeTokenState('one'));
         const next = makeTokenState('next');

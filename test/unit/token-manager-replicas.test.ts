@@ -76,6 +76,29 @@ describe('T10: replicas sharing one store', () => {
     for (const manager of managers) expect(manager.current()).toBeDefined();
   });
 
+  it('T10, T3: after the shared store loses its data (Redis restarted empty), the replica refreshing first re-writes the state above the revisions the others hold; they adopt it and no refresh token is sent twice', async () => {
+    const backing = { store: new MemoryTokenStore() };
+    const restartable: TokenStore = {
+      type: 'memory',
+      shared: false,
+      load: (account) => backing.store.load(account),
+      save: (account, state, expected, lastKnown) => backing.store.save(account, state, expected, lastKnown),
+      obtainLock: (account, ttl) => backing.store.obtainLock(account, ttl),
+      subscribe: () => () => undefined,
+      close: async () => undefined,
+    };
+    const { managers, server, advance } = replicas(3, restartable);
+    await Promise.all(managers.map((manager) => manager.start()));
+    await advance(5 * MINUTE);
+    expect(server.count('refresh')).toBeGreaterThan(2);
+    backing.store = new MemoryTokenStore();
+    await advance(10 * MINUTE);
+    expect(server.reuse).toBe(0);
+    expect(server.count('login')).toBe(1);
+    expect((await restartable.load('acct'))?.revision).toBeGreaterThan(server.count('refresh'));
+    expect(new Set(managers.map((manager) => manager.current()?.fingerprint)).size).toBe(1);
+  });
+
   it('T10: a replica whose refresh is rejected because another rotated the chain re-reads the store and adopts it, without a login', async () => {
     const shared = new MemoryTokenStore();
     // Replica 1 reads a stale view of the store once (as if it had missed the other's save).
@@ -88,7 +111,7 @@ describe('T10: replicas sharing one store', () => {
         view.serveStale = false;
         return view.stale;
       },
-      save: (account, state, expected) => shared.save(account, state, expected),
+      save: (account, state, expected, lastKnown) => shared.save(account, state, expected, lastKnown),
       obtainLock: (account, ttl) => shared.obtainLock(account, ttl),
       subscribe: () => () => undefined,
       close: async () => undefined,

@@ -127,9 +127,9 @@ describe('token manager', () => {
     const observed: Array<{ savedRefresh: string | undefined; generationInUse: number | undefined }> = [];
     const holder: { manager?: TokenManager } = {};
     class WatchingStore extends MemoryTokenStore {
-      override async save(account: string, state: TokenState, expected?: number | null): Promise<SaveResult> {
+      override async save(account: string, state: TokenState, expected?: number | null, lastKnown?: number): Promise<SaveResult> {
         observed.push({ savedRefresh: state.refreshToken?.fingerprint(), generationInUse: holder.manager?.current()?.generation });
-        return super.save(account, state, expected);
+        return super.save(account, state, expected, lastKnown);
       }
     }
     const ctx = setup({ store: new WatchingStore() });
