@@ -72,6 +72,11 @@ function startProcess(command, argv, env = {}) {
   return { child, firstLine };
 }
 
+/** A Node process on the proxy's core (core 1, when taskset can pin), where every measured proxy runs. */
+function startOnProxyCore(argv, env = {}) {
+  return hasTaskset ? startProcess('taskset', ['-c', '1', process.execPath, ...argv], env) : startProcess(process.execPath, argv, env);
+}
+
 function rssMiB(pid) {
   return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 }
@@ -84,7 +89,7 @@ async function startSidecar(dir, name, world, refresh, cliPath = join(root, 'dis
     `listen: { port: 0 }\nadmin: { port: 0 }\nlogLevel: info\naccounts:\n  bench:\n    upstream: ${world.upstream}\n    default: true\n    refresh: ${refresh}\n    auth: { flow: session, loginUrl: ${world.loginUrl}, refreshUrl: ${world.refreshUrl}, username: bench, passwordFile: ${join(dir, 'pw')} }\n`,
   );
   const cli = [...flags, cliPath, '--config', config];
-  const proc = hasTaskset ? startProcess('taskset', ['-c', '1', process.execPath, ...cli]) : startProcess(process.execPath, cli);
+  const proc = startOnProxyCore(cli);
   const line = await proc.firstLine((entry) => entry.msg === 'bearer-sidecar listening');
   await proc.firstLine((entry) => String(entry.msg).startsWith('token request: login'));
   return { child: proc.child, data: line.data, admin: line.admin };
@@ -92,9 +97,7 @@ async function startSidecar(dir, name, world, refresh, cliPath = join(root, 'dis
 
 /** The bare proxy of --floor, on the sidecar's core and with its Node flags. */
 async function startFloorProxy(world, flags) {
-  const argv = [...flags, join(root, 'bench/floor-proxy.mjs')];
-  const env = { UPSTREAM: world.upstream };
-  const proc = hasTaskset ? startProcess('taskset', ['-c', '1', process.execPath, ...argv], env) : startProcess(process.execPath, argv, env);
+  const proc = startOnProxyCore([...flags, join(root, 'bench/floor-proxy.mjs')], { UPSTREAM: world.upstream });
   const line = await proc.firstLine((entry) => entry.floor !== undefined);
   return { child: proc.child, data: line.floor };
 }
@@ -205,7 +208,6 @@ async function main() {
       date: new Date().toISOString(),
       machine: { cores: cpus().length, model: cpus()[0]?.model, node: process.version, pinned: hasTaskset },
       baseline: baselineCli,
-      floor: withFloor,
       extraSides,
       nodeOptions: nodeFlags.join(' '),
       passes,
@@ -296,7 +298,7 @@ function print(report) {
     );
   }
   if (report.baseline !== undefined) console.log(`baseline: ${report.baseline}`);
-  if (report.floor) console.log('floor: bench/floor-proxy.mjs, a bare node:http + undici proxy with the sidecar\'s Node flags');
+  if (extras.includes('floor')) console.log('floor: bench/floor-proxy.mjs, a bare node:http + undici proxy with the sidecar\'s Node flags');
   if (report.nodeOptions !== '') console.log(`sidecar node options: ${report.nodeOptions}`);
   const peaks = Object.entries(report.rssPeakMiB).map(([side, mib]) => `${side} ${mib.toFixed(1)} MiB`);
   console.log(`RSS peak under load (whole run): ${peaks.join(', ')}`);

@@ -4,7 +4,7 @@ import { basename, dirname, join } from 'node:path';
 import type { Logger } from '../util/logger.js';
 import { describeFormat, StoreFormatError, type TokenCodec } from './codec.js';
 import { LocalLocks } from './local-lock.js';
-import type { SaveResult, StoredToken, StoreLock, TokenState, TokenStore } from './types.js';
+import { nextRevision, type SaveResult, type StoredToken, type StoreLock, type TokenState, type TokenStore } from './types.js';
 
 /** The version tag of the whole state file; each account inside carries the codec's own tag. */
 export const STATE_FILE_FORMAT = 'bearer-sidecar/state-v1';
@@ -65,7 +65,7 @@ export class FileTokenStore implements TokenStore {
       if (expectedRevision !== undefined && (current?.revision ?? null) !== expectedRevision) {
         return { saved: false, current };
       }
-      const record: StoredToken = { state: { ...state }, revision: Math.max(current?.revision ?? 0, lastKnownRevision) + 1 };
+      const record: StoredToken = { state: { ...state }, revision: nextRevision(current?.revision, lastKnownRevision) };
       entries.set(account, { raw: this.#codec.encode(account, record, this.#now()), record });
       await this.#writeEntries(entries);
       return { saved: true, record: { state: { ...state }, revision: record.revision } };

@@ -1,5 +1,5 @@
 import { LocalLocks } from './local-lock.js';
-import type { SaveResult, StoredToken, StoreLock, TokenState, TokenStore } from './types.js';
+import { nextRevision, type SaveResult, type StoredToken, type StoreLock, type TokenState, type TokenStore } from './types.js';
 
 /** The reference store: state lives as long as the process. Every other store behaves like this one. */
 export class MemoryTokenStore implements TokenStore {
@@ -22,7 +22,7 @@ export class MemoryTokenStore implements TokenStore {
     if (expectedRevision !== undefined && (current?.revision ?? null) !== expectedRevision) {
       return { saved: false, current: current === undefined ? undefined : { state: { ...current.state }, revision: current.revision } };
     }
-    const record: StoredToken = { state: { ...state }, revision: Math.max(current?.revision ?? 0, lastKnownRevision) + 1 };
+    const record: StoredToken = { state: { ...state }, revision: nextRevision(current?.revision, lastKnownRevision) };
     this.#records.set(account, record);
     return { saved: true, record: { state: { ...state }, revision: record.revision } };
   }

@@ -5,7 +5,7 @@ import type { Redis, RedisOptions } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../util/logger.js';
 import { StoreFormatError, type TokenCodec } from './codec.js';
-import type { SaveResult, StoredToken, StoreLock, TokenState, TokenStore } from './types.js';
+import { nextRevision, type SaveResult, type StoredToken, type StoreLock, type TokenState, type TokenStore } from './types.js';
 
 /*
  * The shared store for replicas (T10). Key layout, under `keyPrefix` (default "bearer-sidecar:"):
@@ -118,7 +118,7 @@ export class RedisTokenStore implements TokenStore {
   }
 
   async #compareAndSet(account: string, state: TokenState, expectedRevision: number | null, lastKnownRevision: number): Promise<SaveResult> {
-    const record: StoredToken = { state, revision: Math.max(expectedRevision ?? 0, lastKnownRevision) + 1 };
+    const record: StoredToken = { state, revision: nextRevision(expectedRevision, lastKnownRevision) };
     const encoded = JSON.stringify(this.#o.codec.encode(account, record));
     const expected = expectedRevision === null ? '' : String(expectedRevision);
     const answer = await this.#call(() => this.#redis.eval(CAS_SAVE, 2, this.#key(`token:${account}`), this.#key('events'), expected, encoded, account));

@@ -28,6 +28,11 @@ export interface StoreLock {
   release(): Promise<void>;
 }
 
+/** The revision a save makes: one above both the stored one and the one the writer last knew (see `save`). */
+export function nextRevision(stored: number | null | undefined, lastKnownRevision: number): number {
+  return Math.max(stored ?? 0, lastKnownRevision) + 1;
+}
+
 /**
  * Where token state lives. `memory` is the reference implementation; `file` and `redis`
  * implement the same contract and run the same conformance suite (test/contract).
