@@ -14,6 +14,7 @@ import { formatDuration } from '../util/duration.js';
 import { closeServer, listen } from '../util/http-server.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { Secret } from '../util/secret.js';
+import { scrubServerText } from '../util/scrub.js';
 import { readSecret } from '../util/secret-source.js';
 
 /*
@@ -97,7 +98,7 @@ export async function runAuthorize(config: SidecarConfig, options: AuthorizeOpti
   } catch (error) {
     throw new AuthorizeError(`code exchange at ${auth.tokenUrl} failed: ${error instanceof TokenTransportError ? error.message : (error as Error).message}`);
   }
-  const parsed = parseOAuth2Response(response);
+  const parsed = parseOAuth2Response(response, request.secrets);
   if (parsed.outcome !== 'success') throw new AuthorizeError(`code exchange ${parsed.outcome}: ${parsed.reason}`);
   const { token } = parsed;
   if (token.refreshToken === undefined) {
@@ -184,7 +185,8 @@ async function startRedirectListener(port: number, state: string, logger: Logger
     const code = url.searchParams.get('code');
     if (error !== null || code === null || code === '') {
       const description = url.searchParams.get('error_description');
-      const reason = `${error ?? 'no code in the redirect'}${description ? `: ${description.slice(0, 200)}` : ''}`;
+      // R4: the redirect's words are the server's (or anyone's who can open the URL): escaped and bounded.
+      const reason = scrubServerText(`${error ?? 'no code in the redirect'}${description ? `: ${description}` : ''}`, []);
       page(res, 400, 'Not authorized', `The authorization server answered: ${reason}. bearer-sidecar authorize stops.`);
       finish({ error: new AuthorizeError(`the authorization server answered ${reason}`) });
       return;

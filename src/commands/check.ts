@@ -228,7 +228,7 @@ async function tokenRequest(account: AccountConfig, base: AccountCheck, flow: To
     };
   }
   const durationMs = Math.round(performance.now() - started);
-  const parsed = flow.parseResponse(response);
+  const parsed = flow.parseResponse(response, initial.request.secrets);
   const answered = { ...check, httpStatus: response.status, durationMs };
   if (parsed.outcome === 'rejected') {
     return {

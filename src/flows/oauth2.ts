@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { OAuth2Auth } from '../config/resolve.js';
+import { scrubServerText } from '../util/scrub.js';
 import { Secret } from '../util/secret.js';
 import { readSecret } from '../util/secret-source.js';
 import {
@@ -11,6 +12,7 @@ import {
   type TokenFlow,
   type TokenHttpRequest,
   type TokenHttpResponse,
+  unusableToken,
 } from './types.js';
 
 /*
@@ -35,14 +37,19 @@ export function basicClientAuthorization(clientId: string, clientSecret: Secret 
 
 export function buildOAuth2TokenRequest(auth: OAuth2Auth, grant: OAuth2Grant, secrets: OAuth2Secrets): TokenHttpRequest {
   const params: Record<string, string | null> = { grant_type: grant };
+  const sent: Secret[] = [];
   if (grant === 'password') {
     params.username = auth.username ?? '';
     params.password = secrets.password?.reveal() ?? '';
+    if (secrets.password !== undefined) sent.push(secrets.password);
   }
-  if (grant === 'refresh_token') params.refresh_token = secrets.refreshToken?.reveal() ?? '';
+  if (grant === 'refresh_token') {
+    params.refresh_token = secrets.refreshToken?.reveal() ?? '';
+    if (secrets.refreshToken !== undefined) sent.push(secrets.refreshToken);
+  }
   if (auth.scope !== undefined) params.scope = auth.scope;
   if (auth.audience !== undefined) params.audience = auth.audience;
-  return finishTokenRequest(auth, params, secrets.clientSecret);
+  return finishTokenRequest(auth, params, secrets.clientSecret, sent);
 }
 
 /** What comes back to the redirect URI, and the PKCE verifier that goes with it (RFC 6749 §4.1.3, RFC 7636 §4.5). */
@@ -66,9 +73,9 @@ export function buildAuthorizationCodeRequest(auth: OAuth2Auth, grant: Authoriza
   };
   if (clientSecret === undefined && auth.clientId !== undefined) {
     params.client_id = auth.clientId;
-    return finishTokenRequest({ ...auth, clientId: undefined }, params, undefined);
+    return finishTokenRequest({ ...auth, clientId: undefined }, params, undefined, [grant.codeVerifier]);
   }
-  return finishTokenRequest(auth, params, clientSecret);
+  return finishTokenRequest(auth, params, clientSecret, [grant.codeVerifier]);
 }
 
 /** What the browser is sent to (RFC 6749 §4.1.1 with PKCE S256, RFC 7636 §4.3). */
@@ -90,12 +97,18 @@ export function pkceChallenge(verifier: Secret): string {
   return createHash('sha256').update(verifier.reveal(), 'ascii').digest('base64url');
 }
 
-/** Client authentication (basic | body), extraParams, then the body encoding: shared by every grant. */
-function finishTokenRequest(auth: OAuth2Auth, params: Record<string, string | null>, clientSecret: Secret | undefined): TokenHttpRequest {
+/**
+ * Client authentication (basic | body), extraParams, then the body encoding: shared by every grant.
+ * `sent` lists the grant's own secrets; the client's are added, for R4 redaction.
+ */
+function finishTokenRequest(auth: OAuth2Auth, params: Record<string, string | null>, clientSecret: Secret | undefined, sent: Secret[]): TokenHttpRequest {
   const headers: Record<string, string> = { accept: 'application/json' };
+  const secrets = [...sent];
+  if (clientSecret !== undefined) secrets.push(clientSecret);
   if (auth.clientId !== undefined) {
     if (auth.clientAuth === 'basic') {
       headers.authorization = basicClientAuthorization(auth.clientId, clientSecret);
+      secrets.push(new Secret(headers.authorization), new Secret(headers.authorization.slice('Basic '.length)));
     } else {
       params.client_id = auth.clientId;
       if (clientSecret !== undefined) params.client_secret = clientSecret.reveal();
@@ -107,28 +120,43 @@ function finishTokenRequest(auth: OAuth2Auth, params: Record<string, string | nu
 
   if (auth.bodyEncoding === 'json') {
     headers['content-type'] = 'application/json';
-    return { url: new URL(auth.tokenUrl), headers, body: JSON.stringify(Object.fromEntries(fields)) };
+    return { url: new URL(auth.tokenUrl), headers, body: JSON.stringify(Object.fromEntries(fields)), secrets };
   }
   headers['content-type'] = 'application/x-www-form-urlencoded';
-  return { url: new URL(auth.tokenUrl), headers, body: new URLSearchParams(fields).toString() };
+  return { url: new URL(auth.tokenUrl), headers, body: new URLSearchParams(fields).toString(), secrets };
 }
 
 /** Error codes of RFC 6749 §5.2 that mean "this will not work by asking again". */
 const REJECTION_CODES = new Set(['invalid_grant', 'invalid_client', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope', 'invalid_request', 'access_denied']);
 
-export function parseOAuth2Response(response: TokenHttpResponse): ParsedTokenResponse {
+/** R2: the token types this sidecar can send (compared case-insensitively, RFC 6749 §7.1). */
+const SUPPORTED_TOKEN_TYPES = new Set(['bearer']);
+
+/**
+ * Any OAuth 2 token endpoint answer -> success | rejected | error (RFC 6749 §5.1, §5.2; T4, T5,
+ * R1, R2). Server text quoted in a reason is scrubbed of `secrets` and bounded (R4). A missing
+ * `token_type` is taken as Bearer (servers that leave it out mean Bearer); any other type is an error.
+ */
+export function parseOAuth2Response(response: TokenHttpResponse, secrets: Iterable<Secret | undefined> = []): ParsedTokenResponse {
   const json = parseJsonObject(response.body);
+  const scrub = (text: string) => scrubServerText(text, [...secrets]);
   const code = typeof json?.error === 'string' ? json.error : undefined;
   if (code !== undefined && (REJECTION_CODES.has(code) || isRejectionStatus(response.status))) {
-    const description = typeof json?.error_description === 'string' ? `: ${json.error_description.slice(0, 200)}` : '';
-    return { outcome: 'rejected', reason: `${code}${description}` };
+    const description = typeof json?.error_description === 'string' ? `: ${json.error_description}` : '';
+    return { outcome: 'rejected', reason: scrub(`${code}${description}`) };
   }
   if (isRejectionStatus(response.status)) return { outcome: 'rejected', reason: `HTTP ${response.status}` };
-  if (response.status < 200 || response.status > 299) return { outcome: 'error', reason: `HTTP ${response.status}${code ? ` (${code})` : ''}` };
+  if (response.status < 200 || response.status > 299) return { outcome: 'error', reason: `HTTP ${response.status}${code ? ` (${scrub(code)})` : ''}` };
   if (json === undefined) return { outcome: 'error', reason: `HTTP ${response.status} with ${describeBody(response.body)}` };
   const accessToken = json.access_token;
   if (typeof accessToken !== 'string' || accessToken === '') return { outcome: 'error', reason: 'response has no "access_token" field' };
   const refreshToken = json.refresh_token;
+  const problem =
+    unusableToken('access_token', accessToken) ??
+    (typeof refreshToken === 'string' && refreshToken !== '' ? unusableToken('refresh_token', refreshToken) : undefined) ??
+    tokenTypeProblem(json.token_type, scrub);
+  // The server took the request: a refresh token sent with it may be spent (T3), though the answer is unusable.
+  if (problem !== undefined) return { outcome: 'error', reason: problem, consumed: true };
   return {
     outcome: 'success',
     token: {
@@ -137,6 +165,13 @@ export function parseOAuth2Response(response: TokenHttpResponse): ParsedTokenRes
       lifetime: { lifetime: json.expires_in, expiration: undefined, date: response.headers.date },
     },
   };
+}
+
+/** R2: undefined for Bearer (any case) or no type; otherwise a reason naming the type. */
+function tokenTypeProblem(type: unknown, scrub: (text: string) => string): string | undefined {
+  if (type === undefined || (typeof type === 'string' && SUPPORTED_TOKEN_TYPES.has(type.toLowerCase()))) return undefined;
+  const named = typeof type === 'string' ? `"${scrub(type.slice(0, 40))}"` : `a ${type === null ? 'null' : typeof type}`;
+  return `token_type ${named} is not supported (only Bearer): the sidecar cannot send this token`;
 }
 
 export function createOAuth2Flow(auth: OAuth2Auth): TokenFlow {
@@ -163,7 +198,7 @@ export function createOAuth2Flow(auth: OAuth2Auth): TokenFlow {
     async buildRefreshRequest(refreshToken) {
       return buildOAuth2TokenRequest(auth, 'refresh_token', { clientSecret: await readOptional(auth.clientSecret), refreshToken });
     },
-    parseResponse: parseOAuth2Response,
+    parseResponse: (response, secrets) => parseOAuth2Response(response, secrets),
     endpoint: () => auth.tokenUrl,
   };
 }

@@ -1,4 +1,5 @@
 import type { SessionAuth } from '../config/resolve.js';
+import { scrubServerText } from '../util/scrub.js';
 import { Secret } from '../util/secret.js';
 import { readSecret } from '../util/secret-source.js';
 import {
@@ -9,6 +10,7 @@ import {
   type TokenFlow,
   type TokenHttpRequest,
   type TokenHttpResponse,
+  unusableToken,
 } from './types.js';
 
 /*
@@ -29,7 +31,7 @@ export function buildSessionLoginRequest(auth: SessionAuth, password: Secret): T
     // The seeds type account_id as an integer: send digits as a number, anything else as given.
     body[auth.requestFields.accountId] = typeof id === 'string' && /^\d+$/.test(id) && Number.isSafeInteger(Number(id)) ? Number(id) : id;
   }
-  return { url: new URL(auth.loginUrl), headers: { ...JSON_HEADERS }, body: JSON.stringify(body) };
+  return { url: new URL(auth.loginUrl), headers: { ...JSON_HEADERS }, body: JSON.stringify(body), secrets: [password] };
 }
 
 export function buildSessionRefreshRequest(auth: SessionAuth & { refreshUrl: string }, refreshToken: Secret): TokenHttpRequest {
@@ -37,14 +39,20 @@ export function buildSessionRefreshRequest(auth: SessionAuth & { refreshUrl: str
     url: new URL(auth.refreshUrl),
     headers: { ...JSON_HEADERS },
     body: JSON.stringify({ [auth.requestFields.refreshToken]: refreshToken.reveal() }),
+    secrets: [refreshToken],
   };
 }
 
-export function parseSessionResponse(auth: SessionAuth, response: TokenHttpResponse): ParsedTokenResponse {
+/**
+ * Any session-API answer -> success | rejected | error (§8, T4, T5, R1, R2). Server text quoted in
+ * a reason is scrubbed of `secrets` and bounded (R4); tokens are checked before use (R1).
+ */
+export function parseSessionResponse(auth: SessionAuth, response: TokenHttpResponse, secrets: Iterable<Secret | undefined> = []): ParsedTokenResponse {
   const json = parseJsonObject(response.body);
+  const said = (value: Record<string, unknown>) => messageOf(value, [...secrets]);
   // A `success: false` body is a rejection whatever the status (§8).
-  if (json?.success === false) return { outcome: 'rejected', reason: `server answered success: false${messageOf(json)}` };
-  if (isRejectionStatus(response.status)) return { outcome: 'rejected', reason: `HTTP ${response.status}${json ? messageOf(json) : ''}` };
+  if (json?.success === false) return { outcome: 'rejected', reason: `server answered success: false${said(json)}` };
+  if (isRejectionStatus(response.status)) return { outcome: 'rejected', reason: `HTTP ${response.status}${json ? said(json) : ''}` };
   if (response.status < 200 || response.status > 299) return { outcome: 'error', reason: `HTTP ${response.status}` };
   if (json === undefined) return { outcome: 'error', reason: `HTTP ${response.status} with ${describeBody(response.body)}` };
   const token = json[auth.fields.token];
@@ -52,6 +60,9 @@ export function parseSessionResponse(auth: SessionAuth, response: TokenHttpRespo
     return { outcome: 'error', reason: `response has no "${auth.fields.token}" field` };
   }
   const refresh = json[auth.fields.refreshToken];
+  const problem = unusableToken(auth.fields.token, token) ?? (typeof refresh === 'string' && refresh !== '' ? unusableToken(auth.fields.refreshToken, refresh) : undefined);
+  // The server took the request: a refresh token sent with it is spent (T3), even though we cannot use the answer.
+  if (problem !== undefined) return { outcome: 'error', reason: problem, consumed: true };
   return {
     outcome: 'success',
     token: {
@@ -62,10 +73,11 @@ export function parseSessionResponse(auth: SessionAuth, response: TokenHttpRespo
   };
 }
 
-function messageOf(json: Record<string, unknown>): string {
+/** The server's own words, scrubbed (R4): the first of message, error, error_description. */
+function messageOf(json: Record<string, unknown>, secrets: Array<Secret | undefined>): string {
   for (const key of ['message', 'error', 'error_description']) {
     const value = json[key];
-    if (typeof value === 'string' && value !== '') return ` (${value.slice(0, 200)})`;
+    if (typeof value === 'string' && value !== '') return ` (${scrubServerText(value, secrets)})`;
   }
   return '';
 }
@@ -85,7 +97,7 @@ export function createSessionFlow(auth: SessionAuth): TokenFlow {
       if (refreshUrl === undefined) throw new Error('this session account has no refreshUrl');
       return buildSessionRefreshRequest({ ...auth, refreshUrl }, refreshToken);
     },
-    parseResponse: (response) => parseSessionResponse(auth, response),
+    parseResponse: (response, secrets) => parseSessionResponse(auth, response, secrets),
     endpoint: (kind) => (kind === 'refresh' && refreshUrl !== undefined ? refreshUrl : auth.loginUrl),
   };
 }

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { headerSafeTokenProblem } from '../util/header-safe.js';
 import type { Secret } from '../util/secret.js';
 
 /** `login` gets a token from credentials; `refresh` spends a refresh token (metric label `kind`). */
@@ -9,6 +10,11 @@ export interface TokenHttpRequest {
   url: URL;
   headers: Record<string, string>;
   body: string;
+  /**
+   * Every secret this request carries (password, client secret, refresh token, the whole
+   * Authorization value): what a server may quote back, so it is redacted from its answer (R4).
+   */
+  secrets: readonly Secret[];
 }
 
 export interface TokenHttpResponse {
@@ -39,7 +45,15 @@ export type ParsedTokenResponse =
   /** The server said no (bad credentials, used refresh token): not worth a quick retry. */
   | { outcome: 'rejected'; reason: string }
   /** Anything transient or malformed: retried with backoff (T5). */
-  | { outcome: 'error'; reason: string };
+  | {
+      outcome: 'error';
+      reason: string;
+      /**
+       * The server accepted the request and answered with tokens that cannot be used (R1, R2):
+       * a refresh token sent with it is spent, and must never be sent again (T3).
+       */
+      consumed?: boolean;
+    };
 
 /**
  * One token dialect (session, oauth2). Builders read secrets (files are re-read each time)
@@ -57,7 +71,11 @@ export interface TokenFlow {
   /** The request that starts a chain: a login, or for grant refresh_token a refresh with the configured token. */
   buildInitialRequest(): Promise<{ kind: TokenRequestKind; request: TokenHttpRequest; sentRefreshToken?: Secret }>;
   buildRefreshRequest(refreshToken: Secret): Promise<TokenHttpRequest>;
-  parseResponse(response: TokenHttpResponse): ParsedTokenResponse;
+  /**
+   * Turns any response into an outcome. `secrets` are redacted from every piece of server text
+   * quoted in a reason (R4): the request's own `secrets` plus whatever the account holds.
+   */
+  parseResponse(response: TokenHttpResponse, secrets: Iterable<Secret | undefined>): ParsedTokenResponse;
   /** Endpoint shown in logs and /status (no secrets in URLs here). */
   endpoint(kind: TokenRequestKind): string;
 }
@@ -67,9 +85,10 @@ export class CredentialUnavailableError extends Error {
   override name = 'CredentialUnavailableError';
 }
 
+/** R2: a JSON object, or undefined; one UTF-8 byte-order mark before it is ignored. */
 export function parseJsonObject(body: string): Record<string, unknown> | undefined {
   try {
-    const value: unknown = JSON.parse(body);
+    const value: unknown = JSON.parse(body.startsWith('\ufeff') ? body.slice(1) : body);
     return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
@@ -82,8 +101,14 @@ export function isRejectionStatus(status: number): boolean {
 }
 
 export function describeBody(body: string): string {
-  const trimmed = body.trim();
+  const trimmed = body.replace(/^\ufeff/, '').trim();
   if (trimmed === '') return 'an empty body';
   if (trimmed.startsWith('<')) return 'an HTML/XML body';
   return 'a body that is not a JSON object';
+}
+
+/** R1: why the token in response field `field` cannot be used, naming the field, never quoting the value. */
+export function unusableToken(field: string, value: string): string | undefined {
+  const problem = headerSafeTokenProblem(value);
+  return problem === undefined ? undefined : `"${field}": ${problem}`;
 }

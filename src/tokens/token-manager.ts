@@ -2,11 +2,13 @@ import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { RefreshPolicy } from '../config/resolve.js';
 import { TokenTransportError, type TokenHttpOptions } from '../flows/http-client.js';
+import { retryAfterMs } from '../flows/retry-after.js';
 import { CredentialUnavailableError, type ParsedTokenResponse, type TokenFlow, type TokenHttpRequest, type TokenHttpResponse, type TokenRequestKind } from '../flows/types.js';
 import type { StoredToken, StoreLock, TokenState, TokenStore } from '../stores/types.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import { formatDuration } from '../util/duration.js';
 import type { Logger } from '../util/logger.js';
+import { scrubServerText } from '../util/scrub.js';
 import type { Secret } from '../util/secret.js';
 import { ActiveToken } from './active-token.js';
 import { backoffDelay, REJECTED_BACKOFF, TRANSIENT_BACKOFF } from './backoff.js';
@@ -435,11 +437,15 @@ export class TokenManager {
     const started = performance.now();
     let parsed: ParsedTokenResponse;
     let delivered = true;
+    let quietMs: number | undefined;
+    // R4: whatever the server says back is scrubbed of what we sent it and what we hold.
+    const secrets = [...plan.request.secrets, this.#token?.secret, this.#refreshToken];
     try {
       const response = await this.#o.send(plan.request, { timeoutMs: this.#o.policy.timeoutMs, ...this.#o.tls });
-      parsed = this.#o.flow.parseResponse(response);
+      parsed = this.#o.flow.parseResponse(response, secrets);
+      quietMs = parsed.outcome === 'error' ? retryAfterMs(response, this.#o.clock.now()) : undefined;
     } catch (error) {
-      const message = error instanceof TokenTransportError ? error.message : `request failed: ${(error as Error).message}`;
+      const message = error instanceof TokenTransportError ? error.message : `request failed: ${scrubServerText((error as Error).message, secrets)}`;
       delivered = !(error instanceof TokenTransportError && NOT_DELIVERED.has(error.code));
       parsed = { outcome: 'error', reason: message };
     }
@@ -457,8 +463,8 @@ export class TokenManager {
       if (plan.kind === 'refresh' && plan.spends !== undefined && (await this.#adoptNewerChain(plan.spends))) return;
       this.#onRejected(plan.kind, plan.spends, parsed.reason, sentAt);
     } else {
-      this.#log.warn({ ...logFields, reason: parsed.reason }, `token request: ${plan.kind} failed`);
-      this.#onError(plan, parsed.reason, sentAt, delivered);
+      this.#log.warn({ ...logFields, reason: parsed.reason, ...(quietMs === undefined ? {} : { retryAfterMs: quietMs }) }, `token request: ${plan.kind} failed`);
+      this.#onError(plan, parsed, sentAt, { delivered, quietMs });
     }
   }
 
@@ -573,13 +579,26 @@ export class TokenManager {
     this.#scheduleRetry(REJECTED_BACKOFF, true);
   }
 
-  #onError(plan: PlannedRequest, reason: string, at: number, delivered: boolean): void {
-    this.#lastError = { at, message: `${plan.kind} failed: ${reason}` };
+  /**
+   * T5: a transient failure. `quietMs` is the server's Retry-After (R2): the next attempt waits
+   * at least that long. An answer the server gave with tokens we cannot use spent the refresh
+   * token that was sent (R1, T3): it is never sent again.
+   */
+  #onError(plan: PlannedRequest, parsed: { reason: string; consumed?: boolean }, at: number, how: { delivered: boolean; quietMs: number | undefined }): void {
+    this.#lastError = { at, message: `${plan.kind} failed: ${parsed.reason}` };
     this.#failures += 1;
     this.#logExpiry();
-    // Reached the server but no clear answer: the refresh token may be spent (T5).
-    if (delivered && plan.kind === 'refresh' && plan.spends !== undefined && plan.spends.equals(this.#refreshToken)) this.#refreshTokenFailures += 1;
-    this.#scheduleRetry(TRANSIENT_BACKOFF, false);
+    const spent = plan.spends;
+    if (parsed.consumed === true && spent !== undefined) {
+      this.#markSpent(spent);
+      if (spent.equals(this.#refreshToken)) this.#refreshToken = undefined;
+      this.#refreshTokenFailures = 0;
+    } else if (how.delivered && plan.kind === 'refresh' && spent !== undefined && spent.equals(this.#refreshToken)) {
+      // Reached the server but no clear answer: the refresh token may be spent (T5).
+      this.#refreshTokenFailures += 1;
+    }
+    const notBefore = how.quietMs === undefined ? undefined : this.#o.clock.now() + how.quietMs;
+    this.#scheduleRetry(TRANSIENT_BACKOFF, false, Number.POSITIVE_INFINITY, notBefore);
   }
 
   /** State change: the token ran out before a new one could be had (T7). Logged once per token. */
@@ -593,10 +612,14 @@ export class TokenManager {
     );
   }
 
-  /** Backoff after a failure; `notAfter` caps it (a store outage must not outlast the token). */
-  #scheduleRetry(policy: { baseMs: number; capMs: number }, floorAtBase: boolean, notAfter = Number.POSITIVE_INFINITY): void {
+  /**
+   * Backoff after a failure; `notAfter` caps it (a store outage must not outlast the token);
+   * `notBefore` is a server's Retry-After (R2), which wins over both.
+   */
+  #scheduleRetry(policy: { baseMs: number; capMs: number }, floorAtBase: boolean, notAfter = Number.POSITIVE_INFINITY, notBefore = Number.NEGATIVE_INFINITY): void {
+    const now = this.#o.clock.now();
     const delay = backoffDelay(this.#failures - 1, policy, this.#random, floorAtBase);
-    this.#scheduleGuarded(Math.max(this.#o.clock.now(), Math.min(this.#o.clock.now() + delay, notAfter)), 'retry');
+    this.#scheduleGuarded(Math.max(now, Math.min(now + delay, notAfter), notBefore), 'retry');
     // Waiters whose deadline comes before the next attempt cannot be helped: answer them now.
     for (const waiter of this.#waiters) {
       if (this.#nextAt !== undefined && this.#nextAt > waiter.deadline) this.#rejectWaiter(waiter, this.#unavailable(this.#o.clock.now()));

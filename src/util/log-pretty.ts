@@ -1,4 +1,5 @@
 import type { DestinationStream } from 'pino';
+import { escapeControlCharacters } from './scrub.js';
 
 /*
  * `--log-format pretty`: pino's JSON lines (already redacted) turned into one readable line
@@ -24,7 +25,7 @@ export function formatPrettyLine(line: string, options: { color: boolean }): str
   try {
     entry = JSON.parse(line) as Record<string, unknown>;
   } catch {
-    return line.endsWith('\n') ? line : `${line}\n`;
+    return `${escapeControlCharacters(line)}\n`;
   }
   const level = LEVELS[typeof entry.level === 'number' ? entry.level : 30] ?? { name: String(entry.level), color: '' };
   const time = typeof entry.time === 'number' ? new Date(entry.time).toISOString().slice(11, 23) : '';
@@ -39,17 +40,20 @@ export function formatPrettyLine(line: string, options: { color: boolean }): str
       if (typeof error.stack === 'string') stack = error.stack;
       continue;
     }
-    fields.push(`${key}=${typeof value === 'string' ? quote(value) : JSON.stringify(value)}`);
+    fields.push(`${key}=${typeof value === 'string' ? quote(value) : escapeControlCharacters(JSON.stringify(value))}`);
   }
-  const message = typeof entry.msg === 'string' ? entry.msg : '';
+  // R4: one entry is one line, and nothing in it can steer the terminal.
+  const message = typeof entry.msg === 'string' ? escapeControlCharacters(entry.msg) : '';
   const head = `${paint(DIM, time)} ${paint(level.color, level.name)} ${message}`;
   const tail = fields.length === 0 ? '' : `  ${paint(DIM, fields.join(' '))}`;
-  const stackLines = stack === undefined ? '' : `\n${stack.split('\n').map((text) => `    ${text}`).join('\n')}`;
+  const stackLines = stack === undefined ? '' : `\n${stack.split('\n').map((text) => `    ${escapeControlCharacters(text)}`).join('\n')}`;
   return `${head}${tail}${stackLines}\n`;
 }
 
+/** A field value: bare when plain, else JSON-quoted; control characters always escaped (R4). */
 function quote(text: string): string {
-  return /^[^\s"=]+$/.test(text) ? text : JSON.stringify(text);
+  const safe = escapeControlCharacters(text);
+  return safe === text && /^[^\s"=]+$/.test(text) ? text : escapeControlCharacters(JSON.stringify(text));
 }
 
 /** A pino destination that writes pretty lines to `out` (a sonic-boom or any stream with write()). */

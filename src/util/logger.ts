@@ -1,5 +1,6 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
 import { prettyDestination } from './log-pretty.js';
+import { escapeJsonLine } from './scrub.js';
 
 export type { Logger };
 
@@ -53,6 +54,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       level: options.level ?? 'info',
       redact: { paths: REDACTED_LOG_PATHS, censor: '[redacted]' },
       base: undefined,
+      // R4: no terminal escape reaches a terminal that shows the JSON lines.
+      hooks: { streamWrite: escapeJsonLine },
     },
     destination,
   );
