@@ -75,6 +75,23 @@ async function launch(config: string): Promise<{ cli: RunningCli; data: string; 
   return { cli, data: String(line.data), admin: String(line.admin) };
 }
 
+/** The fingerprint of the token a replica serves (from /status), to tell replicas share one token. */
+async function fingerprintOf(replica: { admin: string }): Promise<string | null> {
+  return ((await (await fetch(`${replica.admin}/status`)).json()) as { accounts: { fleet: { fingerprint: string | null } } }).accounts.fleet.fingerprint;
+}
+
+/** Waits until every replica serves the same token, and it is not `previous`: a new token was shared. */
+async function waitForOneNewToken(replicas: Array<{ admin: string }>, previous: string | null): Promise<void> {
+  await vi.waitFor(
+    async () => {
+      const fingerprints = await Promise.all(replicas.map(fingerprintOf));
+      expect(fingerprints[0]).not.toBe(previous);
+      expect(new Set(fingerprints).size).toBe(1);
+    },
+    { timeout: 20_000 },
+  );
+}
+
 function countLines(cli: RunningCli, msg: string): number {
   return cli
     .stdout()
@@ -174,7 +191,6 @@ describe('T10: replicas sharing Redis', () => {
     const replicas = await Promise.all([launch(config), launch(config)]);
     await vi.waitFor(() => expect(w.tokenServer.stats.logins).toBe(1), { timeout: 10_000 });
     for (const replica of replicas) await vi.waitFor(async () => expect((await fetch(`${replica.admin}/readyz`)).status).toBe(200), { timeout: 10_000 });
-    const fingerprintOf = async (replica: (typeof replicas)[number]) => ((await (await fetch(`${replica.admin}/status`)).json()) as { accounts: { fleet: { fingerprint: string | null } } }).accounts.fleet.fingerprint;
     const loggedIn = await fingerprintOf(replicas[0] as (typeof replicas)[number]);
     await redis.stop();
     const outageEnds = Date.now() + 30_000;
@@ -195,14 +211,7 @@ describe('T10: replicas sharing Redis', () => {
     // state above the revision the other replica holds, which adopts it instead of refreshing too
     // with the refresh token just spent. Both serve the new token before the chain is checked.
     await vi.waitFor(() => expect(w.tokenServer.stats.refreshes).toBeGreaterThanOrEqual(1), { timeout: 20_000 });
-    await vi.waitFor(
-      async () => {
-        const fingerprints = await Promise.all(replicas.map(fingerprintOf));
-        expect(fingerprints[0]).not.toBe(loggedIn);
-        expect(fingerprints[1]).toBe(fingerprints[0]);
-      },
-      { timeout: 20_000 },
-    );
+    await waitForOneNewToken(replicas, loggedIn);
     for (const replica of replicas) expect((await fetch(`${replica.data}/vehicles`)).status).toBe(200);
     expect(w.tokenServer.stats).toMatchObject({ logins: 1, refreshes: 1, refreshTokenReuse: 0, rejectedRefreshes: 0 });
     expect(countLines(replicas[0]?.cli as RunningCli, 'redis store reachable again')).toBeGreaterThanOrEqual(1);
@@ -217,8 +226,6 @@ describe('T10: replicas sharing Redis', () => {
     const client = new Redis({ path: new URL(redis.url).pathname });
     cleanups.push(() => client.disconnect());
     const key = 'r7:token:fleet';
-    const fingerprintOf = async (replica: (typeof replicas)[number]) =>
-      ((await (await fetch(`${replica.admin}/status`)).json()) as { accounts: { fleet: { fingerprint: string | null } } }).accounts.fleet.fingerprint;
     // A well-formed record with a revision far above the real one, that these replicas (no key) cannot open.
     const foreign = new TokenCodec(randomBytes(32)).encode('fleet', {
       revision: 1000,
@@ -234,14 +241,7 @@ describe('T10: replicas sharing Redis', () => {
       const before = await fingerprintOf(replicas[0] as (typeof replicas)[number]);
       await plant();
       // The next scheduled refresh finds the junk, sets it aside, and writes a record the other replica adopts.
-      await vi.waitFor(
-        async () => {
-          const fingerprints = await Promise.all(replicas.map(fingerprintOf));
-          expect(fingerprints[0]).not.toBe(before);
-          expect(fingerprints[1]).toBe(fingerprints[0]);
-        },
-        { timeout: 20_000 },
-      );
+      await waitForOneNewToken(replicas, before);
       for (const replica of replicas) expect((await fetch(`${replica.data}/vehicles`)).status).toBe(200);
     }
 
