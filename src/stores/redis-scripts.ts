@@ -7,6 +7,10 @@ import { STORE_FORMAT } from './codec.js';
  * Redis type, a value over MAX_RECORD_BYTES, or a value that is not a token-v1 JSON object with a
  * positive integer revision is renamed to `<key>:corrupt:<time>` in the same step. So no script
  * fails on a bad record, and nothing is set aside that changed since it was found bad (R7).
+ *
+ * Each function below rejects with the client's error when Redis does not answer (the store turns
+ * it into StoreUnavailableError), and throws when a reply has a shape these scripts never give.
+ * Times are milliseconds; `stamp` is the ISO 8601 time put in a set-aside key's name.
  */
 
 /** R7: a stored record is at most this long; a longer value is set aside unread. */

@@ -104,7 +104,12 @@ export class RedisTokenStore implements TokenStore {
     }
   }
 
-  /** R7: a record that cannot be used is set aside (one warning naming its key) and reads as nothing stored. */
+  /**
+   * The account's record, or undefined when nothing usable is stored. R7: a record that cannot be
+   * used is set aside (one warning naming its key) and reads as nothing stored. Rejects with
+   * StoreUnavailableError when Redis cannot be reached, or when the record kept changing while it
+   * was being set aside (MAX_ATTEMPTS times).
+   */
   async load(account: string): Promise<StoredToken | undefined> {
     const key = this.#key(`token:${account}`);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
@@ -154,7 +159,11 @@ export class RedisTokenStore implements TokenStore {
     throw new StoreUnavailableError(`redis at ${this.#where()}: too many concurrent writers for ${account}`);
   }
 
-  /** R7: a lock key that is not a lock (another type, or no expiry) is set aside; extend and release never fail on one. */
+  /**
+   * T10: the account's lock for `ttlMs` ms, or undefined while another holder has it. R7: a lock key
+   * that is not a lock (another type, or no expiry) is set aside (one warning) and the lock taken;
+   * extend and release never fail on junk (extend answers false). Rejects with StoreUnavailableError.
+   */
   async obtainLock(account: string, ttlMs: number): Promise<StoreLock | undefined> {
     const key = this.#key(`lock:${account}`);
     const holder = `${this.#owner}:${randomUUID()}`;
