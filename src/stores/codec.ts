@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { headerSafeTokenProblem } from '../util/header-safe.js';
 import { Secret } from '../util/secret.js';
 import type { StoredToken } from './types.js';
 
@@ -24,7 +25,7 @@ export class StoreFormatError extends Error {
   override readonly name = 'StoreFormatError';
 
   constructor(
-    /** Stable, greppable: not_json, not_an_object, foreign_format, missing_field, encrypted_without_key, plaintext_with_key, malformed_ciphertext, wrong_key. */
+    /** Stable, greppable: not_json, not_an_object, foreign_format, missing_field, encrypted_without_key, plaintext_with_key, malformed_ciphertext, wrong_key, token_not_header_safe. */
     readonly reason: string,
     message: string,
   ) {
@@ -94,7 +95,10 @@ export class TokenCodec {
     };
   }
 
-  /** Throws StoreFormatError for anything that is not a token-v1 record readable with this key. */
+  /**
+   * Throws StoreFormatError for anything that is not a token-v1 record readable with this key,
+   * including a token that could not be sent in a header (R1): such a record is unusable (R7).
+   */
   decode(account: string, value: unknown): StoredToken {
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
       throw new StoreFormatError('not_an_object', 'stored token is not a JSON object');
@@ -140,6 +144,13 @@ export class TokenCodec {
   }
 
   #open(account: string, field: SecretField, stored: string): Secret {
+    const secret = this.#reveal(account, field, stored);
+    const problem = headerSafeTokenProblem(secret.reveal());
+    if (problem !== undefined) throw new StoreFormatError('token_not_header_safe', `stored ${field}: ${problem}`);
+    return secret;
+  }
+
+  #reveal(account: string, field: SecretField, stored: string): Secret {
     const encrypted = stored.startsWith(ENCRYPTED_PREFIX);
     if (this.#key === undefined) {
       if (encrypted) {

@@ -1,10 +1,11 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import type { Redis, RedisOptions } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../util/logger.js';
 import { StoreFormatError, type TokenCodec } from './codec.js';
+import { compareAndSet, extendLock, obtainLock, readRecord, releaseLock, setAsideIfUnchanged, type Inspection } from './redis-scripts.js';
 import { nextRevision, type SaveResult, type StoredToken, type StoreLock, type TokenState, type TokenStore } from './types.js';
 
 /*
@@ -12,29 +13,27 @@ import { nextRevision, type SaveResult, type StoredToken, type StoreLock, type T
  *   <prefix>token:<account>   the account's state, JSON (format bearer-sidecar/token-v1, with a revision)
  *   <prefix>lock:<account>    the refresh lock: "<host>:<pid>:<uuid>" with a PX expiry
  *   <prefix>events            pub/sub channel: the account name, published after every save
- * Compare-and-set, lock extension and release are Lua scripts, so each is one atomic step.
+ *   <key>:corrupt:<time>      a token or lock key that could not be used, set aside (R7), kept 7 days
+ * Reads, compare-and-set, lock extension and release are Lua scripts (redis-scripts.ts), so each is
+ * one atomic step, and none fails on a bad record.
  */
 
-/** Saves only if the stored revision is the expected one ("" = nothing stored yet). */
-const CAS_SAVE = `
-local current = redis.call('GET', KEYS[1])
-local revision = ''
-if current then revision = tostring(cjson.decode(current).revision) end
-if revision ~= ARGV[1] then return current or false end
-redis.call('SET', KEYS[1], ARGV[2])
-redis.call('PUBLISH', KEYS[2], ARGV[3])
-return 'OK'
-`;
+/** How often one operation re-reads a record that changed while it was being set aside. */
+const MAX_ATTEMPTS = 10;
 
-/** Extends or releases a lock only for the holder that owns it. */
-const EXTEND_LOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
-const RELEASE_LOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
+const RECORD_SET_ASIDE = 'redis record cannot be used: set aside, the account goes on as with no stored state';
+const LOCK_SET_ASIDE = 'redis lock key held something that is not a lock: set aside';
+
+/** A record found bad was replaced before it could be set aside: read it again. */
+const CHANGED = Symbol('changed while being set aside');
 
 export interface RedisStoreOptions {
   url: string;
   keyPrefix: string;
   codec: TokenCodec;
   logger: Logger;
+  /** The time in set-aside key names (ms since the epoch); Date.now by default. */
+  now?: () => number;
 }
 
 /** Thrown when Redis cannot be reached: the token manager keeps serving and retries (T10). */
@@ -49,8 +48,11 @@ export class RedisTokenStore implements TokenStore {
   readonly #subscriber: Redis;
   readonly #o: RedisStoreOptions;
   readonly #listeners = new Map<string, Set<() => void>>();
-  /** The last decoded record per account, so an unchanged value is not decrypted and parsed again. */
-  readonly #decoded = new LRUCache<string, { raw: string; record: StoredToken }>({ max: 1000 });
+  /**
+   * The last record read or written per account, with the SHA-1 of its bytes: an unchanged value
+   * is not decrypted and parsed again, and a compare-and-set insists on that very record (R7).
+   */
+  readonly #seen = new LRUCache<string, { digest: string; record: StoredToken }>({ max: 1000 });
   readonly #owner = `${hostname()}:${process.pid}`;
 
   constructor(options: RedisStoreOptions) {
@@ -102,15 +104,26 @@ export class RedisTokenStore implements TokenStore {
     }
   }
 
+  /**
+   * The account's record, or undefined when nothing usable is stored. R7: a record that cannot be
+   * used is set aside (one warning naming its key) and reads as nothing stored. Rejects with
+   * StoreUnavailableError when Redis cannot be reached, or when the record kept changing while it
+   * was being set aside (MAX_ATTEMPTS times).
+   */
   async load(account: string): Promise<StoredToken | undefined> {
-    const raw = await this.#call(() => this.#redis.get(this.#key(`token:${account}`)));
-    return raw === null ? undefined : this.#decode(account, raw);
+    const key = this.#key(`token:${account}`);
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const found = await this.#call(() => readRecord(this.#redis, key, this.#stamp()));
+      const current = await this.#accept(account, key, found);
+      if (current !== CHANGED) return current;
+    }
+    throw new StoreUnavailableError(`redis at ${this.#where()}: the record of ${account} kept changing while it was set aside`);
   }
 
   async save(account: string, state: TokenState, expectedRevision?: number | null, lastKnownRevision = 0): Promise<SaveResult> {
     if (expectedRevision !== undefined) return this.#compareAndSet(account, state, expectedRevision, lastKnownRevision);
     // Unconditional: compare-and-set against what is there now, so revisions only ever grow.
-    for (let attempt = 0; attempt < 10; attempt++) {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const result = await this.#compareAndSet(account, state, (await this.load(account))?.revision ?? null, lastKnownRevision);
       if (result.saved) return result;
     }
@@ -118,24 +131,48 @@ export class RedisTokenStore implements TokenStore {
   }
 
   async #compareAndSet(account: string, state: TokenState, expectedRevision: number | null, lastKnownRevision: number): Promise<SaveResult> {
+    const key = this.#key(`token:${account}`);
     const record: StoredToken = { state, revision: nextRevision(expectedRevision, lastKnownRevision) };
-    const encoded = JSON.stringify(this.#o.codec.encode(account, record));
-    const expected = expectedRevision === null ? '' : String(expectedRevision);
-    const answer = await this.#call(() => this.#redis.eval(CAS_SAVE, 2, this.#key(`token:${account}`), this.#key('events'), expected, encoded, account));
-    if (answer === 'OK') return { saved: true, record };
-    return { saved: false, current: typeof answer === 'string' ? this.#decode(account, answer) : undefined };
+    const value = JSON.stringify(this.#o.codec.encode(account, record));
+    const seen = this.#seen.get(account);
+    let expectedDigest = expectedRevision !== null && seen?.record.revision === expectedRevision ? seen.digest : undefined;
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const request = { key, channel: this.#key('events'), account, expectedRevision, expectedDigest, value, stamp: this.#stamp() };
+      const { saved, found } = await this.#call(() => compareAndSet(this.#redis, request));
+      if (saved) {
+        if (found.kind === 'set-aside') this.#warnSetAside(account, key, found);
+        this.#seen.set(account, { digest: sha1(value), record: copyRecord(record) });
+        return { saved: true, record };
+      }
+      const current = await this.#accept(account, key, found);
+      if (current === CHANGED) continue;
+      // A bad record was set aside: nothing is stored now, which is what a creation expects.
+      if (current === undefined && found.kind !== 'absent' && expectedRevision === null) continue;
+      // The expected revision, not seen by this instance before: now the codec has vouched for it.
+      // (One seen before but now different is another record: refused, returned as current.)
+      if (expectedDigest === undefined && found.kind === 'value' && current?.revision === expectedRevision) {
+        expectedDigest = found.digest;
+        continue;
+      }
+      return { saved: false, current };
+    }
+    throw new StoreUnavailableError(`redis at ${this.#where()}: too many concurrent writers for ${account}`);
   }
 
+  /**
+   * T10: the account's lock for `ttlMs` ms, or undefined while another holder has it. R7: a lock key
+   * that is not a lock (another type, or no expiry) is set aside (one warning) and the lock taken;
+   * extend and release never fail on junk (extend answers false). Rejects with StoreUnavailableError.
+   */
   async obtainLock(account: string, ttlMs: number): Promise<StoreLock | undefined> {
     const key = this.#key(`lock:${account}`);
     const holder = `${this.#owner}:${randomUUID()}`;
-    const taken = await this.#call(() => this.#redis.set(key, holder, 'PX', Math.ceil(ttlMs), 'NX'));
-    if (taken !== 'OK') return undefined;
+    const { taken, setAside } = await this.#call(() => obtainLock(this.#redis, key, holder, ttlMs, this.#stamp()));
+    if (setAside !== undefined) this.#o.logger.warn({ account, key, ...setAside }, LOCK_SET_ASIDE);
+    if (!taken) return undefined;
     return {
-      extend: async (extendMs) => (await this.#call(() => this.#redis.eval(EXTEND_LOCK, 1, key, holder, String(Math.ceil(extendMs))))) === 1,
-      release: async () => {
-        await this.#call(() => this.#redis.eval(RELEASE_LOCK, 1, key, holder));
-      },
+      extend: (extendMs) => this.#call(() => extendLock(this.#redis, key, holder, extendMs)),
+      release: () => this.#call(() => releaseLock(this.#redis, key, holder)),
     };
   }
 
@@ -155,9 +192,35 @@ export class RedisTokenStore implements TokenStore {
     await this.#redis.quit().catch(() => this.#redis.disconnect());
   }
 
-  #decode(account: string, raw: string): StoredToken {
-    const cached = this.#decoded.get(account);
-    if (cached?.raw === raw) return { state: { ...cached.record.state }, revision: cached.record.revision };
+  /**
+   * What a script found, as a record. A value the codec refuses is set aside here, if it is still
+   * the value found bad (R7); CHANGED when it was replaced meanwhile.
+   */
+  async #accept(account: string, key: string, found: Inspection): Promise<StoredToken | undefined | typeof CHANGED> {
+    if (found.kind === 'absent') return undefined;
+    if (found.kind === 'set-aside') {
+      this.#warnSetAside(account, key, found);
+      return undefined;
+    }
+    try {
+      return this.#decode(account, found.raw, found.digest);
+    } catch (error) {
+      if (!(error instanceof StoreFormatError)) throw error;
+      const setAsideAs = await this.#call(() => setAsideIfUnchanged(this.#redis, key, found.digest, this.#stamp()));
+      if (setAsideAs === undefined) return CHANGED;
+      this.#warnSetAside(account, key, { reason: error.reason, setAsideAs, problem: error.message });
+      return undefined;
+    }
+  }
+
+  /** Names the key and why, never the content: a bad record may still hold a token. */
+  #warnSetAside(account: string, key: string, details: { reason: string; setAsideAs: string; problem?: string }): void {
+    this.#o.logger.warn({ account, key, ...details }, RECORD_SET_ASIDE);
+  }
+
+  #decode(account: string, raw: string, digest: string): StoredToken {
+    const seen = this.#seen.get(account);
+    if (seen?.digest === digest) return copyRecord(seen.record);
     let value: unknown;
     try {
       value = JSON.parse(raw);
@@ -166,8 +229,13 @@ export class RedisTokenStore implements TokenStore {
       throw new StoreFormatError('not_json', `stored token of ${account} is not JSON`);
     }
     const record = this.#o.codec.decode(account, value);
-    this.#decoded.set(account, { raw, record });
-    return { state: { ...record.state }, revision: record.revision };
+    this.#seen.set(account, { digest, record });
+    return copyRecord(record);
+  }
+
+  /** The time in a set-aside key's name (ISO 8601). */
+  #stamp(): string {
+    return new Date((this.#o.now ?? Date.now)()).toISOString();
   }
 
   async #call<T>(operation: () => Promise<T>): Promise<T> {
@@ -186,6 +254,16 @@ export class RedisTokenStore implements TokenStore {
   #where(): string {
     return describeRedisUrl(this.#o.url);
   }
+}
+
+/** Callers may change the state they get; the remembered record must not change with it. */
+function copyRecord(record: StoredToken): StoredToken {
+  return { state: { ...record.state }, revision: record.revision };
+}
+
+/** As Redis's redis.sha1hex computes it over the bytes ioredis sends (UTF-8). */
+function sha1(value: string): string {
+  return createHash('sha1').update(value, 'utf8').digest('hex');
 }
 
 /**

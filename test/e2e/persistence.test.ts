@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +9,8 @@ import { FaultTokenServer } from '../helpers/fault-token-server.js';
 import { generatedSecret } from '../helpers/harness.js';
 import { startPrivateRedis, type PrivateRedis } from '../helpers/redis-server.js';
 import { startDemoUpstream, type DemoUpstream } from '../../src/demo/upstream.js';
+import { TokenCodec } from '../../src/stores/codec.js';
+import { Secret } from '../../src/util/secret.js';
 import { spawnCli, type RunningCli } from '../helpers/spawn-cli.js';
 
 /*
@@ -70,6 +73,23 @@ async function launch(config: string): Promise<{ cli: RunningCli; data: string; 
   });
   const line = await cli.waitForLog((entry) => entry.msg === 'bearer-sidecar listening');
   return { cli, data: String(line.data), admin: String(line.admin) };
+}
+
+/** The fingerprint of the token a replica serves (from /status), to tell replicas share one token. */
+async function fingerprintOf(replica: { admin: string }): Promise<string | null> {
+  return ((await (await fetch(`${replica.admin}/status`)).json()) as { accounts: { fleet: { fingerprint: string | null } } }).accounts.fleet.fingerprint;
+}
+
+/** Waits until every replica serves the same token, and it is not `previous`: a new token was shared. */
+async function waitForOneNewToken(replicas: Array<{ admin: string }>, previous: string | null): Promise<void> {
+  await vi.waitFor(
+    async () => {
+      const fingerprints = await Promise.all(replicas.map(fingerprintOf));
+      expect(fingerprints[0]).not.toBe(previous);
+      expect(new Set(fingerprints).size).toBe(1);
+    },
+    { timeout: 20_000 },
+  );
 }
 
 function countLines(cli: RunningCli, msg: string): number {
@@ -171,7 +191,6 @@ describe('T10: replicas sharing Redis', () => {
     const replicas = await Promise.all([launch(config), launch(config)]);
     await vi.waitFor(() => expect(w.tokenServer.stats.logins).toBe(1), { timeout: 10_000 });
     for (const replica of replicas) await vi.waitFor(async () => expect((await fetch(`${replica.admin}/readyz`)).status).toBe(200), { timeout: 10_000 });
-    const fingerprintOf = async (replica: (typeof replicas)[number]) => ((await (await fetch(`${replica.admin}/status`)).json()) as { accounts: { fleet: { fingerprint: string | null } } }).accounts.fleet.fingerprint;
     const loggedIn = await fingerprintOf(replicas[0] as (typeof replicas)[number]);
     await redis.stop();
     const outageEnds = Date.now() + 30_000;
@@ -192,16 +211,44 @@ describe('T10: replicas sharing Redis', () => {
     // state above the revision the other replica holds, which adopts it instead of refreshing too
     // with the refresh token just spent. Both serve the new token before the chain is checked.
     await vi.waitFor(() => expect(w.tokenServer.stats.refreshes).toBeGreaterThanOrEqual(1), { timeout: 20_000 });
-    await vi.waitFor(
-      async () => {
-        const fingerprints = await Promise.all(replicas.map(fingerprintOf));
-        expect(fingerprints[0]).not.toBe(loggedIn);
-        expect(fingerprints[1]).toBe(fingerprints[0]);
-      },
-      { timeout: 20_000 },
-    );
+    await waitForOneNewToken(replicas, loggedIn);
     for (const replica of replicas) expect((await fetch(`${replica.data}/vehicles`)).status).toBe(200);
     expect(w.tokenServer.stats).toMatchObject({ logins: 1, refreshes: 1, refreshTokenReuse: 0, rejectedRefreshes: 0 });
     expect(countLines(replicas[0]?.cli as RunningCli, 'redis store reachable again')).toBeGreaterThanOrEqual(1);
+  }, 120_000);
+  it('R7: junk written over the shared record three times (not JSON, a hash, a record sealed with a foreign key): each is set aside once, both replicas go on sharing one chain, no refresh token reused, no second login', async () => {
+    const w = await world(6);
+    await startRedis();
+    const config = writeConfig(w, 'junk', `{ type: redis, url: "${redis.url}", keyPrefix: "r7:" }`);
+    const replicas = await Promise.all([launch(config), launch(config)]);
+    await vi.waitFor(() => expect(w.tokenServer.stats.logins).toBe(1), { timeout: 10_000 });
+    for (const replica of replicas) await vi.waitFor(async () => expect((await fetch(`${replica.admin}/readyz`)).status).toBe(200), { timeout: 10_000 });
+    const client = new Redis({ path: new URL(redis.url).pathname });
+    cleanups.push(() => client.disconnect());
+    const key = 'r7:token:fleet';
+    // A well-formed record with a revision far above the real one, that these replicas (no key) cannot open.
+    const foreign = new TokenCodec(randomBytes(32)).encode('fleet', {
+      revision: 1000,
+      state: { accessToken: new Secret('planted-access'), refreshToken: new Secret('planted-refresh'), obtainedAt: Date.now(), expiresAt: Date.now() + 60_000, lifetimeMs: 60_000 },
+    });
+    const junk: Array<() => Promise<unknown>> = [
+      () => client.set(key, '{"accessToken": "planted-not-json'),
+      () => client.del(key).then(() => client.hset(key, 'accessToken', 'planted-hash')),
+      () => client.set(key, JSON.stringify(foreign)),
+    ];
+
+    for (const plant of junk) {
+      const before = await fingerprintOf(replicas[0] as (typeof replicas)[number]);
+      await plant();
+      // The next scheduled refresh finds the junk, sets it aside, and writes a record the other replica adopts.
+      await waitForOneNewToken(replicas, before);
+      for (const replica of replicas) expect((await fetch(`${replica.data}/vehicles`)).status).toBe(200);
+    }
+
+    expect(w.tokenServer.stats).toMatchObject({ logins: 1, refreshTokenReuse: 0, rejectedRefreshes: 0 });
+    expect(await client.keys(`${key}:corrupt:*`)).toHaveLength(3);
+    const setAside = 'redis record cannot be used: set aside, the account goes on as with no stored state';
+    expect(replicas.reduce((sum, replica) => sum + countLines(replica.cli, setAside), 0)).toBe(3);
+    for (const replica of replicas) expect(replica.cli.stdout()).not.toContain('planted');
   }, 120_000);
 });
