@@ -50,7 +50,7 @@ const responseArbitrary = fc.record({
   retryAfter: fc.option(fc.oneof(fc.constantFrom('20', '0', '-1', '99999999', 'soon', 'Wed, 21 Oct 2015 07:28:00 GMT', ''), fc.string({ maxLength: 12 })), { nil: undefined }),
   date: fc.option(fc.oneof(fc.date({ noInvalidDate: true }).map((d) => d.toUTCString()), fc.string({ maxLength: 12 })), { nil: undefined }),
 });
-type GeneratedResponse = fc.RecordValue<typeof responseArbitrary>;
+type GeneratedResponse = typeof responseArbitrary extends fc.Arbitrary<infer T> ? T : never;
 
 function spell(value: { core: string; before: string; after: string }): string {
   return `${value.before}${value.core}${value.after}`;
