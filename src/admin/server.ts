@@ -1,4 +1,4 @@
-import express, { type Express } from 'express';
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import type { Registry } from 'prom-client';
 import { errorBody } from '../proxy/errors.js';
 import type { TokenManager } from '../tokens/token-manager.js';
@@ -18,6 +18,8 @@ export interface AdminOptions {
 export function createAdminApp(options: AdminOptions): Express {
   const app = express();
   app.disable('x-powered-by');
+  // Express's own error page then never shows a stack trace, whatever NODE_ENV says.
+  app.set('env', 'production');
   const byName = new Map(options.accounts.map((account) => [account.name, account]));
 
   app.get('/metrics', async (_req, res) => {
@@ -68,6 +70,20 @@ export function createAdminApp(options: AdminOptions): Express {
 
   app.use((_req, res) => {
     res.status(404).type('json').send(errorBody('no_route', 'admin endpoints: /metrics /healthz /readyz /status POST /accounts/NAME/refresh'));
+  });
+  // §9, F5: a request Express cannot decode (a malformed %-escape in a path parameter) gets JSON,
+  // never Express's default HTML page with a stack trace.
+  app.use((error: unknown, _req: Request, res: Response, next: NextFunction) => {
+    if (res.headersSent) {
+      next(error);
+      return;
+    }
+    const status = (error as { status?: unknown }).status;
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      res.status(400).type('json').send(errorBody('bad_request', 'the request could not be decoded (a malformed %-escape?)'));
+      return;
+    }
+    next(error);
   });
   return app;
 }
