@@ -150,6 +150,15 @@ describe('R2 token responses', () => {
     expect(upstream.requests[0]?.headers.authorization).toBe('Bearer tok-bom');
   });
 
+  it('R2: a token response over 1 MiB is an error, and the process does not hold it', async () => {
+    const { admin } = await startSidecar('oauth2', () => ({ status: 200, body: JSON.stringify({ access_token: 'tok-big', token_type: 'Bearer', padding: 'x'.repeat(2 * 1024 * 1024) }) }));
+    await tokenRequests(1, admin);
+    const ready = await fetch(`${admin}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(await ready.text()).toContain('response larger than 1048576 bytes');
+    await expectAlive(admin);
+  });
+
   it('R2: token_type "MAC" is an error naming the type; the token is never sent as Bearer', async () => {
     const { cli, data, admin } = await startSidecar('oauth2', () => tokenAnswer('oauth2', 'tok-mac', { token_type: 'MAC' }));
     await tokenRequests(1, admin);
