@@ -24,7 +24,7 @@ export class StoreFormatError extends Error {
   override readonly name = 'StoreFormatError';
 
   constructor(
-    /** Stable, greppable: not_json, not_an_object, foreign_format, missing_field, encrypted_without_key, plaintext_with_key, malformed_ciphertext, wrong_key. */
+    /** Stable, greppable: too_large, not_json, not_an_object, foreign_format, missing_field, encrypted_without_key, plaintext_with_key, malformed_ciphertext, wrong_key. */
     readonly reason: string,
     message: string,
   ) {
