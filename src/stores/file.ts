@@ -12,6 +12,11 @@ export const STATE_FILE_FORMAT = 'bearer-sidecar/state-v1';
 
 const FILE_MODE = 0o600;
 
+/** R5: why a state file that is a symlink is refused (the same words at config time and at run time). */
+export function stateFileIsSymlink(path: string): string {
+  return `${path} is a symbolic link: the state file is never read, written or chmod-ed through a link; set store.path to the file itself`;
+}
+
 export interface FileTokenStoreOptions {
   path: string;
   codec: TokenCodec;
@@ -134,10 +139,7 @@ export class FileTokenStore implements TokenStore {
   /** A state file that is not a regular file is not set aside (it may not even be ours): refused, naming the path. */
   #refusal(error: unknown): unknown {
     if (!(error instanceof UnsafeFileError)) return error;
-    const message =
-      error.reason === 'symlink'
-        ? `token state file ${this.#path} is a symbolic link: the state file is never read, written or chmod-ed through a link; set store.path to the file itself`
-        : `token state file ${error.message}`;
+    const message = error.reason === 'symlink' ? `token state file ${stateFileIsSymlink(this.#path)}` : `token state file ${error.message}`;
     return new UnsafeFileError(error.reason, this.#path, message, error.code);
   }
 

@@ -29,7 +29,7 @@ export interface ReadRegularFileOptions {
 }
 
 /** Stable, greppable: why a file was not read. */
-export type UnsafeFileReason = 'missing' | 'unreadable' | 'not_regular' | 'symlink' | 'too_large';
+export type UnsafeFileReason = 'missing' | 'unreadable' | 'not_regular' | 'symlink' | 'too_large' | 'pipe_timeout';
 
 /** A file that was not read, and why. The message names the path and never quotes the content. */
 export class UnsafeFileError extends Error {
@@ -69,31 +69,104 @@ export async function readRegularFile(path: string, options: ReadRegularFileOpti
 
 /** The same rule as readRegularFile, synchronously: for config-time checks and start-up reads. */
 export function readRegularFileSync(path: string, options: ReadRegularFileOptions): Buffer {
-  let fd: number;
-  try {
-    fd = openSync(path, openFlags(options));
-  } catch (error) {
-    throw refusalOfOpen(error, path, namedByType(error) ? pathStatsSync(path, options) : undefined);
-  }
+  const fd = openWithoutBlockingSync(path, options);
   try {
     const stats = fstatSync(fd);
     checkRegular(stats, path);
-    checkSize(stats.size, path, options.maxBytes);
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for (;;) {
-      const chunk = Buffer.allocUnsafe(chunkSize(options.maxBytes, total));
-      const bytesRead = readSync(fd, chunk, 0, chunk.length, null);
-      if (bytesRead === 0) break;
-      chunks.push(chunk.subarray(0, bytesRead));
-      total += bytesRead;
-      // The file may have grown since fstat: never hold more than the limit + 1 byte.
-      checkSize(total, path, options.maxBytes);
-    }
-    return Buffer.concat(chunks, total);
+    return readRegularFdSync(fd, stats, path, options.maxBytes);
   } finally {
     closeSync(fd);
   }
+}
+
+/** What readFileOrPipeSync read, and from what. */
+export interface FileOrPipeContent {
+  bytes: Buffer;
+  /** True when it came from a FIFO or pipe: it cannot be read a second time. */
+  pipe: boolean;
+}
+
+/**
+ * readRegularFileSync, except that a FIFO or pipe (`<(printf s3cret)`, `/dev/stdin`) is read too:
+ * until its writer closes it, at most `maxBytes`, waiting at most `pipeWaitMs` for the writer
+ * (a FIFO nobody writes to never blocks for longer). For secrets given once at start-up (R5, R6).
+ * Throws UnsafeFileError; `pipe_timeout` when the writer did not finish in time.
+ */
+export function readFileOrPipeSync(path: string, options: ReadRegularFileOptions & { pipeWaitMs: number }): FileOrPipeContent {
+  const fd = openWithoutBlockingSync(path, options);
+  try {
+    const stats = fstatSync(fd);
+    if (stats.isFIFO()) return { bytes: readPipeFdSync(fd, path, options.maxBytes, options.pipeWaitMs), pipe: true };
+    checkRegular(stats, path);
+    return { bytes: readRegularFdSync(fd, stats, path, options.maxBytes), pipe: false };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function openWithoutBlockingSync(path: string, options: Pick<ReadRegularFileOptions, 'followSymlinks'>): number {
+  try {
+    return openSync(path, openFlags(options));
+  } catch (error) {
+    throw refusalOfOpen(error, path, namedByType(error) ? pathStatsSync(path, options) : undefined);
+  }
+}
+
+function readRegularFdSync(fd: number, stats: Stats, path: string, maxBytes: number): Buffer {
+  checkSize(stats.size, path, maxBytes);
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for (;;) {
+    const chunk = Buffer.allocUnsafe(chunkSize(maxBytes, total));
+    const bytesRead = readSync(fd, chunk, 0, chunk.length, null);
+    if (bytesRead === 0) break;
+    chunks.push(chunk.subarray(0, bytesRead));
+    total += bytesRead;
+    // The file may have grown since fstat: never hold more than the limit + 1 byte.
+    checkSize(total, path, maxBytes);
+  }
+  return Buffer.concat(chunks, total);
+}
+
+const PIPE_POLL_MS = 10;
+
+/**
+ * Reads a FIFO opened with O_NONBLOCK until its writer closes it. End of file before any byte may
+ * only mean that the writer has not opened it yet, so it is polled until the deadline.
+ */
+function readPipeFdSync(fd: number, path: string, maxBytes: number, waitMs: number): Buffer {
+  const sleeper = new Int32Array(new SharedArrayBuffer(4));
+  const deadline = performance.now() + waitMs;
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for (;;) {
+    const chunk = Buffer.allocUnsafe(chunkSize(maxBytes, total));
+    let bytesRead: number | undefined;
+    try {
+      bytesRead = readSync(fd, chunk, 0, chunk.length, null);
+    } catch (error) {
+      // EAGAIN: a writer holds the pipe open and has not written (all) yet.
+      if (errnoCode(error) !== 'EAGAIN') throw new UnsafeFileError('unreadable', path, `cannot read ${path} (${errnoCode(error)})`, errnoCode(error));
+    }
+    if (bytesRead !== undefined && bytesRead > 0) {
+      chunks.push(chunk.subarray(0, bytesRead));
+      total += bytesRead;
+      checkSize(total, path, maxBytes);
+      continue;
+    }
+    if (bytesRead === 0 && total > 0) return Buffer.concat(chunks, total);
+    if (performance.now() >= deadline) {
+      const waited = formatSeconds(waitMs);
+      const message = total === 0 ? `${path} is a FIFO and nothing was written to it within ${waited}` : `${path} is a FIFO whose writer did not close it within ${waited}`;
+      throw new UnsafeFileError('pipe_timeout', path, message);
+    }
+    // Start-up only, bounded by the deadline: a synchronous pause between polls.
+    Atomics.wait(sleeper, 0, 0, PIPE_POLL_MS);
+  }
+}
+
+function formatSeconds(ms: number): string {
+  return `${Math.round(ms / 100) / 10} s`;
 }
 
 /**
