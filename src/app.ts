@@ -4,7 +4,7 @@ import { Registry } from 'prom-client';
 import { createAdminApp } from './admin/server.js';
 import { SidecarMetrics } from './admin/metrics.js';
 import type { AccountView } from './admin/status.js';
-import type { AccountConfig, SidecarConfig } from './config/resolve.js';
+import { secretFilesOf, type AccountConfig, type SidecarConfig } from './config/resolve.js';
 import { sendTokenRequest } from './flows/http-client.js';
 import { createFlow } from './flows/index.js';
 import type { TokenFlow } from './flows/types.js';
@@ -20,6 +20,7 @@ import { TokenManager, type SendTokenRequest } from './tokens/token-manager.js';
 import { systemClock, type Clock } from './util/clock.js';
 import { closeServer, listen, serverUrl } from './util/http-server.js';
 import { silentLogger, type Logger } from './util/logger.js';
+import { reportSecretReads } from './util/secret-file.js';
 
 /** What can be swapped in tests: time, randomness, the token transport, the registry, the log. */
 export interface SidecarDependencies {
@@ -50,6 +51,8 @@ export class Sidecar {
   readonly #servers: Array<{ server: Server; role: string }> = [];
   /** Open data-plane client connections, so shutdown can close the idle ones at once. */
   readonly #clientSockets = new Set<Socket>();
+  /** Removes the R6 listeners from the secret files (the config, and its files, may outlive this sidecar). */
+  readonly #unwatchSecrets: Array<() => void> = [];
   #adminServer: Server | undefined;
   #accepting = false;
 
@@ -85,6 +88,10 @@ export class Sidecar {
     const tls = upstreamTls(account);
     if (account.tls.insecureSkipVerify) {
       this.#logger.warn({ account: account.name }, 'upstreamTls.insecureSkipVerify is ON: upstream and token server certificates are NOT verified');
+    }
+    const countFailure = this.metrics.secretReadErrors(account.name);
+    for (const file of secretFilesOf(account.auth)) {
+      this.#unwatchSecrets.push(reportSecretReads(file, { logger: this.#logger.child({ account: account.name }), countFailure }));
     }
     const manager = new TokenManager({
       account: account.name,
@@ -193,6 +200,7 @@ export class Sidecar {
       await closeServer(this.#adminServer, { force: true });
     }
     await this.#store.close();
+    for (const unwatch of this.#unwatchSecrets.splice(0)) unwatch();
   }
 
   /** Resolves when no account has a token request in flight (tests drive the fake clock with it). */

@@ -50,6 +50,12 @@ export interface OAuth2Auth
 
 export type AuthConfig = SessionAuth | OAuth2Auth;
 
+/** Every secret of an account that lives in a file (R6: watched for failed reads). */
+export function secretFilesOf(auth: AuthConfig): SecretFile[] {
+  const sources = auth.flow === 'session' ? [auth.password] : [auth.clientSecret, auth.password, auth.refreshToken];
+  return sources.filter((source): source is SecretFile => source?.kind === 'file');
+}
+
 export interface AccountConfig {
   name: string;
   upstream: URL;

@@ -1,3 +1,4 @@
+import type { Logger } from './logger.js';
 import { FILE_LIMITS, readFileOrPipeSync, readRegularFile } from './safe-file.js';
 import { Secret } from './secret.js';
 
@@ -99,4 +100,22 @@ export class SecretFile {
   #emit(event: SecretReadEvent): void {
     for (const listener of this.#listeners) listener(event);
   }
+}
+
+/**
+ * R6: reports a secret file's reads on `logger` (the account's): one warning per run of failures,
+ * an info line when it reads well again, and `countFailure()` for every failed read (the metric).
+ * Returns the removal of the listener.
+ */
+export function reportSecretReads(file: SecretFile, options: { logger: Logger; countFailure: () => void }): () => void {
+  const { logger, countFailure } = options;
+  if (file.pipe) logger.info({ path: file.path }, 'secret file is a pipe: read once at start-up and kept, never read again');
+  return file.watch((event) => {
+    if (event.type === 'recovered') {
+      logger.info({ path: event.path }, 'secret file reads well again');
+      return;
+    }
+    countFailure();
+    if (event.first) logger.warn({ path: event.path, problem: event.problem }, 'secret file cannot be used: keeping its last good value until it reads well again');
+  });
 }
