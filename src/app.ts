@@ -55,6 +55,11 @@ export class Sidecar {
   readonly #unwatchSecrets: Array<() => void> = [];
   #adminServer: Server | undefined;
   #accepting = false;
+  /** R5: stop() may come while start() is still running (a signal during start-up). */
+  #stopping = false;
+  #starting: Promise<void> | undefined;
+  #requestStop: () => void = () => undefined;
+  readonly #stopRequested = new Promise<void>((resolve) => (this.#requestStop = resolve));
 
   constructor(config: SidecarConfig, deps: SidecarDependencies = {}) {
     this.config = config;
@@ -129,13 +134,24 @@ export class Sidecar {
     return this.#accounts.find((account) => account.name === name)?.manager;
   }
 
-  /** Binds every listener, then asks each account for its first token (trigger `startup`). */
-  async start(): Promise<void> {
+  /**
+   * Binds every listener, then asks each account for its first token (trigger `startup`).
+   * When stop() is called meanwhile, start-up ends early (resolves) and stop() takes over.
+   */
+  start(): Promise<void> {
+    this.#starting ??= this.#startUp();
+    return this.#starting;
+  }
+
+  async #startUp(): Promise<void> {
+    if (this.#stopping) return;
     const listenHost = 'host' in this.config.listen ? this.config.listen.host : '127.0.0.1';
     await this.#listenData(undefined, this.config.listen, 'data plane');
     for (const account of this.#accounts) {
+      if (this.#stopping) return;
       if (account.route.port !== undefined) await this.#listenData(account, { host: listenHost, port: account.route.port }, `account ${account.name}`);
     }
+    if (this.#stopping) return;
     const admin = createAdminApp({
       registry: this.metrics.registry,
       accounts: this.#accounts,
@@ -145,13 +161,22 @@ export class Sidecar {
     });
     this.#adminServer = createServer(admin);
     await listen(this.#adminServer, this.config.admin);
+    if (this.#stopping) return;
     this.#accepting = true;
     this.#logger.info({ data: this.dataUrl(), admin: this.adminUrl(), accounts: this.#accounts.map((a) => a.name) }, 'bearer-sidecar listening');
     // Replicas must see the shared store before their first token request, or each would log in.
-    await this.#store.ready?.().catch((error: unknown) => {
-      this.#logger.error({ store: this.#store.type, err: error }, 'token store not reachable at start; going on without it');
-    });
-    await Promise.all(this.#accounts.map((account) => account.manager.start()));
+    await this.#unlessStopped(
+      this.#store.ready?.().catch((error: unknown) => {
+        this.#logger.error({ store: this.#store.type, err: error }, 'token store not reachable at start; going on without it');
+      }),
+    );
+    if (this.#stopping) return;
+    await this.#unlessStopped(Promise.all(this.#accounts.map((account) => account.manager.start())));
+  }
+
+  /** Waits for a start-up step that may be slow (the store), or only until stop() is called. */
+  async #unlessStopped(step: Promise<unknown> | undefined): Promise<void> {
+    await Promise.race([step, this.#stopRequested]);
   }
 
   async #listenData(account: RunningAccount | undefined, address: SidecarConfig['listen'], role: string): Promise<void> {
@@ -174,7 +199,11 @@ export class Sidecar {
 
   /** Stops accepting, lets in-flight requests finish (up to shutdownTimeout), stops the refreshers. */
   async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#requestStop();
     this.#accepting = false;
+    // A start-up in progress ends at its next step; what it bound by then is closed below.
+    await this.#starting?.catch(() => undefined);
     // Node's closeIdleConnections() skips connections that never sent a request (clients pre-open them).
     const closeIdle = () => {
       for (const socket of this.#clientSockets) if (!hasRequestInFlight(socket)) socket.destroy();
