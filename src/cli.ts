@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import dotenv from 'dotenv';
 import { Sidecar } from './app.js';
 import { flagsOf, helpText, parseCli, UsageError, type ParsedCli } from './cli-args.js';
@@ -10,6 +11,7 @@ import { withEnvTwins } from './config/quick-mode.js';
 import { demoInstructions, startDemo } from './demo/run.js';
 import { parseDuration } from './util/duration.js';
 import { createLogger, LOG_FORMATS, type LogFormat, type Logger } from './util/logger.js';
+import { FILE_LIMITS, readRegularFileSync, UnsafeFileError } from './util/safe-file.js';
 
 /** Exit codes (CONTRACT §2) live here and nowhere else. */
 const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
@@ -22,12 +24,11 @@ function version(): string {
 }
 
 async function main(argv: readonly string[]): Promise<number> {
-  // .env first; real environment variables win over it (dotenv never overrides by default).
-  dotenv.config({ quiet: true });
   let cli: ParsedCli;
   let flags: Record<string, string | undefined>;
   let format: LogFormat | undefined;
   try {
+    loadDotEnv();
     cli = parseCli(argv);
     flags = withEnvTwins(cli.flags, process.env, flagsOf(cli.command));
     format = logFormat(flags['log-format']);
@@ -115,6 +116,23 @@ async function authorize(account: string, flags: Record<string, string | undefin
   } finally {
     logger.flush();
   }
+}
+
+/**
+ * §2: a `.env` file in the working directory is loaded first; real environment variables win
+ * over it. R5: read like every other file (a FIFO there is a configuration error, not a hang).
+ */
+function loadDotEnv(): void {
+  const path = resolve('.env');
+  let text: string;
+  try {
+    text = readRegularFileSync(path, { maxBytes: FILE_LIMITS.config }).toString('utf8');
+  } catch (error) {
+    if (error instanceof UnsafeFileError && error.reason === 'missing') return;
+    if (error instanceof UnsafeFileError) throw new ConfigError([{ path: '.env', message: error.message }]);
+    throw error;
+  }
+  dotenv.populate(process.env, dotenv.parse(text));
 }
 
 function logFormat(value: string | undefined): LogFormat | undefined {

@@ -206,6 +206,44 @@ export async function readOpenedFile(opened: OpenedFile, maxBytes: number): Prom
   return Buffer.concat(chunks, total);
 }
 
+/**
+ * Writes `data` to a regular file (created with `mode`, or an existing one truncated and set to
+ * `mode`), then fsyncs it. Never through a symlink (the file it points to is not ours to change),
+ * never blocking on a FIFO without a reader. Throws UnsafeFileError (R5).
+ */
+export async function writeRegularFile(path: string, data: string, options: { mode: number }): Promise<void> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, constants.O_WRONLY | constants.O_CREAT | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0), options.mode);
+  } catch (error) {
+    throw refusalOfOpen(error, path, namedByType(error) ? await pathStats(path, { followSymlinks: false }) : undefined, 'write');
+  }
+  try {
+    checkRegular(await handle.stat(), path);
+    // An existing file keeps its mode on open: set it before any byte is written.
+    await handle.chmod(options.mode);
+    await handle.truncate(0);
+    await handle.writeFile(data, 'utf8');
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Throws UnsafeFileError unless writeRegularFile could write `path`: nothing there yet, or a
+ * regular file (not a symlink). For refusing a bad target before work that cannot be redone.
+ */
+export function checkWritableTarget(path: string): void {
+  let stats: Stats;
+  try {
+    stats = lstatSync(path);
+  } catch {
+    return; // Nothing there (or nothing we can see): the write will tell.
+  }
+  if (!stats.isFile()) throw notRegular(stats, path);
+}
+
 /** `a FIFO`, `a directory`, ...: what a file is, for messages. */
 export function describeFileType(stats: Stats): string {
   if (stats.isFile()) return 'a regular file';
@@ -278,11 +316,11 @@ async function pathStats(path: string, options: Pick<ReadRegularFileOptions, 'fo
 }
 
 /** Turns a failed open into UnsafeFileError; `found` is what is at the path, when namedByType. */
-function refusalOfOpen(error: unknown, path: string, found: Stats | undefined): UnsafeFileError {
+function refusalOfOpen(error: unknown, path: string, found: Stats | undefined, verb: 'read' | 'write' = 'read'): UnsafeFileError {
   const code = errnoCode(error);
-  if (code === 'ENOENT') return new UnsafeFileError('missing', path, `cannot read ${path} (ENOENT)`, code);
+  if (code === 'ENOENT') return new UnsafeFileError('missing', path, `cannot ${verb} ${path} (ENOENT)`, code);
   if (found !== undefined && !found.isFile()) return notRegular(found, path);
-  return new UnsafeFileError('unreadable', path, `cannot read ${path} (${code})`, code);
+  return new UnsafeFileError('unreadable', path, `cannot ${verb} ${path} (${code})`, code);
 }
 
 function errnoCode(error: unknown): string {

@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,8 +44,8 @@ afterEach(async () => {
 });
 
 /** Runs the CLI to completion; killed after the test if it hangs. */
-async function runCli(args: string[]): Promise<{ code: number | null; stderr: string }> {
-  const cli = spawnCli(args);
+async function runCli(args: string[], options: { cwd?: string } = {}): Promise<{ code: number | null; stderr: string }> {
+  const cli = spawnCli(args, options);
   children.push(cli);
   const code = await cli.exited;
   return { code, stderr: cli.stderr() };
@@ -74,7 +74,7 @@ function quickModeFlags(clientSecretFile: string): string[] {
   ];
 }
 
-function configFile(extra: string): string {
+function configFile(extra: string, moreAuth = ''): string {
   const path = join(dir, 'sidecar.yaml');
   writeFileSync(
     path,
@@ -84,7 +84,7 @@ accounts:
   crm:
     upstream: http://127.0.0.1:9
     default: true
-    auth: { flow: oauth2, tokenUrl: ${authServer.issuer.url}/token, clientId: app, clientSecret: cs }
+    auth: { flow: oauth2, tokenUrl: ${authServer.issuer.url}/token, clientId: app, clientSecret: cs${moreAuth} }
 ${extra}`,
   );
   return path;
@@ -146,5 +146,26 @@ describe('issue 16: files and signals through the real CLI (R5, R6)', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toContain(`accounts.default.auth.clientSecretFile: ${path} is empty (--client-secret-file)`);
     expect(authorizations).toEqual([]);
+  });
+
+  it('R5: a FIFO as .env in the working directory exits 2 naming it, never a hang', async () => {
+    fifo('.env');
+    const result = await runCli(quickModeFlags(join(dir, 'no-secret-needed')), { cwd: dir });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`.env: ${join(dir, '.env')} is a FIFO, not a regular file`);
+  });
+
+  it('R5: authorize --out naming a FIFO or a symlink exits 2 before any browser step, naming the flag', async () => {
+    const config = configFile('', `, authorizeUrl: ${authServer.issuer.url}/authorize`);
+    const link = join(dir, 'link');
+    symlinkSync(join(dir, 'elsewhere'), link);
+    for (const [out, what] of [
+      [fifo('out'), 'is a FIFO, not a regular file'],
+      [link, 'is a symbolic link'],
+    ] as const) {
+      const result = await runCli(['authorize', 'crm', '--config', config, '--out', out]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain(`--out: ${out} ${what}`);
+    }
   });
 });

@@ -4,7 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { readRegularFile, readRegularFileSync, UnsafeFileError, type ReadRegularFileOptions } from '../../src/util/safe-file.js';
+import { checkWritableTarget, readRegularFile, readRegularFileSync, UnsafeFileError, writeRegularFile, type ReadRegularFileOptions } from '../../src/util/safe-file.js';
 
 let dir: string;
 let socketServer: net.Server;
@@ -148,5 +148,45 @@ describe('readRegularFile: a FIFO never blocks the thread pool (R5)', () => {
     const writer = spawn('sh', ['-c', `printf leaked > '${file}'`], { stdio: 'ignore' });
     writers.push(writer);
     expect((await refusal(() => readRegularFile(file, options))).reason).toBe('not_regular');
+  });
+});
+
+describe('writeRegularFile: secrets written by the sidecar (authorize --out) (R5)', () => {
+  it('R5: creates the file with mode 0600, or replaces the content of an existing regular file and makes it 0600', async () => {
+    const file = fresh('out');
+    await writeRegularFile(file, 'first\n', { mode: 0o600 });
+    expect(fs.readFileSync(file, 'utf8')).toBe('first\n');
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    fs.chmodSync(file, 0o644);
+    await writeRegularFile(file, '2nd', { mode: 0o600 });
+    expect(fs.readFileSync(file, 'utf8')).toBe('2nd');
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    expect(() => checkWritableTarget(file)).not.toThrow();
+    expect(() => checkWritableTarget(fresh('not-yet'))).not.toThrow();
+  });
+
+  it('R5: a symlink is refused: the file it points to is neither written nor chmod-ed', async () => {
+    const target = fileWith('someone else');
+    fs.chmodSync(target, 0o644);
+    const link = fresh('out-link');
+    fs.symlinkSync(target, link);
+    expect(() => checkWritableTarget(link)).toThrow(UnsafeFileError);
+    await expect(writeRegularFile(link, 'secret', { mode: 0o600 })).rejects.toMatchObject({ reason: 'symlink', path: link });
+    expect(fs.readFileSync(target, 'utf8')).toBe('someone else');
+    expect(fs.statSync(target).mode & 0o777).toBe(0o644);
+  });
+
+  it('R5: a FIFO, a directory or a device is refused at once, naming the path, and never blocks', async () => {
+    const pipe = fifo();
+    const folder = fresh('out-dir');
+    fs.mkdirSync(folder);
+    for (const [path, what] of [
+      [pipe, 'a FIFO'],
+      [folder, 'a directory'],
+      ['/dev/null', 'a character device'],
+    ] as const) {
+      expect(() => checkWritableTarget(path)).toThrow(`${path} is ${what}, not a regular file`);
+      await expect(writeRegularFile(path, 'secret', { mode: 0o600 })).rejects.toThrow(`${path} is ${what}, not a regular file`);
+    }
   });
 });
