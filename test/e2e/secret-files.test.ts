@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Sidecar } from '../../src/app.js';
 import { METRIC_NAMES } from '../../src/admin/metrics.js';
 import { parseConfig } from '../../src/config/load.js';
+import { startSessionTokenServer } from '../../src/demo/session-token-server.js';
 import { captureLogger } from '../helpers/capture-logger.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { generatedSecret, metricSum } from '../helpers/harness.js';
@@ -104,5 +105,41 @@ describe('R6: a secret file that later reads empty or cannot be read keeps the l
     writeFileSync(file, generatedSecret('cs'));
     const { metrics } = await startSidecar(file);
     expect(await metrics()).toContain(`${METRIC_NAMES.secretReadErrors}{account="crm"} 0`);
+  });
+
+  it('R6: the session dialect too: a password file emptied after start, and every later login still succeeds at a server that checks the password', async () => {
+    const clock = new FakeClock();
+    const password = generatedSecret('pw');
+    const tokenServer = await startSessionTokenServer({ username: 'fleet-user', password, lifetimeSeconds: 60, now: () => clock.now() });
+    const passwordFile = join(dir, 'password');
+    writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
+    const log = captureLogger();
+    const config = parseConfig(
+      {
+        listen: { host: '127.0.0.1', port: 0 },
+        admin: { host: '127.0.0.1', port: 0 },
+        // No refreshUrl: every renewal is a login, so every renewal reads the password file.
+        accounts: { fleet: { upstream: 'http://127.0.0.1:9', default: true, auth: { flow: 'session', loginUrl: tokenServer.loginUrl, username: 'fleet-user', passwordFile } } },
+      },
+      { env: {} },
+    );
+    const sidecar = new Sidecar(config, { clock, logger: log.logger, defaultMetrics: false, random: () => 0.5 });
+    try {
+      await sidecar.start();
+      await sidecar.settled();
+      writeFileSync(passwordFile, '');
+      await clock.advance(5 * 60_000, () => sidecar.settled());
+
+      expect(tokenServer.stats.logins).toBeGreaterThanOrEqual(5);
+      expect(tokenServer.stats.rejectedLogins).toBe(0);
+      expect(sidecar.manager('fleet')?.status().state).toBe('valid');
+      const metrics = await (await fetch(`${sidecar.adminUrl()}/metrics`)).text();
+      expect(metricSum(metrics, METRIC_NAMES.secretReadErrors, 'account="fleet"')).toBe(tokenServer.stats.logins - 1);
+      expect(log.lines().filter((line) => line.level === 40 && line.path === passwordFile)).toHaveLength(1);
+      expect(log.text()).not.toContain(password);
+    } finally {
+      await sidecar.stop();
+      await tokenServer.close();
+    }
   });
 });

@@ -148,6 +148,15 @@ describe('issue 16: files and signals through the real CLI (R5, R6)', () => {
     expect(authorizations).toEqual([]);
   });
 
+  it('R6: check refuses an empty secret the same way (exit 2, naming the flag and the path), before any token request', async () => {
+    const path = join(dir, 'newlines-only');
+    writeFileSync(path, '\n\n');
+    const result = await runCli(['check', '--upstream', 'http://127.0.0.1:9', '--token-url', `${authServer.issuer.url}/token`, '--client-id', 'app', '--client-secret-file', path]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`accounts.default.auth.clientSecretFile: ${path} is empty (--client-secret-file)`);
+    expect(authorizations).toEqual([]);
+  });
+
   it('R5: a FIFO as .env in the working directory exits 2 naming it, never a hang', async () => {
     fifo('.env');
     const result = await runCli(quickModeFlags(join(dir, 'no-secret-needed')), { cwd: dir });
