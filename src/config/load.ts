@@ -1,10 +1,10 @@
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
+import { FILE_LIMITS, readRegularFileSync, UnsafeFileError } from '../util/safe-file.js';
 import { expandEnv } from './expand-env.js';
 import { quickModeConfig, quickModeFlagFor, parseHostPort, SERVE_FLAGS } from './quick-mode.js';
 import { resolveConfig, type ConfigProblem, type SidecarConfig } from './resolve.js';
 import { configSchema } from './schema.js';
-import { FILE_LIMITS, readRegularFileSync, UnsafeFileError } from '../util/safe-file.js';
 
 /** Bad configuration: every problem at once, each naming its path. The CLI exits 2 on it. */
 export class ConfigError extends Error {

@@ -31,7 +31,8 @@ export interface UpstreamAccount {
 
 /** Extra CAs are added to Node's own, never replacing them (F4). R5: a regular file of at most 1 MiB. */
 export function upstreamTls(account: AccountConfig): UpstreamAccount['tls'] {
-  const ca = account.tls.caFile === undefined ? undefined : [...rootCertificates, readRegularFileSync(account.tls.caFile, { maxBytes: FILE_LIMITS.secretOrKey }).toString('utf8')];
+  const caFile = account.tls.caFile;
+  const ca = caFile === undefined ? undefined : [...rootCertificates, readRegularFileSync(caFile, { maxBytes: FILE_LIMITS.secretOrKey }).toString('utf8')];
   return ca === undefined ? { rejectUnauthorized: !account.tls.insecureSkipVerify } : { ca, rejectUnauthorized: !account.tls.insecureSkipVerify };
 }
 

@@ -5,13 +5,14 @@ import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { expandEnv } from '../../src/config/expand-env.js';
-import { ConfigError, loadConfig, parseConfig } from '../../src/config/load.js';
+import { loadConfig, parseConfig } from '../../src/config/load.js';
 import { envTwin, parseHostPort, quickModeConfig, withEnvTwins } from '../../src/config/quick-mode.js';
 import type { ConfigProblem, OAuth2Auth, SessionAuth, SidecarConfig } from '../../src/config/resolve.js';
 import { parseDuration } from '../../src/util/duration.js';
 import { Secret } from '../../src/util/secret.js';
 import { SecretFile } from '../../src/util/secret-file.js';
 import { readSecret } from '../../src/util/secret-source.js';
+import { problemsOf } from '../helpers/config-problems.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'bearer-sidecar-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -41,17 +42,6 @@ const SESSION = {
 
 function oneAccount(auth: Record<string, unknown> = OAUTH2, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { accounts: { crm: { upstream: 'https://api.crm.example/v2', auth, ...extra } } };
-}
-
-/** The problems of a config that must be refused; fails the test if it is accepted. */
-function problemsOf(load: () => unknown): ConfigProblem[] {
-  try {
-    load();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return [...(error as ConfigError).problems];
-  }
-  throw new Error('expected a ConfigError, but the configuration was accepted');
 }
 
 function parse(raw: unknown, env: NodeJS.ProcessEnv = {}): SidecarConfig {

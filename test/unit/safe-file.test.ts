@@ -4,7 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { checkWritableTarget, readRegularFile, readRegularFileSync, UnsafeFileError, writeRegularFile, type ReadRegularFileOptions } from '../../src/util/safe-file.js';
+import { checkWritableTarget, readFileOrPipeSync, readRegularFile, readRegularFileSync, UnsafeFileError, writeRegularFile, type ReadRegularFileOptions } from '../../src/util/safe-file.js';
 
 let dir: string;
 let socketServer: net.Server;
@@ -148,6 +148,43 @@ describe('readRegularFile: a FIFO never blocks the thread pool (R5)', () => {
     const writer = spawn('sh', ['-c', `printf leaked > '${file}'`], { stdio: 'ignore' });
     writers.push(writer);
     expect((await refusal(() => readRegularFile(file, options))).reason).toBe('not_regular');
+  });
+});
+
+describe('readFileOrPipeSync: a secret given once through a pipe (R5, R6)', () => {
+  const writers: Array<ReturnType<typeof spawn>> = [];
+  afterEach(() => {
+    for (const writer of writers.splice(0)) writer.kill('SIGKILL');
+  });
+
+  function fifoWrittenOnce(content: string): string {
+    const file = fifo();
+    writers.push(spawn('sh', ['-c', `printf '%s' '${content}' > '${file}'`], { stdio: 'ignore' }));
+    return file;
+  }
+
+  it('R5: a FIFO written once (as <(printf s3cret) is) is read until its writer closes it, and said to be a pipe', () => {
+    const file = fifoWrittenOnce('s3cret');
+    const { bytes, pipe } = readFileOrPipeSync(file, { maxBytes: 4 * KIB, pipeWaitMs: 10_000 });
+    expect(bytes.toString('utf8')).toBe('s3cret');
+    expect(pipe).toBe(true);
+  });
+
+  it('R5: a FIFO nobody writes to is refused after the bounded wait, naming the path', () => {
+    const file = fifo();
+    expect(() => readFileOrPipeSync(file, { maxBytes: 4 * KIB, pipeWaitMs: 50 })).toThrow(`${file} is a FIFO and nothing was written to it within 0.1 s`);
+  });
+
+  it('R5: a pipe that brings more than maxBytes is refused as too large, reading no more than maxBytes + 1', () => {
+    const file = fifoWrittenOnce('x'.repeat(100));
+    expect(() => readFileOrPipeSync(file, { maxBytes: 10, pipeWaitMs: 10_000 })).toThrow(`${file} is larger than 10 bytes`);
+  });
+
+  it('R5: a regular file is read as readRegularFileSync reads it (not a pipe); a directory is still refused', () => {
+    expect(readFileOrPipeSync(fileWith('plain'), { maxBytes: 4 * KIB, pipeWaitMs: 50 })).toEqual({ bytes: Buffer.from('plain'), pipe: false });
+    const folder = fresh('dir');
+    fs.mkdirSync(folder);
+    expect(() => readFileOrPipeSync(folder, { maxBytes: 4 * KIB, pipeWaitMs: 50 })).toThrow(`${folder} is a directory, not a regular file`);
   });
 });
 

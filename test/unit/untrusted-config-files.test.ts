@@ -5,10 +5,11 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, parseConfig } from '../../src/config/load.js';
+import { loadConfig, parseConfig } from '../../src/config/load.js';
 import { withEnvTwins } from '../../src/config/quick-mode.js';
-import type { ConfigProblem, OAuth2Auth } from '../../src/config/resolve.js';
+import type { OAuth2Auth } from '../../src/config/resolve.js';
 import { readSecret } from '../../src/util/secret-source.js';
+import { problemsOf } from '../helpers/config-problems.js';
 
 /*
  * R5 and R6 at configuration time: every file the configuration names must be a regular file of
@@ -74,16 +75,6 @@ function directory(): string {
   const path = fresh('dir');
   mkdirSync(path);
   return path;
-}
-
-function problemsOf(load: () => unknown): ConfigProblem[] {
-  try {
-    load();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return [...(error as ConfigError).problems];
-  }
-  throw new Error('expected a ConfigError, but the configuration was accepted');
 }
 
 const MIB = 1024 * 1024;
