@@ -4,7 +4,7 @@ import { Registry } from 'prom-client';
 import { createAdminApp } from './admin/server.js';
 import { SidecarMetrics } from './admin/metrics.js';
 import type { AccountView } from './admin/status.js';
-import type { AccountConfig, SidecarConfig } from './config/resolve.js';
+import { secretFilesOf, type AccountConfig, type SidecarConfig } from './config/resolve.js';
 import { sendTokenRequest } from './flows/http-client.js';
 import { createFlow } from './flows/index.js';
 import type { TokenFlow } from './flows/types.js';
@@ -20,6 +20,7 @@ import { TokenManager, type SendTokenRequest } from './tokens/token-manager.js';
 import { systemClock, type Clock } from './util/clock.js';
 import { closeServer, listen, serverUrl } from './util/http-server.js';
 import { silentLogger, type Logger } from './util/logger.js';
+import { reportSecretReads } from './util/secret-file.js';
 
 /** What can be swapped in tests: time, randomness, the token transport, the registry, the log. */
 export interface SidecarDependencies {
@@ -50,8 +51,15 @@ export class Sidecar {
   readonly #servers: Array<{ server: Server; role: string }> = [];
   /** Open data-plane client connections, so shutdown can close the idle ones at once. */
   readonly #clientSockets = new Set<Socket>();
+  /** Removes the R6 listeners from the secret files (the config, and its files, may outlive this sidecar). */
+  readonly #unwatchSecrets: Array<() => void> = [];
   #adminServer: Server | undefined;
   #accepting = false;
+  /** R5: stop() may come while start() is still running (a signal during start-up). */
+  #stopping = false;
+  #starting: Promise<void> | undefined;
+  #requestStop: () => void = () => undefined;
+  readonly #stopRequested = new Promise<void>((resolve) => (this.#requestStop = resolve));
 
   constructor(config: SidecarConfig, deps: SidecarDependencies = {}) {
     this.config = config;
@@ -85,6 +93,10 @@ export class Sidecar {
     const tls = upstreamTls(account);
     if (account.tls.insecureSkipVerify) {
       this.#logger.warn({ account: account.name }, 'upstreamTls.insecureSkipVerify is ON: upstream and token server certificates are NOT verified');
+    }
+    const countFailure = this.metrics.secretReadErrors(account.name);
+    for (const file of secretFilesOf(account.auth)) {
+      this.#unwatchSecrets.push(reportSecretReads(file, { logger: this.#logger.child({ account: account.name }), countFailure }));
     }
     const manager = new TokenManager({
       account: account.name,
@@ -122,13 +134,24 @@ export class Sidecar {
     return this.#accounts.find((account) => account.name === name)?.manager;
   }
 
-  /** Binds every listener, then asks each account for its first token (trigger `startup`). */
-  async start(): Promise<void> {
+  /**
+   * Binds every listener, then asks each account for its first token (trigger `startup`).
+   * When stop() is called meanwhile, start-up ends early (resolves) and stop() takes over.
+   */
+  start(): Promise<void> {
+    this.#starting ??= this.#startUp();
+    return this.#starting;
+  }
+
+  async #startUp(): Promise<void> {
+    if (this.#stopping) return;
     const listenHost = 'host' in this.config.listen ? this.config.listen.host : '127.0.0.1';
     await this.#listenData(undefined, this.config.listen, 'data plane');
     for (const account of this.#accounts) {
+      if (this.#stopping) return;
       if (account.route.port !== undefined) await this.#listenData(account, { host: listenHost, port: account.route.port }, `account ${account.name}`);
     }
+    if (this.#stopping) return;
     const admin = createAdminApp({
       registry: this.metrics.registry,
       accounts: this.#accounts,
@@ -138,13 +161,22 @@ export class Sidecar {
     });
     this.#adminServer = createServer(admin);
     await listen(this.#adminServer, this.config.admin);
+    if (this.#stopping) return;
     this.#accepting = true;
     this.#logger.info({ data: this.dataUrl(), admin: this.adminUrl(), accounts: this.#accounts.map((a) => a.name) }, 'bearer-sidecar listening');
     // Replicas must see the shared store before their first token request, or each would log in.
-    await this.#store.ready?.().catch((error: unknown) => {
-      this.#logger.error({ store: this.#store.type, err: error }, 'token store not reachable at start; going on without it');
-    });
-    await Promise.all(this.#accounts.map((account) => account.manager.start()));
+    await this.#unlessStopped(
+      this.#store.ready?.().catch((error: unknown) => {
+        this.#logger.error({ store: this.#store.type, err: error }, 'token store not reachable at start; going on without it');
+      }),
+    );
+    if (this.#stopping) return;
+    await this.#unlessStopped(Promise.all(this.#accounts.map((account) => account.manager.start())));
+  }
+
+  /** Waits for a start-up step that may be slow (the store), or only until stop() is called. */
+  async #unlessStopped(step: Promise<unknown> | undefined): Promise<void> {
+    await Promise.race([step, this.#stopRequested]);
   }
 
   async #listenData(account: RunningAccount | undefined, address: SidecarConfig['listen'], role: string): Promise<void> {
@@ -167,7 +199,11 @@ export class Sidecar {
 
   /** Stops accepting, lets in-flight requests finish (up to shutdownTimeout), stops the refreshers. */
   async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#requestStop();
     this.#accepting = false;
+    // A start-up in progress ends at its next step; what it bound by then is closed below.
+    await this.#starting?.catch(() => undefined);
     // Node's closeIdleConnections() skips connections that never sent a request (clients pre-open them).
     const closeIdle = () => {
       for (const socket of this.#clientSockets) if (!hasRequestInFlight(socket)) socket.destroy();
@@ -193,6 +229,7 @@ export class Sidecar {
       await closeServer(this.#adminServer, { force: true });
     }
     await this.#store.close();
+    for (const unwatch of this.#unwatchSecrets.splice(0)) unwatch();
   }
 
   /** Resolves when no account has a token request in flight (tests drive the fake clock with it). */

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import dotenv from 'dotenv';
 import { Sidecar } from './app.js';
 import { flagsOf, helpText, parseCli, UsageError, type ParsedCli } from './cli-args.js';
@@ -10,6 +11,7 @@ import { withEnvTwins } from './config/quick-mode.js';
 import { demoInstructions, startDemo } from './demo/run.js';
 import { parseDuration } from './util/duration.js';
 import { createLogger, LOG_FORMATS, type LogFormat, type Logger } from './util/logger.js';
+import { FILE_LIMITS, readRegularFileSync, UnsafeFileError } from './util/safe-file.js';
 
 /** Exit codes (CONTRACT §2) live here and nowhere else. */
 const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
@@ -22,12 +24,11 @@ function version(): string {
 }
 
 async function main(argv: readonly string[]): Promise<number> {
-  // .env first; real environment variables win over it (dotenv never overrides by default).
-  dotenv.config({ quiet: true });
   let cli: ParsedCli;
   let flags: Record<string, string | undefined>;
   let format: LogFormat | undefined;
   try {
+    loadDotEnv();
     cli = parseCli(argv);
     flags = withEnvTwins(cli.flags, process.env, flagsOf(cli.command));
     format = logFormat(flags['log-format']);
@@ -46,16 +47,19 @@ async function main(argv: readonly string[]): Promise<number> {
     return EXIT.ok;
   }
 
-  if (cli.command === 'demo') {
-    const logger = createLogger({ level: flags['log-level'] ?? 'info', format });
-    const demo = await startDemo({ flags, logger });
-    process.stdout.write(demoInstructions(demo));
-    return runUntilSignal(() => demo.stop(), logger);
-  }
   if (cli.command === 'check') return check(flags, format);
   if (cli.command === 'authorize') return authorize(cli.account ?? '', flags, format);
 
+  // R5: from here on SIGTERM / SIGINT are a clean stop, even while start-up is still running.
+  const signals = catchStopSignals();
   const logger = createLogger({ level: flags['log-level'] ?? 'info', format });
+  if (cli.command === 'demo') {
+    const starting = startDemo({ flags, logger });
+    const stopped = signals.stopWith(async () => (await starting).stop(), logger);
+    process.stdout.write(demoInstructions(await starting));
+    return stopped;
+  }
+
   let sidecar: Sidecar;
   try {
     const config = loadConfig({ file: flags.config, flags });
@@ -64,8 +68,9 @@ async function main(argv: readonly string[]): Promise<number> {
   } catch (error) {
     return usageFailure(error);
   }
+  const stopped = signals.stopWith(() => sidecar.stop(), logger);
   await sidecar.start();
-  return runUntilSignal(() => sidecar.stop(), logger);
+  return stopped;
 }
 
 /** `check`: the report goes to stdout (a table, or JSON for scripts); logs go to stderr. */
@@ -113,35 +118,72 @@ async function authorize(account: string, flags: Record<string, string | undefin
   }
 }
 
+/**
+ * §2: a `.env` file in the working directory is loaded first; real environment variables win
+ * over it. R5: read like every other file (a FIFO there is a configuration error, not a hang).
+ */
+function loadDotEnv(): void {
+  const path = resolve('.env');
+  let text: string;
+  try {
+    text = readRegularFileSync(path, { maxBytes: FILE_LIMITS.config }).toString('utf8');
+  } catch (error) {
+    if (error instanceof UnsafeFileError && error.reason === 'missing') return;
+    if (error instanceof UnsafeFileError) throw new ConfigError([{ path: '.env', message: error.message }]);
+    throw error;
+  }
+  dotenv.populate(process.env, dotenv.parse(text));
+}
+
 function logFormat(value: string | undefined): LogFormat | undefined {
   if (value === undefined) return undefined;
   if ((LOG_FORMATS as readonly string[]).includes(value)) return value as LogFormat;
   throw new UsageError(`--log-format: ${JSON.stringify(value)} is not a format (${LOG_FORMATS.join('|')})`);
 }
 
-/** SIGTERM / SIGINT: drain and stop (exit 0); a second signal exits at once. */
-function runUntilSignal(stop: () => Promise<void>, logger: Logger): Promise<number> {
-  return new Promise((resolve) => {
-    let stopping = false;
-    const onSignal = (signal: NodeJS.Signals) => {
-      if (stopping) {
-        logger.warn({ signal }, 'second signal: exiting now');
-        logger.flush();
-        process.exit(EXIT.failure);
-      }
-      stopping = true;
-      logger.info({ signal }, 'stopping: no new connections, finishing in-flight requests');
-      stop().then(
-        () => resolve(EXIT.ok),
-        (error: unknown) => {
-          logger.error({ err: error }, 'error while stopping');
-          resolve(EXIT.failure);
-        },
-      );
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
+interface StopSignals {
+  /** Resolves with the exit code once `stop` has run after a signal (at once if one already came). */
+  stopWith(stop: () => Promise<void>, logger: Logger): Promise<number>;
+}
+
+/**
+ * SIGTERM / SIGINT: drain and stop (exit 0); a second signal exits at once. Handlers are
+ * installed before start-up (R5): a signal that comes before there is anything to stop is kept
+ * and acted on as soon as there is.
+ */
+function catchStopSignals(): StopSignals {
+  let pending: NodeJS.Signals | undefined;
+  let onSignal: ((signal: NodeJS.Signals) => void) | undefined;
+  const handler = (signal: NodeJS.Signals) => {
+    if (onSignal !== undefined) onSignal(signal);
+    else pending ??= signal;
+  };
+  process.on('SIGTERM', handler);
+  process.on('SIGINT', handler);
+  return {
+    stopWith(stop, logger) {
+      return new Promise((resolve) => {
+        let stopping = false;
+        onSignal = (signal) => {
+          if (stopping) {
+            logger.warn({ signal }, 'second signal: exiting now');
+            logger.flush();
+            process.exit(EXIT.failure);
+          }
+          stopping = true;
+          logger.info({ signal }, 'stopping: no new connections, finishing in-flight requests');
+          stop().then(
+            () => resolve(EXIT.ok),
+            (error: unknown) => {
+              logger.error({ err: error }, 'error while stopping');
+              resolve(EXIT.failure);
+            },
+          );
+        };
+        if (pending !== undefined) onSignal(pending);
+      });
+    },
+  };
 }
 
 function usageFailure(error: unknown): number {

@@ -20,6 +20,8 @@ export const METRIC_NAMES = {
   // Beyond the contract's table (additive): the shared store's health (T10).
   storeErrors: 'bearer_sidecar_store_errors_total',
   storeUp: 'bearer_sidecar_store_up',
+  // R6: secret files that failed or read empty at a later login (the last good value was used).
+  secretReadErrors: 'bearer_sidecar_secret_read_errors_total',
 } as const;
 
 /** What the gauges read at scrape time, per account. */
@@ -55,6 +57,7 @@ export class SidecarMetrics {
   readonly #skew: Gauge<'account'>;
   readonly #anomalies: Counter<'account' | 'reason'>;
   readonly #storeErrors: Counter<'account' | 'operation'>;
+  readonly #secretReadErrors: Counter<'account'>;
 
   constructor(registry: Registry, source: TokenStatusSource, options: { defaultMetrics?: boolean } = {}) {
     this.registry = registry;
@@ -122,6 +125,12 @@ export class SidecarMetrics {
       labelNames: ['account', 'operation'],
       registers,
     });
+    this.#secretReadErrors = new Counter({
+      name: METRIC_NAMES.secretReadErrors,
+      help: 'Secret file reads that failed or found the file empty; the last good value was used instead (R6).',
+      labelNames: ['account'],
+      registers,
+    });
     this.#registerStatusGauges(source, registers);
   }
 
@@ -178,6 +187,13 @@ export class SidecarMetrics {
       clockSkew: (seconds: number) => this.#skew.set({ account }, seconds),
       storeError: (operation) => this.#storeErrors.inc({ account, operation }),
     };
+  }
+
+  /** R6: counts one failed secret file read of `account`; the series exists (0) from the start. */
+  secretReadErrors(account: string): () => void {
+    const counter = this.#secretReadErrors.labels(account);
+    counter.inc(0);
+    return () => counter.inc();
   }
 
   proxyMetrics(account: string): ProxyMetrics {

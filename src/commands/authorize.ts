@@ -1,5 +1,4 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmod, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { ConfigError } from '../config/load.js';
 import type { AccountConfig, ConfigProblem, OAuth2Auth, SidecarConfig } from '../config/resolve.js';
@@ -13,6 +12,7 @@ import type { SendTokenRequest } from '../tokens/token-manager.js';
 import { formatDuration } from '../util/duration.js';
 import { closeServer, listen } from '../util/http-server.js';
 import { silentLogger, type Logger } from '../util/logger.js';
+import { checkWritableTarget, UnsafeFileError, writeRegularFile } from '../util/safe-file.js';
 import { Secret } from '../util/secret.js';
 import { scrubServerText } from '../util/scrub.js';
 import { readSecret } from '../util/secret-source.js';
@@ -61,6 +61,7 @@ type AuthorizableAuth = OAuth2Auth & { authorizeUrl: string; clientId: string };
 
 export async function runAuthorize(config: SidecarConfig, options: AuthorizeOptions): Promise<AuthorizeResult> {
   const account = authorizableAccount(config, options.account);
+  if (options.out !== undefined) checkOutFile(options.out);
   const auth = account.auth as AuthorizableAuth;
   const logger = options.logger ?? silentLogger();
   const now = options.now ?? Date.now;
@@ -250,13 +251,23 @@ async function saveToStore(config: SidecarConfig, account: string, state: TokenS
   }
 }
 
+/** R5: a --out that could not be written is refused before the browser dance, not after it (exit 2). */
+function checkOutFile(path: string): void {
+  try {
+    checkWritableTarget(path);
+  } catch (error) {
+    if (error instanceof UnsafeFileError) throw new ConfigError([{ path: '--out', message: error.message }]);
+    throw error;
+  }
+}
+
 async function writeSecretFile(path: string, secret: Secret): Promise<void> {
   try {
-    await writeFile(path, `${secret.reveal()}\n`, { mode: 0o600 });
-    // An existing file keeps its mode on write: make sure it is 0600 now.
-    await chmod(path, 0o600);
+    // R5: mode 0600, never through a symlink, never blocking on a FIFO.
+    await writeRegularFile(path, `${secret.reveal()}\n`, { mode: 0o600 });
   } catch (error) {
-    throw new AuthorizeError(`cannot write --out ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    const reason = error instanceof UnsafeFileError ? error.message : ((error as NodeJS.ErrnoException).code ?? (error as Error).message);
+    throw new AuthorizeError(`cannot write --out ${path}: ${reason}`);
   }
 }
 

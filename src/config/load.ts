@@ -1,8 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
+import { FILE_LIMITS, readRegularFileSync, UnsafeFileError } from '../util/safe-file.js';
 import { expandEnv } from './expand-env.js';
-import { quickModeConfig, parseHostPort, SERVE_FLAGS } from './quick-mode.js';
+import { quickModeConfig, quickModeFlagFor, parseHostPort, SERVE_FLAGS } from './quick-mode.js';
 import { resolveConfig, type ConfigProblem, type SidecarConfig } from './resolve.js';
 import { configSchema } from './schema.js';
 
@@ -45,12 +45,27 @@ export function loadConfig(options: LoadOptions): SidecarConfig {
     }
     raw = readConfigFile(options.file, problems);
   } else if (flags.upstream !== undefined) {
-    raw = quickModeConfig(flags);
+    return withQuickModeFlags(() => parseConfig(quickModeConfig(flags), { env, flags, problems, authorizing: options.authorizing }));
   } else {
     throw new ConfigError([{ path: 'config', message: 'no configuration: pass --config FILE, set BEARER_SIDECAR_CONFIG, or use quick mode (--upstream URL ...)' }]);
   }
   if (raw === undefined) throw new ConfigError(problems);
   return parseConfig(raw, { env, flags, problems, authorizing: options.authorizing });
+}
+
+/** Quick mode: each problem also names the flag (or env twin) the user actually typed. */
+function withQuickModeFlags(load: () => SidecarConfig): SidecarConfig {
+  try {
+    return load();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    throw new ConfigError(
+      error.problems.map((problem) => {
+        const flag = quickModeFlagFor(problem.path);
+        return flag === undefined ? problem : { ...problem, message: `${problem.message} (--${flag})` };
+      }),
+    );
+  }
 }
 
 /** Expands, validates and resolves a config tree (from a file, quick mode, the demo or a test). */
@@ -76,9 +91,11 @@ export function parseConfig(
 function readConfigFile(file: string, problems: ConfigProblem[]): unknown {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    // R5: a regular file of at most 1 MiB; a FIFO is refused at once instead of blocking start-up.
+    text = readRegularFileSync(file, { maxBytes: FILE_LIMITS.config }).toString('utf8');
   } catch (error) {
-    problems.push({ path: 'config', message: `cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})` });
+    if (!(error instanceof UnsafeFileError)) throw error;
+    problems.push({ path: 'config', message: error.message });
     return undefined;
   }
   try {

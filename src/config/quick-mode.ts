@@ -87,34 +87,39 @@ export function parseHostPort(text: string): { host?: string; port: unknown } {
   return host === undefined ? { port: Number(match[3]) } : { host, port: Number(match[3]) };
 }
 
+/** Which flag sets which `auth` key, per flow (quick mode builds one account named `default`). */
+const SESSION_AUTH_FLAGS = { loginUrl: 'login-url', refreshUrl: 'refresh-url', username: 'username', passwordFile: 'password-file', accountId: 'account-id' } as const;
+const OAUTH2_AUTH_FLAGS = {
+  tokenUrl: 'token-url',
+  grant: 'grant',
+  clientId: 'client-id',
+  clientSecretFile: 'client-secret-file',
+  scope: 'scope',
+  audience: 'audience',
+  username: 'username',
+  passwordFile: 'password-file',
+  refreshTokenFile: 'refresh-token-file',
+} as const;
+
+const QUICK_ACCOUNT_PATH = 'accounts.default';
+
 /** Builds the raw config (before validation) of quick mode. */
 export function quickModeConfig(flags: Record<string, string | undefined>): Record<string, unknown> {
   const flow = flags.flow ?? (flags['login-url'] !== undefined ? 'session' : 'oauth2');
-  const auth: Record<string, unknown> =
-    flow === 'session'
-      ? {
-          flow,
-          loginUrl: flags['login-url'],
-          refreshUrl: flags['refresh-url'],
-          username: flags.username,
-          passwordFile: flags['password-file'],
-          accountId: flags['account-id'],
-        }
-      : {
-          flow,
-          tokenUrl: flags['token-url'],
-          grant: flags.grant,
-          clientId: flags['client-id'],
-          clientSecretFile: flags['client-secret-file'],
-          scope: flags.scope,
-          audience: flags.audience,
-          username: flags.username,
-          passwordFile: flags['password-file'],
-          refreshTokenFile: flags['refresh-token-file'],
-        };
+  const keys: Record<string, string> = flow === 'session' ? SESSION_AUTH_FLAGS : OAUTH2_AUTH_FLAGS;
+  const auth = Object.fromEntries(Object.entries(keys).map(([key, flag]) => [key, flags[flag]]));
   return {
-    accounts: { default: { upstream: flags.upstream, default: true, auth: dropUndefined(auth) } },
+    accounts: { default: { upstream: flags.upstream, default: true, auth: dropUndefined({ flow, ...auth }) } },
   };
+}
+
+/** The quick-mode flag behind a config path (`accounts.default.auth.clientSecretFile` -> `client-secret-file`), if any. */
+export function quickModeFlagFor(path: string): string | undefined {
+  if (path === `${QUICK_ACCOUNT_PATH}.upstream`) return 'upstream';
+  if (path === `${QUICK_ACCOUNT_PATH}.auth.flow`) return 'flow';
+  const key = path.startsWith(`${QUICK_ACCOUNT_PATH}.auth.`) ? path.slice(`${QUICK_ACCOUNT_PATH}.auth.`.length) : undefined;
+  if (key === undefined) return undefined;
+  return (OAUTH2_AUTH_FLAGS as Record<string, string>)[key] ?? (SESSION_AUTH_FLAGS as Record<string, string>)[key];
 }
 
 export function dropUndefined(record: Record<string, unknown>): Record<string, unknown> {

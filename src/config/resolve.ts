@@ -1,8 +1,11 @@
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, lstatSync, type Stats } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
 import { dirname } from 'node:path';
 import { TokenCodec } from '../stores/codec.js';
+import { stateFileIsSymlink } from '../stores/file.js';
+import { FILE_LIMITS, describeFileType, readRegularFileSync } from '../util/safe-file.js';
 import { Secret } from '../util/secret.js';
+import { readSecretFileAtStart, SecretFile } from '../util/secret-file.js';
 import type { SecretSource } from '../util/secret-source.js';
 import {
   DEFAULT_RETRY_ON,
@@ -46,6 +49,12 @@ export interface OAuth2Auth
 }
 
 export type AuthConfig = SessionAuth | OAuth2Auth;
+
+/** Every secret of an account that lives in a file (R6: watched for failed reads). */
+export function secretFilesOf(auth: AuthConfig): SecretFile[] {
+  const sources = auth.flow === 'session' ? [auth.password] : [auth.clientSecret, auth.password, auth.refreshToken];
+  return sources.filter((source): source is SecretFile => source?.kind === 'file');
+}
 
 export interface AccountConfig {
   name: string;
@@ -113,7 +122,7 @@ function resolveAccount(name: string, raw: RawAccount, global: RawConfig, proble
     problems.push({ path: `${path}.refresh.maxLifetime`, message: 'must be at least refresh.defaultLifetime' });
   }
   const tls = raw.upstreamTls ?? global.upstreamTls;
-  if (tls.caFile !== undefined) checkReadable(tls.caFile, `${path}.upstreamTls.caFile`, problems);
+  if (tls.caFile !== undefined) checkRegularFile(tls.caFile, `${path}.upstreamTls.caFile`, problems);
 
   return {
     name,
@@ -165,27 +174,39 @@ function resolveOAuth2(auth: OAuth2AuthConfig, path: string, problems: ConfigPro
   return resolved;
 }
 
-/** A secret given both inline and as a file is ambiguous: which one would a rotation change? */
+/**
+ * A secret given both inline and as a file is ambiguous: which one would a rotation change?
+ * R6: an empty secret is a problem, never sent; a file is read now (R5: a regular file or a pipe,
+ * at most 1 MiB) and its value kept as the last good one.
+ */
 function secretSource(inline: string | undefined, file: string | undefined, path: string, problems: ConfigProblem[]): SecretSource | undefined {
   if (inline !== undefined && file !== undefined) {
     problems.push({ path, message: `set either ${lastKey(path)} or ${lastKey(path)}File, not both` });
   }
-  if (file !== undefined) {
-    checkReadable(file, `${path}File`, problems);
-    return { kind: 'file', path: file };
-  }
+  if (file !== undefined) return secretFile(file, `${path}File`, problems);
+  if (inline === '') problems.push({ path, message: 'is empty (an empty secret is never sent)' });
   return inline === undefined ? undefined : { kind: 'value', secret: new Secret(inline) };
+}
+
+function secretFile(file: string, path: string, problems: ConfigProblem[]): SecretFile {
+  try {
+    return new SecretFile(file, readSecretFileAtStart(file));
+  } catch (error) {
+    problems.push({ path, message: (error as Error).message });
+    return new SecretFile(file);
+  }
 }
 
 function lastKey(path: string): string {
   return path.slice(path.lastIndexOf('.') + 1);
 }
 
-function checkReadable(file: string, path: string, problems: ConfigProblem[]): void {
+/** R5: a CA, key or certificate file must be a regular file of at most 1 MiB. */
+function checkRegularFile(file: string, path: string, problems: ConfigProblem[]): void {
   try {
-    accessSync(file, constants.R_OK);
+    readRegularFileSync(file, { maxBytes: FILE_LIMITS.secretOrKey });
   } catch (error) {
-    problems.push({ path, message: `cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})` });
+    problems.push({ path, message: (error as Error).message });
   }
 }
 
@@ -225,13 +246,30 @@ function checkStore(store: RawConfig['store'], problems: ConfigProblem[]): void 
       problems.push({ path: 'store.encryptionKeyFile', message: (error as Error).message });
     }
   }
-  if (store.type === 'file') {
-    const dir = dirname(store.path);
-    try {
-      accessSync(dir, constants.W_OK);
-    } catch (error) {
-      problems.push({ path: 'store.path', message: `cannot write in ${dir} (${(error as NodeJS.ErrnoException).code ?? 'error'})` });
-    }
+  if (store.type === 'file') checkStatePath(store.path, problems);
+}
+
+/**
+ * R5: the state file may not exist yet, but what is there must be a regular file, and not a
+ * symlink: the store replaces and chmods it, and must never do so to whatever a link points to.
+ */
+function checkStatePath(path: string, problems: ConfigProblem[]): void {
+  const dir = dirname(path);
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch (error) {
+    problems.push({ path: 'store.path', message: `cannot write in ${dir} (${(error as NodeJS.ErrnoException).code ?? 'error'})` });
+  }
+  let stats: Stats;
+  try {
+    stats = lstatSync(path);
+  } catch {
+    return; // Missing (created at the first save), or its directory is unusable (reported above).
+  }
+  if (stats.isSymbolicLink()) {
+    problems.push({ path: 'store.path', message: stateFileIsSymlink(path) });
+  } else if (!stats.isFile()) {
+    problems.push({ path: 'store.path', message: `${path} is ${describeFileType(stats)}, not a regular file` });
   }
 }
 

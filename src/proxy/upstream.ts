@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { rootCertificates } from 'node:tls';
 import type { Pool } from 'undici';
@@ -6,6 +5,7 @@ import type { AccountConfig } from '../config/resolve.js';
 import type { ProxyMetrics } from '../admin/metrics.js';
 import type { TokenManager } from '../tokens/token-manager.js';
 import type { ActiveToken } from '../tokens/active-token.js';
+import { FILE_LIMITS, readRegularFileSync } from '../util/safe-file.js';
 import { ACCOUNT_HEADER } from './route.js';
 import { API_KEY_HEADER } from './inbound.js';
 
@@ -29,9 +29,10 @@ export interface UpstreamAccount {
   tls: { ca?: string[]; rejectUnauthorized: boolean };
 }
 
-/** Extra CAs are added to Node's own, never replacing them (F4). */
+/** Extra CAs are added to Node's own, never replacing them (F4). R5: a regular file of at most 1 MiB. */
 export function upstreamTls(account: AccountConfig): UpstreamAccount['tls'] {
-  const ca = account.tls.caFile === undefined ? undefined : [...rootCertificates, readFileSync(account.tls.caFile, 'utf8')];
+  const caFile = account.tls.caFile;
+  const ca = caFile === undefined ? undefined : [...rootCertificates, readRegularFileSync(caFile, { maxBytes: FILE_LIMITS.secretOrKey }).toString('utf8')];
   return ca === undefined ? { rejectUnauthorized: !account.tls.insecureSkipVerify } : { ca, rejectUnauthorized: !account.tls.insecureSkipVerify };
 }
 

@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { headerSafeTokenProblem } from '../util/header-safe.js';
+import { FILE_LIMITS, readRegularFileSync, UnsafeFileError } from '../util/safe-file.js';
 import { Secret } from '../util/secret.js';
 import type { StoredToken } from './types.js';
 
@@ -25,7 +25,7 @@ export class StoreFormatError extends Error {
   override readonly name = 'StoreFormatError';
 
   constructor(
-    /** Stable, greppable: not_json, not_an_object, foreign_format, missing_field, encrypted_without_key, plaintext_with_key, malformed_ciphertext, wrong_key, token_not_header_safe. */
+    /** Stable, greppable: too_large, not_json, not_an_object, foreign_format, missing_field, encrypted_without_key, plaintext_with_key, malformed_ciphertext, wrong_key, token_not_header_safe. */
     readonly reason: string,
     message: string,
   ) {
@@ -60,15 +60,17 @@ export class TokenCodec {
   /**
    * Reads a key file: exactly 32 raw bytes, or 64 hex characters, or the base64 (or base64url)
    * of 32 bytes; trailing CR/LF after the text forms is ignored. Errors name the file, never
-   * the key.
+   * the key. R5: a regular file (symlinks followed) of at most 1 MiB; a FIFO never blocks.
    */
   static fromKeyFile(path: string): TokenCodec {
     let bytes: Buffer;
     try {
-      bytes = readFileSync(path);
+      bytes = readRegularFileSync(path, { maxBytes: FILE_LIMITS.secretOrKey });
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code ?? 'unknown error';
-      throw new Error(`store encryption key file ${path}: cannot be read (${code})`, { cause: error });
+      if (error instanceof UnsafeFileError && (error.reason === 'missing' || error.reason === 'unreadable')) {
+        throw new Error(`store encryption key file ${path}: cannot be read (${error.code ?? 'error'})`, { cause: error });
+      }
+      throw new Error(`store encryption key file ${(error as Error).message}`, { cause: error });
     }
     const key = parseKey(bytes);
     if (key === undefined) {

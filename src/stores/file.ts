@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Logger } from '../util/logger.js';
+import { FILE_LIMITS, formatBytes, openRegularFile, readOpenedFile, UnsafeFileError, type OpenedFile } from '../util/safe-file.js';
 import { describeFormat, StoreFormatError, type TokenCodec } from './codec.js';
 import { LocalLocks } from './local-lock.js';
 import { nextRevision, type SaveResult, type StoredToken, type StoreLock, type TokenState, type TokenStore } from './types.js';
@@ -10,6 +11,11 @@ import { nextRevision, type SaveResult, type StoredToken, type StoreLock, type T
 export const STATE_FILE_FORMAT = 'bearer-sidecar/state-v1';
 
 const FILE_MODE = 0o600;
+
+/** R5: why a state file that is a symlink is refused (the same words at config time and at run time). */
+export function stateFileIsSymlink(path: string): string {
+  return `${path} is a symbolic link: the state file is never read, written or chmod-ed through a link; set store.path to the file itself`;
+}
 
 export interface FileTokenStoreOptions {
   path: string;
@@ -95,10 +101,9 @@ export class FileTokenStore implements TokenStore {
   }
 
   async #readEntries(): Promise<Map<string, Entry>> {
-    const text = await this.#readText();
-    if (text === undefined) return new Map();
     try {
-      return this.#parse(text);
+      const text = await this.#readText();
+      return text === undefined ? new Map() : this.#parse(text);
     } catch (error) {
       if (!(error instanceof StoreFormatError)) throw error;
       await this.#setAside(error);
@@ -106,22 +111,36 @@ export class FileTokenStore implements TokenStore {
     }
   }
 
+  /**
+   * R5: only a regular file is read, never through a symlink (a chmod or a write would then land
+   * on whatever the link points to), never blocking (a FIFO), and never more than 4 MiB of it.
+   */
   async #readText(): Promise<string | undefined> {
-    let handle: FileHandle;
+    let opened: OpenedFile;
     try {
-      handle = await open(this.#path, 'r');
+      opened = await openRegularFile(this.#path, { followSymlinks: false });
     } catch (error) {
-      if (hasCode(error, 'ENOENT')) return undefined;
-      throw error;
+      if (error instanceof UnsafeFileError && error.reason === 'missing') return undefined;
+      throw this.#refusal(error);
     }
     try {
-      const stat = await handle.stat();
-      if (!stat.isFile()) throw new Error(`token state file ${this.#path} is not a regular file`);
-      if ((stat.mode & 0o077) !== 0) await this.#tighten(handle, stat.mode);
-      return await handle.readFile('utf8');
+      if ((opened.stats.mode & 0o077) !== 0) await this.#tighten(opened.handle, opened.stats.mode);
+      return (await readOpenedFile(opened, FILE_LIMITS.stateFile)).toString('utf8');
+    } catch (error) {
+      if (error instanceof UnsafeFileError && error.reason === 'too_large') {
+        throw new StoreFormatError('too_large', `token state file is larger than ${formatBytes(FILE_LIMITS.stateFile)}`);
+      }
+      throw error;
     } finally {
-      await handle.close();
+      await opened.handle.close();
     }
+  }
+
+  /** A state file that is not a regular file is not set aside (it may not even be ours): refused, naming the path. */
+  #refusal(error: unknown): unknown {
+    if (!(error instanceof UnsafeFileError)) return error;
+    const message = error.reason === 'symlink' ? `token state file ${stateFileIsSymlink(this.#path)}` : `token state file ${error.message}`;
+    return new UnsafeFileError(error.reason, this.#path, message, error.code);
   }
 
   /** T9: the file holds tokens, so nobody but its owner may read it. */

@@ -1,8 +1,10 @@
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { STORE_FORMAT, StoreFormatError, TokenCodec } from '../../src/stores/codec.js';
 import { FileTokenStore, STATE_FILE_FORMAT } from '../../src/stores/file.js';
 import { MemoryTokenStore } from '../../src/stores/memory.js';
@@ -366,5 +368,126 @@ describe('TokenCodec', () => {
       expect(error.reason).toBe(reason);
       for (const secret of secrets) expect(error.message).not.toContain(secret);
     }
+  });
+});
+
+describe('FileTokenStore: the state file is untrusted input (R5)', () => {
+  let dir: string;
+  let file: string;
+
+  beforeEach(() => {
+    dir = tempDir();
+    file = path.join(dir, 'state.json');
+  });
+
+  afterEach(() => {
+    vi.restoreAllMocks();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Counts the bytes read through any FileHandle from now on (read and readFile); restored after the test. */
+  async function countFileHandleReads(): Promise<() => number> {
+    const probe = await fs.promises.open(dir, 'r');
+    type Reads = { read: (...args: unknown[]) => Promise<{ bytesRead: number }>; readFile: (...args: unknown[]) => Promise<string | Buffer> };
+    const prototype = Object.getPrototypeOf(probe) as Reads;
+    await probe.close();
+    const { read: originalRead, readFile: originalReadFile } = prototype;
+    let total = 0;
+    vi.spyOn(prototype, 'read').mockImplementation(async function (this: unknown, ...args: unknown[]) {
+      const result = await originalRead.apply(this, args);
+      total += result.bytesRead;
+      return result;
+    });
+    vi.spyOn(prototype, 'readFile').mockImplementation(async function (this: unknown, ...args: unknown[]) {
+      const result = await originalReadFile.apply(this, args);
+      total += Buffer.byteLength(result);
+      return result;
+    });
+    return () => total;
+  }
+
+  function openStore(logger = silentLogger()): FileTokenStore {
+    return new FileTokenStore({ path: file, codec: new TokenCodec(), logger, now: () => START });
+  }
+
+  /** Releases a reader blocked in open() on a FIFO (the code before R5), so a failing test cannot wedge the worker. */
+  function releaseFifoReaders(fifo: string): void {
+    try {
+      fs.closeSync(fs.openSync(fifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
+    } catch {
+      // ENXIO: nobody is waiting to read, which is what a passing test leaves behind.
+    }
+  }
+
+  it('R5: a FIFO at store.path is a clear error naming the path, and loading never blocks', async () => {
+    execFileSync('mkfifo', [file]);
+    const store = openStore();
+    try {
+      await expect(store.load('acct')).rejects.toThrow(`${file} is a FIFO, not a regular file`);
+      // A save re-reads the file first: refused the same way, and the FIFO is left in place.
+      await expect(store.save('acct', makeTokenState('fifo'))).rejects.toThrow(/is a FIFO, not a regular file/);
+      expect(fs.lstatSync(file).isFIFO()).toBe(true);
+    } finally {
+      releaseFifoReaders(file);
+      await store.close().catch(() => undefined);
+    }
+  });
+
+  it('R5: a directory or a socket at store.path is a clear error naming the path', async () => {
+    fs.mkdirSync(file);
+    await expect(openStore().load('acct')).rejects.toThrow(`${file} is a directory, not a regular file`);
+    fs.rmdirSync(file);
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(file, resolve));
+    try {
+      await expect(openStore().load('acct')).rejects.toThrow(`${file} is a socket, not a regular file`);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
+  it('R5: a symlink at store.path is refused: the file it points to is never chmod-ed, written or renamed', async () => {
+    const other = path.join(dir, 'someone-elses-file');
+    const content = 'a file of the same user, readable by the group\n';
+    fs.writeFileSync(other, content, { mode: 0o644 });
+    fs.chmodSync(other, 0o644);
+    fs.symlinkSync(other, file);
+    const store = openStore();
+
+    await expect(store.load('acct')).rejects.toThrow(`${file} is a symbolic link`);
+    await expect(store.save('acct', makeTokenState('link'))).rejects.toThrow(`${file} is a symbolic link`);
+
+    expect(fs.statSync(other).mode & 0o777).toBe(0o644);
+    expect(fs.readFileSync(other, 'utf8')).toBe(content);
+    expect(fs.lstatSync(file).isSymbolicLink()).toBe(true);
+    expect(fs.readdirSync(dir).sort()).toEqual(['someone-elses-file', 'state.json']);
+    await store.close();
+  });
+
+  it('R5: a 300 MiB state file is set aside as too_large, reading at most 4 MiB + 1 byte of it', async () => {
+    // Sparse: 300 MiB long, no disk used. Valid JSON up front: only its size is wrong.
+    fs.writeFileSync(file, JSON.stringify({ format: STATE_FILE_FORMAT, accounts: {} }), { mode: 0o600 });
+    fs.truncateSync(file, 300 * 1024 * 1024);
+    const capture = captureLogger();
+    const store = openStore(capture.logger);
+    const bytesRead = await countFileHandleReads();
+
+    expect(await store.load('acct')).toBeUndefined();
+
+    expect(bytesRead()).toBeLessThanOrEqual(4 * 1024 * 1024 + 1);
+    expect(fs.existsSync(file)).toBe(false);
+    expect(fs.readdirSync(dir).filter((name) => name.startsWith('state.json.corrupt-'))).toHaveLength(1);
+    const errors = capture.lines().filter((line) => line.level === 50);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ reason: 'too_large', path: file });
+    expect((await store.save('acct', makeTokenState('after'))).saved).toBe(true);
+    await store.close();
+  });
+
+  it('R5: a state file of exactly 4 MiB is still read', async () => {
+    const document = JSON.stringify({ format: STATE_FILE_FORMAT, accounts: {} });
+    fs.writeFileSync(file, document.padEnd(4 * 1024 * 1024, ' '), { mode: 0o600 });
+    expect(await openStore().load('acct')).toBeUndefined();
+    expect(fs.existsSync(file)).toBe(true);
   });
 });

@@ -5,12 +5,14 @@ import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { expandEnv } from '../../src/config/expand-env.js';
-import { ConfigError, loadConfig, parseConfig } from '../../src/config/load.js';
+import { loadConfig, parseConfig } from '../../src/config/load.js';
 import { envTwin, parseHostPort, quickModeConfig, withEnvTwins } from '../../src/config/quick-mode.js';
 import type { ConfigProblem, OAuth2Auth, SessionAuth, SidecarConfig } from '../../src/config/resolve.js';
 import { parseDuration } from '../../src/util/duration.js';
 import { Secret } from '../../src/util/secret.js';
+import { SecretFile } from '../../src/util/secret-file.js';
 import { readSecret } from '../../src/util/secret-source.js';
+import { problemsOf } from '../helpers/config-problems.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'bearer-sidecar-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -40,17 +42,6 @@ const SESSION = {
 
 function oneAccount(auth: Record<string, unknown> = OAUTH2, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { accounts: { crm: { upstream: 'https://api.crm.example/v2', auth, ...extra } } };
-}
-
-/** The problems of a config that must be refused; fails the test if it is accepted. */
-function problemsOf(load: () => unknown): ConfigProblem[] {
-  try {
-    load();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return [...(error as ConfigError).problems];
-  }
-  throw new Error('expected a ConfigError, but the configuration was accepted');
 }
 
 function parse(raw: unknown, env: NodeJS.ProcessEnv = {}): SidecarConfig {
@@ -428,7 +419,7 @@ describe('files (§2)', () => {
     expect(auth.clientId).toBe('my-app');
     expect(auth.scope).toBe('read write');
     expect(auth.extraParams).toEqual({ grant_type: null, resource: 'api' });
-    expect(auth.clientSecret).toEqual({ kind: 'file', path: yamlSecretFile });
+    expect(auth.clientSecret).toMatchObject({ kind: 'file', path: yamlSecretFile });
   });
 
   it('§2: a JSON config file loads', () => {
@@ -527,7 +518,7 @@ describe('quick mode (§2)', () => {
     expect(account.name).toBe('default');
     expect(account.isDefault).toBe(true);
     expect(account.auth).toMatchObject({ flow: 'oauth2', tokenUrl: 'https://auth.crm.example/token', clientId: 'my-app', scope: 'read' });
-    expect((account.auth as OAuth2Auth).clientSecret).toEqual({ kind: 'file', path: clientSecretFile });
+    expect((account.auth as OAuth2Auth).clientSecret).toMatchObject({ kind: 'file', path: clientSecretFile });
   });
 
   it('§2: quick mode with --login-url is the session flow, --account-id carried as given', () => {
@@ -543,7 +534,7 @@ describe('quick mode (§2)', () => {
     const auth = firstAccount(parse(raw)).auth as SessionAuth;
     expect(auth.flow).toBe('session');
     expect(auth.accountId).toBe('42');
-    expect(auth.password).toEqual({ kind: 'file', path: passwordFile });
+    expect(auth.password).toMatchObject({ kind: 'file', path: passwordFile });
   });
 
   it('§2: loadConfig runs quick mode from env twins alone, and --listen applies there too', () => {
@@ -612,23 +603,28 @@ describe('secrets (F6, §8)', () => {
   it('§8: a secret read from a file loses trailing \\r and \\n only, not spaces or inner newlines', async () => {
     const value = `  ${randomSecret()}\n${randomSecret()} `;
     const file = tempFile('spaces', `${value}\r\n\n\r\n`);
-    expect((await readSecret({ kind: 'file', path: file })).reveal()).toBe(value);
+    expect((await readSecret(new SecretFile(file))).reveal()).toBe(value);
   });
 
   it('§3: a secret file is read again at each use, so a rotated Secret takes effect without a restart', async () => {
     const first = randomSecret();
     const second = randomSecret();
     const file = tempFile('rotating', `${first}\n`);
-    const source = { kind: 'file', path: file } as const;
+    const source = new SecretFile(file);
     expect((await readSecret(source)).reveal()).toBe(first);
     writeFileSync(file, `${second}\n`);
     expect((await readSecret(source)).reveal()).toBe(second);
   });
 
-  it('§8: a secret file that disappears after start is an error at use, not at parse', async () => {
-    const file = tempFile('vanishing', randomSecret());
+  it('R6: a secret file that disappears after start keeps the value read at start-up', async () => {
+    const value = randomSecret();
+    const file = tempFile('vanishing', value);
     const config = parse(oneAccount({ ...SESSION, password: undefined, passwordFile: file }));
     rmSync(file);
-    await expect(readSecret((firstAccount(config).auth as SessionAuth).password)).rejects.toThrow();
+    expect((await readSecret((firstAccount(config).auth as SessionAuth).password)).reveal()).toBe(value);
+  });
+
+  it('§8: a secret file with no good value yet that cannot be read is an error at use (a rejected login), not a crash', async () => {
+    await expect(readSecret(new SecretFile(join(dir, 'never-there')))).rejects.toThrow(/cannot read .*never-there \(ENOENT\)/);
   });
 });

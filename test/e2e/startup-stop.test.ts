@@ -1,0 +1,84 @@
+import { connect } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { Sidecar } from '../../src/app.js';
+import { parseConfig } from '../../src/config/load.js';
+import { MemoryTokenStore } from '../../src/stores/memory.js';
+import { captureLogger } from '../helpers/capture-logger.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+
+/** A store whose ready() never answers (a frozen Redis), telling the test when start-up is waiting on it. */
+class FrozenStore extends MemoryTokenStore {
+  readonly waiting: Promise<void>;
+  #startedWaiting: () => void = () => undefined;
+
+  constructor() {
+    super();
+    this.waiting = new Promise((resolve) => (this.#startedWaiting = resolve));
+  }
+
+  ready(): Promise<void> {
+    this.#startedWaiting();
+    return new Promise(() => undefined);
+  }
+}
+
+function refused(url: string): Promise<boolean> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const socket = connect(Number(port), hostname);
+    socket.on('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.on('error', () => resolve(true));
+  });
+}
+
+describe('R5: a stop during start-up', () => {
+  it('R5: stop() while start() waits on the store: start-up ends early, no token is requested, every port is closed', async () => {
+    const config = parseConfig(
+      {
+        listen: { host: '127.0.0.1', port: 0 },
+        admin: { host: '127.0.0.1', port: 0 },
+        accounts: { crm: { upstream: 'http://127.0.0.1:9', default: true, auth: { flow: 'oauth2', tokenUrl: 'http://127.0.0.1:9/token', clientId: 'app', clientSecret: 'cs' } } },
+      },
+      { env: {} },
+    );
+    const store = new FrozenStore();
+    let tokenRequests = 0;
+    const sidecar = new Sidecar(config, {
+      clock: new FakeClock(),
+      logger: captureLogger().logger,
+      store,
+      defaultMetrics: false,
+      send: async () => {
+        tokenRequests += 1;
+        return { status: 500, headers: {}, body: '' };
+      },
+    });
+    const starting = sidecar.start();
+    await store.waiting;
+    const data = sidecar.dataUrl();
+    const admin = sidecar.adminUrl();
+
+    await sidecar.stop();
+    await starting;
+
+    expect(tokenRequests).toBe(0);
+    expect(sidecar.manager('crm')?.status().state).toBe('stopped');
+    expect(await refused(data)).toBe(true);
+    expect(await refused(admin)).toBe(true);
+  });
+
+  it('R5: stop() before start(): start() then binds nothing', async () => {
+    const config = parseConfig(
+      { listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, accounts: { crm: { upstream: 'http://127.0.0.1:9', auth: { flow: 'oauth2', tokenUrl: 'http://127.0.0.1:9/token', clientId: 'app', clientSecret: 'cs' } } } },
+      { env: {} },
+    );
+    const sidecar = new Sidecar(config, { clock: new FakeClock(), defaultMetrics: false });
+    await sidecar.stop();
+    await sidecar.start();
+    expect(sidecar.dataUrl()).toBe('');
+    expect(sidecar.adminUrl()).toBe('');
+  });
+});
