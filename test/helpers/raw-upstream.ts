@@ -98,3 +98,25 @@ export function rawExchange(url: string, text: string): Promise<string> {
 export function statusLines(raw: string): string[] {
   return [...raw.matchAll(/HTTP\/1\.1 \d{3}[^\r\n]*/g)].map((match) => match[0]);
 }
+
+/**
+ * Writes `text` on one client connection and resolves with the first answer head (latin1, up to
+ * and including its blank line), then closes the connection: for answers that never end on
+ * their own, such as a 101 that turned the connection into a WebSocket.
+ */
+export function rawHead(url: string, text: string): Promise<string> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () => socket.write(Buffer.from(text, 'latin1')));
+    let received = '';
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.toString('latin1');
+      const end = received.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      socket.destroy();
+      resolve(received.slice(0, end + 4));
+    });
+    socket.on('error', reject);
+    socket.on('close', () => resolve(received));
+  });
+}

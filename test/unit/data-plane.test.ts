@@ -4,7 +4,7 @@ import { AnswerBody } from '../../src/proxy/answer-body.js';
 import type { Transport } from '../../src/proxy/transport.js';
 import type { ActiveToken } from '../../src/tokens/active-token.js';
 import { activeToken, startDataPlane, type DataPlaneHarness, type StubTokens } from '../helpers/data-plane.js';
-import { rawExchange, startRawUpstream, statusLines, type RawUpstream } from '../helpers/raw-upstream.js';
+import { rawExchange, rawHead, startRawUpstream, statusLines, type RawUpstream } from '../helpers/raw-upstream.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -246,5 +246,26 @@ describe('R3: upstream answers pass through as the upstream sent them', () => {
     // Framed as declared: either chunked with its chunks, or ended by the close with the bare body.
     if (/transfer-encoding: chunked/i.test(raw)) expect(raw.endsWith('4\r\nnope\r\n0\r\n\r\n')).toBe(true);
     else expect(raw.endsWith('\r\n\r\nnope')).toBe(true);
+  });
+
+  it('R3: the 101 of an upgrade reaches the client byte for byte (reason phrase, obs-text, header order and case)', async () => {
+    const head = `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nX-Room: ${RESUME_UTF8}\r\n\r\n`;
+    const upstream = await upstreamAnswering(() => head);
+    const { url, observed } = await plane(upstream, { current: () => activeToken('good-token') });
+    expect(await rawHead(url, upgradeRequest())).toBe(head);
+    expect(upstream.requests[0]?.headers.authorization).toBe('Bearer good-token');
+    expect(observed).toEqual([101]);
+  });
+});
+
+describe('F5: upgrades the upstream cannot take', () => {
+  it('F5: an upgrade to an upstream that refuses connections gets 502 upstream_unreachable JSON on its socket (not a bare close)', async () => {
+    const closed = await startRawUpstream(() => OK_ANSWER);
+    await closed.close();
+    const { url, observed } = await plane(closed, { current: () => activeToken('good-token') });
+    const raw = await rawExchange(url, upgradeRequest());
+    expect(statusLines(raw)).toEqual([RAW_502]);
+    expect(lastBody(raw)).toMatchObject({ error: 'upstream_unreachable', account: 'crm', message: expect.stringContaining('connection refused') });
+    expect(observed).toEqual([502]);
   });
 });
