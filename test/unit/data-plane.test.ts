@@ -203,6 +203,18 @@ describe('R3: upstream answers pass through as the upstream sent them', () => {
     expect(replays).toEqual(['no_token']);
   });
 
+  it.each([
+    ['Content-Length and Transfer-Encoding both', 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n'],
+    ['two different Content-Lengths', 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok!'],
+    ['a control character in a header value', 'HTTP/1.1 200 OK\r\nx-bad: a\x01b\r\ncontent-length: 2\r\n\r\nok'],
+  ])('R3: an answer that cannot be framed for the client (%s) becomes 502, and the client connection stays usable', async (_label, answer) => {
+    const upstream = await upstreamAnswering((_request, index) => (index === 0 ? answer : OK_ANSWER));
+    const { url } = await plane(upstream, { current: () => activeToken('good-token') });
+    const raw = await rawExchange(url, `GET /first HTTP/1.1\r\nhost: s\r\n\r\n${GET_CLOSE('/second')}`);
+    expect(statusLines(raw)).toEqual(['HTTP/1.1 502 Bad Gateway', 'HTTP/1.1 200 OK']);
+    expect(raw).toContain('"error":"upstream_unreachable"');
+  });
+
   it('R3: an interim 103 with Content-Length does not disturb the final answer or the connection', async () => {
     const upstream = await upstreamAnswering((_request, index) =>
       index === 0 ? 'HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\ncontent-length: 5\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirst' : OK_ANSWER,
