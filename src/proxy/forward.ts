@@ -30,11 +30,13 @@ export interface DataPlaneOptions {
   transport: Transport;
 }
 
-/** A refusal decided before any upstream is contacted. */
+/** What the sidecar answers itself instead of an upstream answer (F5). */
 interface Refusal {
   code: SidecarErrorCode;
   message: string;
   account?: UpstreamAccount;
+  /** Sent as `Retry-After` (a 503 token_unavailable, T7). */
+  retryAfterSeconds?: number;
 }
 
 type Admission = { account: UpstreamAccount; targetPath: string } | Refusal;
@@ -379,17 +381,9 @@ export class DataPlane {
     this.#contain('answering a failed request', account, () => {
       // Whatever the upstream still sends has nowhere to go.
       inbound.exchange?.upstream?.abort();
-      if (error instanceof TokenNotHeaderSafeError && account !== undefined) {
-        this.#reportUnsafeToken(account, error);
-        this.#refuse(res, unsafeTokenRefusal(account, error));
-        return;
-      }
-      this.#reportThrow('request', account, error);
-      if (res.headersSent || res.destroyed) {
-        res.destroy();
-        return;
-      }
-      this.#refuse(res, { code: 'upstream_unreachable', message: passOnFailureMessage(error), account });
+      const refusal = this.#refusalForThrow(error, account, 'request');
+      // sendError cuts a response whose head already went out.
+      this.#refuse(res, refusal);
     });
   }
 
@@ -398,17 +392,18 @@ export class DataPlane {
     try {
       work();
     } catch (error) {
-      const { account } = client;
-      this.#contain('answering a failed upgrade', account, () => {
-        if (error instanceof TokenNotHeaderSafeError && account !== undefined) {
-          this.#reportUnsafeToken(account, error);
-          this.#refuseRaw(client, unsafeTokenRefusal(account, error));
-          return;
-        }
-        this.#reportThrow('upgrade', account, error);
-        this.#refuseRaw(client, { code: 'upstream_unreachable', message: passOnFailureMessage(error), account });
-      });
+      this.#contain('answering a failed upgrade', client.account, () => this.#refuseRaw(client, this.#refusalForThrow(error, client.account, 'upgrade')));
     }
+  }
+
+  /** What a throw becomes for the client, logged: 503 for a token that is not header-safe (R1), else 502 (F5). */
+  #refusalForThrow(error: unknown, account: UpstreamAccount | undefined, entry: string): Refusal {
+    if (error instanceof TokenNotHeaderSafeError && account !== undefined) {
+      this.#reportUnsafeToken(account, error);
+      return unsafeTokenRefusal(account, error);
+    }
+    this.#reportThrow(entry, account, error);
+    return { code: 'upstream_unreachable', message: passOnFailureMessage(error), account };
   }
 
   /** Last fence, where no answer is possible any longer: what was thrown is logged, nothing more. */
@@ -503,14 +498,14 @@ const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS
 /** Rejection bodies are small; one larger than this is streamed through and not replayed. */
 const MAX_HELD_REJECTION_BYTES = 64 * 1024;
 
-function tokenRefusal(account: UpstreamAccount, error: unknown): Refusal & { retryAfterSeconds?: number } {
+function tokenRefusal(account: UpstreamAccount, error: unknown): Refusal {
   if (error instanceof TokenUnavailableError) {
     return { code: 'token_unavailable', message: error.message, account, retryAfterSeconds: error.retryAfterSeconds };
   }
   return { code: 'token_unavailable', message: `no valid token for account ${account.name}`, account, retryAfterSeconds: 1 };
 }
 
-function retryAfterOf(refusal: Refusal & { retryAfterSeconds?: number }): Record<string, string> {
+function retryAfterOf(refusal: Refusal): Record<string, string> {
   return refusal.retryAfterSeconds === undefined ? {} : { 'retry-after': String(refusal.retryAfterSeconds) };
 }
 
@@ -526,7 +521,7 @@ function upstreamFailure(account: UpstreamAccount, error: NodeJS.ErrnoException,
 }
 
 /** R1: a token the writer refused is no valid token for the client: 503, as when none could be had (T7). */
-function unsafeTokenRefusal(account: UpstreamAccount, error: TokenNotHeaderSafeError): Refusal & { retryAfterSeconds: number } {
+function unsafeTokenRefusal(account: UpstreamAccount, error: TokenNotHeaderSafeError): Refusal {
   return { code: 'token_unavailable', message: `the token of account ${account.name} cannot be sent: ${error.reason}`, account, retryAfterSeconds: 1 };
 }
 

@@ -57,6 +57,7 @@ describe('R1: the data plane never writes a token that is not header-safe', () =
     const { url, log, observed } = await plane(upstream, { current: () => activeToken(value) });
     const raw = await rawExchange(url, GET_CLOSE());
     expect(statusLines(raw)).toEqual(['HTTP/1.1 503 Service Unavailable']);
+    expect(raw).toMatch(/\r\nretry-after: 1\r\n/i);
     const body = lastBody(raw);
     expect(body).toMatchObject({ error: 'token_unavailable', account: 'crm' });
     expect(String(body.message)).toContain('not header-safe');
