@@ -8,7 +8,7 @@ import { METRIC_NAMES } from '../../src/admin/metrics.js';
 import { startSessionTokenServer } from '../../src/demo/session-token-server.js';
 import { closeServer, listen, serverUrl } from '../../src/util/http-server.js';
 import { generatedSecret, metricSum } from '../helpers/harness.js';
-import { rawExchange, startRawUpstream, statusLines, type RawAnswer, type RawRequestHead } from '../helpers/raw-upstream.js';
+import { getAndClose, rawExchange, startRawUpstream, statusLines, websocketUpgrade, type RawAnswer, type RawRequestHead } from '../helpers/raw-upstream.js';
 import { spawnCli, type RunningCli } from '../helpers/spawn-cli.js';
 
 /*
@@ -73,11 +73,7 @@ async function expectAlive(running: Running): Promise<void> {
   expect((await fetch(`${running.admin}/healthz`)).status).toBe(200);
 }
 
-function upgradeRequest(target = '/x'): string {
-  return `GET ${target} HTTP/1.1\r\nhost: s\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: ${randomBytes(16).toString('base64')}\r\n\r\n`;
-}
 
-const GET_CLOSE = (target = '/x') => `GET ${target} HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n`;
 const OK_ANSWER = 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok';
 
 describe('issue 16 through the CLI: hostile tokens and upstream answers', () => {
@@ -100,9 +96,9 @@ describe('issue 16 through the CLI: hostile tokens and upstream answers', () => 
       refresh: { waitForToken: '1s' },
     });
     // Sent at once: these may wait for the first token (cold start).
-    const cold = await Promise.all([rawExchange(running.data, upgradeRequest()), rawExchange(running.data, GET_CLOSE())]);
+    const cold = await Promise.all([rawExchange(running.data, websocketUpgrade()), rawExchange(running.data, getAndClose())]);
     await running.cli.waitForLog((entry) => /^token request: login (succeeded|failed|rejected)/.test(String(entry.msg)));
-    const after = await Promise.all([rawExchange(running.data, upgradeRequest()), rawExchange(running.data, GET_CLOSE())]);
+    const after = await Promise.all([rawExchange(running.data, websocketUpgrade()), rawExchange(running.data, getAndClose())]);
     for (const raw of [...cold, ...after]) {
       expect(statusLines(raw)).toHaveLength(1);
       expect(statusLines(raw)[0]).toMatch(/^HTTP\/1\.1 503 /);
@@ -124,7 +120,7 @@ describe('issue 16 through the CLI: hostile tokens and upstream answers', () => 
     );
     const running = await startCli({ upstream: upstream.url, ...(await goodTokenServer()) });
     await running.cli.waitForLog((entry) => entry.msg === 'token request: login succeeded');
-    const raw = await rawExchange(running.data, `GET /sized HTTP/1.1\r\nhost: s\r\n\r\n${GET_CLOSE('/streamed')}`);
+    const raw = await rawExchange(running.data, `GET /sized HTTP/1.1\r\nhost: s\r\n\r\n${getAndClose('/streamed')}`);
     expect(statusLines(raw)).toEqual(['HTTP/1.1 200 Tr\xc3\xa8s bien', 'HTTP/1.1 200 OK']);
     const streamed = raw.slice(raw.indexOf('HTTP/1.1 200 OK'));
     for (const answer of [raw.slice(0, raw.indexOf('HTTP/1.1 200 OK')), streamed]) {
@@ -145,7 +141,7 @@ describe('issue 16 through the CLI: hostile tokens and upstream answers', () => 
     await running.cli.waitForLog((entry) => entry.msg === 'token request: login succeeded');
     const raw = await rawExchange(
       running.data,
-      `GET /cached HTTP/1.1\r\nhost: s\r\nif-none-match: "v1"\r\n\r\nDELETE /item HTTP/1.1\r\nhost: s\r\n\r\nHEAD /file HTTP/1.1\r\nhost: s\r\n\r\n${GET_CLOSE('/last')}`,
+      `GET /cached HTTP/1.1\r\nhost: s\r\nif-none-match: "v1"\r\n\r\nDELETE /item HTTP/1.1\r\nhost: s\r\n\r\nHEAD /file HTTP/1.1\r\nhost: s\r\n\r\n${getAndClose('/last')}`,
     );
     expect(statusLines(raw)).toEqual(['HTTP/1.1 304 Not Modified', 'HTTP/1.1 204 No Content', 'HTTP/1.1 200 OK', 'HTTP/1.1 200 OK']);
     expect(raw).toMatch(/^HTTP\/1\.1 304 Not Modified\r\n(?:.+\r\n)*content-length: 1234\r\n(?:.+\r\n)*\r\nHTTP\/1\.1 204/);

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 
 /** One request head as it reached the raw upstream, decoded byte for byte (latin1). */
@@ -119,4 +120,14 @@ export function rawHead(url: string, text: string): Promise<string> {
     socket.on('error', reject);
     socket.on('close', () => resolve(received));
   });
+}
+
+/** A WebSocket upgrade request for `target`, as a browser sends it (a fresh key each time). */
+export function websocketUpgrade(target = '/x'): string {
+  return `GET ${target} HTTP/1.1\r\nhost: s\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: ${randomBytes(16).toString('base64')}\r\n\r\n`;
+}
+
+/** A GET for `target` that asks the server to close the connection after its answer. */
+export function getAndClose(target = '/x'): string {
+  return `GET ${target} HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n`;
 }

@@ -1,10 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AnswerBody } from '../../src/proxy/answer-body.js';
 import type { Transport } from '../../src/proxy/transport.js';
 import type { ActiveToken } from '../../src/tokens/active-token.js';
 import { activeToken, startDataPlane, type DataPlaneHarness, type StubTokens } from '../helpers/data-plane.js';
-import { rawExchange, rawHead, startRawUpstream, statusLines, type RawUpstream } from '../helpers/raw-upstream.js';
+import { getAndClose, rawExchange, rawHead, startRawUpstream, statusLines, websocketUpgrade, type RawUpstream } from '../helpers/raw-upstream.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -25,11 +24,7 @@ async function plane(upstream: RawUpstream, tokens: StubTokens, options: { retry
   return harness;
 }
 
-function upgradeRequest(target = '/x', extra = ''): string {
-  return `GET ${target} HTTP/1.1\r\nhost: s\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: ${randomBytes(16).toString('base64')}\r\n${extra}\r\n`;
-}
 
-const GET_CLOSE = (target = '/x') => `GET ${target} HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n`;
 
 /** The JSON body of the last answer in a raw exchange. */
 function lastBody(raw: string): Record<string, unknown> {
@@ -55,7 +50,7 @@ describe('R1: the data plane never writes a token that is not header-safe', () =
   it.each(UNSAFE_TOKENS)('R1: a request with token %j gets 503 token_unavailable saying why, never the token; nothing is sent upstream', async (value) => {
     const upstream = await upstreamAnswering();
     const { url, log, observed } = await plane(upstream, { current: () => activeToken(value) });
-    const raw = await rawExchange(url, GET_CLOSE());
+    const raw = await rawExchange(url, getAndClose());
     expect(statusLines(raw)).toEqual(['HTTP/1.1 503 Service Unavailable']);
     expect(raw).toMatch(/\r\nretry-after: 1\r\n/i);
     const body = lastBody(raw);
@@ -71,20 +66,20 @@ describe('R1: the data plane never writes a token that is not header-safe', () =
     const upstream = await upstreamAnswering();
     let token = activeToken(value);
     const { url, observed } = await plane(upstream, { current: () => token });
-    const raw = await rawExchange(url, upgradeRequest());
+    const raw = await rawExchange(url, websocketUpgrade());
     expect(statusLines(raw)).toEqual([RAW_503]);
     expect(lastBody(raw)).toMatchObject({ error: 'token_unavailable', account: 'crm', message: expect.stringContaining('not header-safe') });
     expect(upstream.requests).toHaveLength(0);
     expect(observed).toEqual([503]);
     token = activeToken('good-token');
-    expect(statusLines(await rawExchange(url, GET_CLOSE()))).toEqual(['HTTP/1.1 200 OK']);
+    expect(statusLines(await rawExchange(url, getAndClose()))).toEqual(['HTTP/1.1 200 OK']);
   });
 
   it('R1: on the cold-start path too (the token arrives while the upgrade or the request waits for it)', async () => {
     const upstream = await upstreamAnswering();
     const { url } = await plane(upstream, { current: () => undefined, waitForToken: () => Promise.resolve(activeToken('abc\r\nX-Injected: evil')) });
-    const upgrade = await rawExchange(url, upgradeRequest());
-    const request = await rawExchange(url, GET_CLOSE());
+    const upgrade = await rawExchange(url, websocketUpgrade());
+    const request = await rawExchange(url, getAndClose());
     expect(statusLines(upgrade)).toEqual([RAW_503]);
     expect(statusLines(request)).toEqual(['HTTP/1.1 503 Service Unavailable']);
     expect(upstream.requests).toHaveLength(0);
@@ -93,7 +88,7 @@ describe('R1: the data plane never writes a token that is not header-safe', () =
   it('R1: a replacement token that is not header-safe is not used for the T8 replay either', async () => {
     const upstream = await upstreamAnswering(() => 'HTTP/1.1 401 Unauthorized\r\ncontent-length: 4\r\n\r\nnope');
     const { url } = await plane(upstream, { current: () => activeToken('good-token'), replacementFor: () => Promise.resolve(activeToken('tok-2\n')) });
-    const raw = await rawExchange(url, GET_CLOSE());
+    const raw = await rawExchange(url, getAndClose());
     expect(statusLines(raw)).toEqual(['HTTP/1.1 503 Service Unavailable']);
     expect(upstream.requests).toHaveLength(1);
     expect(upstream.requests[0]?.headers.authorization).toBe('Bearer good-token');
@@ -108,7 +103,7 @@ describe('F5: no throw on any entry point can crash the process; the client alwa
         throw new Error('boom');
       },
     });
-    const raw = await rawExchange(url, upgradeRequest());
+    const raw = await rawExchange(url, websocketUpgrade());
     expect(statusLines(raw)).toEqual([RAW_502]);
     expect(lastBody(raw)).toMatchObject({ error: 'upstream_unreachable', account: 'crm' });
     expect(log.lines().some((line) => line.level === 50 && String(line.msg).includes('upgrade'))).toBe(true);
@@ -117,8 +112,8 @@ describe('F5: no throw on any entry point can crash the process; the client alwa
   it('F5: a throw in the continuation after a cold-start wait answers 502 on the raw socket, and for plain HTTP', async () => {
     const upstream = await upstreamAnswering();
     const { url } = await plane(upstream, { current: () => undefined, waitForToken: () => Promise.resolve(explodingToken()) });
-    expect(statusLines(await rawExchange(url, upgradeRequest()))).toEqual([RAW_502]);
-    const plain = await rawExchange(url, GET_CLOSE());
+    expect(statusLines(await rawExchange(url, websocketUpgrade()))).toEqual([RAW_502]);
+    const plain = await rawExchange(url, getAndClose());
     expect(statusLines(plain)).toEqual(['HTTP/1.1 502 Bad Gateway']);
     expect(lastBody(plain)).toMatchObject({ error: 'upstream_unreachable' });
   });
@@ -126,7 +121,7 @@ describe('F5: no throw on any entry point can crash the process; the client alwa
   it('F5: a throw while handling a plain request, or an h2c upgrade offer, answers 502 JSON', async () => {
     const upstream = await upstreamAnswering();
     const { url } = await plane(upstream, { current: () => explodingToken() });
-    expect(statusLines(await rawExchange(url, GET_CLOSE()))).toEqual(['HTTP/1.1 502 Bad Gateway']);
+    expect(statusLines(await rawExchange(url, getAndClose()))).toEqual(['HTTP/1.1 502 Bad Gateway']);
     const h2c = await rawExchange(url, 'GET /x HTTP/1.1\r\nhost: s\r\nconnection: Upgrade, HTTP2-Settings\r\nupgrade: h2c\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n');
     expect(statusLines(h2c)).toEqual(['HTTP/1.1 502 Bad Gateway']);
   });
@@ -157,7 +152,7 @@ describe('R3: upstream answers pass through as the upstream sent them', () => {
     const headers = `content-disposition: attachment; filename="${RESUME_UTF8}.pdf"\r\nset-cookie: a=${RESUME_UTF8}\r\nset-cookie: b=\xe9\r\nlocation: /docs/${RESUME_UTF8}\r\nx-latin1: caf\xe9`;
     const upstream = await upstreamAnswering(() => `HTTP/1.1 200 OK\r\n${headers}\r\ncontent-length: 2\r\n\r\nok`);
     const { url } = await plane(upstream, { current: () => activeToken('good-token') });
-    const raw = await rawExchange(url, GET_CLOSE());
+    const raw = await rawExchange(url, getAndClose());
     expect(statusLines(raw)).toEqual(['HTTP/1.1 200 OK']);
     for (const line of headers.split('\r\n')) expect(raw).toContain(`${line}\r\n`);
   });
@@ -167,14 +162,14 @@ describe('R3: upstream answers pass through as the upstream sent them', () => {
       () => `HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-disposition: inline; filename="${RESUME_UTF8}"\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n`,
     );
     const { url } = await plane(upstream, { current: () => activeToken('good-token') });
-    const raw = await rawExchange(url, GET_CLOSE());
+    const raw = await rawExchange(url, getAndClose());
     expect(raw).toContain(`content-disposition: inline; filename="${RESUME_UTF8}"\r\n`);
   });
 
   it('R3: a reason phrase in UTF-8 reaches the client byte for byte', async () => {
     const upstream = await upstreamAnswering(() => `HTTP/1.1 200 Tr\xc3\xa8s bien\r\ncontent-length: 2\r\n\r\nok`);
     const { url } = await plane(upstream, { current: () => activeToken('good-token') });
-    expect(statusLines(await rawExchange(url, GET_CLOSE()))).toEqual(['HTTP/1.1 200 Tr\xc3\xa8s bien']);
+    expect(statusLines(await rawExchange(url, getAndClose()))).toEqual(['HTTP/1.1 200 Tr\xc3\xa8s bien']);
   });
 
   it.each([
@@ -184,7 +179,7 @@ describe('R3: upstream answers pass through as the upstream sent them', () => {
   ])('R3: a %s is passed back with no body and the Content-Length as sent; the connection stays usable', async (_label, method, answer, statusLine) => {
     const upstream = await upstreamAnswering((_request, index) => (index === 0 ? answer : OK_ANSWER));
     const { url, observed } = await plane(upstream, { current: () => activeToken('good-token') });
-    const raw = await rawExchange(url, `${method} /first HTTP/1.1\r\nhost: s\r\n\r\n${GET_CLOSE('/second')}`);
+    const raw = await rawExchange(url, `${method} /first HTTP/1.1\r\nhost: s\r\n\r\n${getAndClose('/second')}`);
     expect(statusLines(raw)).toEqual([statusLine, 'HTTP/1.1 200 OK']);
     const first = raw.slice(0, raw.indexOf('HTTP/1.1 200 OK', 1));
     const declared = /content-length: (\d+)/i.exec(answer)?.[1];
@@ -198,7 +193,7 @@ describe('R3: upstream answers pass through as the upstream sent them', () => {
   it('R3/T8: a held rejection to HEAD is passed back with the Content-Length as sent, no body, and the connection stays usable', async () => {
     const upstream = await upstreamAnswering((_request, index) => (index === 0 ? 'HTTP/1.1 401 Unauthorized\r\ncontent-length: 40\r\n\r\n' : OK_ANSWER));
     const { url, replays } = await plane(upstream, { current: () => activeToken('good-token') });
-    const raw = await rawExchange(url, `HEAD /first HTTP/1.1\r\nhost: s\r\n\r\n${GET_CLOSE('/second')}`);
+    const raw = await rawExchange(url, `HEAD /first HTTP/1.1\r\nhost: s\r\n\r\n${getAndClose('/second')}`);
     expect(statusLines(raw)).toEqual(['HTTP/1.1 401 Unauthorized', 'HTTP/1.1 200 OK']);
     expect(raw.slice(0, raw.indexOf('HTTP/1.1 200 OK'))).toMatch(/content-length: 40\r\n(.+\r\n)*\r\n$/i);
     expect(replays).toEqual(['no_token']);
@@ -211,7 +206,7 @@ describe('R3: upstream answers pass through as the upstream sent them', () => {
   ])('R3: an answer that cannot be framed for the client (%s) becomes 502, and the client connection stays usable', async (_label, answer) => {
     const upstream = await upstreamAnswering((_request, index) => (index === 0 ? answer : OK_ANSWER));
     const { url } = await plane(upstream, { current: () => activeToken('good-token') });
-    const raw = await rawExchange(url, `GET /first HTTP/1.1\r\nhost: s\r\n\r\n${GET_CLOSE('/second')}`);
+    const raw = await rawExchange(url, `GET /first HTTP/1.1\r\nhost: s\r\n\r\n${getAndClose('/second')}`);
     expect(statusLines(raw)).toEqual(['HTTP/1.1 502 Bad Gateway', 'HTTP/1.1 200 OK']);
     expect(raw).toContain('"error":"upstream_unreachable"');
   });
@@ -221,7 +216,7 @@ describe('R3: upstream answers pass through as the upstream sent them', () => {
       index === 0 ? 'HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\ncontent-length: 5\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirst' : OK_ANSWER,
     );
     const { url } = await plane(upstream, { current: () => activeToken('good-token') });
-    const raw = await rawExchange(url, `GET /first HTTP/1.1\r\nhost: s\r\n\r\n${GET_CLOSE('/second')}`);
+    const raw = await rawExchange(url, `GET /first HTTP/1.1\r\nhost: s\r\n\r\n${getAndClose('/second')}`);
     expect(statusLines(raw)).toEqual(['HTTP/1.1 200 OK', 'HTTP/1.1 200 OK']);
     expect(raw).toContain('first');
   });
@@ -237,10 +232,10 @@ describe('R3: upstream answers pass through as the upstream sent them', () => {
     };
     const upstream = await upstreamAnswering();
     const { url, plane: dataPlane } = await plane(upstream, { current: () => activeToken('good-token') }, { transport });
-    const first = await rawExchange(url, GET_CLOSE());
+    const first = await rawExchange(url, getAndClose());
     // While draining, a response already carries a header before the upstream's are added.
     dataPlane.startDraining(() => undefined);
-    const draining = await rawExchange(url, GET_CLOSE());
+    const draining = await rawExchange(url, getAndClose());
     for (const raw of [first, draining]) {
       expect(statusLines(raw)).toEqual(['HTTP/1.1 502 Bad Gateway']);
       expect(raw).not.toContain('session=upstream');
@@ -253,7 +248,7 @@ describe('R3: upstream answers pass through as the upstream sent them', () => {
       () => `HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer realm="${RESUME_UTF8}"\r\ntransfer-encoding: chunked\r\n\r\n4\r\nnope\r\n0\r\n\r\n`,
     );
     const { url } = await plane(upstream, { current: () => activeToken('good-token') });
-    const raw = await rawExchange(url, upgradeRequest());
+    const raw = await rawExchange(url, websocketUpgrade());
     expect(statusLines(raw)).toEqual(['HTTP/1.1 401 Unauthorized']);
     expect(raw).toContain(`www-authenticate: Bearer realm="${RESUME_UTF8}"\r\n`);
     // Framed as declared: either chunked with its chunks, or ended by the close with the bare body.
@@ -265,7 +260,7 @@ describe('R3: upstream answers pass through as the upstream sent them', () => {
     const head = `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nX-Room: ${RESUME_UTF8}\r\n\r\n`;
     const upstream = await upstreamAnswering(() => head);
     const { url, observed } = await plane(upstream, { current: () => activeToken('good-token') });
-    expect(await rawHead(url, upgradeRequest())).toBe(head);
+    expect(await rawHead(url, websocketUpgrade())).toBe(head);
     expect(upstream.requests[0]?.headers.authorization).toBe('Bearer good-token');
     expect(observed).toEqual([101]);
   });
@@ -276,7 +271,7 @@ describe('F5: upgrades the upstream cannot take', () => {
     const closed = await startRawUpstream(() => OK_ANSWER);
     await closed.close();
     const { url, observed } = await plane(closed, { current: () => activeToken('good-token') });
-    const raw = await rawExchange(url, upgradeRequest());
+    const raw = await rawExchange(url, websocketUpgrade());
     expect(statusLines(raw)).toEqual([RAW_502]);
     expect(lastBody(raw)).toMatchObject({ error: 'upstream_unreachable', account: 'crm', message: expect.stringContaining('connection refused') });
     expect(observed).toEqual([502]);
