@@ -1,4 +1,5 @@
-import type { ServerResponse } from 'node:http';
+import { STATUS_CODES, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 
 /**
  * Every error the sidecar itself produces (F5): one table, used by the proxy, the admin
@@ -27,7 +28,12 @@ export function errorBody(code: SidecarErrorCode, message: string, account?: str
   return JSON.stringify(body);
 }
 
-/** Writes a JSON error unless the response has already started (then it can only be cut). */
+/**
+ * Writes a JSON error unless the response has already started (then it can only be cut).
+ * Whatever a failed attempt to pass an upstream answer on left on `res` (its reason phrase, some
+ * of its headers) is dropped first: the error goes out with its own status line and headers,
+ * plus the sidecar's own `connection: close` when one was set (shutdown).
+ */
 export function sendError(
   res: ServerResponse,
   code: SidecarErrorCode,
@@ -39,11 +45,32 @@ export function sendError(
     res.destroy();
     return;
   }
+  for (const name of res.getHeaderNames()) {
+    if (name !== 'connection' || res.getHeader(name) !== 'close') res.removeHeader(name);
+  }
   const body = errorBody(code, message, account);
-  res.writeHead(SIDECAR_ERRORS[code].status, {
+  const { status } = SIDECAR_ERRORS[code];
+  res.writeHead(status, STATUS_CODES[status], {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
     ...extraHeaders,
   });
   res.end(body);
+}
+
+/**
+ * For CONNECT and upgrades there is no ServerResponse: writes a minimal HTTP/1.1 answer with
+ * the JSON error of F5 on the raw socket and ends it. A socket that can no longer be written
+ * is destroyed instead.
+ */
+export function writeRawError(socket: Duplex, code: SidecarErrorCode, message: string, account?: string): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = errorBody(code, message, account);
+  const { status } = SIDECAR_ERRORS[code];
+  socket.end(
+    `HTTP/1.1 ${status} ${code.replace(/_/g, ' ')}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
 }

@@ -1,20 +1,22 @@
-import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
-import httpProxy from 'http-proxy';
 import type { ProxyMetrics } from '../admin/metrics.js';
 import type { Logger } from '../util/logger.js';
 import { describeNetworkError } from '../util/net-errors.js';
 import type { ActiveToken } from '../tokens/active-token.js';
 import { TokenUnavailableError } from '../tokens/token-manager.js';
-import { errorBody, SIDECAR_ERRORS, sendError, type SidecarErrorCode } from './errors.js';
+import { TokenNotHeaderSafeError } from './bearer.js';
+import { SIDECAR_ERRORS, sendError, writeRawError, type SidecarErrorCode } from './errors.js';
 import type { InboundPolicy } from './inbound.js';
 import { joinUpstreamPath, pathProblem, splitOriginForm, targetProblem } from './paths.js';
+import { responseOnRawSocket } from './raw-socket.js';
 import { ReplayableBody } from './replayable-body.js';
 import type { Router } from './route.js';
 import type { Transport, UpstreamAnswer, UpstreamCall } from './transport.js';
-import { clientResponseHeaders, connectionHeaderProblem, upstreamRequestHeaders, type UpstreamAccount } from './upstream.js';
+import { forwardUpgrade } from './upgrade.js';
+import { answerHasNoBody, clientResponseHeaders, connectionHeaderProblem, upstreamRequestHeaders, type UpstreamAccount } from './upstream.js';
 
 export interface DataPlaneOptions {
   router: Router<UpstreamAccount>;
@@ -28,11 +30,13 @@ export interface DataPlaneOptions {
   transport: Transport;
 }
 
-/** A refusal decided before any upstream is contacted. */
+/** What the sidecar answers itself instead of an upstream answer (F5). */
 interface Refusal {
   code: SidecarErrorCode;
   message: string;
   account?: UpstreamAccount;
+  /** Sent as `Retry-After` (a 503 token_unavailable, T7). */
+  retryAfterSeconds?: number;
 }
 
 type Admission = { account: UpstreamAccount; targetPath: string } | Refusal;
@@ -40,38 +44,43 @@ type Admission = { account: UpstreamAccount; targetPath: string } | Refusal;
 /**
  * The data plane. Each request passes, in order: inbound check → request-target and path
  * rules → route → token → send → stream back. No Express, no middleware chain (hot path).
+ *
+ * No input may crash the process (§9): every entry point (request, upgrade, CONNECT) and every
+ * continuation it schedules (a token that arrives later, a replay, an answer passed on) runs
+ * inside a fence that answers the client (a JSON error of F5, or a cut connection once a head
+ * went out) and logs what was thrown, instead of letting it reach `uncaughtException`.
  */
 export class DataPlane {
   readonly #o: DataPlaneOptions;
-  readonly #wsProxy = httpProxy.createProxyServer({ ws: true, changeOrigin: true, xfwd: false });
   #draining = false;
   #closeIdleConnections: () => void = () => undefined;
-  /** Exact upstream paths of pending upgrades: http-proxy would join them with URL rules (§8). */
-  readonly #wsTargetPaths = new WeakMap<IncomingMessage, string>();
 
   readonly #transport: Transport;
 
   constructor(options: DataPlaneOptions) {
     this.#o = options;
     this.#transport = options.transport;
-    this.#wsProxy.on('error', (error) => this.#o.logger.debug({ err: error }, 'websocket proxy error'));
-    // Emitted synchronously after the upstream request is created, before it is sent.
-    this.#wsProxy.on('proxyReqWs', (proxyReq, req) => {
-      const path = this.#wsTargetPaths.get(req);
-      if (path !== undefined) proxyReq.path = path;
-    });
   }
 
   /** The request listener of a data-plane server; `listenerAccount` is set on an account's own port. */
   handleRequest(req: IncomingMessage, res: ServerResponse, listenerAccount?: UpstreamAccount): void {
-    const started = performance.now();
-    if (this.#draining) res.setHeader('connection', 'close');
-    const admission = this.#admit(req, listenerAccount);
-    const inbound: InboundRequest = { req, res, started, account: admission.account, exchange: undefined };
+    const inbound: InboundRequest = { req, res, started: performance.now(), account: undefined, exchange: undefined };
+    try {
+      this.#serveRequest(inbound, listenerAccount);
+    } catch (error) {
+      this.#answerFailure(inbound, error);
+    }
+  }
+
+  #serveRequest(inbound: InboundRequest, listenerAccount: UpstreamAccount | undefined): void {
+    const { req, res } = inbound;
     const socket = req.socket as BusySocket;
     socket[IN_FLIGHT] = (socket[IN_FLIGHT] ?? 0) + 1;
     // One listener per request: it ends the exchange however it ends (a client gone first is 499).
-    res.once('close', () => this.#finish(inbound));
+    res.once('close', () => this.#contain('finishing a request', inbound.account, () => this.#finish(inbound)));
+    if (this.#draining) res.setHeader('connection', 'close');
+    const admission = this.#admit(req, listenerAccount);
+    inbound.account = admission.account;
     if ('code' in admission) {
       this.#refuse(res, admission);
       return;
@@ -85,9 +94,9 @@ export class DataPlane {
     // T7: no valid token yet (cold start, or expired with no replacement): wait, then 503.
     account.manager.waitForToken().then(
       (fresh) => {
-        if (!res.destroyed) this.#send(inbound, account, fresh, targetPath);
+        if (!res.destroyed) this.#fenced(inbound, () => this.#send(inbound, account, fresh, targetPath));
       },
-      (error: unknown) => this.#refuse(res, tokenRefusal(account, error)),
+      (error: unknown) => this.#fenced(inbound, () => this.#refuse(res, tokenRefusal(account, error))),
     );
   }
 
@@ -119,48 +128,67 @@ export class DataPlane {
 
   /** F3: the sidecar is not a forward proxy; CONNECT gets 405 and no connection is opened. */
   handleConnect(_req: IncomingMessage, socket: Duplex): void {
-    // Node hands the socket over without an error listener: a reset must not crash the process.
-    socket.on('error', (error) => this.#o.logger.debug({ err: error }, 'client socket error on CONNECT'));
-    writeRawError(socket, 'method_not_allowed', 'CONNECT is not supported: bearer-sidecar is not a forward proxy');
-    this.#o.unrouted.observe(SIDECAR_ERRORS.method_not_allowed.status, 0);
+    this.#fencedRaw({ socket, started: performance.now(), account: undefined }, () => {
+      // Node hands the socket over without an error listener: a reset must not crash the process.
+      socket.on('error', (error) => this.#o.logger.debug({ err: error }, 'client socket error on CONNECT'));
+      writeRawError(socket, 'method_not_allowed', 'CONNECT is not supported: bearer-sidecar is not a forward proxy');
+      this.#o.unrouted.observe(SIDECAR_ERRORS.method_not_allowed.status, 0);
+    });
   }
 
   /** WebSocket upgrades pass the same checks as HTTP and carry the token (F2). */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, listenerAccount?: UpstreamAccount): void {
-    socket.on('error', (error) => this.#o.logger.debug({ err: error }, 'client socket error during upgrade'));
-    if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
-      this.#serveUpgradeAsRequest(req, socket, listenerAccount);
-      return;
-    }
-    const started = performance.now();
-    const admission = this.#admit(req, listenerAccount);
-    if ('code' in admission) {
-      writeRawError(socket, admission.code, admission.message, admission.account?.name);
-      (admission.account?.metrics ?? this.#o.unrouted).observe(SIDECAR_ERRORS[admission.code].status, (performance.now() - started) / 1000);
-      return;
-    }
-    const { account, targetPath } = admission;
-    const upgrade = (token: ActiveToken) => {
-      // Expect is never forwarded: with it, Node would write the request head before our path is set.
-      req.headers = upstreamRequestHeaders(req, account.upstream, token, true);
-      this.#wsTargetPaths.set(req, targetPath);
-      this.#wsProxy.ws(req, socket, head, {
-        target: account.upstream.origin,
-        ssl: account.tls.ca === undefined ? undefined : { ca: account.tls.ca },
-        secure: account.tls.rejectUnauthorized,
-      });
-      account.metrics.observe(101, (performance.now() - started) / 1000);
-    };
-    const token = account.manager.current();
-    if (token !== undefined) {
-      upgrade(token);
-      return;
-    }
-    account.manager.waitForToken().then(upgrade, (error: unknown) => {
-      const refusal = tokenRefusal(account, error);
-      writeRawError(socket, refusal.code, refusal.message, account.name);
-      account.metrics.observe(SIDECAR_ERRORS[refusal.code].status, (performance.now() - started) / 1000);
+    const client: RawClient = { socket, started: performance.now(), account: undefined };
+    this.#fencedRaw(client, () => {
+      socket.on('error', (error) => this.#o.logger.debug({ err: error }, 'client socket error during upgrade'));
+      if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
+        this.#serveUpgradeAsRequest(req, socket, listenerAccount);
+        return;
+      }
+      const admission = this.#admit(req, listenerAccount);
+      client.account = admission.account;
+      if ('code' in admission) {
+        this.#refuseRaw(client, admission);
+        return;
+      }
+      const upgrade: PendingUpgrade = { client, req, head, account: admission.account, targetPath: admission.targetPath };
+      const token = upgrade.account.manager.current();
+      if (token !== undefined) {
+        this.#upgrade(upgrade, token);
+        return;
+      }
+      upgrade.account.manager.waitForToken().then(
+        (fresh) => this.#fencedRaw(client, () => this.#upgrade(upgrade, fresh)),
+        (error: unknown) => this.#fencedRaw(client, () => this.#refuseRaw(client, tokenRefusal(upgrade.account, error))),
+      );
     });
+  }
+
+  /** Sends the upgrade upstream with the token; the client gets the 101 and the socket, or the refusal. */
+  #upgrade(upgrade: PendingUpgrade, token: ActiveToken): void {
+    const { client, account } = upgrade;
+    if (client.socket.destroyed) return;
+    forwardUpgrade({
+      account,
+      req: upgrade.req,
+      socket: client.socket,
+      head: upgrade.head,
+      path: upgrade.targetPath,
+      headers: upstreamRequestHeaders(upgrade.req, account.upstream, token, true),
+      onAnswer: (status) => this.#contain('counting an upgrade', account, () => account.metrics.observe(status, secondsSince(client.started))),
+      onError: (error) =>
+        this.#fencedRaw(client, () => {
+          const refusal = upstreamFailure(account, error, undefined);
+          this.#o.logger.debug({ account: account.name, code: error.code }, refusal.message);
+          this.#refuseRaw(client, refusal);
+        }),
+    });
+  }
+
+  /** Answers a raw-socket client with a JSON error (F5) and counts it. */
+  #refuseRaw(client: RawClient, refusal: Refusal): void {
+    writeRawError(client.socket, refusal.code, refusal.message, client.account?.name);
+    (client.account?.metrics ?? this.#o.unrouted).observe(SIDECAR_ERRORS[refusal.code].status, secondsSince(client.started));
   }
 
   /**
@@ -178,19 +206,11 @@ export class DataPlane {
     req.headers.connection = 'close';
     // The parser stopped at the upgrade; the (empty) body ends here.
     req.push(null);
-    const res = new ServerResponse(req);
-    res.shouldKeepAlive = false;
-    res.assignSocket(socket as Socket);
-    res.once('finish', () => {
-      res.detachSocket(socket as Socket);
-      socket.end();
-    });
-    this.handleRequest(req, res, listenerAccount);
+    this.handleRequest(req, responseOnRawSocket(req, socket), listenerAccount);
   }
 
-  close(): void {
-    this.#wsProxy.close();
-  }
+  /** Nothing of its own to release: upgraded connections are client sockets, closed with the servers, each taking its upstream socket along. */
+  close(): void {}
 
   #admit(req: IncomingMessage, listenerAccount: UpstreamAccount | undefined): Admission {
     const forbidden = this.#o.inbound.check(req, listenerAccount === undefined && this.#o.unixSocket);
@@ -211,7 +231,7 @@ export class DataPlane {
   /** Sends the request upstream with the token and streams the answer back; T8 may replay it once. */
   #send(inbound: InboundRequest, account: UpstreamAccount, token: ActiveToken, targetPath: string): void {
     const { req, res } = inbound;
-    const exchange: Exchange = { req, res, account, targetPath, upstream: undefined, body: undefined, retriedStaleSocket: false };
+    const exchange: Exchange = { inbound, req, res, account, targetPath, upstream: undefined, body: undefined, retriedStaleSocket: false };
     inbound.exchange = exchange;
     // A request that declared no body is sent with none (Node reads its empty end by itself).
     if (!declaresBody(req)) {
@@ -226,7 +246,7 @@ export class DataPlane {
     this.#open(exchange, token, body.stream(), (answer) => this.#onFirstAnswer(exchange, token, answer));
   }
 
-  /** Opens one upstream request with the token; failures become 502/504 (F5). */
+  /** Opens one upstream request with the token; failures become 502/504 (F5), an unusable token 503 (R1). */
   #open(exchange: Exchange, token: ActiveToken, body: UpstreamCall['body'], onAnswer: (answer: UpstreamAnswer) => void): void {
     const { req, account } = exchange;
     exchange.upstream = this.#transport({
@@ -235,18 +255,20 @@ export class DataPlane {
       path: exchange.targetPath,
       headers: upstreamRequestHeaders(req, account.upstream, token),
       body,
-      onAnswer,
-      onError: (error, timedOut, reused) => {
-        const { res } = exchange;
-        if (res.headersSent || res.destroyed) {
-          res.destroy();
-          return;
-        }
-        if (this.#retryOnFreshSocket(exchange, error, reused, token, onAnswer)) return;
-        const refusal = upstreamFailure(account, error, timedOut);
-        this.#o.logger.debug({ account: account.name, code: error.code }, refusal.message);
-        this.#refuse(res, refusal);
-      },
+      // Passing an answer on runs inside the transport's callbacks: a throw there is fenced here.
+      onAnswer: (answer) => this.#fenced(exchange.inbound, () => onAnswer(answer)),
+      onError: (error, timedOut, reused) =>
+        this.#fenced(exchange.inbound, () => {
+          const { res } = exchange;
+          if (res.headersSent || res.destroyed) {
+            res.destroy();
+            return;
+          }
+          if (this.#retryOnFreshSocket(exchange, error, reused, token, onAnswer)) return;
+          const refusal = upstreamFailure(account, error, timedOut);
+          this.#o.logger.debug({ account: account.name, code: error.code }, refusal.message);
+          this.#refuse(res, refusal);
+        }),
     });
   }
 
@@ -261,7 +283,7 @@ export class DataPlane {
     // Out of undici's error callback first: the pool is done with the dead connection before the
     // retry picks one (otherwise the retry opens a connection and a later request another).
     setImmediate(() => {
-      if (!exchange.res.destroyed) this.#open(exchange, token, exchange.body?.contents(), onAnswer);
+      if (!exchange.res.destroyed) this.#fenced(exchange.inbound, () => this.#open(exchange, token, exchange.body?.contents(), onAnswer));
     });
     return true;
   }
@@ -284,24 +306,27 @@ export class DataPlane {
       this.#streamBack(exchange, answer);
       return;
     }
-    answer.body.hold(MAX_HELD_REJECTION_BYTES, (held) => {
-      // The client went away while the rejection was held: nothing to replay or count (a 499).
-      if (exchange.res.destroyed) return;
-      if (held === undefined) {
-        // Too large to hold: it goes through as it is, with no replay.
-        account.metrics.replay('skipped');
-        this.#streamBack(exchange, answer);
-        return;
-      }
-      replacement.then(
-        (fresh) => this.#replay(exchange, fresh),
-        () => {
-          // No new token in time: the upstream's answer is passed through unchanged.
-          account.metrics.replay('no_token');
-          this.#sendHeld(exchange, answer, held);
-        },
-      );
-    });
+    answer.body.hold(MAX_HELD_REJECTION_BYTES, (held) =>
+      this.#fenced(exchange.inbound, () => {
+        // The client went away while the rejection was held: nothing to replay or count (a 499).
+        if (exchange.res.destroyed) return;
+        if (held === undefined) {
+          // Too large to hold: it goes through as it is, with no replay.
+          account.metrics.replay('skipped');
+          this.#streamBack(exchange, answer);
+          return;
+        }
+        replacement.then(
+          (fresh) => this.#fenced(exchange.inbound, () => this.#replay(exchange, fresh)),
+          () =>
+            this.#fenced(exchange.inbound, () => {
+              // No new token in time: the upstream's answer is passed through unchanged.
+              account.metrics.replay('no_token');
+              this.#sendHeld(exchange, answer, held);
+            }),
+        );
+      }),
+    );
   }
 
   #replay(exchange: Exchange, token: ActiveToken): void {
@@ -325,16 +350,102 @@ export class DataPlane {
     if (this.#draining) res.setHeader('connection', 'close');
     res.writeHead(answer.statusCode, answer.statusMessage, clientResponseHeaders(answer.headers));
     // A stream of unknown length (SSE) gets its head at once; a sized answer leaves with its first bytes.
-    if (answer.headers['content-length'] === undefined) res.flushHeaders();
+    if (answer.headers['content-length'] === undefined) sendHeadNow(res);
     answer.body.sendTo(res);
   }
 
   #sendHeld(exchange: Exchange, answer: UpstreamAnswer, body: Buffer): void {
-    const { res } = exchange;
+    const { req, res } = exchange;
     if (res.destroyed) return;
-    res.writeHead(answer.statusCode, answer.statusMessage, { ...clientResponseHeaders(answer.headers), 'content-length': body.length });
+    const headers = clientResponseHeaders(answer.headers);
+    // R3: an answer with no body (to HEAD) keeps the Content-Length the upstream sent.
+    if (!answerHasNoBody(req.method ?? 'GET', answer.statusCode)) headers['content-length'] = body.length;
+    res.writeHead(answer.statusCode, answer.statusMessage, headers);
     res.end(body);
   }
+
+  /**
+   * Runs `work` for a request; whatever it throws answers the client (F5: 503 for a token that is
+   * not header-safe, else 502; a cut connection once a head went out) and is logged.
+   */
+  #fenced(inbound: InboundRequest, work: () => void): void {
+    try {
+      work();
+    } catch (error) {
+      this.#answerFailure(inbound, error);
+    }
+  }
+
+  #answerFailure(inbound: InboundRequest, error: unknown): void {
+    const { res, account } = inbound;
+    this.#contain('answering a failed request', account, () => {
+      // Whatever the upstream still sends has nowhere to go.
+      inbound.exchange?.upstream?.abort();
+      const refusal = this.#refusalForThrow(error, account, 'request');
+      // sendError cuts a response whose head already went out.
+      this.#refuse(res, refusal);
+    });
+  }
+
+  /** Like #fenced, for a client on a raw socket (upgrade, CONNECT): a JSON error written on it, or a cut socket. */
+  #fencedRaw(client: RawClient, work: () => void): void {
+    try {
+      work();
+    } catch (error) {
+      this.#contain('answering a failed upgrade', client.account, () => this.#refuseRaw(client, this.#refusalForThrow(error, client.account, 'upgrade')));
+    }
+  }
+
+  /** What a throw becomes for the client, logged: 503 for a token that is not header-safe (R1), else 502 (F5). */
+  #refusalForThrow(error: unknown, account: UpstreamAccount | undefined, entry: string): Refusal {
+    if (error instanceof TokenNotHeaderSafeError && account !== undefined) {
+      this.#reportUnsafeToken(account, error);
+      return unsafeTokenRefusal(account, error);
+    }
+    this.#reportThrow(entry, account, error);
+    return { code: 'upstream_unreachable', message: passOnFailureMessage(error), account };
+  }
+
+  /** Last fence, where no answer is possible any longer: what was thrown is logged, nothing more. */
+  #contain(what: string, account: UpstreamAccount | undefined, work: () => void): void {
+    try {
+      work();
+    } catch (error) {
+      this.#reportThrow(what, account, error);
+    }
+  }
+
+  /** A throw on the data plane is a bug or hostile input: logged with its code, never its message (it may quote a header). */
+  #reportThrow(entry: string, account: UpstreamAccount | undefined, error: unknown): void {
+    this.#o.logger.error({ account: account?.name, entry, code: errorCode(error) }, `data plane: a throw was contained (${entry})`);
+  }
+
+  /** R1: logged once per token (not per request), with the reason and never the token. */
+  #reportUnsafeToken(account: UpstreamAccount, error: TokenNotHeaderSafeError): void {
+    if (!error.firstReport) return;
+    this.#o.logger.warn({ account: account.name, reason: error.reason }, `the token of account ${account.name} is not header-safe and is never sent`);
+  }
+}
+
+/** A client on a raw socket (an upgrade, a CONNECT), from its arrival to its answer. */
+interface RawClient {
+  socket: Duplex;
+  started: number;
+  /** Once routed. */
+  account: UpstreamAccount | undefined;
+}
+
+/** A WebSocket upgrade that passed its checks and waits for, or has, its token. */
+interface PendingUpgrade {
+  client: RawClient;
+  req: IncomingMessage;
+  head: Buffer;
+  account: UpstreamAccount;
+  targetPath: string;
+}
+
+function secondsSince(started: number): number {
+  return (performance.now() - started) / 1000;
 }
 
 /** One client request, from its arrival to its end, however it ends. */
@@ -350,6 +461,7 @@ interface InboundRequest {
 
 /** One client request and what it has led to upstream. */
 interface Exchange {
+  inbound: InboundRequest;
   req: IncomingMessage;
   res: ServerResponse;
   account: UpstreamAccount;
@@ -386,14 +498,14 @@ const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS
 /** Rejection bodies are small; one larger than this is streamed through and not replayed. */
 const MAX_HELD_REJECTION_BYTES = 64 * 1024;
 
-function tokenRefusal(account: UpstreamAccount, error: unknown): Refusal & { retryAfterSeconds?: number } {
+function tokenRefusal(account: UpstreamAccount, error: unknown): Refusal {
   if (error instanceof TokenUnavailableError) {
     return { code: 'token_unavailable', message: error.message, account, retryAfterSeconds: error.retryAfterSeconds };
   }
   return { code: 'token_unavailable', message: `no valid token for account ${account.name}`, account, retryAfterSeconds: 1 };
 }
 
-function retryAfterOf(refusal: Refusal & { retryAfterSeconds?: number }): Record<string, string> {
+function retryAfterOf(refusal: Refusal): Record<string, string> {
   return refusal.retryAfterSeconds === undefined ? {} : { 'retry-after': String(refusal.retryAfterSeconds) };
 }
 
@@ -408,11 +520,27 @@ function upstreamFailure(account: UpstreamAccount, error: NodeJS.ErrnoException,
   return { code: 'upstream_unreachable', message: `${where}: ${describeNetworkError(error)}`, account };
 }
 
-/** For CONNECT and upgrades there is no ServerResponse: write a minimal HTTP/1.1 answer. */
-function writeRawError(socket: Duplex, code: SidecarErrorCode, message: string, account?: string): void {
-  const body = errorBody(code, message, account);
-  const { status } = SIDECAR_ERRORS[code];
-  socket.end(
-    `HTTP/1.1 ${status} ${code.replace(/_/g, ' ')}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-  );
+/** R1: a token the writer refused is no valid token for the client: 503, as when none could be had (T7). */
+function unsafeTokenRefusal(account: UpstreamAccount, error: TokenNotHeaderSafeError): Refusal {
+  return { code: 'token_unavailable', message: `the token of account ${account.name} cannot be sent: ${error.reason}`, account, retryAfterSeconds: 1 };
+}
+
+/** The 502 message for a throw while passing a request or an answer on: its code, never its text. */
+function passOnFailureMessage(error: unknown): string {
+  return `bearer-sidecar could not pass this exchange on (${errorCode(error)})`;
+}
+
+function errorCode(error: unknown): string {
+  if (error instanceof Error) return (error as NodeJS.ErrnoException).code ?? error.name;
+  return typeof error;
+}
+
+/**
+ * Sends a response head now, before any body. Not `flushHeaders()`: it writes the head as UTF-8,
+ * so a header value's obs-text bytes (kept by Node as latin1 characters) would reach the client
+ * re-encoded; a write of nothing in latin1 sends the head byte for byte (R3). An answer that may
+ * have no body (HEAD, 204, 304) ignores the write and sends its head when it ends.
+ */
+function sendHeadNow(res: ServerResponse): void {
+  res.write('', 'latin1');
 }

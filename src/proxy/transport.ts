@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { createRequire } from 'node:module';
 import type { Dispatcher, Pool } from 'undici';
 import { AnswerBody } from './answer-body.js';
-import { clientReasonPhrase, type UpstreamAccount } from './upstream.js';
+import { answerHasNoBody, clientReasonPhrase, type UpstreamAccount } from './upstream.js';
 
 /** What an upstream answered: the head, and the body as the transport pushes it. */
 export interface UpstreamAnswer {
@@ -90,6 +90,8 @@ class DispatchedExchange implements Dispatcher.DispatchHandler {
   #aborted = false;
   /** Passing the answer on failed, and the client was already told. */
   #failed = false;
+  /** The answer was whole at its head (R3: HEAD, 204, 304): nothing undici reports after it matters. */
+  #complete = false;
 
   constructor(call: UpstreamCall) {
     this.#call = call;
@@ -109,9 +111,10 @@ class DispatchedExchange implements Dispatcher.DispatchHandler {
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
     // 1xx interim answers (102, 103 Early Hints) come here too; only the final answer is forwarded.
     if (statusCode < 200) return;
-    this.#body = new AnswerBody(controller);
+    const body = new AnswerBody(controller);
+    this.#body = body;
     try {
-      this.#call.onAnswer({ statusCode, statusMessage: clientReasonPhrase(statusMessage), headers, body: this.#body });
+      this.#call.onAnswer({ statusCode, statusMessage: clientReasonPhrase(statusMessage), headers, body });
     } catch (error) {
       // Whatever went wrong passing the answer on, the client must get one: a 502 if no head
       // went out yet, else a closed connection (onError decides). undici is told to stop.
@@ -119,6 +122,14 @@ class DispatchedExchange implements Dispatcher.DispatchHandler {
       this.#failed = true;
       this.#call.onError(error as NodeJS.ErrnoException, undefined, false);
       controller.abort(error as Error);
+      return;
+    }
+    if (answerHasNoBody(this.#call.method, statusCode)) {
+      // R3: no body follows, whatever Content-Length says; undici would wait for one or, for a 204
+      // or 304 with Content-Length, call its absence a mismatch and fail the answer. It ends here.
+      this.#complete = true;
+      this.#body = undefined;
+      body.end();
     }
   }
 
@@ -131,7 +142,7 @@ class DispatchedExchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
-    if (this.#failed) return;
+    if (this.#failed || this.#complete) return;
     if (this.#body !== undefined) {
       this.#body.fail();
       return;

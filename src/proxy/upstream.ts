@@ -6,6 +6,7 @@ import type { ProxyMetrics } from '../admin/metrics.js';
 import type { TokenManager } from '../tokens/token-manager.js';
 import type { ActiveToken } from '../tokens/active-token.js';
 import { FILE_LIMITS, readRegularFileSync } from '../util/safe-file.js';
+import { authorizationFor } from './bearer.js';
 import { ACCOUNT_HEADER } from './route.js';
 import { API_KEY_HEADER } from './inbound.js';
 
@@ -62,16 +63,35 @@ const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'proxy-aut
 
 /** What Node refuses in a reason phrase (its own `checkInvalidHeaderChar`); undici's parser lets more through. */
 const UNWRITABLE_REASON = /[^\t\x20-\x7e\x80-\xff]/;
+const PLAIN_REASON = /^[\t\x20-\x7e]*$/;
 
-/** The upstream's reason phrase when Node can write it, else undefined (Node's default phrase). */
+/**
+ * R3: the upstream's reason phrase as the bytes it sent, for Node to write unchanged (Node writes a
+ * head as latin1: one character, one byte). undici decodes the phrase as UTF-8, so it is encoded
+ * back; one that was not valid UTF-8 (decoded with U+FFFD, its bytes lost) or that Node cannot
+ * write (control characters) gives undefined: Node's standard phrase.
+ */
 export function clientReasonPhrase(phrase: string | undefined): string | undefined {
-  return phrase === undefined || UNWRITABLE_REASON.test(phrase) ? undefined : phrase;
+  if (phrase === undefined || PLAIN_REASON.test(phrase)) return phrase;
+  if (phrase.includes('\ufffd')) return undefined;
+  const bytes = Buffer.from(phrase, 'utf8').toString('latin1');
+  return UNWRITABLE_REASON.test(bytes) ? undefined : bytes;
+}
+
+/**
+ * R3 (RFC 9110 §6.4.1): an answer to HEAD, a 204 and a 304 never have a body, whatever their
+ * Content-Length says (for HEAD and 304 it describes the resource, not this message).
+ */
+export function answerHasNoBody(method: string, statusCode: number): boolean {
+  return method === 'HEAD' || statusCode === 204 || statusCode === 304;
 }
 
 /**
  * F1: the client's Authorization is replaced, sidecar and hop-by-hop headers removed, Host is
  * the upstream's, X-Forwarded-For/Proto/Host added. Headers named in Connection are hop-by-hop
  * too. Framing headers other than Content-Length are dropped: the transport frames the body.
+ * `keepUpgrade` keeps `Upgrade` (and says `Connection: upgrade`) for a WebSocket upgrade.
+ * Throws TokenNotHeaderSafeError (R1) rather than write a token that is not header-safe.
  */
 export function upstreamRequestHeaders(req: IncomingMessage, upstream: URL, token: ActiveToken, keepUpgrade = false): Record<string, string | string[]> {
   const incoming = req.headers;
@@ -87,7 +107,7 @@ export function upstreamRequestHeaders(req: IncomingMessage, upstream: URL, toke
     if (incoming.upgrade !== undefined) headers.upgrade = incoming.upgrade;
   }
   headers.host = upstream.host;
-  headers.authorization = token.authorizationHeader();
+  headers.authorization = authorizationFor(token);
   const remote = req.socket.remoteAddress;
   const prior = incoming['x-forwarded-for'];
   if (remote !== undefined) headers['x-forwarded-for'] = prior === undefined ? remote : `${String(prior)}, ${remote}`;

@@ -2,8 +2,10 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request } from 'node:http';
-import { connect } from 'node:net';
+import { request, type IncomingMessage } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { Duplex } from 'node:stream';
+import { connect, type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Sidecar } from '../../src/app.js';
 import { METRIC_NAMES } from '../../src/admin/metrics.js';
@@ -256,5 +258,27 @@ describe('F4: TLS to the upstream', () => {
     const answer = await rawGet(sidecar.dataUrl(), '/crm/x');
     expect(answer.status).toBe(200);
     expect(upstream.requests.map((request) => request.url)).toEqual(['/v2/x']);
+  });
+
+  it('F2/F4: a WebSocket upgrade to a TLS upstream is verified the same way: 502 for an unknown CA, forwarded with upstreamTls.caFile', async () => {
+    const tls = selfSignedCertificate();
+    const upgrades: string[] = [];
+    const server = createHttpsServer({ key: tls.key, cert: tls.cert });
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
+      upgrades.push(String(req.headers.authorization).slice(0, 7));
+      socket.end('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const crmUpstream = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const upgrade = `GET /crm/room HTTP/1.1\r\nhost: s\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
+    const untrusted = await setup({ crm: { upstream: crmUpstream } });
+    const refused = await rawRequest(untrusted.sidecar.dataUrl(), upgrade);
+    expect(refused.status).toBe(502);
+    expect(JSON.parse(refused.body)).toMatchObject({ error: 'upstream_unreachable', account: 'crm' });
+    expect(upgrades).toHaveLength(0);
+    const trusted = await setup({ crm: { upstream: crmUpstream, upstreamTls: { caFile: join(tls.dir, 'cert.pem') } } });
+    expect((await rawRequest(trusted.sidecar.dataUrl(), upgrade)).status).toBe(101);
+    expect(upgrades).toEqual(['Bearer ']);
   });
 });

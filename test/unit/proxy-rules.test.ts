@@ -6,7 +6,8 @@ import { errorBody, SIDECAR_ERRORS } from '../../src/proxy/errors.js';
 import { InboundPolicy } from '../../src/proxy/inbound.js';
 import { joinUpstreamPath, matchesPrefix, pathProblem, splitOriginForm, targetProblem } from '../../src/proxy/paths.js';
 import { Router, type RoutableAccount } from '../../src/proxy/route.js';
-import { clientResponseHeaders, upstreamRequestHeaders } from '../../src/proxy/upstream.js';
+import { TokenNotHeaderSafeError } from '../../src/proxy/bearer.js';
+import { answerHasNoBody, clientReasonPhrase, clientResponseHeaders, upstreamRequestHeaders } from '../../src/proxy/upstream.js';
 import { ActiveToken } from '../../src/tokens/active-token.js';
 import { Secret } from '../../src/util/secret.js';
 
@@ -310,6 +311,58 @@ describe('F1 request and response headers', () => {
     });
     expect(Object.keys(headers).sort()).toEqual(['content-type', 'set-cookie', 'www-authenticate']);
     expect(headers['set-cookie']).toEqual(['a=1', 'b=2']);
+  });
+});
+
+describe('R1/R3: what the data plane writes', () => {
+  const upstream = new URL('https://api.crm.example/v2');
+
+  // Each carries the marker Zq9 (but the empty one), so the test can tell it is never quoted.
+  it.each(['Zq9-1\n', 'Zq9\r\nX-Injected: evil', ' Zq9', 'Zq9 ', 'Zq 9', 'Zq9\u0000', 'Zq9ö', ''])(
+    'R1: upstreamRequestHeaders never writes the token %j: it throws TokenNotHeaderSafeError saying why, never quoting it',
+    (value) => {
+      const token = new ActiveToken(new Secret(value), 1, 0, 1e12, 1000);
+      const attempt = () => upstreamRequestHeaders(fakeRequest({ host: 'h' }), upstream, token);
+      expect(attempt).toThrow(TokenNotHeaderSafeError);
+      expect(attempt).toThrow(/^token not header-safe \(/);
+      expect(attempt).not.toThrow(/Zq/);
+      // The WebSocket upgrade's headers come from the same writer.
+      expect(() => upstreamRequestHeaders(fakeRequest({ host: 'h', upgrade: 'websocket' }), upstream, token, true)).toThrow(TokenNotHeaderSafeError);
+    },
+  );
+
+  it('R1: the first refusal of a token is marked for the log, later ones are not (one line per token)', () => {
+    const token = new ActiveToken(new Secret('tok\n'), 1, 0, 1e12, 1000);
+    const firstReports = [0, 1, 2].map(() => {
+      try {
+        upstreamRequestHeaders(fakeRequest({ host: 'h' }), upstream, token);
+        return undefined;
+      } catch (error) {
+        return (error as TokenNotHeaderSafeError).firstReport;
+      }
+    });
+    expect(firstReports).toEqual([true, false, false]);
+  });
+
+  it('R3: a UTF-8 reason phrase is given back as its bytes (latin1 characters, which Node writes one byte each)', () => {
+    // undici decodes the phrase as UTF-8: "Très bien" arrives as U+00E8 and leaves as C3 A8.
+    expect(clientReasonPhrase('Très bien')).toBe('Tr\xc3\xa8s bien');
+    expect(clientReasonPhrase('Not Modified')).toBe('Not Modified');
+    expect(clientReasonPhrase(undefined)).toBeUndefined();
+  });
+
+  it('R3: a reason phrase that was not UTF-8 (its bytes lost), or that Node cannot write, gives Node\'s standard phrase', () => {
+    expect(clientReasonPhrase('caf\ufffd')).toBeUndefined();
+    expect(clientReasonPhrase('OK\r\nX-Injected: 1')).toBeUndefined();
+    expect(clientReasonPhrase('OK\u0000')).toBeUndefined();
+  });
+
+  it('R3: answers to HEAD, 204 and 304 have no body, whatever their Content-Length says', () => {
+    expect(answerHasNoBody('HEAD', 200)).toBe(true);
+    expect(answerHasNoBody('GET', 204)).toBe(true);
+    expect(answerHasNoBody('GET', 304)).toBe(true);
+    expect(answerHasNoBody('GET', 200)).toBe(false);
+    expect(answerHasNoBody('POST', 401)).toBe(false);
   });
 });
 

@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import type { Dispatcher } from 'undici';
 import { sendWithUndici, type UpstreamCall } from '../../src/proxy/transport.js';
@@ -16,9 +17,15 @@ function fakeController() {
   return { controller, aborted };
 }
 
-function callWith(pool: unknown, onAnswer: UpstreamCall['onAnswer'], errors: Error[]): UpstreamCall {
+function callWith(pool: unknown, onAnswer: UpstreamCall['onAnswer'], errors: Error[], method = 'GET'): UpstreamCall {
   const account = { pool, timeouts: { responseMs: 1000, connectMs: 1000 } } as unknown as UpstreamAccount;
-  return { account, method: 'GET', path: '/', headers: {}, body: undefined, onAnswer, onError: (error) => errors.push(error) };
+  return { account, method, path: '/', headers: {}, body: undefined, onAnswer, onError: (error) => errors.push(error) };
+}
+
+/** A client response that records whether it was ended or cut. */
+function recordingClient() {
+  const client = { ended: false, destroyed: false, end: () => (client.ended = true), write: () => true, destroy: () => (client.destroyed = true), once: () => client };
+  return client;
 }
 
 describe('the undici handler (transport)', () => {
@@ -46,5 +53,25 @@ describe('the undici handler (transport)', () => {
     captured.handler!.onResponseStart!(controller, 103, {}, 'Early Hints');
     captured.handler!.onResponseStart!(controller, 204, {}, 'No Content');
     expect(statuses).toEqual([204]);
+  });
+
+  it.each([
+    ['GET', 304],
+    ['DELETE', 204],
+    ['HEAD', 200],
+  ])('R3: a %s answered %i ends at its head; undici\'s later Content-Length mismatch error neither cuts it nor reaches the caller', (method, status) => {
+    const { pool, captured } = capturingPool();
+    const errors: Error[] = [];
+    const client = recordingClient();
+    sendWithUndici(callWith(pool, (answer) => answer.body.sendTo(client as unknown as ServerResponse), errors, method));
+    const { controller } = fakeController();
+    captured.handler!.onRequestStart!(controller, {});
+    captured.handler!.onResponseStart!(controller, status, { 'content-length': '1234' }, 'whatever');
+    expect(client.ended).toBe(true);
+    // What undici does next for a 204 or 304 with Content-Length (ResponseContentLengthMismatchError).
+    captured.handler!.onResponseError!(controller, Object.assign(new Error('Response body length does not match content-length header'), { code: 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' }));
+    captured.handler!.onResponseEnd!(controller, {});
+    expect(client.destroyed).toBe(false);
+    expect(errors).toEqual([]);
   });
 });

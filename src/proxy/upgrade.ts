@@ -1,0 +1,114 @@
+import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { responseOnRawSocket } from './raw-socket.js';
+import { clientResponseHeaders, type UpstreamAccount } from './upstream.js';
+
+export interface UpgradeCall {
+  account: UpstreamAccount;
+  /** The client's upgrade request; its socket and the bytes read past its head. */
+  req: IncomingMessage;
+  socket: Duplex;
+  head: Buffer;
+  /** The exact upstream path (§8: joined as strings, never by URL resolution). */
+  path: string;
+  /** Request headers as sent upstream (F1, with `Connection: upgrade` and the token). */
+  headers: Record<string, string | string[]>;
+  /** What the client got from the upstream: 101, or the status of the upstream's refusal. */
+  onAnswer(statusCode: number): void;
+  /**
+   * The upstream could not be reached, or its answer could not be passed on, before the client
+   * got any head: the caller answers it. (Later failures only cut the client's socket.)
+   */
+  onError(error: NodeJS.ErrnoException): void;
+}
+
+/**
+ * F2: forwards a WebSocket upgrade to the account's upstream and, on a 101, pipes the two sockets
+ * together. A refusal (any other answer) is passed on as an HTTP answer, framed by Node.
+ *
+ * R3: both pass on what the upstream sent byte for byte: Node parses heads as latin1 (one byte,
+ * one character) and the 101's head is written back as latin1, from the raw header list.
+ */
+export function forwardUpgrade(call: UpgradeCall): void {
+  const { account, socket } = call;
+  const { upstream, tls } = account;
+  const send = upstream.protocol === 'https:' ? httpsRequest : httpRequest;
+  const outgoing: ClientRequest = send({
+    // URL.hostname keeps an IPv6 literal's brackets; a socket address has none.
+    host: upstream.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: upstream.port === '' ? undefined : Number(upstream.port),
+    method: 'GET',
+    path: call.path,
+    headers: call.headers,
+    // One connection per upgrade: it becomes the WebSocket and never returns to a pool.
+    agent: false,
+    ...(upstream.protocol === 'https:' ? { ca: tls.ca, rejectUnauthorized: tls.rejectUnauthorized } : {}),
+  });
+  let answered = false;
+  /** Every failure, whenever it comes: the caller answers the client, or its socket is cut. */
+  const fail = (error: unknown) => {
+    outgoing.destroy();
+    if (answered || socket.destroyed) socket.destroy();
+    else call.onError(error as NodeJS.ErrnoException);
+  };
+  // A client that leaves before the upstream answers takes the upstream request with it.
+  socket.once('close', () => {
+    if (!answered) outgoing.destroy();
+  });
+  if (call.head.length > 0) socket.unshift(call.head);
+
+  outgoing.on('error', fail);
+  outgoing.on('upgrade', (res: IncomingMessage, upstreamSocket: Socket, upstreamHead: Buffer) => {
+    try {
+      joinSockets(socket, upstreamSocket);
+      socket.write(switchingProtocolsHead(res), 'latin1');
+      answered = true;
+      if (upstreamHead.length > 0) upstreamSocket.unshift(upstreamHead);
+      upstreamSocket.pipe(socket).pipe(upstreamSocket);
+      call.onAnswer(101);
+    } catch (error) {
+      upstreamSocket.destroy();
+      fail(error);
+    }
+  });
+  outgoing.on('response', (res: IncomingMessage) => {
+    try {
+      const client = responseOnRawSocket(call.req, socket);
+      // Throws (nothing written) for what Node cannot write: the caller answers 502 instead.
+      client.writeHead(res.statusCode ?? 502, res.statusMessage, clientResponseHeaders(res.headers));
+      answered = true;
+      res.on('error', () => client.destroy());
+      res.pipe(client);
+      call.onAnswer(res.statusCode ?? 502);
+    } catch (error) {
+      res.destroy();
+      fail(error);
+    }
+  });
+  outgoing.end();
+}
+
+/** The 101 head as the upstream sent it (raw names and values, in order), ready to write as latin1. */
+function switchingProtocolsHead(res: IncomingMessage): string {
+  let head = `HTTP/1.1 101 ${res.statusMessage ?? 'Switching Protocols'}\r\n`;
+  const raw = res.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) head += `${raw[i]}: ${raw[i + 1]}\r\n`;
+  return `${head}\r\n`;
+}
+
+/** Once upgraded, the two sockets live and die together; neither may time out while quiet. */
+function joinSockets(client: Duplex, upstream: Socket): void {
+  for (const socket of [client, upstream]) {
+    if (socket instanceof Socket) {
+      socket.setTimeout(0);
+      socket.setNoDelay(true);
+      socket.setKeepAlive(true, 0);
+    }
+  }
+  upstream.on('error', () => client.destroy());
+  client.on('error', () => upstream.destroy());
+  upstream.once('close', () => client.destroy());
+  client.once('close', () => upstream.destroy());
+}
