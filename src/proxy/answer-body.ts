@@ -14,6 +14,17 @@ export interface FlowControl {
  * the rest of the hot path together (see the README's Performance section). Chunks that arrive
  * before a consumer is attached are kept, and the transport is paused until one is.
  */
+/**
+ * How a sized answer's head reaches the client: `write` just before the first body byte (or the
+ * end), `failed` instead when the upstream breaks off before any byte (R3: the client then gets
+ * an error answer rather than a head and a cut).
+ */
+export interface DeferredHead {
+  write(): void;
+  /** `error` is what `write` threw, if that is why; undefined when the upstream broke off. */
+  failed(error?: unknown): void;
+}
+
 export class AnswerBody {
   #flow: FlowControl;
   /** Chunks read but not yet written to a client (before `sendTo`, or held). */
@@ -22,6 +33,8 @@ export class AnswerBody {
   #ended = false;
   #failed = false;
   #client: ServerResponse | undefined;
+  /** The client's answer head, written just before the first byte (so a body that breaks first is a 502). */
+  #head: DeferredHead | undefined;
   #holding: { limit: number; done: (body: Buffer | undefined) => void } | undefined;
   #awaitingDrain = false;
   readonly #onDrain = () => {
@@ -37,6 +50,7 @@ export class AnswerBody {
   push(chunk: Buffer): void {
     const client = this.#client;
     if (client !== undefined) {
+      if (!this.#writeHead()) return;
       if (!client.write(chunk)) this.#pauseUntilDrained(client);
       return;
     }
@@ -55,7 +69,7 @@ export class AnswerBody {
   end(): void {
     this.#ended = true;
     if (this.#client !== undefined) {
-      this.#client.end();
+      if (this.#writeHead()) this.#client.end();
       return;
     }
     if (this.#holding !== undefined) this.#settleHolding(this.#pending.length === 1 ? this.#pending[0] : Buffer.concat(this.#pending, this.#pendingBytes));
@@ -65,19 +79,30 @@ export class AnswerBody {
   fail(): void {
     this.#failed = true;
     if (this.#client !== undefined) {
-      this.#client.destroy();
+      this.#failClient(this.#client);
       return;
     }
     // Not whole, so not held: `sendTo` then passes on what came and cuts the client's answer.
     this.#settleHolding(undefined);
   }
 
-  /** Streams the body (what was read so far, then the rest) to the client, with backpressure, and ends it. */
-  sendTo(client: ServerResponse): void {
+  /**
+   * Streams the body (what was read so far, then the rest) to the client, with backpressure, and
+   * ends it. With `head`, the client's head is written just before the first byte; without, the
+   * caller has written it already.
+   */
+  sendTo(client: ServerResponse, head?: DeferredHead): void {
     this.#client = client;
+    this.#head = head;
     const pending = this.#pending;
     this.#pending = [];
     this.#pendingBytes = 0;
+    if (this.#failed && pending.length === 0) {
+      this.#failClient(client);
+      return;
+    }
+    // Nothing to write yet: the head waits for the first byte or the end (a sized answer, R3).
+    if ((pending.length > 0 || this.#ended) && !this.#writeHead()) return;
     let writable = true;
     // A whole small answer (the common case) leaves in one write, head and body together.
     if (this.#ended && pending.length === 1) {
@@ -91,11 +116,43 @@ export class AnswerBody {
     else this.#pauseUntilDrained(client);
   }
 
+  /**
+   * Writes a deferred head once, before the first byte or the end. False when writing it threw:
+   * the client is let go (the caller answers it) and nothing more is written to it.
+   */
+  #writeHead(): boolean {
+    const head = this.#head;
+    if (head === undefined) return true;
+    this.#head = undefined;
+    try {
+      head.write();
+      return true;
+    } catch (error) {
+      this.#client = undefined;
+      this.#flow.pause();
+      head.failed(error);
+      return false;
+    }
+  }
+
+  /** The upstream broke off: before any byte (head still deferred) the caller answers; after, the client is cut. */
+  #failClient(client: ServerResponse): void {
+    const head = this.#head;
+    this.#head = undefined;
+    if (head !== undefined) head.failed();
+    else client.destroy();
+  }
+
   #pauseUntilDrained(client: ServerResponse): void {
     this.#flow.pause();
     if (this.#awaitingDrain) return;
     this.#awaitingDrain = true;
     client.once('drain', this.#onDrain);
+  }
+
+  /** True once the upstream broke off mid-answer (the body will never be whole). */
+  get failed(): boolean {
+    return this.#failed;
   }
 
   /**

@@ -310,6 +310,12 @@ export class DataPlane {
       this.#fenced(exchange.inbound, () => {
         // The client went away while the rejection was held: nothing to replay or count (a 499).
         if (exchange.res.destroyed) return;
+        if (held === undefined && answer.body.failed) {
+          // R3: the rejection broke off before it was whole: nothing of it went out yet.
+          account.metrics.replay('skipped');
+          this.#refuse(exchange.res, brokenAnswer(account));
+          return;
+        }
         if (held === undefined) {
           // Too large to hold: it goes through as it is, with no replay.
           account.metrics.replay('skipped');
@@ -346,12 +352,23 @@ export class DataPlane {
   }
 
   #streamBack(exchange: Exchange, answer: UpstreamAnswer): void {
-    const { res } = exchange;
-    if (this.#draining) res.setHeader('connection', 'close');
-    res.writeHead(answer.statusCode, answer.statusMessage, clientResponseHeaders(answer.headers));
+    const { res, account } = exchange;
+    const writeHead = () => {
+      if (this.#draining) res.setHeader('connection', 'close');
+      res.writeHead(answer.statusCode, answer.statusMessage, clientResponseHeaders(answer.headers));
+    };
     // A stream of unknown length (SSE) gets its head at once; a sized answer leaves with its first bytes.
-    if (answer.headers['content-length'] === undefined) sendHeadNow(res);
-    answer.body.sendTo(res);
+    if (answer.headers['content-length'] === undefined) {
+      writeHead();
+      sendHeadNow(res);
+      answer.body.sendTo(res);
+      return;
+    }
+    // R3: a sized answer that breaks off before its first byte is a 502, not a head and a cut.
+    answer.body.sendTo(res, {
+      write: writeHead,
+      failed: (error) => (error === undefined ? this.#refuse(res, brokenAnswer(account)) : this.#answerFailure(exchange.inbound, error)),
+    });
   }
 
   #sendHeld(exchange: Exchange, answer: UpstreamAnswer, body: Buffer): void {
@@ -541,6 +558,11 @@ function errorCode(error: unknown): string {
  * re-encoded; a write of nothing in latin1 sends the head byte for byte (R3). An answer that may
  * have no body (HEAD, 204, 304) ignores the write and sends its head when it ends.
  */
+/** R3: the upstream's answer broke off before anything of it reached the client. */
+function brokenAnswer(account: UpstreamAccount): Refusal {
+  return { code: 'upstream_unreachable', message: 'the upstream closed the connection before its answer was complete', account };
+}
+
 function sendHeadNow(res: ServerResponse): void {
   res.write('', 'latin1');
 }

@@ -137,16 +137,17 @@ export const FRAMING_HEADERS: ReadonlySet<string> = new Set(['content-length', '
 const PLAIN_CONNECTION_VALUES: ReadonlySet<string> = new Set(['keep-alive', 'Keep-Alive', 'close', 'Close']);
 
 /** The lower-cased names listed in a `Connection` header; undefined for none or a plain keep-alive/close. */
-function connectionNames(value: string | undefined): string[] | undefined {
-  if (value === undefined || PLAIN_CONNECTION_VALUES.has(value)) return undefined;
-  return value
+function connectionNames(value: string | string[] | undefined): string[] | undefined {
+  if (value === undefined || (typeof value === 'string' && PLAIN_CONNECTION_VALUES.has(value))) return undefined;
+  // A header sent twice arrives as an array (undici): its lists are one list (RFC 9110 §5.3).
+  return (typeof value === 'string' ? value : value.join(','))
     .toLowerCase()
     .split(',')
     .map((token) => token.trim());
 }
 
 /** The header names listed in `Connection` (hop-by-hop), never a framing header. */
-export function connectionTokens(value: string | undefined): Set<string> | undefined {
+export function connectionTokens(value: string | string[] | undefined): Set<string> | undefined {
   const tokens = connectionNames(value)?.filter((token) => token !== '' && token !== 'close' && token !== 'keep-alive' && token !== 'upgrade' && !FRAMING_HEADERS.has(token));
   return tokens === undefined || tokens.length === 0 ? undefined : new Set(tokens);
 }
