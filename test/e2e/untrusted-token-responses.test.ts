@@ -1,10 +1,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { generatedSecret } from '../helpers/harness.js';
 import { startHostileTokenServer, type HostileTokenServer, type RawAnswer } from '../helpers/hostile-token-server.js';
+import { sendRaw, WEBSOCKET_UPGRADE } from '../helpers/raw-client.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.js';
 import { spawnCli, type RunningCli } from '../helpers/spawn-cli.js';
 
@@ -87,20 +87,6 @@ function tokenAnswer(dialect: Dialect, token: string, extra: Record<string, unkn
   return { status: 200, body: JSON.stringify(body) };
 }
 
-/** A raw WebSocket upgrade request; resolves with whatever the sidecar answered (or '' when it closed). */
-function upgrade(data: string): Promise<string> {
-  const { port } = new URL(data);
-  return new Promise((resolve) => {
-    const socket = connect(Number(port), '127.0.0.1', () =>
-      socket.write('GET /ws HTTP/1.1\r\nhost: 127.0.0.1\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n'),
-    );
-    let raw = '';
-    socket.on('data', (chunk: Buffer) => (raw += chunk.toString('latin1')));
-    socket.on('error', () => resolve(raw));
-    socket.on('close', () => resolve(raw));
-  });
-}
-
 async function expectAlive(admin: string): Promise<void> {
   expect((await fetch(`${admin}/healthz`)).status).toBe(200);
 }
@@ -123,7 +109,7 @@ describe('R1 token values', () => {
     const proxied = await fetch(`${data}/x`);
     expect(proxied.status).toBe(503);
     expect(((await proxied.json()) as { error: string }).error).toBe('token_unavailable');
-    expect(await upgrade(data)).toMatch(/^HTTP\/1\.1 503 /);
+    expect(await sendRaw(new URL(data).port, WEBSOCKET_UPGRADE, { untilHead: true })).toMatch(/^HTTP\/1\.1 503 /);
     await expectAlive(admin);
     expect(upstream.requests).toHaveLength(0);
     expect(cli.child.exitCode).toBeNull();

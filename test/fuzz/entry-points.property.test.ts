@@ -1,10 +1,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fuzzSettings, fuzzTestTimeout, RunCounter } from '../helpers/fuzz-settings.js';
+import { sendRaw } from '../helpers/raw-client.js';
 import { startHostileTokenServer, type HostileTokenServer } from '../helpers/hostile-token-server.js';
 import { spawnCli, type RunningCli } from '../helpers/spawn-cli.js';
 import { startHeaderRecordingUpstream, type HeaderRecordingUpstream } from '../helpers/ws-upstream.js';
@@ -53,24 +53,6 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** Writes `bytes`, then reads until the answer head is in or the server closes. */
-function exchange(port: number, bytes: Buffer): Promise<string> {
-  return new Promise((resolve) => {
-    let raw = '';
-    const socket = connect(port, '127.0.0.1', () => socket.end(bytes));
-    socket.setTimeout(10_000, () => {
-      socket.destroy();
-      resolve(`${raw}<silence>`);
-    });
-    socket.on('data', (chunk: Buffer) => {
-      raw += chunk.toString('latin1');
-      if (raw.includes('\r\n\r\n')) socket.destroy();
-    });
-    socket.on('error', () => resolve(raw));
-    socket.on('close', () => resolve(raw));
-  });
-}
-
 const token = fc.stringMatching(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,12}$/);
 const oddText = fc.oneof(
   fc.string({ maxLength: 40 }),
@@ -106,6 +88,11 @@ function render(generated: GeneratedRequest): Buffer {
   return Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'), framed ? Buffer.alloc(0) : body]);
 }
 
+/** Writes `bytes` and half-closes, then reads until the answer head is in or the server closes. */
+function exchangeRaw(port: number, bytes: Buffer): Promise<string> {
+  return sendRaw(port, bytes, { end: true, untilHead: true });
+}
+
 async function alive(): Promise<void> {
   expect(cli.child.exitCode).toBeNull();
   expect((await fetch(new URL('/healthz', admin))).status).toBe(200);
@@ -119,7 +106,7 @@ describe('§9 hostile input at every entry point of the real CLI', () => {
       await fc.assert(
         fc.asyncProperty(request, async (generated) => {
           counter.count += 1;
-          const raw = await exchange(Number(generated.port === 'data' ? data.port : admin.port), render(generated));
+          const raw = await exchangeRaw(Number(generated.port === 'data' ? data.port : admin.port), render(generated));
           expect(raw).not.toContain('<silence>');
           if (raw !== '') expect(raw).toMatch(/^HTTP\/1\.[01] \d{3} /);
           expect(raw).not.toContain('tok-entry-points');
@@ -145,7 +132,7 @@ describe('§9 named hostile inputs at the entry points', () => {
     ['data', 'GET http://127.0.0.1:1/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n', 400, 'bad_request'],
     ['data', 'POST /acct/x HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nContent-Length: 3\r\n\r\nabc', 400, 'bad_request'],
   ])('F5: %s port, %j gets %i %s as JSON and no stack trace', async (port, text, status, code) => {
-    const raw = await exchange(Number(port === 'data' ? data.port : admin.port), Buffer.from(text, 'latin1'));
+    const raw = await exchangeRaw(Number(port === 'data' ? data.port : admin.port), Buffer.from(text, 'latin1'));
     expect(raw).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
     if (code !== undefined) {
       expect(raw.toLowerCase()).toContain('content-type: application/json');

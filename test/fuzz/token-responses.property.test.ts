@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { connect } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sidecar } from '../../src/app.js';
@@ -8,6 +7,7 @@ import { captureLogger } from '../helpers/capture-logger.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { fuzzSettings, fuzzTestTimeout, RunCounter } from '../helpers/fuzz-settings.js';
 import { generatedSecret } from '../helpers/harness.js';
+import { sendRaw, WEBSOCKET_UPGRADE } from '../helpers/raw-client.js';
 import { startHostileTokenServer, type HostileTokenServer, type RawAnswer } from '../helpers/hostile-token-server.js';
 import { startHeaderRecordingUpstream, type HeaderRecordingUpstream } from '../helpers/ws-upstream.js';
 
@@ -98,23 +98,6 @@ function render(dialect: Dialect, generated: GeneratedResponse, request: { body:
   return { status: generated.status, headers, body: generated.status === 204 ? '' : bodies[generated.shape] };
 }
 
-/** A raw WebSocket upgrade: resolves with what came back before the socket closed (or after 101). */
-function upgrade(data: string): Promise<string> {
-  const { port } = new URL(data);
-  return new Promise((resolve) => {
-    let raw = '';
-    const socket = connect(Number(port), '127.0.0.1', () =>
-      socket.write('GET /ws HTTP/1.1\r\nhost: 127.0.0.1\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n'),
-    );
-    socket.on('data', (chunk: Buffer) => {
-      raw += chunk.toString('latin1');
-      if (raw.includes('\r\n\r\n')) socket.destroy();
-    });
-    socket.on('error', () => resolve(raw));
-    socket.on('close', () => resolve(raw));
-  });
-}
-
 let tokenServer: HostileTokenServer;
 let upstream: HeaderRecordingUpstream;
 const crashes: unknown[] = [];
@@ -170,7 +153,7 @@ async function oneCase(dialect: Dialect, first: GeneratedResponse, second: Gener
       const proxied = await whileTimePasses(fetch(`${sidecar.dataUrl()}/x`, { signal: AbortSignal.timeout(10_000) }));
       expect(proxied.status).toBeGreaterThanOrEqual(200);
       outputs.push(await proxied.text());
-      const upgraded = await whileTimePasses(upgrade(sidecar.dataUrl()));
+      const upgraded = await whileTimePasses(sendRaw(new URL(sidecar.dataUrl()).port, WEBSOCKET_UPGRADE, { untilHead: true }));
       expect(upgraded).toMatch(/^HTTP\/1\.1 \d{3} /);
       outputs.push(upgraded);
       for (const path of ['/readyz', '/status', '/metrics']) outputs.push(await (await fetch(`${sidecar.adminUrl()}${path}`)).text());

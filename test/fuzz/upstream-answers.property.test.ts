@@ -1,7 +1,8 @@
-import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { activeToken, startDataPlane, type DataPlaneHarness } from '../helpers/data-plane.js';
+import { sendRaw } from '../helpers/raw-client.js';
 import { fuzzSettings, fuzzTestTimeout, RunCounter } from '../helpers/fuzz-settings.js';
 
 /*
@@ -71,19 +72,9 @@ afterAll(async () => {
   await new Promise<void>((resolve) => upstream.close(() => resolve()));
 });
 
+/** One request with no body on a new connection; the whole answer, until the sidecar closes. */
 function ask(method: string): Promise<string> {
-  const { port } = new URL(plane.url);
-  return new Promise((resolve) => {
-    let raw = '';
-    const socket = connect(Number(port), '127.0.0.1', () => socket.write(`${method} /x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`));
-    socket.setTimeout(15_000, () => {
-      socket.destroy();
-      resolve(`${raw}<silence>`);
-    });
-    socket.on('data', (chunk: Buffer) => (raw += chunk.toString('latin1')));
-    socket.on('error', () => resolve(raw));
-    socket.on('close', () => resolve(raw));
-  });
+  return sendRaw(new URL(plane.url).port, `${method} /x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`, { silenceMs: 15_000 });
 }
 
 describe('R3 property: generated upstream answers through the real data plane', () => {
