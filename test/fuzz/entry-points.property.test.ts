@@ -101,7 +101,7 @@ async function alive(): Promise<void> {
 describe('§9 hostile input at every entry point of the real CLI', () => {
   const counter = new RunCounter();
   it(
-    'R1-R11: any request head at the data plane or the admin port gets an answer or a closed connection, and the process lives',
+    '§9 R1, R3: any request head at the data plane or the admin port gets an answer or a closed connection, and the process lives',
     async () => {
       await fc.assert(
         fc.asyncProperty(request, async (generated) => {
