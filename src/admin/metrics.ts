@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { TokenRequestKind } from '../flows/types.js';
 import type { LifetimeAnomaly } from '../tokens/lifetime.js';
-import type { SuppressionReason, TokenEvents, TokenOutcome, TokenStatus, TokenTrigger } from '../tokens/token-manager.js';
+import type { SuppressionReason, TokenEvents, TokenOutcome, TokenStatus, TokenTrigger } from '../tokens/types.js';
 
 /** Metric names are part of the contract (CONTRACT §7): dashboards and alerts use them. */
 export const METRIC_NAMES = {

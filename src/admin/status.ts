@@ -1,6 +1,6 @@
 import type { TokenFlow } from '../flows/types.js';
 import type { TokenRequestCount, TokenRequestHistory } from '../tokens/history.js';
-import type { AccountState, TokenStatus, TokenTrigger } from '../tokens/token-manager.js';
+import type { AccountState, TokenStatus, TokenTrigger } from '../tokens/types.js';
 
 export interface AccountView {
   name: string;

@@ -8,7 +8,7 @@ import { upstreamTls } from '../proxy/upstream.js';
 import { createStore } from '../stores/index.js';
 import type { TokenState, TokenStore } from '../stores/types.js';
 import { resolveLifetime } from '../tokens/lifetime.js';
-import type { SendTokenRequest } from '../tokens/token-manager.js';
+import type { SendTokenRequest } from '../tokens/types.js';
 import { formatDuration } from '../util/duration.js';
 import { closeServer, listen } from '../util/http-server.js';
 import { silentLogger, type Logger } from '../util/logger.js';

@@ -8,7 +8,7 @@ import { upstreamTls } from '../proxy/upstream.js';
 import { createStore } from '../stores/index.js';
 import type { StoredToken, TokenStore } from '../stores/types.js';
 import { resolveLifetime, type LifetimeAnomaly, type LifetimeSource } from '../tokens/lifetime.js';
-import type { SendTokenRequest } from '../tokens/token-manager.js';
+import type { SendTokenRequest } from '../tokens/types.js';
 import { formatDuration } from '../util/duration.js';
 import type { Logger } from '../util/logger.js';
 import { silentLogger } from '../util/logger.js';

@@ -6,7 +6,7 @@ import type { ProxyMetrics } from '../admin/metrics.js';
 import type { Logger } from '../util/logger.js';
 import { describeNetworkError } from '../util/net-errors.js';
 import type { ActiveToken } from '../tokens/active-token.js';
-import { TokenUnavailableError } from '../tokens/token-manager.js';
+import { TokenUnavailableError } from '../tokens/types.js';
 import { TokenNotHeaderSafeError } from './bearer.js';
 import { SIDECAR_ERRORS, sendError, writeRawError, type SidecarErrorCode } from './errors.js';
 import type { InboundPolicy } from './inbound.js';

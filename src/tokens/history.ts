@@ -1,5 +1,5 @@
 import type { TokenRequestKind } from '../flows/types.js';
-import type { TokenOutcome, TokenTrigger } from './token-manager.js';
+import type { TokenOutcome, TokenTrigger } from './types.js';
 
 /** One token request as /status shows it: when, what, how it went, what caused it. */
 export interface TokenRequestEvent {

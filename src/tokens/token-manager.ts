@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import type { RefreshPolicy } from '../config/resolve.js';
 import { TokenTransportError, type TokenHttpOptions } from '../flows/http-client.js';
 import { retryAfterMs } from '../flows/retry-after.js';
-import { CredentialUnavailableError, type ParsedTokenResponse, type TokenFlow, type TokenHttpRequest, type TokenHttpResponse, type TokenRequestKind } from '../flows/types.js';
+import { CredentialUnavailableError, type ParsedTokenResponse, type TokenFlow, type TokenHttpRequest, type TokenRequestKind } from '../flows/types.js';
 import type { StoredToken, StoreLock, TokenState, TokenStore } from '../stores/types.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import { formatDuration } from '../util/duration.js';
@@ -14,25 +14,7 @@ import { ActiveToken } from './active-token.js';
 import { backoffDelay, REJECTED_BACKOFF, TRANSIENT_BACKOFF } from './backoff.js';
 import { TokenRequestHistory } from './history.js';
 import { resolveLifetime, type LifetimeAnomaly } from './lifetime.js';
-
-/** What caused a token request (metric label `trigger`, CONTRACT §7). */
-export type TokenTrigger = 'startup' | 'schedule' | 'upstream_rejection' | 'admin' | 'retry';
-export type TokenOutcome = 'success' | 'rejected' | 'error';
-export type SuppressionReason = 'min_interval' | 'backoff';
-
-/** How the manager reports what it does; admin/metrics.ts turns these into Prometheus series. */
-export interface TokenEvents {
-  tokenRequest(kind: TokenRequestKind, outcome: TokenOutcome, trigger: TokenTrigger, durationSeconds: number): void;
-  suppressed(reason: SuppressionReason): void;
-  lifetimeAnomaly(reason: LifetimeAnomaly): void;
-  clockSkew(seconds: number): void;
-  /** A store operation failed (Redis down): the account keeps serving its valid token. */
-  storeError(operation: StoreOperation): void;
-}
-
-export type StoreOperation = 'load' | 'save' | 'lock';
-
-export type SendTokenRequest = (request: TokenHttpRequest, options: TokenHttpOptions) => Promise<TokenHttpResponse>;
+import { TokenUnavailableError, type AccountState, type RefreshRequestResult, type SendTokenRequest, type StoreOperation, type TokenEvents, type TokenStatus, type TokenTrigger } from './types.js';
 
 export interface TokenManagerOptions {
   account: string;
@@ -46,49 +28,6 @@ export interface TokenManagerOptions {
   /** TLS settings for the token endpoint (same CA as the upstream). */
   tls?: Pick<TokenHttpOptions, 'ca' | 'rejectUnauthorized'>;
   random?: () => number;
-}
-
-/** Thrown to requests that cannot get a token in time (T7): the proxy answers 503 with Retry-After. */
-export class TokenUnavailableError extends Error {
-  constructor(
-    message: string,
-    readonly retryAfterSeconds: number,
-  ) {
-    super(message);
-    this.name = 'TokenUnavailableError';
-  }
-}
-
-export interface RefreshRequestResult {
-  /** `started` ran a request now; `joined` shares one in flight; `deferred` waits for the guard or backoff. */
-  result: 'started' | 'joined' | 'deferred';
-  at: number;
-}
-
-export type AccountState = 'starting' | 'valid' | 'refreshing' | 'expired' | 'rejected' | 'stopped';
-
-export interface TokenStatus {
-  state: AccountState;
-  ready: boolean;
-  reason: string | undefined;
-  fingerprint: string | undefined;
-  generation: number;
-  obtainedAt: number | undefined;
-  expiresAt: number | undefined;
-  lifetimeMs: number | undefined;
-  nextRequestAt: number | undefined;
-  nextTrigger: TokenTrigger | undefined;
-  lastRequestAt: number | undefined;
-  lastError: { at: number; message: string } | undefined;
-  consecutiveFailures: number;
-  hasRefreshToken: boolean;
-  /** Requests parked until a token arrives (T7). */
-  waiting: number;
-  /** Why the token store cannot be used right now (shared stores), if so. */
-  storeProblem: string | undefined;
-  /** Revision of the stored state this process holds. */
-  revision: number | undefined;
-  counts: Record<TokenRequestKind, Record<TokenOutcome, number>>;
 }
 
 /** T2: refreshes land a few percent before `at` x lifetime, so replicas and accounts spread out. */

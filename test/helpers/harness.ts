@@ -3,7 +3,7 @@ import { Sidecar, type SidecarDependencies } from '../../src/app.js';
 import { parseConfig } from '../../src/config/load.js';
 import { sendTokenRequest } from '../../src/flows/http-client.js';
 import type { TokenHttpResponse } from '../../src/flows/types.js';
-import type { SendTokenRequest } from '../../src/tokens/token-manager.js';
+import type { SendTokenRequest } from '../../src/tokens/types.js';
 import { startSessionTokenServer, type SessionTokenServer, type SessionTokenServerOptions } from '../../src/demo/session-token-server.js';
 import { startDemoUpstream, type DemoUpstream } from '../../src/demo/upstream.js';
 import { captureLogger } from './capture-logger.js';

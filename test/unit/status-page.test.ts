@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { accountStatusJson, type AccountView } from '../../src/admin/status.js';
 import { sparkline, statusPageHtml } from '../../src/admin/status-page.js';
 import { TokenRequestHistory } from '../../src/tokens/history.js';
-import type { TokenStatus } from '../../src/tokens/token-manager.js';
+import type { TokenStatus } from '../../src/tokens/types.js';
 import type { TokenFlow } from '../../src/flows/types.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');

@@ -7,7 +7,8 @@ import { MAX_RETRY_AFTER_MS, retryAfterMs } from '../../src/flows/retry-after.js
 import { parseSessionResponse } from '../../src/flows/session.js';
 import type { TokenHttpRequest, TokenHttpResponse } from '../../src/flows/types.js';
 import { MemoryTokenStore } from '../../src/stores/memory.js';
-import { TokenManager, TokenUnavailableError, type TokenEvents } from '../../src/tokens/token-manager.js';
+import { TokenManager } from '../../src/tokens/token-manager.js';
+import { TokenUnavailableError, type TokenEvents } from '../../src/tokens/types.js';
 import { headerSafeTokenProblem, isHeaderSafeToken } from '../../src/util/header-safe.js';
 import { formatPrettyLine } from '../../src/util/log-pretty.js';
 import { escapeControlCharacters, escapeJsonLine, scrubServerText } from '../../src/util/scrub.js';

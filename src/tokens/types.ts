@@ -1,0 +1,69 @@
+/**
+ * What the rest of the sidecar sees of the token layer: token-manager.ts and history.ts both use
+ * these, and the proxy, admin and commands import them from here, not from the manager.
+ */
+import type { TokenHttpOptions } from '../flows/http-client.js';
+import type { TokenHttpRequest, TokenHttpResponse, TokenRequestKind } from '../flows/types.js';
+import type { LifetimeAnomaly } from './lifetime.js';
+
+/** What caused a token request (metric label `trigger`, CONTRACT §7). */
+export type TokenTrigger = 'startup' | 'schedule' | 'upstream_rejection' | 'admin' | 'retry';
+export type TokenOutcome = 'success' | 'rejected' | 'error';
+export type SuppressionReason = 'min_interval' | 'backoff';
+
+/** How the manager reports what it does; admin/metrics.ts turns these into Prometheus series. */
+export interface TokenEvents {
+  tokenRequest(kind: TokenRequestKind, outcome: TokenOutcome, trigger: TokenTrigger, durationSeconds: number): void;
+  suppressed(reason: SuppressionReason): void;
+  lifetimeAnomaly(reason: LifetimeAnomaly): void;
+  clockSkew(seconds: number): void;
+  /** A store operation failed (Redis down): the account keeps serving its valid token. */
+  storeError(operation: StoreOperation): void;
+}
+
+export type StoreOperation = 'load' | 'save' | 'lock';
+
+export type SendTokenRequest = (request: TokenHttpRequest, options: TokenHttpOptions) => Promise<TokenHttpResponse>;
+
+/** Thrown to requests that cannot get a token in time (T7): the proxy answers 503 with Retry-After. */
+export class TokenUnavailableError extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(message);
+    this.name = 'TokenUnavailableError';
+  }
+}
+
+export interface RefreshRequestResult {
+  /** `started` ran a request now; `joined` shares one in flight; `deferred` waits for the guard or backoff. */
+  result: 'started' | 'joined' | 'deferred';
+  at: number;
+}
+
+export type AccountState = 'starting' | 'valid' | 'refreshing' | 'expired' | 'rejected' | 'stopped';
+
+export interface TokenStatus {
+  state: AccountState;
+  ready: boolean;
+  reason: string | undefined;
+  fingerprint: string | undefined;
+  generation: number;
+  obtainedAt: number | undefined;
+  expiresAt: number | undefined;
+  lifetimeMs: number | undefined;
+  nextRequestAt: number | undefined;
+  nextTrigger: TokenTrigger | undefined;
+  lastRequestAt: number | undefined;
+  lastError: { at: number; message: string } | undefined;
+  consecutiveFailures: number;
+  hasRefreshToken: boolean;
+  /** Requests parked until a token arrives (T7). */
+  waiting: number;
+  /** Why the token store cannot be used right now (shared stores), if so. */
+  storeProblem: string | undefined;
+  /** Revision of the stored state this process holds. */
+  revision: number | undefined;
+  counts: Record<TokenRequestKind, Record<TokenOutcome, number>>;
+}
