@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { TokenRequestKind } from '../flows/types.js';
+import type { ProxyMetrics } from '../proxy/types.js';
 import type { LifetimeAnomaly } from '../tokens/lifetime.js';
 import type { SuppressionReason, TokenEvents, TokenOutcome, TokenStatus, TokenTrigger } from '../tokens/types.js';
 
@@ -29,19 +30,6 @@ export interface TokenStatusSource {
   accountNames(): readonly string[];
   tokenStatus(account: string): TokenStatus | undefined;
   now(): number;
-}
-
-/**
- * T8 replay outcomes: `success` (the replay got a non-retryOn answer), `rejected_again` (it did not),
- * `no_token` (no new token in time: the first answer went through), `skipped` (body too large or incomplete).
- */
-export type ReplayOutcome = 'success' | 'rejected_again' | 'no_token' | 'skipped';
-
-/** Per-account metric handles for the proxy's hot path: no label objects built per request. */
-export interface ProxyMetrics {
-  observe(code: number, durationSeconds: number): void;
-  upstreamRejection(code: number): void;
-  replay(outcome: ReplayOutcome): void;
 }
 
 /** Every bearer-sidecar metric, on an injected Registry (never the global one). */

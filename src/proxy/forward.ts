@@ -2,7 +2,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
-import type { ProxyMetrics } from '../admin/metrics.js';
 import type { Logger } from '../util/logger.js';
 import { describeNetworkError } from '../util/net-errors.js';
 import type { ActiveToken } from '../tokens/active-token.js';
@@ -15,6 +14,7 @@ import { responseOnRawSocket } from './raw-socket.js';
 import { ReplayableBody } from './replayable-body.js';
 import type { Router } from './route.js';
 import type { Transport, UpstreamAnswer, UpstreamCall } from './transport.js';
+import type { ProxyMetrics } from './types.js';
 import { forwardUpgrade } from './upgrade.js';
 import { answerHasNoBody, clientResponseHeaders, connectionHeaderProblem, upstreamRequestHeaders, type UpstreamAccount } from './upstream.js';
 

@@ -2,13 +2,13 @@ import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from '
 import { rootCertificates } from 'node:tls';
 import type { Pool } from 'undici';
 import type { AccountConfig } from '../config/resolve.js';
-import type { ProxyMetrics } from '../admin/metrics.js';
 import type { TokenManager } from '../tokens/token-manager.js';
 import type { ActiveToken } from '../tokens/active-token.js';
 import { FILE_LIMITS, readRegularFileSync } from '../util/safe-file.js';
 import { authorizationFor } from './bearer.js';
 import { ACCOUNT_HEADER } from './route.js';
 import { API_KEY_HEADER } from './inbound.js';
+import type { ProxyMetrics } from './types.js';
 
 /** Everything the data plane needs about one account, built once at start-up. */
 export interface UpstreamAccount {

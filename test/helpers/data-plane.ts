@@ -1,10 +1,10 @@
 import { createServer, type Server } from 'node:http';
 import { BlockList, type Socket } from 'node:net';
-import type { ProxyMetrics, ReplayOutcome } from '../../src/admin/metrics.js';
 import { DataPlane } from '../../src/proxy/forward.js';
 import { InboundPolicy } from '../../src/proxy/inbound.js';
 import { Router } from '../../src/proxy/route.js';
 import { createUndiciPool, sendWithUndici, type Transport } from '../../src/proxy/transport.js';
+import type { ProxyMetrics, ReplayOutcome } from '../../src/proxy/types.js';
 import type { UpstreamAccount } from '../../src/proxy/upstream.js';
 import { ActiveToken } from '../../src/tokens/active-token.js';
 import type { TokenManager } from '../../src/tokens/token-manager.js';
