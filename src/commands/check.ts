@@ -1,10 +1,10 @@
 import { performance } from 'node:perf_hooks';
 import { displayUrl } from '../admin/status.js';
 import type { AccountConfig, SidecarConfig } from '../config/resolve.js';
+import { upstreamTls } from '../config/tls.js';
 import { sendTokenRequest, TokenTransportError } from '../flows/http-client.js';
 import { createFlow } from '../flows/index.js';
 import type { TokenFlow, TokenRequestKind } from '../flows/types.js';
-import { upstreamTls } from '../proxy/upstream.js';
 import { createStore } from '../stores/index.js';
 import type { StoredToken, TokenStore } from '../stores/types.js';
 import { resolveLifetime, type LifetimeAnomaly, type LifetimeSource } from '../tokens/lifetime.js';

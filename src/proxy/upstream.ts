@@ -1,10 +1,9 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
-import { rootCertificates } from 'node:tls';
 import type { Pool } from 'undici';
 import type { AccountConfig } from '../config/resolve.js';
+import type { TlsOptions } from '../config/tls.js';
 import type { TokenManager } from '../tokens/token-manager.js';
 import type { ActiveToken } from '../tokens/active-token.js';
-import { FILE_LIMITS, readRegularFileSync } from '../util/safe-file.js';
 import { authorizationFor } from './bearer.js';
 import { ACCOUNT_HEADER } from './route.js';
 import { API_KEY_HEADER } from './inbound.js';
@@ -27,14 +26,7 @@ export interface UpstreamAccount {
   replayMaxBody: number;
   timeouts: AccountConfig['timeouts'];
   /** TLS options for the token endpoint and WebSocket upgrades (same trust as the agent). */
-  tls: { ca?: string[]; rejectUnauthorized: boolean };
-}
-
-/** Extra CAs are added to Node's own, never replacing them (F4). R5: a regular file of at most 1 MiB. */
-export function upstreamTls(account: AccountConfig): UpstreamAccount['tls'] {
-  const caFile = account.tls.caFile;
-  const ca = caFile === undefined ? undefined : [...rootCertificates, readRegularFileSync(caFile, { maxBytes: FILE_LIMITS.secretOrKey }).toString('utf8')];
-  return ca === undefined ? { rejectUnauthorized: !account.tls.insecureSkipVerify } : { ca, rejectUnauthorized: !account.tls.insecureSkipVerify };
+  tls: TlsOptions;
 }
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) and the sidecar's own: never forwarded (F1). */
