@@ -1,6 +1,7 @@
 import type { TokenFlow } from '../flows/types.js';
 import type { TokenRequestCount, TokenRequestHistory } from '../tokens/history.js';
 import type { AccountState, TokenStatus, TokenTrigger } from '../tokens/types.js';
+import { displayUrl } from '../util/display-url.js';
 
 export interface AccountView {
   name: string;
@@ -11,12 +12,6 @@ export interface AccountView {
   history: TokenRequestHistory;
   /** `refresh.at`: the expected pace of token requests is one per `at` x lifetime. */
   refreshAt: number;
-}
-
-/** A URL as shown to operators: never with userinfo, never with a query (F6). */
-export function displayUrl(url: URL | string): string {
-  const parsed = typeof url === 'string' ? new URL(url) : url;
-  return `${parsed.origin}${parsed.pathname === '/' ? '' : parsed.pathname}`;
 }
 
 const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());

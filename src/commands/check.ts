@@ -1,5 +1,4 @@
 import { performance } from 'node:perf_hooks';
-import { displayUrl } from '../admin/status.js';
 import type { AccountConfig, SidecarConfig } from '../config/resolve.js';
 import { upstreamTls } from '../config/tls.js';
 import { sendTokenRequest, TokenTransportError } from '../flows/http-client.js';
@@ -9,6 +8,7 @@ import { createStore } from '../stores/index.js';
 import type { StoredToken, TokenStore } from '../stores/types.js';
 import { resolveLifetime, type LifetimeAnomaly, type LifetimeSource } from '../tokens/lifetime.js';
 import type { SendTokenRequest } from '../tokens/types.js';
+import { displayUrl } from '../util/display-url.js';
 import { formatDuration } from '../util/duration.js';
 import type { Logger } from '../util/logger.js';
 import { silentLogger } from '../util/logger.js';
