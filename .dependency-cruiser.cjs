@@ -43,9 +43,9 @@ const layerRules = Object.entries(LAYERS).map(([name, layer]) => ({
   name: `layer-${name}`,
   severity: 'error',
   comment:
-    `src/ ${name} may import only from itself` +
-    (layer.mayImport.length === 0 ? '' : ` and from: ${layer.mayImport.join(', ')}`) +
-    ' (the layer order is in .dependency-cruiser.cjs and README.md "Development").',
+    `Layer ${name} may import only from itself` +
+    (layer.mayImport.length === 0 ? ' (it is the bottom layer)' : ` and from: ${layer.mayImport.join(', ')}`) +
+    '. A lower layer never imports a higher one: see the order in .dependency-cruiser.cjs and README.md "Development".',
   from: { path: layer.path },
   to: { path: '^src/', pathNot: [layer.path, ...layer.mayImport.map((lower) => LAYERS[lower].path)] },
 }));
