@@ -73,7 +73,7 @@ export interface SidecarConfig {
   shutdownTimeoutMs: number;
   clientIdleTimeoutMs: number;
   store: RawConfig['store'];
-  inbound: { allow: BlockList; allowList: readonly string[]; apiKeys: readonly Secret[] };
+  inbound: { allow: BlockList; apiKeys: readonly Secret[] };
   logLevel: RawConfig['logLevel'];
   accounts: AccountConfig[];
 }
@@ -94,7 +94,6 @@ export function resolveConfig(raw: RawConfig, problems: ConfigProblem[]): Sideca
     store: raw.store,
     inbound: {
       allow: buildAllowList(raw.inbound.allow, problems),
-      allowList: raw.inbound.allow,
       apiKeys: raw.inbound.apiKeys.map((key) => new Secret(key)),
     },
     logLevel: raw.logLevel,

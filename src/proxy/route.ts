@@ -30,10 +30,6 @@ export class Router<A extends RoutableAccount> {
     this.#default = accounts.find((account) => account.isDefault);
   }
 
-  get(name: string): A | undefined {
-    return this.#byName.get(name);
-  }
-
   route(req: IncomingMessage, path: string, listenerAccount: A | undefined): RouteResult<A> {
     if (listenerAccount !== undefined) return { account: listenerAccount, rest: path };
     const named = req.headers[ACCOUNT_HEADER];

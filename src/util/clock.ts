@@ -17,15 +17,22 @@ interface RealHandle extends TimerHandle {
   timeout: NodeJS.Timeout;
 }
 
+/** Node fires a timer longer than this (about 24.8 days) at once; longer waits are re-armed. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 let nextRealTimerId = 1;
 
+/** The real clock. A timer longer than Node allows is re-armed in steps, so it never fires early. */
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimer(callback, delayMs) {
-    // Node caps timers at 2^31-1 ms; longer waits are simply re-armed by callers' schedules.
-    const timeout = setTimeout(callback, Math.min(Math.max(0, delayMs), 2 ** 31 - 1));
-    timeout.unref();
-    const handle: RealHandle = { id: nextRealTimerId++, timeout };
+    const handle: RealHandle = { id: nextRealTimerId++, timeout: undefined as unknown as NodeJS.Timeout };
+    const arm = (remainingMs: number) => {
+      const step = Math.min(Math.max(0, remainingMs), MAX_TIMER_MS);
+      handle.timeout = setTimeout(() => (remainingMs > MAX_TIMER_MS ? arm(remainingMs - MAX_TIMER_MS) : callback()), step);
+      handle.timeout.unref();
+    };
+    arm(delayMs);
     return handle;
   },
   clearTimer(handle) {

@@ -12,8 +12,3 @@ export type SecretSource = { kind: 'value'; secret: Secret } | SecretFile;
 export async function readSecret(source: SecretSource): Promise<Secret> {
   return source.kind === 'value' ? source.secret : source.read();
 }
-
-export function describeSecretSource(source: SecretSource | undefined): string {
-  if (source === undefined) return 'none';
-  return source.kind === 'file' ? `file ${source.path}` : 'inline';
-}

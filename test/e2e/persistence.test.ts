@@ -16,7 +16,8 @@ import { spawnCli, type RunningCli } from '../helpers/spawn-cli.js';
 /*
  * T9 and T10 with real processes: the built CLI, a real token server with single-use refresh
  * tokens, and a private redis-server. These run in real time (several processes cannot share a
- * fake clock), with short token lifetimes; they wait on log lines, never on sleeps.
+ * fake clock), with short token lifetimes. They wait on log lines and conditions; the only waits on
+ * time pace the client load (10 rounds a second, every 250 ms during an outage), never an assertion.
  */
 
 const cleanups: Array<() => Promise<void> | void> = [];

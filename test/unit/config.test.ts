@@ -68,7 +68,7 @@ describe('defaults (§3)', () => {
   it('§3: store defaults to memory, inbound.allow to loopback, apiKeys to none', () => {
     const config = parse(oneAccount());
     expect(config.store).toEqual({ type: 'memory' });
-    expect(config.inbound.allowList).toEqual(['127.0.0.0/8', '::1/128']);
+    expect(config.inbound.allow.check('127.255.0.9', 'ipv4')).toBe(true);
     expect(config.inbound.allow.check('127.0.0.1', 'ipv4')).toBe(true);
     expect(config.inbound.allow.check('::1', 'ipv6')).toBe(true);
     expect(config.inbound.allow.check('10.0.0.1', 'ipv4')).toBe(false);

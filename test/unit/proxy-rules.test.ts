@@ -155,11 +155,6 @@ describe('§3 route precedence', () => {
     const result = noDefault.route(fakeRequest(), '/elsewhere', undefined);
     expect('error' in result).toBe(true);
   });
-
-  it('§3: Router.get finds an account by name', () => {
-    expect(router.get('crm')).toBe(crm);
-    expect(router.get('nope')).toBeUndefined();
-  });
 });
 
 describe('§8 inbound policy', () => {
