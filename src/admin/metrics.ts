@@ -3,7 +3,7 @@ import type { TokenRequestKind } from '../flows/types.js';
 import type { LifetimeAnomaly } from '../tokens/lifetime.js';
 import type { SuppressionReason, TokenEvents, TokenOutcome, TokenStatus, TokenTrigger } from '../tokens/token-manager.js';
 
-/** Metric names are part of the contract (CONTRACT §7): dashboards and alerts use them. */
+/** Metric names are part of the spec (docs/contract.md §7): dashboards and alerts use them. */
 export const METRIC_NAMES = {
   tokenRequests: 'bearer_sidecar_token_requests_total',
   tokenRequestDuration: 'bearer_sidecar_token_request_duration_seconds',
@@ -17,7 +17,7 @@ export const METRIC_NAMES = {
   replays: 'bearer_sidecar_replays_total',
   clockSkew: 'bearer_sidecar_clock_skew_seconds',
   lifetimeAnomalies: 'bearer_sidecar_token_lifetime_anomalies_total',
-  // Beyond the contract's table (additive): the shared store's health (T10).
+  // Beyond the spec's first table (additive, docs/contract.md §7): the shared store's health (T10).
   storeErrors: 'bearer_sidecar_store_errors_total',
   storeUp: 'bearer_sidecar_store_up',
   // R6: secret files that failed or read empty at a later login (the last good value was used).

@@ -15,7 +15,7 @@ import { silentLogger } from '../util/logger.js';
 import { fingerprint, type Secret } from '../util/secret.js';
 
 /*
- * `bearer-sidecar check` (CONTRACT §2, issue 8): one look per account, without disturbing a
+ * `bearer-sidecar check` (docs/contract.md §2, issue 8): one look per account, without disturbing a
  * running sidecar's chain. A file/redis store is only read unless --login; a stored refresh
  * token is never spent; a refresh-only account sends its configured refresh token only with
  * --login and an empty store.

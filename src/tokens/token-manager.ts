@@ -15,7 +15,7 @@ import { backoffDelay, REJECTED_BACKOFF, TRANSIENT_BACKOFF } from './backoff.js'
 import { TokenRequestHistory } from './history.js';
 import { resolveLifetime, type LifetimeAnomaly } from './lifetime.js';
 
-/** What caused a token request (metric label `trigger`, CONTRACT §7). */
+/** What caused a token request (metric label `trigger`, docs/contract.md §7). */
 export type TokenTrigger = 'startup' | 'schedule' | 'upstream_rejection' | 'admin' | 'retry';
 export type TokenOutcome = 'success' | 'rejected' | 'error';
 export type SuppressionReason = 'min_interval' | 'backoff';
