@@ -127,7 +127,7 @@ export class SidecarMetrics {
     });
     this.#secretReadErrors = new Counter({
       name: METRIC_NAMES.secretReadErrors,
-      help: 'Secret file reads that failed or found the file empty; the last good value was used instead (R6).',
+      help: 'Secret file reads that failed or found the file empty; the last good value was used instead.',
       labelNames: ['account'],
       registers,
     });
