@@ -13,7 +13,7 @@ import { parseDuration } from './util/duration.js';
 import { createLogger, LOG_FORMATS, type LogFormat, type Logger } from './util/logger.js';
 import { FILE_LIMITS, readRegularFileSync, UnsafeFileError } from './util/safe-file.js';
 
-/** Exit codes (CONTRACT §2) live here and nowhere else. */
+/** Exit codes (docs/contract.md §2) live here and nowhere else. */
 const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];

@@ -1,8 +1,9 @@
 // The Grafana dashboard (helm/bearer-sidecar/files/grafana-dashboard.json), generated from the
 // panel list below so it stays reviewable. Also checks every query: it may use only the metric
-// names of the contract (src/admin/metrics.ts) and prom-client's defaults, every contract metric
-// appears in the dashboard or the alerts, and each query is written, with Grafana's variables
-// filled in, as a recording rule to RULES_FILE for `promtool check rules` to parse.
+// names of src/admin/metrics.ts (those of docs/contract.md §7) and prom-client's defaults, every
+// metric of the spec's first table appears in the dashboard or the alerts, and each query is
+// written, with Grafana's variables filled in, as a recording rule to RULES_FILE for
+// `promtool check rules` to parse.
 //   node helm/ci/dashboard.mjs --check RULES_FILE | --write
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -47,7 +48,7 @@ const rows = [
         w: 6,
         unit: 's',
         targets: [[`max by (account) (${METRIC_NAMES.tokenLifetime}{${sel}})`, '{{account}}']],
-        description: 'Lifetime of the current token, as computed from the token response (T1).',
+        description: 'Lifetime of the current token, as computed from the token response (on the local clock).',
       },
       {
         title: 'Refresh-loop ratio',
@@ -128,7 +129,7 @@ const rows = [
         w: 8,
         unit: 'reqps',
         targets: [[rate(METRIC_NAMES.replays, '', 'account, outcome'), '{{account}} {{outcome}}']],
-        description: 'Requests replayed once with a new token (T8): success, rejected_again, no_token, skipped.',
+        description: 'Requests replayed once with a new token after an upstream rejection: success, rejected_again, no_token, skipped.',
       },
       {
         title: 'Clock skew (token server minus local)',
@@ -301,8 +302,8 @@ if (process.argv.includes('--write')) process.exit(0);
 // Checks of the queries.
 const exprs = dashboard.panels.flatMap((panel) => (panel.targets ?? []).map((target) => ({ panel: panel.title, expr: target.expr })));
 const problems = [];
-// CONTRACT §7: these must be on the dashboard or in the alerts. Metrics added later are allowed in
-// queries (they are in METRIC_NAMES) and only noted until a panel shows them.
+// docs/contract.md §7, first table: these must be on the dashboard or in the alerts. Metrics added
+// later are allowed in queries (they are in METRIC_NAMES) and only noted until a panel shows them.
 const contract = new Set([
   'bearer_sidecar_token_requests_total',
   'bearer_sidecar_token_request_duration_seconds',
@@ -318,7 +319,7 @@ const contract = new Set([
   'bearer_sidecar_token_lifetime_anomalies_total',
 ]);
 const known = new Set(Object.values(METRIC_NAMES));
-for (const name of contract) if (!known.has(name)) problems.push(`${name} (CONTRACT §7) is not in src/admin/metrics.ts METRIC_NAMES`);
+for (const name of contract) if (!known.has(name)) problems.push(`${name} (docs/contract.md §7) is not in src/admin/metrics.ts METRIC_NAMES`);
 const used = new Set();
 for (const { panel, expr } of exprs) {
   for (const [name] of expr.matchAll(/\b(?:bearer_sidecar|process|nodejs)_[a-z0-9_]+\b/g)) {

@@ -4,7 +4,7 @@ import type { ProxyMetrics } from '../proxy/types.js';
 import type { LifetimeAnomaly } from '../tokens/lifetime.js';
 import type { SuppressionReason, TokenEvents, TokenOutcome, TokenStatus, TokenTrigger } from '../tokens/types.js';
 
-/** Metric names are part of the contract (CONTRACT §7): dashboards and alerts use them. */
+/** Metric names are part of the spec (docs/contract.md §7): dashboards and alerts use them. */
 export const METRIC_NAMES = {
   tokenRequests: 'bearer_sidecar_token_requests_total',
   tokenRequestDuration: 'bearer_sidecar_token_request_duration_seconds',
@@ -18,7 +18,7 @@ export const METRIC_NAMES = {
   replays: 'bearer_sidecar_replays_total',
   clockSkew: 'bearer_sidecar_clock_skew_seconds',
   lifetimeAnomalies: 'bearer_sidecar_token_lifetime_anomalies_total',
-  // Beyond the contract's table (additive): the shared store's health (T10).
+  // Beyond the spec's first table (additive, docs/contract.md §7): the shared store's health (T10).
   storeErrors: 'bearer_sidecar_store_errors_total',
   storeUp: 'bearer_sidecar_store_up',
   // R6: secret files that failed or read empty at a later login (the last good value was used).
@@ -115,7 +115,7 @@ export class SidecarMetrics {
     });
     this.#secretReadErrors = new Counter({
       name: METRIC_NAMES.secretReadErrors,
-      help: 'Secret file reads that failed or found the file empty; the last good value was used instead (R6).',
+      help: 'Secret file reads that failed or found the file empty; the last good value was used instead.',
       labelNames: ['account'],
       registers,
     });

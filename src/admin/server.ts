@@ -14,7 +14,7 @@ export interface AdminOptions {
   storeType: string;
 }
 
-/** The admin endpoints (CONTRACT §6) on their own port; Express is fine off the hot path. */
+/** The admin endpoints (docs/contract.md §6) on their own port; Express is fine off the hot path. */
 export function createAdminApp(options: AdminOptions): Express {
   const app = express();
   app.disable('x-powered-by');

@@ -3,7 +3,7 @@ import { formatDuration } from '../util/duration.js';
 import { LOOP_WINDOW_MS, type AccountStatusDocument } from './status.js';
 
 /*
- * The /status page for a browser (CONTRACT §6): one card per account, a sparkline of token
+ * The /status page for a browser (docs/contract.md §6): one card per account, a sparkline of token
  * requests per minute so a refresh loop shows at a glance. Everything inline (no external
  * asset), nothing secret (fingerprints only), reloaded every few seconds.
  */

@@ -18,7 +18,7 @@ import { scrubServerText } from '../util/scrub.js';
 import { readSecret } from '../util/secret-source.js';
 
 /*
- * `bearer-sidecar authorize ACCOUNT` (CONTRACT §2, seed 004): the one-time authorization_code
+ * `bearer-sidecar authorize ACCOUNT` (docs/contract.md §2, seed 004): the one-time authorization_code
  * bootstrap. PKCE S256, a loopback redirect listener on 127.0.0.1, state checked in constant
  * time, the code exchanged as the account's token requests are (clientAuth, bodyEncoding), and
  * the refresh token stored where the sidecar will pick the chain up.

@@ -15,7 +15,7 @@ import { silentLogger } from '../util/logger.js';
 import { fingerprint, type Secret } from '../util/secret.js';
 
 /*
- * `bearer-sidecar check` (CONTRACT §2, issue 8): one look per account, without disturbing a
+ * `bearer-sidecar check` (docs/contract.md §2, issue 8): one look per account, without disturbing a
  * running sidecar's chain. A file/redis store is only read unless --login; a stored refresh
  * token is never spent; a refresh-only account sends its configured refresh token only with
  * --login and an empty store.
@@ -250,7 +250,7 @@ async function tokenRequest(account: AccountConfig, base: AccountCheck, flow: To
   const dueAt = sentAt + account.refresh.at * lifetime.lifetimeMs;
   const notes: string[] = [];
   if (lifetime.skewMs !== undefined && Math.abs(lifetime.skewMs) >= NOTABLE_SKEW_MS) {
-    notes.push(`the server clock is ${formatDuration(Math.abs(lifetime.skewMs))} ${lifetime.skewMs > 0 ? 'ahead' : 'behind'}: harmless for expiry (computed on the local clock, T1), but check NTP`);
+    notes.push(`the server clock is ${formatDuration(Math.abs(lifetime.skewMs))} ${lifetime.skewMs > 0 ? 'ahead' : 'behind'}: harmless for expiry (computed on the local clock from the lifetime), but check NTP`);
   }
   if (lifetime.anomalies.includes('too_short')) notes.push('the lifetime is shorter than refresh.minInterval: lower refresh.minInterval');
   if (lifetime.anomalies.includes('too_long')) notes.push('the lifetime was cut to refresh.maxLifetime');

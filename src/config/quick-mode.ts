@@ -1,5 +1,5 @@
 /*
- * Quick mode (CONTRACT §2): one account named `default` built from flags or their
+ * Quick mode (docs/contract.md §2): one account named `default` built from flags or their
  * BEARER_SIDECAR_* environment twins, for a laptop in front of curl.
  */
 
@@ -23,7 +23,7 @@ export const LOG_LEVEL_FLAG: FlagSpec = {
 export const LOG_FORMAT_FLAG: FlagSpec = { name: 'log-format', value: 'FORMAT', description: 'json|pretty', default: 'pretty on a terminal, else json' };
 export const LOG_FLAGS: readonly FlagSpec[] = [LOG_LEVEL_FLAG, LOG_FORMAT_FLAG];
 
-/** Quick mode (CONTRACT §2): these build one account named `default`. */
+/** Quick mode (docs/contract.md §2): these build one account named `default`. */
 export const QUICK_MODE_FLAGS: readonly FlagSpec[] = [
   { name: 'upstream', value: 'URL', description: 'base URL of the API to call', quickMode: true },
   { name: 'flow', value: 'oauth2|session', description: 'token dialect', default: 'oauth2 (session with --login-url)', quickMode: true },

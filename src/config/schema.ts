@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { parseDuration } from '../util/duration.js';
 
 /*
- * The configuration file's schema (CONTRACT §3). Defaults live here and nowhere else.
+ * The configuration file's schema (docs/contract.md §3). Defaults live here and nowhere else.
  * Objects are strict so a typo is an error that names its path, not a silently ignored key.
  */
 
@@ -177,7 +177,7 @@ export type TlsConfig = z.output<typeof tlsSchema>;
 export type ListenConfig = z.output<typeof listenSchema>;
 export type StoreConfig = z.output<typeof storeSchema>;
 
-/** Built-in refresh defaults (CONTRACT §3), before the top-level `refresh:` and the account's own. */
+/** Built-in refresh defaults (docs/contract.md §3), before the top-level `refresh:` and the account's own. */
 export const REFRESH_DEFAULTS = {
   at: 0.8,
   minInterval: 5_000,

@@ -14,7 +14,7 @@ import {
 } from './types.js';
 
 /*
- * The session dialect (seeds 000, 001, 003; CONTRACT §8): POST loginUrl with
+ * The session dialect (seeds 000, 001, 003; docs/contract.md §8): POST loginUrl with
  * {"username","password","account_id"}, POST refreshUrl with {"refreshToken"}, both JSON.
  * Every refresh returns a new single-use refresh token.
  */

@@ -1,5 +1,5 @@
 /*
- * Path rules of CONTRACT §8 (F3): a request can never leave its account's prefix. The target
+ * Path rules of docs/contract.md §8 (F3): a request can never leave its account's prefix. The target
  * is the upstream's base path joined with the rest of the request path as strings, never by
  * URL resolution, so `//other.host/x` stays a path on the upstream.
  */

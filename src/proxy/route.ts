@@ -12,7 +12,7 @@ export interface RoutableAccount {
 export type RouteResult<A> = { account: A; rest: string } | { error: string };
 
 /**
- * Route precedence (CONTRACT §3): the listener's own account; then X-Sidecar-Account;
+ * Route precedence (docs/contract.md §3): the listener's own account; then X-Sidecar-Account;
  * then the longest whole-segment path prefix (stripped); then the default account.
  */
 export class Router<A extends RoutableAccount> {

@@ -1,7 +1,7 @@
 import type { LifetimeHints } from '../flows/types.js';
 import type { Secret } from '../util/secret.js';
 
-/** Reasons counted in bearer_sidecar_token_lifetime_anomalies_total (CONTRACT §7, §8). */
+/** Reasons counted in bearer_sidecar_token_lifetime_anomalies_total (docs/contract.md §7, §8). */
 export type LifetimeAnomaly = 'missing' | 'invalid' | 'nonpositive' | 'too_short' | 'too_long';
 
 export type LifetimeSource = 'lifetime' | 'expiration' | 'jwt' | 'default';

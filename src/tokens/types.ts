@@ -6,7 +6,7 @@ import type { TokenHttpOptions } from '../flows/http-client.js';
 import type { TokenHttpRequest, TokenHttpResponse, TokenRequestKind } from '../flows/types.js';
 import type { LifetimeAnomaly } from './lifetime.js';
 
-/** What caused a token request (metric label `trigger`, CONTRACT §7). */
+/** What caused a token request (metric label `trigger`, docs/contract.md §7). */
 export type TokenTrigger = 'startup' | 'schedule' | 'upstream_rejection' | 'admin' | 'retry';
 export type TokenOutcome = 'success' | 'rejected' | 'error';
 export type SuppressionReason = 'min_interval' | 'backoff';

@@ -13,7 +13,7 @@ import { signInAndConsent, startAuthorizationServer, type TestAuthorizationServe
 import { runCli, spawnCli, type RunningCli } from '../helpers/spawn-cli.js';
 
 /*
- * `bearer-sidecar authorize` (CONTRACT §2, seed 004, issue 8) against a real third-party
+ * `bearer-sidecar authorize` (docs/contract.md §2, seed 004, issue 8) against a real third-party
  * authorization server (node-oidc-provider), the user's login and consent played with plain
  * HTTP requests; then the sidecar runs on grant refresh_token with the chain it stored.
  */

@@ -15,7 +15,7 @@ import { generatedSecret, recordingSend } from '../helpers/harness.js';
 import { runCli } from '../helpers/spawn-cli.js';
 
 /*
- * `bearer-sidecar check` (CONTRACT §2, issue 8): the real CLI against real token servers, and
+ * `bearer-sidecar check` (docs/contract.md §2, issue 8): the real CLI against real token servers, and
  * runCheck in-process for the store rules (a check never disturbs a running sidecar's chain).
  */
 

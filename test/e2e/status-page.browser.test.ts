@@ -18,7 +18,7 @@ let scene: StatusScene;
 let context: BrowserContext;
 let profile: string;
 
-describe.skipIf(!runs)('/status in a real browser (issue 8, CONTRACT §6)', () => {
+describe.skipIf(!runs)('/status in a real browser (issue 8, docs/contract.md §6)', () => {
   beforeAll(async () => {
     scene = await startStatusScene();
     profile = mkdtempSync(join(tmpdir(), 'bs-chromium-'));

@@ -1,7 +1,8 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
 import type { z } from 'zod';
 import { describe, expect, it } from 'vitest';
 import { METRIC_NAMES } from '../../src/admin/metrics.js';
@@ -80,5 +81,186 @@ describe('README agrees with the code', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+/*
+ * docs/contract.md is the product's spec, in the repository: every item a test title, a source
+ * comment or the README cites (T3, R6, §8, ranges like R1-R4) must be an item there.
+ */
+
+const SPEC_PATH = 'docs/contract.md';
+/** An item code (`T3`, a range `R1-R4`) or a section (`§8`); not an RFC's section (`RFC 6749 §2.3.1`). */
+const CITATION = /(?<![\w§.-])(?:([TFRPSEH])(\d{1,2})(?:-\1(\d{1,2}))?|(?<!RFC \d{3,5} )§(\d{1,2})(?![.,]?\d))(?!\w)/g;
+
+/** Every code cited in `text`; a range stands for each item in it. */
+function citations(text: string, { expandRanges = true } = {}): string[] {
+  const codes: string[] = [];
+  for (const match of text.matchAll(CITATION)) {
+    const [, letter, first, last, section] = match;
+    if (section !== undefined) codes.push(`§${section}`);
+    else if (letter !== undefined && first !== undefined) {
+      const to = expandRanges && last !== undefined ? Number(last) : Number(first);
+      for (let n = Number(first); n <= to; n += 1) codes.push(`${letter}${n}`);
+    }
+  }
+  return codes;
+}
+
+function filesUnder(dir: string, extension: RegExp): string[] {
+  return readdirSync(join(root, dir), { recursive: true, encoding: 'utf8' })
+    .filter((file) => extension.test(file))
+    .map((file) => join(dir, file));
+}
+
+const parsed = new Map<string, ts.SourceFile>();
+
+function sourceFile(file: string): ts.SourceFile {
+  let source = parsed.get(file);
+  if (source === undefined) {
+    source = ts.createSourceFile(file, readFileSync(join(root, file), 'utf8'), ts.ScriptTarget.Latest, true);
+    parsed.set(file, source);
+  }
+  return source;
+}
+
+function visit(node: ts.Node, each: (node: ts.Node) => void): void {
+  each(node);
+  node.forEachChild((child) => visit(child, each));
+}
+
+/** The title of every it/test/describe (also `it.each(...)(...)`, `describe.skipIf(...)(...)`). */
+function testTitles(file: string): string[] {
+  const titles: string[] = [];
+  visit(sourceFile(file), (node) => {
+    if (!ts.isCallExpression(node)) return;
+    let callee: ts.Expression = node.expression;
+    while (ts.isCallExpression(callee) || ts.isPropertyAccessExpression(callee)) callee = callee.expression;
+    const title = node.arguments[0];
+    if (!ts.isIdentifier(callee) || !['it', 'test', 'describe'].includes(callee.text) || title === undefined) return;
+    if (ts.isStringLiteralLike(title) || ts.isTemplateExpression(title)) titles.push(title.getText().slice(1, -1));
+  });
+  return titles;
+}
+
+/** The text of every comment in a TypeScript file. */
+function comments(file: string): string[] {
+  const source = sourceFile(file);
+  const text = source.getFullText();
+  const seen = new Set<number>();
+  const found: string[] = [];
+  const collect = (ranges: ts.CommentRange[] | undefined) => {
+    for (const range of ranges ?? []) {
+      if (seen.has(range.pos)) continue;
+      seen.add(range.pos);
+      found.push(text.slice(range.pos, range.end));
+    }
+  };
+  const walk = (node: ts.Node) => {
+    collect(ts.getLeadingCommentRanges(text, node.getFullStart()));
+    collect(ts.getTrailingCommentRanges(text, node.getEnd()));
+    for (const child of node.getChildren(source)) walk(child);
+  };
+  walk(source);
+  return found;
+}
+
+/** String literals and template text in a TypeScript file: what users may read at run time. */
+function strings(file: string): string[] {
+  const found: string[] = [];
+  visit(sourceFile(file), (node) => {
+    if (ts.isImportDeclaration(node.parent ?? node) || ts.isExportDeclaration(node.parent ?? node)) return;
+    if (ts.isStringLiteralLike(node) || ts.isTemplateHead(node) || ts.isTemplateMiddle(node) || ts.isTemplateTail(node)) found.push(node.text);
+  });
+  return found;
+}
+
+interface SpecItem {
+  code: string;
+  text: string;
+  planned: boolean;
+}
+
+/** Items are list entries that open with their code in bold (`- **T3** ...`); sections are `## 8. Title`. */
+function readSpec(): { text: string; items: Map<string, SpecItem>; sections: Set<string> } {
+  const text = existsSync(join(root, SPEC_PATH)) ? readFileSync(join(root, SPEC_PATH), 'utf8') : '';
+  const items = new Map<string, SpecItem>();
+  const starts = [...text.matchAll(/^- \*\*([TFRPSEH]\d{1,2})\*\*/gm)];
+  starts.forEach((match, index) => {
+    // An item ends where the next item or the next heading begins.
+    const end = Math.min(starts[index + 1]?.index ?? text.length, ...[...text.slice(match.index).matchAll(/^#{1,6} /gm)].map((heading) => match.index + heading.index));
+    const body = text.slice(match.index, end);
+    items.set(match[1] ?? '', { code: match[1] ?? '', text: body, planned: /^\s*Status: planned/m.test(body) });
+  });
+  const sections = new Set([...text.matchAll(/^## (\d{1,2})\. /gm)].map((match) => `§${match[1]}`));
+  return { text, items, sections };
+}
+
+function missingFrom(spec: ReturnType<typeof readSpec>, cited: Array<{ where: string; code: string }>): string[] {
+  return cited.filter(({ code }) => !(code.startsWith('§') ? spec.sections.has(code) : spec.items.has(code))).map(({ where, code }) => `${code} (${where})`);
+}
+
+describe('docs/contract.md: the spec every citation points at', () => {
+  const spec = readSpec();
+  const testFiles = filesUnder('test', /\.ts$/);
+  const srcFiles = filesUnder('src', /\.ts$/);
+
+  it('exists, with a table of contents and the thirteen sections of the request', () => {
+    expect(spec.text, `${SPEC_PATH} is missing`).not.toBe('');
+    expect(spec.text).toMatch(/^## Contents$/m);
+    expect([...spec.sections]).toEqual(Array.from({ length: 13 }, (_, index) => `§${index + 1}`));
+    for (const [letter, count] of [['T', 10], ['F', 6], ['R', 11], ['P', 4], ['S', 5], ['E', 7], ['H', 3]] as const) {
+      for (let n = 1; n <= count; n += 1) expect(spec.items.has(`${letter}${n}`), `${letter}${n}`).toBe(true);
+    }
+  });
+
+  it('every item or section a test title cites is in docs/contract.md', () => {
+    const cited = testFiles.flatMap((file) => testTitles(file).flatMap((title) => citations(title).map((code) => ({ where: `${file}: ${title.slice(0, 60)}`, code }))));
+    expect(cited.length).toBeGreaterThan(150);
+    expect(missingFrom(spec, cited)).toEqual([]);
+  });
+
+  it('every item or section a source comment, the README or a docs/contract.md reference cites is in docs/contract.md', () => {
+    const cited = [
+      ...srcFiles.flatMap((file) => comments(file).flatMap((comment) => citations(comment).map((code) => ({ where: file, code })))),
+      ...citations(readme).map((code) => ({ where: 'README.md', code })),
+      // Elsewhere (the Kubernetes guide, the chart, CI scripts): what follows a reference to the spec.
+      ...[...filesUnder('docs', /\.md$/), ...filesUnder('helm', /\.(md|ya?ml|tpl|mjs)$/)].flatMap((file) =>
+        [...readFileSync(join(root, file), 'utf8').matchAll(/contract\.md\)?((?: ?(?:§\d{1,2}|[TFRPSEH]\d{1,2})[,;]?)+)/g)].flatMap((match) => citations(match[1] ?? '').map((code) => ({ where: file, code }))),
+      ),
+    ];
+    expect(cited.length).toBeGreaterThan(100);
+    expect(missingFrom(spec, cited)).toEqual([]);
+  });
+
+  it('nothing points at the spec file that lived outside the repository any more', () => {
+    const files = ['README.md', ...srcFiles, ...filesUnder('docs', /\.md$/), ...filesUnder('helm', /\.(md|ya?ml|tpl|mjs|json|txt)$/)];
+    const stale = files.filter((file) => /\bCONTRACT\b/.test(readFileSync(join(root, file), 'utf8')));
+    expect(stale).toEqual([]);
+    const titles = testFiles.flatMap((file) => testTitles(file).filter((title) => /\bCONTRACT\b/.test(title)).map((title) => `${file}: ${title}`));
+    expect(titles).toEqual([]);
+  });
+
+  it('user-facing text cites no item code: strings in src/, Helm templates, chart values and dashboard panels', () => {
+    const inStrings = srcFiles.flatMap((file) => strings(file).filter((text) => citations(text).length > 0).map((text) => `${file}: ${text}`));
+    const chart = [
+      ...filesUnder('helm/bearer-sidecar/templates', /\.(tpl|yaml|txt)$/).map((file) => [file, readFileSync(join(root, file), 'utf8').replace(/\{\{-?\s*\/\*[\s\S]*?\*\/\s*-?\}\}/g, '')] as const),
+      ['helm/bearer-sidecar/values.yaml', readFileSync(join(root, 'helm/bearer-sidecar/values.yaml'), 'utf8').split('\n').filter((line) => line.includes('@param')).join('\n')] as const,
+      ['helm/bearer-sidecar/files/grafana-dashboard.json', readFileSync(join(root, 'helm/bearer-sidecar/files/grafana-dashboard.json'), 'utf8')] as const,
+    ].filter(([, text]) => citations(text).length > 0).map(([file, text]) => `${file}: ${citations(text).join(', ')}`);
+    expect([...inStrings, ...chart]).toEqual([]);
+  });
+
+  it('an item marked planned is not yet cited by name in a test title (a test for it means it is built: update its status)', () => {
+    const planned = [...spec.items.values()].filter((item) => item.planned).map((item) => item.code);
+    expect(planned.length).toBeGreaterThan(0);
+    const cited = new Set(testFiles.flatMap((file) => testTitles(file).flatMap((title) => citations(title, { expandRanges: false }))));
+    expect(planned.filter((code) => cited.has(code))).toEqual([]);
+  });
+
+  it('§7: the metric tables of docs/contract.md name exactly the metrics the code registers', () => {
+    const section = spec.text.slice(spec.text.indexOf('## 7. '), spec.text.indexOf('## 8. '));
+    const documented = new Set([...section.matchAll(/^\| `(bearer_sidecar_\w+)` \|/gm)].map((match) => match[1]));
+    expect([...documented].sort()).toEqual(Object.values(METRIC_NAMES).sort());
   });
 });

@@ -65,7 +65,7 @@ describe('token request history (issue 8: /status counts for the last hour)', ()
   });
 });
 
-describe('/status document and page (CONTRACT §6, issue 8)', () => {
+describe('/status document and page (docs/contract.md §6, issue 8)', () => {
   it('F6: endpoints are shown without userinfo or query; a loop is judged against the lifetime', () => {
     const history = new TokenRequestHistory();
     for (let i = 0; i < 100; i++) history.record({ at: T0 - i * 5_000, kind: 'refresh', outcome: 'success', trigger: 'upstream_rejection' });

@@ -101,7 +101,7 @@ Checks that span values; every message names the value to change.
 {{- $replicas = int $v.autoscaling.maxReplicas -}}
 {{- end -}}
 {{- if and (eq $v.mode "standalone") (gt $replicas 1) (ne $v.store.type "redis") -}}
-{{- fail (printf "%d replicas need store.type=redis (it is %q): replicas without a shared store each log in and keep their own token chain, and single-use refresh tokens or login-revokes-older-sessions APIs make them knock each other out (CONTRACT T10). Set store.type=redis and store.redis.url, or replicaCount=1 with autoscaling.enabled=false" $replicas $v.store.type) -}}
+{{- fail (printf "%d replicas need store.type=redis (it is %q): replicas without a shared store each log in and keep their own token chain, and single-use refresh tokens or login-revokes-older-sessions APIs make them knock each other out. Set store.type=redis and store.redis.url, or replicaCount=1 with autoscaling.enabled=false" $replicas $v.store.type) -}}
 {{- end -}}
 {{- if and (eq $v.store.type "redis") (not $v.store.redis.url) -}}
 {{- fail "store.type=redis needs store.redis.url (e.g. redis://redis-master:6379/0; put the password in store.redis.existingSecret)" -}}
@@ -131,7 +131,7 @@ Checks that span values; every message names the value to change.
 {{- end -}}
 {{- end -}}
 
-{{/* The store section of the product's config (CONTRACT §3). */}}
+{{/* The store section of the product's config (docs/contract.md §3). */}}
 {{- define "bearer-sidecar.storeConfig" -}}
 {{- $store := .Values.store -}}
 {{- if eq $store.type "memory" -}}
