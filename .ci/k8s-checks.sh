@@ -120,14 +120,60 @@ node helm/ci/versions.mjs
 ok "image.tag, Chart appVersion and package.json version agree"
 
 # ---------------------------------------------------------------------------------------------
+# One values file through what CI does with it: helm lint --strict, helm template (into
+# $work/NAME.yaml), validate-manifests. More arguments go to helm (--skip-schema-validation).
+# The output of the step that failed (or of validate-manifests) is in $work/NAME.out.
+check_values() {
+  local values="$1" name="$2"; shift 2
+  "$HELM" lint "$chart" --strict --kube-version "$kube_version" -f "$values" "$@" >"$work/$name.out" 2>&1 \
+    || { echo "helm lint failed" >>"$work/$name.out"; return 1; }
+  render -f "$values" "$@" >"$work/$name.yaml" 2>"$work/$name.out" || { echo "helm template failed" >>"$work/$name.out"; return 1; }
+  node helm/ci/validate-manifests.mjs --label "$name" "$work/$name.yaml" >"$work/$name.out" 2>&1
+}
+# The `# expect: MESSAGE` (or `# expect-without-schema: MESSAGE`) line of a file that must be refused.
+expected_message() { sed -n "s/^# $1: //p" "$2" | head -1; }
+
 step "helm lint and template, one ci values file at a time"
 for values in "$chart"/ci/*-values.yaml; do
   name="$(basename "$values" -values.yaml)"
-  "$HELM" lint "$chart" --strict --kube-version "$kube_version" -f "$values" >"$work/lint.txt" 2>&1 \
-    || { cat "$work/lint.txt"; die "helm lint $values"; }
-  render -f "$values" >"$work/$name.yaml" 2>"$work/render.err" || { cat "$work/render.err"; die "helm template $values"; }
-  node helm/ci/validate-manifests.mjs --label "$name" "$work/$name.yaml"
+  check_values "$values" "$name" || { cat "$work/$name.out"; die "$values"; }
+  cat "$work/$name.out"
   ok "$name: helm lint clean; rendered objects valid; embedded config loads"
+done
+
+# ---------------------------------------------------------------------------------------------
+step "values files the chart must refuse ($chart/ci/fail: each names the message it fails with)"
+# Each goes through check_values like the files above and must fail there with its `# expect:`
+# message. With `# expect-without-schema:` it must also fail with values.schema.json skipped
+# (helm --skip-schema-validation): the config check does not lean on the schema.
+for values in "$chart"/ci/fail/*-values.yaml; do
+  name="fail-$(basename "$values" -values.yaml)"
+  for mode in expect expect-without-schema; do
+    expect="$(expected_message "$mode" "$values")"
+    if [ -z "$expect" ]; then
+      [ "$mode" = expect ] && die "$values has no '# expect: MESSAGE' line (the message it must be refused with)"
+      continue
+    fi
+    flags=()
+    if [ "$mode" = expect-without-schema ]; then flags=(--skip-schema-validation); fi
+    if check_values "$values" "$name" "${flags[@]}"; then
+      cat "$work/$name.out"; die "$values was accepted ${flags[*]}: it must be refused with '$expect'"
+    fi
+    grep -qF -- "$expect" "$work/$name.out" || { cat "$work/$name.out"; die "$values was refused ${flags[*]}, but not with '$expect'"; }
+    ok "refused${flags[*]:+ (${flags[*]})}: $(basename "$values"): $expect"
+  done
+done
+
+# ---------------------------------------------------------------------------------------------
+step "manifests validate-manifests must refuse (helm/ci/fixtures/refused: each names the message)"
+for manifest in helm/ci/fixtures/refused/*.yaml; do
+  expect="$(expected_message expect "$manifest")"
+  [ -n "$expect" ] || die "$manifest has no '# expect: MESSAGE' line (the message it must be refused with)"
+  if node helm/ci/validate-manifests.mjs --label "$(basename "$manifest")" "$manifest" >"$work/fixture.out" 2>&1; then
+    cat "$work/fixture.out"; die "$manifest was accepted by validate-manifests: it must be refused with '$expect'"
+  fi
+  grep -qF -- "$expect" "$work/fixture.out" || { cat "$work/fixture.out"; die "$manifest was refused, but not with '$expect'"; }
+  ok "refused: $manifest: $expect"
 done
 
 # ---------------------------------------------------------------------------------------------
