@@ -80,8 +80,10 @@ else
 fi
 echo "    $("$PROMTOOL" --version 2>&1 | head -1)"
 
-if [ ! -f dist/config/load.js ]; then
-  step "building dist/ (npm run build) for the config checks"
+# The config checks load the product's own schema from dist/: an older build would check configs
+# against an older schema (no longer silently: validate-manifests sets no config problem aside).
+if [ ! -f dist/config/load.js ] || [ -n "$(find src -newer dist/config/load.js -print -quit)" ]; then
+  step "building dist/ (npm run build) for the config checks: missing, or older than src/"
   npm run build --silent
 fi
 
