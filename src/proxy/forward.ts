@@ -257,7 +257,7 @@ export class DataPlane {
       body,
       // Passing an answer on runs inside the transport's callbacks: a throw there is fenced here.
       onAnswer: (answer) => this.#fenced(exchange.inbound, () => onAnswer(answer)),
-      onError: (error, timedOut, reused) =>
+      onError: ({ error, timedOut, reused }) =>
         this.#fenced(exchange.inbound, () => {
           const { res } = exchange;
           if (res.headersSent || res.destroyed) {
