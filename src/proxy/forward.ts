@@ -3,17 +3,17 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../util/logger.js';
-import { describeNetworkError } from '../util/net-errors.js';
 import type { ActiveToken } from '../tokens/active-token.js';
-import { TokenUnavailableError } from '../tokens/types.js';
-import { TokenNotHeaderSafeError } from './bearer.js';
-import { SIDECAR_ERRORS, sendError, writeRawError, type SidecarErrorCode } from './errors.js';
+import { SIDECAR_ERRORS, writeRawError } from './errors.js';
+import { replayable, secondsSince, type Exchange, type InboundRequest, type RawClient } from './exchange.js';
 import type { InboundPolicy } from './inbound.js';
 import { joinUpstreamPath, pathProblem, splitOriginForm, targetProblem } from './paths.js';
 import { responseOnRawSocket } from './raw-socket.js';
+import { brokenAnswerRefusal, sendRefusal, tokenRefusal, upstreamFailureRefusal, writeRawRefusal, type Refusal } from './refusals.js';
 import { ReplayableBody } from './replayable-body.js';
 import type { Router } from './route.js';
-import type { Transport, UpstreamAnswer, UpstreamCall } from './transport.js';
+import { ThrowFence } from './throw-fence.js';
+import type { Transport, UpstreamAnswer, UpstreamCall, UpstreamFailure } from './transport.js';
 import type { ProxyMetrics } from './types.js';
 import { forwardUpgrade } from './upgrade.js';
 import { answerHasNoBody, clientResponseHeaders, connectionHeaderProblem, upstreamRequestHeaders, type UpstreamAccount } from './upstream.js';
@@ -30,25 +30,14 @@ export interface DataPlaneOptions {
   transport: Transport;
 }
 
-/** What the sidecar answers itself instead of an upstream answer (F5). */
-interface Refusal {
-  code: SidecarErrorCode;
-  message: string;
-  account?: UpstreamAccount;
-  /** Sent as `Retry-After` (a 503 token_unavailable, T7). */
-  retryAfterSeconds?: number;
-}
-
 type Admission = { account: UpstreamAccount; targetPath: string } | Refusal;
 
 /**
  * The data plane. Each request passes, in order: inbound check → request-target and path
  * rules → route → token → send → stream back. No Express, no middleware chain (hot path).
  *
- * No input may crash the process (§9): every entry point (request, upgrade, CONNECT) and every
- * continuation it schedules (a token that arrives later, a replay, an answer passed on) runs
- * inside a fence that answers the client (a JSON error of F5, or a cut connection once a head
- * went out) and logs what was thrown, instead of letting it reach `uncaughtException`.
+ * No input may crash the process (§9): every entry point and continuation runs inside the
+ * ThrowFence (throw-fence.ts); what the sidecar answers itself is built in refusals.ts.
  */
 export class DataPlane {
   readonly #o: DataPlaneOptions;
@@ -56,10 +45,12 @@ export class DataPlane {
   #closeIdleConnections: () => void = () => undefined;
 
   readonly #transport: Transport;
+  readonly #fence: ThrowFence;
 
   constructor(options: DataPlaneOptions) {
     this.#o = options;
     this.#transport = options.transport;
+    this.#fence = new ThrowFence(options.logger, options.unrouted);
   }
 
   /** The request listener of a data-plane server; `listenerAccount` is set on an account's own port. */
@@ -68,7 +59,7 @@ export class DataPlane {
     try {
       this.#serveRequest(inbound, listenerAccount);
     } catch (error) {
-      this.#answerFailure(inbound, error);
+      this.#fence.answerFailure(inbound, error);
     }
   }
 
@@ -77,12 +68,12 @@ export class DataPlane {
     const socket = req.socket as BusySocket;
     socket[IN_FLIGHT] = (socket[IN_FLIGHT] ?? 0) + 1;
     // One listener per request: it ends the exchange however it ends (a client gone first is 499).
-    res.once('close', () => this.#contain('finishing a request', inbound.account, () => this.#finish(inbound)));
+    res.once('close', () => this.#fence.contain('finishing a request', inbound.account, () => this.#finish(inbound)));
     if (this.#draining) res.setHeader('connection', 'close');
     const admission = this.#admit(req, listenerAccount);
     inbound.account = admission.account;
     if ('code' in admission) {
-      this.#refuse(res, admission);
+      sendRefusal(res, admission);
       return;
     }
     const { account, targetPath } = admission;
@@ -94,9 +85,9 @@ export class DataPlane {
     // T7: no valid token yet (cold start, or expired with no replacement): wait, then 503.
     account.manager.waitForToken().then(
       (fresh) => {
-        if (!res.destroyed) this.#fenced(inbound, () => this.#send(inbound, account, fresh, targetPath));
+        if (!res.destroyed) this.#fence.run(inbound, () => this.#send(inbound, account, fresh, targetPath));
       },
-      (error: unknown) => this.#fenced(inbound, () => this.#refuse(res, tokenRefusal(account, error))),
+      (error: unknown) => this.#fence.run(inbound, () => sendRefusal(res, tokenRefusal(account, error))),
     );
   }
 
@@ -128,7 +119,7 @@ export class DataPlane {
 
   /** F3: the sidecar is not a forward proxy; CONNECT gets 405 and no connection is opened. */
   handleConnect(_req: IncomingMessage, socket: Duplex): void {
-    this.#fencedRaw({ socket, started: performance.now(), account: undefined }, () => {
+    this.#fence.runRaw({ socket, started: performance.now(), account: undefined }, () => {
       // Node hands the socket over without an error listener: a reset must not crash the process.
       socket.on('error', (error) => this.#o.logger.debug({ err: error }, 'client socket error on CONNECT'));
       writeRawError(socket, 'method_not_allowed', 'CONNECT is not supported: bearer-sidecar is not a forward proxy');
@@ -139,7 +130,7 @@ export class DataPlane {
   /** WebSocket upgrades pass the same checks as HTTP and carry the token (F2). */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, listenerAccount?: UpstreamAccount): void {
     const client: RawClient = { socket, started: performance.now(), account: undefined };
-    this.#fencedRaw(client, () => {
+    this.#fence.runRaw(client, () => {
       socket.on('error', (error) => this.#o.logger.debug({ err: error }, 'client socket error during upgrade'));
       if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
         this.#serveUpgradeAsRequest(req, socket, listenerAccount);
@@ -148,7 +139,7 @@ export class DataPlane {
       const admission = this.#admit(req, listenerAccount);
       client.account = admission.account;
       if ('code' in admission) {
-        this.#refuseRaw(client, admission);
+        writeRawRefusal(client, admission, this.#o.unrouted);
         return;
       }
       const upgrade: PendingUpgrade = { client, req, head, account: admission.account, targetPath: admission.targetPath };
@@ -158,8 +149,8 @@ export class DataPlane {
         return;
       }
       upgrade.account.manager.waitForToken().then(
-        (fresh) => this.#fencedRaw(client, () => this.#upgrade(upgrade, fresh)),
-        (error: unknown) => this.#fencedRaw(client, () => this.#refuseRaw(client, tokenRefusal(upgrade.account, error))),
+        (fresh) => this.#fence.runRaw(client, () => this.#upgrade(upgrade, fresh)),
+        (error: unknown) => this.#fence.runRaw(client, () => writeRawRefusal(client, tokenRefusal(upgrade.account, error), this.#o.unrouted)),
       );
     });
   }
@@ -175,20 +166,14 @@ export class DataPlane {
       head: upgrade.head,
       path: upgrade.targetPath,
       headers: upstreamRequestHeaders(upgrade.req, account.upstream, token, true),
-      onAnswer: (status) => this.#contain('counting an upgrade', account, () => account.metrics.observe(status, secondsSince(client.started))),
+      onAnswer: (status) => this.#fence.contain('counting an upgrade', account, () => account.metrics.observe(status, secondsSince(client.started))),
       onError: (error) =>
-        this.#fencedRaw(client, () => {
-          const refusal = upstreamFailure(account, error, undefined);
+        this.#fence.runRaw(client, () => {
+          const refusal = upstreamFailureRefusal(account, { error, timedOut: undefined });
           this.#o.logger.debug({ account: account.name, code: error.code }, refusal.message);
-          this.#refuseRaw(client, refusal);
+          writeRawRefusal(client, refusal, this.#o.unrouted);
         }),
     });
-  }
-
-  /** Answers a raw-socket client with a JSON error (F5) and counts it. */
-  #refuseRaw(client: RawClient, refusal: Refusal): void {
-    writeRawError(client.socket, refusal.code, refusal.message, client.account?.name);
-    (client.account?.metrics ?? this.#o.unrouted).observe(SIDECAR_ERRORS[refusal.code].status, secondsSince(client.started));
   }
 
   /**
@@ -224,10 +209,6 @@ export class DataPlane {
     return { account: routed.account, targetPath: joinUpstreamPath(routed.account.basePath, routed.rest) + target.query };
   }
 
-  #refuse(res: ServerResponse, refusal: Refusal): void {
-    sendError(res, refusal.code, refusal.message, refusal.account?.name, retryAfterOf(refusal));
-  }
-
   /** Sends the request upstream with the token and streams the answer back; T8 may replay it once. */
   #send(inbound: InboundRequest, account: UpstreamAccount, token: ActiveToken, targetPath: string): void {
     const { req, res } = inbound;
@@ -256,18 +237,18 @@ export class DataPlane {
       headers: upstreamRequestHeaders(req, account.upstream, token),
       body,
       // Passing an answer on runs inside the transport's callbacks: a throw there is fenced here.
-      onAnswer: (answer) => this.#fenced(exchange.inbound, () => onAnswer(answer)),
-      onError: ({ error, timedOut, reused }) =>
-        this.#fenced(exchange.inbound, () => {
+      onAnswer: (answer) => this.#fence.run(exchange.inbound, () => onAnswer(answer)),
+      onError: (failure) =>
+        this.#fence.run(exchange.inbound, () => {
           const { res } = exchange;
           if (res.headersSent || res.destroyed) {
             res.destroy();
             return;
           }
-          if (this.#retryOnFreshSocket(exchange, error, reused, token, onAnswer)) return;
-          const refusal = upstreamFailure(account, error, timedOut);
-          this.#o.logger.debug({ account: account.name, code: error.code }, refusal.message);
-          this.#refuse(res, refusal);
+          if (this.#retryOnFreshSocket(exchange, failure, token, onAnswer)) return;
+          const refusal = upstreamFailureRefusal(account, failure);
+          this.#o.logger.debug({ account: account.name, code: failure.error.code }, refusal.message);
+          sendRefusal(res, refusal);
         }),
     });
   }
@@ -276,14 +257,14 @@ export class DataPlane {
    * A pooled connection the upstream closed while idle fails at once on reuse. An idempotent
    * request that is whole in hand is sent once more on a fresh connection (what browsers do).
    */
-  #retryOnFreshSocket(exchange: Exchange, error: NodeJS.ErrnoException, reused: boolean, token: ActiveToken, onAnswer: (answer: UpstreamAnswer) => void): boolean {
+  #retryOnFreshSocket(exchange: Exchange, { error, reused }: UpstreamFailure, token: ActiveToken, onAnswer: (answer: UpstreamAnswer) => void): boolean {
     const stale = reused && (error.code === 'ECONNRESET' || error.code === 'EPIPE' || error.code === 'UND_ERR_SOCKET');
     if (!stale || exchange.retriedStaleSocket || !IDEMPOTENT_METHODS.has(exchange.req.method ?? '') || !replayable(exchange)) return false;
     exchange.retriedStaleSocket = true;
     // Out of undici's error callback first: the pool is done with the dead connection before the
     // retry picks one (otherwise the retry opens a connection and a later request another).
     setImmediate(() => {
-      if (!exchange.res.destroyed) this.#fenced(exchange.inbound, () => this.#open(exchange, token, exchange.body?.contents(), onAnswer));
+      if (!exchange.res.destroyed) this.#fence.run(exchange.inbound, () => this.#open(exchange, token, exchange.body?.contents(), onAnswer));
     });
     return true;
   }
@@ -307,13 +288,13 @@ export class DataPlane {
       return;
     }
     answer.body.hold(MAX_HELD_REJECTION_BYTES, (held) =>
-      this.#fenced(exchange.inbound, () => {
+      this.#fence.run(exchange.inbound, () => {
         // The client went away while the rejection was held: nothing to replay or count (a 499).
         if (exchange.res.destroyed) return;
         if (held === undefined && answer.body.failed) {
           // R3: the rejection broke off before it was whole: nothing of it went out yet.
           account.metrics.replay('skipped');
-          this.#refuse(exchange.res, brokenAnswer(account));
+          sendRefusal(exchange.res, brokenAnswerRefusal(account));
           return;
         }
         if (held === undefined) {
@@ -323,9 +304,9 @@ export class DataPlane {
           return;
         }
         replacement.then(
-          (fresh) => this.#fenced(exchange.inbound, () => this.#replay(exchange, fresh)),
+          (fresh) => this.#fence.run(exchange.inbound, () => this.#replay(exchange, fresh)),
           () =>
-            this.#fenced(exchange.inbound, () => {
+            this.#fence.run(exchange.inbound, () => {
               // No new token in time: the upstream's answer is passed through unchanged.
               account.metrics.replay('no_token');
               this.#sendHeld(exchange, answer, held);
@@ -367,7 +348,7 @@ export class DataPlane {
     // R3: a sized answer that breaks off before its first byte is a 502, not a head and a cut.
     answer.body.sendTo(res, {
       write: writeHead,
-      failed: (error) => (error === undefined ? this.#refuse(res, brokenAnswer(account)) : this.#answerFailure(exchange.inbound, error)),
+      failed: (error) => (error === undefined ? sendRefusal(res, brokenAnswerRefusal(account)) : this.#fence.answerFailure(exchange.inbound, error)),
     });
   }
 
@@ -380,76 +361,6 @@ export class DataPlane {
     res.writeHead(answer.statusCode, answer.statusMessage, headers);
     res.end(body);
   }
-
-  /**
-   * Runs `work` for a request; whatever it throws answers the client (F5: 503 for a token that is
-   * not header-safe, else 502; a cut connection once a head went out) and is logged.
-   */
-  #fenced(inbound: InboundRequest, work: () => void): void {
-    try {
-      work();
-    } catch (error) {
-      this.#answerFailure(inbound, error);
-    }
-  }
-
-  #answerFailure(inbound: InboundRequest, error: unknown): void {
-    const { res, account } = inbound;
-    this.#contain('answering a failed request', account, () => {
-      // Whatever the upstream still sends has nowhere to go.
-      inbound.exchange?.upstream?.abort();
-      const refusal = this.#refusalForThrow(error, account, 'request');
-      // sendError cuts a response whose head already went out.
-      this.#refuse(res, refusal);
-    });
-  }
-
-  /** Like #fenced, for a client on a raw socket (upgrade, CONNECT): a JSON error written on it, or a cut socket. */
-  #fencedRaw(client: RawClient, work: () => void): void {
-    try {
-      work();
-    } catch (error) {
-      this.#contain('answering a failed upgrade', client.account, () => this.#refuseRaw(client, this.#refusalForThrow(error, client.account, 'upgrade')));
-    }
-  }
-
-  /** What a throw becomes for the client, logged: 503 for a token that is not header-safe (R1), else 502 (F5). */
-  #refusalForThrow(error: unknown, account: UpstreamAccount | undefined, entry: string): Refusal {
-    if (error instanceof TokenNotHeaderSafeError && account !== undefined) {
-      this.#reportUnsafeToken(account, error);
-      return unsafeTokenRefusal(account, error);
-    }
-    this.#reportThrow(entry, account, error);
-    return { code: 'upstream_unreachable', message: passOnFailureMessage(error), account };
-  }
-
-  /** Last fence, where no answer is possible any longer: what was thrown is logged, nothing more. */
-  #contain(what: string, account: UpstreamAccount | undefined, work: () => void): void {
-    try {
-      work();
-    } catch (error) {
-      this.#reportThrow(what, account, error);
-    }
-  }
-
-  /** A throw on the data plane is a bug or hostile input: logged with its code, never its message (it may quote a header). */
-  #reportThrow(entry: string, account: UpstreamAccount | undefined, error: unknown): void {
-    this.#o.logger.error({ account: account?.name, entry, code: errorCode(error) }, `data plane: a throw was contained (${entry})`);
-  }
-
-  /** R1: logged once per token (not per request), with the reason and never the token. */
-  #reportUnsafeToken(account: UpstreamAccount, error: TokenNotHeaderSafeError): void {
-    if (!error.firstReport) return;
-    this.#o.logger.warn({ account: account.name, reason: error.reason }, `the token of account ${account.name} is not header-safe and is never sent`);
-  }
-}
-
-/** A client on a raw socket (an upgrade, a CONNECT), from its arrival to its answer. */
-interface RawClient {
-  socket: Duplex;
-  started: number;
-  /** Once routed. */
-  account: UpstreamAccount | undefined;
 }
 
 /** A WebSocket upgrade that passed its checks and waits for, or has, its token. */
@@ -459,40 +370,6 @@ interface PendingUpgrade {
   head: Buffer;
   account: UpstreamAccount;
   targetPath: string;
-}
-
-function secondsSince(started: number): number {
-  return (performance.now() - started) / 1000;
-}
-
-/** One client request, from its arrival to its end, however it ends. */
-interface InboundRequest {
-  req: IncomingMessage;
-  res: ServerResponse;
-  started: number;
-  /** Once routed (refusals before routing are counted as unrouted). */
-  account: UpstreamAccount | undefined;
-  /** Once a token is in hand and the request goes upstream. */
-  exchange: Exchange | undefined;
-}
-
-/** One client request and what it has led to upstream. */
-interface Exchange {
-  inbound: InboundRequest;
-  req: IncomingMessage;
-  res: ServerResponse;
-  account: UpstreamAccount;
-  targetPath: string;
-  /** The upstream request in progress (the first, a stale-socket retry, or the replay). */
-  upstream: { abort(): void } | undefined;
-  /** The request body as read and kept for a replay; undefined when the request declared none. */
-  body: ReplayableBody | undefined;
-  retriedStaleSocket: boolean;
-}
-
-/** A request can be sent again when it had no body, or its body is whole in hand within the bound. */
-function replayable(exchange: Exchange): boolean {
-  return exchange.body === undefined || exchange.body.replayable();
 }
 
 /** Requests in flight on a client connection: at shutdown, a connection with none is closed at once. */
@@ -515,54 +392,12 @@ const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS
 /** Rejection bodies are small; one larger than this is streamed through and not replayed. */
 const MAX_HELD_REJECTION_BYTES = 64 * 1024;
 
-function tokenRefusal(account: UpstreamAccount, error: unknown): Refusal {
-  if (error instanceof TokenUnavailableError) {
-    return { code: 'token_unavailable', message: error.message, account, retryAfterSeconds: error.retryAfterSeconds };
-  }
-  return { code: 'token_unavailable', message: `no valid token for account ${account.name}`, account, retryAfterSeconds: 1 };
-}
-
-function retryAfterOf(refusal: Refusal): Record<string, string> {
-  return refusal.retryAfterSeconds === undefined ? {} : { 'retry-after': String(refusal.retryAfterSeconds) };
-}
-
-function upstreamFailure(account: UpstreamAccount, error: NodeJS.ErrnoException, timedOut: 'connect' | 'response' | undefined): Refusal {
-  const where = `upstream ${account.upstream.origin}`;
-  if (timedOut === 'connect' || error.code === 'ETIMEDOUT') {
-    return { code: 'upstream_timeout', message: `${where} did not accept a connection within ${account.timeouts.connectMs}ms`, account };
-  }
-  if (timedOut === 'response') {
-    return { code: 'upstream_timeout', message: `${where} did not answer within ${account.timeouts.responseMs}ms`, account };
-  }
-  return { code: 'upstream_unreachable', message: `${where}: ${describeNetworkError(error)}`, account };
-}
-
-/** R1: a token the writer refused is no valid token for the client: 503, as when none could be had (T7). */
-function unsafeTokenRefusal(account: UpstreamAccount, error: TokenNotHeaderSafeError): Refusal {
-  return { code: 'token_unavailable', message: `the token of account ${account.name} cannot be sent: ${error.reason}`, account, retryAfterSeconds: 1 };
-}
-
-/** The 502 message for a throw while passing a request or an answer on: its code, never its text. */
-function passOnFailureMessage(error: unknown): string {
-  return `bearer-sidecar could not pass this exchange on (${errorCode(error)})`;
-}
-
-function errorCode(error: unknown): string {
-  if (error instanceof Error) return (error as NodeJS.ErrnoException).code ?? error.name;
-  return typeof error;
-}
-
 /**
  * Sends a response head now, before any body. Not `flushHeaders()`: it writes the head as UTF-8,
  * so a header value's obs-text bytes (kept by Node as latin1 characters) would reach the client
  * re-encoded; a write of nothing in latin1 sends the head byte for byte (R3). An answer that may
  * have no body (HEAD, 204, 304) ignores the write and sends its head when it ends.
  */
-/** R3: the upstream's answer broke off before anything of it reached the client. */
-function brokenAnswer(account: UpstreamAccount): Refusal {
-  return { code: 'upstream_unreachable', message: 'the upstream closed the connection before its answer was complete', account };
-}
-
 function sendHeadNow(res: ServerResponse): void {
   res.write('', 'latin1');
 }
