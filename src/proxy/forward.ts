@@ -4,37 +4,30 @@ import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../util/logger.js';
 import type { ActiveToken } from '../tokens/active-token.js';
+import { admit, type AdmissionRules } from './admission.js';
 import { SIDECAR_ERRORS, writeRawError } from './errors.js';
 import { replayable, secondsSince, type Exchange, type InboundRequest, type RawClient } from './exchange.js';
-import type { InboundPolicy } from './inbound.js';
-import { joinUpstreamPath, pathProblem, splitOriginForm, targetProblem } from './paths.js';
 import { responseOnRawSocket } from './raw-socket.js';
-import { brokenAnswerRefusal, sendRefusal, tokenRefusal, upstreamFailureRefusal, writeRawRefusal, type Refusal } from './refusals.js';
+import { brokenAnswerRefusal, sendRefusal, tokenRefusal, upstreamFailureRefusal, writeRawRefusal } from './refusals.js';
 import { ReplayableBody } from './replayable-body.js';
-import type { Router } from './route.js';
 import { ThrowFence } from './throw-fence.js';
 import type { Transport, UpstreamAnswer, UpstreamCall, UpstreamFailure } from './transport.js';
 import type { ProxyMetrics } from './types.js';
 import { forwardUpgrade } from './upgrade.js';
-import { answerHasNoBody, clientResponseHeaders, connectionHeaderProblem, upstreamRequestHeaders, type UpstreamAccount } from './upstream.js';
+import { answerHasNoBody, clientResponseHeaders, upstreamRequestHeaders, type UpstreamAccount } from './upstream.js';
 
-export interface DataPlaneOptions {
-  router: Router<UpstreamAccount>;
-  inbound: InboundPolicy;
+export interface DataPlaneOptions extends AdmissionRules {
   /** Metrics for requests refused before an account was chosen. */
   unrouted: ProxyMetrics;
   logger: Logger;
   clientIdleTimeoutMs: number;
-  /** The main data-plane listener is a unix socket (clients have no address). */
-  unixSocket: boolean;
   transport: Transport;
 }
 
-type Admission = { account: UpstreamAccount; targetPath: string } | Refusal;
-
 /**
- * The data plane. Each request passes, in order: inbound check → request-target and path
- * rules → route → token → send → stream back. No Express, no middleware chain (hot path).
+ * The data plane. Each request passes, in order: admission (admission.ts: inbound check →
+ * request-target and path rules → Connection header → route) → token → send → stream back.
+ * No Express, no middleware chain (hot path).
  *
  * No input may crash the process (§9): every entry point and continuation runs inside the
  * ThrowFence (throw-fence.ts); what the sidecar answers itself is built in refusals.ts.
@@ -70,7 +63,7 @@ export class DataPlane {
     // One listener per request: it ends the exchange however it ends (a client gone first is 499).
     res.once('close', () => this.#fence.contain('finishing a request', inbound.account, () => this.#finish(inbound)));
     if (this.#draining) res.setHeader('connection', 'close');
-    const admission = this.#admit(req, listenerAccount);
+    const admission = admit(req, listenerAccount, this.#o);
     inbound.account = admission.account;
     if ('code' in admission) {
       sendRefusal(res, admission);
@@ -136,7 +129,7 @@ export class DataPlane {
         this.#serveUpgradeAsRequest(req, socket, listenerAccount);
         return;
       }
-      const admission = this.#admit(req, listenerAccount);
+      const admission = admit(req, listenerAccount, this.#o);
       client.account = admission.account;
       if ('code' in admission) {
         writeRawRefusal(client, admission, this.#o.unrouted);
@@ -196,18 +189,6 @@ export class DataPlane {
 
   /** Nothing of its own to release: upgraded connections are client sockets, closed with the servers, each taking its upstream socket along. */
   close(): void {}
-
-  #admit(req: IncomingMessage, listenerAccount: UpstreamAccount | undefined): Admission {
-    const forbidden = this.#o.inbound.check(req, listenerAccount === undefined && this.#o.unixSocket);
-    if (forbidden !== undefined) return { code: 'forbidden', message: forbidden };
-    const target = splitOriginForm(req.url ?? '');
-    if (target === undefined) return { code: 'bad_request', message: 'only origin-form request targets (/path) are accepted: bearer-sidecar is not a forward proxy' };
-    const problem = targetProblem(req.url ?? '') ?? pathProblem(target.path) ?? connectionHeaderProblem(req.headers.connection);
-    if (problem !== undefined) return { code: 'bad_request', message: problem };
-    const routed = this.#o.router.route(req, target.path, listenerAccount);
-    if ('error' in routed) return { code: 'no_route', message: routed.error };
-    return { account: routed.account, targetPath: joinUpstreamPath(routed.account.basePath, routed.rest) + target.query };
-  }
 
   /** Sends the request upstream with the token and streams the answer back; T8 may replay it once. */
   #send(inbound: InboundRequest, account: UpstreamAccount, token: ActiveToken, targetPath: string): void {
