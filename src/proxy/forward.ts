@@ -5,15 +5,13 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from '../util/logger.js';
 import type { ActiveToken } from '../tokens/active-token.js';
 import { admit, type AdmissionRules } from './admission.js';
-import { SIDECAR_ERRORS, writeRawError } from './errors.js';
-import { replayable, secondsSince, type Exchange, type InboundRequest, type RawClient } from './exchange.js';
-import { responseOnRawSocket } from './raw-socket.js';
-import { brokenAnswerRefusal, sendRefusal, tokenRefusal, upstreamFailureRefusal, writeRawRefusal } from './refusals.js';
+import { replayable, type Exchange, type InboundRequest } from './exchange.js';
+import { brokenAnswerRefusal, sendRefusal, tokenRefusal, upstreamFailureRefusal } from './refusals.js';
 import { ReplayableBody } from './replayable-body.js';
 import { ThrowFence } from './throw-fence.js';
 import type { Transport, UpstreamAnswer, UpstreamCall, UpstreamFailure } from './transport.js';
 import type { ProxyMetrics } from './types.js';
-import { forwardUpgrade } from './upgrade.js';
+import { UpgradeEntry } from './upgrade-entry.js';
 import { answerHasNoBody, clientResponseHeaders, upstreamRequestHeaders, type UpstreamAccount } from './upstream.js';
 
 export interface DataPlaneOptions extends AdmissionRules {
@@ -31,6 +29,7 @@ export interface DataPlaneOptions extends AdmissionRules {
  *
  * No input may crash the process (§9): every entry point and continuation runs inside the
  * ThrowFence (throw-fence.ts); what the sidecar answers itself is built in refusals.ts.
+ * Upgrades and CONNECT enter through upgrade-entry.ts.
  */
 export class DataPlane {
   readonly #o: DataPlaneOptions;
@@ -39,11 +38,19 @@ export class DataPlane {
 
   readonly #transport: Transport;
   readonly #fence: ThrowFence;
+  readonly #upgrades: UpgradeEntry;
 
   constructor(options: DataPlaneOptions) {
     this.#o = options;
     this.#transport = options.transport;
     this.#fence = new ThrowFence(options.logger, options.unrouted);
+    this.#upgrades = new UpgradeEntry({
+      rules: options,
+      unrouted: options.unrouted,
+      logger: options.logger,
+      fence: this.#fence,
+      serveAsRequest: (req, res, listenerAccount) => this.handleRequest(req, res, listenerAccount),
+    });
   }
 
   /** The request listener of a data-plane server; `listenerAccount` is set on an account's own port. */
@@ -110,81 +117,14 @@ export class DataPlane {
     this.#closeIdleConnections = closeIdleConnections;
   }
 
-  /** F3: the sidecar is not a forward proxy; CONNECT gets 405 and no connection is opened. */
-  handleConnect(_req: IncomingMessage, socket: Duplex): void {
-    this.#fence.runRaw({ socket, started: performance.now(), account: undefined }, () => {
-      // Node hands the socket over without an error listener: a reset must not crash the process.
-      socket.on('error', (error) => this.#o.logger.debug({ err: error }, 'client socket error on CONNECT'));
-      writeRawError(socket, 'method_not_allowed', 'CONNECT is not supported: bearer-sidecar is not a forward proxy');
-      this.#o.unrouted.observe(SIDECAR_ERRORS.method_not_allowed.status, 0);
-    });
-  }
-
-  /** WebSocket upgrades pass the same checks as HTTP and carry the token (F2). */
+  /** WebSocket upgrades pass the same checks as HTTP and carry the token (F2); other offers are served as requests. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, listenerAccount?: UpstreamAccount): void {
-    const client: RawClient = { socket, started: performance.now(), account: undefined };
-    this.#fence.runRaw(client, () => {
-      socket.on('error', (error) => this.#o.logger.debug({ err: error }, 'client socket error during upgrade'));
-      if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
-        this.#serveUpgradeAsRequest(req, socket, listenerAccount);
-        return;
-      }
-      const admission = admit(req, listenerAccount, this.#o);
-      client.account = admission.account;
-      if ('code' in admission) {
-        writeRawRefusal(client, admission, this.#o.unrouted);
-        return;
-      }
-      const upgrade: PendingUpgrade = { client, req, head, account: admission.account, targetPath: admission.targetPath };
-      const token = upgrade.account.manager.current();
-      if (token !== undefined) {
-        this.#upgrade(upgrade, token);
-        return;
-      }
-      upgrade.account.manager.waitForToken().then(
-        (fresh) => this.#fence.runRaw(client, () => this.#upgrade(upgrade, fresh)),
-        (error: unknown) => this.#fence.runRaw(client, () => writeRawRefusal(client, tokenRefusal(upgrade.account, error), this.#o.unrouted)),
-      );
-    });
+    this.#upgrades.handleUpgrade(req, socket, head, listenerAccount);
   }
 
-  /** Sends the upgrade upstream with the token; the client gets the 101 and the socket, or the refusal. */
-  #upgrade(upgrade: PendingUpgrade, token: ActiveToken): void {
-    const { client, account } = upgrade;
-    if (client.socket.destroyed) return;
-    forwardUpgrade({
-      account,
-      req: upgrade.req,
-      socket: client.socket,
-      head: upgrade.head,
-      path: upgrade.targetPath,
-      headers: upstreamRequestHeaders(upgrade.req, account.upstream, token, true),
-      onAnswer: (status) => this.#fence.contain('counting an upgrade', account, () => account.metrics.observe(status, secondsSince(client.started))),
-      onError: (error) =>
-        this.#fence.runRaw(client, () => {
-          const refusal = upstreamFailureRefusal(account, { error, timedOut: undefined });
-          this.#o.logger.debug({ account: account.name, code: error.code }, refusal.message);
-          writeRawRefusal(client, refusal, this.#o.unrouted);
-        }),
-    });
-  }
-
-  /**
-   * Node hands every request with an Upgrade header to the 'upgrade' event. Upgrades other than
-   * WebSocket (Java's HttpClient tries `h2c`) are served as the plain HTTP/1.1 requests they
-   * also are, when they carry no body; the Upgrade offer is simply not taken up.
-   */
-  #serveUpgradeAsRequest(req: IncomingMessage, socket: Duplex, listenerAccount: UpstreamAccount | undefined): void {
-    const hasBody = (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined;
-    if (hasBody) {
-      writeRawError(socket, 'bad_request', `an "Upgrade: ${String(req.headers.upgrade).slice(0, 40)}" request with a body is not supported; send it without Upgrade`);
-      return;
-    }
-    delete req.headers.upgrade;
-    req.headers.connection = 'close';
-    // The parser stopped at the upgrade; the (empty) body ends here.
-    req.push(null);
-    this.handleRequest(req, responseOnRawSocket(req, socket), listenerAccount);
+  /** F3: the sidecar is not a forward proxy; CONNECT gets 405 and no connection is opened. */
+  handleConnect(req: IncomingMessage, socket: Duplex): void {
+    this.#upgrades.handleConnect(req, socket);
   }
 
   /** Nothing of its own to release: upgraded connections are client sockets, closed with the servers, each taking its upstream socket along. */
@@ -342,15 +282,6 @@ export class DataPlane {
     res.writeHead(answer.statusCode, answer.statusMessage, headers);
     res.end(body);
   }
-}
-
-/** A WebSocket upgrade that passed its checks and waits for, or has, its token. */
-interface PendingUpgrade {
-  client: RawClient;
-  req: IncomingMessage;
-  head: Buffer;
-  account: UpstreamAccount;
-  targetPath: string;
 }
 
 /** Requests in flight on a client connection: at shutdown, a connection with none is closed at once. */
