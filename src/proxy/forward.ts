@@ -23,22 +23,26 @@ export interface DataPlaneOptions extends AdmissionRules {
 }
 
 /**
- * The data plane. Each request passes, in order: admission (admission.ts: inbound check →
- * request-target and path rules → Connection header → route) → token → send → stream back.
- * No Express, no middleware chain (hot path).
+ * The data plane. No Express, no middleware chain (hot path): each request goes through these
+ * passes, in order, each a named function below (this file reads top to bottom in that order):
  *
- * No input may crash the process (§9): every entry point and continuation runs inside the
- * ThrowFence (throw-fence.ts); what the sidecar answers itself is built in refusals.ts.
- * Upgrades and CONNECT enter through upgrade-entry.ts.
+ *  1. admit (admission.ts): inbound check → request-target and path rules → Connection header → route
+ *  2. #sendWithToken: the account's token, now or once one comes (T7)
+ *  3. #send, #open: the request upstream with the token (a stale pooled connection retried once)
+ *  4. #onFirstAnswer: a rejection of the token replays the request once with a new one (T8)
+ *  5. #streamBack, #sendHeld: the answer back to the client
+ *  6. #finish: counted and logged, however the request ended
+ *
+ * Upgrades and CONNECT enter through upgrade-entry.ts; every pass and continuation runs inside
+ * the ThrowFence (throw-fence.ts, §9), and what the sidecar answers itself is in refusals.ts.
  */
 export class DataPlane {
   readonly #o: DataPlaneOptions;
-  #draining = false;
-  #closeIdleConnections: () => void = () => undefined;
-
   readonly #transport: Transport;
   readonly #fence: ThrowFence;
   readonly #upgrades: UpgradeEntry;
+  #draining = false;
+  #closeIdleConnections: () => void = () => undefined;
 
   constructor(options: DataPlaneOptions) {
     this.#o = options;
@@ -63,6 +67,17 @@ export class DataPlane {
     }
   }
 
+  /** WebSocket upgrades pass the same checks as HTTP and carry the token (F2); other offers are served as requests. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, listenerAccount?: UpstreamAccount): void {
+    this.#upgrades.handleUpgrade(req, socket, head, listenerAccount);
+  }
+
+  /** F3: the sidecar is not a forward proxy; CONNECT gets 405 and no connection is opened. */
+  handleConnect(req: IncomingMessage, socket: Duplex): void {
+    this.#upgrades.handleConnect(req, socket);
+  }
+
+  /** Entry: counts the request in flight, arranges its #finish, and admits it (pass 1) or refuses it. */
   #serveRequest(inbound: InboundRequest, listenerAccount: UpstreamAccount | undefined): void {
     const { req, res } = inbound;
     const socket = req.socket as BusySocket;
@@ -76,13 +91,18 @@ export class DataPlane {
       sendRefusal(res, admission);
       return;
     }
-    const { account, targetPath } = admission;
+    this.#sendWithToken(inbound, admission.account, admission.targetPath);
+  }
+
+  /** Pass 2: sends with the account's token now, or once one comes (T7); none in time is a 503. */
+  #sendWithToken(inbound: InboundRequest, account: UpstreamAccount, targetPath: string): void {
     const token = account.manager.current();
     if (token !== undefined) {
       this.#send(inbound, account, token, targetPath);
       return;
     }
     // T7: no valid token yet (cold start, or expired with no replacement): wait, then 503.
+    const { res } = inbound;
     account.manager.waitForToken().then(
       (fresh) => {
         if (!res.destroyed) this.#fence.run(inbound, () => this.#send(inbound, account, fresh, targetPath));
@@ -91,6 +111,167 @@ export class DataPlane {
     );
   }
 
+  /** Pass 3: sends the request upstream with the token, its body read as it comes and kept for a replay (T8). */
+  #send(inbound: InboundRequest, account: UpstreamAccount, token: ActiveToken, targetPath: string): void {
+    const { req, res } = inbound;
+    const exchange: Exchange = { inbound, req, res, account, targetPath, upstream: undefined, body: undefined, retriedStaleSocket: false };
+    inbound.exchange = exchange;
+    // A request that declared no body is sent with none (Node reads its empty end by itself).
+    if (!declaresBody(req)) {
+      this.#open(exchange, token, undefined, (answer) => this.#onFirstAnswer(exchange, token, answer));
+      return;
+    }
+    // A stalled upload must not hold a socket forever; once the body is in, streams may be quiet.
+    req.socket.setTimeout(this.#o.clientIdleTimeoutMs);
+    req.once('end', () => req.socket.setTimeout(0));
+    const body = new ReplayableBody(req, account.replayMaxBody);
+    exchange.body = body;
+    this.#open(exchange, token, body.stream(), (answer) => this.#onFirstAnswer(exchange, token, answer));
+  }
+
+  /** Opens one upstream request with the token (one not header-safe throws: 503, R1); the answer goes to `onAnswer`. */
+  #open(exchange: Exchange, token: ActiveToken, body: UpstreamCall['body'], onAnswer: (answer: UpstreamAnswer) => void): void {
+    const { req, account } = exchange;
+    exchange.upstream = this.#transport({
+      account,
+      method: req.method ?? 'GET',
+      path: exchange.targetPath,
+      headers: upstreamRequestHeaders(req, account.upstream, token),
+      body,
+      // Passing an answer on runs inside the transport's callbacks: a throw there is fenced here.
+      onAnswer: (answer) => this.#fence.run(exchange.inbound, () => onAnswer(answer)),
+      onError: (failure) => this.#fence.run(exchange.inbound, () => this.#onUpstreamFailure(exchange, failure, token, onAnswer)),
+    });
+  }
+
+  /** No answer from upstream: 502/504 (F5), a retry on a fresh connection, or a cut once a head went out. */
+  #onUpstreamFailure(exchange: Exchange, failure: UpstreamFailure, token: ActiveToken, onAnswer: (answer: UpstreamAnswer) => void): void {
+    const { res, account } = exchange;
+    if (res.headersSent || res.destroyed) {
+      res.destroy();
+      return;
+    }
+    if (this.#retryOnFreshSocket(exchange, failure, token, onAnswer)) return;
+    const refusal = upstreamFailureRefusal(account, failure);
+    this.#o.logger.debug({ account: account.name, code: failure.error.code }, refusal.message);
+    sendRefusal(res, refusal);
+  }
+
+  /**
+   * A pooled connection the upstream closed while idle fails at once on reuse. An idempotent
+   * request that is whole in hand is sent once more on a fresh connection (what browsers do).
+   */
+  #retryOnFreshSocket(exchange: Exchange, { error, reused }: UpstreamFailure, token: ActiveToken, onAnswer: (answer: UpstreamAnswer) => void): boolean {
+    const stale = reused && (error.code === 'ECONNRESET' || error.code === 'EPIPE' || error.code === 'UND_ERR_SOCKET');
+    if (!stale || exchange.retriedStaleSocket || !IDEMPOTENT_METHODS.has(exchange.req.method ?? '') || !replayable(exchange)) return false;
+    exchange.retriedStaleSocket = true;
+    // Out of undici's error callback first: the pool is done with the dead connection before the
+    // retry picks one (otherwise the retry opens a connection and a later request another).
+    setImmediate(() => {
+      if (!exchange.res.destroyed) this.#fence.run(exchange.inbound, () => this.#open(exchange, token, exchange.body?.contents(), onAnswer));
+    });
+    return true;
+  }
+
+  /** Pass 4 (T8): an answer in `retryOn` to the token in use asks for a new token and replays the request once. */
+  #onFirstAnswer(exchange: Exchange, token: ActiveToken, answer: UpstreamAnswer): void {
+    const { account } = exchange;
+    const status = answer.statusCode;
+    if (!account.retryOn.has(status)) {
+      this.#streamBack(exchange, answer);
+      return;
+    }
+    account.metrics.upstreamRejection(status);
+    const replacement = account.manager.replacementFor(token);
+    // Handled from now on: it may reject at once (no token in time) while the rejection's body is
+    // still arriving, and an unhandled rejection would end the process.
+    replacement.catch(() => undefined);
+    if (!replayable(exchange)) {
+      account.metrics.replay('skipped');
+      this.#streamBack(exchange, answer);
+      return;
+    }
+    answer.body.hold(MAX_HELD_REJECTION_BYTES, (held) => this.#fence.run(exchange.inbound, () => this.#onRejectionHeld(exchange, answer, held, replacement)));
+  }
+
+  /** T8: the rejection is in hand (or could not be held): replay it with the new token, or pass it on. */
+  #onRejectionHeld(exchange: Exchange, answer: UpstreamAnswer, held: Buffer | undefined, replacement: Promise<ActiveToken>): void {
+    const { account } = exchange;
+    // The client went away while the rejection was held: nothing to replay or count (a 499).
+    if (exchange.res.destroyed) return;
+    if (held === undefined && answer.body.failed) {
+      // R3: the rejection broke off before it was whole: nothing of it went out yet.
+      account.metrics.replay('skipped');
+      sendRefusal(exchange.res, brokenAnswerRefusal(account));
+      return;
+    }
+    if (held === undefined) {
+      // Too large to hold: it goes through as it is, with no replay.
+      account.metrics.replay('skipped');
+      this.#streamBack(exchange, answer);
+      return;
+    }
+    replacement.then(
+      (fresh) => this.#fence.run(exchange.inbound, () => this.#replay(exchange, fresh)),
+      () =>
+        this.#fence.run(exchange.inbound, () => {
+          // No new token in time: the upstream's answer is passed through unchanged.
+          account.metrics.replay('no_token');
+          this.#sendHeld(exchange, answer, held);
+        }),
+    );
+  }
+
+  /** T8: the request once more with the new token; its answer goes back whatever it is. */
+  #replay(exchange: Exchange, token: ActiveToken): void {
+    if (exchange.res.destroyed) return;
+    const { account } = exchange;
+    this.#open(exchange, token, exchange.body?.contents(), (answer) => {
+      const status = answer.statusCode;
+      if (account.retryOn.has(status)) {
+        account.metrics.upstreamRejection(status);
+        account.metrics.replay('rejected_again');
+        account.manager.replacementFor(token).catch(() => undefined);
+      } else {
+        account.metrics.replay('success');
+      }
+      this.#streamBack(exchange, answer);
+    });
+  }
+
+  /** Pass 5: the upstream's answer streams back to the client as it comes (F4: backpressure both ways). */
+  #streamBack(exchange: Exchange, answer: UpstreamAnswer): void {
+    const { res, account } = exchange;
+    const writeHead = () => {
+      if (this.#draining) res.setHeader('connection', 'close');
+      res.writeHead(answer.statusCode, answer.statusMessage, clientResponseHeaders(answer.headers));
+    };
+    // A stream of unknown length (SSE) gets its head at once; a sized answer leaves with its first bytes.
+    if (answer.headers['content-length'] === undefined) {
+      writeHead();
+      sendHeadNow(res);
+      answer.body.sendTo(res);
+      return;
+    }
+    // R3: a sized answer that breaks off before its first byte is a 502, not a head and a cut.
+    answer.body.sendTo(res, {
+      write: writeHead,
+      failed: (error) => (error === undefined ? sendRefusal(res, brokenAnswerRefusal(account)) : this.#fence.answerFailure(exchange.inbound, error)),
+    });
+  }
+
+  /** Pass 5, for a rejection held whole (T8, no new token in time): sent as it came, sized. */
+  #sendHeld(exchange: Exchange, answer: UpstreamAnswer, body: Buffer): void {
+    const { req, res } = exchange;
+    if (res.destroyed) return;
+    const headers = clientResponseHeaders(answer.headers);
+    // R3: an answer with no body (to HEAD) keeps the Content-Length the upstream sent.
+    if (!answerHasNoBody(req.method ?? 'GET', answer.statusCode)) headers['content-length'] = body.length;
+    res.writeHead(answer.statusCode, answer.statusMessage, headers);
+    res.end(body);
+  }
+
+  /** Pass 6: the request ended (answered, refused or left): its upstream request goes, it is counted and logged. */
   #finish(inbound: InboundRequest): void {
     const { req, res, account } = inbound;
     const socket = req.socket as BusySocket;
@@ -117,171 +298,8 @@ export class DataPlane {
     this.#closeIdleConnections = closeIdleConnections;
   }
 
-  /** WebSocket upgrades pass the same checks as HTTP and carry the token (F2); other offers are served as requests. */
-  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, listenerAccount?: UpstreamAccount): void {
-    this.#upgrades.handleUpgrade(req, socket, head, listenerAccount);
-  }
-
-  /** F3: the sidecar is not a forward proxy; CONNECT gets 405 and no connection is opened. */
-  handleConnect(req: IncomingMessage, socket: Duplex): void {
-    this.#upgrades.handleConnect(req, socket);
-  }
-
   /** Nothing of its own to release: upgraded connections are client sockets, closed with the servers, each taking its upstream socket along. */
   close(): void {}
-
-  /** Sends the request upstream with the token and streams the answer back; T8 may replay it once. */
-  #send(inbound: InboundRequest, account: UpstreamAccount, token: ActiveToken, targetPath: string): void {
-    const { req, res } = inbound;
-    const exchange: Exchange = { inbound, req, res, account, targetPath, upstream: undefined, body: undefined, retriedStaleSocket: false };
-    inbound.exchange = exchange;
-    // A request that declared no body is sent with none (Node reads its empty end by itself).
-    if (!declaresBody(req)) {
-      this.#open(exchange, token, undefined, (answer) => this.#onFirstAnswer(exchange, token, answer));
-      return;
-    }
-    // A stalled upload must not hold a socket forever; once the body is in, streams may be quiet.
-    req.socket.setTimeout(this.#o.clientIdleTimeoutMs);
-    req.once('end', () => req.socket.setTimeout(0));
-    const body = new ReplayableBody(req, account.replayMaxBody);
-    exchange.body = body;
-    this.#open(exchange, token, body.stream(), (answer) => this.#onFirstAnswer(exchange, token, answer));
-  }
-
-  /** Opens one upstream request with the token; failures become 502/504 (F5), an unusable token 503 (R1). */
-  #open(exchange: Exchange, token: ActiveToken, body: UpstreamCall['body'], onAnswer: (answer: UpstreamAnswer) => void): void {
-    const { req, account } = exchange;
-    exchange.upstream = this.#transport({
-      account,
-      method: req.method ?? 'GET',
-      path: exchange.targetPath,
-      headers: upstreamRequestHeaders(req, account.upstream, token),
-      body,
-      // Passing an answer on runs inside the transport's callbacks: a throw there is fenced here.
-      onAnswer: (answer) => this.#fence.run(exchange.inbound, () => onAnswer(answer)),
-      onError: (failure) =>
-        this.#fence.run(exchange.inbound, () => {
-          const { res } = exchange;
-          if (res.headersSent || res.destroyed) {
-            res.destroy();
-            return;
-          }
-          if (this.#retryOnFreshSocket(exchange, failure, token, onAnswer)) return;
-          const refusal = upstreamFailureRefusal(account, failure);
-          this.#o.logger.debug({ account: account.name, code: failure.error.code }, refusal.message);
-          sendRefusal(res, refusal);
-        }),
-    });
-  }
-
-  /**
-   * A pooled connection the upstream closed while idle fails at once on reuse. An idempotent
-   * request that is whole in hand is sent once more on a fresh connection (what browsers do).
-   */
-  #retryOnFreshSocket(exchange: Exchange, { error, reused }: UpstreamFailure, token: ActiveToken, onAnswer: (answer: UpstreamAnswer) => void): boolean {
-    const stale = reused && (error.code === 'ECONNRESET' || error.code === 'EPIPE' || error.code === 'UND_ERR_SOCKET');
-    if (!stale || exchange.retriedStaleSocket || !IDEMPOTENT_METHODS.has(exchange.req.method ?? '') || !replayable(exchange)) return false;
-    exchange.retriedStaleSocket = true;
-    // Out of undici's error callback first: the pool is done with the dead connection before the
-    // retry picks one (otherwise the retry opens a connection and a later request another).
-    setImmediate(() => {
-      if (!exchange.res.destroyed) this.#fence.run(exchange.inbound, () => this.#open(exchange, token, exchange.body?.contents(), onAnswer));
-    });
-    return true;
-  }
-
-  /** T8: an answer in `retryOn` to the token in use asks for a new token and replays the request once. */
-  #onFirstAnswer(exchange: Exchange, token: ActiveToken, answer: UpstreamAnswer): void {
-    const { account } = exchange;
-    const status = answer.statusCode;
-    if (!account.retryOn.has(status)) {
-      this.#streamBack(exchange, answer);
-      return;
-    }
-    account.metrics.upstreamRejection(status);
-    const replacement = account.manager.replacementFor(token);
-    // Handled from now on: it may reject at once (no token in time) while the rejection's body is
-    // still arriving, and an unhandled rejection would end the process.
-    replacement.catch(() => undefined);
-    if (!replayable(exchange)) {
-      account.metrics.replay('skipped');
-      this.#streamBack(exchange, answer);
-      return;
-    }
-    answer.body.hold(MAX_HELD_REJECTION_BYTES, (held) =>
-      this.#fence.run(exchange.inbound, () => {
-        // The client went away while the rejection was held: nothing to replay or count (a 499).
-        if (exchange.res.destroyed) return;
-        if (held === undefined && answer.body.failed) {
-          // R3: the rejection broke off before it was whole: nothing of it went out yet.
-          account.metrics.replay('skipped');
-          sendRefusal(exchange.res, brokenAnswerRefusal(account));
-          return;
-        }
-        if (held === undefined) {
-          // Too large to hold: it goes through as it is, with no replay.
-          account.metrics.replay('skipped');
-          this.#streamBack(exchange, answer);
-          return;
-        }
-        replacement.then(
-          (fresh) => this.#fence.run(exchange.inbound, () => this.#replay(exchange, fresh)),
-          () =>
-            this.#fence.run(exchange.inbound, () => {
-              // No new token in time: the upstream's answer is passed through unchanged.
-              account.metrics.replay('no_token');
-              this.#sendHeld(exchange, answer, held);
-            }),
-        );
-      }),
-    );
-  }
-
-  #replay(exchange: Exchange, token: ActiveToken): void {
-    if (exchange.res.destroyed) return;
-    const { account } = exchange;
-    this.#open(exchange, token, exchange.body?.contents(), (answer) => {
-      const status = answer.statusCode;
-      if (account.retryOn.has(status)) {
-        account.metrics.upstreamRejection(status);
-        account.metrics.replay('rejected_again');
-        account.manager.replacementFor(token).catch(() => undefined);
-      } else {
-        account.metrics.replay('success');
-      }
-      this.#streamBack(exchange, answer);
-    });
-  }
-
-  #streamBack(exchange: Exchange, answer: UpstreamAnswer): void {
-    const { res, account } = exchange;
-    const writeHead = () => {
-      if (this.#draining) res.setHeader('connection', 'close');
-      res.writeHead(answer.statusCode, answer.statusMessage, clientResponseHeaders(answer.headers));
-    };
-    // A stream of unknown length (SSE) gets its head at once; a sized answer leaves with its first bytes.
-    if (answer.headers['content-length'] === undefined) {
-      writeHead();
-      sendHeadNow(res);
-      answer.body.sendTo(res);
-      return;
-    }
-    // R3: a sized answer that breaks off before its first byte is a 502, not a head and a cut.
-    answer.body.sendTo(res, {
-      write: writeHead,
-      failed: (error) => (error === undefined ? sendRefusal(res, brokenAnswerRefusal(account)) : this.#fence.answerFailure(exchange.inbound, error)),
-    });
-  }
-
-  #sendHeld(exchange: Exchange, answer: UpstreamAnswer, body: Buffer): void {
-    const { req, res } = exchange;
-    if (res.destroyed) return;
-    const headers = clientResponseHeaders(answer.headers);
-    // R3: an answer with no body (to HEAD) keeps the Content-Length the upstream sent.
-    if (!answerHasNoBody(req.method ?? 'GET', answer.statusCode)) headers['content-length'] = body.length;
-    res.writeHead(answer.statusCode, answer.statusMessage, headers);
-    res.end(body);
-  }
 }
 
 /** Requests in flight on a client connection: at shutdown, a connection with none is closed at once. */
