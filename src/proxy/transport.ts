@@ -21,8 +21,16 @@ export interface UpstreamCall {
   /** The client's request body as it is read, a kept body for a replay, or none. */
   body: AsyncIterable<Buffer> | Buffer | undefined;
   onAnswer(answer: UpstreamAnswer): void;
-  /** `timedOut` says which upstream timeout fired, if one did; `reused` whether a pooled connection failed. */
-  onError(error: NodeJS.ErrnoException, timedOut: 'connect' | 'response' | undefined, reused: boolean): void;
+  onError(failure: UpstreamFailure): void;
+}
+
+/** Why an upstream request ended before its answer could be passed on. */
+export interface UpstreamFailure {
+  error: NodeJS.ErrnoException;
+  /** Which upstream timeout fired, if one did. */
+  timedOut: 'connect' | 'response' | undefined;
+  /** A pooled (kept-alive) connection failed: the upstream may have closed it while idle. */
+  reused: boolean;
 }
 
 /** Sends one request upstream; `abort()` cancels it (the client went away). */
@@ -120,7 +128,7 @@ class DispatchedExchange implements Dispatcher.DispatchHandler {
       // went out yet, else a closed connection (onError decides). undici is told to stop.
       this.#body = undefined;
       this.#failed = true;
-      this.#call.onError(error as NodeJS.ErrnoException, undefined, false);
+      this.#call.onError({ error: error as NodeJS.ErrnoException, timedOut: undefined, reused: false });
       controller.abort(error as Error);
       return;
     }
@@ -149,6 +157,6 @@ class DispatchedExchange implements Dispatcher.DispatchHandler {
     }
     if (this.#aborted) return;
     const errno = error as NodeJS.ErrnoException;
-    this.#call.onError(errno, UNDICI_TIMEOUTS[errno.code ?? ''], errno.code === 'UND_ERR_SOCKET');
+    this.#call.onError({ error: errno, timedOut: UNDICI_TIMEOUTS[errno.code ?? ''], reused: errno.code === 'UND_ERR_SOCKET' });
   }
 }

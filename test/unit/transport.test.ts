@@ -19,7 +19,7 @@ function fakeController() {
 
 function callWith(pool: unknown, onAnswer: UpstreamCall['onAnswer'], errors: Error[], method = 'GET'): UpstreamCall {
   const account = { pool, timeouts: { responseMs: 1000, connectMs: 1000 } } as unknown as UpstreamAccount;
-  return { account, method, path: '/', headers: {}, body: undefined, onAnswer, onError: (error) => errors.push(error) };
+  return { account, method, path: '/', headers: {}, body: undefined, onAnswer, onError: ({ error }) => errors.push(error) };
 }
 
 /** A client response that records whether it was ended or cut. */

@@ -1,0 +1,52 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { performance } from 'node:perf_hooks';
+import type { ReplayableBody } from './replayable-body.js';
+import type { UpstreamAccount } from './upstream.js';
+
+/*
+ * What a client carries through the passes of the data plane (forward.ts, upgrade-entry.ts):
+ * one record per client, filled in as it goes, so no pass allocates more than its own work.
+ */
+
+/** One client request, from its arrival to its end, however it ends. */
+export interface InboundRequest {
+  req: IncomingMessage;
+  res: ServerResponse;
+  started: number;
+  /** Once routed (refusals before routing are counted as unrouted). */
+  account: UpstreamAccount | undefined;
+  /** Once a token is in hand and the request goes upstream. */
+  exchange: Exchange | undefined;
+}
+
+/** One client request and what it has led to upstream. */
+export interface Exchange {
+  inbound: InboundRequest;
+  req: IncomingMessage;
+  res: ServerResponse;
+  account: UpstreamAccount;
+  targetPath: string;
+  /** The upstream request in progress (the first, a stale-socket retry, or the replay). */
+  upstream: { abort(): void } | undefined;
+  /** The request body as read and kept for a replay; undefined when the request declared none. */
+  body: ReplayableBody | undefined;
+  retriedStaleSocket: boolean;
+}
+
+/** A client on a raw socket (an upgrade, a CONNECT), from its arrival to its answer. */
+export interface RawClient {
+  socket: Duplex;
+  started: number;
+  /** Once routed. */
+  account: UpstreamAccount | undefined;
+}
+
+/** A request can be sent again when it had no body, or its body is whole in hand within the bound. */
+export function replayable(exchange: Exchange): boolean {
+  return exchange.body === undefined || exchange.body.replayable();
+}
+
+export function secondsSince(started: number): number {
+  return (performance.now() - started) / 1000;
+}
