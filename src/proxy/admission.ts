@@ -50,7 +50,7 @@ function checkConnectionHeader(req: IncomingMessage): Refusal | undefined {
   return problem === undefined ? undefined : { code: 'bad_request', message: problem };
 }
 
-/** Route: the account (CONTRACT §3 precedence) and the upstream path joined as strings (§8), else 404. */
+/** Route: the account (docs/contract.md §3 precedence) and the upstream path joined as strings (§8), else 404. */
 function routeToAccount(req: IncomingMessage, target: SplitTarget, listenerAccount: UpstreamAccount | undefined, router: Router<UpstreamAccount>): Admission {
   const routed = router.route(req, target.path, listenerAccount);
   if ('error' in routed) return { code: 'no_route', message: routed.error };
