@@ -147,7 +147,7 @@ export async function exchangeToken(steps: ExchangeSteps, context: ExchangeConte
   const answer = await sendAndParse(built.request, secrets, steps, context);
   const sent = { kind: built.kind, sentAt, durationMs: answer.durationMs, httpStatus: answer.httpStatus, sentRefreshToken: built.spends };
   const { parsed } = answer;
-  if (parsed.outcome === 'success') return takeNewToken(built, parsed.token, { sent, steps, policy: context.policy });
+  if (parsed.outcome === 'success') return produceNewState(built, parsed.token, { sent, steps, policy: context.policy });
   // A rejected refresh token is dead (T3, T4).
   if (parsed.outcome === 'rejected') return { ...sent, outcome: 'rejected', reason: parsed.reason, spentRefreshToken: built.spends };
   return {
@@ -190,7 +190,7 @@ async function sendAndParse(request: TokenHttpRequest, secrets: Array<Secret | u
 }
 
 /** T1, T3: the issued token's lifetime and the new state; which refresh token the exchange spent. */
-function takeNewToken(
+function produceNewState(
   built: BuiltRequest,
   issued: IssuedToken,
   context: { sent: Omit<Sent, 'spentRefreshToken'>; steps: Pick<ExchangeSteps, 'rotatesRefreshTokens'>; policy: LifetimePolicy },
@@ -200,7 +200,7 @@ function takeNewToken(
   // A dialect that rotates on every refresh (session) has spent the old token even if no new one came.
   const keepsOld = built.kind === 'refresh' && !context.steps.rotatesRefreshTokens;
   const refreshToken = issued.refreshToken ?? (keepsOld ? built.spends : undefined);
-  const rotated = issued.refreshToken !== undefined ? !issued.refreshToken.equals(built.spends) : !keepsOld;
+  const spentSent = issued.refreshToken !== undefined ? !issued.refreshToken.equals(built.spends) : !keepsOld;
   const state: TokenState = { accessToken: issued.accessToken, obtainedAt: sentAt, expiresAt: sentAt + lifetime.lifetimeMs, lifetimeMs: lifetime.lifetimeMs, refreshToken };
-  return { ...context.sent, outcome: 'success', spentRefreshToken: built.spends !== undefined && rotated ? built.spends : undefined, issued, lifetime, state };
+  return { ...context.sent, outcome: 'success', spentRefreshToken: built.spends !== undefined && spentSent ? built.spends : undefined, issued, lifetime, state };
 }

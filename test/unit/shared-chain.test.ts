@@ -14,7 +14,13 @@ const LOCK_TTL_MS = 15 * SECOND;
 
 function state(clock: FakeClock, refreshToken: string | undefined, lifetimeMs = 60 * SECOND): TokenState {
   const obtainedAt = clock.now();
-  return { accessToken: new Secret(`tok-${refreshToken}`), refreshToken: refreshToken === undefined ? undefined : new Secret(refreshToken), obtainedAt, expiresAt: obtainedAt + lifetimeMs, lifetimeMs };
+  return {
+    accessToken: new Secret(`tok-${refreshToken}`),
+    refreshToken: refreshToken === undefined ? undefined : new Secret(refreshToken),
+    obtainedAt,
+    expiresAt: obtainedAt + lifetimeMs,
+    lifetimeMs,
+  };
 }
 
 /** Replicas of one account on one store (as replicas share Redis), on a fake clock. */
