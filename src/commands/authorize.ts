@@ -3,11 +3,11 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { ConfigError } from '../config/load.js';
 import type { AccountConfig, ConfigProblem, OAuth2Auth, SidecarConfig } from '../config/resolve.js';
 import { upstreamTls } from '../config/tls.js';
-import { sendTokenRequest, TokenTransportError } from '../flows/http-client.js';
-import { buildAuthorizationCodeRequest, buildAuthorizeUrl, parseOAuth2Response, pkceChallenge } from '../flows/oauth2.js';
+import { sendTokenRequest } from '../flows/http-client.js';
+import { buildAuthorizationCodeRequest, buildAuthorizeUrl, parseOAuth2Response, pkceChallenge, type AuthorizationCodeGrant } from '../flows/oauth2.js';
 import { createStore } from '../stores/index.js';
 import type { TokenState, TokenStore } from '../stores/types.js';
-import { resolveLifetime } from '../tokens/lifetime.js';
+import { exchangeToken } from '../tokens/exchange.js';
 import type { SendTokenRequest } from '../tokens/types.js';
 import { formatDuration } from '../util/duration.js';
 import { closeServer, listen } from '../util/http-server.js';
@@ -64,12 +64,28 @@ export async function runAuthorize(config: SidecarConfig, options: AuthorizeOpti
   if (options.out !== undefined) checkOutFile(options.out);
   const auth = account.auth as AuthorizableAuth;
   const logger = options.logger ?? silentLogger();
-  const now = options.now ?? Date.now;
   const verifier = new Secret(randomBytes(32).toString('base64url'));
-  const state = randomBytes(16).toString('base64url');
+  const { code, redirectUri } = await waitForCode(account, auth, verifier, options, logger);
+  const { state, refreshToken } = await exchangeCode(account, auth, { code, redirectUri, codeVerifier: verifier }, options);
 
+  const storedRevision = config.store.type === 'memory' ? undefined : await saveToStore(config, account.name, state, options.store, logger);
+  if (options.out !== undefined) await writeSecretFile(options.out, refreshToken);
+  options.print(nextSteps(config, account.name, { storedRevision, out: options.out, refreshToken, expiresAt: state.expiresAt }));
+  return {
+    account: account.name,
+    redirectUri,
+    accessTokenFingerprint: state.accessToken.fingerprint(),
+    refreshTokenFingerprint: refreshToken.fingerprint(),
+    expiresAt: new Date(state.expiresAt).toISOString(),
+    storedRevision,
+    outFile: options.out,
+  };
+}
+
+/** The browser part: print the URL to open, wait for the redirect that carries our state, and return its code. */
+async function waitForCode(account: AccountConfig, auth: AuthorizableAuth, verifier: Secret, options: AuthorizeOptions, logger: Logger): Promise<{ code: string; redirectUri: string }> {
+  const state = randomBytes(16).toString('base64url');
   const listener = await startRedirectListener(auth.redirectPort ?? 0, state, logger);
-  let code: string;
   try {
     const url = buildAuthorizeUrl(auth, { redirectUri: listener.redirectUri, state, codeChallenge: pkceChallenge(verifier) });
     const timeoutMs = options.redirectTimeoutMs ?? DEFAULT_REDIRECT_TIMEOUT_MS;
@@ -85,51 +101,38 @@ export async function runAuthorize(config: SidecarConfig, options: AuthorizeOpti
         '',
       ].join('\n'),
     );
-    code = await listener.code(timeoutMs);
+    return { code: await listener.code(timeoutMs), redirectUri: listener.redirectUri };
   } finally {
     await listener.close();
   }
+}
 
-  const clientSecret = auth.clientSecret === undefined ? undefined : await readSecret(auth.clientSecret);
-  const request = buildAuthorizationCodeRequest(auth, { code, redirectUri: listener.redirectUri, codeVerifier: verifier }, clientSecret);
-  const sentAt = now();
-  let response;
-  try {
-    response = await (options.send ?? sendTokenRequest)(request, { timeoutMs: account.refresh.timeoutMs, ...upstreamTls(account) });
-  } catch (error) {
-    throw new AuthorizeError(`code exchange at ${auth.tokenUrl} failed: ${error instanceof TokenTransportError ? error.message : (error as Error).message}`);
-  }
-  const parsed = parseOAuth2Response(response, request.secrets);
-  if (parsed.outcome !== 'success') throw new AuthorizeError(`code exchange ${parsed.outcome}: ${parsed.reason}`);
-  const { token } = parsed;
-  if (token.refreshToken === undefined) {
+/**
+ * The code exchange (RFC 6749 §4.1.3), through the same token exchange as the sidecar's own
+ * requests (clientAuth, bodyEncoding, R4 scrubbing, lifetime). It must yield a refresh token.
+ */
+async function exchangeCode(account: AccountConfig, auth: AuthorizableAuth, grant: AuthorizationCodeGrant, options: AuthorizeOptions): Promise<{ state: TokenState; refreshToken: Secret }> {
+  const send = options.send ?? sendTokenRequest;
+  const result = await exchangeToken(
+    {
+      build: async () => {
+        const clientSecret = auth.clientSecret === undefined ? undefined : await readSecret(auth.clientSecret);
+        return { kind: 'login', request: buildAuthorizationCodeRequest(auth, grant, clientSecret), spends: undefined };
+      },
+      send: (request) => send(request, { timeoutMs: account.refresh.timeoutMs, ...upstreamTls(account) }),
+      parse: (response, secrets) => parseOAuth2Response(response, secrets),
+      rotatesRefreshTokens: false,
+    },
+    { clock: { now: options.now ?? Date.now }, policy: account.refresh },
+  );
+  if (result.outcome === 'unbuildable') throw result.error;
+  if (result.outcome === 'error' && result.thrown !== undefined) throw new AuthorizeError(`code exchange at ${auth.tokenUrl} failed: ${result.thrown.message}`);
+  if (result.outcome !== 'success') throw new AuthorizeError(`code exchange ${result.outcome}: ${result.reason}`);
+  const refreshToken = result.issued.refreshToken;
+  if (refreshToken === undefined) {
     throw new AuthorizeError('the token endpoint issued no refresh token: ask for offline access (e.g. scope "offline_access"), and allow the client grant refresh_token');
   }
-  const lifetime = resolveLifetime(token.lifetime, token.accessToken, sentAt, {
-    defaultLifetimeMs: account.refresh.defaultLifetimeMs,
-    maxLifetimeMs: account.refresh.maxLifetimeMs,
-    minIntervalMs: account.refresh.minIntervalMs,
-  });
-  const tokenState: TokenState = {
-    accessToken: token.accessToken,
-    refreshToken: token.refreshToken,
-    obtainedAt: sentAt,
-    expiresAt: sentAt + lifetime.lifetimeMs,
-    lifetimeMs: lifetime.lifetimeMs,
-  };
-
-  const storedRevision = config.store.type === 'memory' ? undefined : await saveToStore(config, account.name, tokenState, options.store, logger);
-  if (options.out !== undefined) await writeSecretFile(options.out, token.refreshToken);
-  options.print(nextSteps(config, account.name, { storedRevision, out: options.out, refreshToken: token.refreshToken, expiresAt: tokenState.expiresAt }));
-  return {
-    account: account.name,
-    redirectUri: listener.redirectUri,
-    accessTokenFingerprint: token.accessToken.fingerprint(),
-    refreshTokenFingerprint: token.refreshToken.fingerprint(),
-    expiresAt: new Date(tokenState.expiresAt).toISOString(),
-    storedRevision,
-    outFile: options.out,
-  };
+  return { state: result.state, refreshToken };
 }
 
 /** The account must speak OAuth 2 and say where to send the browser (else ConfigError: exit 2, each problem by path). */
@@ -154,47 +157,20 @@ interface RedirectListener {
   close(): Promise<void>;
 }
 
+type RedirectOutcome = { code: string } | { error: Error };
+
 /** RFC 8252 §7.3: a loopback IP redirect on 127.0.0.1 (not "localhost", which may resolve elsewhere). */
 async function startRedirectListener(port: number, state: string, logger: Logger): Promise<RedirectListener> {
   let settle: { resolve(code: string): void; reject(error: Error): void } | undefined;
-  let outcome: { code: string } | { error: Error } | undefined;
-  const finish = (result: { code: string } | { error: Error }) => {
+  let outcome: RedirectOutcome | undefined;
+  const finish = (result: RedirectOutcome) => {
     if (outcome !== undefined) return;
     outcome = result;
     if (settle === undefined) return;
     if ('code' in result) settle.resolve(result.code);
     else settle.reject(result.error);
   };
-  const server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-    if (req.method !== 'GET' || url.pathname !== REDIRECT_PATH) {
-      page(res, 404, 'Not found', 'This is bearer-sidecar authorize: it only waits for the authorization server to redirect here.');
-      return;
-    }
-    const given = url.searchParams.get('state') ?? '';
-    if (!sameState(given, state)) {
-      // Not our request (a stale tab, a forged link): refuse it and keep waiting for the real one.
-      logger.warn({ path: REDIRECT_PATH }, 'redirect with a missing or wrong state refused');
-      page(res, 400, 'State does not match', 'This redirect does not belong to the running bearer-sidecar authorize. Start again from the URL it printed.');
-      return;
-    }
-    if (outcome !== undefined) {
-      page(res, 409, 'Already done', 'bearer-sidecar authorize has already received its answer.');
-      return;
-    }
-    const error = url.searchParams.get('error');
-    const code = url.searchParams.get('code');
-    if (error !== null || code === null || code === '') {
-      const description = url.searchParams.get('error_description');
-      // R4: the redirect's words are the server's (or anyone's who can open the URL): escaped and bounded.
-      const reason = scrubServerText(`${error ?? 'no code in the redirect'}${description ? `: ${description}` : ''}`, []);
-      page(res, 400, 'Not authorized', `The authorization server answered: ${reason}. bearer-sidecar authorize stops.`);
-      finish({ error: new AuthorizeError(`the authorization server answered ${reason}`) });
-      return;
-    }
-    page(res, 200, 'Authorized', 'bearer-sidecar received the authorization and is exchanging it for tokens. You can close this tab; the terminal says what happens next.');
-    finish({ code });
-  });
+  const server = createServer((req, res) => answerRedirect(req, res, { state, logger, answered: () => outcome !== undefined, finish }));
   await listen(server, { host: '127.0.0.1', port });
   const address = server.address();
   const boundPort = typeof address === 'object' && address !== null ? address.port : port;
@@ -218,6 +194,42 @@ async function startRedirectListener(port: number, state: string, logger: Logger
     },
     close: () => closeServer(server, { force: true }),
   };
+}
+
+/** One request to the redirect listener: the first redirect with our state ends the wait (`finish`), with a code or an error. */
+function answerRedirect(
+  req: IncomingMessage,
+  res: ServerResponse<IncomingMessage>,
+  listener: { state: string; logger: Logger; answered(): boolean; finish(result: RedirectOutcome): void },
+): void {
+  const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+  if (req.method !== 'GET' || url.pathname !== REDIRECT_PATH) {
+    page(res, 404, 'Not found', 'This is bearer-sidecar authorize: it only waits for the authorization server to redirect here.');
+    return;
+  }
+  const given = url.searchParams.get('state') ?? '';
+  if (!sameState(given, listener.state)) {
+    // Not our request (a stale tab, a forged link): refuse it and keep waiting for the real one.
+    listener.logger.warn({ path: REDIRECT_PATH }, 'redirect with a missing or wrong state refused');
+    page(res, 400, 'State does not match', 'This redirect does not belong to the running bearer-sidecar authorize. Start again from the URL it printed.');
+    return;
+  }
+  if (listener.answered()) {
+    page(res, 409, 'Already done', 'bearer-sidecar authorize has already received its answer.');
+    return;
+  }
+  const error = url.searchParams.get('error');
+  const code = url.searchParams.get('code');
+  if (error !== null || code === null || code === '') {
+    const description = url.searchParams.get('error_description');
+    // R4: the redirect's words are the server's (or anyone's who can open the URL): escaped and bounded.
+    const reason = scrubServerText(`${error ?? 'no code in the redirect'}${description ? `: ${description}` : ''}`, []);
+    page(res, 400, 'Not authorized', `The authorization server answered: ${reason}. bearer-sidecar authorize stops.`);
+    listener.finish({ error: new AuthorizeError(`the authorization server answered ${reason}`) });
+    return;
+  }
+  page(res, 200, 'Authorized', 'bearer-sidecar received the authorization and is exchanging it for tokens. You can close this tab; the terminal says what happens next.');
+  listener.finish({ code });
 }
 
 function sameState(given: string, expected: string): boolean {

@@ -1,18 +1,18 @@
-import { performance } from 'node:perf_hooks';
 import type { AccountConfig, SidecarConfig } from '../config/resolve.js';
 import { upstreamTls } from '../config/tls.js';
-import { sendTokenRequest, TokenTransportError } from '../flows/http-client.js';
+import { sendTokenRequest } from '../flows/http-client.js';
 import { createFlow } from '../flows/index.js';
 import type { TokenFlow, TokenRequestKind } from '../flows/types.js';
 import { createStore } from '../stores/index.js';
-import type { StoredToken, TokenStore } from '../stores/types.js';
-import { resolveLifetime, type LifetimeAnomaly, type LifetimeSource } from '../tokens/lifetime.js';
+import type { StoredToken, TokenState, TokenStore } from '../stores/types.js';
+import { exchangeToken, initialRequest, type ExchangeSuccess } from '../tokens/exchange.js';
+import type { LifetimeAnomaly, LifetimeSource, ResolvedLifetime } from '../tokens/lifetime.js';
 import type { SendTokenRequest } from '../tokens/types.js';
 import { displayUrl } from '../util/display-url.js';
 import { formatDuration } from '../util/duration.js';
 import type { Logger } from '../util/logger.js';
 import { silentLogger } from '../util/logger.js';
-import { fingerprint, type Secret } from '../util/secret.js';
+import { fingerprint } from '../util/secret.js';
 
 /*
  * `bearer-sidecar check` (docs/contract.md §2, issue 8): one look per account, without disturbing a
@@ -104,29 +104,42 @@ interface AccountContext {
   send: SendTokenRequest;
 }
 
+/** What one step of a check found out: the fields of the account's record it fills in. */
+type Finding = Partial<AccountCheck>;
+
+const FIX_SECRET = 'fix the secret (file path and permissions, or run bearer-sidecar authorize), then check again';
+const RETRY_UNREACHABLE = 'the sidecar would retry with backoff (1s to 5m): check the token URL, DNS, firewall and TLS (upstreamTls.caFile)';
+const RETRY_BAD_ANSWER = 'the sidecar would retry with backoff (1s to 5m): is the URL the token endpoint? see the README troubleshooting table';
+const FIX_CREDENTIALS = 'fix the credentials (username, password / client secret, accountId, clientAuth); the sidecar would retry once a minute';
+const REFRESH_TOKEN_DEAD = 'the refresh token is spent or revoked: run bearer-sidecar authorize, or put a new one in refreshTokenFile';
+
+/** One account's record, built once (blank) and filled in with what the check found. */
 async function checkAccount(account: AccountConfig, context: AccountContext): Promise<AccountCheck> {
   const flow = createFlow(account.auth);
-  const base = blankCheck(account, flow);
+  const check = blankCheck(account, flow);
+  return Object.assign(check, await findOut(account, flow, context));
+}
+
+/** A check reads the store, or sends one token request, or (refresh-only without --login) does nothing. */
+async function findOut(account: AccountConfig, flow: TokenFlow, context: AccountContext): Promise<Finding> {
   const persistent = context.store.type !== 'memory';
   const stored = persistent ? await loadStored(context.store, account.name) : undefined;
   if (stored instanceof Error) {
-    return { ...base, method: 'store', outcome: 'error', good: false, detail: `${context.store.type} store: ${stored.message}`, next: 'fix the store (store.url / store.path), then check again' };
+    return { method: 'store', outcome: 'error', detail: `${context.store.type} store: ${stored.message}`, next: 'fix the store (store.url / store.path), then check again' };
   }
   // A stored chain belongs to the running sidecar: a check reads it, and never spends it.
   if (persistent && (!context.login || (!flow.canLogin && stored?.state.refreshToken !== undefined))) {
-    return fromStore(account, base, stored, context, flow);
+    return { method: 'store', ...fromStore(account, stored, context, flow) };
   }
   if (!flow.canLogin && !context.login) {
     return {
-      ...base,
       method: 'none',
       outcome: 'not_checked',
-      good: false,
       detail: 'grant refresh_token: a check would spend the refresh token',
       next: 'pass --login to spend the configured refresh token (the new one is saved to a file/redis store), or look at a running sidecar: /status',
     };
   }
-  return tokenRequest(account, base, flow, context);
+  return requestToken(account, flow, context);
 }
 
 function blankCheck(account: AccountConfig, flow: TokenFlow): AccountCheck {
@@ -161,11 +174,10 @@ async function loadStored(store: TokenStore, account: string): Promise<StoredTok
   }
 }
 
-function fromStore(account: AccountConfig, base: AccountCheck, stored: StoredToken | undefined, context: AccountContext, flow: TokenFlow): AccountCheck {
-  const check: AccountCheck = { ...base, method: 'store' };
+/** T9: what the store holds for the account, and what a starting sidecar would do with it. */
+function fromStore(account: AccountConfig, stored: StoredToken | undefined, context: AccountContext, flow: TokenFlow): Finding {
   if (stored === undefined) {
     return {
-      ...check,
       outcome: 'empty',
       detail: 'nothing stored for this account yet',
       next: flow.canLogin ? 'start the sidecar (it logs in), or run check --login to test the credentials' : `run bearer-sidecar authorize ${account.name}, or set refreshTokenFile`,
@@ -173,10 +185,8 @@ function fromStore(account: AccountConfig, base: AccountCheck, stored: StoredTok
   }
   const { state, revision } = stored;
   const now = context.now();
-  const valid = now < state.expiresAt;
   const dueAt = state.obtainedAt + account.refresh.at * state.lifetimeMs;
-  const filled: AccountCheck = {
-    ...check,
+  const found: Finding = {
     lifetimeSeconds: state.lifetimeMs / 1000,
     lifetimeSource: 'store',
     expiresAt: new Date(state.expiresAt).toISOString(),
@@ -184,9 +194,9 @@ function fromStore(account: AccountConfig, base: AccountCheck, stored: StoredTok
     hasRefreshToken: state.refreshToken !== undefined,
     revision,
   };
-  if (valid) {
+  if (now < state.expiresAt) {
     return {
-      ...filled,
+      ...found,
       outcome: 'ok',
       good: true,
       detail: `a valid token is stored (revision ${revision}, obtained ${new Date(state.obtainedAt).toISOString()})`,
@@ -195,113 +205,89 @@ function fromStore(account: AccountConfig, base: AccountCheck, stored: StoredTok
   }
   const renewal = state.refreshToken !== undefined ? 'refresh with the stored refresh token' : flow.canLogin ? 'log in' : 'nothing (no refresh token, no credentials)';
   return {
-    ...filled,
+    ...found,
     outcome: 'expired',
-    good: false,
     detail: `the stored token expired ${relative(state.expiresAt, now)} (revision ${revision}): is a sidecar running?`,
     next: `a starting sidecar would ${renewal}; look at a running one's /readyz and /status${flow.canLogin ? ', or run check --login to test the credentials' : ''}`,
   };
 }
 
-async function tokenRequest(account: AccountConfig, base: AccountCheck, flow: TokenFlow, context: AccountContext): Promise<AccountCheck> {
-  let initial;
-  try {
-    initial = await flow.buildInitialRequest();
-  } catch (error) {
-    return { ...base, method: 'none', outcome: 'rejected', detail: (error as Error).message, next: 'fix the secret (file path and permissions, or run bearer-sidecar authorize), then check again' };
-  }
+/** The account's first token request, through the same exchange the sidecar uses; what came back. */
+async function requestToken(account: AccountConfig, flow: TokenFlow, context: AccountContext): Promise<Finding> {
   const tls = upstreamTls(account);
-  const sentAt = context.now();
-  const started = performance.now();
-  const check: AccountCheck = { ...base, method: 'token_request', kind: initial.kind };
-  let response;
-  try {
-    response = await context.send(initial.request, { timeoutMs: account.refresh.timeoutMs, ...tls });
-  } catch (error) {
-    const message = error instanceof TokenTransportError ? error.message : (error as Error).message;
-    return {
-      ...check,
-      outcome: 'error',
-      durationMs: Math.round(performance.now() - started),
-      detail: message,
-      next: 'the sidecar would retry with backoff (1s to 5m): check the token URL, DNS, firewall and TLS (upstreamTls.caFile)',
-    };
+  const result = await exchangeToken(
+    {
+      build: () => initialRequest(flow),
+      send: (request) => context.send(request, { timeoutMs: account.refresh.timeoutMs, ...tls }),
+      parse: (response, secrets) => flow.parseResponse(response, secrets),
+      rotatesRefreshTokens: flow.rotatesRefreshTokens,
+    },
+    { clock: { now: context.now }, policy: account.refresh },
+  );
+  if (result.outcome === 'unbuildable' || result.outcome === 'already_spent') {
+    return { method: 'none', outcome: 'rejected', detail: result.outcome === 'unbuildable' ? result.error.message : result.reason, next: FIX_SECRET };
   }
-  const durationMs = Math.round(performance.now() - started);
-  const parsed = flow.parseResponse(response, initial.request.secrets);
-  const answered = { ...check, httpStatus: response.status, durationMs };
-  if (parsed.outcome === 'rejected') {
-    return {
-      ...answered,
-      outcome: 'rejected',
-      detail: parsed.reason,
-      next: initial.kind === 'login' ? 'fix the credentials (username, password / client secret, accountId, clientAuth); the sidecar would retry once a minute' : 'the refresh token is spent or revoked: run bearer-sidecar authorize, or put a new one in refreshTokenFile',
-    };
+  const sent: Finding = { method: 'token_request', kind: result.kind, httpStatus: result.httpStatus ?? null, durationMs: Math.round(result.durationMs) };
+  if (result.outcome === 'error' && result.thrown !== undefined) return { ...sent, outcome: 'error', detail: result.thrown.message, next: RETRY_UNREACHABLE };
+  if (result.outcome === 'error') return { ...sent, outcome: 'error', detail: result.reason, next: RETRY_BAD_ANSWER };
+  if (result.outcome === 'rejected') return { ...sent, outcome: 'rejected', detail: result.reason, next: result.kind === 'login' ? FIX_CREDENTIALS : REFRESH_TOKEN_DEAD };
+  const found = { ...sent, ...describeNewToken(account, flow, result) };
+  // A refresh-only account spent its configured refresh token: keep the chain going if we can.
+  if (result.kind === 'refresh' && result.spentRefreshToken !== undefined && result.issued.refreshToken !== undefined) {
+    Object.assign(found, await keepRotatedChain(account, found.detail, context, result.state));
   }
-  if (parsed.outcome === 'error') {
-    return { ...answered, outcome: 'error', detail: parsed.reason, next: 'the sidecar would retry with backoff (1s to 5m): is the URL the token endpoint? see the README troubleshooting table' };
-  }
-  const { token } = parsed;
-  const lifetime = resolveLifetime(token.lifetime, token.accessToken, sentAt, {
-    defaultLifetimeMs: account.refresh.defaultLifetimeMs,
-    maxLifetimeMs: account.refresh.maxLifetimeMs,
-    minIntervalMs: account.refresh.minIntervalMs,
-  });
+  return found;
+}
+
+/** T1: the token obtained: its lifetime on the local clock, the server's skew, and when the sidecar would renew it. */
+function describeNewToken(account: AccountConfig, flow: TokenFlow, result: ExchangeSuccess): Finding & Pick<AccountCheck, 'detail'> {
+  const { lifetime, issued, sentAt } = result;
   const dueAt = sentAt + account.refresh.at * lifetime.lifetimeMs;
+  const renewal = issued.refreshToken !== undefined && flow.canRefresh ? 'refresh with the issued refresh token' : flow.canLogin ? 'log in again' : 'refresh again with the configured refresh token';
+  return {
+    outcome: 'ok',
+    good: true,
+    detail: `HTTP ${result.httpStatus}${lifetime.source === 'lifetime' ? '' : `; lifetime from ${lifetime.source}`}`,
+    lifetimeSeconds: lifetime.lifetimeMs / 1000,
+    lifetimeSource: lifetime.source,
+    anomalies: lifetime.anomalies,
+    expiresAt: new Date(result.state.expiresAt).toISOString(),
+    clockSkewSeconds: lifetime.skewMs === undefined ? null : Math.round(lifetime.skewMs / 100) / 10,
+    fingerprint: issued.accessToken.fingerprint(),
+    hasRefreshToken: issued.refreshToken !== undefined,
+    next: [`the sidecar would ${renewal} ${relative(dueAt, sentAt)} (${account.refresh.at} x lifetime)`, ...lifetimeNotes(lifetime)].join('; '),
+  };
+}
+
+/** What is worth a word about a lifetime: a skewed server clock, anomalies the configuration can fix. */
+function lifetimeNotes(lifetime: ResolvedLifetime): string[] {
   const notes: string[] = [];
   if (lifetime.skewMs !== undefined && Math.abs(lifetime.skewMs) >= NOTABLE_SKEW_MS) {
     notes.push(`the server clock is ${formatDuration(Math.abs(lifetime.skewMs))} ${lifetime.skewMs > 0 ? 'ahead' : 'behind'}: harmless for expiry (computed on the local clock from the lifetime), but check NTP`);
   }
   if (lifetime.anomalies.includes('too_short')) notes.push('the lifetime is shorter than refresh.minInterval: lower refresh.minInterval');
   if (lifetime.anomalies.includes('too_long')) notes.push('the lifetime was cut to refresh.maxLifetime');
-  const renewal = token.refreshToken !== undefined && flow.canRefresh ? 'refresh with the issued refresh token' : flow.canLogin ? 'log in again' : 'refresh again with the configured refresh token';
-  const result: AccountCheck = {
-    ...answered,
-    outcome: 'ok',
-    good: true,
-    detail: `HTTP ${response.status}${lifetime.source === 'lifetime' ? '' : `; lifetime from ${lifetime.source}`}`,
-    lifetimeSeconds: lifetime.lifetimeMs / 1000,
-    lifetimeSource: lifetime.source,
-    anomalies: lifetime.anomalies,
-    expiresAt: new Date(sentAt + lifetime.lifetimeMs).toISOString(),
-    clockSkewSeconds: lifetime.skewMs === undefined ? null : Math.round(lifetime.skewMs / 100) / 10,
-    fingerprint: token.accessToken.fingerprint(),
-    hasRefreshToken: token.refreshToken !== undefined,
-    next: [`the sidecar would ${renewal} ${relative(dueAt, sentAt)} (${account.refresh.at} x lifetime)`, ...notes].join('; '),
-  };
-  // A refresh-only account spent its configured refresh token: keep the chain going if we can.
-  if (initial.kind === 'refresh' && token.refreshToken !== undefined && initial.sentRefreshToken !== undefined && !token.refreshToken.equals(initial.sentRefreshToken)) {
-    return keepRotatedChain(account, result, context, { accessToken: token.accessToken, refreshToken: token.refreshToken, sentAt, lifetimeMs: lifetime.lifetimeMs });
-  }
-  return result;
+  return notes;
 }
 
-async function keepRotatedChain(
-  account: AccountConfig,
-  result: AccountCheck,
-  context: AccountContext,
-  issued: { accessToken: Secret; refreshToken: Secret; sentAt: number; lifetimeMs: number },
-): Promise<AccountCheck> {
+/** T3: the server rotated the configured refresh token: store the new chain where the sidecar picks it up, or say it is lost. */
+async function keepRotatedChain(account: AccountConfig, detail: string, context: AccountContext, state: TokenState): Promise<Finding> {
   if (context.store.type === 'memory') {
     return {
-      ...result,
       good: false,
-      detail: `${result.detail}; the server rotated the refresh token, so the configured one is now spent`,
+      detail: `${detail}; the server rotated the refresh token, so the configured one is now spent`,
       next: `run bearer-sidecar authorize ${account.name} --out FILE for a new chain, or use a file/redis store so check --login keeps it`,
     };
   }
-  const saved = await context.store
-    .save(account.name, { accessToken: issued.accessToken, refreshToken: issued.refreshToken, obtainedAt: issued.sentAt, expiresAt: issued.sentAt + issued.lifetimeMs, lifetimeMs: issued.lifetimeMs }, null)
-    .catch((error: unknown) => error as Error);
+  const saved = await context.store.save(account.name, state, null).catch((error: unknown) => error as Error);
   if (saved instanceof Error || !saved.saved) {
     return {
-      ...result,
       good: false,
-      detail: `${result.detail}; the server rotated the refresh token and the new one could not be stored${saved instanceof Error ? `: ${saved.message}` : ' (another process stored a chain meanwhile)'}`,
+      detail: `${detail}; the server rotated the refresh token and the new one could not be stored${saved instanceof Error ? `: ${saved.message}` : ' (another process stored a chain meanwhile)'}`,
       next: `run bearer-sidecar authorize ${account.name} for a new chain`,
     };
   }
-  return { ...result, revision: saved.record.revision, detail: `${result.detail}; the rotated refresh token was stored (revision ${saved.record.revision}): the sidecar goes on from it` };
+  return { revision: saved.record.revision, detail: `${detail}; the rotated refresh token was stored (revision ${saved.record.revision}): the sidecar goes on from it` };
 }
 
 function relative(at: number, now: number): string {

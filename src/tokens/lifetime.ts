@@ -30,7 +30,7 @@ export function resolveLifetime(hints: LifetimeHints, accessToken: Secret, recei
   const serverNow = hints.date === undefined ? Number.NaN : Date.parse(hints.date);
   const skewMs = Number.isNaN(serverNow) ? undefined : serverNow - receivedAt;
 
-  const fromLifetime = secondsToMs(hints.lifetime, anomalies, true);
+  const fromLifetime = secondsToMs(hints.lifetime, anomalies);
   const candidates: Array<[LifetimeSource, () => number | undefined]> = [
     ['lifetime', () => fromLifetime],
     ['expiration', () => fromExpiration(hints.expiration, Number.isNaN(serverNow) ? receivedAt : serverNow, anomalies)],
@@ -58,9 +58,9 @@ export function resolveLifetime(hints: LifetimeHints, accessToken: Secret, recei
 }
 
 /** A relative lifetime in seconds: a number or numeric string; anything else is an anomaly. */
-function secondsToMs(value: unknown, anomalies: LifetimeAnomaly[], countMissing: boolean): number | undefined {
+function secondsToMs(value: unknown, anomalies: LifetimeAnomaly[]): number | undefined {
   if (value === undefined || value === null || value === '') {
-    if (countMissing) anomalies.push('missing');
+    anomalies.push('missing');
     return undefined;
   }
   const seconds = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : Number.NaN;

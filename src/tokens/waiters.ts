@@ -13,18 +13,18 @@ interface Waiter {
 
 export interface WaitersOptions {
   clock: Clock;
-  /** The error a waiter gets when no token comes in time (T7), built when it is given. */
+  /** The error a waiter gets when no token can come in time (T7), built when it is given. */
   unavailable(now: number): TokenUnavailableError;
 }
 
 /**
  * T7: requests parked until a token of a later generation arrives, each with its own deadline.
- * The owner says when a token arrived (`resolveWith`) and when the next attempt is too late
+ * The owner says when a token arrived (`resolveWith`) and when the next attempt comes too late
  * for some of them (`rejectDueBefore`); a waiter whose deadline passes is answered by its timer.
  */
 export class Waiters {
-  readonly #waiters = new Set<Waiter>();
   readonly #o: WaitersOptions;
+  readonly #waiters = new Set<Waiter>();
 
   constructor(options: WaitersOptions) {
     this.#o = options;
