@@ -25,6 +25,24 @@ export const METRIC_NAMES = {
   secretReadErrors: 'bearer_sidecar_secret_read_errors_total',
 } as const;
 
+type MetricKey = keyof typeof METRIC_NAMES;
+
+/** The help text of each counter and histogram this class registers (the status gauges carry their own). */
+const METRIC_HELP = {
+  tokenRequests: 'HTTP requests sent to token endpoints, each counted once.',
+  tokenRequestDuration: 'Duration of token endpoint requests.',
+  tokenRequestsSuppressed: 'Token requests held back by the loop guard (min_interval) or a backoff.',
+  proxyRequests: 'Requests answered on the data plane, by status code.',
+  proxyRequestDuration: 'Time from request arrival to the end of the response.',
+  upstreamRejections: 'Upstream answers with a status in refresh.retryOn (token no longer good).',
+  replays: 'Requests replayed with a new token after an upstream rejection.',
+  lifetimeAnomalies: 'Token lifetimes that were missing, invalid, non-positive, too short or too long.',
+  storeErrors: 'Token store operations that failed (load, save, lock); the valid token keeps being served.',
+  secretReadErrors: 'Secret file reads that failed or found the file empty; the last good value was used instead.',
+  clockSkew: "Token server's Date header minus local time, at the last token response.",
+} satisfies Partial<Record<MetricKey, string>>;
+type HelpedMetric = keyof typeof METRIC_HELP;
+
 /** What the gauges read at scrape time, per account. */
 export interface TokenStatusSource {
   accountNames(): readonly string[];
@@ -51,71 +69,32 @@ export class SidecarMetrics {
     this.registry = registry;
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
     const registers = [registry];
-    this.#tokenRequests = new Counter({
-      name: METRIC_NAMES.tokenRequests,
-      help: 'HTTP requests sent to token endpoints, each counted once.',
-      labelNames: ['account', 'kind', 'outcome', 'trigger'],
-      registers,
-    });
-    this.#tokenDuration = new Histogram({
-      name: METRIC_NAMES.tokenRequestDuration,
-      help: 'Duration of token endpoint requests.',
-      labelNames: ['account', 'kind'],
-      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-      registers,
-    });
-    this.#suppressed = new Counter({
-      name: METRIC_NAMES.tokenRequestsSuppressed,
-      help: 'Token requests held back by the loop guard (min_interval) or a backoff.',
-      labelNames: ['account', 'reason'],
-      registers,
-    });
-    this.#proxyRequests = new Counter({
-      name: METRIC_NAMES.proxyRequests,
-      help: 'Requests answered on the data plane, by status code.',
-      labelNames: ['account', 'code'],
-      registers,
-    });
-    this.#proxyDuration = new Histogram({
-      name: METRIC_NAMES.proxyRequestDuration,
-      help: 'Time from request arrival to the end of the response.',
-      labelNames: ['account'],
-      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-      registers,
-    });
-    this.#upstreamRejections = new Counter({
-      name: METRIC_NAMES.upstreamRejections,
-      help: 'Upstream answers with a status in refresh.retryOn (token no longer good).',
-      labelNames: ['account', 'code'],
-      registers,
-    });
-    this.#replays = new Counter({
-      name: METRIC_NAMES.replays,
-      help: 'Requests replayed with a new token after an upstream rejection.',
-      labelNames: ['account', 'outcome'],
-      registers,
-    });
+    // One line per metric: its name and help text come from METRIC_NAMES and METRIC_HELP.
+    const counter = <L extends string>(key: HelpedMetric, labelNames: L[]) =>
+      new Counter({ name: METRIC_NAMES[key], help: METRIC_HELP[key], labelNames, registers });
+    const histogram = <L extends string>(key: HelpedMetric, labelNames: L[], buckets: number[]) =>
+      new Histogram({ name: METRIC_NAMES[key], help: METRIC_HELP[key], labelNames, buckets, registers });
+    this.#tokenRequests = counter('tokenRequests', ['account', 'kind', 'outcome', 'trigger']);
+    this.#tokenDuration = histogram(
+      'tokenRequestDuration',
+      ['account', 'kind'],
+      [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    );
+    this.#suppressed = counter('tokenRequestsSuppressed', ['account', 'reason']);
+    this.#proxyRequests = counter('proxyRequests', ['account', 'code']);
+    this.#proxyDuration = histogram(
+      'proxyRequestDuration',
+      ['account'],
+      [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    );
+    this.#upstreamRejections = counter('upstreamRejections', ['account', 'code']);
+    this.#replays = counter('replays', ['account', 'outcome']);
+    this.#anomalies = counter('lifetimeAnomalies', ['account', 'reason']);
+    this.#storeErrors = counter('storeErrors', ['account', 'operation']);
+    this.#secretReadErrors = counter('secretReadErrors', ['account']);
     this.#skew = new Gauge({
       name: METRIC_NAMES.clockSkew,
-      help: "Token server's Date header minus local time, at the last token response.",
-      labelNames: ['account'],
-      registers,
-    });
-    this.#anomalies = new Counter({
-      name: METRIC_NAMES.lifetimeAnomalies,
-      help: 'Token lifetimes that were missing, invalid, non-positive, too short or too long.',
-      labelNames: ['account', 'reason'],
-      registers,
-    });
-    this.#storeErrors = new Counter({
-      name: METRIC_NAMES.storeErrors,
-      help: 'Token store operations that failed (load, save, lock); the valid token keeps being served.',
-      labelNames: ['account', 'operation'],
-      registers,
-    });
-    this.#secretReadErrors = new Counter({
-      name: METRIC_NAMES.secretReadErrors,
-      help: 'Secret file reads that failed or found the file empty; the last good value was used instead.',
+      help: METRIC_HELP.clockSkew,
       labelNames: ['account'],
       registers,
     });

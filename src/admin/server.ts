@@ -31,20 +31,8 @@ export function createAdminApp(options: AdminOptions): Express {
   });
 
   app.get('/readyz', (_req, res) => {
-    const reasons: Record<string, string> = {};
-    if (!options.accepting()) reasons['(sidecar)'] = 'shutting down';
-    for (const account of options.accounts) {
-      const status = account.status();
-      if (!status.ready) reasons[account.name] = status.reason ?? 'not ready';
-    }
-    // Store trouble does not make an account unready while its token is valid; it is reported.
-    const warnings: Record<string, string> = {};
-    for (const account of options.accounts) {
-      const problem = account.status().storeProblem;
-      if (problem !== undefined) warnings[account.name] = problem;
-    }
-    const ready = Object.keys(reasons).length === 0;
-    res.status(ready ? 200 : 503).json({ ready, reasons, ...(Object.keys(warnings).length > 0 ? { warnings } : {}) });
+    const readiness = readinessOf(options);
+    res.status(readiness.ready ? 200 : 503).json(readiness);
   });
 
   app.get('/status', (req, res) => {
@@ -71,20 +59,7 @@ export function createAdminApp(options: AdminOptions): Express {
   app.use((_req, res) => {
     res.status(404).type('json').send(errorBody('no_route', 'admin endpoints: /metrics /healthz /readyz /status POST /accounts/NAME/refresh'));
   });
-  // §9, F5: a request Express cannot decode (a malformed %-escape in a path parameter) gets JSON,
-  // never Express's default HTML page with a stack trace.
-  app.use((error: unknown, _req: Request, res: Response, next: NextFunction) => {
-    if (res.headersSent) {
-      next(error);
-      return;
-    }
-    const status = (error as { status?: unknown }).status;
-    if (typeof status === 'number' && status >= 400 && status < 500) {
-      res.status(400).type('json').send(errorBody('bad_request', 'the request could not be decoded (a malformed %-escape?)'));
-      return;
-    }
-    next(error);
-  });
+  app.use(undecodableRequest);
   return app;
 }
 
@@ -92,4 +67,35 @@ export function createAdminApp(options: AdminOptions): Express {
 function refreshParam(value: unknown): number | undefined {
   if (typeof value !== 'string' || !/^\d{1,4}$/.test(value)) return undefined;
   return Number(value);
+}
+
+/** `/readyz`: every account's reason when not ready; store trouble is a warning, not unreadiness. */
+function readinessOf(options: AdminOptions): { ready: boolean; reasons: Record<string, string>; warnings?: Record<string, string> } {
+  const reasons: Record<string, string> = {};
+  if (!options.accepting()) reasons['(sidecar)'] = 'shutting down';
+  const warnings: Record<string, string> = {};
+  for (const account of options.accounts) {
+    const status = account.status();
+    if (!status.ready) reasons[account.name] = status.reason ?? 'not ready';
+    if (status.storeProblem !== undefined) warnings[account.name] = status.storeProblem;
+  }
+  const ready = Object.keys(reasons).length === 0;
+  return { ready, reasons, ...(Object.keys(warnings).length > 0 ? { warnings } : {}) };
+}
+
+/**
+ * §9, F5: a request Express cannot decode (a malformed %-escape in a path parameter) gets JSON,
+ * never Express's default HTML page with a stack trace.
+ */
+function undecodableRequest(error: unknown, _req: Request, res: Response, next: NextFunction): void {
+  if (res.headersSent) {
+    next(error);
+    return;
+  }
+  const status = (error as { status?: unknown }).status;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    res.status(400).type('json').send(errorBody('bad_request', 'the request could not be decoded (a malformed %-escape?)'));
+    return;
+  }
+  next(error);
 }

@@ -72,59 +72,78 @@ interface Reply {
   body: JsonBody;
 }
 
-export async function startSessionTokenServer(options: SessionTokenServerOptions): Promise<SessionTokenServer> {
-  const now = options.now ?? Date.now;
-  const skewMs = options.clockSkewMs ?? 0;
-  const stats: SessionTokenServerStats = { logins: 0, refreshes: 0, rejectedLogins: 0, rejectedRefreshes: 0, refreshTokenReuse: 0, requests: 0 };
-  const state: TokenState = {
-    accessTokens: new Map(),
-    refreshTokens: new Map(),
-    usedRefreshTokens: new Set(),
-    lifetimeSeconds: options.lifetimeSeconds,
-  };
-  const serverNow = (): Date => new Date(now() + skewMs);
+/**
+ * The session dialect's rules on one state: login, single-use refresh, issuing. No sockets: the
+ * server below only routes requests to it.
+ */
+class SessionIssuer {
+  readonly stats: SessionTokenServerStats = { logins: 0, refreshes: 0, rejectedLogins: 0, rejectedRefreshes: 0, refreshTokenReuse: 0, requests: 0 };
+  readonly #state: TokenState;
+  readonly #options: SessionTokenServerOptions;
+  readonly now: () => number;
 
-  const route = async (req: IncomingMessage): Promise<Reply> => {
+  constructor(options: SessionTokenServerOptions) {
+    this.#options = options;
+    this.now = options.now ?? Date.now;
+    this.#state = { accessTokens: new Map(), refreshTokens: new Map(), usedRefreshTokens: new Set(), lifetimeSeconds: options.lifetimeSeconds };
+  }
+
+  /** The server's clock: the local one plus the configured skew (for `Date` and absolute expirations). */
+  serverNow(): Date {
+    return new Date(this.now() + (this.#options.clockSkewMs ?? 0));
+  }
+
+  async route(req: IncomingMessage): Promise<Reply> {
     const path = (req.url ?? '/').split('?', 1)[0];
     if (path !== '/auth/login' && path !== '/auth/refresh') return failure(404, 'not found');
     if (req.method !== 'POST') return failure(405, 'method not allowed');
     const body = await readJsonObject(req);
     if (body === undefined) return failure(400, 'bad request');
-    return path === '/auth/login' ? handleLogin(body) : handleRefresh(body);
-  };
+    return path === '/auth/login' ? this.#login(body) : this.#refresh(body);
+  }
 
-  const handleLogin = (body: JsonBody): Reply => {
-    if (!credentialsMatch(body, options)) {
-      stats.rejectedLogins++;
+  isValidToken(token: string): boolean {
+    const expiresAt = this.#state.accessTokens.get(token);
+    return expiresAt !== undefined && this.now() < expiresAt;
+  }
+
+  setLifetime(seconds: number): void {
+    this.#state.lifetimeSeconds = seconds;
+  }
+
+  #login(body: JsonBody): Reply {
+    if (!credentialsMatch(body, this.#options)) {
+      this.stats.rejectedLogins++;
       return failure(401, 'invalid credentials');
     }
-    stats.logins++;
-    return { status: 200, body: issueSession(randomUUID()) };
-  };
+    this.stats.logins++;
+    return { status: 200, body: this.#issue(randomUUID()) };
+  }
 
-  const handleRefresh = (body: JsonBody): Reply => {
+  #refresh(body: JsonBody): Reply {
     const presented = body.refreshToken;
     if (typeof presented !== 'string' || presented === '') return failure(400, 'bad request');
-    const grant = state.refreshTokens.get(presented);
+    const grant = this.#state.refreshTokens.get(presented);
     if (grant === undefined) {
-      stats.rejectedRefreshes++;
-      if (!state.usedRefreshTokens.has(presented)) return failure(401, 'unknown refresh token');
-      stats.refreshTokenReuse++;
+      this.stats.rejectedRefreshes++;
+      if (!this.#state.usedRefreshTokens.has(presented)) return failure(401, 'unknown refresh token');
+      this.stats.refreshTokenReuse++;
       return failure(401, 'refresh token already used');
     }
     // Single use: the presented token is spent whatever happens next.
-    state.refreshTokens.delete(presented);
-    rememberUsed(state.usedRefreshTokens, presented);
-    if (grant.expiresAt <= now()) {
-      stats.rejectedRefreshes++;
+    this.#state.refreshTokens.delete(presented);
+    rememberUsed(this.#state.usedRefreshTokens, presented);
+    if (grant.expiresAt <= this.now()) {
+      this.stats.rejectedRefreshes++;
       return failure(401, 'refresh token expired');
     }
-    stats.refreshes++;
-    return { status: 200, body: issueSession(grant.guid) };
-  };
+    this.stats.refreshes++;
+    return { status: 200, body: this.#issue(grant.guid) };
+  }
 
-  const issueSession = (guid: string): JsonBody => {
-    const issuedAt = now();
+  #issue(guid: string): JsonBody {
+    const state = this.#state;
+    const issuedAt = this.now();
     const lifetimeMs = state.lifetimeSeconds * 1000;
     const token = randomUUID();
     const refreshToken = randomUUID();
@@ -132,7 +151,7 @@ export async function startSessionTokenServer(options: SessionTokenServerOptions
     pruneExpired(state.refreshTokens, issuedAt, (grant) => grant.expiresAt);
     state.accessTokens.set(token, issuedAt + lifetimeMs);
     state.refreshTokens.set(refreshToken, { expiresAt: issuedAt + REFRESH_TOKEN_LIFETIME_MS, guid });
-    const serverTime = serverNow().getTime();
+    const serverTime = this.serverNow().getTime();
     const body: JsonBody = {
       success: true,
       guid,
@@ -142,32 +161,30 @@ export async function startSessionTokenServer(options: SessionTokenServerOptions
       refreshToken,
       refreshTokenExpiration: isoLikeSeeds(serverTime + REFRESH_TOKEN_LIFETIME_MS),
     };
-    if (options.omitLifetime) delete body.tokenLifetime;
-    else if ('lifetimeField' in options) body.tokenLifetime = options.lifetimeField;
+    if (this.#options.omitLifetime) delete body.tokenLifetime;
+    else if ('lifetimeField' in this.#options) body.tokenLifetime = this.#options.lifetimeField;
     return body;
-  };
+  }
+}
 
+export async function startSessionTokenServer(options: SessionTokenServerOptions): Promise<SessionTokenServer> {
+  const issuer = new SessionIssuer(options);
   const server = createServer((req, res) => {
-    stats.requests++;
-    void route(req)
+    issuer.stats.requests++;
+    void issuer
+      .route(req)
       .catch((): Reply => failure(500, 'internal error'))
-      .then((reply) => sendJson(res, reply, serverNow()));
+      .then((reply) => sendJson(res, reply, issuer.serverNow()));
   });
   await listen(server, { host: options.host ?? '127.0.0.1', port: options.port ?? 0 });
   const url = serverUrl(server);
-
   return {
     url,
     loginUrl: `${url}/auth/login`,
     refreshUrl: `${url}/auth/refresh`,
-    stats,
-    isValidToken(token) {
-      const expiresAt = state.accessTokens.get(token);
-      return expiresAt !== undefined && now() < expiresAt;
-    },
-    setLifetime(seconds) {
-      state.lifetimeSeconds = seconds;
-    },
+    stats: issuer.stats,
+    isValidToken: (token) => issuer.isValidToken(token),
+    setLifetime: (seconds) => issuer.setLifetime(seconds),
     close: () => closeServer(server, { force: true }),
   };
 }
