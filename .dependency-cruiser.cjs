@@ -34,7 +34,10 @@ const LAYERS = {
   app: { path: '^src/app\\.ts$', mayImport: ['util', 'stores', 'config', 'flows', 'tokens', 'proxy', 'admin'] },
   commands: { path: '^src/commands/', mayImport: ['util', 'stores', 'config', 'flows', 'tokens'] },
   demo: { path: '^src/demo/', mayImport: ['util', 'stores', 'config', 'flows', 'tokens', 'proxy', 'admin', 'app'] },
-  cli: { path: '^src/cli(-args)?\\.ts$', mayImport: ['util', 'stores', 'config', 'flows', 'tokens', 'proxy', 'admin', 'app', 'commands', 'demo'] },
+  cli: {
+    path: '^src/cli(-args)?\\.ts$',
+    mayImport: ['util', 'stores', 'config', 'flows', 'tokens', 'proxy', 'admin', 'app', 'commands', 'demo'],
+  },
 };
 
 const allLayers = Object.values(LAYERS).map((layer) => layer.path);
@@ -55,7 +58,8 @@ module.exports = {
     {
       name: 'no-circular',
       severity: 'error',
-      comment: 'Circular import (type-only imports count): move what both sides need into a module both may import (e.g. a layer types.ts).',
+      comment:
+        'Circular import (type-only imports count): move what both sides need into a module both may import (e.g. a layer types.ts).',
       from: { path: '^src/' },
       to: { circular: true },
     },
@@ -63,7 +67,8 @@ module.exports = {
     {
       name: 'layer-unlisted',
       severity: 'error',
-      comment: 'Every module of src/ belongs to a layer: add its directory to LAYERS in .dependency-cruiser.cjs (and to README.md "Development").',
+      comment:
+        'Every module of src/ belongs to a layer: add its directory to LAYERS in .dependency-cruiser.cjs (and to README.md "Development").',
       from: { path: '^src/', pathNot: allLayers },
       to: {},
     },

@@ -11,13 +11,23 @@ import { createRequire } from 'node:module';
 // would add some 3 MiB of heap the floor does not need.
 const Pool = createRequire(import.meta.url)('undici/lib/dispatcher/pool.js');
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-connection', 'host']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-connection',
+  'host',
+]);
 const pool = new Pool(process.env.UPSTREAM, { connections: 256, keepAliveTimeout: 4_000 });
 const authorization = `Bearer ${process.env.FLOOR_TOKEN ?? 'floor'}`;
 
 const server = createServer((req, res) => {
   const headers = { authorization };
-  for (const [name, value] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(name) && value !== undefined) headers[name] = value;
+  for (const [name, value] of Object.entries(req.headers))
+    if (!HOP_BY_HOP.has(name) && value !== undefined) headers[name] = value;
   const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
   // The Pool alone has dispatch() only (request() and stream() are mixed in by undici's index).
   pool.dispatch(
@@ -44,6 +54,8 @@ const server = createServer((req, res) => {
     },
   );
 });
-server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ floor: `http://127.0.0.1:${server.address().port}` })));
+server.listen(0, '127.0.0.1', () =>
+  console.log(JSON.stringify({ floor: `http://127.0.0.1:${server.address().port}` })),
+);
 // Exit normally on the bench's SIGTERM, so that --cpu-prof and similar flags write their files.
 process.on('SIGTERM', () => process.exit(0));

@@ -16,7 +16,9 @@ const statusMib = (status, field) => mib(Number(new RegExp(`${field}:\\s+(\\d+) 
 setInterval(() => {
   const status = readFileSync('/proc/self/status', 'utf8');
   const usage = process.memoryUsage();
-  const spaces = Object.fromEntries(v8.getHeapSpaceStatistics().map((space) => [space.space_name, mib(space.space_size)]));
+  const spaces = Object.fromEntries(
+    v8.getHeapSpaceStatistics().map((space) => [space.space_name, mib(space.space_size)]),
+  );
   const line = {
     ms: Date.now() - started,
     rss: mib(usage.rss),

@@ -36,7 +36,6 @@ const withFloor = args.includes('--floor');
 const root = fileURLToPath(new URL('..', import.meta.url));
 const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0 && cpus().length >= 2;
 
-
 /** Every process the bench started: killed when it exits, even on a crash, so none is left running. */
 const children = new Set();
 process.on('exit', () => {
@@ -74,7 +73,9 @@ function startProcess(command, argv, env = {}) {
 
 /** A Node process on the proxy's core (core 1, when taskset can pin), where every measured proxy runs. */
 function startOnProxyCore(argv, env = {}) {
-  return hasTaskset ? startProcess('taskset', ['-c', '1', process.execPath, ...argv], env) : startProcess(process.execPath, argv, env);
+  return hasTaskset
+    ? startProcess('taskset', ['-c', '1', process.execPath, ...argv], env)
+    : startProcess(process.execPath, argv, env);
 }
 
 function rssMiB(pid) {
@@ -104,7 +105,10 @@ async function startFloorProxy(world, flags) {
 
 async function startWorld(lifetime) {
   const password = randomBytes(12).toString('hex');
-  const proc = startProcess(process.execPath, [join(root, 'bench/upstream.mjs')], { BENCH_TOKEN_LIFETIME: String(lifetime), BENCH_PASSWORD: password });
+  const proc = startProcess(process.execPath, [join(root, 'bench/upstream.mjs')], {
+    BENCH_TOKEN_LIFETIME: String(lifetime),
+    BENCH_PASSWORD: password,
+  });
   const ready = await proc.firstLine((entry) => entry.upstream !== undefined);
   return { ...ready, password, child: proc.child };
 }
@@ -122,7 +126,13 @@ async function measure(scenario, url) {
     return { ...result, p50: round2(result.p50), p99: round2(result.p99) };
   }
   const result = await cannon({ url, ...scenario.opts });
-  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx, errors: result.errors };
+  return {
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    non2xx: result.non2xx,
+    errors: result.errors,
+  };
 }
 
 const round2 = (value) => Math.round(value * 100) / 100;
@@ -130,7 +140,11 @@ const round2 = (value) => Math.round(value * 100) / 100;
 const SCENARIOS = [
   { name: 'small GET (100 B)', path: '/small', opts: {} },
   { name: '64 KiB GET', path: '/big', opts: {} },
-  { name: '1 MiB upload', path: '/upload', opts: { method: 'POST', body: Buffer.alloc(1024 * 1024, 0x75), connections: 10 } },
+  {
+    name: '1 MiB upload',
+    path: '/upload',
+    opts: { method: 'POST', body: Buffer.alloc(1024 * 1024, 0x75), connections: 10 },
+  },
   // Open loop at an even 1000 rps (see steady-load.mjs for why not autocannon's overallRate).
   { name: 'small GET at 1000 rps', path: '/small', steadyRate: 1000, latencyOnly: true },
 ];
@@ -147,7 +161,11 @@ async function main() {
   const bases = { direct: world.upstream, sidecar: sidecar.data };
   /** The processes whose RSS is sampled while their side is under load. */
   const pids = { sidecar: sidecar.child.pid };
-  const cleanup = [() => world.child.kill('SIGTERM'), () => sidecar.child.kill('SIGTERM'), () => rmSync(dir, { recursive: true, force: true })];
+  const cleanup = [
+    () => world.child.kill('SIGTERM'),
+    () => sidecar.child.kill('SIGTERM'),
+    () => rmSync(dir, { recursive: true, force: true }),
+  ];
   if (baselineCli !== undefined) {
     // Another build, measured against the same direct runs (before/after tables).
     const baseline = await startSidecar(dir, 'baseline', world, '{ minInterval: 5s }', baselineCli);
@@ -165,7 +183,9 @@ async function main() {
   const extraSides = sides.filter((side) => side !== 'direct' && side !== 'sidecar');
   try {
     const rows = [];
-    for (const scenario of SCENARIOS.filter((candidate) => only === undefined || only.some((word) => candidate.name.includes(word)))) {
+    for (const scenario of SCENARIOS.filter(
+      (candidate) => only === undefined || only.some((word) => candidate.name.includes(word)),
+    )) {
       const samples = Object.fromEntries(sides.map((side) => [side, []]));
       const rowRss = Object.fromEntries(Object.keys(pids).map((side) => [side, 0]));
       for (let pass = 0; pass < passes; pass++) {
@@ -175,10 +195,14 @@ async function main() {
         for (const side of order) {
           const base = bases[side];
           const pid = pids[side];
-          const sampler = pid === undefined ? undefined : setInterval(() => (rowRss[side] = Math.max(rowRss[side], rssMiB(pid))), 100);
+          const sampler =
+            pid === undefined
+              ? undefined
+              : setInterval(() => (rowRss[side] = Math.max(rowRss[side], rssMiB(pid))), 100);
           const sample = await measure(scenario, `${base}${scenario.path}`);
           if (sampler) clearInterval(sampler);
-          if (sample.non2xx > 0 || sample.errors > 0) throw new Error(`${scenario.name} via ${side}: ${sample.non2xx} non-2xx, ${sample.errors} errors`);
+          if (sample.non2xx > 0 || sample.errors > 0)
+            throw new Error(`${scenario.name} via ${side}: ${sample.non2xx} non-2xx, ${sample.errors} errors`);
           samples[side].push({ rps: sample.rps, p50: sample.p50, p99: sample.p99 });
         }
       }
@@ -215,7 +239,9 @@ async function main() {
       connections: 50,
       rows,
       // The whole run's peak per side: the largest of its scenarios'.
-      rssPeakMiB: Object.fromEntries(Object.keys(pids).map((side) => [side, Math.max(0, ...rows.map((row) => row.rssPeakMiB[side]))])),
+      rssPeakMiB: Object.fromEntries(
+        Object.keys(pids).map((side) => [side, Math.max(0, ...rows.map((row) => row.rssPeakMiB[side]))]),
+      ),
       expiry,
     };
     print(report);
@@ -263,7 +289,10 @@ async function expiryScenario(dir, concurrency) {
     for (;;) {
       const status = await (await fetch(`${sidecar.admin}/status`)).json();
       if (status.accounts.bench.requestsWaitingForToken >= concurrency) break;
-      if (Date.now() > deadline) throw new Error(`only ${status.accounts.bench.requestsWaitingForToken} of ${concurrency} requests are waiting; ${finished.length} finished`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `only ${status.accounts.bench.requestsWaitingForToken} of ${concurrency} requests are waiting; ${finished.length} finished`,
+        );
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     const released = performance.now();
@@ -285,20 +314,28 @@ async function expiryScenario(dir, concurrency) {
 
 function print(report) {
   const { machine } = report;
-  console.log(`\nbearer-sidecar bench, ${report.date}: ${machine.cores} cores (${machine.model}), node ${machine.node}, ${machine.pinned ? 'load+upstream on core 0, sidecar on core 1' : 'not pinned'}`);
-  console.log(`${report.passes} interleaved passes of ${report.durationSeconds} s, 50 connections (10 for uploads); medians`);
+  console.log(
+    `\nbearer-sidecar bench, ${report.date}: ${machine.cores} cores (${machine.model}), node ${machine.node}, ${machine.pinned ? 'load+upstream on core 0, sidecar on core 1' : 'not pinned'}`,
+  );
+  console.log(
+    `${report.passes} interleaved passes of ${report.durationSeconds} s, 50 connections (10 for uploads); medians`,
+  );
   const extras = report.extraSides;
-  console.log(`scenario                 direct rps  sidecar rps  ratio   p50 direct/sidecar  p99 direct/sidecar  added p99  RSS MiB${extras.map((side) => ` | ${side.padStart(8)} rps  ratio  added p99  RSS MiB`).join('')}`);
+  console.log(
+    `scenario                 direct rps  sidecar rps  ratio   p50 direct/sidecar  p99 direct/sidecar  added p99  RSS MiB${extras.map((side) => ` | ${side.padStart(8)} rps  ratio  added p99  RSS MiB`).join('')}`,
+  );
   for (const row of report.rows) {
     const others = extras.map(
-      (side) => ` | ${row[side].rps.toFixed(0).padStart(12)}  ${row.latencyOnly ? '  -  ' : `${row[`${side}Ratio`].toFixed(2)}x`}  ${row[`${side}AddedP99`].toFixed(2).padStart(6)} ms  ${row.rssPeakMiB[side].toFixed(0).padStart(7)}`,
+      (side) =>
+        ` | ${row[side].rps.toFixed(0).padStart(12)}  ${row.latencyOnly ? '  -  ' : `${row[`${side}Ratio`].toFixed(2)}x`}  ${row[`${side}AddedP99`].toFixed(2).padStart(6)} ms  ${row.rssPeakMiB[side].toFixed(0).padStart(7)}`,
     );
     console.log(
       `${row.scenario.padEnd(24)} ${row.direct.rps.toFixed(0).padStart(10)}  ${row.sidecar.rps.toFixed(0).padStart(11)}  ${row.latencyOnly ? '  -  ' : `${row.ratio.toFixed(2)}x`}   ${`${row.direct.p50} / ${row.sidecar.p50} ms`.padStart(18)}  ${`${row.direct.p99} / ${row.sidecar.p99} ms`.padStart(18)}  ${row.addedP99.toFixed(2).padStart(6)} ms  ${row.rssPeakMiB.sidecar.toFixed(0).padStart(7)}${others.join('')}`,
     );
   }
   if (report.baseline !== undefined) console.log(`baseline: ${report.baseline}`);
-  if (extras.includes('floor')) console.log('floor: bench/floor-proxy.mjs, a bare node:http + undici proxy with the sidecar\'s Node flags');
+  if (extras.includes('floor'))
+    console.log("floor: bench/floor-proxy.mjs, a bare node:http + undici proxy with the sidecar's Node flags");
   if (report.nodeOptions !== '') console.log(`sidecar node options: ${report.nodeOptions}`);
   const peaks = Object.entries(report.rssPeakMiB).map(([side, mib]) => `${side} ${mib.toFixed(1)} MiB`);
   console.log(`RSS peak under load (whole run): ${peaks.join(', ')}`);
@@ -311,7 +348,10 @@ function print(report) {
 
 // Pin this process (load generator) and the upstream to core 0; the sidecar gets core 1.
 if (hasTaskset && process.env.BENCH_PINNED !== '1') {
-  const child = spawn('taskset', ['-c', '0', process.execPath, fileURLToPath(import.meta.url), ...args], { stdio: 'inherit', env: { ...process.env, BENCH_PINNED: '1' } });
+  const child = spawn('taskset', ['-c', '0', process.execPath, fileURLToPath(import.meta.url), ...args], {
+    stdio: 'inherit',
+    env: { ...process.env, BENCH_PINNED: '1' },
+  });
   child.on('exit', (code) => process.exit(code ?? 1));
 } else {
   await main();

@@ -50,5 +50,13 @@ export async function steadyLoad({ url, rate, durationSeconds, connections = 50 
   agent.destroy();
   latencies.sort((a, b) => a - b);
   const at = (q) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
-  return { sent, errors, non2xx, p50: at(0.5), p99: at(0.99), max: latencies.at(-1) ?? NaN, rps: sent / ((performance.now() - start) / 1000) };
+  return {
+    sent,
+    errors,
+    non2xx,
+    p50: at(0.5),
+    p99: at(0.99),
+    max: latencies.at(-1) ?? NaN,
+    rps: sent / ((performance.now() - start) / 1000),
+  };
 }

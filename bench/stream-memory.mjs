@@ -51,7 +51,18 @@ writeFileSync(
   join(dir, 'config.yaml'),
   `listen: { port: 0 }\nadmin: { port: 0 }\nlogLevel: warn\naccounts:\n  bench:\n    upstream: http://127.0.0.1:${upstream.address().port}\n    default: true\n    auth: { flow: session, loginUrl: ${tokenServer.loginUrl}, refreshUrl: ${tokenServer.refreshUrl}, username: bench, passwordFile: ${join(dir, 'pw')} }\n`,
 );
-const child = spawn(process.execPath, [...(process.env.SIDECAR_NODE_FLAGS ? process.env.SIDECAR_NODE_FLAGS.split(' ') : []), new URL('../dist/cli.js', import.meta.url).pathname, '--config', join(dir, 'config.yaml'), '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'inherit'] });
+const child = spawn(
+  process.execPath,
+  [
+    ...(process.env.SIDECAR_NODE_FLAGS ? process.env.SIDECAR_NODE_FLAGS.split(' ') : []),
+    new URL('../dist/cli.js', import.meta.url).pathname,
+    '--config',
+    join(dir, 'config.yaml'),
+    '--log-level',
+    'info',
+  ],
+  { stdio: ['ignore', 'pipe', 'inherit'] },
+);
 const dataUrl = await new Promise((resolve, reject) => {
   let out = '';
   child.stdout.on('data', (chunk) => {
@@ -122,11 +133,20 @@ console.log(`\nbearer-sidecar stream memory: ${sizeMiB} MiB each way through the
 // Growth that scales with bytes would lift warm peaks above the plateau the cold transfers reached.
 const plateau = Math.max(...results.filter((r) => r.label.endsWith('cold')).map((r) => r.peak));
 for (const r of results) if (r.label.endsWith('warm')) r.growth = Math.max(0, r.peak - plateau);
-console.log(`cold transfers: RSS ${results[0].baseline.toFixed(1)} MiB -> plateau ${plateau.toFixed(1)} MiB (Buffers awaiting V8's external-memory GC); warm growth is measured above that plateau`);
+console.log(
+  `cold transfers: RSS ${results[0].baseline.toFixed(1)} MiB -> plateau ${plateau.toFixed(1)} MiB (Buffers awaiting V8's external-memory GC); warm growth is measured above that plateau`,
+);
 console.log('transfer         bytes        seconds  MiB/s   RSS before  RSS peak    growth     target');
 for (const r of results) {
   const judged = r.label.endsWith('warm');
-  const verdict = r.bytes !== total ? 'INCOMPLETE' : !judged ? '(fixed step)' : r.growth <= LIMIT_MIB ? `ok (<= ${LIMIT_MIB} MiB)` : `OVER ${LIMIT_MIB} MiB`;
+  const verdict =
+    r.bytes !== total
+      ? 'INCOMPLETE'
+      : !judged
+        ? '(fixed step)'
+        : r.growth <= LIMIT_MIB
+          ? `ok (<= ${LIMIT_MIB} MiB)`
+          : `OVER ${LIMIT_MIB} MiB`;
   console.log(
     `${r.label.padEnd(16)} ${String(r.bytes).padEnd(12)} ${r.seconds.toFixed(2).padStart(7)}  ${(r.bytes / 1048576 / r.seconds).toFixed(0).padStart(5)}   ${r.baseline.toFixed(1).padStart(7)} MiB ${r.peak.toFixed(1).padStart(6)} MiB ${r.growth.toFixed(1).padStart(6)} MiB  ${verdict}`,
   );

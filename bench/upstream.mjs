@@ -29,7 +29,10 @@ const tokenFront = createServer((req, res) => {
       const upstream = new URL(req.url, tokenServer.url);
       fetch(upstream, { method: 'POST', headers: { 'content-type': 'application/json' }, body: Buffer.concat(chunks) })
         .then(async (answer) => {
-          res.writeHead(answer.status, { 'content-type': 'application/json', date: answer.headers.get('date') ?? new Date().toUTCString() });
+          res.writeHead(answer.status, {
+            'content-type': 'application/json',
+            date: answer.headers.get('date') ?? new Date().toUTCString(),
+          });
           res.end(await answer.text());
         })
         .catch(() => res.destroy());
@@ -84,5 +87,7 @@ const upstream = createServer((req, res) => {
 upstream.keepAliveTimeout = 65_000;
 await new Promise((resolve) => upstream.listen(0, '127.0.0.1', resolve));
 const base = `http://127.0.0.1:${tokenFront.address().port}`;
-process.stdout.write(`${JSON.stringify({ upstream: `http://127.0.0.1:${upstream.address().port}`, loginUrl: `${base}/auth/login`, refreshUrl: `${base}/auth/refresh`, control: base })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ upstream: `http://127.0.0.1:${upstream.address().port}`, loginUrl: `${base}/auth/login`, refreshUrl: `${base}/auth/refresh`, control: base })}\n`,
+);
 process.on('SIGTERM', () => process.exit(0));

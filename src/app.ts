@@ -94,11 +94,16 @@ export class Sidecar {
     const flow = createFlow(account.auth);
     const tls = upstreamTls(account);
     if (account.tls.insecureSkipVerify) {
-      this.#logger.warn({ account: account.name }, 'upstreamTls.insecureSkipVerify is ON: upstream and token server certificates are NOT verified');
+      this.#logger.warn(
+        { account: account.name },
+        'upstreamTls.insecureSkipVerify is ON: upstream and token server certificates are NOT verified',
+      );
     }
     const countFailure = this.metrics.secretReadErrors(account.name);
     for (const file of secretFilesOf(account.auth)) {
-      this.#unwatchSecrets.push(reportSecretReads(file, { logger: this.#logger.child({ account: account.name }), countFailure }));
+      this.#unwatchSecrets.push(
+        reportSecretReads(file, { logger: this.#logger.child({ account: account.name }), countFailure }),
+      );
     }
     const manager = new TokenManager({
       account: account.name,
@@ -151,7 +156,8 @@ export class Sidecar {
     await this.#listenData(undefined, this.config.listen, 'data plane');
     for (const account of this.#accounts) {
       if (this.#stopping) return;
-      if (account.route.port !== undefined) await this.#listenData(account, { host: listenHost, port: account.route.port }, `account ${account.name}`);
+      if (account.route.port !== undefined)
+        await this.#listenData(account, { host: listenHost, port: account.route.port }, `account ${account.name}`);
     }
     if (this.#stopping) return;
     const admin = createAdminApp({
@@ -165,11 +171,17 @@ export class Sidecar {
     await listen(this.#adminServer, this.config.admin);
     if (this.#stopping) return;
     this.#accepting = true;
-    this.#logger.info({ data: this.dataUrl(), admin: this.adminUrl(), accounts: this.#accounts.map((a) => a.name) }, 'bearer-sidecar listening');
+    this.#logger.info(
+      { data: this.dataUrl(), admin: this.adminUrl(), accounts: this.#accounts.map((a) => a.name) },
+      'bearer-sidecar listening',
+    );
     // Replicas must see the shared store before their first token request, or each would log in.
     await this.#unlessStopped(
       this.#store.ready?.().catch((error: unknown) => {
-        this.#logger.error({ store: this.#store.type, err: error }, 'token store not reachable at start; going on without it');
+        this.#logger.error(
+          { store: this.#store.type, err: error },
+          'token store not reachable at start; going on without it',
+        );
       }),
     );
     if (this.#stopping) return;
@@ -181,7 +193,11 @@ export class Sidecar {
     await Promise.race([step, this.#stopRequested]);
   }
 
-  async #listenData(account: RunningAccount | undefined, address: SidecarConfig['listen'], role: string): Promise<void> {
+  async #listenData(
+    account: RunningAccount | undefined,
+    address: SidecarConfig['listen'],
+    role: string,
+  ): Promise<void> {
     const server = createServer((req, res) => this.#dataPlane.handleRequest(req, res, account));
     server.on('connection', (socket: Socket) => {
       this.#clientSockets.add(socket);
@@ -193,7 +209,9 @@ export class Sidecar {
       // Requests Node's parser refuses still get the JSON error of F5.
       if (!socket.writable) return;
       const body = errorBody('bad_request', `malformed HTTP request (${error.code ?? 'parse error'})`);
-      socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      socket.end(
+        `HTTP/1.1 400 Bad Request\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
     });
     await listen(server, address);
     this.#servers.push({ server, role });

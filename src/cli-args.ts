@@ -1,5 +1,14 @@
 import { parseArgs } from 'node:util';
-import { CONFIG_FLAG, envTwin, LOG_FLAGS, LOG_FORMAT_FLAG, LOG_LEVEL_FLAG, QUICK_MODE_FLAGS, SERVE_FLAGS, type FlagSpec } from './config/quick-mode.js';
+import {
+  CONFIG_FLAG,
+  envTwin,
+  LOG_FLAGS,
+  LOG_FORMAT_FLAG,
+  LOG_LEVEL_FLAG,
+  QUICK_MODE_FLAGS,
+  SERVE_FLAGS,
+  type FlagSpec,
+} from './config/quick-mode.js';
 
 /** A usage error: the CLI prints it and exits 2. */
 export class UsageError extends Error {
@@ -57,8 +66,18 @@ export const COMMAND_SPECS: Record<Command, CommandSpec> = {
     positional: 'ACCOUNT',
     flags: [
       CONFIG_FLAG,
-      { name: 'out', value: 'FILE', description: 'also write the refresh token to FILE (mode 0600), e.g. for refreshTokenFile', default: 'none' },
-      { name: 'redirect-timeout', value: 'DURATION', description: 'how long to wait for the browser to come back', default: '5m' },
+      {
+        name: 'out',
+        value: 'FILE',
+        description: 'also write the refresh token to FILE (mode 0600), e.g. for refreshTokenFile',
+        default: 'none',
+      },
+      {
+        name: 'redirect-timeout',
+        value: 'DURATION',
+        description: 'how long to wait for the browser to come back',
+        default: '5m',
+      },
       { ...LOG_LEVEL_FLAG, default: 'warn' },
       LOG_FORMAT_FLAG,
     ],
@@ -101,7 +120,9 @@ export function parseCli(argv: readonly string[]): ParsedCli {
   const result: ParsedCli = { command, help, version, flags };
   if (spec.positional !== undefined && !help && !version) {
     if (parsed.positionals.length !== 1) {
-      throw new UsageError(`${command} takes one ${spec.positional} (${parsed.positionals.length === 0 ? 'none given' : `got ${parsed.positionals.join(' ')}`}): ${spec.usage}`);
+      throw new UsageError(
+        `${command} takes one ${spec.positional} (${parsed.positionals.length === 0 ? 'none given' : `got ${parsed.positionals.join(' ')}`}): ${spec.usage}`,
+      );
     }
     result.account = parsed.positionals[0];
   }
@@ -111,7 +132,9 @@ export function parseCli(argv: readonly string[]): ParsedCli {
 function asCommand(word: string): Command {
   if ((COMMANDS as readonly string[]).includes(word)) return word as Command;
   const nearest = nearestName(word, COMMANDS);
-  throw new UsageError(`unknown command "${word}"${nearest === undefined ? '' : `; did you mean ${nearest}?`} (commands: ${COMMANDS.join(', ')})`);
+  throw new UsageError(
+    `unknown command "${word}"${nearest === undefined ? '' : `; did you mean ${nearest}?`} (commands: ${COMMANDS.join(', ')})`,
+  );
 }
 
 /** "Unknown option '--tokne-url'" → adds "did you mean --token-url?", or names the command that has it. */
@@ -127,12 +150,18 @@ function withSuggestion(message: string, command: Command): string {
     return `${message}: --${given} is a flag of ${owners}; see bearer-sidecar ${first}--help`;
   }
   const nearest = nearestName(given, names);
-  return nearest === undefined ? `${message}; see bearer-sidecar ${command === 'serve' ? '' : `${command} `}--help` : `${message}; did you mean --${nearest}?`;
+  return nearest === undefined
+    ? `${message}; see bearer-sidecar ${command === 'serve' ? '' : `${command} `}--help`
+    : `${message}; did you mean --${nearest}?`;
 }
 
 function nearestName(given: string, names: readonly string[]): string | undefined {
-  const nearest = names.map((name) => ({ name, distance: editDistance(given, name) })).sort((a, b) => a.distance - b.distance)[0];
-  return nearest !== undefined && nearest.distance <= Math.max(2, Math.min(3, Math.floor(given.length / 2))) ? nearest.name : undefined;
+  const nearest = names
+    .map((name) => ({ name, distance: editDistance(given, name) }))
+    .sort((a, b) => a.distance - b.distance)[0];
+  return nearest !== undefined && nearest.distance <= Math.max(2, Math.min(3, Math.floor(given.length / 2)))
+    ? nearest.name
+    : undefined;
 }
 
 function editDistance(a: string, b: string): number {
@@ -165,7 +194,9 @@ export function helpText(command: Command, version: string): string {
   const nameWidth = Math.max(...specs.map((spec) => flagName(spec).length));
   for (const spec of specs) {
     const defaults = spec.default === undefined ? '' : ` (default: ${spec.default})`;
-    lines.push(`  ${flagName(spec).padEnd(nameWidth)}  ${spec.description}${defaults}  [${envTwin(spec.name)}${spec.value === undefined ? '=1' : ''}]`);
+    lines.push(
+      `  ${flagName(spec).padEnd(nameWidth)}  ${spec.description}${defaults}  [${envTwin(spec.name)}${spec.value === undefined ? '=1' : ''}]`,
+    );
   }
   lines.push('', ...COMMAND_NOTES[command]);
   return lines.join('\n');

@@ -5,7 +5,8 @@ import dotenv from 'dotenv';
 import { Sidecar } from './app.js';
 import { flagsOf, helpText, parseCli, UsageError, type ParsedCli } from './cli-args.js';
 import { AuthorizeError, DEFAULT_REDIRECT_TIMEOUT_MS, runAuthorize } from './commands/authorize.js';
-import { formatCheckReport, runCheck } from './commands/check.js';
+import { runCheck } from './commands/check.js';
+import { formatCheckReport } from './commands/check-report.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import { withEnvTwins } from './config/quick-mode.js';
 import { demoInstructions, startDemo } from './demo/run.js';
@@ -89,14 +90,21 @@ async function check(flags: Record<string, string | undefined>, format: LogForma
 }
 
 /** `authorize ACCOUNT`: instructions and the URL to open go to stdout; logs to stderr. */
-async function authorize(account: string, flags: Record<string, string | undefined>, format: LogFormat | undefined): Promise<number> {
+async function authorize(
+  account: string,
+  flags: Record<string, string | undefined>,
+  format: LogFormat | undefined,
+): Promise<number> {
   const logger = createLogger({ level: flags['log-level'] ?? 'warn', format, fd: 2 });
   let config;
   let redirectTimeoutMs = DEFAULT_REDIRECT_TIMEOUT_MS;
   try {
     if (flags['redirect-timeout'] !== undefined) {
       const parsed = parseDuration(flags['redirect-timeout']);
-      if (parsed === undefined || parsed <= 0) throw new UsageError(`--redirect-timeout: not a duration: ${JSON.stringify(flags['redirect-timeout'])} (use 90s, 5m, ...)`);
+      if (parsed === undefined || parsed <= 0)
+        throw new UsageError(
+          `--redirect-timeout: not a duration: ${JSON.stringify(flags['redirect-timeout'])} (use 90s, 5m, ...)`,
+        );
       redirectTimeoutMs = parsed;
     }
     config = loadConfig({ file: flags.config, flags: { ...flags, 'log-level': undefined }, authorizing: account });
@@ -104,7 +112,13 @@ async function authorize(account: string, flags: Record<string, string | undefin
     return usageFailure(error);
   }
   try {
-    await runAuthorize(config, { account, out: flags.out, redirectTimeoutMs, logger, print: (text) => process.stdout.write(text) });
+    await runAuthorize(config, {
+      account,
+      out: flags.out,
+      redirectTimeoutMs,
+      logger,
+      print: (text) => process.stdout.write(text),
+    });
     return EXIT.ok;
   } catch (error) {
     if (error instanceof ConfigError) return usageFailure(error);
@@ -188,7 +202,9 @@ function catchStopSignals(): StopSignals {
 
 function usageFailure(error: unknown): number {
   if (error instanceof ConfigError || error instanceof UsageError) {
-    process.stderr.write(`bearer-sidecar: ${error instanceof UsageError ? 'usage: ' : 'bad configuration:\n'}${error.message.replace(/^/gm, error instanceof ConfigError ? '  ' : '')}\n`);
+    process.stderr.write(
+      `bearer-sidecar: ${error instanceof UsageError ? 'usage: ' : 'bad configuration:\n'}${error.message.replace(/^/gm, error instanceof ConfigError ? '  ' : '')}\n`,
+    );
     return EXIT.usage;
   }
   throw error;
@@ -202,7 +218,9 @@ main(process.argv.slice(2)).then(
   },
   (error: unknown) => {
     const code = (error as NodeJS.ErrnoException).code;
-    process.stderr.write(`bearer-sidecar: ${code === 'EADDRINUSE' ? `address already in use: ${(error as Error).message}` : ((error as Error).stack ?? String(error))}\n`);
+    process.stderr.write(
+      `bearer-sidecar: ${code === 'EADDRINUSE' ? `address already in use: ${(error as Error).message}` : ((error as Error).stack ?? String(error))}\n`,
+    );
     process.exit(EXIT.failure);
   },
 );

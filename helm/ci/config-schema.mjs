@@ -15,7 +15,12 @@ function withoutDefaults(node) {
   if (Array.isArray(node)) return node.map(withoutDefaults);
   if (node === null || typeof node !== 'object') return node;
   const entries = Object.entries(node).filter(([key]) => key !== 'default');
-  return Object.fromEntries(entries.map(([key, value]) => [key, key === 'properties' ? mapValues(value, withoutDefaults) : withoutDefaults(value)]));
+  return Object.fromEntries(
+    entries.map(([key, value]) => [
+      key,
+      key === 'properties' ? mapValues(value, withoutDefaults) : withoutDefaults(value),
+    ]),
+  );
 }
 
 /** A `properties` map: its keys are property names (an account's `default` among them), not keywords. */
@@ -23,7 +28,9 @@ function mapValues(properties, transform) {
   return Object.fromEntries(Object.entries(properties).map(([name, value]) => [name, transform(value)]));
 }
 
-const generated = withoutDefaults(z.toJSONSchema(configSchema, { io: 'input', target: 'draft-7', unrepresentable: 'any' }));
+const generated = withoutDefaults(
+  z.toJSONSchema(configSchema, { io: 'input', target: 'draft-7', unrepresentable: 'any' }),
+);
 delete generated.$schema;
 for (const key of CHART_OWNED) delete generated.properties[key];
 generated.required = (generated.required ?? []).filter((key) => !CHART_OWNED.includes(key));

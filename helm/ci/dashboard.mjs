@@ -17,7 +17,8 @@ const sel = 'job=~"$job", instance=~"$instance", account=~"$account"';
 const proc = 'job=~"$job", instance=~"$instance"';
 const rate = (metric, extra = '', by = 'account') =>
   `sum by (${by}) (rate(${metric}{${sel}${extra ? `, ${extra}` : ''}}[$__rate_interval]))`;
-const quantile = (q, metric, by) => `histogram_quantile(${q}, sum by (${by}, le) (rate(${metric}_bucket{${sel}}[$__rate_interval])))`;
+const quantile = (q, metric, by) =>
+  `histogram_quantile(${q}, sum by (${by}, le) (rate(${metric}_bucket{${sel}}[$__rate_interval])))`;
 
 /** Rows of panels: [title, type, width, unit, targets[[expr, legend]], extra options]. */
 const rows = [
@@ -30,8 +31,13 @@ const rows = [
         w: 6,
         targets: [[`min by (account) (${METRIC_NAMES.tokenValid}{${sel}})`, '{{account}}']],
         description: '1 while the account holds a token that has not expired (bearer_sidecar_token_valid).',
-        thresholds: [['red', null], ['green', 1]],
-        mappings: [{ type: 'value', options: { 0: { text: 'no token', color: 'red' }, 1: { text: 'valid', color: 'green' } } }],
+        thresholds: [
+          ['red', null],
+          ['green', 1],
+        ],
+        mappings: [
+          { type: 'value', options: { 0: { text: 'no token', color: 'red' }, 1: { text: 'valid', color: 'green' } } },
+        ],
       },
       {
         title: 'Time to expiry',
@@ -39,8 +45,13 @@ const rows = [
         w: 6,
         unit: 's',
         targets: [[`min by (account) (${METRIC_NAMES.tokenExpiry}{${sel}}) - time()`, '{{account}}']],
-        description: 'Seconds until the current token expires (local clock). A healthy account refreshes at 80% of the lifetime.',
-        thresholds: [['red', null], ['orange', 10], ['green', 30]],
+        description:
+          'Seconds until the current token expires (local clock). A healthy account refreshes at 80% of the lifetime.',
+        thresholds: [
+          ['red', null],
+          ['orange', 10],
+          ['green', 30],
+        ],
       },
       {
         title: 'Token lifetime',
@@ -63,7 +74,11 @@ const rows = [
         ],
         description:
           'Tokens obtained per second, divided by the healthy rate 1 / (0.8 x lifetime). About 1 is healthy; BearerSidecarRefreshLoop fires above 3.',
-        thresholds: [['green', null], ['orange', 2], ['red', 3]],
+        thresholds: [
+          ['green', null],
+          ['orange', 2],
+          ['red', 3],
+        ],
         thresholdsStyle: 'line',
       },
     ],
@@ -85,7 +100,8 @@ const rows = [
         w: 12,
         unit: 'reqps',
         targets: [[rate(METRIC_NAMES.tokenRequests, '', 'account, trigger'), '{{account}} {{trigger}}']],
-        description: 'startup, schedule, upstream_rejection (a 401 from the upstream), admin, retry. A loop shows as upstream_rejection.',
+        description:
+          'startup, schedule, upstream_rejection (a 401 from the upstream), admin, retry. A loop shows as upstream_rejection.',
       },
       {
         title: 'Suppressed token requests',
@@ -93,7 +109,8 @@ const rows = [
         w: 8,
         unit: 'reqps',
         targets: [[rate(METRIC_NAMES.tokenRequestsSuppressed, '', 'account, reason'), '{{account}} {{reason}}']],
-        description: 'Held back by the loop guard (min_interval) or a backoff. Steady for very short lifetimes; rising otherwise means a loop.',
+        description:
+          'Held back by the loop guard (min_interval) or a backoff. Steady for very short lifetimes; rising otherwise means a loop.',
       },
       {
         title: 'Token request duration (p95)',
@@ -107,8 +124,14 @@ const rows = [
         type: 'timeseries',
         w: 8,
         unit: 'short',
-        targets: [[`sum by (account, reason) (increase(${METRIC_NAMES.lifetimeAnomalies}{${sel}}[$__rate_interval]))`, '{{account}} {{reason}}']],
-        description: 'Token lifetimes that were missing, invalid, non-positive, too short (below minInterval) or too long (cut to maxLifetime).',
+        targets: [
+          [
+            `sum by (account, reason) (increase(${METRIC_NAMES.lifetimeAnomalies}{${sel}}[$__rate_interval]))`,
+            '{{account}} {{reason}}',
+          ],
+        ],
+        description:
+          'Token lifetimes that were missing, invalid, non-positive, too short (below minInterval) or too long (cut to maxLifetime).',
       },
     ],
   },
@@ -129,7 +152,8 @@ const rows = [
         w: 8,
         unit: 'reqps',
         targets: [[rate(METRIC_NAMES.replays, '', 'account, outcome'), '{{account}} {{outcome}}']],
-        description: 'Requests replayed once with a new token after an upstream rejection: success, rejected_again, no_token, skipped.',
+        description:
+          'Requests replayed once with a new token after an upstream rejection: success, rejected_again, no_token, skipped.',
       },
       {
         title: 'Clock skew (token server minus local)',
@@ -137,7 +161,8 @@ const rows = [
         w: 8,
         unit: 's',
         targets: [[`max by (account) (${METRIC_NAMES.clockSkew}{${sel}})`, '{{account}}']],
-        description: "The token server's Date header minus local time. Expiry uses the local clock, so skew does not shorten tokens.",
+        description:
+          "The token server's Date header minus local time. Expiry uses the local clock, so skew does not shorten tokens.",
       },
     ],
   },
@@ -150,15 +175,19 @@ const rows = [
         w: 8,
         unit: 'reqps',
         targets: [[rate(METRIC_NAMES.proxyRequests, '', 'account, code'), '{{account}} {{code}}']],
-        description: 'Data-plane answers. account="" are requests refused before an account was chosen (403, 404, 400).',
+        description:
+          'Data-plane answers. account="" are requests refused before an account was chosen (403, 404, 400).',
       },
       {
         title: 'Error ratio (5xx)',
         type: 'timeseries',
         w: 8,
         unit: 'percentunit',
-        targets: [[`${rate(METRIC_NAMES.proxyRequests, 'code=~"5.."')} / ${rate(METRIC_NAMES.proxyRequests)}`, '{{account}}']],
-        description: '502 upstream_unreachable, 503 token_unavailable, 504 upstream_timeout and the upstream’s own 5xx.',
+        targets: [
+          [`${rate(METRIC_NAMES.proxyRequests, 'code=~"5.."')} / ${rate(METRIC_NAMES.proxyRequests)}`, '{{account}}'],
+        ],
+        description:
+          '502 upstream_unreachable, 503 token_unavailable, 504 upstream_timeout and the upstream’s own 5xx.',
       },
       {
         title: 'Latency',
@@ -181,8 +210,12 @@ const rows = [
         type: 'timeseries',
         w: 12,
         targets: [[`min by (account) (${METRIC_NAMES.storeUp}{${sel}})`, '{{account}}']],
-        description: '1 while the token store answered the last operation. While Redis is down replicas keep serving their valid token.',
-        thresholds: [['red', null], ['green', 1]],
+        description:
+          '1 while the token store answered the last operation. While Redis is down replicas keep serving their valid token.',
+        thresholds: [
+          ['red', null],
+          ['green', 1],
+        ],
       },
       {
         title: 'Store errors',
@@ -197,9 +230,27 @@ const rows = [
   {
     title: 'Process',
     panels: [
-      { title: 'Resident memory', type: 'timeseries', w: 8, unit: 'bytes', targets: [[`process_resident_memory_bytes{${proc}}`, '{{instance}}']] },
-      { title: 'CPU', type: 'timeseries', w: 8, unit: 'percentunit', targets: [[`rate(process_cpu_seconds_total{${proc}}[$__rate_interval])`, '{{instance}}']] },
-      { title: 'Event loop lag (p99)', type: 'timeseries', w: 8, unit: 's', targets: [[`nodejs_eventloop_lag_p99_seconds{${proc}}`, '{{instance}}']] },
+      {
+        title: 'Resident memory',
+        type: 'timeseries',
+        w: 8,
+        unit: 'bytes',
+        targets: [[`process_resident_memory_bytes{${proc}}`, '{{instance}}']],
+      },
+      {
+        title: 'CPU',
+        type: 'timeseries',
+        w: 8,
+        unit: 'percentunit',
+        targets: [[`rate(process_cpu_seconds_total{${proc}}[$__rate_interval])`, '{{instance}}']],
+      },
+      {
+        title: 'Event loop lag (p99)',
+        type: 'timeseries',
+        w: 8,
+        unit: 's',
+        targets: [[`nodejs_eventloop_lag_p99_seconds{${proc}}`, '{{instance}}']],
+      },
     ],
   },
 ];
@@ -211,7 +262,14 @@ function buildDashboard() {
   let id = 1;
   let y = 0;
   for (const row of rows) {
-    panels.push({ id: id++, type: 'row', title: row.title, collapsed: false, gridPos: { x: 0, y, w: 24, h: 1 }, panels: [] });
+    panels.push({
+      id: id++,
+      type: 'row',
+      title: row.title,
+      collapsed: false,
+      gridPos: { x: 0, y, w: 24, h: 1 },
+      panels: [],
+    });
     y += 1;
     let x = 0;
     for (const panel of row.panels) {
@@ -234,15 +292,31 @@ function buildDashboard() {
             thresholds: { mode: 'absolute', steps },
             ...(panel.mappings ? { mappings: panel.mappings } : {}),
             ...(panel.type === 'timeseries'
-              ? { custom: { drawStyle: 'line', lineWidth: 1, fillOpacity: 10, showPoints: 'never', thresholdsStyle: { mode: panel.thresholdsStyle ?? 'off' } } }
+              ? {
+                  custom: {
+                    drawStyle: 'line',
+                    lineWidth: 1,
+                    fillOpacity: 10,
+                    showPoints: 'never',
+                    thresholdsStyle: { mode: panel.thresholdsStyle ?? 'off' },
+                  },
+                }
               : {}),
           },
           overrides: [],
         },
         options:
           panel.type === 'stat'
-            ? { reduceOptions: { calcs: ['lastNotNull'], fields: '', values: false }, colorMode: 'background', graphMode: 'none', textMode: 'value_and_name' }
-            : { legend: { displayMode: 'list', placement: 'bottom', showLegend: true }, tooltip: { mode: 'multi', sort: 'desc' } },
+            ? {
+                reduceOptions: { calcs: ['lastNotNull'], fields: '', values: false },
+                colorMode: 'background',
+                graphMode: 'none',
+                textMode: 'value_and_name',
+              }
+            : {
+                legend: { displayMode: 'list', placement: 'bottom', showLegend: true },
+                tooltip: { mode: 'multi', sort: 'desc' },
+              },
         targets: panel.targets.map(([expr, legendFormat], index) => ({
           datasource: { type: 'prometheus', uid: '${datasource}' },
           expr,
@@ -271,7 +345,8 @@ function buildDashboard() {
   return {
     uid: 'bearer-sidecar',
     title: 'bearer-sidecar',
-    description: 'Token requests, validity and expiry, upstream rejections, replays, proxy traffic and clock skew of bearer-sidecar.',
+    description:
+      'Token requests, validity and expiry, upstream rejections, replays, proxy traffic and clock skew of bearer-sidecar.',
     tags: ['bearer-sidecar'],
     editable: true,
     graphTooltip: 1,
@@ -287,7 +362,11 @@ function buildDashboard() {
         { name: 'datasource', label: 'Data source', type: 'datasource', query: 'prometheus', current: {}, hide: 0 },
         variable('job', 'Job', `label_values(${METRIC_NAMES.tokenValid}, job)`),
         variable('instance', 'Instance', `label_values(${METRIC_NAMES.tokenValid}{job=~"$job"}, instance)`),
-        variable('account', 'Account', `label_values(${METRIC_NAMES.tokenValid}{job=~"$job", instance=~"$instance"}, account)`),
+        variable(
+          'account',
+          'Account',
+          `label_values(${METRIC_NAMES.tokenValid}{job=~"$job", instance=~"$instance"}, account)`,
+        ),
       ],
     },
     panels,
@@ -300,7 +379,9 @@ writeOrCheck(file, `${JSON.stringify(dashboard, null, 2)}\n`, 'bash .ci/k8s-chec
 if (process.argv.includes('--write')) process.exit(0);
 
 // Checks of the queries.
-const exprs = dashboard.panels.flatMap((panel) => (panel.targets ?? []).map((target) => ({ panel: panel.title, expr: target.expr })));
+const exprs = dashboard.panels.flatMap((panel) =>
+  (panel.targets ?? []).map((target) => ({ panel: panel.title, expr: target.expr })),
+);
 const problems = [];
 // docs/contract.md §7, first table: these must be on the dashboard or in the alerts. Metrics added
 // later are allowed in queries (they are in METRIC_NAMES) and only noted until a panel shows them.
@@ -319,21 +400,28 @@ const contract = new Set([
   'bearer_sidecar_token_lifetime_anomalies_total',
 ]);
 const known = new Set(Object.values(METRIC_NAMES));
-for (const name of contract) if (!known.has(name)) problems.push(`${name} (docs/contract.md §7) is not in src/admin/metrics.ts METRIC_NAMES`);
+for (const name of contract)
+  if (!known.has(name)) problems.push(`${name} (docs/contract.md §7) is not in src/admin/metrics.ts METRIC_NAMES`);
 const used = new Set();
 for (const { panel, expr } of exprs) {
   for (const [name] of expr.matchAll(/\b(?:bearer_sidecar|process|nodejs)_[a-z0-9_]+\b/g)) {
     const base = name.replace(/_(bucket|sum|count)$/, '');
     used.add(base);
-    if (name.startsWith('bearer_sidecar_') && !known.has(base)) problems.push(`${panel}: ${name} is not a metric of src/admin/metrics.ts`);
+    if (name.startsWith('bearer_sidecar_') && !known.has(base))
+      problems.push(`${panel}: ${name} is not a metric of src/admin/metrics.ts`);
   }
 }
 const alerts = readFileSync(path.join(repoRoot, 'dashboards/prometheus-rules.yaml'), 'utf8');
-for (const name of contract) if (!used.has(name) && !alerts.includes(name)) problems.push(`${name} appears in neither the dashboard nor the alerts`);
+for (const name of contract)
+  if (!used.has(name) && !alerts.includes(name))
+    problems.push(`${name} appears in neither the dashboard nor the alerts`);
 const ids = dashboard.panels.map((panel) => panel.id);
 if (new Set(ids).size !== ids.length) problems.push('panel ids repeat');
 const cells = new Map();
-for (const { title, gridPos: { x, y, w, h } } of dashboard.panels) {
+for (const {
+  title,
+  gridPos: { x, y, w, h },
+} of dashboard.panels) {
   if (x + w > 24) problems.push(`${title}: wider than the 24-column grid`);
   for (let col = x; col < x + w; col += 1) {
     for (let line = y; line < y + h; line += 1) {
@@ -347,8 +435,11 @@ failIfProblems('Grafana dashboard', problems);
 const notShown = [...known].filter((name) => !contract.has(name) && !used.has(name) && !alerts.includes(name));
 if (notShown.length > 0) console.log(`    note: newer metrics not on the dashboard yet: ${notShown.join(', ')}`);
 
-const rulesFile = process.argv.filter((arg) => !arg.startsWith('--')).at(-1) ?? path.join(repoRoot, 'dashboard-queries.rules.yaml');
+const rulesFile =
+  process.argv.filter((arg) => !arg.startsWith('--')).at(-1) ?? path.join(repoRoot, 'dashboard-queries.rules.yaml');
 const substituted = (expr) => expr.replaceAll('$__rate_interval', '5m').replace(/\$(job|instance|account)\b/g, '.*');
 const recording = exprs.map(({ expr }, index) => ({ record: `dashboard:query_${index}`, expr: substituted(expr) }));
 writeFileSync(rulesFile, stringify({ groups: [{ name: 'dashboard-queries', rules: recording }] }));
-console.log(`    ${dashboard.panels.filter((p) => p.type !== 'row').length} panels, ${exprs.length} queries, ${contract.size} contract metrics covered`);
+console.log(
+  `    ${dashboard.panels.filter((p) => p.type !== 'row').length} panels, ${exprs.length} queries, ${contract.size} contract metrics covered`,
+);

@@ -45,7 +45,11 @@ export function toolsRequire() {
 export function readManifests(file) {
   const docs = [];
   for (const doc of parseAllDocuments(readFileSync(file, 'utf8'), { version: '1.1' })) {
-    if (doc.errors.length > 0) failIfProblems(`${file} is not valid YAML`, doc.errors.map((e) => e.message));
+    if (doc.errors.length > 0)
+      failIfProblems(
+        `${file} is not valid YAML`,
+        doc.errors.map((e) => e.message),
+      );
     const value = doc.toJS({ maxAliasCount: 100 });
     if (value !== null && value !== undefined) docs.push(value);
   }

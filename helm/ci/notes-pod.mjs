@@ -13,7 +13,12 @@ const lines = notes.split('\n');
 const start = lines.findIndex((line) => line === '    metadata:');
 const end = lines.findIndex((line, index) => index > start && line.trim() !== '' && !line.startsWith('    '));
 if (start < 0 || end < 0) failIfProblems('NOTES', ['no pod snippet (an indented `metadata:` ... block) in the NOTES']);
-const snippet = parseYaml(lines.slice(start, end).map((line) => line.slice(4)).join('\n'));
+const snippet = parseYaml(
+  lines
+    .slice(start, end)
+    .map((line) => line.slice(4))
+    .join('\n'),
+);
 const pod = {
   apiVersion: 'v1',
   kind: 'Pod',

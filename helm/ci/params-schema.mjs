@@ -19,7 +19,9 @@ const params = metadata.parameters.filter((param) => !param.skip);
 const problems = [];
 
 /** A schema node that accepts keys it does not list: an object with no `properties`, or with `additionalProperties` other than false. */
-const isOpen = (node) => node.type === 'object' && (!node.properties || (node.additionalProperties !== undefined && node.additionalProperties !== false));
+const isOpen = (node) =>
+  node.type === 'object' &&
+  (!node.properties || (node.additionalProperties !== undefined && node.additionalProperties !== false));
 
 /** The schema node of a dotted key (following `properties`), 'open' when an open object above holds it, or undefined. */
 function schemaAt(key) {
@@ -33,13 +35,18 @@ function schemaAt(key) {
 }
 
 for (const param of params) {
-  if (!schemaAt(param.name)) problems.push(`@${param.extra ? 'extra' : 'param'} ${param.name}: not a property in values.schema.json`);
+  if (!schemaAt(param.name))
+    problems.push(`@${param.extra ? 'extra' : 'param'} ${param.name}: not a property in values.schema.json`);
 }
 
 const documented = new Set(params.map((param) => param.name));
-const covering = params.filter((param) => param.modifiers.includes('object') || param.modifiers.includes('array')).map((param) => param.name);
+const covering = params
+  .filter((param) => param.modifiers.includes('object') || param.modifiers.includes('array'))
+  .map((param) => param.name);
 const isDocumented = (key) =>
-  documented.has(key) || covering.some((name) => key.startsWith(`${name}.`)) || params.some((param) => param.name.startsWith(`${key}.`));
+  documented.has(key) ||
+  covering.some((name) => key.startsWith(`${name}.`)) ||
+  params.some((param) => param.name.startsWith(`${key}.`));
 
 /** The schema's properties, dotted; `config` (the product's own schema, generated) counts as one. */
 function schemaKeys(node, prefix) {
@@ -55,4 +62,6 @@ for (const key of schemaKeys(schema, '')) {
 
 failIfProblems('values.yaml @param documentation against values.schema.json', problems);
 const sections = metadata.sections.length;
-console.log(`    ${params.filter((p) => !p.extra).length} @params and ${params.filter((p) => p.extra).length} @extras in ${sections} sections match values.schema.json`);
+console.log(
+  `    ${params.filter((p) => !p.extra).length} @params and ${params.filter((p) => p.extra).length} @extras in ${sections} sections match values.schema.json`,
+);

@@ -8,7 +8,18 @@
 // and exit 0 on SIGTERM. Everything listens on 127.0.0.1 only.
 //   node helm/ci/smoke.mjs RENDERED_CHART.yaml
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -44,10 +55,16 @@ async function run() {
   chmodSync(dir, 0o755);
   const app = path.join(dir, 'app');
   mkdirSync(app);
-  for (const file of ['package.json', 'package-lock.json']) copyFileSync(path.join(repoRoot, file), path.join(app, file));
-  execFileSync('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: app, stdio: ['ignore', 'ignore', 'inherit'] });
+  for (const file of ['package.json', 'package-lock.json'])
+    copyFileSync(path.join(repoRoot, file), path.join(app, file));
+  execFileSync('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error'], {
+    cwd: app,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   cpSync(path.join(repoRoot, 'dist'), path.join(app, 'dist'), { recursive: true });
-  const devOnly = Object.keys(JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')).devDependencies ?? {});
+  const devOnly = Object.keys(
+    JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')).devDependencies ?? {},
+  );
   console.log(`    runtime stage: production dependencies only (${devOnly.length} dev dependencies left out)`);
 
   // A token endpoint that speaks both dialects, and an upstream that reports the Authorization it got.
@@ -58,7 +75,17 @@ async function run() {
       tokensIssued += 1;
       const token = `smoke-token-${tokensIssued}`;
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ access_token: token, token_type: 'Bearer', expires_in: 3600, success: true, token, tokenLifetime: 3600, refreshToken: `r${tokensIssued}` }));
+      res.end(
+        JSON.stringify({
+          access_token: token,
+          token_type: 'Bearer',
+          expires_in: 3600,
+          success: true,
+          token,
+          tokenLifetime: 3600,
+          refreshToken: `r${tokensIssued}`,
+        }),
+      );
     });
   });
   const upstream = await listen((req, res) => {
@@ -95,7 +122,8 @@ async function run() {
   const configFile = path.join(dir, 'config.yaml');
   writeFileSync(configFile, stringify(config), { mode: 0o444 });
   const env = { PATH: process.env.PATH, NODE_ENV: 'production' };
-  for (const [, name] of configMap.data['config.yaml'].matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)/g)) env[name] = `placeholder-${name.toLowerCase()}`;
+  for (const [, name] of configMap.data['config.yaml'].matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)/g))
+    env[name] = `placeholder-${name.toLowerCase()}`;
 
   const nodeArgs = [...IMAGE_NODE_FLAGS, 'dist/cli.js', '--config', configFile];
   const [command, args] = asRoot
@@ -110,24 +138,31 @@ async function run() {
 
   const admin = `http://127.0.0.1:${adminPort}`;
   if ((await waitFor(`${admin}/healthz`, (r) => r.status === 200)) === undefined) fail('/healthz never answered 200');
-  console.log(`    /healthz 200 (uid ${asRoot ? uidOf(child.pid) : process.getuid?.()}, started as the image starts it: node ${nodeArgs.slice(0, -2).join(' ')})`);
+  console.log(
+    `    /healthz 200 (uid ${asRoot ? uidOf(child.pid) : process.getuid?.()}, started as the image starts it: node ${nodeArgs.slice(0, -2).join(' ')})`,
+  );
   if (asRoot && uidOf(child.pid) !== IMAGE_UID) fail(`the process runs as uid ${uidOf(child.pid)}, not ${IMAGE_UID}`);
   const ready = await waitFor(`${admin}/readyz`, (r) => r.status === 200);
   if (!ready) fail('/readyz never answered 200');
   console.log(`    /readyz 200 after ${tokensIssued} token request(s)`);
   const proxied = await get(`http://127.0.0.1:${dataPort}/smoke`);
   const body = JSON.parse(proxied.body || '{}');
-  if (proxied.status !== 200 || !/^Bearer smoke-token-\d+$/.test(body.authorization ?? '')) fail(`the data plane answered ${proxied.status} ${proxied.body}`);
+  if (proxied.status !== 200 || !/^Bearer smoke-token-\d+$/.test(body.authorization ?? ''))
+    fail(`the data plane answered ${proxied.status} ${proxied.body}`);
   console.log('    the data plane forwarded with Authorization: Bearer <token>');
   const state = statSync(stateFile);
-  if ((state.mode & 0o777) !== 0o600 || (asRoot && state.uid !== IMAGE_UID)) fail(`the state file is mode ${(state.mode & 0o777).toString(8)} uid ${state.uid}`);
+  if ((state.mode & 0o777) !== 0o600 || (asRoot && state.uid !== IMAGE_UID))
+    fail(`the state file is mode ${(state.mode & 0o777).toString(8)} uid ${state.uid}`);
   console.log(`    file store: ${path.basename(stateFile)} written, mode 600, owned by the process's user`);
   const metrics = await get(`${admin}/metrics`);
   if (!metrics.body.includes('bearer_sidecar_token_valid{')) fail('/metrics has no bearer_sidecar_token_valid');
 
   const stopAt = Date.now();
   child.kill('SIGTERM');
-  const { code, signal } = await Promise.race([exited, sleep(30_000, undefined, { ref: false }).then(() => ({ code: 'timeout' }))]);
+  const { code, signal } = await Promise.race([
+    exited,
+    sleep(30_000, undefined, { ref: false }).then(() => ({ code: 'timeout' })),
+  ]);
   if (code !== 0) fail(`SIGTERM: exit ${code ?? signal}, expected 0`);
   console.log(`    SIGTERM: drained and exited 0 in ${Date.now() - stopAt} ms`);
 }

@@ -19,7 +19,9 @@ if (args.includes('--rules')) {
 }
 const labelAt = args.indexOf('--label');
 const label = labelAt >= 0 ? args.splice(labelAt, 2)[1] : 'manifests';
-const entries = args.flatMap((file) => readManifests(file).map((object) => ({ object, file: path.relative(repoRoot, file) })));
+const entries = args.flatMap((file) =>
+  readManifests(file).map((object) => ({ object, file: path.relative(repoRoot, file) })),
+);
 if (entries.length === 0) failIfProblems(label, ['no objects rendered']);
 
 // Imported here, not above: the context needs dist/ (the product's loadConfig) and the CI tools, --rules neither.

@@ -37,10 +37,16 @@ export function createAdminApp(options: AdminOptions): Express {
 
   app.get('/status', (req, res) => {
     const now = options.now();
-    const accounts = Object.fromEntries(options.accounts.map((account) => [account.name, accountStatusJson(account, now)]));
+    const accounts = Object.fromEntries(
+      options.accounts.map((account) => [account.name, accountStatusJson(account, now)]),
+    );
     if (req.query.format !== 'json' && req.accepts(['application/json', 'text/html']) === 'text/html') {
       res.set('content-security-policy', STATUS_PAGE_CSP).set('cache-control', 'no-store');
-      res.type('html').send(statusPageHtml({ now, store: options.storeType, accounts, refreshSeconds: refreshParam(req.query.refresh) }));
+      res
+        .type('html')
+        .send(
+          statusPageHtml({ now, store: options.storeType, accounts, refreshSeconds: refreshParam(req.query.refresh) }),
+        );
       return;
     }
     res.json({ now: new Date(now).toISOString(), store: options.storeType, accounts });
@@ -49,7 +55,10 @@ export function createAdminApp(options: AdminOptions): Express {
   app.post('/accounts/:name/refresh', (req, res) => {
     const account = byName.get(req.params.name);
     if (account === undefined) {
-      res.status(404).type('json').send(errorBody('no_route', `no account named ${JSON.stringify(req.params.name)}`));
+      res
+        .status(404)
+        .type('json')
+        .send(errorBody('no_route', `no account named ${JSON.stringify(req.params.name)}`));
       return;
     }
     const outcome = account.manager.requestRefresh('admin');
@@ -57,7 +66,10 @@ export function createAdminApp(options: AdminOptions): Express {
   });
 
   app.use((_req, res) => {
-    res.status(404).type('json').send(errorBody('no_route', 'admin endpoints: /metrics /healthz /readyz /status POST /accounts/NAME/refresh'));
+    res
+      .status(404)
+      .type('json')
+      .send(errorBody('no_route', 'admin endpoints: /metrics /healthz /readyz /status POST /accounts/NAME/refresh'));
   });
   app.use(undecodableRequest);
   return app;
@@ -70,7 +82,11 @@ function refreshParam(value: unknown): number | undefined {
 }
 
 /** `/readyz`: every account's reason when not ready; store trouble is a warning, not unreadiness. */
-function readinessOf(options: AdminOptions): { ready: boolean; reasons: Record<string, string>; warnings?: Record<string, string> } {
+function readinessOf(options: AdminOptions): {
+  ready: boolean;
+  reasons: Record<string, string>;
+  warnings?: Record<string, string>;
+} {
   const reasons: Record<string, string> = {};
   if (!options.accepting()) reasons['(sidecar)'] = 'shutting down';
   const warnings: Record<string, string> = {};
@@ -94,7 +110,10 @@ function undecodableRequest(error: unknown, _req: Request, res: Response, next: 
   }
   const status = (error as { status?: unknown }).status;
   if (typeof status === 'number' && status >= 400 && status < 500) {
-    res.status(400).type('json').send(errorBody('bad_request', 'the request could not be decoded (a malformed %-escape?)'));
+    res
+      .status(400)
+      .type('json')
+      .send(errorBody('bad_request', 'the request could not be decoded (a malformed %-escape?)'));
     return;
   }
   next(error);

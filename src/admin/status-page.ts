@@ -67,18 +67,41 @@ function card(name: string, a: AccountStatusDocument, now: number): string {
   const perMinute = a.tokenRequestsPerMinute;
   const lastHour = perMinute.reduce((sum, n) => sum + n, 0);
   const rows: Array<[string, string]> = [
-    ['fingerprint', a.fingerprint === null ? '<span class="muted">no token</span>' : `<code>${escapeHtml(a.fingerprint)}</code> <span class="muted">generation ${a.generation}</span>`],
-    ['expires', a.expiresAt === null ? '<span class="muted">—</span>' : `${countdown(a.expiresAt, now)} <span class="muted">${escapeHtml(a.expiresAt)}</span>`],
-    ['lifetime', a.lifetimeSeconds === null ? '<span class="muted">—</span>' : escapeHtml(formatDuration(a.lifetimeSeconds * 1000))],
+    [
+      'fingerprint',
+      a.fingerprint === null
+        ? '<span class="muted">no token</span>'
+        : `<code>${escapeHtml(a.fingerprint)}</code> <span class="muted">generation ${a.generation}</span>`,
+    ],
+    [
+      'expires',
+      a.expiresAt === null
+        ? '<span class="muted">—</span>'
+        : `${countdown(a.expiresAt, now)} <span class="muted">${escapeHtml(a.expiresAt)}</span>`,
+    ],
+    [
+      'lifetime',
+      a.lifetimeSeconds === null
+        ? '<span class="muted">—</span>'
+        : escapeHtml(formatDuration(a.lifetimeSeconds * 1000)),
+    ],
     [
       'next refresh',
-      a.nextRefreshAt === null ? '<span class="muted">none scheduled</span>' : `${countdown(a.nextRefreshAt, now)} <span class="muted">${escapeHtml(a.nextTrigger ?? '')} · ${escapeHtml(a.nextRefreshAt)}</span>`,
+      a.nextRefreshAt === null
+        ? '<span class="muted">none scheduled</span>'
+        : `${countdown(a.nextRefreshAt, now)} <span class="muted">${escapeHtml(a.nextTrigger ?? '')} · ${escapeHtml(a.nextRefreshAt)}</span>`,
     ],
-    ['last error', a.lastError === null ? '<span class="muted">none</span>' : `<span class="error">${escapeHtml(a.lastError.message)}</span> <span class="muted">${escapeHtml(a.lastError.at ?? '')}</span>`],
+    [
+      'last error',
+      a.lastError === null
+        ? '<span class="muted">none</span>'
+        : `<span class="error">${escapeHtml(a.lastError.message)}</span> <span class="muted">${escapeHtml(a.lastError.at ?? '')}</span>`,
+    ],
     ['token endpoint', `<code>${escapeHtml(a.tokenEndpoint)}</code>`],
     ['upstream', `<code>${escapeHtml(a.upstream)}</code>`],
   ];
-  if (a.requestsWaitingForToken > 0) rows.push(['waiting', `${a.requestsWaitingForToken} request(s) waiting for a token`]);
+  if (a.requestsWaitingForToken > 0)
+    rows.push(['waiting', `${a.requestsWaitingForToken} request(s) waiting for a token`]);
   const counts =
     a.tokenRequestsLastHour.length === 0
       ? '<p class="muted">no token requests in the last hour</p>'
@@ -144,7 +167,10 @@ function stateClass(a: AccountStatusDocument): string {
 }
 
 export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c);
+  return text.replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c,
+  );
 }
 
 const STYLE = `

@@ -66,7 +66,8 @@ export function accountStatusJson(view: AccountView, now: number): AccountStatus
   const status = view.status();
   const recent = view.history.since(now - LOOP_WINDOW_MS).length;
   // One request per `at` x lifetime is the expected pace; without a lifetime, nothing is expected.
-  const expected = status.lifetimeMs === undefined ? 1 : Math.max(1, LOOP_WINDOW_MS / (view.refreshAt * status.lifetimeMs));
+  const expected =
+    status.lifetimeMs === undefined ? 1 : Math.max(1, LOOP_WINDOW_MS / (view.refreshAt * status.lifetimeMs));
   return {
     state: status.state,
     ready: status.ready,
@@ -83,13 +84,18 @@ export function accountStatusJson(view: AccountView, now: number): AccountStatus
     nextRefreshAt: iso(status.nextRequestAt),
     nextTrigger: status.nextTrigger ?? null,
     lastTokenRequestAt: iso(status.lastRequestAt),
-    lastError: status.lastError === undefined ? null : { at: iso(status.lastError.at), message: status.lastError.message },
+    lastError:
+      status.lastError === undefined ? null : { at: iso(status.lastError.at), message: status.lastError.message },
     consecutiveFailures: status.consecutiveFailures,
     hasRefreshToken: status.hasRefreshToken,
     requestsWaitingForToken: status.waiting,
     tokenRequests: status.counts,
     tokenRequestsLastHour: view.history.countsSince(now - HOUR_MS),
     tokenRequestsPerMinute: view.history.perMinute(now, 60),
-    refreshLoop: { recent, expected: Math.round(expected * 10) / 10, suspected: recent >= 5 && (recent > LOOP_FACTOR * expected || recent > LOOP_ABSOLUTE) },
+    refreshLoop: {
+      recent,
+      expected: Math.round(expected * 10) / 10,
+      suspected: recent >= 5 && (recent > LOOP_FACTOR * expected || recent > LOOP_ABSOLUTE),
+    },
   };
 }

@@ -1,21 +1,25 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { randomBytes } from 'node:crypto';
 import { ConfigError } from '../config/load.js';
 import type { AccountConfig, ConfigProblem, OAuth2Auth, SidecarConfig } from '../config/resolve.js';
 import { upstreamTls } from '../config/tls.js';
 import { sendTokenRequest } from '../flows/http-client.js';
-import { buildAuthorizationCodeRequest, buildAuthorizeUrl, parseOAuth2Response, pkceChallenge, type AuthorizationCodeGrant } from '../flows/oauth2.js';
+import {
+  buildAuthorizationCodeRequest,
+  buildAuthorizeUrl,
+  parseOAuth2Response,
+  pkceChallenge,
+  type AuthorizationCodeGrant,
+} from '../flows/oauth2.js';
 import { createStore } from '../stores/index.js';
 import type { TokenState, TokenStore } from '../stores/types.js';
 import { exchangeToken } from '../tokens/exchange.js';
 import type { SendTokenRequest } from '../tokens/types.js';
 import { formatDuration } from '../util/duration.js';
-import { closeServer, listen } from '../util/http-server.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { checkWritableTarget, UnsafeFileError, writeRegularFile } from '../util/safe-file.js';
 import { Secret } from '../util/secret.js';
-import { scrubServerText } from '../util/scrub.js';
 import { readSecret } from '../util/secret-source.js';
+import { AuthorizeError, startRedirectListener } from './redirect-listener.js';
 
 /*
  * `bearer-sidecar authorize ACCOUNT` (docs/contract.md §2, seed 004): the one-time authorization_code
@@ -24,12 +28,7 @@ import { readSecret } from '../util/secret-source.js';
  * the refresh token stored where the sidecar will pick the chain up.
  */
 
-/** The authorization did not complete (denied, timed out, exchange rejected): the CLI exits 1. */
-export class AuthorizeError extends Error {
-  override name = 'AuthorizeError';
-}
-
-export const REDIRECT_PATH = '/callback';
+export { AuthorizeError, REDIRECT_PATH } from './redirect-listener.js';
 export const DEFAULT_REDIRECT_TIMEOUT_MS = 5 * 60_000;
 
 export interface AuthorizeOptions {
@@ -66,11 +65,19 @@ export async function runAuthorize(config: SidecarConfig, options: AuthorizeOpti
   const logger = options.logger ?? silentLogger();
   const verifier = new Secret(randomBytes(32).toString('base64url'));
   const { code, redirectUri } = await waitForCode(account, auth, verifier, options, logger);
-  const { state, refreshToken } = await exchangeCode(account, auth, { code, redirectUri, codeVerifier: verifier }, options);
+  const { state, refreshToken } = await exchangeCode(
+    account,
+    auth,
+    { code, redirectUri, codeVerifier: verifier },
+    options,
+  );
 
-  const storedRevision = config.store.type === 'memory' ? undefined : await saveToStore(config, account.name, state, options.store, logger);
+  const storedRevision =
+    config.store.type === 'memory' ? undefined : await saveToStore(config, account.name, state, options.store, logger);
   if (options.out !== undefined) await writeSecretFile(options.out, refreshToken);
-  options.print(nextSteps(config, account.name, { storedRevision, out: options.out, refreshToken, expiresAt: state.expiresAt }));
+  options.print(
+    nextSteps(config, account.name, { storedRevision, out: options.out, refreshToken, expiresAt: state.expiresAt }),
+  );
   return {
     account: account.name,
     redirectUri,
@@ -83,11 +90,21 @@ export async function runAuthorize(config: SidecarConfig, options: AuthorizeOpti
 }
 
 /** The browser part: print the URL to open, wait for the redirect that carries our state, and return its code. */
-async function waitForCode(account: AccountConfig, auth: AuthorizableAuth, verifier: Secret, options: AuthorizeOptions, logger: Logger): Promise<{ code: string; redirectUri: string }> {
+async function waitForCode(
+  account: AccountConfig,
+  auth: AuthorizableAuth,
+  verifier: Secret,
+  options: AuthorizeOptions,
+  logger: Logger,
+): Promise<{ code: string; redirectUri: string }> {
   const state = randomBytes(16).toString('base64url');
   const listener = await startRedirectListener(auth.redirectPort ?? 0, state, logger);
   try {
-    const url = buildAuthorizeUrl(auth, { redirectUri: listener.redirectUri, state, codeChallenge: pkceChallenge(verifier) });
+    const url = buildAuthorizeUrl(auth, {
+      redirectUri: listener.redirectUri,
+      state,
+      codeChallenge: pkceChallenge(verifier),
+    });
     const timeoutMs = options.redirectTimeoutMs ?? DEFAULT_REDIRECT_TIMEOUT_MS;
     options.print(
       [
@@ -111,7 +128,12 @@ async function waitForCode(account: AccountConfig, auth: AuthorizableAuth, verif
  * The code exchange (RFC 6749 §4.1.3), through the same token exchange as the sidecar's own
  * requests (clientAuth, bodyEncoding, R4 scrubbing, lifetime). It must yield a refresh token.
  */
-async function exchangeCode(account: AccountConfig, auth: AuthorizableAuth, grant: AuthorizationCodeGrant, options: AuthorizeOptions): Promise<{ state: TokenState; refreshToken: Secret }> {
+async function exchangeCode(
+  account: AccountConfig,
+  auth: AuthorizableAuth,
+  grant: AuthorizationCodeGrant,
+  options: AuthorizeOptions,
+): Promise<{ state: TokenState; refreshToken: Secret }> {
   const send = options.send ?? sendTokenRequest;
   const result = await exchangeToken(
     {
@@ -126,11 +148,14 @@ async function exchangeCode(account: AccountConfig, auth: AuthorizableAuth, gran
     { clock: { now: options.now ?? Date.now }, policy: account.refresh },
   );
   if (result.outcome === 'unbuildable') throw result.error;
-  if (result.outcome === 'error' && result.thrown !== undefined) throw new AuthorizeError(`code exchange at ${auth.tokenUrl} failed: ${result.thrown.message}`);
+  if (result.outcome === 'error' && result.thrown !== undefined)
+    throw new AuthorizeError(`code exchange at ${auth.tokenUrl} failed: ${result.thrown.message}`);
   if (result.outcome !== 'success') throw new AuthorizeError(`code exchange ${result.outcome}: ${result.reason}`);
   const refreshToken = result.issued.refreshToken;
   if (refreshToken === undefined) {
-    throw new AuthorizeError('the token endpoint issued no refresh token: ask for offline access (e.g. scope "offline_access"), and allow the client grant refresh_token');
+    throw new AuthorizeError(
+      'the token endpoint issued no refresh token: ask for offline access (e.g. scope "offline_access"), and allow the client grant refresh_token',
+    );
   }
   return { state: result.state, refreshToken };
 }
@@ -139,113 +164,38 @@ async function exchangeCode(account: AccountConfig, auth: AuthorizableAuth, gran
 function authorizableAccount(config: SidecarConfig, name: string): AccountConfig {
   const account = config.accounts.find((candidate) => candidate.name === name);
   if (account === undefined) {
-    throw new ConfigError([{ path: `accounts.${name}`, message: `no such account (accounts: ${config.accounts.map((a) => a.name).join(', ')})` }]);
+    throw new ConfigError([
+      {
+        path: `accounts.${name}`,
+        message: `no such account (accounts: ${config.accounts.map((a) => a.name).join(', ')})`,
+      },
+    ]);
   }
   const path = `accounts.${name}.auth`;
-  if (account.auth.flow !== 'oauth2') throw new ConfigError([{ path: `${path}.flow`, message: `authorize needs flow oauth2 (authorization_code), not ${account.auth.flow}` }]);
+  if (account.auth.flow !== 'oauth2')
+    throw new ConfigError([
+      { path: `${path}.flow`, message: `authorize needs flow oauth2 (authorization_code), not ${account.auth.flow}` },
+    ]);
   const problems: ConfigProblem[] = [];
-  if (account.auth.authorizeUrl === undefined) problems.push({ path: `${path}.authorizeUrl`, message: "required for bearer-sidecar authorize (the server's authorization endpoint)" });
-  if (account.auth.clientId === undefined) problems.push({ path: `${path}.clientId`, message: 'required for bearer-sidecar authorize' });
+  if (account.auth.authorizeUrl === undefined)
+    problems.push({
+      path: `${path}.authorizeUrl`,
+      message: "required for bearer-sidecar authorize (the server's authorization endpoint)",
+    });
+  if (account.auth.clientId === undefined)
+    problems.push({ path: `${path}.clientId`, message: 'required for bearer-sidecar authorize' });
   if (problems.length > 0) throw new ConfigError(problems);
   return account;
 }
 
-interface RedirectListener {
-  redirectUri: string;
-  /** Resolves with the code of the first redirect whose state matches; rejects on an error answer or timeout. */
-  code(timeoutMs: number): Promise<string>;
-  close(): Promise<void>;
-}
-
-type RedirectOutcome = { code: string } | { error: Error };
-
-/** RFC 8252 §7.3: a loopback IP redirect on 127.0.0.1 (not "localhost", which may resolve elsewhere). */
-async function startRedirectListener(port: number, state: string, logger: Logger): Promise<RedirectListener> {
-  let settle: { resolve(code: string): void; reject(error: Error): void } | undefined;
-  let outcome: RedirectOutcome | undefined;
-  const finish = (result: RedirectOutcome) => {
-    if (outcome !== undefined) return;
-    outcome = result;
-    if (settle === undefined) return;
-    if ('code' in result) settle.resolve(result.code);
-    else settle.reject(result.error);
-  };
-  const server = createServer((req, res) => answerRedirect(req, res, { state, logger, answered: () => outcome !== undefined, finish }));
-  await listen(server, { host: '127.0.0.1', port });
-  const address = server.address();
-  const boundPort = typeof address === 'object' && address !== null ? address.port : port;
-  return {
-    redirectUri: `http://127.0.0.1:${boundPort}${REDIRECT_PATH}`,
-    code(timeoutMs) {
-      return new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => finish({ error: new AuthorizeError(`no redirect came back within ${formatDuration(timeoutMs)}`) }), timeoutMs);
-        settle = {
-          resolve: (code) => {
-            clearTimeout(timer);
-            resolve(code);
-          },
-          reject: (error) => {
-            clearTimeout(timer);
-            reject(error);
-          },
-        };
-        if (outcome !== undefined) finish(outcome);
-      });
-    },
-    close: () => closeServer(server, { force: true }),
-  };
-}
-
-/** One request to the redirect listener: the first redirect with our state ends the wait (`finish`), with a code or an error. */
-function answerRedirect(
-  req: IncomingMessage,
-  res: ServerResponse<IncomingMessage>,
-  listener: { state: string; logger: Logger; answered(): boolean; finish(result: RedirectOutcome): void },
-): void {
-  const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-  if (req.method !== 'GET' || url.pathname !== REDIRECT_PATH) {
-    page(res, 404, 'Not found', 'This is bearer-sidecar authorize: it only waits for the authorization server to redirect here.');
-    return;
-  }
-  const given = url.searchParams.get('state') ?? '';
-  if (!sameState(given, listener.state)) {
-    // Not our request (a stale tab, a forged link): refuse it and keep waiting for the real one.
-    listener.logger.warn({ path: REDIRECT_PATH }, 'redirect with a missing or wrong state refused');
-    page(res, 400, 'State does not match', 'This redirect does not belong to the running bearer-sidecar authorize. Start again from the URL it printed.');
-    return;
-  }
-  if (listener.answered()) {
-    page(res, 409, 'Already done', 'bearer-sidecar authorize has already received its answer.');
-    return;
-  }
-  const error = url.searchParams.get('error');
-  const code = url.searchParams.get('code');
-  if (error !== null || code === null || code === '') {
-    const description = url.searchParams.get('error_description');
-    // R4: the redirect's words are the server's (or anyone's who can open the URL): escaped and bounded.
-    const reason = scrubServerText(`${error ?? 'no code in the redirect'}${description ? `: ${description}` : ''}`, []);
-    page(res, 400, 'Not authorized', `The authorization server answered: ${reason}. bearer-sidecar authorize stops.`);
-    listener.finish({ error: new AuthorizeError(`the authorization server answered ${reason}`) });
-    return;
-  }
-  page(res, 200, 'Authorized', 'bearer-sidecar received the authorization and is exchanging it for tokens. You can close this tab; the terminal says what happens next.');
-  listener.finish({ code });
-}
-
-function sameState(given: string, expected: string): boolean {
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
-
-function page(res: ServerResponse<IncomingMessage>, status: number, title: string, text: string): void {
-  const escape = (value: string) => value.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-  res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'" });
-  res.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>bearer-sidecar: ${escape(title)}</title></head><body style="font-family:system-ui,sans-serif;margin:3rem"><h1>${escape(title)}</h1><p>${escape(text)}</p></body></html>`);
-}
-
 /** Compare-and-set against what is stored, so a chain saved meanwhile is replaced knowingly, never blindly. */
-async function saveToStore(config: SidecarConfig, account: string, state: TokenState, given: TokenStore | undefined, logger: Logger): Promise<number> {
+async function saveToStore(
+  config: SidecarConfig,
+  account: string,
+  state: TokenState,
+  given: TokenStore | undefined,
+  logger: Logger,
+): Promise<number> {
   const store = given ?? createStore(config.store, logger);
   try {
     await store.ready?.();
@@ -278,13 +228,23 @@ async function writeSecretFile(path: string, secret: Secret): Promise<void> {
     // R5: mode 0600, never through a symlink, never blocking on a FIFO.
     await writeRegularFile(path, `${secret.reveal()}\n`, { mode: 0o600 });
   } catch (error) {
-    const reason = error instanceof UnsafeFileError ? error.message : ((error as NodeJS.ErrnoException).code ?? (error as Error).message);
+    const reason =
+      error instanceof UnsafeFileError
+        ? error.message
+        : ((error as NodeJS.ErrnoException).code ?? (error as Error).message);
     throw new AuthorizeError(`cannot write --out ${path}: ${reason}`);
   }
 }
 
-function nextSteps(config: SidecarConfig, account: string, done: { storedRevision: number | undefined; out: string | undefined; refreshToken: Secret; expiresAt: number }): string {
-  const lines = ['', `Authorized: account ${account} has a refresh token (fingerprint ${done.refreshToken.fingerprint()}); the access token expires ${new Date(done.expiresAt).toISOString()}.`];
+function nextSteps(
+  config: SidecarConfig,
+  account: string,
+  done: { storedRevision: number | undefined; out: string | undefined; refreshToken: Secret; expiresAt: number },
+): string {
+  const lines = [
+    '',
+    `Authorized: account ${account} has a refresh token (fingerprint ${done.refreshToken.fingerprint()}); the access token expires ${new Date(done.expiresAt).toISOString()}.`,
+  ];
   if (done.storedRevision !== undefined) {
     lines.push(
       `Saved to the ${config.store.type} store (revision ${done.storedRevision}).`,

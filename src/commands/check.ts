@@ -90,8 +90,15 @@ export async function runCheck(config: SidecarConfig, options: CheckOptions = {}
     // An unreachable store is reported per account (each load fails), not as a crash.
     if (store.type !== 'memory') await store.ready?.().catch(() => undefined);
     const accounts: AccountCheck[] = [];
-    for (const account of config.accounts) accounts.push(await checkAccount(account, { store, login, now, send: options.send ?? sendTokenRequest }));
-    return { ok: accounts.every((account) => account.good), store: config.store.type, login, checkedAt: new Date(now()).toISOString(), accounts };
+    for (const account of config.accounts)
+      accounts.push(await checkAccount(account, { store, login, now, send: options.send ?? sendTokenRequest }));
+    return {
+      ok: accounts.every((account) => account.good),
+      store: config.store.type,
+      login,
+      checkedAt: new Date(now()).toISOString(),
+      accounts,
+    };
   } finally {
     if (ownStore) await store.close();
   }
@@ -108,10 +115,14 @@ interface AccountContext {
 type Finding = Partial<AccountCheck>;
 
 const FIX_SECRET = 'fix the secret (file path and permissions, or run bearer-sidecar authorize), then check again';
-const RETRY_UNREACHABLE = 'the sidecar would retry with backoff (1s to 5m): check the token URL, DNS, firewall and TLS (upstreamTls.caFile)';
-const RETRY_BAD_ANSWER = 'the sidecar would retry with backoff (1s to 5m): is the URL the token endpoint? see the README troubleshooting table';
-const FIX_CREDENTIALS = 'fix the credentials (username, password / client secret, accountId, clientAuth); the sidecar would retry once a minute';
-const REFRESH_TOKEN_DEAD = 'the refresh token is spent or revoked: run bearer-sidecar authorize, or put a new one in refreshTokenFile';
+const RETRY_UNREACHABLE =
+  'the sidecar would retry with backoff (1s to 5m): check the token URL, DNS, firewall and TLS (upstreamTls.caFile)';
+const RETRY_BAD_ANSWER =
+  'the sidecar would retry with backoff (1s to 5m): is the URL the token endpoint? see the README troubleshooting table';
+const FIX_CREDENTIALS =
+  'fix the credentials (username, password / client secret, accountId, clientAuth); the sidecar would retry once a minute';
+const REFRESH_TOKEN_DEAD =
+  'the refresh token is spent or revoked: run bearer-sidecar authorize, or put a new one in refreshTokenFile';
 
 /** One account's record, built once (blank) and filled in with what the check found. */
 async function checkAccount(account: AccountConfig, context: AccountContext): Promise<AccountCheck> {
@@ -125,7 +136,12 @@ async function findOut(account: AccountConfig, flow: TokenFlow, context: Account
   const persistent = context.store.type !== 'memory';
   const stored = persistent ? await loadStored(context.store, account.name) : undefined;
   if (stored instanceof Error) {
-    return { method: 'store', outcome: 'error', detail: `${context.store.type} store: ${stored.message}`, next: 'fix the store (store.url / store.path), then check again' };
+    return {
+      method: 'store',
+      outcome: 'error',
+      detail: `${context.store.type} store: ${stored.message}`,
+      next: 'fix the store (store.url / store.path), then check again',
+    };
   }
   // A stored chain belongs to the running sidecar: a check reads it, and never spends it.
   if (persistent && (!context.login || (!flow.canLogin && stored?.state.refreshToken !== undefined))) {
@@ -175,12 +191,19 @@ async function loadStored(store: TokenStore, account: string): Promise<StoredTok
 }
 
 /** T9: what the store holds for the account, and what a starting sidecar would do with it. */
-function fromStore(account: AccountConfig, stored: StoredToken | undefined, context: AccountContext, flow: TokenFlow): Finding {
+function fromStore(
+  account: AccountConfig,
+  stored: StoredToken | undefined,
+  context: AccountContext,
+  flow: TokenFlow,
+): Finding {
   if (stored === undefined) {
     return {
       outcome: 'empty',
       detail: 'nothing stored for this account yet',
-      next: flow.canLogin ? 'start the sidecar (it logs in), or run check --login to test the credentials' : `run bearer-sidecar authorize ${account.name}, or set refreshTokenFile`,
+      next: flow.canLogin
+        ? 'start the sidecar (it logs in), or run check --login to test the credentials'
+        : `run bearer-sidecar authorize ${account.name}, or set refreshTokenFile`,
     };
   }
   const { state, revision } = stored;
@@ -203,7 +226,12 @@ function fromStore(account: AccountConfig, stored: StoredToken | undefined, cont
       next: `${state.refreshToken === undefined ? 'log in' : 'refresh with the stored refresh token'} ${relative(dueAt, now)} (${account.refresh.at} x lifetime)`,
     };
   }
-  const renewal = state.refreshToken !== undefined ? 'refresh with the stored refresh token' : flow.canLogin ? 'log in' : 'nothing (no refresh token, no credentials)';
+  const renewal =
+    state.refreshToken !== undefined
+      ? 'refresh with the stored refresh token'
+      : flow.canLogin
+        ? 'log in'
+        : 'nothing (no refresh token, no credentials)';
   return {
     ...found,
     outcome: 'expired',
@@ -225,12 +253,29 @@ async function requestToken(account: AccountConfig, flow: TokenFlow, context: Ac
     { clock: { now: context.now }, policy: account.refresh },
   );
   if (result.outcome === 'unbuildable' || result.outcome === 'already_spent') {
-    return { method: 'none', outcome: 'rejected', detail: result.outcome === 'unbuildable' ? result.error.message : result.reason, next: FIX_SECRET };
+    return {
+      method: 'none',
+      outcome: 'rejected',
+      detail: result.outcome === 'unbuildable' ? result.error.message : result.reason,
+      next: FIX_SECRET,
+    };
   }
-  const sent: Finding = { method: 'token_request', kind: result.kind, httpStatus: result.httpStatus ?? null, durationMs: Math.round(result.durationMs) };
-  if (result.outcome === 'error' && result.thrown !== undefined) return { ...sent, outcome: 'error', detail: result.thrown.message, next: RETRY_UNREACHABLE };
+  const sent: Finding = {
+    method: 'token_request',
+    kind: result.kind,
+    httpStatus: result.httpStatus ?? null,
+    durationMs: Math.round(result.durationMs),
+  };
+  if (result.outcome === 'error' && result.thrown !== undefined)
+    return { ...sent, outcome: 'error', detail: result.thrown.message, next: RETRY_UNREACHABLE };
   if (result.outcome === 'error') return { ...sent, outcome: 'error', detail: result.reason, next: RETRY_BAD_ANSWER };
-  if (result.outcome === 'rejected') return { ...sent, outcome: 'rejected', detail: result.reason, next: result.kind === 'login' ? FIX_CREDENTIALS : REFRESH_TOKEN_DEAD };
+  if (result.outcome === 'rejected')
+    return {
+      ...sent,
+      outcome: 'rejected',
+      detail: result.reason,
+      next: result.kind === 'login' ? FIX_CREDENTIALS : REFRESH_TOKEN_DEAD,
+    };
   const found = { ...sent, ...describeNewToken(account, flow, result) };
   // A refresh-only account spent its configured refresh token: keep the chain going if we can.
   if (result.kind === 'refresh' && result.spentRefreshToken !== undefined && result.issued.refreshToken !== undefined) {
@@ -240,10 +285,19 @@ async function requestToken(account: AccountConfig, flow: TokenFlow, context: Ac
 }
 
 /** T1: the token obtained: its lifetime on the local clock, the server's skew, and when the sidecar would renew it. */
-function describeNewToken(account: AccountConfig, flow: TokenFlow, result: ExchangeSuccess): Finding & Pick<AccountCheck, 'detail'> {
+function describeNewToken(
+  account: AccountConfig,
+  flow: TokenFlow,
+  result: ExchangeSuccess,
+): Finding & Pick<AccountCheck, 'detail'> {
   const { lifetime, issued, sentAt } = result;
   const dueAt = sentAt + account.refresh.at * lifetime.lifetimeMs;
-  const renewal = issued.refreshToken !== undefined && flow.canRefresh ? 'refresh with the issued refresh token' : flow.canLogin ? 'log in again' : 'refresh again with the configured refresh token';
+  const renewal =
+    issued.refreshToken !== undefined && flow.canRefresh
+      ? 'refresh with the issued refresh token'
+      : flow.canLogin
+        ? 'log in again'
+        : 'refresh again with the configured refresh token';
   return {
     outcome: 'ok',
     good: true,
@@ -255,7 +309,10 @@ function describeNewToken(account: AccountConfig, flow: TokenFlow, result: Excha
     clockSkewSeconds: lifetime.skewMs === undefined ? null : Math.round(lifetime.skewMs / 100) / 10,
     fingerprint: issued.accessToken.fingerprint(),
     hasRefreshToken: issued.refreshToken !== undefined,
-    next: [`the sidecar would ${renewal} ${relative(dueAt, sentAt)} (${account.refresh.at} x lifetime)`, ...lifetimeNotes(lifetime)].join('; '),
+    next: [
+      `the sidecar would ${renewal} ${relative(dueAt, sentAt)} (${account.refresh.at} x lifetime)`,
+      ...lifetimeNotes(lifetime),
+    ].join('; '),
   };
 }
 
@@ -263,15 +320,23 @@ function describeNewToken(account: AccountConfig, flow: TokenFlow, result: Excha
 function lifetimeNotes(lifetime: ResolvedLifetime): string[] {
   const notes: string[] = [];
   if (lifetime.skewMs !== undefined && Math.abs(lifetime.skewMs) >= NOTABLE_SKEW_MS) {
-    notes.push(`the server clock is ${formatDuration(Math.abs(lifetime.skewMs))} ${lifetime.skewMs > 0 ? 'ahead' : 'behind'}: harmless for expiry (computed on the local clock from the lifetime), but check NTP`);
+    notes.push(
+      `the server clock is ${formatDuration(Math.abs(lifetime.skewMs))} ${lifetime.skewMs > 0 ? 'ahead' : 'behind'}: harmless for expiry (computed on the local clock from the lifetime), but check NTP`,
+    );
   }
-  if (lifetime.anomalies.includes('too_short')) notes.push('the lifetime is shorter than refresh.minInterval: lower refresh.minInterval');
+  if (lifetime.anomalies.includes('too_short'))
+    notes.push('the lifetime is shorter than refresh.minInterval: lower refresh.minInterval');
   if (lifetime.anomalies.includes('too_long')) notes.push('the lifetime was cut to refresh.maxLifetime');
   return notes;
 }
 
 /** T3: the server rotated the configured refresh token: store the new chain where the sidecar picks it up, or say it is lost. */
-async function keepRotatedChain(account: AccountConfig, detail: string, context: AccountContext, state: TokenState): Promise<Finding> {
+async function keepRotatedChain(
+  account: AccountConfig,
+  detail: string,
+  context: AccountContext,
+  state: TokenState,
+): Promise<Finding> {
   if (context.store.type === 'memory') {
     return {
       good: false,
@@ -287,37 +352,16 @@ async function keepRotatedChain(account: AccountConfig, detail: string, context:
       next: `run bearer-sidecar authorize ${account.name} for a new chain`,
     };
   }
-  return { revision: saved.record.revision, detail: `${detail}; the rotated refresh token was stored (revision ${saved.record.revision}): the sidecar goes on from it` };
+  return {
+    revision: saved.record.revision,
+    detail: `${detail}; the rotated refresh token was stored (revision ${saved.record.revision}): the sidecar goes on from it`,
+  };
 }
 
 function relative(at: number, now: number): string {
   const ms = at - now;
   if (Math.abs(ms) < 500) return 'now';
-  return ms > 0 ? `in ${formatDuration(ms)} (${new Date(at).toISOString()})` : `${formatDuration(-ms)} ago (${new Date(at).toISOString()})`;
-}
-
-/** The table for a person: one block per account, the same fields as --json, no secrets. */
-export function formatCheckReport(result: CheckResult): string {
-  const lines: string[] = [];
-  for (const a of result.accounts) {
-    const mark = a.good ? 'OK  ' : 'FAIL';
-    lines.push(`${mark} ${a.account} (${a.dialect})`);
-    const rows: Array<[string, string | null]> = [
-      ['token endpoint', a.tokenEndpoint],
-      ['checked', a.method === 'token_request' ? `${a.kind ?? 'token'} request sent` : a.method === 'store' ? `${result.store} store read (nothing sent)` : 'nothing sent'],
-      ['outcome', `${a.outcome}${a.detail === '' ? '' : `: ${a.detail}`}${a.durationMs === null ? '' : ` (${a.durationMs} ms)`}`],
-      ['lifetime', a.lifetimeSeconds === null ? null : `${formatDuration(a.lifetimeSeconds * 1000)}${a.lifetimeSource === null || a.lifetimeSource === 'lifetime' ? '' : ` (from ${a.lifetimeSource})`}${a.anomalies.length > 0 ? `; anomalies: ${a.anomalies.join(', ')}` : ''}`],
-      ['expires', a.expiresAt === null ? null : `${a.expiresAt} (local clock)`],
-      ['clock skew', a.clockSkewSeconds === null ? null : `${a.clockSkewSeconds >= 0 ? '+' : ''}${a.clockSkewSeconds}s (server Date minus local time)`],
-      ['fingerprint', a.fingerprint],
-      ['refresh token', a.hasRefreshToken === null ? null : a.hasRefreshToken ? 'yes' : 'no'],
-      ['revision', a.revision === null ? null : String(a.revision)],
-      ['next', a.next],
-    ];
-    for (const [key, value] of rows) if (value !== null) lines.push(`     ${key.padEnd(15)} ${value}`);
-    lines.push('');
-  }
-  const bad = result.accounts.filter((a) => !a.good).length;
-  lines.push(`${result.accounts.length} account${result.accounts.length === 1 ? '' : 's'}: ${result.accounts.length - bad} good${bad > 0 ? `, ${bad} with a problem` : ''} (store: ${result.store}${result.login ? ', --login' : ''})`);
-  return `${lines.join('\n')}\n`;
+  return ms > 0
+    ? `in ${formatDuration(ms)} (${new Date(at).toISOString()})`
+    : `${formatDuration(-ms)} ago (${new Date(at).toISOString()})`;
 }

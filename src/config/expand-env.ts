@@ -6,11 +6,18 @@ const REFERENCE = /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
  * Replaces `${VAR}` and `${VAR:-default}` in every string of a parsed config tree.
  * `$$` stands for a literal `$`. An unset variable without a default is a problem at its path.
  */
-export function expandEnv(value: unknown, env: NodeJS.ProcessEnv, problems: ConfigProblem[], path: string[] = []): unknown {
+export function expandEnv(
+  value: unknown,
+  env: NodeJS.ProcessEnv,
+  problems: ConfigProblem[],
+  path: string[] = [],
+): unknown {
   if (typeof value === 'string') return expandString(value, env, problems, path);
   if (Array.isArray(value)) return value.map((item, index) => expandEnv(item, env, problems, [...path, String(index)]));
   if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, expandEnv(item, env, problems, [...path, key])]));
+    return Object.fromEntries(
+      Object.entries(value).map(([key, item]) => [key, expandEnv(item, env, problems, [...path, key])]),
+    );
   }
   return value;
 }

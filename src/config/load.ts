@@ -39,15 +39,28 @@ export function loadConfig(options: LoadOptions): SidecarConfig {
 
   let raw: unknown;
   if (options.file !== undefined) {
-    const usedQuickFlags = SERVE_FLAGS.filter((spec) => spec.quickMode && flags[spec.name] !== undefined).map((spec) => `--${spec.name}`);
+    const usedQuickFlags = SERVE_FLAGS.filter((spec) => spec.quickMode && flags[spec.name] !== undefined).map(
+      (spec) => `--${spec.name}`,
+    );
     if (usedQuickFlags.length > 0) {
-      problems.push({ path: 'flags', message: `${usedQuickFlags.join(', ')} build a quick-mode account and cannot be combined with a config file` });
+      problems.push({
+        path: 'flags',
+        message: `${usedQuickFlags.join(', ')} build a quick-mode account and cannot be combined with a config file`,
+      });
     }
     raw = readConfigFile(options.file, problems);
   } else if (flags.upstream !== undefined) {
-    return withQuickModeFlags(() => parseConfig(quickModeConfig(flags), { env, flags, problems, authorizing: options.authorizing }));
+    return withQuickModeFlags(() =>
+      parseConfig(quickModeConfig(flags), { env, flags, problems, authorizing: options.authorizing }),
+    );
   } else {
-    throw new ConfigError([{ path: 'config', message: 'no configuration: pass --config FILE, set BEARER_SIDECAR_CONFIG, or use quick mode (--upstream URL ...)' }]);
+    throw new ConfigError([
+      {
+        path: 'config',
+        message:
+          'no configuration: pass --config FILE, set BEARER_SIDECAR_CONFIG, or use quick mode (--upstream URL ...)',
+      },
+    ]);
   }
   if (raw === undefined) throw new ConfigError(problems);
   return parseConfig(raw, { env, flags, problems, authorizing: options.authorizing });
@@ -71,7 +84,12 @@ function withQuickModeFlags(load: () => SidecarConfig): SidecarConfig {
 /** Expands, validates and resolves a config tree (from a file, quick mode, the demo or a test). */
 export function parseConfig(
   raw: unknown,
-  options: { env?: NodeJS.ProcessEnv; flags?: Record<string, string | undefined>; problems?: ConfigProblem[]; authorizing?: string } = {},
+  options: {
+    env?: NodeJS.ProcessEnv;
+    flags?: Record<string, string | undefined>;
+    problems?: ConfigProblem[];
+    authorizing?: string;
+  } = {},
 ): SidecarConfig {
   const problems = options.problems ?? [];
   const expanded = expandEnv(raw, options.env ?? process.env, problems);
@@ -82,8 +100,10 @@ export function parseConfig(
     throw new ConfigError(problems);
   }
   const config = resolveConfig(parsed.data, problems);
-  const bootstrapping = options.authorizing === undefined ? undefined : `accounts.${options.authorizing}.auth.refreshToken`;
-  const remaining = bootstrapping === undefined ? problems : problems.filter((problem) => !problem.path.startsWith(bootstrapping));
+  const bootstrapping =
+    options.authorizing === undefined ? undefined : `accounts.${options.authorizing}.auth.refreshToken`;
+  const remaining =
+    bootstrapping === undefined ? problems : problems.filter((problem) => !problem.path.startsWith(bootstrapping));
   if (remaining.length > 0) throw new ConfigError(remaining);
   return config;
 }
@@ -107,7 +127,10 @@ function readConfigFile(file: string, problems: ConfigProblem[]): unknown {
     }
     return value;
   } catch (error) {
-    problems.push({ path: 'config', message: `${file} is not valid YAML or JSON: ${(error as Error).message.split('\n')[0]}` });
+    problems.push({
+      path: 'config',
+      message: `${file} is not valid YAML or JSON: ${(error as Error).message.split('\n')[0]}`,
+    });
     return undefined;
   }
 }
@@ -125,12 +148,18 @@ function zodProblems(error: z.ZodError): ConfigProblem[] {
   return error.issues.map((issue) => {
     const path = issue.path.map(String).join('.') || '(root)';
     if (issue.code === 'unrecognized_keys') {
-      return { path, message: `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((key) => JSON.stringify(key)).join(', ')}` };
+      return {
+        path,
+        message: `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((key) => JSON.stringify(key)).join(', ')}`,
+      };
     }
     if (issue.code === 'invalid_union' && 'discriminator' in issue) {
       // zod already puts the discriminator at the end of the path; name it once.
       const discriminator = String(issue.discriminator);
-      return { path: path.endsWith(`.${discriminator}`) || path === discriminator ? path : `${path}.${discriminator}`, message: issue.message };
+      return {
+        path: path.endsWith(`.${discriminator}`) || path === discriminator ? path : `${path}.${discriminator}`,
+        message: issue.message,
+      };
     }
     return { path, message: issue.message };
   });

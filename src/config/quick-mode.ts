@@ -20,34 +20,77 @@ export const LOG_LEVEL_FLAG: FlagSpec = {
   description: 'fatal|error|warn|info|debug|trace|silent (overrides logLevel of the file)',
   default: 'info',
 };
-export const LOG_FORMAT_FLAG: FlagSpec = { name: 'log-format', value: 'FORMAT', description: 'json|pretty', default: 'pretty on a terminal, else json' };
+export const LOG_FORMAT_FLAG: FlagSpec = {
+  name: 'log-format',
+  value: 'FORMAT',
+  description: 'json|pretty',
+  default: 'pretty on a terminal, else json',
+};
 export const LOG_FLAGS: readonly FlagSpec[] = [LOG_LEVEL_FLAG, LOG_FORMAT_FLAG];
 
 /** Quick mode (docs/contract.md §2): these build one account named `default`. */
 export const QUICK_MODE_FLAGS: readonly FlagSpec[] = [
   { name: 'upstream', value: 'URL', description: 'base URL of the API to call', quickMode: true },
-  { name: 'flow', value: 'oauth2|session', description: 'token dialect', default: 'oauth2 (session with --login-url)', quickMode: true },
+  {
+    name: 'flow',
+    value: 'oauth2|session',
+    description: 'token dialect',
+    default: 'oauth2 (session with --login-url)',
+    quickMode: true,
+  },
   { name: 'token-url', value: 'URL', description: 'oauth2: token endpoint', quickMode: true },
-  { name: 'grant', value: 'GRANT', description: 'oauth2: client_credentials|password|refresh_token', default: 'client_credentials', quickMode: true },
+  {
+    name: 'grant',
+    value: 'GRANT',
+    description: 'oauth2: client_credentials|password|refresh_token',
+    default: 'client_credentials',
+    quickMode: true,
+  },
   { name: 'client-id', value: 'ID', description: 'oauth2: client id', quickMode: true },
   { name: 'client-secret-file', value: 'FILE', description: 'oauth2: file holding the client secret', quickMode: true },
   { name: 'scope', value: 'SCOPE', description: 'oauth2: scope', quickMode: true },
   { name: 'audience', value: 'AUD', description: 'oauth2: audience', quickMode: true },
   { name: 'username', value: 'NAME', description: 'oauth2 password grant / session: user name', quickMode: true },
   { name: 'password-file', value: 'FILE', description: 'file holding the password', quickMode: true },
-  { name: 'refresh-token-file', value: 'FILE', description: 'oauth2 refresh_token grant: file holding the refresh token', quickMode: true },
+  {
+    name: 'refresh-token-file',
+    value: 'FILE',
+    description: 'oauth2 refresh_token grant: file holding the refresh token',
+    quickMode: true,
+  },
   { name: 'login-url', value: 'URL', description: 'session: login endpoint', quickMode: true },
-  { name: 'refresh-url', value: 'URL', description: 'session: refresh endpoint', default: 'none: every renewal is a login', quickMode: true },
+  {
+    name: 'refresh-url',
+    value: 'URL',
+    description: 'session: refresh endpoint',
+    default: 'none: every renewal is a login',
+    quickMode: true,
+  },
   { name: 'account-id', value: 'ID', description: 'session: account_id sent at login', quickMode: true },
 ];
 
-export const CONFIG_FLAG: FlagSpec = { name: 'config', value: 'FILE', description: 'YAML or JSON config file', default: 'quick mode from the flags below' };
+export const CONFIG_FLAG: FlagSpec = {
+  name: 'config',
+  value: 'FILE',
+  description: 'YAML or JSON config file',
+  default: 'quick mode from the flags below',
+};
 
 export const SERVE_FLAGS: readonly FlagSpec[] = [
   CONFIG_FLAG,
   ...LOG_FLAGS,
-  { name: 'listen', value: '[HOST:]PORT', description: 'data plane address (overrides listen of the file)', default: '127.0.0.1:8080' },
-  { name: 'admin', value: '[HOST:]PORT', description: 'admin address (overrides admin of the file)', default: '127.0.0.1:9464' },
+  {
+    name: 'listen',
+    value: '[HOST:]PORT',
+    description: 'data plane address (overrides listen of the file)',
+    default: '127.0.0.1:8080',
+  },
+  {
+    name: 'admin',
+    value: '[HOST:]PORT',
+    description: 'admin address (overrides admin of the file)',
+    default: '127.0.0.1:9464',
+  },
   ...QUICK_MODE_FLAGS,
 ];
 
@@ -62,12 +105,17 @@ const TRUE_VALUES = new Set(['1', 'true', 'yes', 'on']);
  * Flag values with their env twins filled in where the flag itself was not given.
  * Boolean flags hold 'true' when on, undefined when off.
  */
-export function withEnvTwins(flags: Record<string, string | undefined>, env: NodeJS.ProcessEnv, specs: readonly FlagSpec[] = SERVE_FLAGS): Record<string, string | undefined> {
+export function withEnvTwins(
+  flags: Record<string, string | undefined>,
+  env: NodeJS.ProcessEnv,
+  specs: readonly FlagSpec[] = SERVE_FLAGS,
+): Record<string, string | undefined> {
   const merged: Record<string, string | undefined> = {};
   for (const spec of specs) {
     const fromEnv = nonEmpty(env[envTwin(spec.name)]);
     if (spec.value === undefined) {
-      merged[spec.name] = flags[spec.name] ?? (fromEnv !== undefined && TRUE_VALUES.has(fromEnv.toLowerCase()) ? 'true' : undefined);
+      merged[spec.name] =
+        flags[spec.name] ?? (fromEnv !== undefined && TRUE_VALUES.has(fromEnv.toLowerCase()) ? 'true' : undefined);
     } else {
       merged[spec.name] = flags[spec.name] ?? fromEnv;
     }
@@ -88,7 +136,13 @@ export function parseHostPort(text: string): { host?: string; port: unknown } {
 }
 
 /** Which flag sets which `auth` key, per flow (quick mode builds one account named `default`). */
-const SESSION_AUTH_FLAGS = { loginUrl: 'login-url', refreshUrl: 'refresh-url', username: 'username', passwordFile: 'password-file', accountId: 'account-id' } as const;
+const SESSION_AUTH_FLAGS = {
+  loginUrl: 'login-url',
+  refreshUrl: 'refresh-url',
+  username: 'username',
+  passwordFile: 'password-file',
+  accountId: 'account-id',
+} as const;
 const OAUTH2_AUTH_FLAGS = {
   tokenUrl: 'token-url',
   grant: 'grant',
@@ -117,7 +171,9 @@ export function quickModeConfig(flags: Record<string, string | undefined>): Reco
 export function quickModeFlagFor(path: string): string | undefined {
   if (path === `${QUICK_ACCOUNT_PATH}.upstream`) return 'upstream';
   if (path === `${QUICK_ACCOUNT_PATH}.auth.flow`) return 'flow';
-  const key = path.startsWith(`${QUICK_ACCOUNT_PATH}.auth.`) ? path.slice(`${QUICK_ACCOUNT_PATH}.auth.`.length) : undefined;
+  const key = path.startsWith(`${QUICK_ACCOUNT_PATH}.auth.`)
+    ? path.slice(`${QUICK_ACCOUNT_PATH}.auth.`.length)
+    : undefined;
   if (key === undefined) return undefined;
   return (OAUTH2_AUTH_FLAGS as Record<string, string>)[key] ?? (SESSION_AUTH_FLAGS as Record<string, string>)[key];
 }

@@ -41,8 +41,10 @@ export interface SessionAuth extends Omit<SessionAuthConfig, 'password' | 'passw
   password: SecretSource;
 }
 
-export interface OAuth2Auth
-  extends Omit<OAuth2AuthConfig, 'clientSecret' | 'clientSecretFile' | 'password' | 'passwordFile' | 'refreshToken' | 'refreshTokenFile'> {
+export interface OAuth2Auth extends Omit<
+  OAuth2AuthConfig,
+  'clientSecret' | 'clientSecretFile' | 'password' | 'passwordFile' | 'refreshToken' | 'refreshTokenFile'
+> {
   clientSecret?: SecretSource;
   password?: SecretSource;
   refreshToken?: SecretSource;
@@ -80,9 +82,7 @@ export interface SidecarConfig {
 
 /** Turns a schema-valid config into the typed form the app runs on, checking what spans fields. */
 export function resolveConfig(raw: RawConfig, problems: ConfigProblem[]): SidecarConfig {
-  const accounts = Object.entries(raw.accounts).map(([name, account]) =>
-    resolveAccount(name, account, raw, problems),
-  );
+  const accounts = Object.entries(raw.accounts).map(([name, account]) => resolveAccount(name, account, raw, problems));
   if (accounts.length === 0) problems.push({ path: 'accounts', message: 'at least one account is required' });
   checkRoutes(raw, accounts, problems);
   checkStore(raw.store, problems);
@@ -116,7 +116,8 @@ function resolveAccount(name: string, raw: RawAccount, global: RawConfig, proble
     defaultLifetimeMs: pick('defaultLifetime') ?? REFRESH_DEFAULTS.defaultLifetime,
     maxLifetimeMs: pick('maxLifetime') ?? REFRESH_DEFAULTS.maxLifetime,
   };
-  if (refresh.defaultLifetimeMs <= 0) problems.push({ path: `${path}.refresh.defaultLifetime`, message: 'must be greater than 0' });
+  if (refresh.defaultLifetimeMs <= 0)
+    problems.push({ path: `${path}.refresh.defaultLifetime`, message: 'must be greater than 0' });
   if (refresh.maxLifetimeMs < refresh.defaultLifetimeMs) {
     problems.push({ path: `${path}.refresh.maxLifetime`, message: 'must be at least refresh.defaultLifetime' });
   }
@@ -144,11 +145,17 @@ function resolveAccount(name: string, raw: RawAccount, global: RawConfig, proble
 function resolveSession(auth: SessionAuthConfig, path: string, problems: ConfigProblem[]): SessionAuth {
   const { password: inline, passwordFile, ...rest } = auth;
   const password = secretSource(inline, passwordFile, `${path}.password`, problems);
-  if (password === undefined) problems.push({ path: `${path}.password`, message: 'required for flow session (password or passwordFile)' });
+  if (password === undefined)
+    problems.push({ path: `${path}.password`, message: 'required for flow session (password or passwordFile)' });
   return { ...rest, password: password ?? { kind: 'value', secret: new Secret('') } };
 }
 
-function resolveOAuth2(auth: OAuth2AuthConfig, path: string, problems: ConfigProblem[], context: { chainInStore: boolean }): OAuth2Auth {
+function resolveOAuth2(
+  auth: OAuth2AuthConfig,
+  path: string,
+  problems: ConfigProblem[],
+  context: { chainInStore: boolean },
+): OAuth2Auth {
   const { clientSecret, clientSecretFile, password, passwordFile, refreshToken, refreshTokenFile, ...rest } = auth;
   const resolved: OAuth2Auth = {
     ...rest,
@@ -157,12 +164,18 @@ function resolveOAuth2(auth: OAuth2AuthConfig, path: string, problems: ConfigPro
     refreshToken: secretSource(refreshToken, refreshTokenFile, `${path}.refreshToken`, problems),
   };
   if (resolved.grant === 'password') {
-    if (resolved.username === undefined) problems.push({ path: `${path}.username`, message: 'required for grant password' });
-    if (resolved.password === undefined) problems.push({ path: `${path}.password`, message: 'required for grant password (password or passwordFile)' });
+    if (resolved.username === undefined)
+      problems.push({ path: `${path}.username`, message: 'required for grant password' });
+    if (resolved.password === undefined)
+      problems.push({ path: `${path}.password`, message: 'required for grant password (password or passwordFile)' });
   }
   // With a file/redis store the chain may live there alone (put there by `bearer-sidecar authorize`).
   if (resolved.grant === 'refresh_token' && resolved.refreshToken === undefined && !context.chainInStore) {
-    problems.push({ path: `${path}.refreshToken`, message: 'required for grant refresh_token with the memory store (refreshToken or refreshTokenFile; bearer-sidecar authorize makes one)' });
+    problems.push({
+      path: `${path}.refreshToken`,
+      message:
+        'required for grant refresh_token with the memory store (refreshToken or refreshTokenFile; bearer-sidecar authorize makes one)',
+    });
   }
   if (resolved.grant === 'client_credentials' && resolved.clientId === undefined) {
     problems.push({ path: `${path}.clientId`, message: 'required for grant client_credentials' });
@@ -178,7 +191,12 @@ function resolveOAuth2(auth: OAuth2AuthConfig, path: string, problems: ConfigPro
  * R6: an empty secret is a problem, never sent; a file is read now (R5: a regular file or a pipe,
  * at most 1 MiB) and its value kept as the last good one.
  */
-function secretSource(inline: string | undefined, file: string | undefined, path: string, problems: ConfigProblem[]): SecretSource | undefined {
+function secretSource(
+  inline: string | undefined,
+  file: string | undefined,
+  path: string,
+  problems: ConfigProblem[],
+): SecretSource | undefined {
   if (inline !== undefined && file !== undefined) {
     problems.push({ path, message: `set either ${lastKey(path)} or ${lastKey(path)}File, not both` });
   }
@@ -212,12 +230,16 @@ function checkRegularFile(file: string, path: string, problems: ConfigProblem[])
 function checkRoutes(raw: RawConfig, accounts: AccountConfig[], problems: ConfigProblem[]): void {
   const defaults = accounts.filter((account) => account.isDefault);
   if (defaults.length > 1) {
-    problems.push({ path: `accounts.${defaults[1]?.name}.default`, message: `only one account may be the default (also set on ${defaults[0]?.name})` });
+    problems.push({
+      path: `accounts.${defaults[1]?.name}.default`,
+      message: `only one account may be the default (also set on ${defaults[0]?.name})`,
+    });
   }
   const taken = new Map<number, string>();
   if ('port' in raw.listen && raw.listen.port !== 0) taken.set(raw.listen.port, 'listen.port');
   if (raw.admin.port !== 0) {
-    if (taken.has(raw.admin.port)) problems.push({ path: 'admin.port', message: `port ${raw.admin.port} is already used by listen.port` });
+    if (taken.has(raw.admin.port))
+      problems.push({ path: 'admin.port', message: `port ${raw.admin.port} is already used by listen.port` });
     taken.set(raw.admin.port, 'admin.port');
   }
   const prefixes = new Map<string, string>();
@@ -225,12 +247,20 @@ function checkRoutes(raw: RawConfig, accounts: AccountConfig[], problems: Config
     const { port, pathPrefix } = account.route;
     if (port !== undefined && port !== 0) {
       const owner = taken.get(port);
-      if (owner !== undefined) problems.push({ path: `accounts.${account.name}.route.port`, message: `port ${port} is already used by ${owner}` });
+      if (owner !== undefined)
+        problems.push({
+          path: `accounts.${account.name}.route.port`,
+          message: `port ${port} is already used by ${owner}`,
+        });
       taken.set(port, `accounts.${account.name}.route.port`);
     }
     if (pathPrefix !== undefined) {
       const owner = prefixes.get(pathPrefix);
-      if (owner !== undefined) problems.push({ path: `accounts.${account.name}.route.pathPrefix`, message: `${pathPrefix} is already the prefix of ${owner}` });
+      if (owner !== undefined)
+        problems.push({
+          path: `accounts.${account.name}.route.pathPrefix`,
+          message: `${pathPrefix} is already the prefix of ${owner}`,
+        });
       prefixes.set(pathPrefix, account.name);
     }
   }
@@ -257,7 +287,10 @@ function checkStatePath(path: string, problems: ConfigProblem[]): void {
   try {
     accessSync(dir, constants.W_OK);
   } catch (error) {
-    problems.push({ path: 'store.path', message: `cannot write in ${dir} (${(error as NodeJS.ErrnoException).code ?? 'error'})` });
+    problems.push({
+      path: 'store.path',
+      message: `cannot write in ${dir} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+    });
   }
   let stats: Stats;
   try {
@@ -282,7 +315,10 @@ function buildAllowList(entries: readonly string[], problems: ConfigProblem[]): 
     const maxPrefix = family === 6 ? 128 : 32;
     const prefix = match?.[2] === undefined ? maxPrefix : Number(match[2]);
     if (match === null || family === 0 || prefix > maxPrefix) {
-      problems.push({ path: `inbound.allow.${index}`, message: `not an address or CIDR range: ${JSON.stringify(entry)}` });
+      problems.push({
+        path: `inbound.allow.${index}`,
+        message: `not an address or CIDR range: ${JSON.stringify(entry)}`,
+      });
       return;
     }
     list.addSubnet(address, prefix, family === 6 ? 'ipv6' : 'ipv4');

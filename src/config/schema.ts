@@ -9,7 +9,10 @@ import { parseDuration } from '../util/duration.js';
 const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   const ms = parseDuration(value);
   if (ms === undefined) {
-    ctx.addIssue({ code: 'custom', message: `not a duration: ${JSON.stringify(value)} (use 500ms, 10s, 5m, 1h or a number of seconds)` });
+    ctx.addIssue({
+      code: 'custom',
+      message: `not a duration: ${JSON.stringify(value)} (use 500ms, 10s, 5m, 1h or a number of seconds)`,
+    });
     return z.NEVER;
   }
   return ms;
@@ -40,7 +43,9 @@ const MIN_GUARD_MS = 1_000;
 
 export const refreshPolicySchema = z.strictObject({
   at: z.number().gt(0).lt(1).optional(),
-  minInterval: duration.refine((ms) => ms >= MIN_GUARD_MS, { message: 'must be at least 1s (the loop guard needs a floor)' }).optional(),
+  minInterval: duration
+    .refine((ms) => ms >= MIN_GUARD_MS, { message: 'must be at least 1s (the loop guard needs a floor)' })
+    .optional(),
   timeout: duration.optional(),
   waitForToken: duration.optional(),
   retryOn: z.array(z.number().int().min(400).max(599)).optional(),
@@ -165,7 +170,10 @@ export const configSchema = z.strictObject({
   /** A client that sends no request-body bytes for this long is disconnected (stalled uploads). */
   clientIdleTimeout: duration.default(60_000),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  accounts: z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'account names use letters, digits, "_", "." and "-"'), accountSchema),
+  accounts: z.record(
+    z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'account names use letters, digits, "_", "." and "-"'),
+    accountSchema,
+  ),
 });
 
 export type RawConfig = z.output<typeof configSchema>;

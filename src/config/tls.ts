@@ -14,6 +14,11 @@ export interface TlsOptions {
 /** Extra CAs are added to Node's own, never replacing them (F4). R5: a regular file of at most 1 MiB. */
 export function upstreamTls(account: AccountConfig): TlsOptions {
   const caFile = account.tls.caFile;
-  const ca = caFile === undefined ? undefined : [...rootCertificates, readRegularFileSync(caFile, { maxBytes: FILE_LIMITS.secretOrKey }).toString('utf8')];
-  return ca === undefined ? { rejectUnauthorized: !account.tls.insecureSkipVerify } : { ca, rejectUnauthorized: !account.tls.insecureSkipVerify };
+  const ca =
+    caFile === undefined
+      ? undefined
+      : [...rootCertificates, readRegularFileSync(caFile, { maxBytes: FILE_LIMITS.secretOrKey }).toString('utf8')];
+  return ca === undefined
+    ? { rejectUnauthorized: !account.tls.insecureSkipVerify }
+    : { ca, rejectUnauthorized: !account.tls.insecureSkipVerify };
 }

@@ -19,11 +19,22 @@ export interface DemoHandle {
  * `bearer-sidecar demo`: a session-dialect token server with short, rotating tokens, an API
  * that refuses missing or expired tokens, and a sidecar in front. All on loopback.
  */
-export async function startDemo(options: { flags: Record<string, string | undefined>; logger: Logger }): Promise<DemoHandle> {
+export async function startDemo(options: {
+  flags: Record<string, string | undefined>;
+  logger: Logger;
+}): Promise<DemoHandle> {
   // Generated per run: the demo ships no credentials.
   const password = randomBytes(18).toString('base64url');
-  const tokenServer = await startSessionTokenServer({ username: 'demo', password, accountId: 42, lifetimeSeconds: DEMO_TOKEN_LIFETIME_SECONDS });
-  const upstream = await startDemoUpstream({ isValidToken: (token) => tokenServer.isValidToken(token), name: 'demo-fleet-api' });
+  const tokenServer = await startSessionTokenServer({
+    username: 'demo',
+    password,
+    accountId: 42,
+    lifetimeSeconds: DEMO_TOKEN_LIFETIME_SECONDS,
+  });
+  const upstream = await startDemoUpstream({
+    isValidToken: (token) => tokenServer.isValidToken(token),
+    name: 'demo-fleet-api',
+  });
   const config = parseConfig(
     {
       listen: { host: '127.0.0.1', port: 8080 },

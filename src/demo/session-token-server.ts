@@ -77,7 +77,14 @@ interface Reply {
  * server below only routes requests to it.
  */
 class SessionIssuer {
-  readonly stats: SessionTokenServerStats = { logins: 0, refreshes: 0, rejectedLogins: 0, rejectedRefreshes: 0, refreshTokenReuse: 0, requests: 0 };
+  readonly stats: SessionTokenServerStats = {
+    logins: 0,
+    refreshes: 0,
+    rejectedLogins: 0,
+    rejectedRefreshes: 0,
+    refreshTokenReuse: 0,
+    requests: 0,
+  };
   readonly #state: TokenState;
   readonly #options: SessionTokenServerOptions;
   readonly now: () => number;
@@ -85,7 +92,12 @@ class SessionIssuer {
   constructor(options: SessionTokenServerOptions) {
     this.#options = options;
     this.now = options.now ?? Date.now;
-    this.#state = { accessTokens: new Map(), refreshTokens: new Map(), usedRefreshTokens: new Set(), lifetimeSeconds: options.lifetimeSeconds };
+    this.#state = {
+      accessTokens: new Map(),
+      refreshTokens: new Map(),
+      usedRefreshTokens: new Set(),
+      lifetimeSeconds: options.lifetimeSeconds,
+    };
   }
 
   /** The server's clock: the local one plus the configured skew (for `Date` and absolute expirations). */

@@ -92,7 +92,10 @@ function fingerprint(token: string): string {
 
 function sendJson(res: ServerResponse, status: number, body: object): void {
   const payload = JSON.stringify(body);
-  const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) };
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(payload),
+  };
   // RFC 6750 §3: a rejected bearer token is announced in WWW-Authenticate as well.
   if (status === 401) headers['www-authenticate'] = 'Bearer error="invalid_token"';
   res.writeHead(status, headers);

@@ -35,7 +35,11 @@ export function basicClientAuthorization(clientId: string, clientSecret: Secret 
   return `Basic ${Buffer.from(pair, 'utf8').toString('base64')}`;
 }
 
-export function buildOAuth2TokenRequest(auth: OAuth2Auth, grant: OAuth2Grant, secrets: OAuth2Secrets): TokenHttpRequest {
+export function buildOAuth2TokenRequest(
+  auth: OAuth2Auth,
+  grant: OAuth2Grant,
+  secrets: OAuth2Secrets,
+): TokenHttpRequest {
   const params: Record<string, string | null> = { grant_type: grant };
   const sent: Secret[] = [];
   if (grant === 'password') {
@@ -64,7 +68,11 @@ export interface AuthorizationCodeGrant {
  * configured. A client without a secret is a public client: its id goes in the body (RFC 6749
  * §4.1.3), never as Basic with an empty secret.
  */
-export function buildAuthorizationCodeRequest(auth: OAuth2Auth, grant: AuthorizationCodeGrant, clientSecret: Secret | undefined): TokenHttpRequest {
+export function buildAuthorizationCodeRequest(
+  auth: OAuth2Auth,
+  grant: AuthorizationCodeGrant,
+  clientSecret: Secret | undefined,
+): TokenHttpRequest {
   const params: Record<string, string | null> = {
     grant_type: 'authorization_code',
     code: grant.code,
@@ -79,7 +87,10 @@ export function buildAuthorizationCodeRequest(auth: OAuth2Auth, grant: Authoriza
 }
 
 /** What the browser is sent to (RFC 6749 §4.1.1 with PKCE S256, RFC 7636 §4.3). */
-export function buildAuthorizeUrl(auth: OAuth2Auth & { authorizeUrl: string }, request: { redirectUri: string; state: string; codeChallenge: string }): URL {
+export function buildAuthorizeUrl(
+  auth: OAuth2Auth & { authorizeUrl: string },
+  request: { redirectUri: string; state: string; codeChallenge: string },
+): URL {
   const url = new URL(auth.authorizeUrl);
   url.searchParams.set('response_type', 'code');
   if (auth.clientId !== undefined) url.searchParams.set('client_id', auth.clientId);
@@ -101,7 +112,12 @@ export function pkceChallenge(verifier: Secret): string {
  * Client authentication (basic | body), extraParams, then the body encoding: shared by every grant.
  * `sent` lists the grant's own secrets; the client's are added, for R4 redaction.
  */
-function finishTokenRequest(auth: OAuth2Auth, params: Record<string, string | null>, clientSecret: Secret | undefined, sent: Secret[]): TokenHttpRequest {
+function finishTokenRequest(
+  auth: OAuth2Auth,
+  params: Record<string, string | null>,
+  clientSecret: Secret | undefined,
+  sent: Secret[],
+): TokenHttpRequest {
   const headers: Record<string, string> = { accept: 'application/json' };
   const secrets = [...sent];
   if (clientSecret !== undefined) secrets.push(clientSecret);
@@ -127,7 +143,15 @@ function finishTokenRequest(auth: OAuth2Auth, params: Record<string, string | nu
 }
 
 /** Error codes of RFC 6749 §5.2 that mean "this will not work by asking again". */
-const REJECTION_CODES = new Set(['invalid_grant', 'invalid_client', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope', 'invalid_request', 'access_denied']);
+const REJECTION_CODES = new Set([
+  'invalid_grant',
+  'invalid_client',
+  'unauthorized_client',
+  'unsupported_grant_type',
+  'invalid_scope',
+  'invalid_request',
+  'access_denied',
+]);
 
 /** R2: the token types this sidecar can send (compared case-insensitively, RFC 6749 §7.1). */
 const SUPPORTED_TOKEN_TYPES = new Set(['bearer']);
@@ -137,7 +161,10 @@ const SUPPORTED_TOKEN_TYPES = new Set(['bearer']);
  * R1, R2). Server text quoted in a reason is scrubbed of `secrets` and bounded (R4). A missing
  * `token_type` is taken as Bearer (servers that leave it out mean Bearer); any other type is an error.
  */
-export function parseOAuth2Response(response: TokenHttpResponse, secrets: Iterable<Secret | undefined> = []): ParsedTokenResponse {
+export function parseOAuth2Response(
+  response: TokenHttpResponse,
+  secrets: Iterable<Secret | undefined> = [],
+): ParsedTokenResponse {
   const json = parseJsonObject(response.body);
   const scrub = (text: string) => scrubServerText(text, [...secrets]);
   const code = typeof json?.error === 'string' ? json.error : undefined;
@@ -146,14 +173,19 @@ export function parseOAuth2Response(response: TokenHttpResponse, secrets: Iterab
     return { outcome: 'rejected', reason: scrub(`${code}${description}`) };
   }
   if (isRejectionStatus(response.status)) return { outcome: 'rejected', reason: `HTTP ${response.status}` };
-  if (response.status < 200 || response.status > 299) return { outcome: 'error', reason: `HTTP ${response.status}${code ? ` (${scrub(code)})` : ''}` };
-  if (json === undefined) return { outcome: 'error', reason: `HTTP ${response.status} with ${describeBody(response.body)}` };
+  if (response.status < 200 || response.status > 299)
+    return { outcome: 'error', reason: `HTTP ${response.status}${code ? ` (${scrub(code)})` : ''}` };
+  if (json === undefined)
+    return { outcome: 'error', reason: `HTTP ${response.status} with ${describeBody(response.body)}` };
   const accessToken = json.access_token;
-  if (typeof accessToken !== 'string' || accessToken === '') return { outcome: 'error', reason: 'response has no "access_token" field' };
+  if (typeof accessToken !== 'string' || accessToken === '')
+    return { outcome: 'error', reason: 'response has no "access_token" field' };
   const refreshToken = json.refresh_token;
   const problem =
     unusableToken('access_token', accessToken) ??
-    (typeof refreshToken === 'string' && refreshToken !== '' ? unusableToken('refresh_token', refreshToken) : undefined) ??
+    (typeof refreshToken === 'string' && refreshToken !== ''
+      ? unusableToken('refresh_token', refreshToken)
+      : undefined) ??
     tokenTypeProblem(json.token_type, scrub);
   // The server took the request: a refresh token sent with it may be spent (T3), though the answer is unusable.
   if (problem !== undefined) return { outcome: 'error', reason: problem, consumed: true };
@@ -169,13 +201,16 @@ export function parseOAuth2Response(response: TokenHttpResponse, secrets: Iterab
 
 /** R2: undefined for Bearer (any case) or no type; otherwise a reason naming the type. */
 function tokenTypeProblem(type: unknown, scrub: (text: string) => string): string | undefined {
-  if (type === undefined || (typeof type === 'string' && SUPPORTED_TOKEN_TYPES.has(type.toLowerCase()))) return undefined;
-  const named = typeof type === 'string' ? `"${scrub(type.slice(0, 40))}"` : `a ${type === null ? 'null' : typeof type}`;
+  if (type === undefined || (typeof type === 'string' && SUPPORTED_TOKEN_TYPES.has(type.toLowerCase())))
+    return undefined;
+  const named =
+    typeof type === 'string' ? `"${scrub(type.slice(0, 40))}"` : `a ${type === null ? 'null' : typeof type}`;
   return `token_type ${named} is not supported (only Bearer): the sidecar cannot send this token`;
 }
 
 export function createOAuth2Flow(auth: OAuth2Auth): TokenFlow {
-  const readOptional = async (source: OAuth2Auth['clientSecret']) => (source === undefined ? undefined : readSecret(source));
+  const readOptional = async (source: OAuth2Auth['clientSecret']) =>
+    source === undefined ? undefined : readSecret(source);
   return {
     dialect: 'oauth2',
     canLogin: auth.grant !== 'refresh_token',
@@ -183,7 +218,9 @@ export function createOAuth2Flow(auth: OAuth2Auth): TokenFlow {
     canRefresh: true,
     async buildInitialRequest() {
       if (auth.grant === 'refresh_token' && auth.refreshToken === undefined) {
-        throw new CredentialUnavailableError('no refresh token: the store holds none for this account and none is configured; run bearer-sidecar authorize ACCOUNT, or set refreshTokenFile');
+        throw new CredentialUnavailableError(
+          'no refresh token: the store holds none for this account and none is configured; run bearer-sidecar authorize ACCOUNT, or set refreshTokenFile',
+        );
       }
       const secrets: OAuth2Secrets = {
         clientSecret: await readOptional(auth.clientSecret),
@@ -196,7 +233,10 @@ export function createOAuth2Flow(auth: OAuth2Auth): TokenFlow {
         : { kind: 'login', request };
     },
     async buildRefreshRequest(refreshToken) {
-      return buildOAuth2TokenRequest(auth, 'refresh_token', { clientSecret: await readOptional(auth.clientSecret), refreshToken });
+      return buildOAuth2TokenRequest(auth, 'refresh_token', {
+        clientSecret: await readOptional(auth.clientSecret),
+        refreshToken,
+      });
     },
     parseResponse: (response, secrets) => parseOAuth2Response(response, secrets),
     endpoint: () => auth.tokenUrl,

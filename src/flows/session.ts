@@ -29,12 +29,16 @@ export function buildSessionLoginRequest(auth: SessionAuth, password: Secret): T
   if (auth.accountId !== undefined && auth.accountId !== '') {
     const id = auth.accountId;
     // The seeds type account_id as an integer: send digits as a number, anything else as given.
-    body[auth.requestFields.accountId] = typeof id === 'string' && /^\d+$/.test(id) && Number.isSafeInteger(Number(id)) ? Number(id) : id;
+    body[auth.requestFields.accountId] =
+      typeof id === 'string' && /^\d+$/.test(id) && Number.isSafeInteger(Number(id)) ? Number(id) : id;
   }
   return { url: new URL(auth.loginUrl), headers: { ...JSON_HEADERS }, body: JSON.stringify(body), secrets: [password] };
 }
 
-export function buildSessionRefreshRequest(auth: SessionAuth & { refreshUrl: string }, refreshToken: Secret): TokenHttpRequest {
+export function buildSessionRefreshRequest(
+  auth: SessionAuth & { refreshUrl: string },
+  refreshToken: Secret,
+): TokenHttpRequest {
   return {
     url: new URL(auth.refreshUrl),
     headers: { ...JSON_HEADERS },
@@ -47,20 +51,28 @@ export function buildSessionRefreshRequest(auth: SessionAuth & { refreshUrl: str
  * Any session-API answer -> success | rejected | error (§8, T4, T5, R1, R2). Server text quoted in
  * a reason is scrubbed of `secrets` and bounded (R4); tokens are checked before use (R1).
  */
-export function parseSessionResponse(auth: SessionAuth, response: TokenHttpResponse, secrets: Iterable<Secret | undefined> = []): ParsedTokenResponse {
+export function parseSessionResponse(
+  auth: SessionAuth,
+  response: TokenHttpResponse,
+  secrets: Iterable<Secret | undefined> = [],
+): ParsedTokenResponse {
   const json = parseJsonObject(response.body);
   const said = (value: Record<string, unknown>) => messageOf(value, [...secrets]);
   // A `success: false` body is a rejection whatever the status (§8).
   if (json?.success === false) return { outcome: 'rejected', reason: `server answered success: false${said(json)}` };
-  if (isRejectionStatus(response.status)) return { outcome: 'rejected', reason: `HTTP ${response.status}${json ? said(json) : ''}` };
+  if (isRejectionStatus(response.status))
+    return { outcome: 'rejected', reason: `HTTP ${response.status}${json ? said(json) : ''}` };
   if (response.status < 200 || response.status > 299) return { outcome: 'error', reason: `HTTP ${response.status}` };
-  if (json === undefined) return { outcome: 'error', reason: `HTTP ${response.status} with ${describeBody(response.body)}` };
+  if (json === undefined)
+    return { outcome: 'error', reason: `HTTP ${response.status} with ${describeBody(response.body)}` };
   const token = json[auth.fields.token];
   if (typeof token !== 'string' || token === '') {
     return { outcome: 'error', reason: `response has no "${auth.fields.token}" field` };
   }
   const refresh = json[auth.fields.refreshToken];
-  const problem = unusableToken(auth.fields.token, token) ?? (typeof refresh === 'string' && refresh !== '' ? unusableToken(auth.fields.refreshToken, refresh) : undefined);
+  const problem =
+    unusableToken(auth.fields.token, token) ??
+    (typeof refresh === 'string' && refresh !== '' ? unusableToken(auth.fields.refreshToken, refresh) : undefined);
   // The server took the request: a refresh token sent with it is spent (T3), even though we cannot use the answer.
   if (problem !== undefined) return { outcome: 'error', reason: problem, consumed: true };
   return {
@@ -68,7 +80,11 @@ export function parseSessionResponse(auth: SessionAuth, response: TokenHttpRespo
     token: {
       accessToken: new Secret(token),
       refreshToken: typeof refresh === 'string' && refresh !== '' ? new Secret(refresh) : undefined,
-      lifetime: { lifetime: json[auth.fields.tokenLifetime], expiration: json[auth.fields.tokenExpiration], date: response.headers.date },
+      lifetime: {
+        lifetime: json[auth.fields.tokenLifetime],
+        expiration: json[auth.fields.tokenExpiration],
+        date: response.headers.date,
+      },
     },
   };
 }

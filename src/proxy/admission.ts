@@ -20,7 +20,11 @@ export type Admission = { account: UpstreamAccount; targetPath: string } | Refus
  * The admission passes, in order, for HTTP requests and WebSocket upgrades alike (F2): the first
  * refusal ends the request before any token or upstream is touched.
  */
-export function admit(req: IncomingMessage, listenerAccount: UpstreamAccount | undefined, rules: AdmissionRules): Admission {
+export function admit(
+  req: IncomingMessage,
+  listenerAccount: UpstreamAccount | undefined,
+  rules: AdmissionRules,
+): Admission {
   const forbidden = checkInbound(req, listenerAccount, rules);
   if (forbidden !== undefined) return forbidden;
   const target = checkRequestTarget(req);
@@ -31,7 +35,11 @@ export function admit(req: IncomingMessage, listenerAccount: UpstreamAccount | u
 }
 
 /** Inbound check: the client address is in inbound.allow and X-Sidecar-Key matches, else 403. */
-function checkInbound(req: IncomingMessage, listenerAccount: UpstreamAccount | undefined, rules: AdmissionRules): Refusal | undefined {
+function checkInbound(
+  req: IncomingMessage,
+  listenerAccount: UpstreamAccount | undefined,
+  rules: AdmissionRules,
+): Refusal | undefined {
   const forbidden = rules.inbound.check(req, listenerAccount === undefined && rules.unixSocket);
   return forbidden === undefined ? undefined : { code: 'forbidden', message: forbidden };
 }
@@ -39,7 +47,11 @@ function checkInbound(req: IncomingMessage, listenerAccount: UpstreamAccount | u
 /** Request-target and path rules (F3, §8): origin-form only, no fragment, no dot segments or encoded separators, else 400. */
 function checkRequestTarget(req: IncomingMessage): SplitTarget | Refusal {
   const target = splitOriginForm(req.url ?? '');
-  if (target === undefined) return { code: 'bad_request', message: 'only origin-form request targets (/path) are accepted: bearer-sidecar is not a forward proxy' };
+  if (target === undefined)
+    return {
+      code: 'bad_request',
+      message: 'only origin-form request targets (/path) are accepted: bearer-sidecar is not a forward proxy',
+    };
   const problem = targetProblem(req.url ?? '') ?? pathProblem(target.path);
   return problem === undefined ? target : { code: 'bad_request', message: problem };
 }
@@ -51,7 +63,12 @@ function checkConnectionHeader(req: IncomingMessage): Refusal | undefined {
 }
 
 /** Route: the account (docs/contract.md §3 precedence) and the upstream path joined as strings (§8), else 404. */
-function routeToAccount(req: IncomingMessage, target: SplitTarget, listenerAccount: UpstreamAccount | undefined, router: Router<UpstreamAccount>): Admission {
+function routeToAccount(
+  req: IncomingMessage,
+  target: SplitTarget,
+  listenerAccount: UpstreamAccount | undefined,
+  router: Router<UpstreamAccount>,
+): Admission {
   const routed = router.route(req, target.path, listenerAccount);
   if ('error' in routed) return { code: 'no_route', message: routed.error };
   return { account: routed.account, targetPath: joinUpstreamPath(routed.account.basePath, routed.rest) + target.query };

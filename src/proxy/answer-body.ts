@@ -72,7 +72,10 @@ export class AnswerBody {
       if (this.#writeHead()) this.#client.end();
       return;
     }
-    if (this.#holding !== undefined) this.#settleHolding(this.#pending.length === 1 ? this.#pending[0] : Buffer.concat(this.#pending, this.#pendingBytes));
+    if (this.#holding !== undefined)
+      this.#settleHolding(
+        this.#pending.length === 1 ? this.#pending[0] : Buffer.concat(this.#pending, this.#pendingBytes),
+      );
   }
 
   /** The upstream connection broke mid-answer (transport side): the client's answer is cut too. */

@@ -6,12 +6,27 @@ import type { Duplex } from 'node:stream';
  * endpoints and the README test that checks each code is documented.
  */
 export const SIDECAR_ERRORS = {
-  bad_request: { status: 400, summary: 'The request target or path is not allowed (absolute-form, dot segments, encoded slashes).' },
-  forbidden: { status: 403, summary: 'The client address is not in inbound.allow, or X-Sidecar-Key is missing or wrong.' },
-  no_route: { status: 404, summary: 'No account matches: no route port, X-Sidecar-Account, path prefix or default account.' },
+  bad_request: {
+    status: 400,
+    summary: 'The request target or path is not allowed (absolute-form, dot segments, encoded slashes).',
+  },
+  forbidden: {
+    status: 403,
+    summary: 'The client address is not in inbound.allow, or X-Sidecar-Key is missing or wrong.',
+  },
+  no_route: {
+    status: 404,
+    summary: 'No account matches: no route port, X-Sidecar-Account, path prefix or default account.',
+  },
   method_not_allowed: { status: 405, summary: 'CONNECT: the sidecar is not a forward proxy.' },
-  upstream_unreachable: { status: 502, summary: 'The upstream refused or reset the connection, or failed TLS verification.' },
-  token_unavailable: { status: 503, summary: 'No valid token could be had within refresh.waitForToken; see Retry-After and /status.' },
+  upstream_unreachable: {
+    status: 502,
+    summary: 'The upstream refused or reset the connection, or failed TLS verification.',
+  },
+  token_unavailable: {
+    status: 503,
+    summary: 'No valid token could be had within refresh.waitForToken; see Retry-After and /status.',
+  },
   upstream_timeout: { status: 504, summary: 'The upstream did not answer in time.' },
 } as const;
 

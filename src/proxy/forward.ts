@@ -114,7 +114,16 @@ export class DataPlane {
   /** Pass 3: sends the request upstream with the token, its body read as it comes and kept for a replay (T8). */
   #send(inbound: InboundRequest, account: UpstreamAccount, token: ActiveToken, targetPath: string): void {
     const { req, res } = inbound;
-    const exchange: Exchange = { inbound, req, res, account, targetPath, upstream: undefined, body: undefined, retriedStaleSocket: false };
+    const exchange: Exchange = {
+      inbound,
+      req,
+      res,
+      account,
+      targetPath,
+      upstream: undefined,
+      body: undefined,
+      retriedStaleSocket: false,
+    };
     inbound.exchange = exchange;
     // A request that declared no body is sent with none (Node reads its empty end by itself).
     if (!declaresBody(req)) {
@@ -130,7 +139,12 @@ export class DataPlane {
   }
 
   /** Opens one upstream request with the token (one not header-safe throws: 503, R1); the answer goes to `onAnswer`. */
-  #open(exchange: Exchange, token: ActiveToken, body: UpstreamCall['body'], onAnswer: (answer: UpstreamAnswer) => void): void {
+  #open(
+    exchange: Exchange,
+    token: ActiveToken,
+    body: UpstreamCall['body'],
+    onAnswer: (answer: UpstreamAnswer) => void,
+  ): void {
     const { req, account } = exchange;
     exchange.upstream = this.#transport({
       account,
@@ -140,12 +154,18 @@ export class DataPlane {
       body,
       // Passing an answer on runs inside the transport's callbacks: a throw there is fenced here.
       onAnswer: (answer) => this.#fence.run(exchange.inbound, () => onAnswer(answer)),
-      onError: (failure) => this.#fence.run(exchange.inbound, () => this.#onUpstreamFailure(exchange, failure, token, onAnswer)),
+      onError: (failure) =>
+        this.#fence.run(exchange.inbound, () => this.#onUpstreamFailure(exchange, failure, token, onAnswer)),
     });
   }
 
   /** No answer from upstream: 502/504 (F5), a retry on a fresh connection, or a cut once a head went out. */
-  #onUpstreamFailure(exchange: Exchange, failure: UpstreamFailure, token: ActiveToken, onAnswer: (answer: UpstreamAnswer) => void): void {
+  #onUpstreamFailure(
+    exchange: Exchange,
+    failure: UpstreamFailure,
+    token: ActiveToken,
+    onAnswer: (answer: UpstreamAnswer) => void,
+  ): void {
     const { res, account } = exchange;
     if (res.headersSent || res.destroyed) {
       res.destroy();
@@ -161,14 +181,26 @@ export class DataPlane {
    * A pooled connection the upstream closed while idle fails at once on reuse. An idempotent
    * request that is whole in hand is sent once more on a fresh connection (what browsers do).
    */
-  #retryOnFreshSocket(exchange: Exchange, { error, reused }: UpstreamFailure, token: ActiveToken, onAnswer: (answer: UpstreamAnswer) => void): boolean {
+  #retryOnFreshSocket(
+    exchange: Exchange,
+    { error, reused }: UpstreamFailure,
+    token: ActiveToken,
+    onAnswer: (answer: UpstreamAnswer) => void,
+  ): boolean {
     const stale = reused && (error.code === 'ECONNRESET' || error.code === 'EPIPE' || error.code === 'UND_ERR_SOCKET');
-    if (!stale || exchange.retriedStaleSocket || !IDEMPOTENT_METHODS.has(exchange.req.method ?? '') || !replayable(exchange)) return false;
+    if (
+      !stale ||
+      exchange.retriedStaleSocket ||
+      !IDEMPOTENT_METHODS.has(exchange.req.method ?? '') ||
+      !replayable(exchange)
+    )
+      return false;
     exchange.retriedStaleSocket = true;
     // Out of undici's error callback first: the pool is done with the dead connection before the
     // retry picks one (otherwise the retry opens a connection and a later request another).
     setImmediate(() => {
-      if (!exchange.res.destroyed) this.#fence.run(exchange.inbound, () => this.#open(exchange, token, exchange.body?.contents(), onAnswer));
+      if (!exchange.res.destroyed)
+        this.#fence.run(exchange.inbound, () => this.#open(exchange, token, exchange.body?.contents(), onAnswer));
     });
     return true;
   }
@@ -191,11 +223,18 @@ export class DataPlane {
       this.#streamBack(exchange, answer);
       return;
     }
-    answer.body.hold(MAX_HELD_REJECTION_BYTES, (held) => this.#fence.run(exchange.inbound, () => this.#onRejectionHeld(exchange, answer, held, replacement)));
+    answer.body.hold(MAX_HELD_REJECTION_BYTES, (held) =>
+      this.#fence.run(exchange.inbound, () => this.#onRejectionHeld(exchange, answer, held, replacement)),
+    );
   }
 
   /** T8: the rejection is in hand (or could not be held): replay it with the new token, or pass it on. */
-  #onRejectionHeld(exchange: Exchange, answer: UpstreamAnswer, held: Buffer | undefined, replacement: Promise<ActiveToken>): void {
+  #onRejectionHeld(
+    exchange: Exchange,
+    answer: UpstreamAnswer,
+    held: Buffer | undefined,
+    replacement: Promise<ActiveToken>,
+  ): void {
     const { account } = exchange;
     // The client went away while the rejection was held: nothing to replay or count (a 499).
     if (exchange.res.destroyed) return;
@@ -256,7 +295,10 @@ export class DataPlane {
     // R3: a sized answer that breaks off before its first byte is a 502, not a head and a cut.
     answer.body.sendTo(res, {
       write: writeHead,
-      failed: (error) => (error === undefined ? sendRefusal(res, brokenAnswerRefusal(account)) : this.#fence.answerFailure(exchange.inbound, error)),
+      failed: (error) =>
+        error === undefined
+          ? sendRefusal(res, brokenAnswerRefusal(account))
+          : this.#fence.answerFailure(exchange.inbound, error),
     });
   }
 
@@ -284,7 +326,16 @@ export class DataPlane {
     (account?.metrics ?? this.#o.unrouted).observe(status, durationMs / 1000);
     // Request logs only at debug (issue 8): the path without its query (which may carry a key); never headers.
     if (this.#o.logger.isLevelEnabled('debug')) {
-      this.#o.logger.debug({ account: account?.name, method: req.method, path: (req.url ?? '').split('?', 1)[0], status, durationMs: Math.round(durationMs) }, 'proxied request');
+      this.#o.logger.debug(
+        {
+          account: account?.name,
+          method: req.method,
+          path: (req.url ?? '').split('?', 1)[0],
+          status,
+          durationMs: Math.round(durationMs),
+        },
+        'proxied request',
+      );
     }
     if (this.#draining) setImmediate(this.#closeIdleConnections);
   }

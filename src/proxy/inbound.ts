@@ -24,8 +24,10 @@ export class InboundPolicy {
    */
   check(req: IncomingMessage, unixSocket = false): string | undefined {
     const address = req.socket.remoteAddress;
-    if (address === undefined ? !unixSocket : !this.#addressAllowed(address)) return 'client address is not in inbound.allow';
-    if (this.#keyDigests.length > 0 && !this.#keyMatches(req.headers[API_KEY_HEADER])) return 'missing or invalid X-Sidecar-Key';
+    if (address === undefined ? !unixSocket : !this.#addressAllowed(address))
+      return 'client address is not in inbound.allow';
+    if (this.#keyDigests.length > 0 && !this.#keyMatches(req.headers[API_KEY_HEADER]))
+      return 'missing or invalid X-Sidecar-Key';
     return undefined;
   }
 

@@ -33,34 +33,63 @@ export function tokenRefusal(account: UpstreamAccount, error: unknown): Refusal 
   if (error instanceof TokenUnavailableError) {
     return { code: 'token_unavailable', message: error.message, account, retryAfterSeconds: error.retryAfterSeconds };
   }
-  return { code: 'token_unavailable', message: `no valid token for account ${account.name}`, account, retryAfterSeconds: 1 };
+  return {
+    code: 'token_unavailable',
+    message: `no valid token for account ${account.name}`,
+    account,
+    retryAfterSeconds: 1,
+  };
 }
 
 /** F5: the upstream could not be reached (502) or did not connect or answer in time (504). */
-export function upstreamFailureRefusal(account: UpstreamAccount, { error, timedOut }: Pick<UpstreamFailure, 'error' | 'timedOut'>): Refusal {
+export function upstreamFailureRefusal(
+  account: UpstreamAccount,
+  { error, timedOut }: Pick<UpstreamFailure, 'error' | 'timedOut'>,
+): Refusal {
   const where = `upstream ${account.upstream.origin}`;
   if (timedOut === 'connect' || error.code === 'ETIMEDOUT') {
-    return { code: 'upstream_timeout', message: `${where} did not accept a connection within ${account.timeouts.connectMs}ms`, account };
+    return {
+      code: 'upstream_timeout',
+      message: `${where} did not accept a connection within ${account.timeouts.connectMs}ms`,
+      account,
+    };
   }
   if (timedOut === 'response') {
-    return { code: 'upstream_timeout', message: `${where} did not answer within ${account.timeouts.responseMs}ms`, account };
+    return {
+      code: 'upstream_timeout',
+      message: `${where} did not answer within ${account.timeouts.responseMs}ms`,
+      account,
+    };
   }
   return { code: 'upstream_unreachable', message: `${where}: ${describeNetworkError(error)}`, account };
 }
 
 /** R1: a token the writer refused is no valid token for the client: 503, as when none could be had (T7). */
 export function unsafeTokenRefusal(account: UpstreamAccount, error: TokenNotHeaderSafeError): Refusal {
-  return { code: 'token_unavailable', message: `the token of account ${account.name} cannot be sent: ${error.reason}`, account, retryAfterSeconds: 1 };
+  return {
+    code: 'token_unavailable',
+    message: `the token of account ${account.name} cannot be sent: ${error.reason}`,
+    account,
+    retryAfterSeconds: 1,
+  };
 }
 
 /** R3: the upstream's answer broke off before anything of it reached the client. */
 export function brokenAnswerRefusal(account: UpstreamAccount): Refusal {
-  return { code: 'upstream_unreachable', message: 'the upstream closed the connection before its answer was complete', account };
+  return {
+    code: 'upstream_unreachable',
+    message: 'the upstream closed the connection before its answer was complete',
+    account,
+  };
 }
 
 /** F5: a throw while passing a request or an answer on is a 502 that names its code, never its text. */
 export function passOnFailureRefusal(account: UpstreamAccount | undefined, error: unknown): Refusal {
-  return { code: 'upstream_unreachable', message: `bearer-sidecar could not pass this exchange on (${errorCode(error)})`, account };
+  return {
+    code: 'upstream_unreachable',
+    message: `bearer-sidecar could not pass this exchange on (${errorCode(error)})`,
+    account,
+  };
 }
 
 /** The `Retry-After` header of a refusal that has one, else no extra header. */

@@ -35,7 +35,9 @@ export class Router<A extends RoutableAccount> {
     const named = req.headers[ACCOUNT_HEADER];
     if (typeof named === 'string') {
       const account = this.#byName.get(named);
-      return account === undefined ? { error: `no account named ${JSON.stringify(named.slice(0, 100))}` } : { account, rest: path };
+      return account === undefined
+        ? { error: `no account named ${JSON.stringify(named.slice(0, 100))}` }
+        : { account, rest: path };
     }
     for (const [prefix, account] of this.#byPrefix) {
       if (matchesPrefix(path, prefix)) return { account, rest: path.slice(prefix.length) };

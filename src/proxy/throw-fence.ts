@@ -1,7 +1,14 @@
 import type { Logger } from '../util/logger.js';
 import { TokenNotHeaderSafeError } from './bearer.js';
 import type { InboundRequest, RawClient } from './exchange.js';
-import { errorCode, passOnFailureRefusal, sendRefusal, unsafeTokenRefusal, writeRawRefusal, type Refusal } from './refusals.js';
+import {
+  errorCode,
+  passOnFailureRefusal,
+  sendRefusal,
+  unsafeTokenRefusal,
+  writeRawRefusal,
+  type Refusal,
+} from './refusals.js';
 import type { ProxyMetrics } from './types.js';
 import type { UpstreamAccount } from './upstream.js';
 
@@ -49,7 +56,9 @@ export class ThrowFence {
     try {
       work();
     } catch (error) {
-      this.contain('answering a failed upgrade', client.account, () => writeRawRefusal(client, this.#refusalForThrow(error, client.account, 'upgrade'), this.#unrouted));
+      this.contain('answering a failed upgrade', client.account, () =>
+        writeRawRefusal(client, this.#refusalForThrow(error, client.account, 'upgrade'), this.#unrouted),
+      );
     }
   }
 
@@ -74,12 +83,18 @@ export class ThrowFence {
 
   /** A throw on the data plane is a bug or hostile input: logged with its code, never its message (it may quote a header). */
   #reportThrow(entry: string, account: UpstreamAccount | undefined, error: unknown): void {
-    this.#logger.error({ account: account?.name, entry, code: errorCode(error) }, `data plane: a throw was contained (${entry})`);
+    this.#logger.error(
+      { account: account?.name, entry, code: errorCode(error) },
+      `data plane: a throw was contained (${entry})`,
+    );
   }
 
   /** R1: logged once per token (not per request), with the reason and never the token. */
   #reportUnsafeToken(account: UpstreamAccount, error: TokenNotHeaderSafeError): void {
     if (!error.firstReport) return;
-    this.#logger.warn({ account: account.name, reason: error.reason }, `the token of account ${account.name} is not header-safe and is never sent`);
+    this.#logger.warn(
+      { account: account.name, reason: error.reason },
+      `the token of account ${account.name} is not header-safe and is never sent`,
+    );
   }
 }

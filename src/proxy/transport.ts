@@ -42,7 +42,9 @@ export type Transport = (call: UpstreamCall) => { abort(): void };
  * undici's own module layout, so test/unit/undici-pool.test.ts checks that it is still the class
  * `undici` exports: an upgrade that moves it fails the tests, not production.
  */
-export const UndiciPool: typeof Pool = (createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as typeof import('undici')['Pool']);
+export const UndiciPool: typeof Pool = createRequire(import.meta.url)(
+  'undici/lib/dispatcher/pool.js',
+) as (typeof import('undici'))['Pool'];
 
 /**
  * undici's Pool: the fastest way out of Node to an HTTP/1.1 upstream here (see the README's
@@ -116,7 +118,12 @@ class DispatchedExchange implements Dispatcher.DispatchHandler {
     if (this.#aborted) controller.abort(new Error('client closed the connection'));
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+    statusMessage?: string,
+  ): void {
     // 1xx interim answers (102, 103 Early Hints) come here too; only the final answer is forwarded.
     if (statusCode < 200) return;
     const body = new AnswerBody(controller);
@@ -157,6 +164,10 @@ class DispatchedExchange implements Dispatcher.DispatchHandler {
     }
     if (this.#aborted) return;
     const errno = error as NodeJS.ErrnoException;
-    this.#call.onError({ error: errno, timedOut: UNDICI_TIMEOUTS[errno.code ?? ''], reused: errno.code === 'UND_ERR_SOCKET' });
+    this.#call.onError({
+      error: errno,
+      timedOut: UNDICI_TIMEOUTS[errno.code ?? ''],
+      reused: errno.code === 'UND_ERR_SOCKET',
+    });
   }
 }

@@ -100,7 +100,10 @@ export class UpgradeEntry {
       head: upgrade.head,
       path: upgrade.targetPath,
       headers: upstreamRequestHeaders(upgrade.req, account.upstream, token, true),
-      onAnswer: (status) => fence.contain('counting an upgrade', account, () => account.metrics.observe(status, secondsSince(client.started))),
+      onAnswer: (status) =>
+        fence.contain('counting an upgrade', account, () =>
+          account.metrics.observe(status, secondsSince(client.started)),
+        ),
       onError: (error) =>
         fence.runRaw(client, () => {
           const refusal = upstreamFailureRefusal(account, { error, timedOut: undefined });
@@ -116,9 +119,15 @@ export class UpgradeEntry {
    * also are, when they carry no body; the Upgrade offer is simply not taken up.
    */
   #serveOfferAsRequest(req: IncomingMessage, socket: Duplex, listenerAccount: UpstreamAccount | undefined): void {
-    const hasBody = (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined;
+    const hasBody =
+      (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') ||
+      req.headers['transfer-encoding'] !== undefined;
     if (hasBody) {
-      writeRawError(socket, 'bad_request', `an "Upgrade: ${String(req.headers.upgrade).slice(0, 40)}" request with a body is not supported; send it without Upgrade`);
+      writeRawError(
+        socket,
+        'bad_request',
+        `an "Upgrade: ${String(req.headers.upgrade).slice(0, 40)}" request with a body is not supported; send it without Upgrade`,
+      );
       return;
     }
     delete req.headers.upgrade;

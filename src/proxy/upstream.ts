@@ -51,7 +51,15 @@ const DROPPED_REQUEST_HEADERS = new Set([
   'x-forwarded-host',
 ]);
 
-const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-connection', 'trailer', 'transfer-encoding', 'upgrade']);
+const DROPPED_RESPONSE_HEADERS = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-connection',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
 
 /** What Node refuses in a reason phrase (its own `checkInvalidHeaderChar`); undici's parser lets more through. */
 const UNWRITABLE_REASON = /[^\t\x20-\x7e\x80-\xff]/;
@@ -85,7 +93,12 @@ export function answerHasNoBody(method: string, statusCode: number): boolean {
  * `keepUpgrade` keeps `Upgrade` (and says `Connection: upgrade`) for a WebSocket upgrade.
  * Throws TokenNotHeaderSafeError (R1) rather than write a token that is not header-safe.
  */
-export function upstreamRequestHeaders(req: IncomingMessage, upstream: URL, token: ActiveToken, keepUpgrade = false): Record<string, string | string[]> {
+export function upstreamRequestHeaders(
+  req: IncomingMessage,
+  upstream: URL,
+  token: ActiveToken,
+  keepUpgrade = false,
+): Record<string, string | string[]> {
   const incoming = req.headers;
   const named = connectionTokens(incoming.connection);
   const headers: Record<string, string | string[]> = {};
@@ -140,7 +153,10 @@ function connectionNames(value: string | string[] | undefined): string[] | undef
 
 /** The header names listed in `Connection` (hop-by-hop), never a framing header. */
 export function connectionTokens(value: string | string[] | undefined): Set<string> | undefined {
-  const tokens = connectionNames(value)?.filter((token) => token !== '' && token !== 'close' && token !== 'keep-alive' && token !== 'upgrade' && !FRAMING_HEADERS.has(token));
+  const tokens = connectionNames(value)?.filter(
+    (token) =>
+      token !== '' && token !== 'close' && token !== 'keep-alive' && token !== 'upgrade' && !FRAMING_HEADERS.has(token),
+  );
   return tokens === undefined || tokens.length === 0 ? undefined : new Set(tokens);
 }
 

@@ -68,7 +68,9 @@ export class TokenCodec {
       bytes = readRegularFileSync(path, { maxBytes: FILE_LIMITS.secretOrKey });
     } catch (error) {
       if (error instanceof UnsafeFileError && (error.reason === 'missing' || error.reason === 'unreadable')) {
-        throw new Error(`store encryption key file ${path}: cannot be read (${error.code ?? 'error'})`, { cause: error });
+        throw new Error(`store encryption key file ${path}: cannot be read (${error.code ?? 'error'})`, {
+          cause: error,
+        });
       }
       throw new Error(`store encryption key file ${(error as Error).message}`, { cause: error });
     }
@@ -107,7 +109,10 @@ export class TokenCodec {
     }
     const record = value as Record<string, unknown>;
     if (record.format !== STORE_FORMAT) {
-      throw new StoreFormatError('foreign_format', `stored token has format ${describeFormat(record.format)}, expected "${STORE_FORMAT}"`);
+      throw new StoreFormatError(
+        'foreign_format',
+        `stored token has format ${describeFormat(record.format)}, expected "${STORE_FORMAT}"`,
+      );
     }
     const revision = record.revision;
     if (typeof revision !== 'number' || !Number.isSafeInteger(revision) || revision < 1) {
@@ -156,16 +161,28 @@ export class TokenCodec {
     const encrypted = stored.startsWith(ENCRYPTED_PREFIX);
     if (this.#key === undefined) {
       if (encrypted) {
-        throw new StoreFormatError('encrypted_without_key', `stored ${field} is encrypted but no encryption key is configured (store.encryptionKeyFile)`);
+        throw new StoreFormatError(
+          'encrypted_without_key',
+          `stored ${field} is encrypted but no encryption key is configured (store.encryptionKeyFile)`,
+        );
       }
       return new Secret(stored);
     }
     if (!encrypted) {
-      throw new StoreFormatError('plaintext_with_key', `stored ${field} is not encrypted but an encryption key is configured`);
+      throw new StoreFormatError(
+        'plaintext_with_key',
+        `stored ${field} is not encrypted but an encryption key is configured`,
+      );
     }
     const parts = stored.slice(ENCRYPTED_PREFIX.length).split(':');
     const [ivText, tagText, ciphertextText] = parts;
-    if (parts.length !== 3 || ivText === undefined || tagText === undefined || ciphertextText === undefined || !parts.every((part) => BASE64URL.test(part))) {
+    if (
+      parts.length !== 3 ||
+      ivText === undefined ||
+      tagText === undefined ||
+      ciphertextText === undefined ||
+      !parts.every((part) => BASE64URL.test(part))
+    ) {
       throw new StoreFormatError('malformed_ciphertext', `stored ${field} is not a well-formed enc:v1 value`);
     }
     const iv = Buffer.from(ivText, 'base64url');
@@ -181,7 +198,10 @@ export class TokenCodec {
       return new Secret(plaintext.toString('utf8'));
     } catch {
       // GCM says only "unable to authenticate": a different key, or a tampered or swapped value.
-      throw new StoreFormatError('wrong_key', `stored ${field} cannot be decrypted: wrong encryption key, or the value was altered`);
+      throw new StoreFormatError(
+        'wrong_key',
+        `stored ${field} cannot be decrypted: wrong encryption key, or the value was altered`,
+      );
     }
   }
 }

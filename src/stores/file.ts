@@ -2,10 +2,24 @@ import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Logger } from '../util/logger.js';
-import { FILE_LIMITS, formatBytes, openRegularFile, readOpenedFile, UnsafeFileError, type OpenedFile } from '../util/safe-file.js';
+import {
+  FILE_LIMITS,
+  formatBytes,
+  openRegularFile,
+  readOpenedFile,
+  UnsafeFileError,
+  type OpenedFile,
+} from '../util/safe-file.js';
 import { describeFormat, StoreFormatError, type TokenCodec } from './codec.js';
 import { LocalLocks } from './local-lock.js';
-import { nextRevision, type SaveResult, type StoredToken, type StoreLock, type TokenState, type TokenStore } from './types.js';
+import {
+  nextRevision,
+  type SaveResult,
+  type StoredToken,
+  type StoreLock,
+  type TokenState,
+  type TokenStore,
+} from './types.js';
 
 /** The version tag of the whole state file; each account inside carries the codec's own tag. */
 export const STATE_FILE_FORMAT = 'bearer-sidecar/state-v1';
@@ -64,7 +78,12 @@ export class FileTokenStore implements TokenStore {
     return this.#serialised(async () => (await this.#readEntries()).get(account)?.record);
   }
 
-  async save(account: string, state: TokenState, expectedRevision?: number | null, lastKnownRevision = 0): Promise<SaveResult> {
+  async save(
+    account: string,
+    state: TokenState,
+    expectedRevision?: number | null,
+    lastKnownRevision = 0,
+  ): Promise<SaveResult> {
     return this.#serialised(async () => {
       const entries = await this.#readEntries();
       const current = entries.get(account)?.record;
@@ -128,7 +147,10 @@ export class FileTokenStore implements TokenStore {
       return (await readOpenedFile(opened, FILE_LIMITS.stateFile)).toString('utf8');
     } catch (error) {
       if (error instanceof UnsafeFileError && error.reason === 'too_large') {
-        throw new StoreFormatError('too_large', `token state file is larger than ${formatBytes(FILE_LIMITS.stateFile)}`);
+        throw new StoreFormatError(
+          'too_large',
+          `token state file is larger than ${formatBytes(FILE_LIMITS.stateFile)}`,
+        );
       }
       throw error;
     } finally {
@@ -139,7 +161,10 @@ export class FileTokenStore implements TokenStore {
   /** A state file that is not a regular file is not set aside (it may not even be ours): refused, naming the path. */
   #refusal(error: unknown): unknown {
     if (!(error instanceof UnsafeFileError)) return error;
-    const message = error.reason === 'symlink' ? `token state file ${stateFileIsSymlink(this.#path)}` : `token state file ${error.message}`;
+    const message =
+      error.reason === 'symlink'
+        ? `token state file ${stateFileIsSymlink(this.#path)}`
+        : `token state file ${error.message}`;
     return new UnsafeFileError(error.reason, this.#path, message, error.code);
   }
 
@@ -150,12 +175,18 @@ export class FileTokenStore implements TokenStore {
       await handle.chmod(FILE_MODE);
     } catch (error) {
       // Not fatal: the next save replaces the file with a 0600 one.
-      this.#logger.warn({ path: this.#path, mode: was, code: errorCode(error) }, 'token state file is readable by others and could not be changed to 0600');
+      this.#logger.warn(
+        { path: this.#path, mode: was, code: errorCode(error) },
+        'token state file is readable by others and could not be changed to 0600',
+      );
       return;
     }
     if (this.#warnedAboutMode) return;
     this.#warnedAboutMode = true;
-    this.#logger.warn({ path: this.#path, mode: was }, 'token state file was readable by others: permissions changed to 0600');
+    this.#logger.warn(
+      { path: this.#path, mode: was },
+      'token state file was readable by others: permissions changed to 0600',
+    );
   }
 
   #parse(text: string): Map<string, Entry> {
@@ -168,7 +199,10 @@ export class FileTokenStore implements TokenStore {
     }
     if (!isObject(document)) throw new StoreFormatError('not_an_object', 'token state file is not a JSON object');
     if (document.format !== STATE_FILE_FORMAT) {
-      throw new StoreFormatError('foreign_format', `token state file has format ${describeFormat(document.format)}, expected "${STATE_FILE_FORMAT}"`);
+      throw new StoreFormatError(
+        'foreign_format',
+        `token state file has format ${describeFormat(document.format)}, expected "${STATE_FILE_FORMAT}"`,
+      );
     }
     const accounts = document.accounts;
     if (!isObject(accounts)) throw new StoreFormatError('missing_field', 'token state file has no "accounts" object');
@@ -193,7 +227,10 @@ export class FileTokenStore implements TokenStore {
       await rename(this.#path, target);
     } catch (error) {
       // Starting empty would let the next save overwrite the only copy: refuse instead.
-      throw new Error(`token state file ${this.#path} cannot be used (${problem.reason}) and could not be set aside (${errorCode(error)})`, { cause: error });
+      throw new Error(
+        `token state file ${this.#path} cannot be used (${problem.reason}) and could not be set aside (${errorCode(error)})`,
+        { cause: error },
+      );
     }
     await syncDirectory(dirname(this.#path));
     this.#logger.error(
@@ -205,7 +242,9 @@ export class FileTokenStore implements TokenStore {
   /** T9: temp file created 0600 (no window), written, fsynced, renamed over the target, directory fsynced. */
   async #writeEntries(entries: Map<string, Entry>): Promise<void> {
     // fromEntries defines own properties, so an account named "__proto__" stays an account.
-    const accounts = Object.fromEntries([...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([name, entry]) => [name, entry.raw]));
+    const accounts = Object.fromEntries(
+      [...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([name, entry]) => [name, entry.raw]),
+    );
     const text = `${JSON.stringify({ format: STATE_FILE_FORMAT, accounts }, null, 2)}\n`;
     const directory = dirname(this.#path);
     await mkdir(directory, { recursive: true, mode: 0o700 });
@@ -223,7 +262,10 @@ export class FileTokenStore implements TokenStore {
       await rename(temporary, this.#path);
     } catch (error) {
       await unlink(temporary).catch((cleanupError: unknown) => {
-        this.#logger.warn({ path: temporary, code: errorCode(cleanupError) }, 'could not remove a temporary token state file');
+        this.#logger.warn(
+          { path: temporary, code: errorCode(cleanupError) },
+          'could not remove a temporary token state file',
+        );
       });
       throw error;
     }

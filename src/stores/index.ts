@@ -17,7 +17,8 @@ export type StoreOptions =
 /** Builds the configured store; the key file was already checked with the configuration. */
 export function createStore(config: StoreOptions, logger: Logger): TokenStore {
   if (config.type === 'memory') return new MemoryTokenStore();
-  const codec = config.encryptionKeyFile === undefined ? new TokenCodec() : TokenCodec.fromKeyFile(config.encryptionKeyFile);
+  const codec =
+    config.encryptionKeyFile === undefined ? new TokenCodec() : TokenCodec.fromKeyFile(config.encryptionKeyFile);
   if (config.type === 'file') return new FileTokenStore({ path: config.path, codec, logger });
   return new RedisTokenStore({ url: config.url, keyPrefix: config.keyPrefix, codec, logger });
 }

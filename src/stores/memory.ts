@@ -1,5 +1,12 @@
 import { LocalLocks } from './local-lock.js';
-import { nextRevision, type SaveResult, type StoredToken, type StoreLock, type TokenState, type TokenStore } from './types.js';
+import {
+  nextRevision,
+  type SaveResult,
+  type StoredToken,
+  type StoreLock,
+  type TokenState,
+  type TokenStore,
+} from './types.js';
 
 /** The reference store: state lives as long as the process. Every other store behaves like this one. */
 export class MemoryTokenStore implements TokenStore {
@@ -17,10 +24,18 @@ export class MemoryTokenStore implements TokenStore {
     return record === undefined ? undefined : { state: { ...record.state }, revision: record.revision };
   }
 
-  async save(account: string, state: TokenState, expectedRevision?: number | null, lastKnownRevision = 0): Promise<SaveResult> {
+  async save(
+    account: string,
+    state: TokenState,
+    expectedRevision?: number | null,
+    lastKnownRevision = 0,
+  ): Promise<SaveResult> {
     const current = this.#records.get(account);
     if (expectedRevision !== undefined && (current?.revision ?? null) !== expectedRevision) {
-      return { saved: false, current: current === undefined ? undefined : { state: { ...current.state }, revision: current.revision } };
+      return {
+        saved: false,
+        current: current === undefined ? undefined : { state: { ...current.state }, revision: current.revision },
+      };
     }
     const record: StoredToken = { state: { ...state }, revision: nextRevision(current?.revision, lastKnownRevision) };
     this.#records.set(account, record);

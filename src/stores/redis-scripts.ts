@@ -179,20 +179,41 @@ export interface CompareAndSetRequest {
  * (the record compared against), `set-aside` when a bad key was renamed first (then the save went
  * ahead only if nothing stored was expected).
  */
-export async function compareAndSet(client: Redis, request: CompareAndSetRequest): Promise<{ saved: boolean; found: Inspection }> {
+export async function compareAndSet(
+  client: Redis,
+  request: CompareAndSetRequest,
+): Promise<{ saved: boolean; found: Inspection }> {
   const { key, channel, account, expectedRevision, expectedDigest, value, stamp } = request;
   const expected = expectedRevision === null ? '' : String(expectedRevision);
-  const reply = await client.eval(COMPARE_AND_SET, 3, key, channel, setAsideName(key, stamp), expected, expectedDigest ?? '', value, account);
+  const reply = await client.eval(
+    COMPARE_AND_SET,
+    3,
+    key,
+    channel,
+    setAsideName(key, stamp),
+    expected,
+    expectedDigest ?? '',
+    value,
+    account,
+  );
   if (!Array.isArray(reply) || (reply[0] !== 'saved' && reply[0] !== 'stale')) throw unexpectedReply('compare-and-set');
   const found: unknown = reply[1];
-  return { saved: reply[0] === 'saved', found: parseInspection(Array.isArray(found) && found.length === 0 ? null : found) };
+  return {
+    saved: reply[0] === 'saved',
+    found: parseInspection(Array.isArray(found) && found.length === 0 ? null : found),
+  };
 }
 
 /**
  * Renames `key` to `<key>:corrupt:<stamp>` only if it still holds the value whose SHA-1 is
  * `digest` (the one found bad); resolves the new name, or undefined when the value changed (R7).
  */
-export async function setAsideIfUnchanged(client: Redis, key: string, digest: string, stamp: string): Promise<string | undefined> {
+export async function setAsideIfUnchanged(
+  client: Redis,
+  key: string,
+  digest: string,
+  stamp: string,
+): Promise<string | undefined> {
   const reply = await client.eval(SET_ASIDE_IF_UNCHANGED, 2, key, setAsideName(key, stamp), digest);
   if (reply === null) return undefined;
   if (typeof reply !== 'string') throw unexpectedReply('set-aside');
@@ -200,9 +221,16 @@ export async function setAsideIfUnchanged(client: Redis, key: string, digest: st
 }
 
 /** SET NX PX, after setting aside a key that is not a lock (another type, or no expiry). */
-export async function obtainLock(client: Redis, key: string, holder: string, ttlMs: number, stamp: string): Promise<{ taken: boolean; setAside: LockSetAside | undefined }> {
+export async function obtainLock(
+  client: Redis,
+  key: string,
+  holder: string,
+  ttlMs: number,
+  stamp: string,
+): Promise<{ taken: boolean; setAside: LockSetAside | undefined }> {
   const reply = await client.eval(OBTAIN_LOCK, 2, key, setAsideName(key, stamp), holder, String(Math.ceil(ttlMs)));
-  if (!Array.isArray(reply) || (reply[0] !== 0 && reply[0] !== 1) || !Array.isArray(reply[1])) throw unexpectedReply('obtain-lock');
+  if (!Array.isArray(reply) || (reply[0] !== 0 && reply[0] !== 1) || !Array.isArray(reply[1]))
+    throw unexpectedReply('obtain-lock');
   const [reason, setAsideAs] = reply[1] as unknown[];
   const setAside = typeof reason === 'string' && typeof setAsideAs === 'string' ? { reason, setAsideAs } : undefined;
   return { taken: reply[0] === 1, setAside };

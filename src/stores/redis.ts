@@ -5,8 +5,23 @@ import type { Redis, RedisOptions } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../util/logger.js';
 import { StoreFormatError, type TokenCodec } from './codec.js';
-import { compareAndSet, extendLock, obtainLock, readRecord, releaseLock, setAsideIfUnchanged, type Inspection } from './redis-scripts.js';
-import { nextRevision, type SaveResult, type StoredToken, type StoreLock, type TokenState, type TokenStore } from './types.js';
+import {
+  compareAndSet,
+  extendLock,
+  obtainLock,
+  readRecord,
+  releaseLock,
+  setAsideIfUnchanged,
+  type Inspection,
+} from './redis-scripts.js';
+import {
+  nextRevision,
+  type SaveResult,
+  type StoredToken,
+  type StoreLock,
+  type TokenState,
+  type TokenStore,
+} from './types.js';
 
 /*
  * The shared store for replicas (T10). Key layout, under `keyPrefix` (default "bearer-sidecar:"):
@@ -92,7 +107,9 @@ export class RedisTokenStore implements TokenStore {
   /** Resolves once commands can be sent and notifications will arrive (rejects after 3 s). */
   async ready(): Promise<void> {
     const connected =
-      this.#redis.status === 'ready' ? Promise.resolve() : new Promise<void>((resolve) => this.#redis.once('ready', () => resolve()));
+      this.#redis.status === 'ready'
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => this.#redis.once('ready', () => resolve()));
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => reject(new StoreUnavailableError(`redis at ${this.#where()} did not answer`)), 3_000);
@@ -117,27 +134,53 @@ export class RedisTokenStore implements TokenStore {
       const current = await this.#accept(account, key, found);
       if (current !== CHANGED) return current;
     }
-    throw new StoreUnavailableError(`redis at ${this.#where()}: the record of ${account} kept changing while it was set aside`);
+    throw new StoreUnavailableError(
+      `redis at ${this.#where()}: the record of ${account} kept changing while it was set aside`,
+    );
   }
 
-  async save(account: string, state: TokenState, expectedRevision?: number | null, lastKnownRevision = 0): Promise<SaveResult> {
+  async save(
+    account: string,
+    state: TokenState,
+    expectedRevision?: number | null,
+    lastKnownRevision = 0,
+  ): Promise<SaveResult> {
     if (expectedRevision !== undefined) return this.#compareAndSet(account, state, expectedRevision, lastKnownRevision);
     // Unconditional: compare-and-set against what is there now, so revisions only ever grow.
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const result = await this.#compareAndSet(account, state, (await this.load(account))?.revision ?? null, lastKnownRevision);
+      const result = await this.#compareAndSet(
+        account,
+        state,
+        (await this.load(account))?.revision ?? null,
+        lastKnownRevision,
+      );
       if (result.saved) return result;
     }
     throw new StoreUnavailableError(`redis at ${this.#where()}: too many concurrent writers for ${account}`);
   }
 
-  async #compareAndSet(account: string, state: TokenState, expectedRevision: number | null, lastKnownRevision: number): Promise<SaveResult> {
+  async #compareAndSet(
+    account: string,
+    state: TokenState,
+    expectedRevision: number | null,
+    lastKnownRevision: number,
+  ): Promise<SaveResult> {
     const key = this.#key(`token:${account}`);
     const record: StoredToken = { state, revision: nextRevision(expectedRevision, lastKnownRevision) };
     const value = JSON.stringify(this.#o.codec.encode(account, record));
     const seen = this.#seen.get(account);
-    let expectedDigest = expectedRevision !== null && seen?.record.revision === expectedRevision ? seen.digest : undefined;
+    let expectedDigest =
+      expectedRevision !== null && seen?.record.revision === expectedRevision ? seen.digest : undefined;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const request = { key, channel: this.#key('events'), account, expectedRevision, expectedDigest, value, stamp: this.#stamp() };
+      const request = {
+        key,
+        channel: this.#key('events'),
+        account,
+        expectedRevision,
+        expectedDigest,
+        value,
+        stamp: this.#stamp(),
+      };
       const { saved, found } = await this.#call(() => compareAndSet(this.#redis, request));
       if (saved) {
         if (found.kind === 'set-aside') this.#warnSetAside(account, key, found);

@@ -55,7 +55,12 @@ export interface TokenStore {
    * its data must still look newer to replicas holding an older one, or one of them would send
    * its spent refresh token again (T3, T10).
    */
-  save(account: string, state: TokenState, expectedRevision?: number | null, lastKnownRevision?: number): Promise<SaveResult>;
+  save(
+    account: string,
+    state: TokenState,
+    expectedRevision?: number | null,
+    lastKnownRevision?: number,
+  ): Promise<SaveResult>;
   /** Takes the account's lock for `ttlMs`, or resolves undefined when another holder has it. */
   obtainLock(account: string, ttlMs: number): Promise<StoreLock | undefined>;
   /** Calls `onChange` when another process saves this account's state; returns an unsubscribe. */

@@ -26,7 +26,11 @@ export class ActiveToken {
   }
 
   toJSON(): Record<string, unknown> {
-    return { fingerprint: this.fingerprint, generation: this.generation, expiresAt: new Date(this.expiresAt).toISOString() };
+    return {
+      fingerprint: this.fingerprint,
+      generation: this.generation,
+      expiresAt: new Date(this.expiresAt).toISOString(),
+    };
   }
 
   [inspect.custom](): string {

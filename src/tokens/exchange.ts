@@ -118,7 +118,9 @@ export interface ExchangeFailed extends Sent {
 }
 
 /** Nothing was sent: a secret could not be read (`error`), or the refresh token was spent already (T3). */
-export type ExchangeNotSent = { outcome: 'unbuildable'; at: number; reason: string; error: Error } | { outcome: 'already_spent'; at: number; reason: string };
+export type ExchangeNotSent =
+  | { outcome: 'unbuildable'; at: number; reason: string; error: Error }
+  | { outcome: 'already_spent'; at: number; reason: string };
 
 export type ExchangeResult = ExchangeNotSent | ExchangeSuccess | ExchangeRejected | ExchangeFailed;
 
@@ -136,20 +138,30 @@ export async function exchangeToken(steps: ExchangeSteps, context: ExchangeConte
     built = await steps.build();
   } catch (error) {
     // An unreadable secret file is a rejected login (§8): nothing was sent.
-    const reason = error instanceof CredentialUnavailableError ? error.message : `cannot read a secret: ${(error as Error).message}`;
+    const reason =
+      error instanceof CredentialUnavailableError ? error.message : `cannot read a secret: ${(error as Error).message}`;
     return { outcome: 'unbuildable', at: sentAt, reason, error: error as Error };
   }
-  if (built.spends !== undefined && steps.isSpent?.(built.spends) === true) return { outcome: 'already_spent', at: sentAt, reason: ALREADY_SPENT };
+  if (built.spends !== undefined && steps.isSpent?.(built.spends) === true)
+    return { outcome: 'already_spent', at: sentAt, reason: ALREADY_SPENT };
 
   steps.onSend?.(sentAt);
   // R4: whatever the server says back is scrubbed of what we sent it and what we hold.
   const secrets = [...built.request.secrets, ...(steps.heldSecrets ?? [])];
   const answer = await sendAndParse(built.request, secrets, steps, context);
-  const sent = { kind: built.kind, sentAt, durationMs: answer.durationMs, httpStatus: answer.httpStatus, sentRefreshToken: built.spends };
+  const sent = {
+    kind: built.kind,
+    sentAt,
+    durationMs: answer.durationMs,
+    httpStatus: answer.httpStatus,
+    sentRefreshToken: built.spends,
+  };
   const { parsed } = answer;
-  if (parsed.outcome === 'success') return produceNewState(built, parsed.token, { sent, steps, policy: context.policy });
+  if (parsed.outcome === 'success')
+    return produceNewState(built, parsed.token, { sent, steps, policy: context.policy });
   // A rejected refresh token is dead (T3, T4).
-  if (parsed.outcome === 'rejected') return { ...sent, outcome: 'rejected', reason: parsed.reason, spentRefreshToken: built.spends };
+  if (parsed.outcome === 'rejected')
+    return { ...sent, outcome: 'rejected', reason: parsed.reason, spentRefreshToken: built.spends };
   return {
     ...sent,
     outcome: 'error',
@@ -172,7 +184,12 @@ interface Answer {
 }
 
 /** Sends the request and turns whatever comes back (or does not) into an outcome. */
-async function sendAndParse(request: TokenHttpRequest, secrets: Array<Secret | undefined>, steps: ExchangeSteps, context: ExchangeContext): Promise<Answer> {
+async function sendAndParse(
+  request: TokenHttpRequest,
+  secrets: Array<Secret | undefined>,
+  steps: ExchangeSteps,
+  context: ExchangeContext,
+): Promise<Answer> {
   const monotonicNow = context.monotonicNow ?? (() => performance.now());
   const started = monotonicNow();
   try {
@@ -180,12 +197,29 @@ async function sendAndParse(request: TokenHttpRequest, secrets: Array<Secret | u
     const durationMs = monotonicNow() - started;
     const parsed = steps.parse(response, secrets);
     const retryAfter = parsed.outcome === 'error' ? retryAfterMs(response, context.clock.now()) : undefined;
-    return { parsed, httpStatus: response.status, durationMs, delivered: true, retryAfterMs: retryAfter, thrown: undefined };
+    return {
+      parsed,
+      httpStatus: response.status,
+      durationMs,
+      delivered: true,
+      retryAfterMs: retryAfter,
+      thrown: undefined,
+    };
   } catch (error) {
     const durationMs = monotonicNow() - started;
-    const reason = error instanceof TokenTransportError ? error.message : `request failed: ${scrubServerText((error as Error).message, secrets)}`;
+    const reason =
+      error instanceof TokenTransportError
+        ? error.message
+        : `request failed: ${scrubServerText((error as Error).message, secrets)}`;
     const delivered = !(error instanceof TokenTransportError && NOT_DELIVERED.has(error.code));
-    return { parsed: { outcome: 'error', reason }, httpStatus: undefined, durationMs, delivered, retryAfterMs: undefined, thrown: error as Error };
+    return {
+      parsed: { outcome: 'error', reason },
+      httpStatus: undefined,
+      durationMs,
+      delivered,
+      retryAfterMs: undefined,
+      thrown: error as Error,
+    };
   }
 }
 
@@ -193,7 +227,11 @@ async function sendAndParse(request: TokenHttpRequest, secrets: Array<Secret | u
 function produceNewState(
   built: BuiltRequest,
   issued: IssuedToken,
-  context: { sent: Omit<Sent, 'spentRefreshToken'>; steps: Pick<ExchangeSteps, 'rotatesRefreshTokens'>; policy: LifetimePolicy },
+  context: {
+    sent: Omit<Sent, 'spentRefreshToken'>;
+    steps: Pick<ExchangeSteps, 'rotatesRefreshTokens'>;
+    policy: LifetimePolicy;
+  },
 ): ExchangeSuccess {
   const { sentAt } = context.sent;
   const lifetime = resolveLifetime(issued.lifetime, issued.accessToken, sentAt, context.policy);
@@ -201,6 +239,19 @@ function produceNewState(
   const keepsOld = built.kind === 'refresh' && !context.steps.rotatesRefreshTokens;
   const refreshToken = issued.refreshToken ?? (keepsOld ? built.spends : undefined);
   const spentSent = issued.refreshToken !== undefined ? !issued.refreshToken.equals(built.spends) : !keepsOld;
-  const state: TokenState = { accessToken: issued.accessToken, obtainedAt: sentAt, expiresAt: sentAt + lifetime.lifetimeMs, lifetimeMs: lifetime.lifetimeMs, refreshToken };
-  return { ...context.sent, outcome: 'success', spentRefreshToken: built.spends !== undefined && spentSent ? built.spends : undefined, issued, lifetime, state };
+  const state: TokenState = {
+    accessToken: issued.accessToken,
+    obtainedAt: sentAt,
+    expiresAt: sentAt + lifetime.lifetimeMs,
+    lifetimeMs: lifetime.lifetimeMs,
+    refreshToken,
+  };
+  return {
+    ...context.sent,
+    outcome: 'success',
+    spentRefreshToken: built.spends !== undefined && spentSent ? built.spends : undefined,
+    issued,
+    lifetime,
+    state,
+  };
 }

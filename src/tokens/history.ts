@@ -86,11 +86,18 @@ export class TokenRequestHistory {
 }
 
 function encode(event: Pick<TokenRequestEvent, 'kind' | 'outcome' | 'trigger'>): number {
-  return (KINDS.indexOf(event.kind) * OUTCOMES.length + OUTCOMES.indexOf(event.outcome)) * TRIGGERS.length + TRIGGERS.indexOf(event.trigger);
+  return (
+    (KINDS.indexOf(event.kind) * OUTCOMES.length + OUTCOMES.indexOf(event.outcome)) * TRIGGERS.length +
+    TRIGGERS.indexOf(event.trigger)
+  );
 }
 
 function decode(code: number): Pick<TokenRequestEvent, 'kind' | 'outcome' | 'trigger'> {
   const trigger = TRIGGERS[code % TRIGGERS.length] ?? 'schedule';
   const rest = Math.floor(code / TRIGGERS.length);
-  return { kind: KINDS[Math.floor(rest / OUTCOMES.length)] ?? 'login', outcome: OUTCOMES[rest % OUTCOMES.length] ?? 'error', trigger };
+  return {
+    kind: KINDS[Math.floor(rest / OUTCOMES.length)] ?? 'login',
+    outcome: OUTCOMES[rest % OUTCOMES.length] ?? 'error',
+    trigger,
+  };
 }

@@ -25,7 +25,12 @@ export interface LifetimePolicy {
  * an absolute expiry is converted with the response's own Date header (so server clock skew
  * cancels out); then a JWT's exp - iat; then defaultLifetime. Odd values are anomalies (§8).
  */
-export function resolveLifetime(hints: LifetimeHints, accessToken: Secret, receivedAt: number, policy: LifetimePolicy): ResolvedLifetime {
+export function resolveLifetime(
+  hints: LifetimeHints,
+  accessToken: Secret,
+  receivedAt: number,
+  policy: LifetimePolicy,
+): ResolvedLifetime {
   const anomalies: LifetimeAnomaly[] = [];
   const serverNow = hints.date === undefined ? Number.NaN : Date.parse(hints.date);
   const skewMs = Number.isNaN(serverNow) ? undefined : serverNow - receivedAt;
@@ -63,7 +68,8 @@ function secondsToMs(value: unknown, anomalies: LifetimeAnomaly[]): number | und
     anomalies.push('missing');
     return undefined;
   }
-  const seconds = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : Number.NaN;
+  const seconds =
+    typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : Number.NaN;
   if (!Number.isFinite(seconds)) {
     anomalies.push('invalid');
     return undefined;
@@ -77,7 +83,8 @@ function secondsToMs(value: unknown, anomalies: LifetimeAnomaly[]): number | und
 
 function fromExpiration(value: unknown, serverNow: number, anomalies: LifetimeAnomaly[]): number | undefined {
   if (value === undefined || value === null || value === '') return undefined;
-  const expiresAt = typeof value === 'string' ? Date.parse(value) : typeof value === 'number' ? value * 1000 : Number.NaN;
+  const expiresAt =
+    typeof value === 'string' ? Date.parse(value) : typeof value === 'number' ? value * 1000 : Number.NaN;
   if (Number.isNaN(expiresAt)) {
     anomalies.push('invalid');
     return undefined;

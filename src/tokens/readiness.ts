@@ -36,8 +36,12 @@ export class Readiness {
 
   /** T4, T5: the server refuses the account's credentials: unready until a token comes (logged when the reason changes). */
   credentialsRefused(kind: TokenRequestKind, reason: string): void {
-    const rejection = kind === 'login' ? `login rejected: ${reason}` : `refresh token rejected and no credentials to log in with: ${reason}`;
-    if (rejection !== this.#rejection) this.#log.error({ reason }, `account unready: ${rejection}; retrying no more than once a minute`);
+    const rejection =
+      kind === 'login'
+        ? `login rejected: ${reason}`
+        : `refresh token rejected and no credentials to log in with: ${reason}`;
+    if (rejection !== this.#rejection)
+      this.#log.error({ reason }, `account unready: ${rejection}; retrying no more than once a minute`);
     this.#rejection = rejection;
   }
 
@@ -46,7 +50,11 @@ export class Readiness {
     if (token === undefined || this.#expiryLogged || now < token.expiresAt) return;
     this.#expiryLogged = true;
     this.#log.error(
-      { fingerprint: token.fingerprint, expiredAt: new Date(token.expiresAt).toISOString(), lastError: this.#lastError?.message },
+      {
+        fingerprint: token.fingerprint,
+        expiredAt: new Date(token.expiresAt).toISOString(),
+        lastError: this.#lastError?.message,
+      },
       'account unready: the token expired and no new one could be had yet; requests get 503 token_unavailable',
     );
   }
@@ -75,7 +83,11 @@ export class Readiness {
   }
 
   /** The account's state for /status. */
-  state(token: ActiveToken | undefined, now: number, activity: { stopped: boolean; refreshing: boolean }): AccountState {
+  state(
+    token: ActiveToken | undefined,
+    now: number,
+    activity: { stopped: boolean; refreshing: boolean },
+  ): AccountState {
     if (activity.stopped) return 'stopped';
     if (activity.refreshing) return 'refreshing';
     if (token !== undefined && now < token.expiresAt) return this.#rejection === undefined ? 'valid' : 'rejected';

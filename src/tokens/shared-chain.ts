@@ -123,11 +123,19 @@ export class SharedChain {
       this.#failed('lock', error);
       const renewAnywayAt = expiresAt === undefined ? Number.NEGATIVE_INFINITY : expiresAt - 2 * this.#o.timeoutMs;
       if (this.#o.clock.now() < renewAnywayAt) return { type: 'unreachable', retryNotAfter: renewAnywayAt };
-      this.#o.log.warn({ store: this.#o.store.type }, 'renewing the token without the store lock: the store is unreachable and the token would expire');
+      this.#o.log.warn(
+        { store: this.#o.store.type },
+        'renewing the token without the store lock: the store is unreachable and the token would expire',
+      );
       return { type: 'renew_unlocked' };
     }
     if (lock === undefined) return { type: 'held_elsewhere', lookAgainAt: this.#o.clock.now() + FOLLOW_INTERVAL_MS };
-    const held = new HeldLock(lock, { clock: this.#o.clock, log: this.#o.log, ttlMs: this.#lockTtl(), onError: (error) => this.#failed('lock', error) });
+    const held = new HeldLock(lock, {
+      clock: this.#o.clock,
+      log: this.#o.log,
+      ttlMs: this.#lockTtl(),
+      onError: (error) => this.#failed('lock', error),
+    });
     return { type: 'locked', lock: held, newer: await this.loadNewer() };
   }
 
@@ -139,14 +147,18 @@ export class SharedChain {
   async save(state: TokenState): Promise<SaveOutcome> {
     try {
       let result = await this.#o.store.save(this.#o.account, state, this.#revision ?? null);
-      if (!result.saved && result.current === undefined) result = await this.#o.store.save(this.#o.account, state, null, this.#revision);
+      if (!result.saved && result.current === undefined)
+        result = await this.#o.store.save(this.#o.account, state, null, this.#revision);
       this.#recovered();
       if (result.saved) {
         this.#revision = result.record.revision;
         return { type: 'saved' };
       }
       if (result.current !== undefined) {
-        this.#o.log.warn({ revision: result.current.revision }, 'another replica saved a newer state during this token request: adopting it');
+        this.#o.log.warn(
+          { revision: result.current.revision },
+          'another replica saved a newer state during this token request: adopting it',
+        );
       }
       return { type: 'superseded', newer: result.current };
     } catch (error) {
@@ -162,7 +174,8 @@ export class SharedChain {
   #failed(operation: StoreOperation, error: unknown): void {
     this.#o.events.storeError(operation);
     const problem = `${this.#o.store.type} store: ${(error as Error).message}`;
-    if (problem !== this.#problem) this.#o.log.error({ operation }, `${problem}; serving the current token and retrying`);
+    if (problem !== this.#problem)
+      this.#o.log.error({ operation }, `${problem}; serving the current token and retrying`);
     this.#problem = problem;
   }
 

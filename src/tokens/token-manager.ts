@@ -6,14 +6,35 @@ import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
 import type { Secret } from '../util/secret.js';
 import { ActiveToken } from './active-token.js';
-import { exchangeToken, initialRequest, type BuiltRequest, type ExchangeFailed, type ExchangeRejected, type ExchangeSteps, type ExchangeSuccess } from './exchange.js';
+import {
+  exchangeToken,
+  initialRequest,
+  type BuiltRequest,
+  type ExchangeFailed,
+  type ExchangeRejected,
+  type ExchangeSteps,
+  type ExchangeSuccess,
+} from './exchange.js';
 import { HeldRefreshToken } from './held-refresh-token.js';
 import type { TokenRequestHistory } from './history.js';
 import { Readiness } from './readiness.js';
-import { REJECTED_BACKOFF, RenewalSchedule, TRANSIENT_BACKOFF, type BackoffPolicy, type RetryBounds } from './renewal-schedule.js';
+import {
+  REJECTED_BACKOFF,
+  RenewalSchedule,
+  TRANSIENT_BACKOFF,
+  type BackoffPolicy,
+  type RetryBounds,
+} from './renewal-schedule.js';
 import { TokenRequestReport } from './request-report.js';
 import { SharedChain } from './shared-chain.js';
-import { TokenUnavailableError, type RefreshRequestResult, type SendTokenRequest, type TokenEvents, type TokenStatus, type TokenTrigger } from './types.js';
+import {
+  TokenUnavailableError,
+  type RefreshRequestResult,
+  type SendTokenRequest,
+  type TokenEvents,
+  type TokenStatus,
+  type TokenTrigger,
+} from './types.js';
 import { Waiters } from './waiters.js';
 
 export interface TokenManagerOptions {
@@ -67,9 +88,22 @@ export class TokenManager {
     this.#report = new TokenRequestReport(options.events, this.#log);
     this.history = this.#report.history;
     const { clock, policy, events } = options;
-    this.#renewal = new RenewalSchedule({ clock, policy, events, random: options.random ?? Math.random, onDue: (trigger) => this.#onRenewalDue(trigger) });
+    this.#renewal = new RenewalSchedule({
+      clock,
+      policy,
+      events,
+      random: options.random ?? Math.random,
+      onDue: (trigger) => this.#onRenewalDue(trigger),
+    });
     this.#waiters = new Waiters({ clock, unavailable: (now) => this.#unavailable(now) });
-    this.#chain = new SharedChain({ account: options.account, store: options.store, clock, timeoutMs: policy.timeoutMs, events, log: this.#log });
+    this.#chain = new SharedChain({
+      account: options.account,
+      store: options.store,
+      clock,
+      timeoutMs: policy.timeoutMs,
+      events,
+      log: this.#log,
+    });
   }
 
   /** Adopts a still-valid stored token (T9) or asks for one at once (trigger `startup`). */
@@ -79,7 +113,10 @@ export class TokenManager {
     const stored = await this.#chain.load();
     if (stored !== undefined && this.#adoptStoredIfNewer(stored)) {
       const token = this.#token;
-      this.#log.info({ fingerprint: token?.fingerprint, expiresAt: token && new Date(token.expiresAt).toISOString() }, 'using stored token');
+      this.#log.info(
+        { fingerprint: token?.fingerprint, expiresAt: token && new Date(token.expiresAt).toISOString() },
+        'using stored token',
+      );
       // The schedule continues (§8): due at obtained + at x lifetime, at once if that is past.
       this.#renewal.scheduleRenewal(stored.state);
       return;
@@ -105,7 +142,8 @@ export class TokenManager {
    */
   replacementFor(token: ActiveToken): Promise<ActiveToken> {
     const current = this.#token;
-    if (current !== undefined && current.generation > token.generation) return this.#waitForGenerationAfter(token.generation);
+    if (current !== undefined && current.generation > token.generation)
+      return this.#waitForGenerationAfter(token.generation);
     if (this.#rejectedGeneration !== token.generation) {
       this.#rejectedGeneration = token.generation;
       this.requestRefresh('upstream_rejection');
@@ -170,7 +208,8 @@ export class TokenManager {
     if (this.#stopped) return Promise.reject(this.#unavailable(now));
     const nextAt = this.#renewal.nextAt;
     // Nothing can arrive in time (next attempt is later than the wait): answer at once.
-    if (this.#inFlight === undefined && nextAt !== undefined && nextAt - now > waitMs) return Promise.reject(this.#unavailable(now));
+    if (this.#inFlight === undefined && nextAt !== undefined && nextAt - now > waitMs)
+      return Promise.reject(this.#unavailable(now));
     return this.#waiters.waitForGenerationAfter(generation, { now, waitMs });
   }
 
@@ -217,7 +256,11 @@ export class TokenManager {
       return;
     }
     const { lock, newer } = attempt;
-    if (newer !== undefined && this.#adoptStoredIfNewer(newer) && this.#o.clock.now() < this.#renewal.latestDueAt(newer.state)) {
+    if (
+      newer !== undefined &&
+      this.#adoptStoredIfNewer(newer) &&
+      this.#o.clock.now() < this.#renewal.latestDueAt(newer.state)
+    ) {
       await lock.release();
       this.#renewal.scheduleRenewal(newer.state);
       return;
@@ -235,7 +278,12 @@ export class TokenManager {
     const result = await exchangeToken(this.#exchangeSteps(), { clock: this.#o.clock, policy: this.#o.policy });
     if (result.outcome === 'unbuildable' || result.outcome === 'already_spent') {
       // Nothing was sent, nothing counted: an unreadable secret is a rejected login (§8).
-      this.#onRejected({ kind: result.outcome === 'unbuildable' ? 'login' : 'refresh', spent: undefined, reason: result.reason, at: result.at });
+      this.#onRejected({
+        kind: result.outcome === 'unbuildable' ? 'login' : 'refresh',
+        spent: undefined,
+        reason: result.reason,
+        at: result.at,
+      });
       return;
     }
     const logFields = this.#report.requestSent(result, trigger);
@@ -288,7 +336,12 @@ export class TokenManager {
     this.#refresh.answeredClearly();
     this.#readiness.tokenObtained();
     this.#log.info(
-      { ...logFields, lifetimeS: lifetime.lifetimeMs / 1000, lifetimeSource: lifetime.source, fingerprint: this.#token?.fingerprint },
+      {
+        ...logFields,
+        lifetimeS: lifetime.lifetimeMs / 1000,
+        lifetimeSource: lifetime.source,
+        fingerprint: this.#token?.fingerprint,
+      },
       `token request: ${result.kind} succeeded`,
     );
     this.#waiters.resolveWith(this.current());
@@ -298,7 +351,12 @@ export class TokenManager {
   /** The server said no. T10: a refresh it rejected may have been rotated by another replica first. */
   async #onRefused(result: ExchangeRejected, logFields: Record<string, unknown>): Promise<void> {
     this.#log.warn({ ...logFields, reason: result.reason }, `token request: ${result.kind} rejected`);
-    if (result.kind === 'refresh' && result.sentRefreshToken !== undefined && (await this.#adoptNewerChain(result.sentRefreshToken))) return;
+    if (
+      result.kind === 'refresh' &&
+      result.sentRefreshToken !== undefined &&
+      (await this.#adoptNewerChain(result.sentRefreshToken))
+    )
+      return;
     this.#onRejected({ kind: result.kind, spent: result.spentRefreshToken, reason: result.reason, at: result.sentAt });
   }
 
@@ -330,7 +388,8 @@ export class TokenManager {
     this.#readiness.noteExpiry(this.#token, this.#o.clock.now());
     if (result.spentRefreshToken !== undefined) this.#refresh.discard(result.spentRefreshToken);
     // Reached the server but no clear answer: the refresh token may be spent (T5).
-    else if (result.delivered && result.kind === 'refresh' && result.sentRefreshToken !== undefined) this.#refresh.unclearAnswer(result.sentRefreshToken);
+    else if (result.delivered && result.kind === 'refresh' && result.sentRefreshToken !== undefined)
+      this.#refresh.unclearAnswer(result.sentRefreshToken);
     const notBefore = result.retryAfterMs === undefined ? undefined : this.#o.clock.now() + result.retryAfterMs;
     this.#retryAfterFailure(TRANSIENT_BACKOFF, { notBefore });
   }
@@ -383,7 +442,13 @@ export class TokenManager {
 
   #adopt(state: TokenState): void {
     this.#generation += 1;
-    this.#token = new ActiveToken(state.accessToken, this.#generation, state.obtainedAt, state.expiresAt, state.lifetimeMs);
+    this.#token = new ActiveToken(
+      state.accessToken,
+      this.#generation,
+      state.obtainedAt,
+      state.expiresAt,
+      state.lifetimeMs,
+    );
     this.#renewal.lifetimeSeen(state.lifetimeMs);
   }
 

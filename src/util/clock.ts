@@ -29,7 +29,10 @@ export const systemClock: Clock = {
     const handle: RealHandle = { id: nextRealTimerId++, timeout: undefined as unknown as NodeJS.Timeout };
     const arm = (remainingMs: number) => {
       const step = Math.min(Math.max(0, remainingMs), MAX_TIMER_MS);
-      handle.timeout = setTimeout(() => (remainingMs > MAX_TIMER_MS ? arm(remainingMs - MAX_TIMER_MS) : callback()), step);
+      handle.timeout = setTimeout(
+        () => (remainingMs > MAX_TIMER_MS ? arm(remainingMs - MAX_TIMER_MS) : callback()),
+        step,
+      );
       handle.timeout.unref();
     };
     arm(delayMs);

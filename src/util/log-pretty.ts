@@ -46,7 +46,13 @@ export function formatPrettyLine(line: string, options: { color: boolean }): str
   const message = typeof entry.msg === 'string' ? escapeControlCharacters(entry.msg) : '';
   const head = `${paint(DIM, time)} ${paint(level.color, level.name)} ${message}`;
   const tail = fields.length === 0 ? '' : `  ${paint(DIM, fields.join(' '))}`;
-  const stackLines = stack === undefined ? '' : `\n${stack.split('\n').map((text) => `    ${escapeControlCharacters(text)}`).join('\n')}`;
+  const stackLines =
+    stack === undefined
+      ? ''
+      : `\n${stack
+          .split('\n')
+          .map((text) => `    ${escapeControlCharacters(text)}`)
+          .join('\n')}`;
   return `${head}${tail}${stackLines}\n`;
 }
 
@@ -57,7 +63,10 @@ function quote(text: string): string {
 }
 
 /** A pino destination that writes pretty lines to `out` (a sonic-boom or any stream with write()). */
-export function prettyDestination(out: DestinationStream & { flush?(cb?: (error?: Error) => void): void }, options: { color: boolean }): DestinationStream {
+export function prettyDestination(
+  out: DestinationStream & { flush?(cb?: (error?: Error) => void): void },
+  options: { color: boolean },
+): DestinationStream {
   return {
     write(chunk: string) {
       // pino writes one line per call; split anyway so a batched write stays readable.

@@ -92,7 +92,10 @@ export interface FileOrPipeContent {
  * (a FIFO nobody writes to never blocks for longer). For secrets given once at start-up (R5, R6).
  * Throws UnsafeFileError; `pipe_timeout` when the writer did not finish in time.
  */
-export function readFileOrPipeSync(path: string, options: ReadRegularFileOptions & { pipeWaitMs: number }): FileOrPipeContent {
+export function readFileOrPipeSync(
+  path: string,
+  options: ReadRegularFileOptions & { pipeWaitMs: number },
+): FileOrPipeContent {
   const fd = openWithoutBlockingSync(path, options);
   try {
     const stats = fstatSync(fd);
@@ -146,7 +149,8 @@ function readPipeFdSync(fd: number, path: string, maxBytes: number, waitMs: numb
       bytesRead = readSync(fd, chunk, 0, chunk.length, null);
     } catch (error) {
       // EAGAIN: a writer holds the pipe open and has not written (all) yet.
-      if (errnoCode(error) !== 'EAGAIN') throw new UnsafeFileError('unreadable', path, `cannot read ${path} (${errnoCode(error)})`, errnoCode(error));
+      if (errnoCode(error) !== 'EAGAIN')
+        throw new UnsafeFileError('unreadable', path, `cannot read ${path} (${errnoCode(error)})`, errnoCode(error));
     }
     if (bytesRead !== undefined && bytesRead > 0) {
       chunks.push(chunk.subarray(0, bytesRead));
@@ -157,7 +161,10 @@ function readPipeFdSync(fd: number, path: string, maxBytes: number, waitMs: numb
     if (bytesRead === 0 && total > 0) return Buffer.concat(chunks, total);
     if (performance.now() >= deadline) {
       const waited = formatSeconds(waitMs);
-      const message = total === 0 ? `${path} is a FIFO and nothing was written to it within ${waited}` : `${path} is a FIFO whose writer did not close it within ${waited}`;
+      const message =
+        total === 0
+          ? `${path} is a FIFO and nothing was written to it within ${waited}`
+          : `${path} is a FIFO whose writer did not close it within ${waited}`;
       throw new UnsafeFileError('pipe_timeout', path, message);
     }
     // Start-up only, bounded by the deadline: a synchronous pause between polls.
@@ -173,7 +180,10 @@ function formatSeconds(ms: number): string {
  * Opens `path` for reading without blocking and checks, on the descriptor, that it is a regular
  * file. The caller reads with readOpenedFile and closes the handle. Throws UnsafeFileError.
  */
-export async function openRegularFile(path: string, options: Pick<ReadRegularFileOptions, 'followSymlinks'>): Promise<OpenedFile> {
+export async function openRegularFile(
+  path: string,
+  options: Pick<ReadRegularFileOptions, 'followSymlinks'>,
+): Promise<OpenedFile> {
   let handle: FileHandle;
   try {
     handle = await open(path, openFlags(options));
@@ -214,9 +224,18 @@ export async function readOpenedFile(opened: OpenedFile, maxBytes: number): Prom
 export async function writeRegularFile(path: string, data: string, options: { mode: number }): Promise<void> {
   let handle: FileHandle;
   try {
-    handle = await open(path, constants.O_WRONLY | constants.O_CREAT | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0), options.mode);
+    handle = await open(
+      path,
+      constants.O_WRONLY | constants.O_CREAT | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0),
+      options.mode,
+    );
   } catch (error) {
-    throw refusalOfOpen(error, path, namedByType(error) ? await pathStats(path, { followSymlinks: false }) : undefined, 'write');
+    throw refusalOfOpen(
+      error,
+      path,
+      namedByType(error) ? await pathStats(path, { followSymlinks: false }) : undefined,
+      'write',
+    );
   }
   try {
     checkRegular(await handle.stat(), path);
@@ -287,7 +306,11 @@ function checkSize(size: number, path: string, maxBytes: number): void {
 
 function notRegular(stats: Stats, path: string): UnsafeFileError {
   if (stats.isSymbolicLink()) {
-    return new UnsafeFileError('symlink', path, `${path} is a symbolic link; it is not followed here: point the setting at the file itself`);
+    return new UnsafeFileError(
+      'symlink',
+      path,
+      `${path} is a symbolic link; it is not followed here: point the setting at the file itself`,
+    );
   }
   return new UnsafeFileError('not_regular', path, `${path} is ${describeFileType(stats)}, not a regular file`);
 }
@@ -307,7 +330,10 @@ function pathStatsSync(path: string, options: Pick<ReadRegularFileOptions, 'foll
   }
 }
 
-async function pathStats(path: string, options: Pick<ReadRegularFileOptions, 'followSymlinks'>): Promise<Stats | undefined> {
+async function pathStats(
+  path: string,
+  options: Pick<ReadRegularFileOptions, 'followSymlinks'>,
+): Promise<Stats | undefined> {
   try {
     return options.followSymlinks === false ? await lstat(path) : await stat(path);
   } catch {
@@ -316,7 +342,12 @@ async function pathStats(path: string, options: Pick<ReadRegularFileOptions, 'fo
 }
 
 /** Turns a failed open into UnsafeFileError; `found` is what is at the path, when namedByType. */
-function refusalOfOpen(error: unknown, path: string, found: Stats | undefined, verb: 'read' | 'write' = 'read'): UnsafeFileError {
+function refusalOfOpen(
+  error: unknown,
+  path: string,
+  found: Stats | undefined,
+  verb: 'read' | 'write' = 'read',
+): UnsafeFileError {
   const code = errnoCode(error);
   if (code === 'ENOENT') return new UnsafeFileError('missing', path, `cannot ${verb} ${path} (ENOENT)`, code);
   if (found !== undefined && !found.isFile()) return notRegular(found, path);

@@ -24,7 +24,10 @@ const NAMED_ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': 
  * a log line (R4). Printable characters, including non-ASCII letters, are kept.
  */
 export function escapeControlCharacters(text: string): string {
-  return text.replace(UNSAFE_CHARACTERS, (char) => NAMED_ESCAPES[char] ?? `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return text.replace(
+    UNSAFE_CHARACTERS,
+    (char) => NAMED_ESCAPES[char] ?? `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 /**
@@ -59,7 +62,11 @@ function spellingsOf(value: string): string[] {
  * @param secrets the secrets to hide; undefined entries are skipped
  * @param maxChars characters kept (default 200, R4)
  */
-export function scrubServerText(text: string, secrets: Iterable<Secret | undefined>, maxChars = MAX_SERVER_TEXT_CHARS): string {
+export function scrubServerText(
+  text: string,
+  secrets: Iterable<Secret | undefined>,
+  maxChars = MAX_SERVER_TEXT_CHARS,
+): string {
   const spellings: string[] = [];
   for (const secret of secrets) if (secret !== undefined) spellings.push(...spellingsOf(secret.reveal()));
   spellings.sort((a, b) => b.length - a.length);

@@ -36,7 +36,10 @@ function secretFromText(text: string, path: string): Secret {
  * whose messages name the path (R5, R6).
  */
 export function readSecretFileAtStart(path: string): { secret: Secret; pipe: boolean } {
-  const { bytes, pipe } = readFileOrPipeSync(path, { maxBytes: FILE_LIMITS.secretOrKey, pipeWaitMs: SECRET_PIPE_WAIT_MS });
+  const { bytes, pipe } = readFileOrPipeSync(path, {
+    maxBytes: FILE_LIMITS.secretOrKey,
+    pipeWaitMs: SECRET_PIPE_WAIT_MS,
+  });
   return { secret: secretFromText(bytes.toString('utf8'), path), pipe };
 }
 
@@ -109,13 +112,18 @@ export class SecretFile {
  */
 export function reportSecretReads(file: SecretFile, options: { logger: Logger; countFailure: () => void }): () => void {
   const { logger, countFailure } = options;
-  if (file.pipe) logger.info({ path: file.path }, 'secret file is a pipe: read once at start-up and kept, never read again');
+  if (file.pipe)
+    logger.info({ path: file.path }, 'secret file is a pipe: read once at start-up and kept, never read again');
   return file.watch((event) => {
     if (event.type === 'recovered') {
       logger.info({ path: event.path }, 'secret file reads well again');
       return;
     }
     countFailure();
-    if (event.first) logger.warn({ path: event.path, problem: event.problem }, 'secret file cannot be used: keeping its last good value until it reads well again');
+    if (event.first)
+      logger.warn(
+        { path: event.path, problem: event.problem },
+        'secret file cannot be used: keeping its last good value until it reads well again',
+      );
   });
 }

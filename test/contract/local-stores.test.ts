@@ -37,7 +37,12 @@ for (const variant of [
   describeTokenStore(variant.name, async () => {
     const clock = fakeNow();
     const dir = tempDir();
-    const store = new FileTokenStore({ path: path.join(dir, 'state.json'), codec: new TokenCodec(variant.key), logger: silentLogger(), now: clock.now });
+    const store = new FileTokenStore({
+      path: path.join(dir, 'state.json'),
+      codec: new TokenCodec(variant.key),
+      logger: silentLogger(),
+      now: clock.now,
+    });
     return {
       store,
       advanceTime: clock.advanceTime,
@@ -63,8 +68,15 @@ describe('FileTokenStore (T9)', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  function openStore(options: { key?: Buffer; logger?: ReturnType<typeof captureLogger>['logger'] } = {}): FileTokenStore {
-    return new FileTokenStore({ path: file, codec: new TokenCodec(options.key), logger: options.logger ?? silentLogger(), now: () => START });
+  function openStore(
+    options: { key?: Buffer; logger?: ReturnType<typeof captureLogger>['logger'] } = {},
+  ): FileTokenStore {
+    return new FileTokenStore({
+      path: file,
+      codec: new TokenCodec(options.key),
+      logger: options.logger ?? silentLogger(),
+      now: () => START,
+    });
   }
 
   const modeOf = (target: string): number => fs.statSync(target).mode & 0o777;
@@ -77,7 +89,9 @@ describe('FileTokenStore (T9)', () => {
       expect(modeOf(file)).toBe(0o600);
       expect(fs.readdirSync(dir)).toEqual(['state.json']);
     }
-    await Promise.all(Array.from({ length: 10 }, (_, i) => store.save(`parallel-${i}`, makeTokenState(`parallel${i}`))));
+    await Promise.all(
+      Array.from({ length: 10 }, (_, i) => store.save(`parallel-${i}`, makeTokenState(`parallel${i}`))),
+    );
     expect(modeOf(file)).toBe(0o600);
     expect(fs.readdirSync(dir)).toEqual(['state.json']);
     await store.close();
@@ -103,10 +117,18 @@ describe('FileTokenStore (T9)', () => {
     const store = openStore();
     await store.save('b', makeTokenState('b'));
     await store.save('a', makeTokenState('a', { refreshToken: undefined }));
-    const document = JSON.parse(fs.readFileSync(file, 'utf8')) as { format: string; accounts: Record<string, Record<string, unknown>> };
+    const document = JSON.parse(fs.readFileSync(file, 'utf8')) as {
+      format: string;
+      accounts: Record<string, Record<string, unknown>>;
+    };
     expect(document.format).toBe(STATE_FILE_FORMAT);
     expect(Object.keys(document.accounts)).toEqual(['a', 'b']);
-    expect(document.accounts.a).toMatchObject({ format: STORE_FORMAT, revision: 1, refreshToken: null, updatedAt: new Date(START).toISOString() });
+    expect(document.accounts.a).toMatchObject({
+      format: STORE_FORMAT,
+      revision: 1,
+      refreshToken: null,
+      updatedAt: new Date(START).toISOString(),
+    });
     await store.close();
   });
 
@@ -328,7 +350,12 @@ describe('TokenCodec', () => {
     const two = codec.encode('acct', record, START);
     expect(one.accessToken).toMatch(/^enc:v1:[\w-]+:[\w-]+:[\w-]+$/);
     expect(one.accessToken).not.toBe(two.accessToken);
-    expect(one).toMatchObject({ format: STORE_FORMAT, revision: 3, expiresAt: record.state.expiresAt, updatedAt: new Date(START).toISOString() });
+    expect(one).toMatchObject({
+      format: STORE_FORMAT,
+      revision: 3,
+      expiresAt: record.state.expiresAt,
+      updatedAt: new Date(START).toISOString(),
+    });
     for (const secret of secrets) expect(JSON.stringify(one)).not.toContain(secret);
   });
 
@@ -388,7 +415,10 @@ describe('FileTokenStore: the state file is untrusted input (R5)', () => {
   /** Counts the bytes read through any FileHandle from now on (read and readFile); restored after the test. */
   async function countFileHandleReads(): Promise<() => number> {
     const probe = await fs.promises.open(dir, 'r');
-    type Reads = { read: (...args: unknown[]) => Promise<{ bytesRead: number }>; readFile: (...args: unknown[]) => Promise<string | Buffer> };
+    type Reads = {
+      read: (...args: unknown[]) => Promise<{ bytesRead: number }>;
+      readFile: (...args: unknown[]) => Promise<string | Buffer>;
+    };
     const prototype = Object.getPrototypeOf(probe) as Reads;
     await probe.close();
     const { read: originalRead, readFile: originalReadFile } = prototype;

@@ -26,17 +26,21 @@ function openStore(keyPrefix: string, codec: TokenCodec): Promise<RedisTokenStor
 }
 
 for (const encrypted of [false, true]) {
-  describeTokenStore(`redis${encrypted ? ' (encrypted)' : ''}`, async () => {
-    // A fresh key prefix per test: the tests share one server but never each other's keys.
-    const keyPrefix = `suite${(prefixes += 1)}:`;
-    const codec = encrypted ? new TokenCodec(randomBytes(32)) : new TokenCodec();
-    const store = await openStore(keyPrefix, codec);
-    return {
-      store,
-      other: () => openStore(keyPrefix, codec),
-      cleanup: () => store.close(),
-    };
-  }, { shared: true });
+  describeTokenStore(
+    `redis${encrypted ? ' (encrypted)' : ''}`,
+    async () => {
+      // A fresh key prefix per test: the tests share one server but never each other's keys.
+      const keyPrefix = `suite${(prefixes += 1)}:`;
+      const codec = encrypted ? new TokenCodec(randomBytes(32)) : new TokenCodec();
+      const store = await openStore(keyPrefix, codec);
+      return {
+        store,
+        other: () => openStore(keyPrefix, codec),
+        cleanup: () => store.close(),
+      };
+    },
+    { shared: true },
+  );
 }
 
 describe('redis store failures', () => {
@@ -74,7 +78,11 @@ interface BadRecord {
 }
 
 /** A valid record (as the codec writes it), changed by `edit`; its secrets say "leaked". */
-function recordJson(codec: TokenCodec, edit: (record: Record<string, unknown>) => void = () => undefined, state = makeTokenState('leaked')): string {
+function recordJson(
+  codec: TokenCodec,
+  edit: (record: Record<string, unknown>) => void = () => undefined,
+  state = makeTokenState('leaked'),
+): string {
   const record = { ...codec.encode('acct', { state, revision: 3 }) } as Record<string, unknown>;
   edit(record);
   return JSON.stringify(record);
@@ -92,14 +100,46 @@ const BAD_RECORDS: BadRecord[] = [
   { kind: 'JSON but a string', reason: 'not_an_object', plant: () => setString('"access-leaked-token"') },
   { kind: 'JSON but null', reason: 'not_an_object', plant: () => setString('null') },
   { kind: 'JSON but a number', reason: 'not_an_object', plant: () => setString('42') },
-  { kind: 'JSON nested too deep for the decoder', reason: 'not_json', plant: () => setString(`${'['.repeat(5000)}${']'.repeat(5000)}`) },
-  { kind: 'a record without a revision', reason: 'missing_field', plant: (codec) => setString(recordJson(codec, (r) => delete r.revision)) },
-  { kind: 'a revision that is a string', reason: 'missing_field', plant: (codec) => setString(recordJson(codec, (r) => (r.revision = '3'))) },
-  { kind: 'a revision of 0', reason: 'missing_field', plant: (codec) => setString(recordJson(codec, (r) => (r.revision = 0))) },
-  { kind: 'a fractional revision', reason: 'missing_field', plant: (codec) => setString(recordJson(codec, (r) => (r.revision = 2.5))) },
-  { kind: 'a revision above 2^53', reason: 'missing_field', plant: (codec) => setString(recordJson(codec, (r) => (r.revision = 1e300))) },
-  { kind: 'a wrong format tag', reason: 'foreign_format', plant: (codec) => setString(recordJson(codec, (r) => (r.format = 'bearer-sidecar/token-v9'))) },
-  { kind: 'a record without expiresAt', reason: 'missing_field', plant: (codec) => setString(recordJson(codec, (r) => delete r.expiresAt)) },
+  {
+    kind: 'JSON nested too deep for the decoder',
+    reason: 'not_json',
+    plant: () => setString(`${'['.repeat(5000)}${']'.repeat(5000)}`),
+  },
+  {
+    kind: 'a record without a revision',
+    reason: 'missing_field',
+    plant: (codec) => setString(recordJson(codec, (r) => delete r.revision)),
+  },
+  {
+    kind: 'a revision that is a string',
+    reason: 'missing_field',
+    plant: (codec) => setString(recordJson(codec, (r) => (r.revision = '3'))),
+  },
+  {
+    kind: 'a revision of 0',
+    reason: 'missing_field',
+    plant: (codec) => setString(recordJson(codec, (r) => (r.revision = 0))),
+  },
+  {
+    kind: 'a fractional revision',
+    reason: 'missing_field',
+    plant: (codec) => setString(recordJson(codec, (r) => (r.revision = 2.5))),
+  },
+  {
+    kind: 'a revision above 2^53',
+    reason: 'missing_field',
+    plant: (codec) => setString(recordJson(codec, (r) => (r.revision = 1e300))),
+  },
+  {
+    kind: 'a wrong format tag',
+    reason: 'foreign_format',
+    plant: (codec) => setString(recordJson(codec, (r) => (r.format = 'bearer-sidecar/token-v9'))),
+  },
+  {
+    kind: 'a record without expiresAt',
+    reason: 'missing_field',
+    plant: (codec) => setString(recordJson(codec, (r) => delete r.expiresAt)),
+  },
   {
     kind: 'secrets sealed with another key',
     reason: (encrypted) => (encrypted ? 'wrong_key' : 'encrypted_without_key'),
@@ -108,7 +148,14 @@ const BAD_RECORDS: BadRecord[] = [
   {
     kind: 'an access token that is not header-safe (CR LF inside)',
     reason: 'token_not_header_safe',
-    plant: (codec) => setString(recordJson(codec, undefined, makeTokenState('leaked', { accessToken: new Secret('access-leaked\r\nX-Injected: 1') }))),
+    plant: (codec) =>
+      setString(
+        recordJson(
+          codec,
+          undefined,
+          makeTokenState('leaked', { accessToken: new Secret('access-leaked\r\nX-Injected: 1') }),
+        ),
+      ),
   },
   {
     kind: 'bytes that are not UTF-8 inside the access token',
@@ -117,15 +164,41 @@ const BAD_RECORDS: BadRecord[] = [
     plant: (codec) => {
       const json = recordJson(codec);
       const at = json.indexOf('"accessToken":"') + '"accessToken":"'.length;
-      return setString(Buffer.concat([Buffer.from(json.slice(0, at)), Buffer.from([0xff, 0xfe]), Buffer.from(json.slice(at))]));
+      return setString(
+        Buffer.concat([Buffer.from(json.slice(0, at)), Buffer.from([0xff, 0xfe]), Buffer.from(json.slice(at))]),
+      );
     },
   },
-  { kind: 'a value over 4 MiB', reason: 'too_large', plant: (codec) => setString(recordJson(codec, (r) => (r.padding = 'x'.repeat(4 * MIB)))) },
-  { kind: 'a hash at the key', reason: 'wrong_type', plant: () => (client, key) => client.hset(key, 'accessToken', 'access-leaked-token') },
-  { kind: 'a list at the key', reason: 'wrong_type', plant: () => (client, key) => client.rpush(key, 'access-leaked-token') },
-  { kind: 'a set at the key', reason: 'wrong_type', plant: () => (client, key) => client.sadd(key, 'access-leaked-token') },
-  { kind: 'a sorted set at the key', reason: 'wrong_type', plant: () => (client, key) => client.zadd(key, 1, 'access-leaked-token') },
-  { kind: 'a stream at the key', reason: 'wrong_type', plant: () => (client, key) => client.xadd(key, '*', 'accessToken', 'access-leaked-token') },
+  {
+    kind: 'a value over 4 MiB',
+    reason: 'too_large',
+    plant: (codec) => setString(recordJson(codec, (r) => (r.padding = 'x'.repeat(4 * MIB)))),
+  },
+  {
+    kind: 'a hash at the key',
+    reason: 'wrong_type',
+    plant: () => (client, key) => client.hset(key, 'accessToken', 'access-leaked-token'),
+  },
+  {
+    kind: 'a list at the key',
+    reason: 'wrong_type',
+    plant: () => (client, key) => client.rpush(key, 'access-leaked-token'),
+  },
+  {
+    kind: 'a set at the key',
+    reason: 'wrong_type',
+    plant: () => (client, key) => client.sadd(key, 'access-leaked-token'),
+  },
+  {
+    kind: 'a sorted set at the key',
+    reason: 'wrong_type',
+    plant: () => (client, key) => client.zadd(key, 1, 'access-leaked-token'),
+  },
+  {
+    kind: 'a stream at the key',
+    reason: 'wrong_type',
+    plant: () => (client, key) => client.xadd(key, '*', 'accessToken', 'access-leaked-token'),
+  },
 ];
 
 describe('R7: a Redis record that does not decode is set aside', () => {
@@ -143,7 +216,10 @@ describe('R7: a Redis record that does not decode is set aside', () => {
     while (opened.length > 0) await opened.pop()?.close();
   });
 
-  async function openCapturing(keyPrefix: string, codec: TokenCodec): Promise<{ store: RedisTokenStore; capture: ReturnType<typeof captureLogger> }> {
+  async function openCapturing(
+    keyPrefix: string,
+    codec: TokenCodec,
+  ): Promise<{ store: RedisTokenStore; capture: ReturnType<typeof captureLogger> }> {
     const capture = captureLogger();
     const store = new RedisTokenStore({ url: redis.url, keyPrefix, codec, logger: capture.logger, now: () => NOW });
     opened.push(store);
@@ -226,7 +302,11 @@ describe('R7: a Redis record that does not decode is set aside', () => {
         expect((await store.save('acct', makeTokenState('unconditional'))).saved).toBe(true);
         expect((await store.load('acct'))?.revision).toBe(1);
 
-        expect((await client.keys(`${key}:corrupt:*`)).sort()).toEqual([`${key}:corrupt:${STAMP}`, `${key}:corrupt:${STAMP}-1`, `${key}:corrupt:${STAMP}-2`]);
+        expect((await client.keys(`${key}:corrupt:*`)).sort()).toEqual([
+          `${key}:corrupt:${STAMP}`,
+          `${key}:corrupt:${STAMP}-1`,
+          `${key}:corrupt:${STAMP}-2`,
+        ]);
         expect(warningsOf(capture).map((line) => line.reason)).toEqual([reason, reason, reason]);
         expect(capture.text()).not.toContain('leaked');
       });
@@ -325,7 +405,11 @@ describe('R7: a Redis record that does not decode is set aside', () => {
     const prefix = freshPrefix();
     const { store } = await openCapturing(prefix, new TokenCodec());
     const key = `${prefix}lock:acct`;
-    for (const replace of [() => client.hset(key, 'x', '1'), () => client.rpush(key, 'x'), () => client.set(key, 'junk')]) {
+    for (const replace of [
+      () => client.hset(key, 'x', '1'),
+      () => client.rpush(key, 'x'),
+      () => client.set(key, 'junk'),
+    ]) {
       const lock = await store.obtainLock('acct', 10_000);
       expect(lock).toBeDefined();
       await client.del(key);

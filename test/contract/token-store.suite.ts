@@ -51,7 +51,11 @@ function secretsOf(state: TokenState): string[] {
  * test and must return an empty store.
  */
 /** `shared` stores (Redis) also run the cross-instance tests; their fixtures must provide `other`. */
-export function describeTokenStore(name: string, factory: () => Promise<TokenStoreFixture>, options: { shared?: boolean } = {}): void {
+export function describeTokenStore(
+  name: string,
+  factory: () => Promise<TokenStoreFixture>,
+  options: { shared?: boolean } = {},
+): void {
   describe(`TokenStore contract: ${name}`, () => {
     let fixture: TokenStoreFixture;
     let store: TokenStore;
@@ -142,7 +146,12 @@ export function describeTokenStore(name: string, factory: () => Promise<TokenSto
         const state = makeTokenState('leak');
         const saved = await store.save('acct', state);
         const loaded = await store.load('acct');
-        for (const shown of [JSON.stringify(saved), JSON.stringify(loaded), inspect(saved, { depth: 10 }), inspect(loaded, { depth: 10 })]) {
+        for (const shown of [
+          JSON.stringify(saved),
+          JSON.stringify(loaded),
+          inspect(saved, { depth: 10 }),
+          inspect(loaded, { depth: 10 }),
+        ]) {
           for (const secret of secretsOf(state)) expect(shown).not.toContain(secret);
         }
         expect(JSON.stringify(loaded)).toContain('[redacted]');
@@ -227,7 +236,9 @@ export function describeTokenStore(name: string, factory: () => Promise<TokenSto
       });
 
       it('T10: of 20 parallel creations (expectedRevision null), exactly one succeeds', async () => {
-        const results = await Promise.all(Array.from({ length: 20 }, (_, i) => store.save('acct', makeTokenState(`create${i}`), null)));
+        const results = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => store.save('acct', makeTokenState(`create${i}`), null)),
+        );
         expect(results.filter((result) => result.saved)).toHaveLength(1);
         expect((await store.load('acct'))?.revision).toBe(1);
       });
@@ -320,83 +331,87 @@ export function describeTokenStore(name: string, factory: () => Promise<TokenSto
       });
     }
 
-    if (options.shared) describe('shared storage (a second instance on the same backing storage)', () => {
-      let onCleanup: Array<() => Promise<void>> = [];
-      afterEach(async () => {
-        for (const close of onCleanup) await close();
-        onCleanup = [];
-      });
+    if (options.shared)
+      describe('shared storage (a second instance on the same backing storage)', () => {
+        let onCleanup: Array<() => Promise<void>> = [];
+        afterEach(async () => {
+          for (const close of onCleanup) await close();
+          onCleanup = [];
+        });
 
-      async function openOther(): Promise<TokenStore> {
-        if (fixture.other === undefined) throw new Error(`${name}: a shared store's fixture must provide other()`);
-        const other = await fixture.other();
-        // The fixture's cleanup owns the backing storage; this closes the second client.
-        onCleanup.push(() => other.close());
-        return other;
-      }
-
-      it('declares itself shared', async () => {
-        await openOther();
-        expect(store.shared).toBe(true);
-      });
-
-      it('T10: a save in one instance is visible to load in the other', async () => {
-        const other = await openOther();
-        const state = makeTokenState('shared');
-        await store.save('acct', state);
-        const loaded = await other.load('acct');
-        expect(loaded?.revision).toBe(1);
-        expectSameState(loaded?.state, state);
-      });
-
-      it("T10: a save in one instance notifies the other instance's subscribers for that account", async () => {
-        const other = await openOther();
-        const onChange = vi.fn();
-        const unsubscribe = other.subscribe('acct', onChange);
-        try {
-          await store.save('acct', makeTokenState('notify'));
-          await vi.waitFor(() => expect(onChange).toHaveBeenCalled(), { timeout: 5000, interval: 20 });
-        } finally {
-          unsubscribe();
+        async function openOther(): Promise<TokenStore> {
+          if (fixture.other === undefined) throw new Error(`${name}: a shared store's fixture must provide other()`);
+          const other = await fixture.other();
+          // The fixture's cleanup owns the backing storage; this closes the second client.
+          onCleanup.push(() => other.close());
+          return other;
         }
-      });
 
-      it('T10: after unsubscribe, saves no longer call the listener', async () => {
-        const other = await openOther();
-        const unsubscribed = vi.fn();
-        const sentinel = vi.fn();
-        other.subscribe('gone', unsubscribed)();
-        const unsubscribeSentinel = other.subscribe('sentinel', sentinel);
-        try {
-          await store.save('gone', makeTokenState('gone'));
-          await store.save('sentinel', makeTokenState('sentinel'));
-          // Notifications arrive in order: once the later one is in, the earlier one would be too.
-          await vi.waitFor(() => expect(sentinel).toHaveBeenCalled(), { timeout: 5000, interval: 20 });
-          expect(unsubscribed).not.toHaveBeenCalled();
-        } finally {
-          unsubscribeSentinel();
-        }
-      });
+        it('declares itself shared', async () => {
+          await openOther();
+          expect(store.shared).toBe(true);
+        });
 
-      it('T10: compare-and-set holds across instances', async () => {
-        const other = await openOther();
-        await store.save('acct', makeTokenState('base'));
-        const results = await Promise.all([store.save('acct', makeTokenState('here'), 1), other.save('acct', makeTokenState('there'), 1)]);
-        expect(results.filter((result) => result.saved)).toHaveLength(1);
-        expect((await other.load('acct'))?.revision).toBe(2);
-      });
+        it('T10: a save in one instance is visible to load in the other', async () => {
+          const other = await openOther();
+          const state = makeTokenState('shared');
+          await store.save('acct', state);
+          const loaded = await other.load('acct');
+          expect(loaded?.revision).toBe(1);
+          expectSameState(loaded?.state, state);
+        });
 
-      it('T10: the lock is exclusive across instances and released for both', async () => {
-        const other = await openOther();
-        const lock = await store.obtainLock('acct', LOCK_TTL_MS * 10);
-        expect(lock).toBeDefined();
-        expect(await other.obtainLock('acct', LOCK_TTL_MS)).toBeUndefined();
-        await lock?.release();
-        const theirs = await other.obtainLock('acct', LOCK_TTL_MS);
-        expect(theirs).toBeDefined();
-        expect(await store.obtainLock('acct', LOCK_TTL_MS)).toBeUndefined();
-        await theirs?.release();
+        it("T10: a save in one instance notifies the other instance's subscribers for that account", async () => {
+          const other = await openOther();
+          const onChange = vi.fn();
+          const unsubscribe = other.subscribe('acct', onChange);
+          try {
+            await store.save('acct', makeTokenState('notify'));
+            await vi.waitFor(() => expect(onChange).toHaveBeenCalled(), { timeout: 5000, interval: 20 });
+          } finally {
+            unsubscribe();
+          }
+        });
+
+        it('T10: after unsubscribe, saves no longer call the listener', async () => {
+          const other = await openOther();
+          const unsubscribed = vi.fn();
+          const sentinel = vi.fn();
+          other.subscribe('gone', unsubscribed)();
+          const unsubscribeSentinel = other.subscribe('sentinel', sentinel);
+          try {
+            await store.save('gone', makeTokenState('gone'));
+            await store.save('sentinel', makeTokenState('sentinel'));
+            // Notifications arrive in order: once the later one is in, the earlier one would be too.
+            await vi.waitFor(() => expect(sentinel).toHaveBeenCalled(), { timeout: 5000, interval: 20 });
+            expect(unsubscribed).not.toHaveBeenCalled();
+          } finally {
+            unsubscribeSentinel();
+          }
+        });
+
+        it('T10: compare-and-set holds across instances', async () => {
+          const other = await openOther();
+          await store.save('acct', makeTokenState('base'));
+          const results = await Promise.all([
+            store.save('acct', makeTokenState('here'), 1),
+            other.save('acct', makeTokenState('there'), 1),
+          ]);
+          expect(results.filter((result) => result.saved)).toHaveLength(1);
+          expect((await other.load('acct'))?.revision).toBe(2);
+        });
+
+        it('T10: the lock is exclusive across instances and released for both', async () => {
+          const other = await openOther();
+          const lock = await store.obtainLock('acct', LOCK_TTL_MS * 10);
+          expect(lock).toBeDefined();
+          expect(await other.obtainLock('acct', LOCK_TTL_MS)).toBeUndefined();
+          await lock?.release();
+          const theirs = await other.obtainLock('acct', LOCK_TTL_MS);
+          expect(theirs).toBeDefined();
+          expect(await store.obtainLock('acct', LOCK_TTL_MS)).toBeUndefined();
+          await theirs?.release();
+        });
       });
-    });
   });
 }

@@ -39,7 +39,11 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function writeConfig(options: { grant: 'client_credentials' | 'refresh_token'; store: string; refreshTokenFile?: string }): string {
+function writeConfig(options: {
+  grant: 'client_credentials' | 'refresh_token';
+  store: string;
+  refreshTokenFile?: string;
+}): string {
   const file = join(dir, 'sidecar.yaml');
   writeFileSync(
     file,
@@ -84,10 +88,18 @@ describe('bearer-sidecar authorize against oidc-provider (§2, seed 004)', () =>
   it('§2 authorize: PKCE S256 and state, login and consent, code exchanged with clientAuth basic, refresh token in the file store; the sidecar then serves with provider-issued tokens and rotates the chain', async () => {
     const state = join(dir, 'state.json');
     // Bootstrapped before the account is switched over: its grant is still client_credentials.
-    const { cli, url } = await startAuthorize(['--config', writeConfig({ grant: 'client_credentials', store: `{ type: file, path: ${state} }` })]);
+    const { cli, url } = await startAuthorize([
+      '--config',
+      writeConfig({ grant: 'client_credentials', store: `{ type: file, path: ${state} }` }),
+    ]);
     const params = Object.fromEntries(url.searchParams);
     expect(url.origin + url.pathname).toBe(`${as.issuer}/auth`);
-    expect(params).toMatchObject({ response_type: 'code', client_id: as.clientId, scope: 'openid', code_challenge_method: 'S256' });
+    expect(params).toMatchObject({
+      response_type: 'code',
+      client_id: as.clientId,
+      scope: 'openid',
+      code_challenge_method: 'S256',
+    });
     expect(params.code_challenge).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(params.state?.length).toBeGreaterThanOrEqual(16);
     expect(params.redirect_uri).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/callback$/);
@@ -103,7 +115,9 @@ describe('bearer-sidecar authorize against oidc-provider (§2, seed 004)', () =>
     expect(cli.stdout()).toMatch(/Saved to the file store \(revision 1\)/);
     expect(cli.stdout()).toMatch(/grant: refresh_token/);
 
-    const stored = await new FileTokenStore({ path: state, codec: new TokenCodec(), logger: silentLogger() }).load('crm');
+    const stored = await new FileTokenStore({ path: state, codec: new TokenCodec(), logger: silentLogger() }).load(
+      'crm',
+    );
     const firstRefresh = stored?.state.refreshToken?.reveal() ?? '';
     expect(firstRefresh).not.toBe('');
     expect(cli.stdout() + cli.stderr()).not.toContain(firstRefresh);
@@ -111,7 +125,9 @@ describe('bearer-sidecar authorize against oidc-provider (§2, seed 004)', () =>
     expect(statSync(state).mode & 0o777).toBe(0o600);
 
     // The account now runs on grant refresh_token with no refreshToken configured: the chain is in the store.
-    const sidecar = await startSidecar(writeConfig({ grant: 'refresh_token', store: `{ type: file, path: ${state} }` }));
+    const sidecar = await startSidecar(
+      writeConfig({ grant: 'refresh_token', store: `{ type: file, path: ${state} }` }),
+    );
     const me = await fetch(`${sidecar.dataUrl()}/me`);
     expect(me.status).toBe(200);
     expect(await me.json()).toMatchObject({ sub: 'jsmith' });
@@ -123,7 +139,9 @@ describe('bearer-sidecar authorize against oidc-provider (§2, seed 004)', () =>
     const after = sidecar.manager('crm')?.status();
     expect(after?.counts.refresh.success).toBe(1);
     expect(after?.fingerprint).not.toBe(before?.fingerprint);
-    const rotated = await new FileTokenStore({ path: state, codec: new TokenCodec(), logger: silentLogger() }).load('crm');
+    const rotated = await new FileTokenStore({ path: state, codec: new TokenCodec(), logger: silentLogger() }).load(
+      'crm',
+    );
     expect(rotated?.revision).toBe(2);
     expect(rotated?.state.refreshToken?.reveal()).not.toBe(firstRefresh);
     const again = await fetch(`${sidecar.dataUrl()}/me`);
@@ -133,7 +151,12 @@ describe('bearer-sidecar authorize against oidc-provider (§2, seed 004)', () =>
 
   it('§2 authorize: with the memory store, --out writes the refresh token (mode 0600) for refreshTokenFile, and the sidecar runs on it', async () => {
     const out = join(dir, 'refresh-token');
-    const { cli, url } = await startAuthorize(['--config', writeConfig({ grant: 'client_credentials', store: '{ type: memory }' }), '--out', out]);
+    const { cli, url } = await startAuthorize([
+      '--config',
+      writeConfig({ grant: 'client_credentials', store: '{ type: memory }' }),
+      '--out',
+      out,
+    ]);
     expect((await signInAndConsent(url.href, { login: 'jsmith', password: generatedSecret('pw') })).status).toBe(200);
     expect(await cli.exited).toBe(0);
     expect(statSync(out).mode & 0o777).toBe(0o600);
@@ -142,7 +165,9 @@ describe('bearer-sidecar authorize against oidc-provider (§2, seed 004)', () =>
     expect(cli.stdout()).not.toContain(refreshToken);
     expect(cli.stdout()).toContain(`refreshTokenFile: ${out}`);
 
-    const sidecar = await startSidecar(writeConfig({ grant: 'refresh_token', store: '{ type: memory }', refreshTokenFile: out }));
+    const sidecar = await startSidecar(
+      writeConfig({ grant: 'refresh_token', store: '{ type: memory }', refreshTokenFile: out }),
+    );
     expect(sidecar.manager('crm')?.status().counts.refresh.success).toBe(1);
     const me = await fetch(`${sidecar.dataUrl()}/me`);
     expect(me.status).toBe(200);
@@ -151,7 +176,12 @@ describe('bearer-sidecar authorize against oidc-provider (§2, seed 004)', () =>
 
   it('§2 authorize: a user who says no ends the command with exit 1 and the server reason; nothing is written', async () => {
     const out = join(dir, 'refresh-token');
-    const { cli, url } = await startAuthorize(['--config', writeConfig({ grant: 'client_credentials', store: '{ type: memory }' }), '--out', out]);
+    const { cli, url } = await startAuthorize([
+      '--config',
+      writeConfig({ grant: 'client_credentials', store: '{ type: memory }' }),
+      '--out',
+      out,
+    ]);
     const landing = await signInAndConsent(url.href, { login: 'jsmith', password: 'x' }, 'deny');
     expect(landing.status).toBe(400);
     expect(await cli.exited).toBe(1);
@@ -161,7 +191,10 @@ describe('bearer-sidecar authorize against oidc-provider (§2, seed 004)', () =>
 
   it('§2 authorize: an account it cannot work with is a configuration error naming the path (exit 2)', async () => {
     const file = join(dir, 'plain.yaml');
-    writeFileSync(file, `accounts:\n  crm:\n    upstream: ${as.issuer}\n    auth: { flow: oauth2, tokenUrl: "${as.issuer}/token", clientId: app }\n`);
+    writeFileSync(
+      file,
+      `accounts:\n  crm:\n    upstream: ${as.issuer}\n    auth: { flow: oauth2, tokenUrl: "${as.issuer}/token", clientId: app }\n`,
+    );
     const noUrl = await runCli(['authorize', 'crm', '--config', file]);
     expect(noUrl.code).toBe(2);
     expect(noUrl.stderr).toMatch(/^ {2}accounts\.crm\.auth\.authorizeUrl: required for bearer-sidecar authorize/m);

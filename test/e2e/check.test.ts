@@ -51,7 +51,12 @@ function sessionAccount(server: SessionTokenServer, passwordFile = join(dir, 'pa
 
 function writeConfig(accounts: Record<string, string>, extra = ''): string {
   const file = join(dir, 'sidecar.yaml');
-  writeFileSync(file, `${extra}accounts:\n${Object.entries(accounts).map(([name, body]) => `  ${name}:\n${body}`).join('')}`);
+  writeFileSync(
+    file,
+    `${extra}accounts:\n${Object.entries(accounts)
+      .map(([name, body]) => `  ${name}:\n${body}`)
+      .join('')}`,
+  );
   return file;
 }
 
@@ -109,13 +114,26 @@ describe('bearer-sidecar check, the real CLI (§2, issue 8)', () => {
     expect(run.code).toBe(1);
     const result = JSON.parse(run.stdout) as CheckResult;
     expect(result.ok).toBe(false);
-    expect(result.accounts[0]).toMatchObject({ account: 'crm', dialect: 'oauth2', method: 'token_request', kind: 'login', outcome: 'error', good: false });
+    expect(result.accounts[0]).toMatchObject({
+      account: 'crm',
+      dialect: 'oauth2',
+      method: 'token_request',
+      kind: 'login',
+      outcome: 'error',
+      good: false,
+    });
     expect(result.accounts[0]?.detail).toMatch(/refused/i);
     expect(result.accounts[0]?.next).toMatch(/retry with backoff/);
   });
 
   it('§2 check / T1: a token server whose clock is 2 h ahead: skew shown, expiry computed on the local clock from the lifetime', async () => {
-    const skewed = await startSessionTokenServer({ username: 'fleet-user', password, accountId: 42, lifetimeSeconds: 60, clockSkewMs: 2 * 3_600_000 });
+    const skewed = await startSessionTokenServer({
+      username: 'fleet-user',
+      password,
+      accountId: 42,
+      lifetimeSeconds: 60,
+      clockSkewMs: 2 * 3_600_000,
+    });
     closers.push(() => skewed.close());
     const { code, result } = await checkJson(['--config', writeConfig({ 'fleet-a': sessionAccount(skewed) })]);
     expect(code).toBe(0);
@@ -131,7 +149,10 @@ describe('bearer-sidecar check, the real CLI (§2, issue 8)', () => {
 
   it('§2 check: every account is listed; one bad account makes the exit code 1', async () => {
     writeFileSync(join(dir, 'wrong'), generatedSecret('wrong-pw'));
-    const { code, result } = await checkJson(['--config', writeConfig({ good: sessionAccount(tokenServer), bad: sessionAccount(tokenServer, join(dir, 'wrong')) })]);
+    const { code, result } = await checkJson([
+      '--config',
+      writeConfig({ good: sessionAccount(tokenServer), bad: sessionAccount(tokenServer, join(dir, 'wrong')) }),
+    ]);
     expect(code).toBe(1);
     expect(result.accounts.map((a) => [a.account, a.good])).toEqual([
       ['good', true],
@@ -141,7 +162,10 @@ describe('bearer-sidecar check, the real CLI (§2, issue 8)', () => {
 
   it('§2 check: bad configuration exits 2 with every problem by path, before any token request', async () => {
     const file = join(dir, 'bad.yaml');
-    writeFileSync(file, 'accounts:\n  crm:\n    upstream: nope\n    auth: { flow: oauth2, tokenUrl: "x", scopes: a }\n');
+    writeFileSync(
+      file,
+      'accounts:\n  crm:\n    upstream: nope\n    auth: { flow: oauth2, tokenUrl: "x", scopes: a }\n',
+    );
     const run = await runCli(['check', '--config', file]);
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(/^ {2}accounts\.crm\.upstream: not a URL/m);
@@ -151,37 +175,72 @@ describe('bearer-sidecar check, the real CLI (§2, issue 8)', () => {
   });
 
   it('§2 check: quick mode works too (flags and env twins)', async () => {
-    const run = await runCli(['check', '--upstream', 'https://api.example.net', '--login-url', tokenServer.loginUrl, '--password-file', join(dir, 'password'), '--account-id', '42'], {
-      env: { BEARER_SIDECAR_USERNAME: 'fleet-user', BEARER_SIDECAR_JSON: '1' },
-    });
+    const run = await runCli(
+      [
+        'check',
+        '--upstream',
+        'https://api.example.net',
+        '--login-url',
+        tokenServer.loginUrl,
+        '--password-file',
+        join(dir, 'password'),
+        '--account-id',
+        '42',
+      ],
+      {
+        env: { BEARER_SIDECAR_USERNAME: 'fleet-user', BEARER_SIDECAR_JSON: '1' },
+      },
+    );
     expect(run.code).toBe(0);
     expect((JSON.parse(run.stdout) as CheckResult).accounts[0]).toMatchObject({ account: 'default', outcome: 'ok' });
   });
 });
 
 describe('check never disturbs a running sidecar chain (issue 8)', () => {
-  async function fileStoreWith(account: string, refreshToken: Secret | undefined, expiresInMs: number): Promise<string> {
+  async function fileStoreWith(
+    account: string,
+    refreshToken: Secret | undefined,
+    expiresInMs: number,
+  ): Promise<string> {
     const path = join(dir, 'state.json');
     const store = new FileTokenStore({ path, codec: new TokenCodec(), logger: silentLogger() });
     const now = Date.now();
-    await store.save(account, { accessToken: new Secret(generatedSecret('at')), refreshToken, obtainedAt: now - 10_000, expiresAt: now + expiresInMs, lifetimeMs: 10_000 + expiresInMs });
+    await store.save(account, {
+      accessToken: new Secret(generatedSecret('at')),
+      refreshToken,
+      obtainedAt: now - 10_000,
+      expiresAt: now + expiresInMs,
+      lifetimeMs: 10_000 + expiresInMs,
+    });
     await store.close();
     return path;
   }
 
   it('§2 check / T9: with a file store it only reads: a valid stored token is reported (fingerprint, expiry, revision), nothing is sent', async () => {
     const path = await fileStoreWith('fleet', new Secret(generatedSecret('rt')), 50_000);
-    const config = parseConfig({ store: { type: 'file', path }, accounts: { fleet: yamlAccount(tokenServer) } }, { env: {} });
+    const config = parseConfig(
+      { store: { type: 'file', path }, accounts: { fleet: yamlAccount(tokenServer) } },
+      { env: {} },
+    );
     const result = await runCheck(config);
     expect(result.ok).toBe(true);
-    expect(result.accounts[0]).toMatchObject({ method: 'store', outcome: 'ok', revision: 1, hasRefreshToken: true, lifetimeSource: 'store' });
+    expect(result.accounts[0]).toMatchObject({
+      method: 'store',
+      outcome: 'ok',
+      revision: 1,
+      hasRefreshToken: true,
+      lifetimeSource: 'store',
+    });
     expect(result.accounts[0]?.fingerprint).toMatch(/^[0-9a-f]{8}$/);
     expect(tokenServer.stats.requests).toBe(0);
   });
 
   it('§2 check: an expired stored token or an empty store is not good, still with nothing sent; --login logs in and leaves the store alone', async () => {
     const path = await fileStoreWith('fleet', new Secret(generatedSecret('rt')), -1_000);
-    const config = parseConfig({ store: { type: 'file', path }, accounts: { fleet: yamlAccount(tokenServer), other: yamlAccount(tokenServer) } }, { env: {} });
+    const config = parseConfig(
+      { store: { type: 'file', path }, accounts: { fleet: yamlAccount(tokenServer), other: yamlAccount(tokenServer) } },
+      { env: {} },
+    );
     const read = await runCheck(config);
     expect(read.accounts.map((a) => a.outcome)).toEqual(['expired', 'empty']);
     expect(read.ok).toBe(false);
@@ -210,13 +269,22 @@ describe('check never disturbs a running sidecar chain (issue 8)', () => {
 
     const refreshOnly = (refreshTokenFile?: string) => ({
       upstream: 'https://api.crm.example',
-      auth: { flow: 'oauth2', tokenUrl: `${authServer.issuer.url}/token`, grant: 'refresh_token', clientId: 'app', clientAuth: 'body', ...(refreshTokenFile ? { refreshTokenFile } : {}) },
+      auth: {
+        flow: 'oauth2',
+        tokenUrl: `${authServer.issuer.url}/token`,
+        grant: 'refresh_token',
+        clientId: 'app',
+        clientAuth: 'body',
+        ...(refreshTokenFile ? { refreshTokenFile } : {}),
+      },
     });
 
     it('§2 check / T3: without --login nothing is sent: the account says why and what to do', async () => {
       writeFileSync(join(dir, 'rt'), generatedSecret('rt'));
       const recorder = recordingSend();
-      const result = await runCheck(parseConfig({ accounts: { crm: refreshOnly(join(dir, 'rt')) } }, { env: {} }), { send: recorder.send });
+      const result = await runCheck(parseConfig({ accounts: { crm: refreshOnly(join(dir, 'rt')) } }, { env: {} }), {
+        send: recorder.send,
+      });
       expect(result.accounts[0]).toMatchObject({ outcome: 'not_checked', good: false, method: 'none' });
       expect(result.accounts[0]?.next).toMatch(/--login/);
       expect(recorder.responses).toHaveLength(0);
@@ -225,7 +293,10 @@ describe('check never disturbs a running sidecar chain (issue 8)', () => {
     it('§2 check / T3: a stored refresh token is never spent, even with --login', async () => {
       const path = await fileStoreWith('crm', new Secret(generatedSecret('stored-rt')), -1_000);
       const recorder = recordingSend();
-      const result = await runCheck(parseConfig({ store: { type: 'file', path }, accounts: { crm: refreshOnly() } }, { env: {} }), { login: true, send: recorder.send });
+      const result = await runCheck(
+        parseConfig({ store: { type: 'file', path }, accounts: { crm: refreshOnly() } }, { env: {} }),
+        { login: true, send: recorder.send },
+      );
       expect(result.accounts[0]).toMatchObject({ method: 'store', outcome: 'expired', hasRefreshToken: true });
       expect(recorder.responses).toHaveLength(0);
     });
@@ -234,8 +305,17 @@ describe('check never disturbs a running sidecar chain (issue 8)', () => {
       writeFileSync(join(dir, 'rt'), generatedSecret('rt'));
       const path = join(dir, 'state.json');
       const recorder = recordingSend();
-      const result = await runCheck(parseConfig({ store: { type: 'file', path }, accounts: { crm: refreshOnly(join(dir, 'rt')) } }, { env: {} }), { login: true, send: recorder.send });
-      expect(result.accounts[0]).toMatchObject({ method: 'token_request', kind: 'refresh', outcome: 'ok', good: true, revision: 1 });
+      const result = await runCheck(
+        parseConfig({ store: { type: 'file', path }, accounts: { crm: refreshOnly(join(dir, 'rt')) } }, { env: {} }),
+        { login: true, send: recorder.send },
+      );
+      expect(result.accounts[0]).toMatchObject({
+        method: 'token_request',
+        kind: 'refresh',
+        outcome: 'ok',
+        good: true,
+        revision: 1,
+      });
       const issued = JSON.parse(recorder.responses[0]?.body ?? '{}') as { refresh_token: string };
       const stored = await new FileTokenStore({ path, codec: new TokenCodec(), logger: silentLogger() }).load('crm');
       expect(stored?.state.refreshToken?.reveal()).toBe(issued.refresh_token);
@@ -243,7 +323,9 @@ describe('check never disturbs a running sidecar chain (issue 8)', () => {
 
     it('§2 check / T3: with --login and the memory store, a rotated refresh token cannot be kept: not good, and says what to do', async () => {
       writeFileSync(join(dir, 'rt'), generatedSecret('rt'));
-      const result = await runCheck(parseConfig({ accounts: { crm: refreshOnly(join(dir, 'rt')) } }, { env: {} }), { login: true });
+      const result = await runCheck(parseConfig({ accounts: { crm: refreshOnly(join(dir, 'rt')) } }, { env: {} }), {
+        login: true,
+      });
       expect(result.accounts[0]).toMatchObject({ outcome: 'ok', good: false });
       expect(result.accounts[0]?.next).toMatch(/authorize crm --out FILE/);
     });
@@ -253,6 +335,13 @@ describe('check never disturbs a running sidecar chain (issue 8)', () => {
 function yamlAccount(server: SessionTokenServer): Record<string, unknown> {
   return {
     upstream: 'https://api.example.net',
-    auth: { flow: 'session', loginUrl: server.loginUrl, refreshUrl: server.refreshUrl, username: 'fleet-user', passwordFile: join(dir, 'password'), accountId: 42 },
+    auth: {
+      flow: 'session',
+      loginUrl: server.loginUrl,
+      refreshUrl: server.refreshUrl,
+      username: 'fleet-user',
+      passwordFile: join(dir, 'password'),
+      accountId: 42,
+    },
   };
 }

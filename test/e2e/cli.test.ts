@@ -79,8 +79,26 @@ describe('the bearer-sidecar command', () => {
       join(dir, 'bad.json'),
       JSON.stringify({
         accounts: {
-          crm: { upstream: 'not a url', auth: { flow: 'oauth2', tokenUrl: tokenServer.loginUrl, grant: 'client_credentials', clientId: 'x', scopes: 'typo' } },
-          fleet: { upstream: upstream.url, refresh: { minInterval: 'soon' }, auth: { flow: 'session', loginUrl: tokenServer.loginUrl, username: 'u', passwordFile: join(dir, 'password') } },
+          crm: {
+            upstream: 'not a url',
+            auth: {
+              flow: 'oauth2',
+              tokenUrl: tokenServer.loginUrl,
+              grant: 'client_credentials',
+              clientId: 'x',
+              scopes: 'typo',
+            },
+          },
+          fleet: {
+            upstream: upstream.url,
+            refresh: { minInterval: 'soon' },
+            auth: {
+              flow: 'session',
+              loginUrl: tokenServer.loginUrl,
+              username: 'u',
+              passwordFile: join(dir, 'password'),
+            },
+          },
         },
       }),
     );
@@ -140,7 +158,9 @@ describe('the bearer-sidecar command', () => {
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
     const port = (blocker.address() as AddressInfo).port;
     writeFileSync(join(dir, 'sidecar.yaml'), configYaml());
-    const result = await runCli(['--config', join(dir, 'sidecar.yaml'), '--listen', `127.0.0.1:${port}`], { env: { FLEET_USER: 'fleet-user' } });
+    const result = await runCli(['--config', join(dir, 'sidecar.yaml'), '--listen', `127.0.0.1:${port}`], {
+      env: { FLEET_USER: 'fleet-user' },
+    });
     blocker.close();
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/address already in use/);
@@ -156,7 +176,9 @@ describe('the bearer-sidecar command', () => {
     expect(answer.status).toBe(200);
     expect(await answer.json()).toMatchObject({ ok: true, data: expect.any(Array) });
     const metrics = await (await fetch(`${admin}/metrics`)).text();
-    expect(metrics).toMatch(/bearer_sidecar_token_requests_total\{account="fleet",kind="login",outcome="success",trigger="startup"\} 1/);
+    expect(metrics).toMatch(
+      /bearer_sidecar_token_requests_total\{account="fleet",kind="login",outcome="success",trigger="startup"\} 1/,
+    );
     const status = (await (await fetch(`${admin}/status`)).json()) as { accounts: { fleet: { state: string } } };
     expect(status.accounts.fleet.state).toBe('valid');
     cli.child.kill('SIGINT');

@@ -30,14 +30,27 @@ afterEach(async () => {
 });
 
 /** Two accounts on one session token server: `crm` by prefix and own port, `fleet` the default. */
-async function setup(overrides: { config?: Record<string, unknown>; crm?: Record<string, unknown>; crmUpstream?: RecordingUpstream } = {}): Promise<Setup> {
+async function setup(
+  overrides: { config?: Record<string, unknown>; crm?: Record<string, unknown>; crmUpstream?: RecordingUpstream } = {},
+): Promise<Setup> {
   const clock = new FakeClock();
   const password = generatedSecret('pw');
-  const tokenServer = await startSessionTokenServer({ username: 'u', password, lifetimeSeconds: 600, now: () => clock.now() });
+  const tokenServer = await startSessionTokenServer({
+    username: 'u',
+    password,
+    lifetimeSeconds: 600,
+    now: () => clock.now(),
+  });
   const crm = overrides.crmUpstream ?? (await startRecordingUpstream());
   const fleet = await startRecordingUpstream();
   const log = captureLogger();
-  const auth = { flow: 'session', loginUrl: tokenServer.loginUrl, refreshUrl: tokenServer.refreshUrl, username: 'u', password: '${PW}' };
+  const auth = {
+    flow: 'session',
+    loginUrl: tokenServer.loginUrl,
+    refreshUrl: tokenServer.refreshUrl,
+    username: 'u',
+    password: '${PW}',
+  };
   const config = parseConfig(
     {
       listen: { host: '127.0.0.1', port: 0 },
@@ -54,12 +67,17 @@ async function setup(overrides: { config?: Record<string, unknown>; crm?: Record
   const sidecar = new Sidecar(config, { clock, logger: log.logger, defaultMetrics: false });
   await sidecar.start();
   await sidecar.settled();
-  cleanups.push(() => tokenServer.close(), () => crm.close(), () => fleet.close(), () => sidecar.stop());
+  cleanups.push(
+    () => tokenServer.close(),
+    () => crm.close(),
+    () => fleet.close(),
+    () => sidecar.stop(),
+  );
   return { sidecar, tokenServer, crm, fleet, log };
 }
 
 describe('forwarding', () => {
-  it('F1: Authorization is replaced, sidecar and hop-by-hop headers removed, Host is the upstream\'s, X-Forwarded-* added', async () => {
+  it("F1: Authorization is replaced, sidecar and hop-by-hop headers removed, Host is the upstream's, X-Forwarded-* added", async () => {
     const { sidecar, crm, tokenServer } = await setup();
     await rawGet(sidecar.dataUrl(), '/crm/users', {
       authorization: 'Bearer client-supplied',
@@ -90,12 +108,21 @@ describe('forwarding', () => {
     await rawGet(sidecar.dataUrl(), '/crm/users?x=1&y=%2F&z=a%20b');
     await rawGet(sidecar.dataUrl(), '/crm//other.host/x');
     await rawGet(sidecar.dataUrl(), '/crm');
-    expect(crm.requests.map((request) => request.url)).toEqual(['/v2/users?x=1&y=%2F&z=a%20b', '/v2//other.host/x', '/v2']);
+    expect(crm.requests.map((request) => request.url)).toEqual([
+      '/v2/users?x=1&y=%2F&z=a%20b',
+      '/v2//other.host/x',
+      '/v2',
+    ]);
     expect(crm.requests.every((request) => request.headers.host === `127.0.0.1:${crm.port}`)).toBe(true);
   });
 
   it.each([
-    ['absolute-form target', 'GET http://other.example/ HTTP/1.1\r\nhost: other.example\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
+    [
+      'absolute-form target',
+      'GET http://other.example/ HTTP/1.1\r\nhost: other.example\r\nconnection: close\r\n\r\n',
+      400,
+      'bad_request',
+    ],
     ['CONNECT', 'CONNECT other.example:443 HTTP/1.1\r\nhost: other.example:443\r\n\r\n', 405, 'method_not_allowed'],
     ['/a/../b', 'GET /crm/../fleet/x HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
     ['%2e%2e', 'GET /crm/%2e%2e/x HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
@@ -152,7 +179,12 @@ describe('forwarding', () => {
     await rawGet(sidecar.dataUrl(), '/crm/reports/2026');
     await rawGet(sidecar.dataUrl(), '/crm/contacts');
     await rawGet(sidecar.dataUrl(), '/crmx/not-a-prefix');
-    expect(crm.requests.map((request) => request.url)).toEqual(['/v2/fleet/on-crm-port', '/v2/by-header', '/reports/2026', '/v2/contacts']);
+    expect(crm.requests.map((request) => request.url)).toEqual([
+      '/v2/fleet/on-crm-port',
+      '/v2/by-header',
+      '/reports/2026',
+      '/v2/contacts',
+    ]);
     expect(fleet.requests.map((request) => request.url)).toEqual(['/crmx/not-a-prefix']);
   });
 
@@ -174,7 +206,9 @@ describe('forwarding', () => {
 
   it('§8: with apiKeys set, a missing or wrong X-Sidecar-Key gets 403; a right one passes and is not forwarded', async () => {
     const key = generatedSecret('key');
-    const { sidecar, fleet, log } = await setup({ config: { inbound: { apiKeys: ['${API_KEY_UNSET:-' + key + '}'] } } });
+    const { sidecar, fleet, log } = await setup({
+      config: { inbound: { apiKeys: ['${API_KEY_UNSET:-' + key + '}'] } },
+    });
     expect((await rawGet(sidecar.dataUrl(), '/x')).status).toBe(403);
     expect((await rawGet(sidecar.dataUrl(), '/x', { 'x-sidecar-key': `${key}x` })).status).toBe(403);
     const ok = await rawGet(sidecar.dataUrl(), '/x', { 'x-sidecar-key': key });
@@ -237,7 +271,27 @@ describe('F4: TLS to the upstream', () => {
   function selfSignedCertificate(): { key: string; cert: string; dir: string } {
     const dir = mkdtempSync(join(tmpdir(), 'bs-tls-'));
     // Made at run time: no private key is ever committed.
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     return { key: readFileSync(join(dir, 'key.pem'), 'utf8'), cert: readFileSync(join(dir, 'cert.pem'), 'utf8'), dir };
   }
@@ -254,7 +308,10 @@ describe('F4: TLS to the upstream', () => {
   it('trusts a CA added with upstreamTls.caFile', async () => {
     const tls = selfSignedCertificate();
     const upstream = await startRecordingUpstream(tls);
-    const { sidecar } = await setup({ crmUpstream: upstream, crm: { upstreamTls: { caFile: join(tls.dir, 'cert.pem') } } });
+    const { sidecar } = await setup({
+      crmUpstream: upstream,
+      crm: { upstreamTls: { caFile: join(tls.dir, 'cert.pem') } },
+    });
     const answer = await rawGet(sidecar.dataUrl(), '/crm/x');
     expect(answer.status).toBe(200);
     expect(upstream.requests.map((request) => request.url)).toEqual(['/v2/x']);

@@ -83,14 +83,26 @@ async function fullRun(format: 'json' | 'pretty'): Promise<{ output: string; sec
   const wrongKey = generatedSecret('wrong-key');
   const clientBearer = generatedSecret('client-bearer');
   const config = writeConfig();
-  const cli = spawnCli(['--config', config, '--log-level', 'debug', '--log-format', format], { env: { API_KEY: apiKey } });
+  const cli = spawnCli(['--config', config, '--log-level', 'debug', '--log-format', format], {
+    env: { API_KEY: apiKey },
+  });
   children.push(cli);
-  const listening = await cli.waitForStdout(format === 'json' ? /"data":"(http:\/\/[^"]+)","admin":"(http:\/\/[^"]+)"/ : /bearer-sidecar listening {2}data=(http:\S+) admin=(http:\S+)/);
+  const listening = await cli.waitForStdout(
+    format === 'json'
+      ? /"data":"(http:\/\/[^"]+)","admin":"(http:\/\/[^"]+)"/
+      : /bearer-sidecar listening {2}data=(http:\S+) admin=(http:\S+)/,
+  );
   const [, data = '', admin = ''] = listening;
   await cli.waitForStdout(/token request: login succeeded/);
 
   // Proxied requests: allowed, with a secret in the query and a client Authorization (F1); refused ones.
-  expect((await fetch(`${data}/vehicles?api_key=${querySecret}`, { headers: { 'x-sidecar-key': apiKey, authorization: `Bearer ${clientBearer}` } })).status).toBe(200);
+  expect(
+    (
+      await fetch(`${data}/vehicles?api_key=${querySecret}`, {
+        headers: { 'x-sidecar-key': apiKey, authorization: `Bearer ${clientBearer}` },
+      })
+    ).status,
+  ).toBe(200);
   expect((await fetch(`${data}/vehicles`)).status).toBe(403);
   expect((await fetch(`${data}/vehicles`, { headers: { 'x-sidecar-key': wrongKey } })).status).toBe(403);
   expect((await fetch(`${data}/a%2fb`, { headers: { 'x-sidecar-key': apiKey } })).status).toBe(400);
@@ -109,7 +121,9 @@ async function fullRun(format: 'json' | 'pretty'): Promise<{ output: string; sec
   expect(await cli.exited).toBe(0);
 
   // check at debug level, reading the same store.
-  const check = await runCli(['check', '--config', config, '--log-level', 'debug', '--log-format', format, '--login'], { env: { API_KEY: apiKey } });
+  const check = await runCli(['check', '--config', config, '--log-level', 'debug', '--log-format', format, '--login'], {
+    env: { API_KEY: apiKey },
+  });
   expect(check.code).toBe(0);
 
   return {
@@ -129,7 +143,14 @@ describe('logs of a full run hold no secret (issue 8, F6)', () => {
       .map((line) => JSON.parse(line) as Record<string, unknown>);
     const tokenLines = lines.filter((line) => typeof line.msg === 'string' && line.msg.startsWith('token request:'));
     expect(tokenLines.length).toBeGreaterThanOrEqual(4);
-    for (const line of tokenLines) expect(line).toMatchObject({ account: 'fleet', kind: expect.any(String), trigger: expect.any(String), outcome: expect.any(String), durationMs: expect.any(Number) });
+    for (const line of tokenLines)
+      expect(line).toMatchObject({
+        account: 'fleet',
+        kind: expect.any(String),
+        trigger: expect.any(String),
+        outcome: expect.any(String),
+        durationMs: expect.any(Number),
+      });
     const succeeded = tokenLines.find((line) => line.outcome === 'success');
     expect(succeeded).toMatchObject({ lifetimeS: 10, fingerprint: expect.stringMatching(/^[0-9a-f]{8}$/) });
     const proxied = lines.filter((line) => line.msg === 'proxied request');
@@ -144,8 +165,12 @@ describe('logs of a full run hold no secret (issue 8, F6)', () => {
   it('F6 / issue 8: pretty logs at debug: readable lines, no secret anywhere', async () => {
     const { output, secrets } = await fullRun('pretty');
     for (const secret of secrets) expect(output).not.toContain(secret);
-    expect(output).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO {2}token request: login succeeded {2}account=fleet kind=login trigger=startup outcome=success/m);
-    expect(output).toMatch(/^\d\d:\d\d:\d\d\.\d{3} DEBUG proxied request {2}account=fleet method=GET path=\/vehicles status=200/m);
+    expect(output).toMatch(
+      /^\d\d:\d\d:\d\d\.\d{3} INFO {2}token request: login succeeded {2}account=fleet kind=login trigger=startup outcome=success/m,
+    );
+    expect(output).toMatch(
+      /^\d\d:\d\d:\d\d\.\d{3} DEBUG proxied request {2}account=fleet method=GET path=\/vehicles status=200/m,
+    );
     expect(output.split('\n').filter((line) => line.startsWith('{"level"'))).toEqual([]);
   });
 });

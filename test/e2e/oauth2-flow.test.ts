@@ -57,15 +57,33 @@ async function startSidecar(auth: Record<string, unknown>) {
     {
       listen: { host: '127.0.0.1', port: 0 },
       admin: { host: '127.0.0.1', port: 0 },
-      accounts: { crm: { upstream: upstream.url, default: true, auth: { flow: 'oauth2', tokenUrl: `${authServer.issuer.url}/token`, ...auth } } },
+      accounts: {
+        crm: {
+          upstream: upstream.url,
+          default: true,
+          auth: { flow: 'oauth2', tokenUrl: `${authServer.issuer.url}/token`, ...auth },
+        },
+      },
     },
     { env: {} },
   );
-  const sidecar = new Sidecar(config, { clock, logger: log.logger, send: recorder.send, defaultMetrics: false, random: () => 0.5 });
+  const sidecar = new Sidecar(config, {
+    clock,
+    logger: log.logger,
+    send: recorder.send,
+    defaultMetrics: false,
+    random: () => 0.5,
+  });
   running.push(sidecar);
   await sidecar.start();
   await sidecar.settled();
-  return { sidecar, clock, log, responses: recorder.responses, advance: (ms: number) => clock.advance(ms, () => sidecar.settled()) };
+  return {
+    sidecar,
+    clock,
+    log,
+    responses: recorder.responses,
+    advance: (ms: number) => clock.advance(ms, () => sidecar.settled()),
+  };
 }
 
 function secretFile(name: string, value: string): string {
@@ -123,7 +141,12 @@ describe('OAuth 2 against oauth2-mock-server', () => {
 
   it('T4: a rejected refresh (invalid_grant) runs the configured grant again', async () => {
     const password = generatedSecret('pw');
-    const { advance } = await startSidecar({ grant: 'password', clientId: 'cli', username: 'jsmith', passwordFile: secretFile('password', password) });
+    const { advance } = await startSidecar({
+      grant: 'password',
+      clientId: 'cli',
+      username: 'jsmith',
+      passwordFile: secretFile('password', password),
+    });
     authServer.service.once('beforeResponse', (response) => {
       response.body = { error: 'invalid_grant', error_description: 'refresh token revoked' };
       response.statusCode = 400;
@@ -144,7 +167,15 @@ describe('OAuth 2 against oauth2-mock-server', () => {
         accounts: {
           crm: {
             upstream: upstream.url,
-            auth: { flow: 'oauth2', tokenUrl: `${authServer.issuer.url}/token`, grant: 'client_credentials', clientId: 'BA77', clientSecret, clientAuth: 'body', bodyEncoding: 'json' },
+            auth: {
+              flow: 'oauth2',
+              tokenUrl: `${authServer.issuer.url}/token`,
+              grant: 'client_credentials',
+              clientId: 'BA77',
+              clientSecret,
+              clientAuth: 'body',
+              bodyEncoding: 'json',
+            },
           },
         },
       },
@@ -155,12 +186,20 @@ describe('OAuth 2 against oauth2-mock-server', () => {
       defaultMetrics: false,
       send: async (request) => {
         bodies.push(request.body);
-        return { status: 200, headers: {}, body: JSON.stringify({ access_token: 'a', token_type: 'Bearer', expires_in: 60 }) };
+        return {
+          status: 200,
+          headers: {},
+          body: JSON.stringify({ access_token: 'a', token_type: 'Bearer', expires_in: 60 }),
+        };
       },
     });
     running.push(sidecar);
     await sidecar.start();
     await sidecar.settled();
-    expect(JSON.parse(bodies[0] ?? '{}')).toEqual({ grant_type: 'client_credentials', client_id: 'BA77', client_secret: clientSecret });
+    expect(JSON.parse(bodies[0] ?? '{}')).toEqual({
+      grant_type: 'client_credentials',
+      client_id: 'BA77',
+      client_secret: clientSecret,
+    });
   });
 });

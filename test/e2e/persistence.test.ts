@@ -78,7 +78,9 @@ async function launch(config: string): Promise<{ cli: RunningCli; data: string; 
 
 /** The fingerprint of the token a replica serves (from /status), to tell replicas share one token. */
 async function fingerprintOf(replica: { admin: string }): Promise<string | null> {
-  return ((await (await fetch(`${replica.admin}/status`)).json()) as { accounts: { fleet: { fingerprint: string | null } } }).accounts.fleet.fingerprint;
+  return (
+    (await (await fetch(`${replica.admin}/status`)).json()) as { accounts: { fleet: { fingerprint: string | null } } }
+  ).accounts.fleet.fingerprint;
 }
 
 /** Waits until every replica serves the same token, and it is not `previous`: a new token was shared. */
@@ -137,14 +139,19 @@ describe('T10: replicas sharing Redis', () => {
     const config = writeConfig(w, 'replica', `{ type: redis, url: "${redis.url}", keyPrefix: "t10:" }`);
     const replicas = await Promise.all([launch(config), launch(config), launch(config)]);
     await vi.waitFor(() => expect(w.tokenServer.stats.logins).toBe(1), { timeout: 10_000 });
-    for (const replica of replicas) await vi.waitFor(async () => expect((await fetch(`${replica.admin}/readyz`)).status).toBe(200), { timeout: 10_000 });
+    for (const replica of replicas)
+      await vi.waitFor(async () => expect((await fetch(`${replica.admin}/readyz`)).status).toBe(200), {
+        timeout: 10_000,
+      });
 
     const seconds = 60;
     const statuses = new Map<number, number>();
     const startedAt = Date.now();
     const before = w.tokenServer.stats.requests;
     for (let tick = 0; tick < seconds * 10; tick++) {
-      const answers = await Promise.all(replicas.map((replica) => fetch(`${replica.data}/vehicles`).then((r) => r.status)));
+      const answers = await Promise.all(
+        replicas.map((replica) => fetch(`${replica.data}/vehicles`).then((r) => r.status)),
+      );
       for (const status of answers) statuses.set(status, (statuses.get(status) ?? 0) + 1);
       // Paced at 10 rounds a second: load generation, not a timed assertion.
       const due = startedAt + (tick + 1) * 100;
@@ -163,7 +170,12 @@ describe('T10: replicas sharing Redis', () => {
     const w = await world(6);
     await startRedis();
     // A long token timeout keeps the stalled request (and so the lock) held until we kill its holder.
-    const config = writeConfig(w, 'kill', `{ type: redis, url: "${redis.url}", keyPrefix: "kill:" }`, '{ minInterval: 1s, timeout: 5s }');
+    const config = writeConfig(
+      w,
+      'kill',
+      `{ type: redis, url: "${redis.url}", keyPrefix: "kill:" }`,
+      '{ minInterval: 1s, timeout: 5s }',
+    );
     const replicas = await Promise.all([launch(config), launch(config), launch(config)]);
     await vi.waitFor(() => expect(w.tokenServer.stats.logins).toBe(1), { timeout: 10_000 });
     // The next refresh is held at the token endpoint (never reaches the real server).
@@ -181,26 +193,46 @@ describe('T10: replicas sharing Redis', () => {
     const survivors = replicas.filter((replica) => replica !== victim);
     // After the lock expires (timeout 5 s + 5 s margin), a survivor refreshes with the stored, unspent token.
     await vi.waitFor(() => expect(w.tokenServer.stats.refreshes).toBeGreaterThanOrEqual(1), { timeout: 20_000 });
-    for (const survivor of survivors) await vi.waitFor(async () => expect((await fetch(`${survivor.data}/vehicles`)).status).toBe(200), { timeout: 15_000 });
+    for (const survivor of survivors)
+      await vi.waitFor(async () => expect((await fetch(`${survivor.data}/vehicles`)).status).toBe(200), {
+        timeout: 15_000,
+      });
     expect(w.tokenServer.stats).toMatchObject({ logins: 1, refreshTokenReuse: 0, rejectedRefreshes: 0 });
   });
 
   it('T10: Redis stopped for 30 s: valid tokens keep being served with no client error, /readyz and a metric say so, and the chain resumes after', async () => {
     const w = await world(45);
     await startRedis();
-    const config = writeConfig(w, 'outage', `{ type: redis, url: "${redis.url}", keyPrefix: "outage:" }`, '{ minInterval: 1s, timeout: 1s }');
+    const config = writeConfig(
+      w,
+      'outage',
+      `{ type: redis, url: "${redis.url}", keyPrefix: "outage:" }`,
+      '{ minInterval: 1s, timeout: 1s }',
+    );
     const replicas = await Promise.all([launch(config), launch(config)]);
     await vi.waitFor(() => expect(w.tokenServer.stats.logins).toBe(1), { timeout: 10_000 });
-    for (const replica of replicas) await vi.waitFor(async () => expect((await fetch(`${replica.admin}/readyz`)).status).toBe(200), { timeout: 10_000 });
+    for (const replica of replicas)
+      await vi.waitFor(async () => expect((await fetch(`${replica.admin}/readyz`)).status).toBe(200), {
+        timeout: 10_000,
+      });
     const loggedIn = await fingerprintOf(replicas[0] as (typeof replicas)[number]);
     await redis.stop();
     const outageEnds = Date.now() + 30_000;
     // An operator asks for a token during the outage: the lock cannot be taken, the store is reported down.
     await fetch(`${replicas[0]?.admin}/accounts/fleet/refresh`, { method: 'POST' });
-    await vi.waitFor(async () => expect(await (await fetch(`${replicas[0]?.admin}/metrics`)).text()).toMatch(/bearer_sidecar_store_up\{account="fleet"\} 0/), { timeout: 10_000 });
+    await vi.waitFor(
+      async () =>
+        expect(await (await fetch(`${replicas[0]?.admin}/metrics`)).text()).toMatch(
+          /bearer_sidecar_store_up\{account="fleet"\} 0/,
+        ),
+      { timeout: 10_000 },
+    );
     const ready = await fetch(`${replicas[0]?.admin}/readyz`);
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toMatchObject({ ready: true, warnings: { fleet: expect.stringMatching(/redis store/) } });
+    expect(await ready.json()).toMatchObject({
+      ready: true,
+      warnings: { fleet: expect.stringMatching(/redis store/) },
+    });
     const statuses = new Set<number>();
     while (Date.now() < outageEnds) {
       for (const replica of replicas) statuses.add((await fetch(`${replica.data}/vehicles`)).status);
@@ -223,14 +255,23 @@ describe('T10: replicas sharing Redis', () => {
     const config = writeConfig(w, 'junk', `{ type: redis, url: "${redis.url}", keyPrefix: "r7:" }`);
     const replicas = await Promise.all([launch(config), launch(config)]);
     await vi.waitFor(() => expect(w.tokenServer.stats.logins).toBe(1), { timeout: 10_000 });
-    for (const replica of replicas) await vi.waitFor(async () => expect((await fetch(`${replica.admin}/readyz`)).status).toBe(200), { timeout: 10_000 });
+    for (const replica of replicas)
+      await vi.waitFor(async () => expect((await fetch(`${replica.admin}/readyz`)).status).toBe(200), {
+        timeout: 10_000,
+      });
     const client = new Redis({ path: new URL(redis.url).pathname });
     cleanups.push(() => client.disconnect());
     const key = 'r7:token:fleet';
     // A well-formed record with a revision far above the real one, that these replicas (no key) cannot open.
     const foreign = new TokenCodec(randomBytes(32)).encode('fleet', {
       revision: 1000,
-      state: { accessToken: new Secret('planted-access'), refreshToken: new Secret('planted-refresh'), obtainedAt: Date.now(), expiresAt: Date.now() + 60_000, lifetimeMs: 60_000 },
+      state: {
+        accessToken: new Secret('planted-access'),
+        refreshToken: new Secret('planted-refresh'),
+        obtainedAt: Date.now(),
+        expiresAt: Date.now() + 60_000,
+        lifetimeMs: 60_000,
+      },
     });
     const junk: Array<() => Promise<unknown>> = [
       () => client.set(key, '{"accessToken": "planted-not-json'),

@@ -38,10 +38,22 @@ afterEach(async () => {
  * A real session token server behind a fault-injecting front, and an upstream that accepts
  * only live, unrevoked tokens of that server. Time on a fake clock.
  */
-async function setup(options: { lifetimeSeconds?: number; refresh?: Record<string, unknown>; account?: Record<string, unknown>; passwordFile?: string } = {}): Promise<Setup> {
+async function setup(
+  options: {
+    lifetimeSeconds?: number;
+    refresh?: Record<string, unknown>;
+    account?: Record<string, unknown>;
+    passwordFile?: string;
+  } = {},
+): Promise<Setup> {
   const clock = new FakeClock();
   const password = generatedSecret('pw');
-  const tokenServer = await startSessionTokenServer({ username: 'u', password, lifetimeSeconds: options.lifetimeSeconds ?? 600, now: () => clock.now() });
+  const tokenServer = await startSessionTokenServer({
+    username: 'u',
+    password,
+    lifetimeSeconds: options.lifetimeSeconds ?? 600,
+    now: () => clock.now(),
+  });
   const front = await new FaultTokenServer(tokenServer.url).start();
   const upstream = await startRecordingUpstream();
   const revoked = new Set<string>();
@@ -73,10 +85,21 @@ async function setup(options: { lifetimeSeconds?: number; refresh?: Record<strin
     },
     { env: { PW: password } },
   );
-  const sidecar = new Sidecar(config, { clock, logger: log.logger, send: recorder.send, defaultMetrics: false, random: () => 0.5 });
+  const sidecar = new Sidecar(config, {
+    clock,
+    logger: log.logger,
+    send: recorder.send,
+    defaultMetrics: false,
+    random: () => 0.5,
+  });
   await sidecar.start();
   await sidecar.settled();
-  cleanups.push(() => tokenServer.close(), () => front.close(), () => upstream.close(), () => sidecar.stop());
+  cleanups.push(
+    () => tokenServer.close(),
+    () => front.close(),
+    () => upstream.close(),
+    () => sidecar.stop(),
+  );
   const issued = () => issuedSecrets(recorder.responses);
   return {
     sidecar,
@@ -111,7 +134,13 @@ describe('T8: upstream rejection and replay', () => {
     let release: () => void = () => undefined;
     s.upstream.hold = new Promise((resolve) => (release = resolve));
     const pending = Promise.all(
-      Array.from({ length: 100 }, (_, i) => fetch(`${s.sidecar.dataUrl()}/orders`, { method: 'POST', body: `{"order":${i}}`, headers: { 'content-type': 'application/json' } })),
+      Array.from({ length: 100 }, (_, i) =>
+        fetch(`${s.sidecar.dataUrl()}/orders`, {
+          method: 'POST',
+          body: `{"order":${i}}`,
+          headers: { 'content-type': 'application/json' },
+        }),
+      ),
     );
     await vi.waitFor(() => expect(s.upstream.requests).toHaveLength(100), { timeout: 20_000 });
     s.upstream.hold = undefined;
@@ -167,7 +196,16 @@ describe('T8: upstream rejection and replay', () => {
 });
 
 describe('T5: token endpoint faults', () => {
-  it.each<FaultMode>(['status-500', 'garbage-json', 'html', 'empty-200', 'no-token-200', 'half-close', 'reset', 'stall'])(
+  it.each<FaultMode>([
+    'status-500',
+    'garbage-json',
+    'html',
+    'empty-200',
+    'no-token-200',
+    'half-close',
+    'reset',
+    'stall',
+  ])(
     'T5: a token server answering with %s ends as a counted error: no crash, no lost refresh token, clients unaffected',
     async (mode) => {
       const s = await setup({ lifetimeSeconds: 100 });
@@ -197,7 +235,8 @@ describe('T5: token endpoint faults', () => {
     const statuses: number[] = [];
     while (s.clock.now() - downAt < 10 * MINUTE) {
       // Only while the token is valid: after expiry a request would wait on the fake clock.
-      if (s.sidecar.manager('fleet')?.current() !== undefined) statuses.push((await fetch(`${s.sidecar.dataUrl()}/x`)).status);
+      if (s.sidecar.manager('fleet')?.current() !== undefined)
+        statuses.push((await fetch(`${s.sidecar.dataUrl()}/x`)).status);
       await s.advance(5 * SECOND);
     }
     expect(statuses.length).toBeGreaterThan(2);
@@ -210,7 +249,8 @@ describe('T5: token endpoint faults', () => {
     await s.front.up();
     const backAt = s.clock.now();
     const lastGap = gaps.at(-1) ?? 0;
-    while (s.sidecar.manager('fleet')?.current() === undefined && s.clock.now() - backAt <= 2 * lastGap + 6 * SECOND) await s.advance(SECOND);
+    while (s.sidecar.manager('fleet')?.current() === undefined && s.clock.now() - backAt <= 2 * lastGap + 6 * SECOND)
+      await s.advance(SECOND);
     expect(s.sidecar.manager('fleet')?.current()).toBeDefined();
     expect((await fetch(`${s.sidecar.dataUrl()}/x`)).status).toBe(200);
   });
@@ -228,7 +268,9 @@ describe('T5: token endpoint faults', () => {
     const ready = await fetch(`${s.sidecar.adminUrl()}/readyz`);
     expect(ready.status).toBe(503);
     expect(JSON.stringify(await ready.json())).toMatch(/login rejected/);
-    const status = (await (await fetch(`${s.sidecar.adminUrl()}/status`)).json()) as { accounts: { fleet: { state: string; lastError: { message: string } } } };
+    const status = (await (await fetch(`${s.sidecar.adminUrl()}/status`)).json()) as {
+      accounts: { fleet: { state: string; lastError: { message: string } } };
+    };
     expect(status.accounts.fleet.state).toBe('rejected');
     const gaps = s.sentAt.slice(1).map((time, i) => time - (s.sentAt[i] ?? 0));
     expect(Math.min(...gaps)).toBeGreaterThanOrEqual(MINUTE);
@@ -243,13 +285,23 @@ describe('T5: token endpoint faults', () => {
 });
 
 /** A second sidecar (real clock) on the same token server, for upstreams or settings of its own. */
-async function extraSidecar(s: Setup, account: Record<string, unknown>, top: Record<string, unknown> = {}): Promise<Sidecar> {
+async function extraSidecar(
+  s: Setup,
+  account: Record<string, unknown>,
+  top: Record<string, unknown> = {},
+): Promise<Sidecar> {
   const config = parseConfig(
     {
       listen: { port: 0 },
       admin: { port: 0 },
       ...top,
-      accounts: { extra: { default: true, auth: { flow: 'session', loginUrl: s.front.url('/auth/login'), username: 'u', password: '${PW}' }, ...account } },
+      accounts: {
+        extra: {
+          default: true,
+          auth: { flow: 'session', loginUrl: s.front.url('/auth/login'), username: 'u', password: '${PW}' },
+          ...account,
+        },
+      },
     },
     { env: { PW: s.password } },
   );
@@ -287,7 +339,9 @@ describe('timeouts and aborts', () => {
     const sidecar = await extraSidecar(s, { upstream: s.upstream.url }, { clientIdleTimeout: '200ms' });
     const { port } = new URL(sidecar.dataUrl());
     const closed = await new Promise<boolean>((resolve) => {
-      const socket = connect(Number(port), '127.0.0.1', () => socket.write('POST /upload HTTP/1.1\r\nhost: s\r\ncontent-length: 1000\r\n\r\n0123456789'));
+      const socket = connect(Number(port), '127.0.0.1', () =>
+        socket.write('POST /upload HTTP/1.1\r\nhost: s\r\ncontent-length: 1000\r\n\r\n0123456789'),
+      );
       socket.on('close', () => resolve(true));
       socket.on('error', () => undefined);
     });
@@ -328,7 +382,9 @@ describe('connection hygiene', () => {
     await vi.waitFor(() => expect(s.upstream.requests).toHaveLength(1));
     controller.abort();
     expect(await pending).toBe('aborted');
-    await vi.waitFor(async () => expect(metricSum(await s.metrics(), METRIC_NAMES.proxyRequests, 'code="499"')).toBe(1));
+    await vi.waitFor(async () =>
+      expect(metricSum(await s.metrics(), METRIC_NAMES.proxyRequests, 'code="499"')).toBe(1),
+    );
   });
 
   it('F4: an idempotent request that meets a pooled connection the upstream closed is sent once more on a fresh one; a POST is not', async () => {
@@ -366,7 +422,9 @@ describe('connection hygiene', () => {
 });
 
 /** A raw upstream on a free port: `onRequest` writes what it likes to each connection's socket. */
-async function rawUpstream(onRequest: (socket: Socket) => void): Promise<{ url: string; closed: () => number; sockets: Socket[] }> {
+async function rawUpstream(
+  onRequest: (socket: Socket) => void,
+): Promise<{ url: string; closed: () => number; sockets: Socket[] }> {
   let closed = 0;
   const sockets: Socket[] = [];
   const server = createServer((socket) => {
@@ -384,18 +442,25 @@ describe('upstream answers Node would not pass on as they are', () => {
   it.each([
     ['103 Early Hints', 'HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n'],
     ['102 Processing', 'HTTP/1.1 102 Processing\r\n\r\n'],
-  ])('F2: an interim %s before the answer is not taken for it: the client gets the final answer', async (_name, interim) => {
-    const s = await setup();
-    const upstream = await rawUpstream((socket) => socket.write(`${interim}HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello`));
-    const sidecar = await extraSidecar(s, { upstream: upstream.url });
-    const answer = await fetch(`${sidecar.dataUrl()}/x`);
-    expect(answer.status).toBe(200);
-    expect(await answer.text()).toBe('hello');
-  });
+  ])(
+    'F2: an interim %s before the answer is not taken for it: the client gets the final answer',
+    async (_name, interim) => {
+      const s = await setup();
+      const upstream = await rawUpstream((socket) =>
+        socket.write(`${interim}HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello`),
+      );
+      const sidecar = await extraSidecar(s, { upstream: upstream.url });
+      const answer = await fetch(`${sidecar.dataUrl()}/x`);
+      expect(answer.status).toBe(200);
+      expect(await answer.text()).toBe('hello');
+    },
+  );
 
   it('F2: a reason phrase Node refuses to write is replaced by the standard one; status and body pass', async () => {
     const s = await setup();
-    const upstream = await rawUpstream((socket) => socket.write('HTTP/1.1 200 O\x7fK\r\ncontent-length: 5\r\n\r\nhello'));
+    const upstream = await rawUpstream((socket) =>
+      socket.write('HTTP/1.1 200 O\x7fK\r\ncontent-length: 5\r\n\r\nhello'),
+    );
     const sidecar = await extraSidecar(s, { upstream: upstream.url });
     const answer = await fetch(`${sidecar.dataUrl()}/x`);
     expect(answer.status).toBe(200);
@@ -406,12 +471,16 @@ describe('upstream answers Node would not pass on as they are', () => {
   it('T8/§7: a client that leaves while a 401 is held for a replay is a 499, and no replay is counted', async () => {
     const s = await setup();
     // A 401 whose body never finishes: the sidecar holds it while it asks for a new token.
-    const upstream = await rawUpstream((socket) => socket.write('HTTP/1.1 401 Unauthorized\r\ncontent-length: 100\r\n\r\n0123456789'));
+    const upstream = await rawUpstream((socket) =>
+      socket.write('HTTP/1.1 401 Unauthorized\r\ncontent-length: 100\r\n\r\n0123456789'),
+    );
     const sidecar = await extraSidecar(s, { upstream: upstream.url });
     const metrics = async () => (await fetch(`${sidecar.adminUrl()}/metrics`)).text();
     const controller = new AbortController();
     const pending = fetch(`${sidecar.dataUrl()}/x`, { signal: controller.signal }).catch(() => 'aborted');
-    await vi.waitFor(async () => expect(metricSum(await metrics(), METRIC_NAMES.upstreamRejections, 'code="401"')).toBe(1));
+    await vi.waitFor(async () =>
+      expect(metricSum(await metrics(), METRIC_NAMES.upstreamRejections, 'code="401"')).toBe(1),
+    );
     controller.abort();
     expect(await pending).toBe('aborted');
     // The upstream connection closes once the sidecar has dropped the held answer.
@@ -423,12 +492,16 @@ describe('upstream answers Node would not pass on as they are', () => {
 
   it('T8/T6: a 401 whose body is still arriving when the guard refuses a new token is passed through whole; the process lives on', async () => {
     const s = await setup();
-    const upstream = await rawUpstream((socket) => socket.write('HTTP/1.1 401 Unauthorized\r\ncontent-length: 20\r\n\r\n0123456789'));
+    const upstream = await rawUpstream((socket) =>
+      socket.write('HTTP/1.1 401 Unauthorized\r\ncontent-length: 20\r\n\r\n0123456789'),
+    );
     // Just after its startup login, the loop guard holds any refresh longer than waitForToken.
     const sidecar = await extraSidecar(s, { upstream: upstream.url });
     const metrics = async () => (await fetch(`${sidecar.adminUrl()}/metrics`)).text();
     const pending = fetch(`${sidecar.dataUrl()}/x`);
-    await vi.waitFor(async () => expect(metricSum(await metrics(), METRIC_NAMES.upstreamRejections, 'code="401"')).toBe(1));
+    await vi.waitFor(async () =>
+      expect(metricSum(await metrics(), METRIC_NAMES.upstreamRejections, 'code="401"')).toBe(1),
+    );
     upstream.sockets[0]?.write('abcdefghij');
     const answer = await pending;
     expect(answer.status).toBe(401);

@@ -51,7 +51,13 @@ async function startSidecar(clientSecretFile: string) {
     {
       listen: { host: '127.0.0.1', port: 0 },
       admin: { host: '127.0.0.1', port: 0 },
-      accounts: { crm: { upstream: 'http://127.0.0.1:9', default: true, auth: { flow: 'oauth2', tokenUrl: `${authServer.issuer.url}/token`, clientId: 'app', clientSecretFile } } },
+      accounts: {
+        crm: {
+          upstream: 'http://127.0.0.1:9',
+          default: true,
+          auth: { flow: 'oauth2', tokenUrl: `${authServer.issuer.url}/token`, clientId: 'app', clientSecretFile },
+        },
+      },
     },
     { env: {} },
   );
@@ -87,13 +93,17 @@ describe('R6: a secret file that later reads empty or cannot be read keeps the l
     writeFileSync(file, rotated);
     await advance(HOUR);
     expect(sentSecret(authorizations.at(-1))).toBe(rotated);
-    expect(log.lines().filter((line) => line.level === 30 && line.path === file && line.account === 'crm')).toHaveLength(1);
+    expect(
+      log.lines().filter((line) => line.level === 30 && line.path === file && line.account === 'crm'),
+    ).toHaveLength(1);
     writeFileSync(file, '\n');
     const before = authorizations.length;
     await advance(HOUR);
     expect(sentSecret(authorizations.at(-1))).toBe(rotated);
     expect(log.lines().filter((line) => line.level === 40 && line.path === file)).toHaveLength(2);
-    expect(metricSum(await metrics(), METRIC_NAMES.secretReadErrors, 'account="crm"')).toBe(failedWhileEmpty + authorizations.length - before);
+    expect(metricSum(await metrics(), METRIC_NAMES.secretReadErrors, 'account="crm"')).toBe(
+      failedWhileEmpty + authorizations.length - before,
+    );
 
     // An empty secret is never sent, and no secret reaches the log or the metrics.
     expect(authorizations.map(sentSecret)).not.toContain('');
@@ -110,7 +120,12 @@ describe('R6: a secret file that later reads empty or cannot be read keeps the l
   it('R6: the session dialect too: a password file emptied after start, and every later login still succeeds at a server that checks the password', async () => {
     const clock = new FakeClock();
     const password = generatedSecret('pw');
-    const tokenServer = await startSessionTokenServer({ username: 'fleet-user', password, lifetimeSeconds: 60, now: () => clock.now() });
+    const tokenServer = await startSessionTokenServer({
+      username: 'fleet-user',
+      password,
+      lifetimeSeconds: 60,
+      now: () => clock.now(),
+    });
     const passwordFile = join(dir, 'password');
     writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
     const log = captureLogger();
@@ -119,7 +134,13 @@ describe('R6: a secret file that later reads empty or cannot be read keeps the l
         listen: { host: '127.0.0.1', port: 0 },
         admin: { host: '127.0.0.1', port: 0 },
         // No refreshUrl: every renewal is a login, so every renewal reads the password file.
-        accounts: { fleet: { upstream: 'http://127.0.0.1:9', default: true, auth: { flow: 'session', loginUrl: tokenServer.loginUrl, username: 'fleet-user', passwordFile } } },
+        accounts: {
+          fleet: {
+            upstream: 'http://127.0.0.1:9',
+            default: true,
+            auth: { flow: 'session', loginUrl: tokenServer.loginUrl, username: 'fleet-user', passwordFile },
+          },
+        },
       },
       { env: {} },
     );

@@ -115,17 +115,23 @@ describe('session dialect, end to end (real token server, real upstream, fake cl
     ['"abc"', { lifetimeField: 'abc' }],
     ['missing', { omitLifetime: true }],
     ['1 s (shorter than minInterval)', { lifetimeSeconds: 1 }],
-  ])('T6/§8: a token lifetime of %s never brings two token requests closer than the guard', async (_label, serverOptions) => {
-    harness = await startSessionHarness({ server: { lifetimeSeconds: 8, ...serverOptions }, account: { refresh: { minInterval: '5s' } } });
-    const { advance, tokenServer, sidecar, sentAt: times } = harness;
-    for (let elapsed = 0; elapsed < 10 * 60 * SECOND; elapsed += 500) await advance(500);
-    const gaps = times.slice(1).map((time, index) => time - (times[index] ?? 0));
-    expect(gaps.length).toBeGreaterThan(10);
-    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(5 * SECOND);
-    const metrics = await (await fetch(`${sidecar.adminUrl()}/metrics`)).text();
-    expect(metricSum(metrics, METRIC_NAMES.lifetimeAnomalies)).toBeGreaterThan(0);
-    expect(metricSum(metrics, METRIC_NAMES.tokenRequests)).toBe(tokenServer.stats.requests);
-  });
+  ])(
+    'T6/§8: a token lifetime of %s never brings two token requests closer than the guard',
+    async (_label, serverOptions) => {
+      harness = await startSessionHarness({
+        server: { lifetimeSeconds: 8, ...serverOptions },
+        account: { refresh: { minInterval: '5s' } },
+      });
+      const { advance, tokenServer, sidecar, sentAt: times } = harness;
+      for (let elapsed = 0; elapsed < 10 * 60 * SECOND; elapsed += 500) await advance(500);
+      const gaps = times.slice(1).map((time, index) => time - (times[index] ?? 0));
+      expect(gaps.length).toBeGreaterThan(10);
+      expect(Math.min(...gaps)).toBeGreaterThanOrEqual(5 * SECOND);
+      const metrics = await (await fetch(`${sidecar.adminUrl()}/metrics`)).text();
+      expect(metricSum(metrics, METRIC_NAMES.lifetimeAnomalies)).toBeGreaterThan(0);
+      expect(metricSum(metrics, METRIC_NAMES.tokenRequests)).toBe(tokenServer.stats.requests);
+    },
+  );
 
   it('F6: no password, token or refresh token appears in logs, metrics, /status or error bodies', async () => {
     harness = await startSessionHarness({ server: { lifetimeSeconds: 8 } });
@@ -136,7 +142,7 @@ describe('session dialect, end to end (real token server, real upstream, fake cl
     }
     const errorBodies = [
       (await get(`${sidecar.dataUrl()}/a/%2e%2e/b`)).body,
-      (await fetch(`${sidecar.dataUrl()}/x`, { headers: { 'x-sidecar-account': 'nobody' } }).then((r) => r.text())),
+      await fetch(`${sidecar.dataUrl()}/x`, { headers: { 'x-sidecar-account': 'nobody' } }).then((r) => r.text()),
     ];
     const seen = [
       log.text(),
@@ -150,7 +156,9 @@ describe('session dialect, end to end (real token server, real upstream, fake cl
     expect(secrets.length).toBeGreaterThan(10);
     for (const secret of secrets) expect(seen).not.toContain(secret);
     // The fingerprint is what /status shows instead.
-    const status = (await (await fetch(`${sidecar.adminUrl()}/status`)).json()) as { accounts: { fleet: { fingerprint: string } } };
+    const status = (await (await fetch(`${sidecar.adminUrl()}/status`)).json()) as {
+      accounts: { fleet: { fingerprint: string } };
+    };
     expect(status.accounts.fleet.fingerprint).toMatch(/^[0-9a-f]{8}$/);
   });
 
@@ -161,7 +169,11 @@ describe('session dialect, end to end (real token server, real upstream, fake cl
     const first = await fetch(`${sidecar.adminUrl()}/accounts/fleet/refresh`, { method: 'POST' });
     expect(await first.json()).toMatchObject({ account: 'fleet', result: 'started' });
     await sidecar.settled();
-    const burst = await Promise.all(Array.from({ length: 20 }, () => fetch(`${sidecar.adminUrl()}/accounts/fleet/refresh`, { method: 'POST' }).then((r) => r.json())));
+    const burst = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        fetch(`${sidecar.adminUrl()}/accounts/fleet/refresh`, { method: 'POST' }).then((r) => r.json()),
+      ),
+    );
     expect(burst.every((answer) => (answer as { result: string }).result === 'deferred')).toBe(true);
     expect(tokenServer.stats.refreshes).toBe(1);
     const unknown = await fetch(`${sidecar.adminUrl()}/accounts/nobody/refresh`, { method: 'POST' });

@@ -13,7 +13,13 @@ afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()?.();
 });
 
-async function startCli(): Promise<{ cli: RunningCli; data: string; admin: string; release: () => void; upstream: Awaited<ReturnType<typeof startRecordingUpstream>> }> {
+async function startCli(): Promise<{
+  cli: RunningCli;
+  data: string;
+  admin: string;
+  release: () => void;
+  upstream: Awaited<ReturnType<typeof startRecordingUpstream>>;
+}> {
   const dir = mkdtempSync(join(tmpdir(), 'bs-stop-'));
   const password = generatedSecret('pw');
   const tokenServer = await startSessionTokenServer({ username: 'u', password, lifetimeSeconds: 600 });
@@ -56,7 +62,11 @@ function connectionRefused(url: string): Promise<boolean> {
 describe('§2: graceful shutdown', () => {
   it('SIGTERM during 50 in-flight slow requests: /readyz turns 503, new connections are refused, all 50 complete, exit 0', async () => {
     const { cli, data, admin, release, upstream } = await startCli();
-    const inFlight = Promise.all(Array.from({ length: 50 }, (_, i) => fetch(`${data}/slow/${i}`).then(async (r) => ({ status: r.status, body: await r.text() }))));
+    const inFlight = Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        fetch(`${data}/slow/${i}`).then(async (r) => ({ status: r.status, body: await r.text() })),
+      ),
+    );
     await vi.waitFor(() => expect(upstream.requests).toHaveLength(50), { timeout: 20_000 });
     cli.child.kill('SIGTERM');
     await cli.waitForLog((entry) => String(entry.msg).startsWith('stopping'));

@@ -40,7 +40,13 @@ describe('R5: a stop during start-up', () => {
       {
         listen: { host: '127.0.0.1', port: 0 },
         admin: { host: '127.0.0.1', port: 0 },
-        accounts: { crm: { upstream: 'http://127.0.0.1:9', default: true, auth: { flow: 'oauth2', tokenUrl: 'http://127.0.0.1:9/token', clientId: 'app', clientSecret: 'cs' } } },
+        accounts: {
+          crm: {
+            upstream: 'http://127.0.0.1:9',
+            default: true,
+            auth: { flow: 'oauth2', tokenUrl: 'http://127.0.0.1:9/token', clientId: 'app', clientSecret: 'cs' },
+          },
+        },
       },
       { env: {} },
     );
@@ -72,7 +78,16 @@ describe('R5: a stop during start-up', () => {
 
   it('R5: stop() before start(): start() then binds nothing', async () => {
     const config = parseConfig(
-      { listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, accounts: { crm: { upstream: 'http://127.0.0.1:9', auth: { flow: 'oauth2', tokenUrl: 'http://127.0.0.1:9/token', clientId: 'app', clientSecret: 'cs' } } } },
+      {
+        listen: { host: '127.0.0.1', port: 0 },
+        admin: { host: '127.0.0.1', port: 0 },
+        accounts: {
+          crm: {
+            upstream: 'http://127.0.0.1:9',
+            auth: { flow: 'oauth2', tokenUrl: 'http://127.0.0.1:9/token', clientId: 'app', clientSecret: 'cs' },
+          },
+        },
+      },
       { env: {} },
     );
     const sidecar = new Sidecar(config, { clock: new FakeClock(), defaultMetrics: false });

@@ -83,7 +83,9 @@ describe.skipIf(!runs)('/status in a real browser (issue 8, docs/contract.md §6
     expect(await reports.getAttribute('class')).toContain('loop');
     expect(await reports.locator('.banner').textContent()).toMatch(/Refresh loop\? \d+ token requests/);
     const barHeights = (account: string) =>
-      page.locator(`section[data-account="${account}"] svg.spark rect`).evaluateAll((rects) => rects.map((rect) => Number(rect.getAttribute('height'))));
+      page
+        .locator(`section[data-account="${account}"] svg.spark rect`)
+        .evaluateAll((rects) => rects.map((rect) => Number(rect.getAttribute('height'))));
     const loopBars = await barHeights('reports');
     const healthyBars = await barHeights('fleet');
     expect(Math.max(...loopBars)).toBeGreaterThan(4 * Math.max(...healthyBars));
@@ -131,7 +133,8 @@ describe.skipIf(!runs)('/status in a real browser (issue 8, docs/contract.md §6
     // The page as an operator sees it (reload on); the shot is taken well before the first reload.
     const page = await context.newPage();
     await page.goto(`${scene.sidecar.adminUrl()}/status`);
-    const out = process.env.SCREENSHOT_OUT === undefined ? join(profile, 'status-page.png') : resolve(process.env.SCREENSHOT_OUT);
+    const out =
+      process.env.SCREENSHOT_OUT === undefined ? join(profile, 'status-page.png') : resolve(process.env.SCREENSHOT_OUT);
     await page.screenshot({ path: out, fullPage: true });
     const png = readFileSync(out);
     expect(png.subarray(1, 4).toString('latin1')).toBe('PNG');

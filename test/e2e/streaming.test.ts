@@ -94,7 +94,12 @@ async function sendEvents(res: ServerResponse, waitForNext: () => Promise<void>)
 async function setup(config: Record<string, unknown> = {}) {
   const clock = new FakeClock();
   const password = generatedSecret('pw');
-  const tokenServer = await startSessionTokenServer({ username: 'u', password, lifetimeSeconds: 3600, now: () => clock.now() });
+  const tokenServer = await startSessionTokenServer({
+    username: 'u',
+    password,
+    lifetimeSeconds: 3600,
+    now: () => clock.now(),
+  });
   const upstream = await startStreamingUpstream(tokenServer);
   const sidecar = new Sidecar(
     parseConfig(
@@ -106,7 +111,13 @@ async function setup(config: Record<string, unknown> = {}) {
           crm: {
             upstream: `${upstream.url}/base`,
             route: { pathPrefix: '/crm' },
-            auth: { flow: 'session', loginUrl: tokenServer.loginUrl, refreshUrl: tokenServer.refreshUrl, username: 'u', password: '${PW}' },
+            auth: {
+              flow: 'session',
+              loginUrl: tokenServer.loginUrl,
+              refreshUrl: tokenServer.refreshUrl,
+              username: 'u',
+              password: '${PW}',
+            },
           },
         },
       },
@@ -116,7 +127,10 @@ async function setup(config: Record<string, unknown> = {}) {
   );
   await sidecar.start();
   await sidecar.settled();
-  cleanups.push(() => tokenServer.close(), () => sidecar.stop());
+  cleanups.push(
+    () => tokenServer.close(),
+    () => sidecar.stop(),
+  );
   return { sidecar, upstream, tokenServer };
 }
 
@@ -132,7 +146,10 @@ function openSocket(url: string, headers: Record<string, string> = {}): Promise<
 describe('F2: streaming, server-sent events and WebSocket', () => {
   it('F2: a WebSocket upgrade is forwarded with the token injected, to the exact target path, and echoes', async () => {
     const { sidecar, upstream, tokenServer } = await setup();
-    const ws = await openSocket(`${sidecar.dataUrl().replace('http', 'ws')}/crm//rooms/1?x=1`, { authorization: 'Bearer from-client', 'x-sidecar-key': 'k' });
+    const ws = await openSocket(`${sidecar.dataUrl().replace('http', 'ws')}/crm//rooms/1?x=1`, {
+      authorization: 'Bearer from-client',
+      'x-sidecar-key': 'k',
+    });
     cleanups.push(() => ws.terminate());
     const reply = new Promise<string>((resolve) => ws.once('message', (data) => resolve(String(data))));
     ws.send('hello');
@@ -154,7 +171,10 @@ describe('F2: streaming, server-sent events and WebSocket', () => {
   it('F2/F3: WebSocket upgrades are refused by the same rules as HTTP (path, route, inbound)', async () => {
     const { sidecar, upstream } = await setup();
     const upgrade = (target: string) =>
-      rawRequest(sidecar.dataUrl(), `GET ${target} HTTP/1.1\r\nhost: s\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: ${randomBytes(16).toString('base64')}\r\n\r\n`);
+      rawRequest(
+        sidecar.dataUrl(),
+        `GET ${target} HTTP/1.1\r\nhost: s\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: ${randomBytes(16).toString('base64')}\r\n\r\n`,
+      );
     expect((await upgrade('/crm/%2e%2e/admin')).status).toBe(400);
     expect((await upgrade('/nowhere')).status).toBe(404);
     expect(upstream.upgrades).toHaveLength(0);
@@ -164,7 +184,10 @@ describe('F2: streaming, server-sent events and WebSocket', () => {
 
   it('an Upgrade other than WebSocket (h2c) is served as the plain request it also is', async () => {
     const { sidecar } = await setup();
-    const answer = await rawRequest(sidecar.dataUrl(), 'GET /crm/plain HTTP/1.1\r\nhost: s\r\nconnection: Upgrade, HTTP2-Settings\r\nupgrade: h2c\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n');
+    const answer = await rawRequest(
+      sidecar.dataUrl(),
+      'GET /crm/plain HTTP/1.1\r\nhost: s\r\nconnection: Upgrade, HTTP2-Settings\r\nupgrade: h2c\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n',
+    );
     expect(answer.status).toBe(200);
     expect(JSON.parse(answer.body)).toEqual({ url: '/base/plain', upgrade: null });
   });
@@ -200,7 +223,11 @@ describe('F2: streaming, server-sent events and WebSocket', () => {
         controller.close();
       },
     });
-    const upload = await fetch(`${sidecar.dataUrl()}/crm/upload`, { method: 'POST', body, duplex: 'half' } as RequestInit);
+    const upload = await fetch(`${sidecar.dataUrl()}/crm/upload`, {
+      method: 'POST',
+      body,
+      duplex: 'half',
+    } as RequestInit);
     expect(await upload.json()).toEqual({ size: 32 * 1024 * 1024, sha256: expected.digest('hex') });
   });
 });
@@ -208,5 +235,3 @@ describe('F2: streaming, server-sent events and WebSocket', () => {
 function cleanup(ws: WebSocket): void {
   cleanups.push(() => ws.terminate());
 }
-
-

@@ -8,7 +8,15 @@ import { METRIC_NAMES } from '../../src/admin/metrics.js';
 import { startSessionTokenServer } from '../../src/demo/session-token-server.js';
 import { closeServer, listen, serverUrl } from '../../src/util/http-server.js';
 import { generatedSecret, metricSum } from '../helpers/harness.js';
-import { getAndClose, rawExchange, startRawUpstream, statusLines, websocketUpgrade, type RawAnswer, type RawRequestHead } from '../helpers/raw-upstream.js';
+import {
+  getAndClose,
+  rawExchange,
+  startRawUpstream,
+  statusLines,
+  websocketUpgrade,
+  type RawAnswer,
+  type RawRequestHead,
+} from '../helpers/raw-upstream.js';
 import { spawnCli, type RunningCli } from '../helpers/spawn-cli.js';
 
 /*
@@ -28,7 +36,13 @@ interface Running {
 }
 
 /** Starts the built CLI with one default account (session flow) in front of `upstream`. */
-async function startCli(options: { upstream: string; loginUrl: string; refreshUrl: string; password: string; refresh?: Record<string, unknown> }): Promise<Running> {
+async function startCli(options: {
+  upstream: string;
+  loginUrl: string;
+  refreshUrl: string;
+  password: string;
+  refresh?: Record<string, unknown>;
+}): Promise<Running> {
   const dir = mkdtempSync(join(tmpdir(), 'bs-untrusted-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const config = {
@@ -39,7 +53,13 @@ async function startCli(options: { upstream: string; loginUrl: string; refreshUr
         upstream: options.upstream,
         default: true,
         refresh: options.refresh ?? {},
-        auth: { flow: 'session', loginUrl: options.loginUrl, refreshUrl: options.refreshUrl, username: 'u', password: '${PW}' },
+        auth: {
+          flow: 'session',
+          loginUrl: options.loginUrl,
+          refreshUrl: options.refreshUrl,
+          username: 'u',
+          password: '${PW}',
+        },
       },
     },
   };
@@ -73,7 +93,6 @@ async function expectAlive(running: Running): Promise<void> {
   expect((await fetch(`${running.admin}/healthz`)).status).toBe(200);
 }
 
-
 const OK_ANSWER = 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok';
 
 describe('issue 16 through the CLI: hostile tokens and upstream answers', () => {
@@ -82,7 +101,16 @@ describe('issue 16 through the CLI: hostile tokens and upstream answers', () => 
     const token = `tok-${randomBytes(6).toString('hex')}\r\nX-Injected: evil`;
     const tokenServer: Server = createServer((req, res) => {
       req.resume();
-      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ success: true, token, refreshToken: `ref-${randomBytes(6).toString('hex')}`, tokenLifetime: 600 })));
+      req.on('end', () =>
+        res.writeHead(200, { 'content-type': 'application/json' }).end(
+          JSON.stringify({
+            success: true,
+            token,
+            refreshToken: `ref-${randomBytes(6).toString('hex')}`,
+            tokenLifetime: 600,
+          }),
+        ),
+      );
     });
     await listen(tokenServer, { host: '127.0.0.1', port: 0 });
     cleanups.push(() => closeServer(tokenServer, { force: true }));
@@ -96,13 +124,24 @@ describe('issue 16 through the CLI: hostile tokens and upstream answers', () => 
       refresh: { waitForToken: '1s' },
     });
     // Sent at once: these may wait for the first token (cold start).
-    const cold = await Promise.all([rawExchange(running.data, websocketUpgrade()), rawExchange(running.data, getAndClose())]);
-    await running.cli.waitForLog((entry) => /^token request: login (succeeded|failed|rejected)/.test(String(entry.msg)));
-    const after = await Promise.all([rawExchange(running.data, websocketUpgrade()), rawExchange(running.data, getAndClose())]);
+    const cold = await Promise.all([
+      rawExchange(running.data, websocketUpgrade()),
+      rawExchange(running.data, getAndClose()),
+    ]);
+    await running.cli.waitForLog((entry) =>
+      /^token request: login (succeeded|failed|rejected)/.test(String(entry.msg)),
+    );
+    const after = await Promise.all([
+      rawExchange(running.data, websocketUpgrade()),
+      rawExchange(running.data, getAndClose()),
+    ]);
     for (const raw of [...cold, ...after]) {
       expect(statusLines(raw)).toHaveLength(1);
       expect(statusLines(raw)[0]).toMatch(/^HTTP\/1\.1 503 /);
-      expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4))).toMatchObject({ error: 'token_unavailable', account: 'crm' });
+      expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4))).toMatchObject({
+        error: 'token_unavailable',
+        account: 'crm',
+      });
       expect(raw).not.toContain(token.slice(0, 16));
     }
     expect(upstream.requests).toHaveLength(0);
@@ -143,11 +182,23 @@ describe('issue 16 through the CLI: hostile tokens and upstream answers', () => 
       running.data,
       `GET /cached HTTP/1.1\r\nhost: s\r\nif-none-match: "v1"\r\n\r\nDELETE /item HTTP/1.1\r\nhost: s\r\n\r\nHEAD /file HTTP/1.1\r\nhost: s\r\n\r\n${getAndClose('/last')}`,
     );
-    expect(statusLines(raw)).toEqual(['HTTP/1.1 304 Not Modified', 'HTTP/1.1 204 No Content', 'HTTP/1.1 200 OK', 'HTTP/1.1 200 OK']);
-    expect(raw).toMatch(/^HTTP\/1\.1 304 Not Modified\r\n(?:.+\r\n)*content-length: 1234\r\n(?:.+\r\n)*\r\nHTTP\/1\.1 204/);
+    expect(statusLines(raw)).toEqual([
+      'HTTP/1.1 304 Not Modified',
+      'HTTP/1.1 204 No Content',
+      'HTTP/1.1 200 OK',
+      'HTTP/1.1 200 OK',
+    ]);
+    expect(raw).toMatch(
+      /^HTTP\/1\.1 304 Not Modified\r\n(?:.+\r\n)*content-length: 1234\r\n(?:.+\r\n)*\r\nHTTP\/1\.1 204/,
+    );
     expect(raw.endsWith('\r\n\r\nok')).toBe(true);
     // One client connection for the four; each reached the upstream.
-    expect(upstream.requests.map((request) => request.text.split(' ', 2).join(' '))).toEqual(['GET /cached', 'DELETE /item', 'HEAD /file', 'GET /last']);
+    expect(upstream.requests.map((request) => request.text.split(' ', 2).join(' '))).toEqual([
+      'GET /cached',
+      'DELETE /item',
+      'HEAD /file',
+      'GET /last',
+    ]);
     const metrics = await (await fetch(`${running.admin}/metrics`)).text();
     expect(metricSum(metrics, METRIC_NAMES.proxyRequests, 'code="304"')).toBe(1);
     expect(metricSum(metrics, METRIC_NAMES.proxyRequests, 'code="204"')).toBe(1);

@@ -44,7 +44,10 @@ afterEach(async () => {
 });
 
 /** Runs the CLI to completion; killed after the test if it hangs. */
-async function runCli(args: string[], options: { cwd?: string } = {}): Promise<{ code: number | null; stderr: string }> {
+async function runCli(
+  args: string[],
+  options: { cwd?: string } = {},
+): Promise<{ code: number | null; stderr: string }> {
   const cli = spawnCli(args, options);
   children.push(cli);
   const code = await cli.exited;
@@ -65,12 +68,18 @@ function sentSecret(authorization: string): string {
 
 function quickModeFlags(clientSecretFile: string): string[] {
   return [
-    '--upstream', 'http://127.0.0.1:9',
-    '--listen', '127.0.0.1:0',
-    '--admin', '127.0.0.1:0',
-    '--token-url', `${authServer.issuer.url}/token`,
-    '--client-id', 'app',
-    '--client-secret-file', clientSecretFile,
+    '--upstream',
+    'http://127.0.0.1:9',
+    '--listen',
+    '127.0.0.1:0',
+    '--admin',
+    '127.0.0.1:0',
+    '--token-url',
+    `${authServer.issuer.url}/token`,
+    '--client-id',
+    'app',
+    '--client-secret-file',
+    clientSecretFile,
   ];
 }
 
@@ -151,7 +160,17 @@ describe('issue 16: files and signals through the real CLI (R5, R6)', () => {
   it('R6: check refuses an empty secret the same way (exit 2, naming the flag and the path), before any token request', async () => {
     const path = join(dir, 'newlines-only');
     writeFileSync(path, '\n\n');
-    const result = await runCli(['check', '--upstream', 'http://127.0.0.1:9', '--token-url', `${authServer.issuer.url}/token`, '--client-id', 'app', '--client-secret-file', path]);
+    const result = await runCli([
+      'check',
+      '--upstream',
+      'http://127.0.0.1:9',
+      '--token-url',
+      `${authServer.issuer.url}/token`,
+      '--client-id',
+      'app',
+      '--client-secret-file',
+      path,
+    ]);
     expect(result.code).toBe(2);
     expect(result.stderr).toContain(`accounts.default.auth.clientSecretFile: ${path} is empty (--client-secret-file)`);
     expect(authorizations).toEqual([]);

@@ -36,7 +36,11 @@ afterEach(async () => {
 
 type Dialect = 'session' | 'oauth2';
 
-async function startSidecar(dialect: Dialect, answer: HostileTokenServer['answer'], options: { secret?: string; logFormat?: 'json' | 'pretty' } = {}) {
+async function startSidecar(
+  dialect: Dialect,
+  answer: HostileTokenServer['answer'],
+  options: { secret?: string; logFormat?: 'json' | 'pretty' } = {},
+) {
   tokenServer = await startHostileTokenServer(answer);
   const secret = options.secret ?? generatedSecret('pw');
   writeFileSync(join(dir, 'secret'), `${secret}\n`, { mode: 0o600 });
@@ -74,16 +78,24 @@ accounts:
 /** Waits until the token server has had `count` requests and the sidecar has dealt with them. */
 async function tokenRequests(count: number, admin: string): Promise<void> {
   for (;;) {
-    const status = (await (await fetch(`${admin}/status`)).json()) as { accounts: Record<string, { tokenRequests: Record<string, Record<string, number>> }> };
+    const status = (await (await fetch(`${admin}/status`)).json()) as {
+      accounts: Record<string, { tokenRequests: Record<string, Record<string, number>> }>;
+    };
     const counts = Object.values(status.accounts)[0]?.tokenRequests ?? {};
-    const total = Object.values(counts).reduce((sum, byOutcome) => sum + Object.values(byOutcome).reduce((a, b) => a + b, 0), 0);
+    const total = Object.values(counts).reduce(
+      (sum, byOutcome) => sum + Object.values(byOutcome).reduce((a, b) => a + b, 0),
+      0,
+    );
     if (total >= count) return;
     await new Promise((resolve) => setImmediate(resolve));
   }
 }
 
 function tokenAnswer(dialect: Dialect, token: string, extra: Record<string, unknown> = {}): RawAnswer {
-  const body = dialect === 'session' ? { success: true, token, tokenLifetime: 3600, refreshToken: 'ref-1', ...extra } : { access_token: token, token_type: 'Bearer', expires_in: 3600, ...extra };
+  const body =
+    dialect === 'session'
+      ? { success: true, token, tokenLifetime: 3600, refreshToken: 'ref-1', ...extra }
+      : { access_token: token, token_type: 'Bearer', expires_in: 3600, ...extra };
   return { status: 200, body: JSON.stringify(body) };
 }
 
@@ -100,23 +112,28 @@ describe('R1 token values', () => {
     ['oauth2', 'tök-1'],
     ['session', 'tok\u00001'],
   ];
-  it.each(unsafe)('R1: a %s token %j is never used: not ready, 503 not 502, a WebSocket upgrade answered, the process alive', async (dialect, token) => {
-    const { cli, data, admin } = await startSidecar(dialect, () => tokenAnswer(dialect, token));
-    await tokenRequests(1, admin);
-    const ready = await fetch(`${admin}/readyz`);
-    expect(ready.status).toBe(503);
-    expect(await ready.text()).toContain('token not header-safe');
-    const proxied = await fetch(`${data}/x`);
-    expect(proxied.status).toBe(503);
-    expect(((await proxied.json()) as { error: string }).error).toBe('token_unavailable');
-    expect(await sendRaw(new URL(data).port, WEBSOCKET_UPGRADE, { untilHead: true })).toMatch(/^HTTP\/1\.1 503 /);
-    await expectAlive(admin);
-    expect(upstream.requests).toHaveLength(0);
-    expect(cli.child.exitCode).toBeNull();
-  });
+  it.each(unsafe)(
+    'R1: a %s token %j is never used: not ready, 503 not 502, a WebSocket upgrade answered, the process alive',
+    async (dialect, token) => {
+      const { cli, data, admin } = await startSidecar(dialect, () => tokenAnswer(dialect, token));
+      await tokenRequests(1, admin);
+      const ready = await fetch(`${admin}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(await ready.text()).toContain('token not header-safe');
+      const proxied = await fetch(`${data}/x`);
+      expect(proxied.status).toBe(503);
+      expect(((await proxied.json()) as { error: string }).error).toBe('token_unavailable');
+      expect(await sendRaw(new URL(data).port, WEBSOCKET_UPGRADE, { untilHead: true })).toMatch(/^HTTP\/1\.1 503 /);
+      await expectAlive(admin);
+      expect(upstream.requests).toHaveLength(0);
+      expect(cli.child.exitCode).toBeNull();
+    },
+  );
 
   it('R1: a refresh token that is not header-safe makes the answer unusable too (session)', async () => {
-    const { admin } = await startSidecar('session', () => tokenAnswer('session', 'tok-good', { refreshToken: 'ref\n' }));
+    const { admin } = await startSidecar('session', () =>
+      tokenAnswer('session', 'tok-good', { refreshToken: 'ref\n' }),
+    );
     await tokenRequests(1, admin);
     const ready = await fetch(`${admin}/readyz`);
     expect(ready.status).toBe(503);
@@ -125,19 +142,25 @@ describe('R1 token values', () => {
 });
 
 describe('R2 token responses', () => {
-  it.each<Dialect>(['session', 'oauth2'])('R2: a UTF-8 byte-order mark before the JSON body is ignored (%s)', async (dialect) => {
-    const { data, admin } = await startSidecar(dialect, () => {
-      const answer = tokenAnswer(dialect, 'tok-bom');
-      return { ...answer, body: Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(String(answer.body))]) };
-    });
-    await tokenRequests(1, admin);
-    expect((await fetch(`${admin}/readyz`)).status).toBe(200);
-    expect((await fetch(`${data}/x`)).status).toBe(200);
-    expect(upstream.requests[0]?.headers.authorization).toBe('Bearer tok-bom');
-  });
+  it.each<Dialect>(['session', 'oauth2'])(
+    'R2: a UTF-8 byte-order mark before the JSON body is ignored (%s)',
+    async (dialect) => {
+      const { data, admin } = await startSidecar(dialect, () => {
+        const answer = tokenAnswer(dialect, 'tok-bom');
+        return { ...answer, body: Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(String(answer.body))]) };
+      });
+      await tokenRequests(1, admin);
+      expect((await fetch(`${admin}/readyz`)).status).toBe(200);
+      expect((await fetch(`${data}/x`)).status).toBe(200);
+      expect(upstream.requests[0]?.headers.authorization).toBe('Bearer tok-bom');
+    },
+  );
 
   it('R2: a token response over 1 MiB is an error, and the process does not hold it', async () => {
-    const { admin } = await startSidecar('oauth2', () => ({ status: 200, body: JSON.stringify({ access_token: 'tok-big', token_type: 'Bearer', padding: 'x'.repeat(2 * 1024 * 1024) }) }));
+    const { admin } = await startSidecar('oauth2', () => ({
+      status: 200,
+      body: JSON.stringify({ access_token: 'tok-big', token_type: 'Bearer', padding: 'x'.repeat(2 * 1024 * 1024) }),
+    }));
     await tokenRequests(1, admin);
     const ready = await fetch(`${admin}/readyz`);
     expect(ready.status).toBe(503);
@@ -146,7 +169,9 @@ describe('R2 token responses', () => {
   });
 
   it('R2: token_type "MAC" is an error naming the type; the token is never sent as Bearer', async () => {
-    const { cli, data, admin } = await startSidecar('oauth2', () => tokenAnswer('oauth2', 'tok-mac', { token_type: 'MAC' }));
+    const { cli, data, admin } = await startSidecar('oauth2', () =>
+      tokenAnswer('oauth2', 'tok-mac', { token_type: 'MAC' }),
+    );
     await tokenRequests(1, admin);
     const ready = await fetch(`${admin}/readyz`);
     expect(ready.status).toBe(503);
@@ -157,13 +182,19 @@ describe('R2 token responses', () => {
   });
 
   it('R2: token_type "bearer" in any case is accepted', async () => {
-    const { data, admin } = await startSidecar('oauth2', () => tokenAnswer('oauth2', 'tok-lower', { token_type: 'bEaReR' }));
+    const { data, admin } = await startSidecar('oauth2', () =>
+      tokenAnswer('oauth2', 'tok-lower', { token_type: 'bEaReR' }),
+    );
     await tokenRequests(1, admin);
     expect((await fetch(`${data}/x`)).status).toBe(200);
   });
 
   it('R2: a 429 with Retry-After: 20 is waited out, and waiting clients are told Retry-After: 20', async () => {
-    const { data, admin } = await startSidecar('oauth2', () => ({ status: 429, headers: { 'retry-after': '20' }, body: '{"error":"slow_down"}' }));
+    const { data, admin } = await startSidecar('oauth2', () => ({
+      status: 429,
+      headers: { 'retry-after': '20' },
+      body: '{"error":"slow_down"}',
+    }));
     await tokenRequests(1, admin);
     const proxied = await fetch(`${data}/x`);
     expect(proxied.status).toBe(503);
@@ -197,7 +228,13 @@ describe('R4 server-provided text', () => {
     const secret = `${generatedSecret('cs')} +&=/`;
     const { cli, admin } = await startSidecar(
       'oauth2',
-      (request) => ({ status: 401, body: JSON.stringify({ error: 'invalid_client', error_description: `bad ${request.headers.authorization} ${request.body}` }) }),
+      (request) => ({
+        status: 401,
+        body: JSON.stringify({
+          error: 'invalid_client',
+          error_description: `bad ${request.headers.authorization} ${request.body}`,
+        }),
+      }),
       { secret },
     );
     await tokenRequests(1, admin);
@@ -216,7 +253,13 @@ describe('R4 server-provided text', () => {
   it('R4: a server message with a newline and terminal escapes cannot forge a log line or reach the terminal raw (pretty)', async () => {
     const { cli, admin } = await startSidecar(
       'session',
-      () => ({ status: 401, body: JSON.stringify({ success: false, message: 'nope\n12:00:00.000 INFO  all good \u001b[2J\u001b]0;pwned\u0007\u009b31m' }) }),
+      () => ({
+        status: 401,
+        body: JSON.stringify({
+          success: false,
+          message: 'nope\n12:00:00.000 INFO  all good \u001b[2J\u001b]0;pwned\u0007\u009b31m',
+        }),
+      }),
       { logFormat: 'pretty' },
     );
     await tokenRequests(1, admin);
@@ -232,7 +275,10 @@ describe('R4 server-provided text', () => {
   });
 
   it('R4: server text is cut to 200 characters', async () => {
-    const { admin } = await startSidecar('oauth2', () => ({ status: 400, body: JSON.stringify({ error: 'invalid_grant', error_description: 'x'.repeat(5000) }) }));
+    const { admin } = await startSidecar('oauth2', () => ({
+      status: 400,
+      body: JSON.stringify({ error: 'invalid_grant', error_description: 'x'.repeat(5000) }),
+    }));
     await tokenRequests(1, admin);
     const reason = ((await (await fetch(`${admin}/readyz`)).json()) as { reasons: { acct: string } }).reasons.acct;
     expect(reason).toContain('x'.repeat(150));

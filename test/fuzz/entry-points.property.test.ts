@@ -24,7 +24,10 @@ let admin: URL;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'bs-entry-'));
-  tokenServer = await startHostileTokenServer(() => ({ status: 200, body: JSON.stringify({ access_token: 'tok-entry-points', token_type: 'Bearer', expires_in: 3600 }) }));
+  tokenServer = await startHostileTokenServer(() => ({
+    status: 200,
+    body: JSON.stringify({ access_token: 'tok-entry-points', token_type: 'Bearer', expires_in: 3600 }),
+  }));
   upstream = await startHeaderRecordingUpstream();
   writeFileSync(join(dir, 'secret'), 's3cret\n', { mode: 0o600 });
   writeFileSync(
@@ -57,16 +60,75 @@ const token = fc.stringMatching(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,12}$/);
 const oddText = fc.oneof(
   fc.string({ maxLength: 40 }),
   fc.string({ unit: 'binary', maxLength: 40 }),
-  fc.constantFrom('%2e%2e', '..', '%ef%bc%8e', '%c0%ae', '%u002e', '\\', '%5c', '//evil.example', '#frag', '%00', '%zz', '\u00e9', '?a=%ff', '\r\n'),
+  fc.constantFrom(
+    '%2e%2e',
+    '..',
+    '%ef%bc%8e',
+    '%c0%ae',
+    '%u002e',
+    '\\',
+    '%5c',
+    '//evil.example',
+    '#frag',
+    '%00',
+    '%zz',
+    '\u00e9',
+    '?a=%ff',
+    '\r\n',
+  ),
 );
-const method = fc.oneof(fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'CONNECT', 'TRACE', 'PATCH', 'PRI'), token);
+const method = fc.oneof(
+  fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'CONNECT', 'TRACE', 'PATCH', 'PRI'),
+  token,
+);
 const target = fc.oneof(
-  fc.tuple(fc.constantFrom('/', '/acct/', '/acct', '/other/', '/accounts/acct/', '/accounts/'), oddText).map(([prefix, rest]) => `${prefix}${rest}`),
-  fc.constantFrom('*', 'http://127.0.0.1:1/x', 'example.com:443', '', '/metrics', '/status?format=json', '/accounts/acct/refresh', '/readyz'),
+  fc
+    .tuple(fc.constantFrom('/', '/acct/', '/acct', '/other/', '/accounts/acct/', '/accounts/'), oddText)
+    .map(([prefix, rest]) => `${prefix}${rest}`),
+  fc.constantFrom(
+    '*',
+    'http://127.0.0.1:1/x',
+    'example.com:443',
+    '',
+    '/metrics',
+    '/status?format=json',
+    '/accounts/acct/refresh',
+    '/readyz',
+  ),
 );
 const header = fc.tuple(
-  fc.oneof(token, fc.constantFrom('Host', 'Content-Length', 'Transfer-Encoding', 'Upgrade', 'Connection', 'Expect', 'Origin', 'Authorization', 'X-Sidecar-Account', 'Accept')),
-  fc.oneof(oddText, fc.constantFrom('websocket', 'h2c', 'chunked', 'upgrade', 'close', 'keep-alive, upgrade', '100-continue', 'text/html', 'acct', '5', '-1', '99999999999999999999')),
+  fc.oneof(
+    token,
+    fc.constantFrom(
+      'Host',
+      'Content-Length',
+      'Transfer-Encoding',
+      'Upgrade',
+      'Connection',
+      'Expect',
+      'Origin',
+      'Authorization',
+      'X-Sidecar-Account',
+      'Accept',
+    ),
+  ),
+  fc.oneof(
+    oddText,
+    fc.constantFrom(
+      'websocket',
+      'h2c',
+      'chunked',
+      'upgrade',
+      'close',
+      'keep-alive, upgrade',
+      '100-continue',
+      'text/html',
+      'acct',
+      '5',
+      '-1',
+      '99999999999999999999',
+    ),
+  ),
 );
 const request = fc.record({
   method,
@@ -125,12 +187,27 @@ describe('§9 hostile input at every entry point of the real CLI', () => {
 
 describe('§9 named hostile inputs at the entry points', () => {
   it.each([
-    ['admin', 'POST /accounts/%zz/refresh HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n', 400, 'bad_request'],
-    ['admin', 'POST /accounts/acct/refresh HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\n{bad}', 202, undefined],
+    [
+      'admin',
+      'POST /accounts/%zz/refresh HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n',
+      400,
+      'bad_request',
+    ],
+    [
+      'admin',
+      'POST /accounts/acct/refresh HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\n{bad}',
+      202,
+      undefined,
+    ],
     ['admin', 'GET /nothing%ff HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n', 404, 'no_route'],
     ['data', 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', 405, 'method_not_allowed'],
     ['data', 'GET http://127.0.0.1:1/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n', 400, 'bad_request'],
-    ['data', 'POST /acct/x HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nContent-Length: 3\r\n\r\nabc', 400, 'bad_request'],
+    [
+      'data',
+      'POST /acct/x HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nContent-Length: 3\r\n\r\nabc',
+      400,
+      'bad_request',
+    ],
   ])('F5: %s port, %j gets %i %s as JSON and no stack trace', async (port, text, status, code) => {
     const raw = await exchangeRaw(Number(port === 'data' ? data.port : admin.port), Buffer.from(text, 'latin1'));
     expect(raw).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));

@@ -23,10 +23,12 @@ import { startHeaderRecordingUpstream, type HeaderRecordingUpstream } from '../h
 type Dialect = 'session' | 'oauth2';
 
 /** Each token value carries a unique core, so a leak is found by searching for the core. */
-const tokenValue = fc.tuple(
-  fc.constantFrom('', ' ', '\n', '\r\n', '\r\nX-Injected: evil', '\u0000', 'ö', '\u001b[2J', '\t', 'é\n', ' x'),
-  fc.constantFrom('', '', '', '\n', ' ', '\u00a0', '\u2028'),
-).map(([before, after]) => ({ core: `core${randomUUID().replaceAll('-', '')}`, before, after }));
+const tokenValue = fc
+  .tuple(
+    fc.constantFrom('', ' ', '\n', '\r\n', '\r\nX-Injected: evil', '\u0000', 'ö', '\u001b[2J', '\t', 'é\n', ' x'),
+    fc.constantFrom('', '', '', '\n', ' ', '\u00a0', '\u2028'),
+  )
+  .map(([before, after]) => ({ core: `core${randomUUID().replaceAll('-', '')}`, before, after }));
 
 const oddValue: fc.Arbitrary<unknown> = fc.oneof(
   fc.jsonValue(),
@@ -36,19 +38,42 @@ const oddValue: fc.Arbitrary<unknown> = fc.oneof(
 
 const responseArbitrary = fc.record({
   // Mostly 200s, so most cases reach the token checks.
-  status: fc.oneof({ arbitrary: fc.constant(200), weight: 6 }, { arbitrary: fc.constantFrom(201, 204, 400, 401, 403, 408, 429, 500, 502, 503), weight: 4 }),
+  status: fc.oneof(
+    { arbitrary: fc.constant(200), weight: 6 },
+    { arbitrary: fc.constantFrom(201, 204, 400, 401, 403, 408, 429, 500, 502, 503), weight: 4 },
+  ),
   token: tokenValue,
   refresh: fc.option(tokenValue, { nil: undefined }),
-  tokenType: fc.option(fc.oneof(fc.constantFrom('Bearer', 'bearer', 'MAC', 'DPoP', 'N_A'), oddValue), { nil: undefined }),
+  tokenType: fc.option(fc.oneof(fc.constantFrom('Bearer', 'bearer', 'MAC', 'DPoP', 'N_A'), oddValue), {
+    nil: undefined,
+  }),
   lifetime: fc.option(oddValue, { nil: undefined }),
   expiration: fc.option(oddValue, { nil: undefined }),
   success: fc.option(fc.oneof(fc.boolean(), oddValue), { nil: undefined }),
   message: fc.option(fc.constantFrom('echo-body', 'echo-authorization', 'escapes', 'long'), { nil: undefined }),
   extra: fc.dictionary(fc.string({ maxLength: 8 }), oddValue, { maxKeys: 3 }),
-  shape: fc.oneof({ arbitrary: fc.constant('object' as const), weight: 6 }, { arbitrary: fc.constantFrom('bom' as const, 'array' as const, 'bytes' as const, 'empty' as const, 'html' as const), weight: 4 }),
+  shape: fc.oneof(
+    { arbitrary: fc.constant('object' as const), weight: 6 },
+    {
+      arbitrary: fc.constantFrom('bom' as const, 'array' as const, 'bytes' as const, 'empty' as const, 'html' as const),
+      weight: 4,
+    },
+  ),
   bytes: fc.uint8Array({ maxLength: 64 }),
-  retryAfter: fc.option(fc.oneof(fc.constantFrom('20', '0', '-1', '99999999', 'soon', 'Wed, 21 Oct 2015 07:28:00 GMT', ''), fc.string({ maxLength: 12 })), { nil: undefined }),
-  date: fc.option(fc.oneof(fc.date({ noInvalidDate: true }).map((d) => d.toUTCString()), fc.string({ maxLength: 12 })), { nil: undefined }),
+  retryAfter: fc.option(
+    fc.oneof(
+      fc.constantFrom('20', '0', '-1', '99999999', 'soon', 'Wed, 21 Oct 2015 07:28:00 GMT', ''),
+      fc.string({ maxLength: 12 }),
+    ),
+    { nil: undefined },
+  ),
+  date: fc.option(
+    fc.oneof(
+      fc.date({ noInvalidDate: true }).map((d) => d.toUTCString()),
+      fc.string({ maxLength: 12 }),
+    ),
+    { nil: undefined },
+  ),
 });
 type GeneratedResponse = typeof responseArbitrary extends fc.Arbitrary<infer T> ? T : never;
 
@@ -56,7 +81,11 @@ function spell(value: { core: string; before: string; after: string }): string {
   return `${value.before}${value.core}${value.after}`;
 }
 
-function render(dialect: Dialect, generated: GeneratedResponse, request: { body: string; headers: Record<string, string | string[] | undefined> }): RawAnswer {
+function render(
+  dialect: Dialect,
+  generated: GeneratedResponse,
+  request: { body: string; headers: Record<string, string | string[] | undefined> },
+): RawAnswer {
   const headers: Record<string, string> = {};
   // Header values as latin1 bytes: whatever the generator made, minus what cannot be written at all.
   const headerSafe = (text: string) => text.replace(/[^\t\x20-\x7e\x80-\xff]/g, '');
@@ -127,13 +156,21 @@ async function oneCase(dialect: Dialect, first: GeneratedResponse, second: Gener
   const log = captureLogger('debug');
   const auth =
     dialect === 'session'
-      ? { flow: 'session', loginUrl: tokenServer.url('/login'), refreshUrl: tokenServer.url('/refresh'), username: 'u', password: '${SECRET}' }
+      ? {
+          flow: 'session',
+          loginUrl: tokenServer.url('/login'),
+          refreshUrl: tokenServer.url('/refresh'),
+          username: 'u',
+          password: '${SECRET}',
+        }
       : { flow: 'oauth2', tokenUrl: tokenServer.url('/token'), clientId: 'my-app', clientSecret: '${SECRET}' };
   const config = parseConfig(
     {
       listen: { host: '127.0.0.1', port: 0 },
       admin: { host: '127.0.0.1', port: 0 },
-      accounts: { acct: { upstream: upstream.url, default: true, refresh: { waitForToken: '1s', minInterval: '1s' }, auth } },
+      accounts: {
+        acct: { upstream: upstream.url, default: true, refresh: { waitForToken: '1s', minInterval: '1s' }, auth },
+      },
     },
     { env: { SECRET: secret } },
   );
@@ -153,10 +190,13 @@ async function oneCase(dialect: Dialect, first: GeneratedResponse, second: Gener
       const proxied = await whileTimePasses(fetch(`${sidecar.dataUrl()}/x`, { signal: AbortSignal.timeout(10_000) }));
       expect(proxied.status).toBeGreaterThanOrEqual(200);
       outputs.push(await proxied.text());
-      const upgraded = await whileTimePasses(sendRaw(new URL(sidecar.dataUrl()).port, WEBSOCKET_UPGRADE, { untilHead: true }));
+      const upgraded = await whileTimePasses(
+        sendRaw(new URL(sidecar.dataUrl()).port, WEBSOCKET_UPGRADE, { untilHead: true }),
+      );
       expect(upgraded).toMatch(/^HTTP\/1\.1 \d{3} /);
       outputs.push(upgraded);
-      for (const path of ['/readyz', '/status', '/metrics']) outputs.push(await (await fetch(`${sidecar.adminUrl()}${path}`)).text());
+      for (const path of ['/readyz', '/status', '/metrics'])
+        outputs.push(await (await fetch(`${sidecar.adminUrl()}${path}`)).text());
       outputs.push(await (await fetch(`${sidecar.adminUrl()}/status`, { headers: { accept: 'text/html' } })).text());
       // Far enough for the next token request (a refresh, a retry or a login after a rejection).
       await clock.advance(6 * 60_000, () => sidecar.settled());
@@ -170,7 +210,9 @@ async function oneCase(dialect: Dialect, first: GeneratedResponse, second: Gener
     expect(authorization).toMatch(/^Bearer [\x21-\x7e]+$/);
     expect(request.headers['x-injected']).toBeUndefined();
   }
-  const cores = [first, second].flatMap((generated) => [generated.token.core, generated.refresh?.core]).filter((core) => core !== undefined);
+  const cores = [first, second]
+    .flatMap((generated) => [generated.token.core, generated.refresh?.core])
+    .filter((core) => core !== undefined);
   for (const output of outputs) {
     expect(output).not.toContain(secret);
     for (const core of cores) expect(output).not.toContain(core);

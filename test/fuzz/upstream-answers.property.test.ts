@@ -13,17 +13,51 @@ import { fuzzSettings, fuzzTestTimeout, RunCounter } from '../helpers/fuzz-setti
 
 const headerName = fc.oneof(
   fc.stringMatching(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,16}$/),
-  fc.constantFrom('Content-Length', 'Transfer-Encoding', 'Connection', 'Content-Disposition', 'Set-Cookie', 'Location', 'Trailer', 'Upgrade', 'Keep-Alive', 'Content-Type', 'Bad Name', 'X:Y', ''),
+  fc.constantFrom(
+    'Content-Length',
+    'Transfer-Encoding',
+    'Connection',
+    'Content-Disposition',
+    'Set-Cookie',
+    'Location',
+    'Trailer',
+    'Upgrade',
+    'Keep-Alive',
+    'Content-Type',
+    'Bad Name',
+    'X:Y',
+    '',
+  ),
 );
 const headerValue = fc.oneof(
   fc.string({ maxLength: 30 }),
   fc.string({ unit: 'binary', maxLength: 30 }).map((text) => Buffer.from(text, 'utf8').toString('latin1')),
-  fc.constantFrom('attachment; filename="r\u00c3\u00a9sum\u00c3\u00a9.pdf"', '0', '5', '1234', '-1', 'chunked', 'gzip, chunked', 'close', 'keep-alive', '99999999999999999999', '\u0000', 'a\rb', 'a\nb'),
+  fc.constantFrom(
+    'attachment; filename="r\u00c3\u00a9sum\u00c3\u00a9.pdf"',
+    '0',
+    '5',
+    '1234',
+    '-1',
+    'chunked',
+    'gzip, chunked',
+    'close',
+    'keep-alive',
+    '99999999999999999999',
+    '\u0000',
+    'a\rb',
+    'a\nb',
+  ),
 );
 const answer = fc.record({
   version: fc.constantFrom('HTTP/1.1', 'HTTP/1.1', 'HTTP/1.0', 'HTTP/2', 'HTTX/1.1'),
-  status: fc.oneof({ arbitrary: fc.constantFrom(200, 204, 304, 401, 404, 500, 100, 101, 103), weight: 3 }, { arbitrary: fc.integer({ min: 0, max: 1200 }), weight: 1 }),
-  reason: fc.oneof(fc.constantFrom('OK', '', 'Not Modified', 'D\u00c3\u00a9j\u00c3\u00a0 vu', 'a\u0000b'), fc.string({ maxLength: 20 })),
+  status: fc.oneof(
+    { arbitrary: fc.constantFrom(200, 204, 304, 401, 404, 500, 100, 101, 103), weight: 3 },
+    { arbitrary: fc.integer({ min: 0, max: 1200 }), weight: 1 },
+  ),
+  reason: fc.oneof(
+    fc.constantFrom('OK', '', 'Not Modified', 'D\u00c3\u00a9j\u00c3\u00a0 vu', 'a\u0000b'),
+    fc.string({ maxLength: 20 }),
+  ),
   headers: fc.array(fc.tuple(headerName, headerValue), { maxLength: 6 }),
   body: fc.uint8Array({ maxLength: 64 }),
   framing: fc.constantFrom('length', 'length', 'none', 'chunked', 'wrong-length', 'chunked-broken'),
@@ -40,7 +74,10 @@ function render(generated: GeneratedAnswer): Buffer {
   if (generated.framing === 'wrong-length') lines.push(`Content-Length: ${body.length + 7}`);
   if (generated.framing === 'chunked' || generated.framing === 'chunked-broken') {
     lines.push('Transfer-Encoding: chunked');
-    const chunk = body.length === 0 ? Buffer.alloc(0) : Buffer.concat([Buffer.from(`${body.length.toString(16)}\r\n`), body, Buffer.from('\r\n')]);
+    const chunk =
+      body.length === 0
+        ? Buffer.alloc(0)
+        : Buffer.concat([Buffer.from(`${body.length.toString(16)}\r\n`), body, Buffer.from('\r\n')]);
     tail = Buffer.concat([chunk, Buffer.from(generated.framing === 'chunked' ? '0\r\n\r\n' : 'zz\r\n')]);
   }
   return Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'), tail]);
@@ -60,7 +97,10 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
   const token = activeToken('tok-fuzz');
-  plane = await startDataPlane({ upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`, tokens: { current: () => token } });
+  plane = await startDataPlane({
+    upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`,
+    tokens: { current: () => token },
+  });
   process.on('uncaughtException', onCrash);
   process.on('unhandledRejection', onCrash);
 });
@@ -74,7 +114,11 @@ afterAll(async () => {
 
 /** One request with no body on a new connection; the whole answer, until the sidecar closes. */
 function ask(method: string): Promise<string> {
-  return sendRaw(new URL(plane.url).port, `${method} /x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`, { silenceMs: 15_000 });
+  return sendRaw(
+    new URL(plane.url).port,
+    `${method} /x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`,
+    { silenceMs: 15_000 },
+  );
 }
 
 describe('R3 property: generated upstream answers through the real data plane', () => {
@@ -106,8 +150,16 @@ describe('R3 property: generated upstream answers through the real data plane', 
 describe('R3 named answers found by the property above', () => {
   it.each([
     ['a sized answer that breaks off before its first byte', 502, 'HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n'],
-    ['a held 401 (T8) whose chunked body breaks off', 502, 'HTTP/1.1 401 Unauthorized\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n'],
-    ['Connection sent twice, with obs-text', 200, 'HTTP/1.1 200 OK\r\nConnection: a; b="r\u00c3\u00a9"\r\nConnection: x-y\r\nX-Y: 1\r\nContent-Length: 2\r\n\r\nok'],
+    [
+      'a held 401 (T8) whose chunked body breaks off',
+      502,
+      'HTTP/1.1 401 Unauthorized\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n',
+    ],
+    [
+      'Connection sent twice, with obs-text',
+      200,
+      'HTTP/1.1 200 OK\r\nConnection: a; b="r\u00c3\u00a9"\r\nConnection: x-y\r\nX-Y: 1\r\nContent-Length: 2\r\n\r\nok',
+    ],
   ])('R3: %s is answered %i, and the next client is served', async (_name, status, text) => {
     current = Buffer.from(text, 'latin1');
     const raw = await ask('GET');

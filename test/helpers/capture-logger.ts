@@ -3,7 +3,11 @@ import { pino } from 'pino';
 import { REDACTED_LOG_PATHS, type Logger } from '../../src/util/logger.js';
 
 /** A real pino logger (same redaction as production) whose lines a test can read. */
-export function captureLogger(level = 'debug'): { logger: Logger; lines: () => Array<Record<string, unknown>>; text: () => string } {
+export function captureLogger(level = 'debug'): {
+  logger: Logger;
+  lines: () => Array<Record<string, unknown>>;
+  text: () => string;
+} {
   const chunks: string[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _encoding, callback) {

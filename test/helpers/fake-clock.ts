@@ -63,7 +63,11 @@ export class FakeClock implements Clock {
   #earliestDue(limit: number): FakeTimer | undefined {
     let earliest: FakeTimer | undefined;
     for (const timer of this.#timers.values()) {
-      if (timer.at <= limit && (earliest === undefined || timer.at < earliest.at || (timer.at === earliest.at && timer.id < earliest.id))) earliest = timer;
+      if (
+        timer.at <= limit &&
+        (earliest === undefined || timer.at < earliest.at || (timer.at === earliest.at && timer.id < earliest.id))
+      )
+        earliest = timer;
     }
     return earliest;
   }

@@ -84,7 +84,9 @@ export class FaultTokenServer {
       case 'no-token-200':
         return json(200, '{"success":true,"tokenLifetime":3600}');
       case 'half-close':
-        res.socket?.end('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{"success":tr');
+        res.socket?.end(
+          'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{"success":tr',
+        );
         return;
       case 'reset':
         res.socket?.destroy();
@@ -95,13 +97,17 @@ export class FaultTokenServer {
   }
 
   #forward(req: IncomingMessage, res: ServerResponse, body: Buffer): void {
-    const upstream = request(`${this.target}${req.url ?? '/'}`, { method: req.method, headers: { 'content-type': 'application/json', 'content-length': body.length } }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
-      const chunks: Buffer[] = [];
-      answer.on('data', (chunk: Buffer) => chunks.push(chunk));
-      answer.on('end', () => this.answers.push(Buffer.concat(chunks).toString('utf8')));
-      answer.pipe(res);
-    });
+    const upstream = request(
+      `${this.target}${req.url ?? '/'}`,
+      { method: req.method, headers: { 'content-type': 'application/json', 'content-length': body.length } },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        const chunks: Buffer[] = [];
+        answer.on('data', (chunk: Buffer) => chunks.push(chunk));
+        answer.on('end', () => this.answers.push(Buffer.concat(chunks).toString('utf8')));
+        answer.pipe(res);
+      },
+    );
     upstream.on('error', () => res.destroy());
     upstream.end(body);
   }

@@ -13,9 +13,19 @@ export interface FuzzSettings {
 export function fuzzSettings(ciRuns: number): FuzzSettings {
   const seconds = Number(process.env.FUZZ_SECONDS ?? 0);
   if (seconds > 0) {
-    return { numRuns: Number.MAX_SAFE_INTEGER, seed: process.env.FUZZ_SEED === undefined ? undefined : Number(process.env.FUZZ_SEED), interruptAfterTimeLimit: seconds * 1000, markInterruptAsFailure: false };
+    return {
+      numRuns: Number.MAX_SAFE_INTEGER,
+      seed: process.env.FUZZ_SEED === undefined ? undefined : Number(process.env.FUZZ_SEED),
+      interruptAfterTimeLimit: seconds * 1000,
+      markInterruptAsFailure: false,
+    };
   }
-  return { numRuns: ciRuns, seed: Number(process.env.FUZZ_SEED ?? 20261129), interruptAfterTimeLimit: undefined, markInterruptAsFailure: false };
+  return {
+    numRuns: ciRuns,
+    seed: Number(process.env.FUZZ_SEED ?? 20261129),
+    interruptAfterTimeLimit: undefined,
+    markInterruptAsFailure: false,
+  };
 }
 
 /** The test's own time limit: the fuzz budget plus a minute, or vitest's default. */

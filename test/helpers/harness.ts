@@ -4,7 +4,11 @@ import { parseConfig } from '../../src/config/load.js';
 import { sendTokenRequest } from '../../src/flows/http-client.js';
 import type { TokenHttpResponse } from '../../src/flows/types.js';
 import type { SendTokenRequest } from '../../src/tokens/types.js';
-import { startSessionTokenServer, type SessionTokenServer, type SessionTokenServerOptions } from '../../src/demo/session-token-server.js';
+import {
+  startSessionTokenServer,
+  type SessionTokenServer,
+  type SessionTokenServerOptions,
+} from '../../src/demo/session-token-server.js';
 import { startDemoUpstream, type DemoUpstream } from '../../src/demo/upstream.js';
 import { captureLogger } from './capture-logger.js';
 import { FakeClock } from './fake-clock.js';
@@ -52,16 +56,24 @@ export interface SessionHarness {
  * A real session-dialect token server and a real upstream that only accepts its live tokens,
  * with a real sidecar in front: real sockets everywhere, time from one fake clock.
  */
-export async function startSessionHarness(options: {
-  server?: Partial<SessionTokenServerOptions>;
-  account?: Record<string, unknown>;
-  config?: Record<string, unknown>;
-  deps?: SidecarDependencies;
-  wrapSend?: (send: SendTokenRequest) => SendTokenRequest;
-} = {}): Promise<SessionHarness> {
+export async function startSessionHarness(
+  options: {
+    server?: Partial<SessionTokenServerOptions>;
+    account?: Record<string, unknown>;
+    config?: Record<string, unknown>;
+    deps?: SidecarDependencies;
+    wrapSend?: (send: SendTokenRequest) => SendTokenRequest;
+  } = {},
+): Promise<SessionHarness> {
   const clock = new FakeClock();
   const password = generatedSecret('pw');
-  const tokenServer = await startSessionTokenServer({ username: 'fleet-user', password, lifetimeSeconds: 60, now: () => clock.now(), ...options.server });
+  const tokenServer = await startSessionTokenServer({
+    username: 'fleet-user',
+    password,
+    lifetimeSeconds: 60,
+    now: () => clock.now(),
+    ...options.server,
+  });
   const upstream = await startDemoUpstream({ isValidToken: (token) => tokenServer.isValidToken(token) });
   const recorder = recordingSend(options.wrapSend?.(sendTokenRequest) ?? sendTokenRequest, () => clock.now());
   const log = captureLogger('debug');
@@ -87,7 +99,14 @@ export async function startSessionHarness(options: {
     },
     { env: { TEST_PASSWORD: password } },
   );
-  const sidecar = new Sidecar(config, { clock, logger: log.logger, send: recorder.send, defaultMetrics: false, random: () => 0.5, ...options.deps });
+  const sidecar = new Sidecar(config, {
+    clock,
+    logger: log.logger,
+    send: recorder.send,
+    defaultMetrics: false,
+    random: () => 0.5,
+    ...options.deps,
+  });
   await sidecar.start();
   return {
     clock,

@@ -37,8 +37,17 @@ export async function startHostileTokenServer(answer: HostileTokenServer['answer
       const received = { path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') };
       requests.push(received);
       const reply = state.answer(received, requests.length - 1);
-      const body = reply.body === undefined ? Buffer.alloc(0) : Buffer.isBuffer(reply.body) ? reply.body : Buffer.from(reply.body, 'utf8');
-      res.writeHead(reply.status, { 'content-type': 'application/json', ...reply.headers, 'content-length': String(body.length) });
+      const body =
+        reply.body === undefined
+          ? Buffer.alloc(0)
+          : Buffer.isBuffer(reply.body)
+            ? reply.body
+            : Buffer.from(reply.body, 'utf8');
+      res.writeHead(reply.status, {
+        'content-type': 'application/json',
+        ...reply.headers,
+        'content-length': String(body.length),
+      });
       res.end(body);
     });
   });

@@ -17,7 +17,9 @@ export interface TestAuthorizationServer {
   close(): Promise<void>;
 }
 
-export async function startAuthorizationServer(options: { accessTokenTtlSeconds?: number } = {}): Promise<TestAuthorizationServer> {
+export async function startAuthorizationServer(
+  options: { accessTokenTtlSeconds?: number } = {},
+): Promise<TestAuthorizationServer> {
   const server: Server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -88,7 +90,11 @@ class CookieJar {
  * the provider's login form, approves the consent form, and follows the redirect back to the
  * loopback listener. `decision: 'deny'` aborts at the login instead. Returns the final response.
  */
-export async function signInAndConsent(authorizeUrl: string, user: { login: string; password: string }, decision: 'approve' | 'deny' = 'approve'): Promise<Response> {
+export async function signInAndConsent(
+  authorizeUrl: string,
+  user: { login: string; password: string },
+  decision: 'approve' | 'deny' = 'approve',
+): Promise<Response> {
   const jar = new CookieJar();
   let url = authorizeUrl;
   let method: 'GET' | 'POST' = 'GET';
@@ -97,7 +103,10 @@ export async function signInAndConsent(authorizeUrl: string, user: { login: stri
     const response = await fetch(url, {
       method,
       redirect: 'manual',
-      headers: { cookie: jar.header(), ...(body === undefined ? {} : { 'content-type': 'application/x-www-form-urlencoded' }) },
+      headers: {
+        cookie: jar.header(),
+        ...(body === undefined ? {} : { 'content-type': 'application/x-www-form-urlencoded' }),
+      },
       body,
     });
     jar.take(response);
@@ -110,7 +119,8 @@ export async function signInAndConsent(authorizeUrl: string, user: { login: stri
     }
     const page = await response.text();
     const prompt = /name="prompt" value="(\w+)"/.exec(page)?.[1];
-    if (response.status !== 200 || prompt === undefined) return new Response(page, { status: response.status, headers: response.headers });
+    if (response.status !== 200 || prompt === undefined)
+      return new Response(page, { status: response.status, headers: response.headers });
     if (prompt === 'login' && decision === 'deny') {
       url = `${url.replace(/\/$/, '')}/abort`;
       method = 'GET';
@@ -119,7 +129,9 @@ export async function signInAndConsent(authorizeUrl: string, user: { login: stri
     }
     // The provider's own form: POST back to the same interaction URL.
     method = 'POST';
-    body = new URLSearchParams(prompt === 'login' ? { prompt, login: user.login, password: user.password } : { prompt }).toString();
+    body = new URLSearchParams(
+      prompt === 'login' ? { prompt, login: user.login, password: user.password } : { prompt },
+    ).toString();
   }
   throw new Error('too many redirects in the sign-in');
 }

@@ -10,11 +10,17 @@ export const WEBSOCKET_UPGRADE =
  * A server that stays silent past `silenceMs` (a hang detector, not a timing assertion) yields
  * what came so far plus `<silence>`.
  */
-export function sendRaw(port: number | string, bytes: Buffer | string, options: { untilHead?: boolean; end?: boolean; silenceMs?: number } = {}): Promise<string> {
+export function sendRaw(
+  port: number | string,
+  bytes: Buffer | string,
+  options: { untilHead?: boolean; end?: boolean; silenceMs?: number } = {},
+): Promise<string> {
   return new Promise((resolve) => {
     let raw = '';
     const payload = typeof bytes === 'string' ? Buffer.from(bytes, 'latin1') : bytes;
-    const socket = connect(Number(port), '127.0.0.1', () => (options.end === true ? socket.end(payload) : socket.write(payload)));
+    const socket = connect(Number(port), '127.0.0.1', () =>
+      options.end === true ? socket.end(payload) : socket.write(payload),
+    );
     socket.setTimeout(options.silenceMs ?? 10_000, () => {
       socket.destroy();
       resolve(`${raw}<silence>`);

@@ -26,7 +26,9 @@ export type RawAnswer = Buffer | string;
  * server library writes (obs-text, a 304 with Content-Length, a chunked refusal of an upgrade).
  * Keep-alive: every request on a connection is answered in turn; the connection stays open.
  */
-export async function startRawUpstream(answer: (request: RawRequestHead, index: number) => RawAnswer): Promise<RawUpstream> {
+export async function startRawUpstream(
+  answer: (request: RawRequestHead, index: number) => RawAnswer,
+): Promise<RawUpstream> {
   const sockets = new Set<Socket>();
   const server = createServer((socket) => {
     upstream.connections += 1;

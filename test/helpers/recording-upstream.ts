@@ -1,4 +1,10 @@
-import { createServer as createHttpServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer as createHttpServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { connect } from 'node:net';
@@ -30,12 +36,21 @@ export async function startRecordingUpstream(tls?: { key: string; cert: string }
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
-      const recorded = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') };
+      const recorded = {
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString('utf8'),
+      };
       upstream.requests.push(recorded);
       const status = upstream.decide?.(recorded) ?? upstream.status;
       const answer = () => {
         const body = JSON.stringify({ seen: req.url, bodyLength: recorded.body.length });
-        res.writeHead(status, { 'content-type': 'application/json', 'x-upstream': 'yes', 'content-length': Buffer.byteLength(body) });
+        res.writeHead(status, {
+          'content-type': 'application/json',
+          'x-upstream': 'yes',
+          'content-length': Buffer.byteLength(body),
+        });
         res.end(body);
       };
       if (upstream.hold === undefined) answer();
@@ -80,7 +95,11 @@ export function rawRequest(url: string, text: string): Promise<{ status: number;
   });
 }
 
-export function rawGet(url: string, target: string, headers: Record<string, string> = {}): Promise<{ status: number; raw: string; body: string }> {
+export function rawGet(
+  url: string,
+  target: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; raw: string; body: string }> {
   const extra = Object.entries(headers)
     .map(([name, value]) => `${name}: ${value}\r\n`)
     .join('');

@@ -16,12 +16,30 @@ export interface PrivateRedis {
  * `.ci/run` installs redis-server when it is missing.
  */
 export async function startPrivateRedis(): Promise<PrivateRedis> {
-  if (spawnSync('redis-server', ['--version']).status !== 0) throw new Error('redis-server is not installed (apt-get install redis-server; .ci/run does it)');
+  if (spawnSync('redis-server', ['--version']).status !== 0)
+    throw new Error('redis-server is not installed (apt-get install redis-server; .ci/run does it)');
   const dir = mkdtempSync(join(tmpdir(), 'bs-redis-'));
   const socket = join(dir, 'redis.sock');
   let child: ChildProcess | undefined;
   const start = async () => {
-    child = spawn('redis-server', ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+    child = spawn(
+      'redis-server',
+      [
+        '--port',
+        '0',
+        '--unixsocket',
+        socket,
+        '--unixsocketperm',
+        '700',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        dir,
+      ],
+      { stdio: 'ignore' },
+    );
     for (let i = 0; i < 200 && !existsSync(socket); i++) await new Promise((resolve) => setTimeout(resolve, 10));
     if (!existsSync(socket)) throw new Error('redis-server did not start');
   };

@@ -3,10 +3,7 @@ import type { TokenHttpRequest, TokenHttpResponse } from '../../src/flows/types.
 import { TokenTransportError } from '../../src/flows/http-client.js';
 
 export type Behaviour =
-  | { type: 'ok' }
-  | { type: 'status'; status: number; body?: string }
-  | { type: 'refuse' }
-  | { type: 'reject-login' };
+  { type: 'ok' } | { type: 'status'; status: number; body?: string } | { type: 'refuse' } | { type: 'reject-login' };
 
 export interface SentRequest {
   kind: 'login' | 'refresh';
@@ -41,10 +38,12 @@ export class ScriptedTokenServer {
     const behaviour = this.behaviour;
     if (behaviour.type === 'refuse') throw new TokenTransportError('ECONNREFUSED', 'connection refused');
     if (behaviour.type === 'status') return this.#answer(behaviour.status, behaviour.body ?? '{}');
-    if (behaviour.type === 'reject-login' && kind === 'login') return this.#answer(401, '{"success":false,"message":"invalid credentials"}');
+    if (behaviour.type === 'reject-login' && kind === 'login')
+      return this.#answer(401, '{"success":false,"message":"invalid credentials"}');
     if (refreshToken !== undefined) {
       if (this.#spent.has(refreshToken)) this.reuse += 1;
-      if (!this.#live.has(refreshToken)) return this.#answer(401, '{"success":false,"message":"refresh token already used"}');
+      if (!this.#live.has(refreshToken))
+        return this.#answer(401, '{"success":false,"message":"refresh token already used"}');
       this.#live.delete(refreshToken);
       this.#spent.add(refreshToken);
     }

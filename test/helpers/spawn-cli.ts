@@ -46,7 +46,9 @@ export function spawnCli(args: string[], options: { env?: NodeJS.ProcessEnv; cwd
           resolve(found);
         };
         listeners.add(check);
-        void exited.then((code) => reject(new Error(`CLI exited (${code}) before printing ${pattern}\n${out}\n${err}`)));
+        void exited.then((code) =>
+          reject(new Error(`CLI exited (${code}) before printing ${pattern}\n${out}\n${err}`)),
+        );
         check();
       });
     },
@@ -64,7 +66,9 @@ export function spawnCli(args: string[], options: { env?: NodeJS.ProcessEnv; cwd
           }
         };
         listeners.add(check);
-        void exited.then((code) => reject(new Error(`CLI exited (${code}) before the expected log line\n${out}\n${err}`)));
+        void exited.then((code) =>
+          reject(new Error(`CLI exited (${code}) before the expected log line\n${out}\n${err}`)),
+        );
         check();
       });
     },
@@ -72,7 +76,10 @@ export function spawnCli(args: string[], options: { env?: NodeJS.ProcessEnv; cwd
 }
 
 /** Runs the CLI to completion. */
-export async function runCli(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function runCli(
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const cli = spawnCli(args, options);
   const code = await cli.exited;
   return { code, stdout: cli.stdout(), stderr: cli.stderr() };

@@ -28,11 +28,28 @@ export async function startStatusScene(): Promise<StatusScene> {
   const now = () => clock.now();
   const passwords = { fleet: generatedSecret('pw'), reports: generatedSecret('pw'), billing: generatedSecret('pw') };
   const servers: Record<keyof typeof passwords, SessionTokenServer> = {
-    fleet: await startSessionTokenServer({ username: 'fleet-user', password: passwords.fleet, lifetimeSeconds: 300, now }),
-    reports: await startSessionTokenServer({ username: 'reports-user', password: passwords.reports, lifetimeSeconds: 120, now }),
-    billing: await startSessionTokenServer({ username: 'billing-user', password: generatedSecret('other-pw'), lifetimeSeconds: 300, now }),
+    fleet: await startSessionTokenServer({
+      username: 'fleet-user',
+      password: passwords.fleet,
+      lifetimeSeconds: 300,
+      now,
+    }),
+    reports: await startSessionTokenServer({
+      username: 'reports-user',
+      password: passwords.reports,
+      lifetimeSeconds: 120,
+      now,
+    }),
+    billing: await startSessionTokenServer({
+      username: 'billing-user',
+      password: generatedSecret('other-pw'),
+      lifetimeSeconds: 300,
+      now,
+    }),
   };
-  const upstream: DemoUpstream = await startDemoUpstream({ isValidToken: (token) => Object.values(servers).some((server) => server.isValidToken(token)) });
+  const upstream: DemoUpstream = await startDemoUpstream({
+    isValidToken: (token) => Object.values(servers).some((server) => server.isValidToken(token)),
+  });
   const recorder = recordingSend(undefined, now);
   const account = (name: keyof typeof passwords, extra: Record<string, unknown> = {}) => ({
     upstream: `${upstream.url}/${name}`,
@@ -59,7 +76,13 @@ export async function startStatusScene(): Promise<StatusScene> {
     { env: { PW_FLEET: passwords.fleet, PW_REPORTS: passwords.reports, PW_BILLING: passwords.billing } },
   );
   const log = captureLogger('debug');
-  const sidecar = new Sidecar(config, { clock, logger: log.logger, send: recorder.send, defaultMetrics: false, random: () => 0.5 });
+  const sidecar = new Sidecar(config, {
+    clock,
+    logger: log.logger,
+    send: recorder.send,
+    defaultMetrics: false,
+    random: () => 0.5,
+  });
   await sidecar.start();
   const advance = (ms: number) => clock.advance(ms, () => sidecar.settled());
   await advance(40 * MINUTE);

@@ -7,7 +7,11 @@ describe('command line (docs/contract.md §2, issue 8)', () => {
     for (const command of COMMANDS) {
       const help = helpText(command, '1.2.3');
       for (const spec of flagsOf(command)) {
-        const line = help.split('\n').find((text) => text.trimStart().startsWith(`--${spec.name}${spec.value === undefined ? ' ' : ` ${spec.value}`}`));
+        const line = help
+          .split('\n')
+          .find((text) =>
+            text.trimStart().startsWith(`--${spec.name}${spec.value === undefined ? ' ' : ` ${spec.value}`}`),
+          );
         expect(line, `${command} --${spec.name}`).toBeDefined();
         expect(line).toContain(`[${envTwin(spec.name)}`);
         if (spec.default !== undefined) expect(line).toContain(`(default: ${spec.default})`);
@@ -33,7 +37,11 @@ describe('command line (docs/contract.md §2, issue 8)', () => {
   });
 
   it('§2: authorize takes exactly one ACCOUNT; other commands take none', () => {
-    expect(parseCli(['authorize', 'crm', '--config', 'c.yaml'])).toMatchObject({ command: 'authorize', account: 'crm', flags: { config: 'c.yaml' } });
+    expect(parseCli(['authorize', 'crm', '--config', 'c.yaml'])).toMatchObject({
+      command: 'authorize',
+      account: 'crm',
+      flags: { config: 'c.yaml' },
+    });
     expect(() => parseCli(['authorize'])).toThrow(/one ACCOUNT \(none given\)/);
     expect(() => parseCli(['authorize', 'a', 'b'])).toThrow(/got a b/);
     expect(() => parseCli(['check', 'stray'])).toThrow(UsageError);
@@ -42,7 +50,10 @@ describe('command line (docs/contract.md §2, issue 8)', () => {
 
   it('§2: boolean flags take their env twin as 1/true/yes/on; a given flag wins over every env twin', () => {
     const specs = flagsOf('check');
-    expect(withEnvTwins({}, { BEARER_SIDECAR_JSON: '1', BEARER_SIDECAR_LOGIN: 'no' }, specs)).toMatchObject({ json: 'true', login: undefined });
+    expect(withEnvTwins({}, { BEARER_SIDECAR_JSON: '1', BEARER_SIDECAR_LOGIN: 'no' }, specs)).toMatchObject({
+      json: 'true',
+      login: undefined,
+    });
     expect(withEnvTwins(parseCli(['check', '--login']).flags, { BEARER_SIDECAR_LOGIN: '0' }, specs).login).toBe('true');
     expect(withEnvTwins({}, { BEARER_SIDECAR_LOG_FORMAT: 'pretty' }, flagsOf('demo'))['log-format']).toBe('pretty');
   });

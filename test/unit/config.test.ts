@@ -31,7 +31,12 @@ function randomSecret(): string {
 
 const clientSecretFile = tempFile('client-secret', `${randomSecret()}\n`);
 
-const OAUTH2 = { flow: 'oauth2', tokenUrl: 'https://auth.crm.example/token', clientId: 'my-app', clientSecretFile } as const;
+const OAUTH2 = {
+  flow: 'oauth2',
+  tokenUrl: 'https://auth.crm.example/token',
+  clientId: 'my-app',
+  clientSecretFile,
+} as const;
 const SESSION = {
   flow: 'session',
   loginUrl: 'https://api.example.net/auth/login',
@@ -40,7 +45,10 @@ const SESSION = {
   password: 'pw',
 } as const;
 
-function oneAccount(auth: Record<string, unknown> = OAUTH2, extra: Record<string, unknown> = {}): Record<string, unknown> {
+function oneAccount(
+  auth: Record<string, unknown> = OAUTH2,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
   return { accounts: { crm: { upstream: 'https://api.crm.example/v2', auth, ...extra } } };
 }
 
@@ -99,7 +107,7 @@ describe('defaults (§3)', () => {
     expect(config.accounts.find((a) => a.name === 'fleet')?.refresh.retryOn).toEqual([401, 403]);
   });
 
-  it('§3: the top-level refresh: sets defaults that an account\'s own refresh: overrides field by field', () => {
+  it("§3: the top-level refresh: sets defaults that an account's own refresh: overrides field by field", () => {
     const config = parse({
       refresh: { at: 0.5, minInterval: '30s', retryOn: [401, 419] },
       accounts: {
@@ -161,13 +169,18 @@ describe('${VAR} expansion (§3)', () => {
 
   it('§2: an unset variable without a default is a problem that names its path', () => {
     const problems = problemsOf(() => parse(oneAccount({ ...OAUTH2, scope: '${CRM_SCOPE}' })));
-    expect(problems).toContainEqual({ path: 'accounts.crm.auth.scope', message: expect.stringContaining('CRM_SCOPE') as string });
+    expect(problems).toContainEqual({
+      path: 'accounts.crm.auth.scope',
+      message: expect.stringContaining('CRM_SCOPE') as string,
+    });
   });
 
   it('§2: expandEnv names list items by index in the path', () => {
     const problems: ConfigProblem[] = [];
     expandEnv({ inbound: { apiKeys: ['ok', '${MISSING_KEY}'] } }, {}, problems);
-    expect(problems).toEqual([{ path: 'inbound.apiKeys.1', message: expect.stringContaining('MISSING_KEY') as string }]);
+    expect(problems).toEqual([
+      { path: 'inbound.apiKeys.1', message: expect.stringContaining('MISSING_KEY') as string },
+    ]);
   });
 });
 
@@ -183,7 +196,8 @@ describe('durations (§3)', () => {
   });
 
   it('§3: anything else is not a duration', () => {
-    for (const bad of ['5d', '-1s', '', 'abc', '1h30m', 'ms', '10 parsecs']) expect(parseDuration(bad), bad).toBeUndefined();
+    for (const bad of ['5d', '-1s', '', 'abc', '1h30m', 'ms', '10 parsecs'])
+      expect(parseDuration(bad), bad).toBeUndefined();
     expect(parseDuration(-1)).toBeUndefined();
     expect(parseDuration(Number.NaN)).toBeUndefined();
     expect(parseDuration(Number.POSITIVE_INFINITY)).toBeUndefined();
@@ -191,7 +205,9 @@ describe('durations (§3)', () => {
 
   it('§3: durations in the file are resolved to milliseconds', () => {
     const config = parse({
-      ...oneAccount(OAUTH2, { refresh: { minInterval: '1500ms', timeout: '10s', waitForToken: '5m', maxLifetime: '1h', defaultLifetime: 30 } }),
+      ...oneAccount(OAUTH2, {
+        refresh: { minInterval: '1500ms', timeout: '10s', waitForToken: '5m', maxLifetime: '1h', defaultLifetime: 30 },
+      }),
       shutdownTimeout: '1m',
     });
     const refresh = firstAccount(config).refresh;
@@ -203,13 +219,21 @@ describe('durations (§3)', () => {
     expect(config.shutdownTimeoutMs).toBe(60_000);
   });
 
-  it.each(['0', '500ms', 0])('T6: refresh.minInterval %s is refused: the loop guard needs a floor of 1s', (minInterval) => {
-    const problems = problemsOf(() => parse(oneAccount(OAUTH2, { refresh: { minInterval } })));
-    expect(problems).toContainEqual({ path: 'accounts.crm.refresh.minInterval', message: expect.stringMatching(/at least 1s/) });
-  });
+  it.each(['0', '500ms', 0])(
+    'T6: refresh.minInterval %s is refused: the loop guard needs a floor of 1s',
+    (minInterval) => {
+      const problems = problemsOf(() => parse(oneAccount(OAUTH2, { refresh: { minInterval } })));
+      expect(problems).toContainEqual({
+        path: 'accounts.crm.refresh.minInterval',
+        message: expect.stringMatching(/at least 1s/),
+      });
+    },
+  );
 
   it('§2: a bad duration is a problem at its path', () => {
-    const problems = problemsOf(() => parse({ ...oneAccount(OAUTH2, { refresh: { minInterval: '5 parsecs' } }), shutdownTimeout: 'soon' }));
+    const problems = problemsOf(() =>
+      parse({ ...oneAccount(OAUTH2, { refresh: { minInterval: '5 parsecs' } }), shutdownTimeout: 'soon' }),
+    );
     expect(problems.map((p) => p.path).sort()).toEqual(['accounts.crm.refresh.minInterval', 'shutdownTimeout']);
     expect(problems[0]?.message).toMatch(/not a duration/);
   });
@@ -227,7 +251,9 @@ describe('validation problems (§2, §8)', () => {
 
   it('§2: a non-http URL (ftp:) is not a URL for an upstream', () => {
     const problems = problemsOf(() => parse({ accounts: { crm: { upstream: 'ftp://files.example', auth: OAUTH2 } } }));
-    expect(problems).toEqual([{ path: 'accounts.crm.upstream', message: expect.stringMatching(/^not a URL/) as string }]);
+    expect(problems).toEqual([
+      { path: 'accounts.crm.upstream', message: expect.stringMatching(/^not a URL/) as string },
+    ]);
   });
 
   it('§2: a typo in a key is a problem that names the path and the key', () => {
@@ -257,7 +283,12 @@ describe('validation problems (§2, §8)', () => {
     );
     const paths = problems.map((p) => p.path);
     expect(paths).toEqual(
-      expect.arrayContaining(['accounts.crm.auth.scope', 'refresh.timeout', 'accounts.crm.upstream', 'accounts.crm.auth.tokenUrl']),
+      expect.arrayContaining([
+        'accounts.crm.auth.scope',
+        'refresh.timeout',
+        'accounts.crm.upstream',
+        'accounts.crm.auth.tokenUrl',
+      ]),
     );
     expect(paths.some((path) => path.startsWith('listen'))).toBe(true);
     expect(problems.length).toBeGreaterThanOrEqual(5);
@@ -281,14 +312,18 @@ describe('validation problems (§2, §8)', () => {
   it('§3: password and passwordFile both set is a problem', () => {
     const passwordFile = tempFile('password', randomSecret());
     const problems = problemsOf(() => parse(oneAccount({ ...SESSION, password: 'inline', passwordFile })));
-    expect(problems).toEqual([{ path: 'accounts.crm.auth.password', message: expect.stringMatching(/not both/) as string }]);
+    expect(problems).toEqual([
+      { path: 'accounts.crm.auth.password', message: expect.stringMatching(/not both/) as string },
+    ]);
   });
 
   it('§3: a passwordFile that does not exist is a problem at ...passwordFile', () => {
     const { password: _unused, ...noPassword } = SESSION;
     const missing = join(dir, 'does-not-exist');
     const problems = problemsOf(() => parse(oneAccount({ ...noPassword, passwordFile: missing })));
-    expect(problems).toEqual([{ path: 'accounts.crm.auth.passwordFile', message: expect.stringContaining(missing) as string }]);
+    expect(problems).toEqual([
+      { path: 'accounts.crm.auth.passwordFile', message: expect.stringContaining(missing) as string },
+    ]);
   });
 
   it('§3: a session account without any password is a problem', () => {
@@ -298,7 +333,9 @@ describe('validation problems (§2, §8)', () => {
 
   it('§3: grant password without username is a problem at ...auth.username', () => {
     const problems = problemsOf(() => parse(oneAccount({ ...OAUTH2, grant: 'password', password: 'pw' })));
-    expect(problems).toEqual([{ path: 'accounts.crm.auth.username', message: expect.stringMatching(/required for grant password/) as string }]);
+    expect(problems).toEqual([
+      { path: 'accounts.crm.auth.username', message: expect.stringMatching(/required for grant password/) as string },
+    ]);
   });
 
   it('§3: grant refresh_token without a refresh token is a problem', () => {
@@ -343,16 +380,24 @@ describe('validation problems (§2, §8)', () => {
         },
       }),
     );
-    expect(problems).toEqual([{ path: 'accounts.b.route.pathPrefix', message: expect.stringContaining('/crm') as string }]);
+    expect(problems).toEqual([
+      { path: 'accounts.b.route.pathPrefix', message: expect.stringContaining('/crm') as string },
+    ]);
   });
 
   it('§3: a pathPrefix must start with "/" and not end with "/"', () => {
-    expect(problemsOf(() => parse(oneAccount(OAUTH2, { route: { pathPrefix: 'crm' } }))).map((p) => p.path)).toEqual(['accounts.crm.route.pathPrefix']);
-    expect(problemsOf(() => parse(oneAccount(OAUTH2, { route: { pathPrefix: '/crm/' } }))).map((p) => p.path)).toEqual(['accounts.crm.route.pathPrefix']);
+    expect(problemsOf(() => parse(oneAccount(OAUTH2, { route: { pathPrefix: 'crm' } }))).map((p) => p.path)).toEqual([
+      'accounts.crm.route.pathPrefix',
+    ]);
+    expect(problemsOf(() => parse(oneAccount(OAUTH2, { route: { pathPrefix: '/crm/' } }))).map((p) => p.path)).toEqual([
+      'accounts.crm.route.pathPrefix',
+    ]);
   });
 
   it('§3: a bad inbound.allow entry is a problem at inbound.allow.N', () => {
-    const problems = problemsOf(() => parse({ ...oneAccount(), inbound: { allow: ['10.0.0.0/33', '127.0.0.0/8', 'localhost', '::1/129'] } }));
+    const problems = problemsOf(() =>
+      parse({ ...oneAccount(), inbound: { allow: ['10.0.0.0/33', '127.0.0.0/8', 'localhost', '::1/129'] } }),
+    );
     expect(problems.map((p) => p.path)).toEqual(['inbound.allow.0', 'inbound.allow.2', 'inbound.allow.3']);
   });
 
@@ -376,13 +421,17 @@ describe('validation problems (§2, §8)', () => {
   });
 
   it('§3: account names use letters, digits, "_", "." and "-"', () => {
-    expect(problemsOf(() => parse({ accounts: { 'bad name': { upstream: 'https://a.example', auth: OAUTH2 } } })).map((p) => p.path)).toEqual([
-      'accounts.bad name',
-    ]);
+    expect(
+      problemsOf(() => parse({ accounts: { 'bad name': { upstream: 'https://a.example', auth: OAUTH2 } } })).map(
+        (p) => p.path,
+      ),
+    ).toEqual(['accounts.bad name']);
   });
 
   it('§3: no accounts at all is a problem', () => {
-    expect(problemsOf(() => parse({ accounts: {} }))).toEqual([{ path: 'accounts', message: expect.any(String) as string }]);
+    expect(problemsOf(() => parse({ accounts: {} }))).toEqual([
+      { path: 'accounts', message: expect.any(String) as string },
+    ]);
   });
 });
 
@@ -432,7 +481,13 @@ describe('files (§2)', () => {
           'fleet-a': {
             upstream: 'https://api.example.net',
             default: true,
-            auth: { flow: 'session', loginUrl: 'https://api.example.net/auth/login', username: 'fleet', passwordFile, accountId: 42 },
+            auth: {
+              flow: 'session',
+              loginUrl: 'https://api.example.net/auth/login',
+              username: 'fleet',
+              passwordFile,
+              accountId: 42,
+            },
             refresh: { at: 0.7, retryOn: [401, 403, 419] },
           },
         },
@@ -449,7 +504,9 @@ describe('files (§2)', () => {
   });
 
   it('§2: a config file that cannot be read, or is not YAML, is a problem at config', () => {
-    expect(problemsOf(() => loadConfig({ file: join(dir, 'nope.yaml'), env: {} })).map((p) => p.path)).toEqual(['config']);
+    expect(problemsOf(() => loadConfig({ file: join(dir, 'nope.yaml'), env: {} })).map((p) => p.path)).toEqual([
+      'config',
+    ]);
     const broken = tempFile('broken.yaml', 'accounts: [unclosed\n  - : :\n');
     expect(problemsOf(() => loadConfig({ file: broken, env: {} })).map((p) => p.path)).toEqual(['config']);
     const scalar = tempFile('scalar.yaml', 'just a string\n');
@@ -457,13 +514,19 @@ describe('files (§2)', () => {
   });
 
   it('§2: a config file together with quick-mode flags (--upstream) is a problem', () => {
-    const file = tempFile('config-with-flags.yaml', `accounts:\n  crm:\n    upstream: https://api.crm.example\n    auth:\n      flow: oauth2\n      tokenUrl: https://a.example/t\n      clientId: x\n`);
+    const file = tempFile(
+      'config-with-flags.yaml',
+      `accounts:\n  crm:\n    upstream: https://api.crm.example\n    auth:\n      flow: oauth2\n      tokenUrl: https://a.example/t\n      clientId: x\n`,
+    );
     const problems = problemsOf(() => loadConfig({ file, flags: { upstream: 'http://127.0.0.1:9999' }, env: {} }));
     expect(problems).toEqual([{ path: 'flags', message: expect.stringContaining('--upstream') as string }]);
   });
 
-  it('§2: --listen 0.0.0.0:9000 overrides the file\'s listen; --admin PORT keeps the default host', () => {
-    const file = tempFile('config-listen.yaml', `listen: { host: 127.0.0.1, port: 18081 }\naccounts:\n  crm:\n    upstream: https://api.crm.example\n    auth:\n      flow: oauth2\n      tokenUrl: https://a.example/t\n      clientId: x\n`);
+  it("§2: --listen 0.0.0.0:9000 overrides the file's listen; --admin PORT keeps the default host", () => {
+    const file = tempFile(
+      'config-listen.yaml',
+      `listen: { host: 127.0.0.1, port: 18081 }\naccounts:\n  crm:\n    upstream: https://api.crm.example\n    auth:\n      flow: oauth2\n      tokenUrl: https://a.example/t\n      clientId: x\n`,
+    );
     const config = loadConfig({ file, flags: { listen: '0.0.0.0:9000', admin: '9465' }, env: {} });
     expect(config.listen).toEqual({ host: '0.0.0.0', port: 9000 });
     expect(config.admin).toEqual({ host: '127.0.0.1', port: 9465 });
@@ -489,7 +552,11 @@ describe('quick mode (§2)', () => {
   it('§2: withEnvTwins fills flags from env twins; a given flag wins; an empty env var is ignored', () => {
     const merged = withEnvTwins(
       { upstream: 'http://flag.example' },
-      { BEARER_SIDECAR_UPSTREAM: 'http://env.example', BEARER_SIDECAR_TOKEN_URL: 'http://t.example', BEARER_SIDECAR_SCOPE: '' },
+      {
+        BEARER_SIDECAR_UPSTREAM: 'http://env.example',
+        BEARER_SIDECAR_TOKEN_URL: 'http://t.example',
+        BEARER_SIDECAR_SCOPE: '',
+      },
     );
     expect(merged.upstream).toBe('http://flag.example');
     expect(merged['token-url']).toBe('http://t.example');
@@ -517,7 +584,12 @@ describe('quick mode (§2)', () => {
     expect(config.accounts).toHaveLength(1);
     expect(account.name).toBe('default');
     expect(account.isDefault).toBe(true);
-    expect(account.auth).toMatchObject({ flow: 'oauth2', tokenUrl: 'https://auth.crm.example/token', clientId: 'my-app', scope: 'read' });
+    expect(account.auth).toMatchObject({
+      flow: 'oauth2',
+      tokenUrl: 'https://auth.crm.example/token',
+      clientId: 'my-app',
+      scope: 'read',
+    });
     expect((account.auth as OAuth2Auth).clientSecret).toMatchObject({ kind: 'file', path: clientSecretFile });
   });
 
@@ -550,7 +622,12 @@ describe('quick mode (§2)', () => {
   });
 
   it('§2: quick mode problems name the account path', () => {
-    const problems = problemsOf(() => loadConfig({ flags: { upstream: 'https://api.crm.example', 'token-url': 'not-a-url', 'client-id': 'x' }, env: {} }));
+    const problems = problemsOf(() =>
+      loadConfig({
+        flags: { upstream: 'https://api.crm.example', 'token-url': 'not-a-url', 'client-id': 'x' },
+        env: {},
+      }),
+    );
     expect(problems.map((p) => p.path)).toEqual(['accounts.default.auth.tokenUrl']);
   });
 });
@@ -566,13 +643,20 @@ describe('secrets (F6, §8)', () => {
         inbound: { apiKeys: ['${API_KEY}'] },
         accounts: {
           fleet: { upstream: 'https://api.example.net', auth: { ...SESSION, password: '${FLEET_PASSWORD}' } },
-          crm: { upstream: 'https://api.crm.example', auth: { ...OAUTH2, clientSecretFile: undefined, clientSecret, grant: 'refresh_token', refreshToken } },
+          crm: {
+            upstream: 'https://api.crm.example',
+            auth: { ...OAUTH2, clientSecretFile: undefined, clientSecret, grant: 'refresh_token', refreshToken },
+          },
         },
       },
       { FLEET_PASSWORD: password, API_KEY: apiKey },
     );
     const secrets = [password, clientSecret, refreshToken, apiKey];
-    const renderings = [JSON.stringify(config), inspect(config, { depth: Number.POSITIVE_INFINITY }), String(config.inbound.apiKeys[0])];
+    const renderings = [
+      JSON.stringify(config),
+      inspect(config, { depth: Number.POSITIVE_INFINITY }),
+      String(config.inbound.apiKeys[0]),
+    ];
     for (const text of renderings) {
       for (const secret of secrets) expect(text).not.toContain(secret);
     }
@@ -625,6 +709,8 @@ describe('secrets (F6, §8)', () => {
   });
 
   it('§8: a secret file with no good value yet that cannot be read is an error at use (a rejected login), not a crash', async () => {
-    await expect(readSecret(new SecretFile(join(dir, 'never-there')))).rejects.toThrow(/cannot read .*never-there \(ENOENT\)/);
+    await expect(readSecret(new SecretFile(join(dir, 'never-there')))).rejects.toThrow(
+      /cannot read .*never-there \(ENOENT\)/,
+    );
   });
 });

@@ -3,7 +3,15 @@ import { AnswerBody } from '../../src/proxy/answer-body.js';
 import type { Transport } from '../../src/proxy/transport.js';
 import type { ActiveToken } from '../../src/tokens/active-token.js';
 import { activeToken, startDataPlane, type DataPlaneHarness, type StubTokens } from '../helpers/data-plane.js';
-import { getAndClose, rawExchange, rawHead, startRawUpstream, statusLines, websocketUpgrade, type RawUpstream } from '../helpers/raw-upstream.js';
+import {
+  getAndClose,
+  rawExchange,
+  rawHead,
+  startRawUpstream,
+  statusLines,
+  websocketUpgrade,
+  type RawUpstream,
+} from '../helpers/raw-upstream.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -12,19 +20,23 @@ afterEach(async () => {
 
 const OK_ANSWER = 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok';
 
-async function upstreamAnswering(answer: Parameters<typeof startRawUpstream>[0] = () => OK_ANSWER): Promise<RawUpstream> {
+async function upstreamAnswering(
+  answer: Parameters<typeof startRawUpstream>[0] = () => OK_ANSWER,
+): Promise<RawUpstream> {
   const upstream = await startRawUpstream(answer);
   cleanups.push(() => upstream.close());
   return upstream;
 }
 
-async function plane(upstream: RawUpstream, tokens: StubTokens, options: { retryOn?: number[]; transport?: Transport } = {}): Promise<DataPlaneHarness> {
+async function plane(
+  upstream: RawUpstream,
+  tokens: StubTokens,
+  options: { retryOn?: number[]; transport?: Transport } = {},
+): Promise<DataPlaneHarness> {
   const harness = await startDataPlane({ upstream: upstream.url, tokens, ...options });
   cleanups.push(() => harness.close());
   return harness;
 }
-
-
 
 /** The JSON body of the last answer in a raw exchange. */
 function lastBody(raw: string): Record<string, unknown> {
@@ -36,7 +48,11 @@ function explodingToken(): ActiveToken {
   const boom = () => {
     throw new Error('boom');
   };
-  return { secret: { reveal: boom, fingerprint: () => 'deadbeef' }, generation: 1, authorizationHeader: boom } as unknown as ActiveToken;
+  return {
+    secret: { reveal: boom, fingerprint: () => 'deadbeef' },
+    generation: 1,
+    authorizationHeader: boom,
+  } as unknown as ActiveToken;
 }
 
 /** Answers written on a raw socket (upgrades, CONNECT) name their code in the status line. */
@@ -47,37 +63,50 @@ const RAW_502 = 'HTTP/1.1 502 upstream unreachable';
 const UNSAFE_TOKENS = ['tok-Zq9x-1\n', 'abc-Zq9x\r\nX-Injected: evil', ' Zq9x-lead', 'Zq9x\u0000nul', 'tök-Zq9x', ''];
 
 describe('R1: the data plane never writes a token that is not header-safe', () => {
-  it.each(UNSAFE_TOKENS)('R1: a request with token %j gets 503 token_unavailable saying why, never the token; nothing is sent upstream', async (value) => {
-    const upstream = await upstreamAnswering();
-    const { url, log, observed } = await plane(upstream, { current: () => activeToken(value) });
-    const raw = await rawExchange(url, getAndClose());
-    expect(statusLines(raw)).toEqual(['HTTP/1.1 503 Service Unavailable']);
-    expect(raw).toMatch(/\r\nretry-after: 1\r\n/i);
-    const body = lastBody(raw);
-    expect(body).toMatchObject({ error: 'token_unavailable', account: 'crm' });
-    expect(String(body.message)).toContain('not header-safe');
-    expect(upstream.requests).toHaveLength(0);
-    expect(observed).toEqual([503]);
-    expect(raw).not.toContain('Zq9x');
-    expect(log.text()).not.toContain('Zq9x');
-  });
+  it.each(UNSAFE_TOKENS)(
+    'R1: a request with token %j gets 503 token_unavailable saying why, never the token; nothing is sent upstream',
+    async (value) => {
+      const upstream = await upstreamAnswering();
+      const { url, log, observed } = await plane(upstream, { current: () => activeToken(value) });
+      const raw = await rawExchange(url, getAndClose());
+      expect(statusLines(raw)).toEqual(['HTTP/1.1 503 Service Unavailable']);
+      expect(raw).toMatch(/\r\nretry-after: 1\r\n/i);
+      const body = lastBody(raw);
+      expect(body).toMatchObject({ error: 'token_unavailable', account: 'crm' });
+      expect(String(body.message)).toContain('not header-safe');
+      expect(upstream.requests).toHaveLength(0);
+      expect(observed).toEqual([503]);
+      expect(raw).not.toContain('Zq9x');
+      expect(log.text()).not.toContain('Zq9x');
+    },
+  );
 
-  it.each(UNSAFE_TOKENS)('R1: a WebSocket upgrade with token %j gets 503 on its raw socket; nothing is sent upstream; the process lives', async (value) => {
-    const upstream = await upstreamAnswering();
-    let token = activeToken(value);
-    const { url, observed } = await plane(upstream, { current: () => token });
-    const raw = await rawExchange(url, websocketUpgrade());
-    expect(statusLines(raw)).toEqual([RAW_503]);
-    expect(lastBody(raw)).toMatchObject({ error: 'token_unavailable', account: 'crm', message: expect.stringContaining('not header-safe') });
-    expect(upstream.requests).toHaveLength(0);
-    expect(observed).toEqual([503]);
-    token = activeToken('good-token');
-    expect(statusLines(await rawExchange(url, getAndClose()))).toEqual(['HTTP/1.1 200 OK']);
-  });
+  it.each(UNSAFE_TOKENS)(
+    'R1: a WebSocket upgrade with token %j gets 503 on its raw socket; nothing is sent upstream; the process lives',
+    async (value) => {
+      const upstream = await upstreamAnswering();
+      let token = activeToken(value);
+      const { url, observed } = await plane(upstream, { current: () => token });
+      const raw = await rawExchange(url, websocketUpgrade());
+      expect(statusLines(raw)).toEqual([RAW_503]);
+      expect(lastBody(raw)).toMatchObject({
+        error: 'token_unavailable',
+        account: 'crm',
+        message: expect.stringContaining('not header-safe'),
+      });
+      expect(upstream.requests).toHaveLength(0);
+      expect(observed).toEqual([503]);
+      token = activeToken('good-token');
+      expect(statusLines(await rawExchange(url, getAndClose()))).toEqual(['HTTP/1.1 200 OK']);
+    },
+  );
 
   it('R1: on the cold-start path too (the token arrives while the upgrade or the request waits for it)', async () => {
     const upstream = await upstreamAnswering();
-    const { url } = await plane(upstream, { current: () => undefined, waitForToken: () => Promise.resolve(activeToken('abc\r\nX-Injected: evil')) });
+    const { url } = await plane(upstream, {
+      current: () => undefined,
+      waitForToken: () => Promise.resolve(activeToken('abc\r\nX-Injected: evil')),
+    });
     const upgrade = await rawExchange(url, websocketUpgrade());
     const request = await rawExchange(url, getAndClose());
     expect(statusLines(upgrade)).toEqual([RAW_503]);
@@ -87,7 +116,10 @@ describe('R1: the data plane never writes a token that is not header-safe', () =
 
   it('R1: a replacement token that is not header-safe is not used for the T8 replay either', async () => {
     const upstream = await upstreamAnswering(() => 'HTTP/1.1 401 Unauthorized\r\ncontent-length: 4\r\n\r\nnope');
-    const { url } = await plane(upstream, { current: () => activeToken('good-token'), replacementFor: () => Promise.resolve(activeToken('tok-2\n')) });
+    const { url } = await plane(upstream, {
+      current: () => activeToken('good-token'),
+      replacementFor: () => Promise.resolve(activeToken('tok-2\n')),
+    });
     const raw = await rawExchange(url, getAndClose());
     expect(statusLines(raw)).toEqual(['HTTP/1.1 503 Service Unavailable']);
     expect(upstream.requests).toHaveLength(1);
@@ -111,7 +143,10 @@ describe('F5: no throw on any entry point can crash the process; the client alwa
 
   it('F5: a throw in the continuation after a cold-start wait answers 502 on the raw socket, and for plain HTTP', async () => {
     const upstream = await upstreamAnswering();
-    const { url } = await plane(upstream, { current: () => undefined, waitForToken: () => Promise.resolve(explodingToken()) });
+    const { url } = await plane(upstream, {
+      current: () => undefined,
+      waitForToken: () => Promise.resolve(explodingToken()),
+    });
     expect(statusLines(await rawExchange(url, websocketUpgrade()))).toEqual([RAW_502]);
     const plain = await rawExchange(url, getAndClose());
     expect(statusLines(plain)).toEqual(['HTTP/1.1 502 Bad Gateway']);
@@ -122,7 +157,10 @@ describe('F5: no throw on any entry point can crash the process; the client alwa
     const upstream = await upstreamAnswering();
     const { url } = await plane(upstream, { current: () => explodingToken() });
     expect(statusLines(await rawExchange(url, getAndClose()))).toEqual(['HTTP/1.1 502 Bad Gateway']);
-    const h2c = await rawExchange(url, 'GET /x HTTP/1.1\r\nhost: s\r\nconnection: Upgrade, HTTP2-Settings\r\nupgrade: h2c\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n');
+    const h2c = await rawExchange(
+      url,
+      'GET /x HTTP/1.1\r\nhost: s\r\nconnection: Upgrade, HTTP2-Settings\r\nupgrade: h2c\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n',
+    );
     expect(statusLines(h2c)).toEqual(['HTTP/1.1 502 Bad Gateway']);
   });
 
@@ -159,7 +197,8 @@ describe('R3: upstream answers pass through as the upstream sent them', () => {
 
   it('R3: the same for an answer of unknown length (its head is sent at once, before any body)', async () => {
     const upstream = await upstreamAnswering(
-      () => `HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-disposition: inline; filename="${RESUME_UTF8}"\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n`,
+      () =>
+        `HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-disposition: inline; filename="${RESUME_UTF8}"\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n`,
     );
     const { url } = await plane(upstream, { current: () => activeToken('good-token') });
     const raw = await rawExchange(url, getAndClose());
@@ -173,25 +212,40 @@ describe('R3: upstream answers pass through as the upstream sent them', () => {
   });
 
   it.each([
-    ['304 with Content-Length', 'GET', 'HTTP/1.1 304 Not Modified\r\netag: "v1"\r\ncontent-length: 1234\r\n\r\n', 'HTTP/1.1 304 Not Modified'],
-    ['204 with Content-Length', 'DELETE', 'HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\n', 'HTTP/1.1 204 No Content'],
+    [
+      '304 with Content-Length',
+      'GET',
+      'HTTP/1.1 304 Not Modified\r\netag: "v1"\r\ncontent-length: 1234\r\n\r\n',
+      'HTTP/1.1 304 Not Modified',
+    ],
+    [
+      '204 with Content-Length',
+      'DELETE',
+      'HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\n',
+      'HTTP/1.1 204 No Content',
+    ],
     ['200 to HEAD with Content-Length', 'HEAD', 'HTTP/1.1 200 OK\r\ncontent-length: 1234\r\n\r\n', 'HTTP/1.1 200 OK'],
-  ])('R3: a %s is passed back with no body and the Content-Length as sent; the connection stays usable', async (_label, method, answer, statusLine) => {
-    const upstream = await upstreamAnswering((_request, index) => (index === 0 ? answer : OK_ANSWER));
-    const { url, observed } = await plane(upstream, { current: () => activeToken('good-token') });
-    const raw = await rawExchange(url, `${method} /first HTTP/1.1\r\nhost: s\r\n\r\n${getAndClose('/second')}`);
-    expect(statusLines(raw)).toEqual([statusLine, 'HTTP/1.1 200 OK']);
-    const first = raw.slice(0, raw.indexOf('HTTP/1.1 200 OK', 1));
-    const declared = /content-length: (\d+)/i.exec(answer)?.[1];
-    expect(first).toMatch(new RegExp(`content-length: ${declared}\\r\\n`, 'i'));
-    // No body: the second answer starts right after the first head.
-    expect(first.endsWith('\r\n\r\n')).toBe(true);
-    expect(raw.endsWith('ok')).toBe(true);
-    expect(observed).toEqual([Number(statusLine.slice(9, 12)), 200]);
-  });
+  ])(
+    'R3: a %s is passed back with no body and the Content-Length as sent; the connection stays usable',
+    async (_label, method, answer, statusLine) => {
+      const upstream = await upstreamAnswering((_request, index) => (index === 0 ? answer : OK_ANSWER));
+      const { url, observed } = await plane(upstream, { current: () => activeToken('good-token') });
+      const raw = await rawExchange(url, `${method} /first HTTP/1.1\r\nhost: s\r\n\r\n${getAndClose('/second')}`);
+      expect(statusLines(raw)).toEqual([statusLine, 'HTTP/1.1 200 OK']);
+      const first = raw.slice(0, raw.indexOf('HTTP/1.1 200 OK', 1));
+      const declared = /content-length: (\d+)/i.exec(answer)?.[1];
+      expect(first).toMatch(new RegExp(`content-length: ${declared}\\r\\n`, 'i'));
+      // No body: the second answer starts right after the first head.
+      expect(first.endsWith('\r\n\r\n')).toBe(true);
+      expect(raw.endsWith('ok')).toBe(true);
+      expect(observed).toEqual([Number(statusLine.slice(9, 12)), 200]);
+    },
+  );
 
   it('R3/T8: a held rejection to HEAD is passed back with the Content-Length as sent, no body, and the connection stays usable', async () => {
-    const upstream = await upstreamAnswering((_request, index) => (index === 0 ? 'HTTP/1.1 401 Unauthorized\r\ncontent-length: 40\r\n\r\n' : OK_ANSWER));
+    const upstream = await upstreamAnswering((_request, index) =>
+      index === 0 ? 'HTTP/1.1 401 Unauthorized\r\ncontent-length: 40\r\n\r\n' : OK_ANSWER,
+    );
     const { url, replays } = await plane(upstream, { current: () => activeToken('good-token') });
     const raw = await rawExchange(url, `HEAD /first HTTP/1.1\r\nhost: s\r\n\r\n${getAndClose('/second')}`);
     expect(statusLines(raw)).toEqual(['HTTP/1.1 401 Unauthorized', 'HTTP/1.1 200 OK']);
@@ -200,20 +254,28 @@ describe('R3: upstream answers pass through as the upstream sent them', () => {
   });
 
   it.each([
-    ['Content-Length and Transfer-Encoding both', 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n'],
+    [
+      'Content-Length and Transfer-Encoding both',
+      'HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n',
+    ],
     ['two different Content-Lengths', 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok!'],
     ['a control character in a header value', 'HTTP/1.1 200 OK\r\nx-bad: a\x01b\r\ncontent-length: 2\r\n\r\nok'],
-  ])('R3: an answer that cannot be framed for the client (%s) becomes 502, and the client connection stays usable', async (_label, answer) => {
-    const upstream = await upstreamAnswering((_request, index) => (index === 0 ? answer : OK_ANSWER));
-    const { url } = await plane(upstream, { current: () => activeToken('good-token') });
-    const raw = await rawExchange(url, `GET /first HTTP/1.1\r\nhost: s\r\n\r\n${getAndClose('/second')}`);
-    expect(statusLines(raw)).toEqual(['HTTP/1.1 502 Bad Gateway', 'HTTP/1.1 200 OK']);
-    expect(raw).toContain('"error":"upstream_unreachable"');
-  });
+  ])(
+    'R3: an answer that cannot be framed for the client (%s) becomes 502, and the client connection stays usable',
+    async (_label, answer) => {
+      const upstream = await upstreamAnswering((_request, index) => (index === 0 ? answer : OK_ANSWER));
+      const { url } = await plane(upstream, { current: () => activeToken('good-token') });
+      const raw = await rawExchange(url, `GET /first HTTP/1.1\r\nhost: s\r\n\r\n${getAndClose('/second')}`);
+      expect(statusLines(raw)).toEqual(['HTTP/1.1 502 Bad Gateway', 'HTTP/1.1 200 OK']);
+      expect(raw).toContain('"error":"upstream_unreachable"');
+    },
+  );
 
   it('R3: an interim 103 with Content-Length does not disturb the final answer or the connection', async () => {
     const upstream = await upstreamAnswering((_request, index) =>
-      index === 0 ? 'HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\ncontent-length: 5\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirst' : OK_ANSWER,
+      index === 0
+        ? 'HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\ncontent-length: 5\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirst'
+        : OK_ANSWER,
     );
     const { url } = await plane(upstream, { current: () => activeToken('good-token') });
     const raw = await rawExchange(url, `GET /first HTTP/1.1\r\nhost: s\r\n\r\n${getAndClose('/second')}`);
@@ -224,28 +286,43 @@ describe('R3: upstream answers pass through as the upstream sent them', () => {
   it.each([
     ['a header value Node cannot write', { 'x-name': 'caf\u20ac', 'set-cookie': ['session=upstream'] }, 'OK'],
     ['a reason phrase Node cannot write', { 'set-cookie': ['session=upstream'] }, 'caf\u20ac\r\nx: y'],
-  ])('R3: %s becomes a clean 502: its own status line, none of the upstream\'s headers', async (_label, headers, statusMessage) => {
-    // A transport that hands over what undici never would: proves the fence does not rely on it.
-    const transport: Transport = (call) => {
-      setImmediate(() => call.onAnswer({ statusCode: 200, statusMessage, headers, body: new AnswerBody({ pause: () => undefined, resume: () => undefined }) }));
-      return { abort: () => undefined };
-    };
-    const upstream = await upstreamAnswering();
-    const { url, plane: dataPlane } = await plane(upstream, { current: () => activeToken('good-token') }, { transport });
-    const first = await rawExchange(url, getAndClose());
-    // While draining, a response already carries a header before the upstream's are added.
-    dataPlane.startDraining(() => undefined);
-    const draining = await rawExchange(url, getAndClose());
-    for (const raw of [first, draining]) {
-      expect(statusLines(raw)).toEqual(['HTTP/1.1 502 Bad Gateway']);
-      expect(raw).not.toContain('session=upstream');
-      expect(lastBody(raw)).toMatchObject({ error: 'upstream_unreachable', account: 'crm' });
-    }
-  });
+  ])(
+    "R3: %s becomes a clean 502: its own status line, none of the upstream's headers",
+    async (_label, headers, statusMessage) => {
+      // A transport that hands over what undici never would: proves the fence does not rely on it.
+      const transport: Transport = (call) => {
+        setImmediate(() =>
+          call.onAnswer({
+            statusCode: 200,
+            statusMessage,
+            headers,
+            body: new AnswerBody({ pause: () => undefined, resume: () => undefined }),
+          }),
+        );
+        return { abort: () => undefined };
+      };
+      const upstream = await upstreamAnswering();
+      const { url, plane: dataPlane } = await plane(
+        upstream,
+        { current: () => activeToken('good-token') },
+        { transport },
+      );
+      const first = await rawExchange(url, getAndClose());
+      // While draining, a response already carries a header before the upstream's are added.
+      dataPlane.startDraining(() => undefined);
+      const draining = await rawExchange(url, getAndClose());
+      for (const raw of [first, draining]) {
+        expect(statusLines(raw)).toEqual(['HTTP/1.1 502 Bad Gateway']);
+        expect(raw).not.toContain('session=upstream');
+        expect(lastBody(raw)).toMatchObject({ error: 'upstream_unreachable', account: 'crm' });
+      }
+    },
+  );
 
   it('R3: an upgrade the upstream refuses (chunked, obs-text) reaches the client framed and byte for byte', async () => {
     const upstream = await upstreamAnswering(
-      () => `HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer realm="${RESUME_UTF8}"\r\ntransfer-encoding: chunked\r\n\r\n4\r\nnope\r\n0\r\n\r\n`,
+      () =>
+        `HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer realm="${RESUME_UTF8}"\r\ntransfer-encoding: chunked\r\n\r\n4\r\nnope\r\n0\r\n\r\n`,
     );
     const { url } = await plane(upstream, { current: () => activeToken('good-token') });
     const raw = await rawExchange(url, websocketUpgrade());
@@ -273,7 +350,11 @@ describe('F5: upgrades the upstream cannot take', () => {
     const { url, observed } = await plane(closed, { current: () => activeToken('good-token') });
     const raw = await rawExchange(url, websocketUpgrade());
     expect(statusLines(raw)).toEqual([RAW_502]);
-    expect(lastBody(raw)).toMatchObject({ error: 'upstream_unreachable', account: 'crm', message: expect.stringContaining('connection refused') });
+    expect(lastBody(raw)).toMatchObject({
+      error: 'upstream_unreachable',
+      account: 'crm',
+      message: expect.stringContaining('connection refused'),
+    });
     expect(observed).toEqual([502]);
   });
 });

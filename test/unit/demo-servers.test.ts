@@ -1,5 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { startSessionTokenServer, type SessionTokenServer, type SessionTokenServerOptions } from '../../src/demo/session-token-server.js';
+import {
+  startSessionTokenServer,
+  type SessionTokenServer,
+  type SessionTokenServerOptions,
+} from '../../src/demo/session-token-server.js';
 import { startDemoUpstream, type DemoUpstream } from '../../src/demo/upstream.js';
 
 // A fixed start keeps ISO strings readable in failure output; tests move it by hand, never sleep.
@@ -15,7 +19,13 @@ afterEach(async () => {
 });
 
 async function tokenServer(overrides: Partial<SessionTokenServerOptions> = {}): Promise<SessionTokenServer> {
-  const server = await startSessionTokenServer({ username: 'demo', password: 's3cret', lifetimeSeconds: 60, now: () => clock, ...overrides });
+  const server = await startSessionTokenServer({
+    username: 'demo',
+    password: 's3cret',
+    lifetimeSeconds: 60,
+    now: () => clock,
+    ...overrides,
+  });
   opened.push(server);
   return server;
 }
@@ -26,9 +36,20 @@ async function upstreamFor(server: SessionTokenServer): Promise<DemoUpstream> {
   return upstream;
 }
 
-async function postJson(url: string, body: unknown): Promise<{ status: number; date: string | null; json: Record<string, unknown> }> {
-  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  return { status: response.status, date: response.headers.get('date'), json: (await response.json()) as Record<string, unknown> };
+async function postJson(
+  url: string,
+  body: unknown,
+): Promise<{ status: number; date: string | null; json: Record<string, unknown> }> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return {
+    status: response.status,
+    date: response.headers.get('date'),
+    json: (await response.json()) as Record<string, unknown>,
+  };
 }
 
 function login(server: SessionTokenServer, password = 's3cret') {
@@ -58,8 +79,12 @@ describe('demo session token server', () => {
 
   it('requires the configured account_id as a number', async () => {
     const server = await tokenServer({ accountId: 42 });
-    expect((await postJson(server.loginUrl, { username: 'demo', password: 's3cret', account_id: '42' })).status).toBe(401);
-    expect((await postJson(server.loginUrl, { username: 'demo', password: 's3cret', account_id: 42 })).status).toBe(200);
+    expect((await postJson(server.loginUrl, { username: 'demo', password: 's3cret', account_id: '42' })).status).toBe(
+      401,
+    );
+    expect((await postJson(server.loginUrl, { username: 'demo', password: 's3cret', account_id: 42 })).status).toBe(
+      200,
+    );
   });
 
   it('rotates refresh tokens and refuses a used one', async () => {
@@ -90,7 +115,11 @@ describe('demo session token server', () => {
 
   it('answers bad JSON with 400 and other paths with 404', async () => {
     const server = await tokenServer();
-    const bad = await fetch(server.loginUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{not json' });
+    const bad = await fetch(server.loginUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{not json',
+    });
     expect(bad.status).toBe(400);
     expect(await bad.json()).toEqual({ success: false, message: 'bad request' });
     expect((await fetch(`${server.url}/elsewhere`)).status).toBe(404);
@@ -151,10 +180,20 @@ describe('demo upstream', () => {
     const token = (await login(server)).json.token as string;
     const authorization = `Bearer ${token}`;
 
-    const ok = await fetch(`${upstream.url}/things?a=1&a=2&b=x`, { method: 'POST', headers: { authorization }, body: 'discarded' });
+    const ok = await fetch(`${upstream.url}/things?a=1&a=2&b=x`, {
+      method: 'POST',
+      headers: { authorization },
+      body: 'discarded',
+    });
     expect(ok.status).toBe(200);
     const body = (await ok.json()) as Record<string, unknown>;
-    expect(body).toMatchObject({ ok: true, api: 'demo-api', method: 'POST', path: '/things', query: { a: ['1', '2'], b: 'x' } });
+    expect(body).toMatchObject({
+      ok: true,
+      api: 'demo-api',
+      method: 'POST',
+      path: '/things',
+      query: { a: ['1', '2'], b: 'x' },
+    });
     expect(body.tokenFingerprint).toMatch(/^[0-9a-f]{8}$/);
     expect(JSON.stringify(body)).not.toContain(token);
 

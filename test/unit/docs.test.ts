@@ -15,7 +15,18 @@ const readme = readFileSync(join(root, 'README.md'), 'utf8');
 
 /** Every key the schema accepts, as README writes them (`accounts.NAME.auth.tokenUrl`). */
 function schemaKeys(schema: z.ZodType, path: string[] = []): string[] {
-  const def = (schema as unknown as { def: { type: string; innerType?: z.ZodType; in?: z.ZodType; valueType?: z.ZodType; options?: z.ZodType[]; shape?: unknown } }).def;
+  const def = (
+    schema as unknown as {
+      def: {
+        type: string;
+        innerType?: z.ZodType;
+        in?: z.ZodType;
+        valueType?: z.ZodType;
+        options?: z.ZodType[];
+        shape?: unknown;
+      };
+    }
+  ).def;
   switch (def.type) {
     case 'optional':
     case 'default':
@@ -30,7 +41,10 @@ function schemaKeys(schema: z.ZodType, path: string[] = []): string[] {
       return path.at(-1) === 'accounts' ? schemaKeys(def.valueType as z.ZodType, [...path, 'NAME']) : [];
     case 'object': {
       const shape = (schema as unknown as { shape: Record<string, z.ZodType> }).shape;
-      return Object.entries(shape).flatMap(([key, value]) => [[...path, key].join('.'), ...schemaKeys(value, [...path, key])]);
+      return Object.entries(shape).flatMap(([key, value]) => [
+        [...path, key].join('.'),
+        ...schemaKeys(value, [...path, key]),
+      ]);
     }
     default:
       return [];
@@ -56,7 +70,9 @@ describe('README agrees with the code', () => {
     const missing = keys.filter((key) => {
       const leaf = key.slice(key.lastIndexOf('.') + 1);
       const parent = key.slice(0, key.lastIndexOf('.'));
-      return !reference.includes(`\`${key}\``) && !(reference.includes(`\`${parent}.`) && reference.includes(`\`${leaf}\``));
+      return (
+        !reference.includes(`\`${key}\``) && !(reference.includes(`\`${parent}.`) && reference.includes(`\`${leaf}\``))
+      );
     });
     expect(missing).toEqual([]);
   });
@@ -170,7 +186,8 @@ function strings(file: string): string[] {
   const found: string[] = [];
   visit(sourceFile(file), (node) => {
     if (ts.isImportDeclaration(node.parent ?? node) || ts.isExportDeclaration(node.parent ?? node)) return;
-    if (ts.isStringLiteralLike(node) || ts.isTemplateHead(node) || ts.isTemplateMiddle(node) || ts.isTemplateTail(node)) found.push(node.text);
+    if (ts.isStringLiteralLike(node) || ts.isTemplateHead(node) || ts.isTemplateMiddle(node) || ts.isTemplateTail(node))
+      found.push(node.text);
   });
   return found;
 }
@@ -188,7 +205,10 @@ function readSpec(): { text: string; items: Map<string, SpecItem>; sections: Set
   const starts = [...text.matchAll(/^- \*\*([TFRPSEH]\d{1,2})\*\*/gm)];
   starts.forEach((match, index) => {
     // An item ends where the next item or the next heading begins.
-    const end = Math.min(starts[index + 1]?.index ?? text.length, ...[...text.slice(match.index).matchAll(/^#{1,6} /gm)].map((heading) => match.index + heading.index));
+    const end = Math.min(
+      starts[index + 1]?.index ?? text.length,
+      ...[...text.slice(match.index).matchAll(/^#{1,6} /gm)].map((heading) => match.index + heading.index),
+    );
     const body = text.slice(match.index, end);
     items.set(match[1] ?? '', { code: match[1] ?? '', text: body, planned: /^\s*Status: planned/m.test(body) });
   });
@@ -197,7 +217,9 @@ function readSpec(): { text: string; items: Map<string, SpecItem>; sections: Set
 }
 
 function missingFrom(spec: ReturnType<typeof readSpec>, cited: Array<{ where: string; code: string }>): string[] {
-  return cited.filter(({ code }) => !(code.startsWith('§') ? spec.sections.has(code) : spec.items.has(code))).map(({ where, code }) => `${code} (${where})`);
+  return cited
+    .filter(({ code }) => !(code.startsWith('§') ? spec.sections.has(code) : spec.items.has(code)))
+    .map(({ where, code }) => `${code} (${where})`);
 }
 
 describe('docs/contract.md: the spec every citation points at', () => {
@@ -209,24 +231,42 @@ describe('docs/contract.md: the spec every citation points at', () => {
     expect(spec.text, `${SPEC_PATH} is missing`).not.toBe('');
     expect(spec.text).toMatch(/^## Contents$/m);
     expect([...spec.sections]).toEqual(Array.from({ length: 13 }, (_, index) => `§${index + 1}`));
-    for (const [letter, count] of [['T', 10], ['F', 6], ['R', 11], ['P', 4], ['S', 5], ['E', 7], ['H', 3]] as const) {
+    for (const [letter, count] of [
+      ['T', 10],
+      ['F', 6],
+      ['R', 11],
+      ['P', 4],
+      ['S', 5],
+      ['E', 7],
+      ['H', 3],
+    ] as const) {
       for (let n = 1; n <= count; n += 1) expect(spec.items.has(`${letter}${n}`), `${letter}${n}`).toBe(true);
     }
   });
 
   it('every item or section a test title cites is in docs/contract.md', () => {
-    const cited = testFiles.flatMap((file) => testTitles(file).flatMap((title) => citations(title).map((code) => ({ where: `${file}: ${title.slice(0, 60)}`, code }))));
+    const cited = testFiles.flatMap((file) =>
+      testTitles(file).flatMap((title) =>
+        citations(title).map((code) => ({ where: `${file}: ${title.slice(0, 60)}`, code })),
+      ),
+    );
     expect(cited.length).toBeGreaterThan(150);
     expect(missingFrom(spec, cited)).toEqual([]);
   });
 
   it('every item or section a source comment, the README or a docs/contract.md reference cites is in docs/contract.md', () => {
     const cited = [
-      ...srcFiles.flatMap((file) => comments(file).flatMap((comment) => citations(comment).map((code) => ({ where: file, code })))),
+      ...srcFiles.flatMap((file) =>
+        comments(file).flatMap((comment) => citations(comment).map((code) => ({ where: file, code }))),
+      ),
       ...citations(readme).map((code) => ({ where: 'README.md', code })),
       // Elsewhere (the Kubernetes guide, the chart, CI scripts): what follows a reference to the spec.
       ...[...filesUnder('docs', /\.md$/), ...filesUnder('helm', /\.(md|ya?ml|tpl|mjs)$/)].flatMap((file) =>
-        [...readFileSync(join(root, file), 'utf8').matchAll(/contract\.md\)?((?: ?(?:§\d{1,2}|[TFRPSEH]\d{1,2})[,;]?)+)/g)].flatMap((match) => citations(match[1] ?? '').map((code) => ({ where: file, code }))),
+        [
+          ...readFileSync(join(root, file), 'utf8').matchAll(
+            /contract\.md\)?((?: ?(?:§\d{1,2}|[TFRPSEH]\d{1,2})[,;]?)+)/g,
+          ),
+        ].flatMap((match) => citations(match[1] ?? '').map((code) => ({ where: file, code }))),
       ),
     ];
     expect(cited.length).toBeGreaterThan(100);
@@ -234,27 +274,56 @@ describe('docs/contract.md: the spec every citation points at', () => {
   });
 
   it('nothing points at the spec file that lived outside the repository any more', () => {
-    const files = ['README.md', ...srcFiles, ...filesUnder('docs', /\.md$/), ...filesUnder('helm', /\.(md|ya?ml|tpl|mjs|json|txt)$/)];
+    const files = [
+      'README.md',
+      ...srcFiles,
+      ...filesUnder('docs', /\.md$/),
+      ...filesUnder('helm', /\.(md|ya?ml|tpl|mjs|json|txt)$/),
+    ];
     const stale = files.filter((file) => /\bCONTRACT\b/.test(readFileSync(join(root, file), 'utf8')));
     expect(stale).toEqual([]);
-    const titles = testFiles.flatMap((file) => testTitles(file).filter((title) => /\bCONTRACT\b/.test(title)).map((title) => `${file}: ${title}`));
+    const titles = testFiles.flatMap((file) =>
+      testTitles(file)
+        .filter((title) => /\bCONTRACT\b/.test(title))
+        .map((title) => `${file}: ${title}`),
+    );
     expect(titles).toEqual([]);
   });
 
   it('user-facing text cites no item code: strings in src/, Helm templates, chart values and dashboard panels', () => {
-    const inStrings = srcFiles.flatMap((file) => strings(file).filter((text) => citations(text).length > 0).map((text) => `${file}: ${text}`));
+    const inStrings = srcFiles.flatMap((file) =>
+      strings(file)
+        .filter((text) => citations(text).length > 0)
+        .map((text) => `${file}: ${text}`),
+    );
     const chart = [
-      ...filesUnder('helm/bearer-sidecar/templates', /\.(tpl|yaml|txt)$/).map((file) => [file, readFileSync(join(root, file), 'utf8').replace(/\{\{-?\s*\/\*[\s\S]*?\*\/\s*-?\}\}/g, '')] as const),
-      ['helm/bearer-sidecar/values.yaml', readFileSync(join(root, 'helm/bearer-sidecar/values.yaml'), 'utf8').split('\n').filter((line) => line.includes('@param')).join('\n')] as const,
-      ['helm/bearer-sidecar/files/grafana-dashboard.json', readFileSync(join(root, 'helm/bearer-sidecar/files/grafana-dashboard.json'), 'utf8')] as const,
-    ].filter(([, text]) => citations(text).length > 0).map(([file, text]) => `${file}: ${citations(text).join(', ')}`);
+      ...filesUnder('helm/bearer-sidecar/templates', /\.(tpl|yaml|txt)$/).map(
+        (file) =>
+          [file, readFileSync(join(root, file), 'utf8').replace(/\{\{-?\s*\/\*[\s\S]*?\*\/\s*-?\}\}/g, '')] as const,
+      ),
+      [
+        'helm/bearer-sidecar/values.yaml',
+        readFileSync(join(root, 'helm/bearer-sidecar/values.yaml'), 'utf8')
+          .split('\n')
+          .filter((line) => line.includes('@param'))
+          .join('\n'),
+      ] as const,
+      [
+        'helm/bearer-sidecar/files/grafana-dashboard.json',
+        readFileSync(join(root, 'helm/bearer-sidecar/files/grafana-dashboard.json'), 'utf8'),
+      ] as const,
+    ]
+      .filter(([, text]) => citations(text).length > 0)
+      .map(([file, text]) => `${file}: ${citations(text).join(', ')}`);
     expect([...inStrings, ...chart]).toEqual([]);
   });
 
   it('an item marked planned is not yet cited by name in a test title (a test for it means it is built: update its status)', () => {
     const planned = [...spec.items.values()].filter((item) => item.planned).map((item) => item.code);
     expect(planned.length).toBeGreaterThan(0);
-    const cited = new Set(testFiles.flatMap((file) => testTitles(file).flatMap((title) => citations(title, { expandRanges: false }))));
+    const cited = new Set(
+      testFiles.flatMap((file) => testTitles(file).flatMap((title) => citations(title, { expandRanges: false }))),
+    );
     expect(planned.filter((code) => cited.has(code))).toEqual([]);
   });
 

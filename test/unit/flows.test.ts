@@ -24,7 +24,8 @@ const SEED_004 = {
   clientSecret: '4AD3CE00-8ED5-4F0A-A979-ACE64A15207C',
   username: 'jsmith',
   password: 'password123',
-  refreshToken: 'C0fJeyBPMXOTuSThwUh2S0Vq83ezkMTjoIDroK9LCNCy7jscLkWXCvsuidxhF9t_FGHpo-_gUgi5J7eUejpfEgw3SQXHstBaDR0eauY2s3g%3d',
+  refreshToken:
+    'C0fJeyBPMXOTuSThwUh2S0Vq83ezkMTjoIDroK9LCNCy7jscLkWXCvsuidxhF9t_FGHpo-_gUgi5J7eUejpfEgw3SQXHstBaDR0eauY2s3g%3d',
 };
 
 function authOf(auth: Record<string, unknown>): unknown {
@@ -53,7 +54,13 @@ function refreshable(auth: SessionAuth): SessionAuth & { refreshUrl: string } {
 }
 
 function oauth2Auth(extra: Record<string, unknown> = {}): OAuth2Auth {
-  return authOf({ flow: 'oauth2', tokenUrl: 'https://auth.example.com/token', clientId: SEED_004.clientId, clientSecret: SEED_004.clientSecret, ...extra }) as OAuth2Auth;
+  return authOf({
+    flow: 'oauth2',
+    tokenUrl: 'https://auth.example.com/token',
+    clientId: SEED_004.clientId,
+    clientSecret: SEED_004.clientSecret,
+    ...extra,
+  }) as OAuth2Auth;
 }
 
 function response(status: number, body: unknown, headers: Record<string, string> = {}): TokenHttpResponse {
@@ -79,14 +86,24 @@ describe('session dialect: requests (§8)', () => {
   });
 
   it('§8: account_id is sent as a number when it is all digits ("42" and 42)', () => {
-    expect(jsonBody(buildSessionLoginRequest(sessionAuth({ accountId: '42' }), new Secret('p')).body).account_id).toBe(42);
-    expect(jsonBody(buildSessionLoginRequest(sessionAuth({ accountId: 42 }), new Secret('p')).body).account_id).toBe(42);
-    expect(buildSessionLoginRequest(sessionAuth({ accountId: '42' }), new Secret('p')).body).toContain('"account_id":42');
+    expect(jsonBody(buildSessionLoginRequest(sessionAuth({ accountId: '42' }), new Secret('p')).body).account_id).toBe(
+      42,
+    );
+    expect(jsonBody(buildSessionLoginRequest(sessionAuth({ accountId: 42 }), new Secret('p')).body).account_id).toBe(
+      42,
+    );
+    expect(buildSessionLoginRequest(sessionAuth({ accountId: '42' }), new Secret('p')).body).toContain(
+      '"account_id":42',
+    );
   });
 
   it('§8: account_id is sent as a string when it is not all digits', () => {
-    expect(jsonBody(buildSessionLoginRequest(sessionAuth({ accountId: 'abc' }), new Secret('p')).body).account_id).toBe('abc');
-    expect(jsonBody(buildSessionLoginRequest(sessionAuth({ accountId: '-1' }), new Secret('p')).body).account_id).toBe('-1');
+    expect(jsonBody(buildSessionLoginRequest(sessionAuth({ accountId: 'abc' }), new Secret('p')).body).account_id).toBe(
+      'abc',
+    );
+    expect(jsonBody(buildSessionLoginRequest(sessionAuth({ accountId: '-1' }), new Secret('p')).body).account_id).toBe(
+      '-1',
+    );
   });
 
   it('§8: account_id is left out when not configured', () => {
@@ -101,7 +118,13 @@ describe('session dialect: requests (§8)', () => {
         accounts: {
           a: {
             upstream: 'https://api.example.net',
-            auth: { flow: 'session', loginUrl: 'https://api.example.net/auth/login', username: 'u', password: 'p', accountId: '${ACCOUNT_ID}' },
+            auth: {
+              flow: 'session',
+              loginUrl: 'https://api.example.net/auth/login',
+              username: 'u',
+              password: 'p',
+              accountId: '${ACCOUNT_ID}',
+            },
           },
         },
       },
@@ -112,15 +135,25 @@ describe('session dialect: requests (§8)', () => {
   });
 
   it('§8: refresh is POST refreshUrl with JSON {refreshToken} and Content-Type application/json', () => {
-    const request = buildSessionRefreshRequest(refreshable(sessionAuth()), new Secret(SEED_001_LOGIN_RESPONSE.refreshToken));
+    const request = buildSessionRefreshRequest(
+      refreshable(sessionAuth()),
+      new Secret(SEED_001_LOGIN_RESPONSE.refreshToken),
+    );
     expect(request.url.href).toBe('https://api.teletracker.net/auth/refresh');
     expect(request.headers['content-type']).toBe('application/json');
     expect(jsonBody(request.body)).toEqual({ refreshToken: SEED_001_LOGIN_RESPONSE.refreshToken });
   });
 
   it('§3: requestFields rename the login and refresh body fields', () => {
-    const auth = sessionAuth({ accountId: 7, requestFields: { username: 'user', password: 'pass', accountId: 'acct', refreshToken: 'rt' } });
-    expect(jsonBody(buildSessionLoginRequest(auth, new Secret('p')).body)).toEqual({ user: 'fleet-user', pass: 'p', acct: 7 });
+    const auth = sessionAuth({
+      accountId: 7,
+      requestFields: { username: 'user', password: 'pass', accountId: 'acct', refreshToken: 'rt' },
+    });
+    expect(jsonBody(buildSessionLoginRequest(auth, new Secret('p')).body)).toEqual({
+      user: 'fleet-user',
+      pass: 'p',
+      acct: 7,
+    });
     expect(jsonBody(buildSessionRefreshRequest(refreshable(auth), new Secret('r')).body)).toEqual({ rt: 'r' });
   });
 
@@ -133,15 +166,27 @@ describe('session dialect: requests (§8)', () => {
 });
 
 describe('session dialect: responses (§8, T5)', () => {
-  it('§8: seed 001\'s login response parses to success with token, refresh token and lifetime hints', () => {
-    const token = success(parseSessionResponse(sessionAuth(), response(200, SEED_001_LOGIN_RESPONSE, { date: 'Sun, 01 Apr 2018 20:39:12 GMT' })));
+  it("§8: seed 001's login response parses to success with token, refresh token and lifetime hints", () => {
+    const token = success(
+      parseSessionResponse(
+        sessionAuth(),
+        response(200, SEED_001_LOGIN_RESPONSE, { date: 'Sun, 01 Apr 2018 20:39:12 GMT' }),
+      ),
+    );
     expect(token.accessToken.reveal()).toBe(SEED_001_LOGIN_RESPONSE.token);
     expect(token.refreshToken?.reveal()).toBe(SEED_001_LOGIN_RESPONSE.refreshToken);
-    expect(token.lifetime).toEqual({ lifetime: 3600, expiration: '2018-04-01T21:39:12+00:00', date: 'Sun, 01 Apr 2018 20:39:12 GMT' });
+    expect(token.lifetime).toEqual({
+      lifetime: 3600,
+      expiration: '2018-04-01T21:39:12+00:00',
+      date: 'Sun, 01 Apr 2018 20:39:12 GMT',
+    });
   });
 
   it('§8: a success: false body with HTTP 200 is a rejection', () => {
-    const parsed = parseSessionResponse(sessionAuth(), response(200, { success: false, message: 'Invalid username or password' }));
+    const parsed = parseSessionResponse(
+      sessionAuth(),
+      response(200, { success: false, message: 'Invalid username or password' }),
+    );
     expect(parsed.outcome).toBe('rejected');
   });
 
@@ -150,7 +195,9 @@ describe('session dialect: responses (§8, T5)', () => {
   });
 
   it('T4: HTTP 401 from the session API is a rejection', () => {
-    expect(parseSessionResponse(sessionAuth(), response(401, { message: 'refresh token already used' })).outcome).toBe('rejected');
+    expect(parseSessionResponse(sessionAuth(), response(401, { message: 'refresh token already used' })).outcome).toBe(
+      'rejected',
+    );
     expect(parseSessionResponse(sessionAuth(), response(403, '')).outcome).toBe('rejected');
   });
 
@@ -176,8 +223,12 @@ describe('session dialect: responses (§8, T5)', () => {
   it('T5: HTTP 200 without a token is an error (incomplete body)', () => {
     const { token: _token, ...noToken } = SEED_001_LOGIN_RESPONSE;
     expect(parseSessionResponse(sessionAuth(), response(200, noToken)).outcome).toBe('error');
-    expect(parseSessionResponse(sessionAuth(), response(200, { ...SEED_001_LOGIN_RESPONSE, token: '' })).outcome).toBe('error');
-    expect(parseSessionResponse(sessionAuth(), response(200, { ...SEED_001_LOGIN_RESPONSE, token: 123 })).outcome).toBe('error');
+    expect(parseSessionResponse(sessionAuth(), response(200, { ...SEED_001_LOGIN_RESPONSE, token: '' })).outcome).toBe(
+      'error',
+    );
+    expect(parseSessionResponse(sessionAuth(), response(200, { ...SEED_001_LOGIN_RESPONSE, token: 123 })).outcome).toBe(
+      'error',
+    );
   });
 
   it('T3: a response without a refresh token parses with refreshToken undefined', () => {
@@ -219,8 +270,16 @@ describe('oauth2 dialect: requests (§8, seeds 002 and 004)', () => {
   });
 
   it('§8: seed 004 password grant (JSON body, clientAuth body) sends exactly grant_type, client_id, client_secret, username, password', () => {
-    const auth = oauth2Auth({ ...seedJson, grant: 'password', username: SEED_004.username, password: SEED_004.password });
-    const request = buildOAuth2TokenRequest(auth, 'password', { clientSecret: new Secret(SEED_004.clientSecret), password: new Secret(SEED_004.password) });
+    const auth = oauth2Auth({
+      ...seedJson,
+      grant: 'password',
+      username: SEED_004.username,
+      password: SEED_004.password,
+    });
+    const request = buildOAuth2TokenRequest(auth, 'password', {
+      clientSecret: new Secret(SEED_004.clientSecret),
+      password: new Secret(SEED_004.password),
+    });
     expect(jsonBody(request.body)).toEqual({
       grant_type: 'password',
       client_id: 'BA779C49-4D93-4785-9596-25805A24C5DC',
@@ -232,7 +291,10 @@ describe('oauth2 dialect: requests (§8, seeds 002 and 004)', () => {
 
   it('§8: seed 004 refresh_token grant (JSON body, clientAuth body) sends exactly grant_type, client_id, client_secret, refresh_token', () => {
     const auth = oauth2Auth(seedJson);
-    const request = buildOAuth2TokenRequest(auth, 'refresh_token', { clientSecret: new Secret(SEED_004.clientSecret), refreshToken: new Secret(SEED_004.refreshToken) });
+    const request = buildOAuth2TokenRequest(auth, 'refresh_token', {
+      clientSecret: new Secret(SEED_004.clientSecret),
+      refreshToken: new Secret(SEED_004.refreshToken),
+    });
     expect(jsonBody(request.body)).toEqual({
       grant_type: 'refresh_token',
       client_id: 'BA779C49-4D93-4785-9596-25805A24C5DC',
@@ -244,14 +306,19 @@ describe('oauth2 dialect: requests (§8, seeds 002 and 004)', () => {
 
   it('§8: in a form body the refresh token is form-encoded ("%3d" becomes "%253d") and decodes back to itself', () => {
     const auth = oauth2Auth({ clientAuth: 'body' });
-    const request = buildOAuth2TokenRequest(auth, 'refresh_token', { clientSecret: new Secret(SEED_004.clientSecret), refreshToken: new Secret(SEED_004.refreshToken) });
+    const request = buildOAuth2TokenRequest(auth, 'refresh_token', {
+      clientSecret: new Secret(SEED_004.clientSecret),
+      refreshToken: new Secret(SEED_004.refreshToken),
+    });
     expect(request.headers['content-type']).toBe('application/x-www-form-urlencoded');
     expect(request.body).toContain('%253d');
     expect(new URLSearchParams(request.body).get('refresh_token')).toBe(SEED_004.refreshToken);
   });
 
   it('§8: clientAuth basic puts the client in Authorization, not in the body', () => {
-    const request = buildOAuth2TokenRequest(oauth2Auth(), 'client_credentials', { clientSecret: new Secret(SEED_004.clientSecret) });
+    const request = buildOAuth2TokenRequest(oauth2Auth(), 'client_credentials', {
+      clientSecret: new Secret(SEED_004.clientSecret),
+    });
     const expected = Buffer.from(`${SEED_004.clientId}:${SEED_004.clientSecret}`).toString('base64');
     expect(request.headers.authorization).toBe(`Basic ${expected}`);
     const form = new URLSearchParams(request.body);
@@ -274,7 +341,7 @@ describe('oauth2 dialect: requests (§8, seeds 002 and 004)', () => {
     expect(new URLSearchParams(`v=${encodedSecret}`).get('v')).toBe(secret);
   });
 
-  it('§8: seed 002\'s /authorization (grant password, bodyEncoding form, extraParams {grant_type: null}) sends username=..&password=.. with no grant_type', () => {
+  it("§8: seed 002's /authorization (grant password, bodyEncoding form, extraParams {grant_type: null}) sends username=..&password=.. with no grant_type", () => {
     const auth = authOf({
       flow: 'oauth2',
       tokenUrl: 'https://platform.example/authorization',
@@ -293,8 +360,13 @@ describe('oauth2 dialect: requests (§8, seeds 002 and 004)', () => {
   });
 
   it('§3: extraParams override defaults and add fields', () => {
-    const auth = oauth2Auth({ clientAuth: 'body', extraParams: { grant_type: 'urn:custom', resource: 'https://api.example' } });
-    const form = new URLSearchParams(buildOAuth2TokenRequest(auth, 'client_credentials', { clientSecret: new Secret('x') }).body);
+    const auth = oauth2Auth({
+      clientAuth: 'body',
+      extraParams: { grant_type: 'urn:custom', resource: 'https://api.example' },
+    });
+    const form = new URLSearchParams(
+      buildOAuth2TokenRequest(auth, 'client_credentials', { clientSecret: new Secret('x') }).body,
+    );
     expect(form.get('grant_type')).toBe('urn:custom');
     expect(form.get('resource')).toBe('https://api.example');
     expect(form.get('client_id')).toBe(SEED_004.clientId);
@@ -302,21 +374,37 @@ describe('oauth2 dialect: requests (§8, seeds 002 and 004)', () => {
 
   it('§3: scope and audience are included when configured', () => {
     const auth = oauth2Auth({ scope: 'read write', audience: 'https://api.crm.example' });
-    const form = new URLSearchParams(buildOAuth2TokenRequest(auth, 'client_credentials', { clientSecret: new Secret('x') }).body);
+    const form = new URLSearchParams(
+      buildOAuth2TokenRequest(auth, 'client_credentials', { clientSecret: new Secret('x') }).body,
+    );
     expect(form.get('scope')).toBe('read write');
     expect(form.get('audience')).toBe('https://api.crm.example');
-    const bare = new URLSearchParams(buildOAuth2TokenRequest(oauth2Auth(), 'client_credentials', { clientSecret: new Secret('x') }).body);
+    const bare = new URLSearchParams(
+      buildOAuth2TokenRequest(oauth2Auth(), 'client_credentials', { clientSecret: new Secret('x') }).body,
+    );
     expect(bare.has('scope')).toBe(false);
     expect(bare.has('audience')).toBe(false);
   });
 
   it('F6: built requests carry the secrets (they go on the wire)', () => {
-    const auth = oauth2Auth({ clientAuth: 'body', grant: 'password', username: SEED_004.username, password: SEED_004.password });
-    const request = buildOAuth2TokenRequest(auth, 'password', { clientSecret: new Secret(SEED_004.clientSecret), password: new Secret(SEED_004.password) });
+    const auth = oauth2Auth({
+      clientAuth: 'body',
+      grant: 'password',
+      username: SEED_004.username,
+      password: SEED_004.password,
+    });
+    const request = buildOAuth2TokenRequest(auth, 'password', {
+      clientSecret: new Secret(SEED_004.clientSecret),
+      password: new Secret(SEED_004.password),
+    });
     expect(request.body).toContain(SEED_004.password);
     expect(request.body).toContain(SEED_004.clientSecret);
-    const basic = buildOAuth2TokenRequest(oauth2Auth(), 'client_credentials', { clientSecret: new Secret(SEED_004.clientSecret) });
-    expect(Buffer.from(basic.headers.authorization?.slice(6) ?? '', 'base64').toString()).toContain(SEED_004.clientSecret);
+    const basic = buildOAuth2TokenRequest(oauth2Auth(), 'client_credentials', {
+      clientSecret: new Secret(SEED_004.clientSecret),
+    });
+    expect(Buffer.from(basic.headers.authorization?.slice(6) ?? '', 'base64').toString()).toContain(
+      SEED_004.clientSecret,
+    );
   });
 });
 
@@ -324,7 +412,11 @@ describe('oauth2 dialect: responses (T4, T5)', () => {
   it('T1: access_token + expires_in + refresh_token is a success with the lifetime hint and the Date header', () => {
     const token = success(
       parseOAuth2Response(
-        response(200, { access_token: 'at-1', token_type: 'Bearer', expires_in: 3600, refresh_token: 'rt-1' }, { date: 'Mon, 01 Jan 2024 00:00:00 GMT' }),
+        response(
+          200,
+          { access_token: 'at-1', token_type: 'Bearer', expires_in: 3600, refresh_token: 'rt-1' },
+          { date: 'Mon, 01 Jan 2024 00:00:00 GMT' },
+        ),
       ),
     );
     expect(token.accessToken.reveal()).toBe('at-1');
@@ -333,11 +425,15 @@ describe('oauth2 dialect: responses (T4, T5)', () => {
   });
 
   it('§8: a response without refresh_token parses with refreshToken undefined', () => {
-    expect(success(parseOAuth2Response(response(200, { access_token: 'at', expires_in: 60 }))).refreshToken).toBeUndefined();
+    expect(
+      success(parseOAuth2Response(response(200, { access_token: 'at', expires_in: 60 }))).refreshToken,
+    ).toBeUndefined();
   });
 
   it('T4: {"error":"invalid_grant"} with 400 is a rejection', () => {
-    const parsed = parseOAuth2Response(response(400, { error: 'invalid_grant', error_description: 'refresh token revoked' }));
+    const parsed = parseOAuth2Response(
+      response(400, { error: 'invalid_grant', error_description: 'refresh token revoked' }),
+    );
     expect(parsed).toMatchObject({ outcome: 'rejected', reason: expect.stringContaining('invalid_grant') as string });
   });
 
@@ -367,7 +463,9 @@ describe('oauth2 dialect: responses (T4, T5)', () => {
   it('F6: JSON.stringify of a parsed oauth2 response does not contain the access or refresh token', () => {
     const accessToken = 'eyJhbGciOiJub25lIn0.access-token-value.sig';
     const refreshToken = 'refresh-token-value-123';
-    const parsed = parseOAuth2Response(response(200, { access_token: accessToken, refresh_token: refreshToken, expires_in: 60 }));
+    const parsed = parseOAuth2Response(
+      response(200, { access_token: accessToken, refresh_token: refreshToken, expires_in: 60 }),
+    );
     expect(parsed.outcome).toBe('success');
     const text = JSON.stringify(parsed);
     expect(text).not.toContain(accessToken);

@@ -42,7 +42,11 @@ describe('T1: lifetime sources in order', () => {
   it('T1: a skewed server clock (Date 2h behind) does not move the expiry', () => {
     const serverNow = RECEIVED_AT - 2 * HOUR;
     const resolved = resolveLifetime(
-      hints({ lifetime: 3600, expiration: new Date(serverNow + 3600 * SECOND).toISOString(), date: httpDate(serverNow) }),
+      hints({
+        lifetime: 3600,
+        expiration: new Date(serverNow + 3600 * SECOND).toISOString(),
+        date: httpDate(serverNow),
+      }),
       OPAQUE,
       RECEIVED_AT,
       POLICY,
@@ -60,7 +64,12 @@ describe('T1: lifetime sources in order', () => {
       RECEIVED_AT,
       POLICY,
     );
-    expect(resolved).toEqual({ lifetimeMs: 600 * SECOND, source: 'expiration', anomalies: ['missing'], skewMs: 2 * HOUR });
+    expect(resolved).toEqual({
+      lifetimeMs: 600 * SECOND,
+      source: 'expiration',
+      anomalies: ['missing'],
+      skewMs: 2 * HOUR,
+    });
   });
 
   it('T1: a seed-style tokenExpiration with an offset ("+00:00") is converted with the Date header', () => {
@@ -75,8 +84,18 @@ describe('T1: lifetime sources in order', () => {
   });
 
   it('T1: tokenExpiration without a Date header is converted with the local receive time', () => {
-    const resolved = resolveLifetime(hints({ expiration: new Date(RECEIVED_AT + 900 * SECOND).toISOString() }), OPAQUE, RECEIVED_AT, POLICY);
-    expect(resolved).toEqual({ lifetimeMs: 900 * SECOND, source: 'expiration', anomalies: ['missing'], skewMs: undefined });
+    const resolved = resolveLifetime(
+      hints({ expiration: new Date(RECEIVED_AT + 900 * SECOND).toISOString() }),
+      OPAQUE,
+      RECEIVED_AT,
+      POLICY,
+    );
+    expect(resolved).toEqual({
+      lifetimeMs: 900 * SECOND,
+      source: 'expiration',
+      anomalies: ['missing'],
+      skewMs: undefined,
+    });
   });
 
   it('T1: an unparseable Date header is ignored (local time, no skew reported)', () => {
@@ -90,7 +109,7 @@ describe('T1: lifetime sources in order', () => {
     expect(resolved.skewMs).toBeUndefined();
   });
 
-  it('T1: with neither lifetime nor expiration, a JWT\'s exp - iat is the lifetime', () => {
+  it("T1: with neither lifetime nor expiration, a JWT's exp - iat is the lifetime", () => {
     const iat = Math.floor(RECEIVED_AT / SECOND) - 7200; // iat on a skewed clock does not matter: only exp - iat
     const resolved = resolveLifetime(hints({}), jwt({ sub: 'x', iat, exp: iat + 900 }), RECEIVED_AT, POLICY);
     expect(resolved).toEqual({ lifetimeMs: 900 * SECOND, source: 'jwt', anomalies: ['missing'], skewMs: undefined });
@@ -108,9 +127,16 @@ describe('T1: lifetime sources in order', () => {
   });
 
   it('§7: skewMs reported is the Date header minus the local receive time', () => {
-    const resolved = resolveLifetime(hints({ lifetime: 60, date: httpDate(RECEIVED_AT + 37 * SECOND) }), OPAQUE, RECEIVED_AT, POLICY);
+    const resolved = resolveLifetime(
+      hints({ lifetime: 60, date: httpDate(RECEIVED_AT + 37 * SECOND) }),
+      OPAQUE,
+      RECEIVED_AT,
+      POLICY,
+    );
     expect(resolved.skewMs).toBe(37 * SECOND);
-    expect(resolveLifetime(hints({ lifetime: 60, date: httpDate(RECEIVED_AT) }), OPAQUE, RECEIVED_AT, POLICY).skewMs).toBe(0);
+    expect(
+      resolveLifetime(hints({ lifetime: 60, date: httpDate(RECEIVED_AT) }), OPAQUE, RECEIVED_AT, POLICY).skewMs,
+    ).toBe(0);
   });
 });
 
@@ -126,7 +152,11 @@ describe('§8: lifetime anomalies', () => {
 
   it('§8: a lifetime that is not a number ("abc") is invalid and falls through to tokenExpiration', () => {
     const resolved = resolveLifetime(
-      hints({ lifetime: 'abc', expiration: new Date(RECEIVED_AT + 120 * SECOND).toISOString(), date: httpDate(RECEIVED_AT) }),
+      hints({
+        lifetime: 'abc',
+        expiration: new Date(RECEIVED_AT + 120 * SECOND).toISOString(),
+        date: httpDate(RECEIVED_AT),
+      }),
       OPAQUE,
       RECEIVED_AT,
       POLICY,
@@ -138,23 +168,41 @@ describe('§8: lifetime anomalies', () => {
 
   it('§8: a lifetime of "abc" with nothing else falls through to defaultLifetime', () => {
     const resolved = resolveLifetime(hints({ lifetime: 'abc' }), OPAQUE, RECEIVED_AT, POLICY);
-    expect(resolved).toEqual({ lifetimeMs: POLICY.defaultLifetimeMs, source: 'default', anomalies: ['invalid'], skewMs: undefined });
+    expect(resolved).toEqual({
+      lifetimeMs: POLICY.defaultLifetimeMs,
+      source: 'default',
+      anomalies: ['invalid'],
+      skewMs: undefined,
+    });
   });
 
   it('§8: non-number types (true, {}, []) are invalid', () => {
     for (const lifetime of [true, {}, [3600]]) {
-      expect(resolveLifetime(hints({ lifetime }), OPAQUE, RECEIVED_AT, POLICY).anomalies, JSON.stringify(lifetime)).toEqual(['invalid']);
+      expect(
+        resolveLifetime(hints({ lifetime }), OPAQUE, RECEIVED_AT, POLICY).anomalies,
+        JSON.stringify(lifetime),
+      ).toEqual(['invalid']);
     }
   });
 
   it('§8: a lifetime of 0 is nonpositive and falls through', () => {
     const resolved = resolveLifetime(hints({ lifetime: 0 }), OPAQUE, RECEIVED_AT, POLICY);
-    expect(resolved).toEqual({ lifetimeMs: POLICY.defaultLifetimeMs, source: 'default', anomalies: ['nonpositive'], skewMs: undefined });
+    expect(resolved).toEqual({
+      lifetimeMs: POLICY.defaultLifetimeMs,
+      source: 'default',
+      anomalies: ['nonpositive'],
+      skewMs: undefined,
+    });
   });
 
   it('§8: a lifetime of -5 is nonpositive and falls through to the JWT', () => {
     const resolved = resolveLifetime(hints({ lifetime: -5 }), jwt({ iat: 1000, exp: 1600 }), RECEIVED_AT, POLICY);
-    expect(resolved).toEqual({ lifetimeMs: 600 * SECOND, source: 'jwt', anomalies: ['nonpositive'], skewMs: undefined });
+    expect(resolved).toEqual({
+      lifetimeMs: 600 * SECOND,
+      source: 'jwt',
+      anomalies: ['nonpositive'],
+      skewMs: undefined,
+    });
   });
 
   it('§8: a tokenExpiration already past on the server clock is nonpositive and falls through', () => {
@@ -170,12 +218,22 @@ describe('§8: lifetime anomalies', () => {
 
   it('§8: a lifetime longer than maxLifetime is cut to it and counted too_long', () => {
     const resolved = resolveLifetime(hints({ lifetime: 10 * 365 * 24 * 3600 }), OPAQUE, RECEIVED_AT, POLICY);
-    expect(resolved).toEqual({ lifetimeMs: POLICY.maxLifetimeMs, source: 'lifetime', anomalies: ['too_long'], skewMs: undefined });
+    expect(resolved).toEqual({
+      lifetimeMs: POLICY.maxLifetimeMs,
+      source: 'lifetime',
+      anomalies: ['too_long'],
+      skewMs: undefined,
+    });
   });
 
   it('§8: a lifetime shorter than minInterval is kept (the token expires when the server says) and counted too_short', () => {
     const resolved = resolveLifetime(hints({ lifetime: 2 }), OPAQUE, RECEIVED_AT, POLICY);
-    expect(resolved).toEqual({ lifetimeMs: 2 * SECOND, source: 'lifetime', anomalies: ['too_short'], skewMs: undefined });
+    expect(resolved).toEqual({
+      lifetimeMs: 2 * SECOND,
+      source: 'lifetime',
+      anomalies: ['too_short'],
+      skewMs: undefined,
+    });
   });
 
   it('§8: a lifetime exactly at maxLifetime or minInterval is no anomaly', () => {

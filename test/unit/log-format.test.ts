@@ -13,18 +13,36 @@ function prettyLogger(): { logger: pino.Logger; text: () => string } {
       callback();
     },
   });
-  const logger = pino({ level: 'debug', redact: { paths: REDACTED_LOG_PATHS, censor: '[redacted]' }, base: undefined }, prettyDestination(out as unknown as pino.DestinationStream, { color: false }));
+  const logger = pino(
+    { level: 'debug', redact: { paths: REDACTED_LOG_PATHS, censor: '[redacted]' }, base: undefined },
+    prettyDestination(out as unknown as pino.DestinationStream, { color: false }),
+  );
   return { logger, text: () => chunks.join('') };
 }
 
 describe('--log-format pretty (issue 8)', () => {
   it('issue 8: one readable line per entry: time, level, message, then key=value fields', () => {
-    const line = formatPrettyLine(JSON.stringify({ level: 30, time: Date.parse('2026-01-01T12:00:01.234Z'), msg: 'token request: login succeeded', account: 'fleet', durationMs: 12, reason: 'a b' }), { color: false });
+    const line = formatPrettyLine(
+      JSON.stringify({
+        level: 30,
+        time: Date.parse('2026-01-01T12:00:01.234Z'),
+        msg: 'token request: login succeeded',
+        account: 'fleet',
+        durationMs: 12,
+        reason: 'a b',
+      }),
+      { color: false },
+    );
     expect(line).toBe('12:00:01.234 INFO  token request: login succeeded  account=fleet durationMs=12 reason="a b"\n');
   });
 
   it('issue 8: colours only when asked (a terminal), errors show their message and stack', () => {
-    const entry = { level: 50, time: 0, msg: 'boom', err: { type: 'Error', message: 'bad thing', stack: 'Error: bad thing\n    at x' } };
+    const entry = {
+      level: 50,
+      time: 0,
+      msg: 'boom',
+      err: { type: 'Error', message: 'bad thing', stack: 'Error: bad thing\n    at x' },
+    };
     expect(formatPrettyLine(JSON.stringify(entry), { color: true })).toContain('\u001b[31mERROR');
     const plain = formatPrettyLine(JSON.stringify(entry), { color: false });
     expect(plain).toContain('err="bad thing"');
@@ -34,7 +52,10 @@ describe('--log-format pretty (issue 8)', () => {
   it('F6: pretty output is redacted exactly like JSON (Secret type and pino paths)', () => {
     const secret = 'super-secret-value-123';
     const { logger, text } = prettyLogger();
-    logger.info({ password: secret, headers: { authorization: `Bearer ${secret}` }, token: new Secret(secret) }, 'with secrets');
+    logger.info(
+      { password: secret, headers: { authorization: `Bearer ${secret}` }, token: new Secret(secret) },
+      'with secrets',
+    );
     expect(text()).toContain('with secrets');
     expect(text()).not.toContain(secret);
     expect(text()).toContain('[redacted]');

@@ -22,7 +22,16 @@ describe('README operator guide (issue 8)', () => {
     expect(guide.length).toBeGreaterThan(1000);
     expect(guide).toMatch(/\| \*\*refresh loop\*\*/);
     expect(guide).toMatch(/\| \*\*clock skew\*\*/);
-    for (const heading of ['check', 'authorize', '/status', 'Logs', 'Per token dialect', 'Quick mode', 'Troubleshooting']) expect(guide).toContain(heading);
+    for (const heading of [
+      'check',
+      'authorize',
+      '/status',
+      'Logs',
+      'Per token dialect',
+      'Quick mode',
+      'Troubleshooting',
+    ])
+      expect(guide).toContain(heading);
   });
 
   it('issue 8: every YAML config in the guide is a valid configuration', () => {
@@ -58,7 +67,12 @@ describe('README operator guide (issue 8)', () => {
     const lines = blocks('sh')
       .map((block) => block.replace(/\\\n\s*/g, ' '))
       .flatMap((block) => block.split('\n'))
-      .map((line) => line.replace(/\s#.*$/, '').replace(/&\s*$/, '').trim())
+      .map((line) =>
+        line
+          .replace(/\s#.*$/, '')
+          .replace(/&\s*$/, '')
+          .trim(),
+      )
       .map((line) => line.replace(/^(\w+=\S+\s+)+/, ''))
       .filter((line) => line.startsWith('bearer-sidecar'));
     expect(lines.length).toBeGreaterThanOrEqual(10);

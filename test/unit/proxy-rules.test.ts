@@ -7,29 +7,29 @@ import { InboundPolicy } from '../../src/proxy/inbound.js';
 import { joinUpstreamPath, matchesPrefix, pathProblem, splitOriginForm, targetProblem } from '../../src/proxy/paths.js';
 import { Router, type RoutableAccount } from '../../src/proxy/route.js';
 import { TokenNotHeaderSafeError } from '../../src/proxy/bearer.js';
-import { answerHasNoBody, clientReasonPhrase, clientResponseHeaders, upstreamRequestHeaders } from '../../src/proxy/upstream.js';
+import {
+  answerHasNoBody,
+  clientReasonPhrase,
+  clientResponseHeaders,
+  upstreamRequestHeaders,
+} from '../../src/proxy/upstream.js';
 import { ActiveToken } from '../../src/tokens/active-token.js';
 import { Secret } from '../../src/util/secret.js';
 
-function fakeRequest(headers: IncomingHttpHeaders = {}, remoteAddress: string | undefined = '127.0.0.1'): IncomingMessage {
+function fakeRequest(
+  headers: IncomingHttpHeaders = {},
+  remoteAddress: string | undefined = '127.0.0.1',
+): IncomingMessage {
   return { headers, socket: { remoteAddress } } as unknown as IncomingMessage;
 }
 
 describe('§8 paths', () => {
-  it.each([
-    '/a/../b',
-    '/a/./b',
-    '/..',
-    '/a/..',
-    '/a/.',
-    '/%2e%2e/x',
-    '/%2E%2e/x',
-    '/.%2e/x',
-    '/%2e/x',
-    '/a/%2E%2E',
-  ])('§8: a dot segment (raw or %%2e-encoded, any case) is refused: %s', (path) => {
-    expect(pathProblem(path)).toBeDefined();
-  });
+  it.each(['/a/../b', '/a/./b', '/..', '/a/..', '/a/.', '/%2e%2e/x', '/%2E%2e/x', '/.%2e/x', '/%2e/x', '/a/%2E%2E'])(
+    '§8: a dot segment (raw or %%2e-encoded, any case) is refused: %s',
+    (path) => {
+      expect(pathProblem(path)).toBeDefined();
+    },
+  );
 
   it.each(['/a/%2f', '/a/%2Fb', '/a%5cb', '/a%5Cb'])('§8: an encoded "/" or "\\" is refused: %s', (path) => {
     expect(pathProblem(path)).toBeDefined();
@@ -64,9 +64,12 @@ describe('§8 paths', () => {
     (path) => expect(pathProblem(path)).toBeDefined(),
   );
 
-  it.each(['/a/b;v=1', '/a/..b', '/a/b..', '/a/%25/b', '/caf%C3%A9'])('F3: %s is an ordinary path and passes', (path) => {
-    expect(pathProblem(path)).toBeUndefined();
-  });
+  it.each(['/a/b;v=1', '/a/..b', '/a/b..', '/a/%25/b', '/caf%C3%A9'])(
+    'F3: %s is an ordinary path and passes',
+    (path) => {
+      expect(pathProblem(path)).toBeUndefined();
+    },
+  );
 
   it('F3: splitOriginForm refuses absolute-form, authority-form and "*" targets', () => {
     expect(splitOriginForm('http://x/')).toBeUndefined();
@@ -77,7 +80,10 @@ describe('§8 paths', () => {
   });
 
   it('§8: the query string is split off and kept verbatim (with its "?")', () => {
-    expect(splitOriginForm('/crm/users?b=2&a=1&x=%2e%2e/..')).toEqual({ path: '/crm/users', query: '?b=2&a=1&x=%2e%2e/..' });
+    expect(splitOriginForm('/crm/users?b=2&a=1&x=%2e%2e/..')).toEqual({
+      path: '/crm/users',
+      query: '?b=2&a=1&x=%2e%2e/..',
+    });
     expect(splitOriginForm('/a?')).toEqual({ path: '/a', query: '?' });
     expect(splitOriginForm('/a')).toEqual({ path: '/a', query: '' });
     expect(splitOriginForm('/a?x=1?y=2')).toEqual({ path: '/a', query: '?x=1?y=2' });
@@ -121,12 +127,18 @@ describe('§3 route precedence', () => {
   const other: RoutableAccount = { name: 'other', isDefault: false, route: {} };
   const router = new Router([crm, crmV2, fleet, other]);
 
-  it('§3: the listener\'s own account wins over the header and the prefix', () => {
-    expect(router.route(fakeRequest({ 'x-sidecar-account': 'crm' }), '/crm/x', fleet)).toEqual({ account: fleet, rest: '/crm/x' });
+  it("§3: the listener's own account wins over the header and the prefix", () => {
+    expect(router.route(fakeRequest({ 'x-sidecar-account': 'crm' }), '/crm/x', fleet)).toEqual({
+      account: fleet,
+      rest: '/crm/x',
+    });
   });
 
   it('§3: X-Sidecar-Account wins over the path prefix, and the path is not stripped', () => {
-    expect(router.route(fakeRequest({ 'x-sidecar-account': 'other' }), '/crm/x', undefined)).toEqual({ account: other, rest: '/crm/x' });
+    expect(router.route(fakeRequest({ 'x-sidecar-account': 'other' }), '/crm/x', undefined)).toEqual({
+      account: other,
+      rest: '/crm/x',
+    });
   });
 
   it('§3: an unknown X-Sidecar-Account is an error, not a fall-through to the prefix or default', () => {
@@ -194,19 +206,26 @@ describe('§8 inbound policy', () => {
 
   it('§8: with API keys set, the right X-Sidecar-Key is accepted', () => {
     const key = randomBytes(24).toString('hex');
-    expect(new InboundPolicy(loopbackList(), [new Secret(key)]).check(fakeRequest({ 'x-sidecar-key': key }))).toBeUndefined();
+    expect(
+      new InboundPolicy(loopbackList(), [new Secret(key)]).check(fakeRequest({ 'x-sidecar-key': key })),
+    ).toBeUndefined();
   });
 
   it('§8: any one of several keys is accepted', () => {
     const keys = [0, 1, 2].map(() => randomBytes(24).toString('hex'));
-    const policy = new InboundPolicy(loopbackList(), keys.map((key) => new Secret(key)));
+    const policy = new InboundPolicy(
+      loopbackList(),
+      keys.map((key) => new Secret(key)),
+    );
     for (const key of keys) expect(policy.check(fakeRequest({ 'x-sidecar-key': key }))).toBeUndefined();
     expect(policy.check(fakeRequest({ 'x-sidecar-key': randomBytes(24).toString('hex') }))).toBeDefined();
   });
 
   it('§8: a right key from a refused address is still refused', () => {
     const key = randomBytes(24).toString('hex');
-    expect(new InboundPolicy(loopbackList(), [new Secret(key)]).check(fakeRequest({ 'x-sidecar-key': key }, '10.0.0.1'))).toBeDefined();
+    expect(
+      new InboundPolicy(loopbackList(), [new Secret(key)]).check(fakeRequest({ 'x-sidecar-key': key }, '10.0.0.1')),
+    ).toBeDefined();
   });
 
   it('F6: the refusal reason never contains the key that was sent or the configured key', () => {
@@ -223,8 +242,12 @@ describe('F1 request and response headers', () => {
   const token = new ActiveToken(new Secret('t'), 1, 0, 1e12, 1000);
   const upstream = new URL('https://api.crm.example:8443/v2');
 
-  it('F1: the client\'s Authorization is replaced with Bearer <token>', () => {
-    const headers = upstreamRequestHeaders(fakeRequest({ authorization: 'Basic Y2xpZW50OnNlY3JldA==', host: 'localhost:8080' }), upstream, token);
+  it("F1: the client's Authorization is replaced with Bearer <token>", () => {
+    const headers = upstreamRequestHeaders(
+      fakeRequest({ authorization: 'Basic Y2xpZW50OnNlY3JldA==', host: 'localhost:8080' }),
+      upstream,
+      token,
+    );
     expect(headers.authorization).toBe('Bearer t');
   });
 
@@ -247,7 +270,17 @@ describe('F1 request and response headers', () => {
       upstream,
       token,
     );
-    for (const name of ['x-sidecar-account', 'x-sidecar-key', 'connection', 'keep-alive', 'te', 'upgrade', 'proxy-authorization', 'proxy-connection', 'trailer']) {
+    for (const name of [
+      'x-sidecar-account',
+      'x-sidecar-key',
+      'connection',
+      'keep-alive',
+      'te',
+      'upgrade',
+      'proxy-authorization',
+      'proxy-connection',
+      'trailer',
+    ]) {
       expect(headers, name).not.toHaveProperty(name);
     }
     expect(headers.accept).toBe('application/json');
@@ -256,7 +289,12 @@ describe('F1 request and response headers', () => {
 
   it('F1: headers named in Connection are hop-by-hop and removed', () => {
     const headers = upstreamRequestHeaders(
-      fakeRequest({ host: 'localhost:8080', connection: 'X-Custom, close', 'x-custom': 'drop me', 'x-kept': 'keep me' }),
+      fakeRequest({
+        host: 'localhost:8080',
+        connection: 'X-Custom, close',
+        'x-custom': 'drop me',
+        'x-kept': 'keep me',
+      }),
       upstream,
       token,
     );
@@ -264,22 +302,34 @@ describe('F1 request and response headers', () => {
     expect(headers['x-kept']).toBe('keep me');
   });
 
-  it('F1: Host is the upstream\'s host (with its port), X-Forwarded-Host the original Host', () => {
+  it("F1: Host is the upstream's host (with its port), X-Forwarded-Host the original Host", () => {
     const headers = upstreamRequestHeaders(fakeRequest({ host: 'localhost:8080' }), upstream, token);
     expect(headers.host).toBe('api.crm.example:8443');
     expect(headers['x-forwarded-host']).toBe('localhost:8080');
-    expect(upstreamRequestHeaders(fakeRequest({ host: 'x' }), new URL('https://api.example/v1'), token).host).toBe('api.example');
-  });
-
-  it('F1: X-Forwarded-For is the client address, appended to an existing one', () => {
-    expect(upstreamRequestHeaders(fakeRequest({ host: 'h' }, '127.0.0.1'), upstream, token)['x-forwarded-for']).toBe('127.0.0.1');
-    expect(upstreamRequestHeaders(fakeRequest({ host: 'h', 'x-forwarded-for': '203.0.113.7' }, '127.0.0.1'), upstream, token)['x-forwarded-for']).toBe(
-      '203.0.113.7, 127.0.0.1',
+    expect(upstreamRequestHeaders(fakeRequest({ host: 'x' }), new URL('https://api.example/v1'), token).host).toBe(
+      'api.example',
     );
   });
 
+  it('F1: X-Forwarded-For is the client address, appended to an existing one', () => {
+    expect(upstreamRequestHeaders(fakeRequest({ host: 'h' }, '127.0.0.1'), upstream, token)['x-forwarded-for']).toBe(
+      '127.0.0.1',
+    );
+    expect(
+      upstreamRequestHeaders(
+        fakeRequest({ host: 'h', 'x-forwarded-for': '203.0.113.7' }, '127.0.0.1'),
+        upstream,
+        token,
+      )['x-forwarded-for'],
+    ).toBe('203.0.113.7, 127.0.0.1');
+  });
+
   it('F1: X-Forwarded-Proto is http (the data plane speaks plain HTTP)', () => {
-    expect(upstreamRequestHeaders(fakeRequest({ host: 'h', 'x-forwarded-proto': 'https' }), upstream, token)['x-forwarded-proto']).toBe('http');
+    expect(
+      upstreamRequestHeaders(fakeRequest({ host: 'h', 'x-forwarded-proto': 'https' }), upstream, token)[
+        'x-forwarded-proto'
+      ],
+    ).toBe('http');
   });
 
   it('F1: end-to-end headers (content-type, content-length, cookie) pass through unchanged', () => {
@@ -322,7 +372,9 @@ describe('R1/R3: what the data plane writes', () => {
       expect(attempt).toThrow(/^token not header-safe \(/);
       expect(attempt).not.toThrow(/Zq/);
       // The WebSocket upgrade's headers come from the same writer.
-      expect(() => upstreamRequestHeaders(fakeRequest({ host: 'h', upgrade: 'websocket' }), upstream, token, true)).toThrow(TokenNotHeaderSafeError);
+      expect(() =>
+        upstreamRequestHeaders(fakeRequest({ host: 'h', upgrade: 'websocket' }), upstream, token, true),
+      ).toThrow(TokenNotHeaderSafeError);
     },
   );
 
@@ -346,7 +398,7 @@ describe('R1/R3: what the data plane writes', () => {
     expect(clientReasonPhrase(undefined)).toBeUndefined();
   });
 
-  it('R3: a reason phrase that was not UTF-8 (its bytes lost), or that Node cannot write, gives Node\'s standard phrase', () => {
+  it("R3: a reason phrase that was not UTF-8 (its bytes lost), or that Node cannot write, gives Node's standard phrase", () => {
     expect(clientReasonPhrase('caf\ufffd')).toBeUndefined();
     expect(clientReasonPhrase('OK\r\nX-Injected: 1')).toBeUndefined();
     expect(clientReasonPhrase('OK\u0000')).toBeUndefined();
@@ -376,7 +428,14 @@ describe('F5 sidecar errors', () => {
   });
 
   it('F5: an error body is JSON {error, message, account?}', () => {
-    expect(JSON.parse(errorBody('no_route', 'no account matches'))).toEqual({ error: 'no_route', message: 'no account matches' });
-    expect(JSON.parse(errorBody('token_unavailable', 'no token yet', 'crm'))).toEqual({ error: 'token_unavailable', message: 'no token yet', account: 'crm' });
+    expect(JSON.parse(errorBody('no_route', 'no account matches'))).toEqual({
+      error: 'no_route',
+      message: 'no account matches',
+    });
+    expect(JSON.parse(errorBody('token_unavailable', 'no token yet', 'crm'))).toEqual({
+      error: 'token_unavailable',
+      message: 'no token yet',
+      account: 'crm',
+    });
   });
 });

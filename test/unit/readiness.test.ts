@@ -7,7 +7,8 @@ import { captureLogger } from '../helpers/capture-logger.js';
 const SECOND = 1000;
 const NOW = Date.parse('2026-01-01T00:00:00Z');
 
-const token = (expiresAt: number) => new ActiveToken(new Secret('tok-1'), 1, expiresAt - 60 * SECOND, expiresAt, 60 * SECOND);
+const token = (expiresAt: number) =>
+  new ActiveToken(new Secret('tok-1'), 1, expiresAt - 60 * SECOND, expiresAt, 60 * SECOND);
 
 describe('readiness', () => {
   it('T4, T5: refused credentials make the account unready and say why, logged once per reason, until a token comes', () => {
@@ -18,7 +19,9 @@ describe('readiness', () => {
     readiness.credentialsRefused('refresh', 'invalid_grant');
     expect(readiness.refused).toBe(true);
     expect(readiness.state(valid, NOW, { stopped: false, refreshing: false })).toBe('rejected');
-    expect(readiness.notReadyReason(valid, NOW)).toBe('refresh token rejected and no credentials to log in with: invalid_grant');
+    expect(readiness.notReadyReason(valid, NOW)).toBe(
+      'refresh token rejected and no credentials to log in with: invalid_grant',
+    );
     expect(log.lines().filter((line) => String(line.msg).startsWith('account unready'))).toHaveLength(2);
     readiness.tokenObtained();
     expect(readiness.refused).toBe(false);
@@ -33,9 +36,13 @@ describe('readiness', () => {
     readiness.failed(NOW, 'refresh failed: HTTP 502');
     readiness.noteExpiry(expired, NOW);
     readiness.noteExpiry(expired, NOW + SECOND);
-    expect(log.lines().filter((line) => String(line.msg).startsWith('account unready: the token expired'))).toHaveLength(1);
+    expect(
+      log.lines().filter((line) => String(line.msg).startsWith('account unready: the token expired')),
+    ).toHaveLength(1);
     expect(readiness.state(expired, NOW, { stopped: false, refreshing: false })).toBe('expired');
-    expect(readiness.notReadyReason(expired, NOW)).toBe(`token expired at ${new Date(NOW - SECOND).toISOString()}; last error: refresh failed: HTTP 502`);
+    expect(readiness.notReadyReason(expired, NOW)).toBe(
+      `token expired at ${new Date(NOW - SECOND).toISOString()}; last error: refresh failed: HTTP 502`,
+    );
     expect(readiness.lastError).toEqual({ at: NOW, message: 'refresh failed: HTTP 502' });
     readiness.tokenObtained();
     expect(readiness.lastError).toBeUndefined();

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { backoffDelay, REJECTED_BACKOFF, RenewalSchedule, TRANSIENT_BACKOFF } from '../../src/tokens/renewal-schedule.js';
+import {
+  backoffDelay,
+  REJECTED_BACKOFF,
+  RenewalSchedule,
+  TRANSIENT_BACKOFF,
+} from '../../src/tokens/renewal-schedule.js';
 import type { SuppressionReason, TokenTrigger } from '../../src/tokens/types.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
@@ -72,7 +77,12 @@ describe('renewal schedule', () => {
   });
 
   it('T5: failures back off exponentially with full jitter from 1 s, capped at 5 min; rejected logins never sooner than 1 min', () => {
-    expect([0, 1, 2, 3].map((attempt) => backoffDelay(attempt, TRANSIENT_BACKOFF, () => 1))).toEqual([SECOND, 2 * SECOND, 4 * SECOND, 8 * SECOND]);
+    expect([0, 1, 2, 3].map((attempt) => backoffDelay(attempt, TRANSIENT_BACKOFF, () => 1))).toEqual([
+      SECOND,
+      2 * SECOND,
+      4 * SECOND,
+      8 * SECOND,
+    ]);
     expect(backoffDelay(20, TRANSIENT_BACKOFF, () => 1)).toBe(5 * MINUTE);
     expect(backoffDelay(3, TRANSIENT_BACKOFF, () => 0)).toBe(0);
     expect(backoffDelay(0, REJECTED_BACKOFF, () => 0)).toBe(MINUTE);

@@ -4,7 +4,15 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { checkWritableTarget, readFileOrPipeSync, readRegularFile, readRegularFileSync, UnsafeFileError, writeRegularFile, type ReadRegularFileOptions } from '../../src/util/safe-file.js';
+import {
+  checkWritableTarget,
+  readFileOrPipeSync,
+  readRegularFile,
+  readRegularFileSync,
+  UnsafeFileError,
+  writeRegularFile,
+  type ReadRegularFileOptions,
+} from '../../src/util/safe-file.js';
 
 let dir: string;
 let socketServer: net.Server;
@@ -45,8 +53,14 @@ const options: ReadRegularFileOptions = { maxBytes: 4 * KIB };
 
 /** Both readers, so every rule is checked for the synchronous (config time) and the asynchronous (run time) one. */
 const readers = [
-  { name: 'readRegularFile', read: (file: string, opts: ReadRegularFileOptions = options) => readRegularFile(file, opts) },
-  { name: 'readRegularFileSync', read: async (file: string, opts: ReadRegularFileOptions = options) => readRegularFileSync(file, opts) },
+  {
+    name: 'readRegularFile',
+    read: (file: string, opts: ReadRegularFileOptions = options) => readRegularFile(file, opts),
+  },
+  {
+    name: 'readRegularFileSync',
+    read: async (file: string, opts: ReadRegularFileOptions = options) => readRegularFileSync(file, opts),
+  },
 ];
 
 async function refusal(read: () => Promise<Buffer>): Promise<UnsafeFileError> {
@@ -84,7 +98,9 @@ for (const { name, read } of readers) {
     });
 
     it('R5: a device like /dev/null or /dev/zero is refused, naming the path', async () => {
-      expect((await refusal(() => read('/dev/null'))).message).toBe('/dev/null is a character device, not a regular file');
+      expect((await refusal(() => read('/dev/null'))).message).toBe(
+        '/dev/null is a character device, not a regular file',
+      );
       // A symlink to a device is judged by what it points to (the type is checked on the opened file).
       const link = fresh('zero-link');
       fs.symlinkSync('/dev/zero', link);
@@ -103,7 +119,9 @@ for (const { name, read } of readers) {
       fs.symlinkSync(fileWith('x'), link);
       const error = await refusal(() => read(link, { ...options, followSymlinks: false }));
       expect(error).toMatchObject({ reason: 'symlink', path: link });
-      expect(error.message).toBe(`${link} is a symbolic link; it is not followed here: point the setting at the file itself`);
+      expect(error.message).toBe(
+        `${link} is a symbolic link; it is not followed here: point the setting at the file itself`,
+      );
     });
 
     it('R5: a file of exactly maxBytes is read; one byte more is refused as too large', async () => {
@@ -172,19 +190,28 @@ describe('readFileOrPipeSync: a secret given once through a pipe (R5, R6)', () =
 
   it('R5: a FIFO nobody writes to is refused after the bounded wait, naming the path', () => {
     const file = fifo();
-    expect(() => readFileOrPipeSync(file, { maxBytes: 4 * KIB, pipeWaitMs: 50 })).toThrow(`${file} is a FIFO and nothing was written to it within 0.1 s`);
+    expect(() => readFileOrPipeSync(file, { maxBytes: 4 * KIB, pipeWaitMs: 50 })).toThrow(
+      `${file} is a FIFO and nothing was written to it within 0.1 s`,
+    );
   });
 
   it('R5: a pipe that brings more than maxBytes is refused as too large, reading no more than maxBytes + 1', () => {
     const file = fifoWrittenOnce('x'.repeat(100));
-    expect(() => readFileOrPipeSync(file, { maxBytes: 10, pipeWaitMs: 10_000 })).toThrow(`${file} is larger than 10 bytes`);
+    expect(() => readFileOrPipeSync(file, { maxBytes: 10, pipeWaitMs: 10_000 })).toThrow(
+      `${file} is larger than 10 bytes`,
+    );
   });
 
   it('R5: a regular file is read as readRegularFileSync reads it (not a pipe); a directory is still refused', () => {
-    expect(readFileOrPipeSync(fileWith('plain'), { maxBytes: 4 * KIB, pipeWaitMs: 50 })).toEqual({ bytes: Buffer.from('plain'), pipe: false });
+    expect(readFileOrPipeSync(fileWith('plain'), { maxBytes: 4 * KIB, pipeWaitMs: 50 })).toEqual({
+      bytes: Buffer.from('plain'),
+      pipe: false,
+    });
     const folder = fresh('dir');
     fs.mkdirSync(folder);
-    expect(() => readFileOrPipeSync(folder, { maxBytes: 4 * KIB, pipeWaitMs: 50 })).toThrow(`${folder} is a directory, not a regular file`);
+    expect(() => readFileOrPipeSync(folder, { maxBytes: 4 * KIB, pipeWaitMs: 50 })).toThrow(
+      `${folder} is a directory, not a regular file`,
+    );
   });
 });
 
@@ -208,7 +235,10 @@ describe('writeRegularFile: secrets written by the sidecar (authorize --out) (R5
     const link = fresh('out-link');
     fs.symlinkSync(target, link);
     expect(() => checkWritableTarget(link)).toThrow(UnsafeFileError);
-    await expect(writeRegularFile(link, 'secret', { mode: 0o600 })).rejects.toMatchObject({ reason: 'symlink', path: link });
+    await expect(writeRegularFile(link, 'secret', { mode: 0o600 })).rejects.toMatchObject({
+      reason: 'symlink',
+      path: link,
+    });
     expect(fs.readFileSync(target, 'utf8')).toBe('someone else');
     expect(fs.statSync(target).mode & 0o777).toBe(0o644);
   });
@@ -223,7 +253,9 @@ describe('writeRegularFile: secrets written by the sidecar (authorize --out) (R5
       ['/dev/null', 'a character device'],
     ] as const) {
       expect(() => checkWritableTarget(path)).toThrow(`${path} is ${what}, not a regular file`);
-      await expect(writeRegularFile(path, 'secret', { mode: 0o600 })).rejects.toThrow(`${path} is ${what}, not a regular file`);
+      await expect(writeRegularFile(path, 'secret', { mode: 0o600 })).rejects.toThrow(
+        `${path} is ${what}, not a regular file`,
+      );
     }
   });
 });

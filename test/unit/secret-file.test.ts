@@ -85,7 +85,11 @@ describe('SecretFile: a secret file that later fails keeps its last good value (
     expect((await source.read()).reveal()).toBe(rotated);
     writeFileSync(file, '');
     expect((await source.read()).reveal()).toBe(rotated);
-    expect(events.map((event) => (event.type === 'failed' ? `failed first=${event.first}` : event.type))).toEqual(['failed first=true', 'recovered', 'failed first=true']);
+    expect(events.map((event) => (event.type === 'failed' ? `failed first=${event.first}` : event.type))).toEqual([
+      'failed first=true',
+      'recovered',
+      'failed first=true',
+    ]);
   });
 
   it('R6: with no good value yet (never read well), a failed read throws: a rejected login (§8), never an empty secret', async () => {

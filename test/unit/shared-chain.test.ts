@@ -30,7 +30,14 @@ function replicas(store?: (clock: FakeClock) => TokenStore) {
   const log = captureLogger();
   const storeErrors: StoreOperation[] = [];
   const chain = () =>
-    new SharedChain({ account: 'acct', store: shared, clock, timeoutMs: TIMEOUT_MS, events: { storeError: (operation) => storeErrors.push(operation) }, log: log.logger });
+    new SharedChain({
+      account: 'acct',
+      store: shared,
+      clock,
+      timeoutMs: TIMEOUT_MS,
+      events: { storeError: (operation) => storeErrors.push(operation) },
+      log: log.logger,
+    });
   return { clock, store: shared, chain, log, storeErrors };
 }
 
@@ -45,7 +52,8 @@ function flakyStore(clock: FakeClock): TokenStore & { down: boolean } {
     shared: false,
     down: true,
     load: (account: string) => (store.down ? fail() : backing.load(account)),
-    save: (account: string, s: TokenState, expected?: number | null, lastKnown?: number) => (store.down ? fail() : backing.save(account, s, expected, lastKnown)),
+    save: (account: string, s: TokenState, expected?: number | null, lastKnown?: number) =>
+      store.down ? fail() : backing.save(account, s, expected, lastKnown),
     obtainLock: (account: string, ttl: number) => (store.down ? fail() : backing.obtainLock(account, ttl)),
     subscribe: () => () => undefined,
     close: async () => undefined,
@@ -73,7 +81,10 @@ describe('the chain shared with other replicas', () => {
     const { clock, chain } = replicas();
     const held = await chain().lockForRequest(undefined);
     expect(held.type).toBe('locked');
-    expect(await chain().lockForRequest(undefined)).toEqual({ type: 'held_elsewhere', lookAgainAt: clock.now() + SECOND });
+    expect(await chain().lockForRequest(undefined)).toEqual({
+      type: 'held_elsewhere',
+      lookAgainAt: clock.now() + SECOND,
+    });
   });
 
   it('T10: the lock lives a request timeout plus a margin, and is extended while the request runs', async () => {
@@ -97,7 +108,10 @@ describe('the chain shared with other replicas', () => {
     const { clock, chain, storeErrors, log } = replicas(flakyStore);
     const replica = chain();
     const expiresAt = clock.now() + 60 * SECOND;
-    expect(await replica.lockForRequest(expiresAt)).toEqual({ type: 'unreachable', retryNotAfter: expiresAt - 2 * TIMEOUT_MS });
+    expect(await replica.lockForRequest(expiresAt)).toEqual({
+      type: 'unreachable',
+      retryNotAfter: expiresAt - 2 * TIMEOUT_MS,
+    });
     await clock.advance(40 * SECOND);
     expect(await replica.lockForRequest(expiresAt)).toEqual({ type: 'renew_unlocked' });
     expect(await replica.lockForRequest(undefined)).toEqual({ type: 'renew_unlocked' });
@@ -105,7 +119,9 @@ describe('the chain shared with other replicas', () => {
     expect(replica.problem).toBe('redis store: connect ECONNREFUSED');
     // The problem is logged once, not once per failure.
     expect(log.lines().filter((line) => line.level === 50)).toHaveLength(1);
-    expect(log.lines().filter((line) => String(line.msg).startsWith('renewing the token without the store lock'))).toHaveLength(2);
+    expect(
+      log.lines().filter((line) => String(line.msg).startsWith('renewing the token without the store lock')),
+    ).toHaveLength(2);
   });
 
   it('T10: a store that cannot be reached keeps our state in memory (unsaved); the problem clears once it answers again', async () => {
@@ -165,7 +181,7 @@ describe('the chain shared with other replicas', () => {
     expect(await replica.loadOtherChain(new Secret('ref-1'))).toBeUndefined();
   });
 
-  it('T10: a shared store notifies this replica of the others\' saves until it stops', () => {
+  it("T10: a shared store notifies this replica of the others' saves until it stops", () => {
     const { chain } = replicas();
     const calls: string[] = [];
     const subscribing: TokenStore = {
@@ -181,7 +197,14 @@ describe('the chain shared with other replicas', () => {
       },
       close: async () => undefined,
     };
-    const replica = new SharedChain({ account: 'acct', store: subscribing, clock: new FakeClock(), timeoutMs: TIMEOUT_MS, events: { storeError: () => undefined }, log: captureLogger().logger });
+    const replica = new SharedChain({
+      account: 'acct',
+      store: subscribing,
+      clock: new FakeClock(),
+      timeoutMs: TIMEOUT_MS,
+      events: { storeError: () => undefined },
+      log: captureLogger().logger,
+    });
     replica.watch(() => calls.push('changed'));
     replica.stop();
     expect(calls).toEqual(['subscribe acct', 'changed', 'unsubscribe']);

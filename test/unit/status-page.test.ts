@@ -33,14 +33,25 @@ function status(overrides: Partial<TokenStatus> = {}): TokenStatus {
 }
 
 function view(history: TokenRequestHistory, overrides: Partial<TokenStatus> = {}): AccountView {
-  const flow = { dialect: 'session', endpoint: () => 'https://user:pw@auth.example/login?key=secret' } as unknown as TokenFlow;
-  return { name: 'fleet', flow, upstream: new URL('https://api.example/v1'), status: () => status(overrides), history, refreshAt: 0.8 };
+  const flow = {
+    dialect: 'session',
+    endpoint: () => 'https://user:pw@auth.example/login?key=secret',
+  } as unknown as TokenFlow;
+  return {
+    name: 'fleet',
+    flow,
+    upstream: new URL('https://api.example/v1'),
+    status: () => status(overrides),
+    history,
+    refreshAt: 0.8,
+  };
 }
 
 describe('token request history (issue 8: /status counts for the last hour)', () => {
   it('issue 8: the ring is bounded: the oldest events give way, memory never grows', () => {
     const history = new TokenRequestHistory(10);
-    for (let i = 0; i < 25; i++) history.record({ at: T0 + i * 1000, kind: 'refresh', outcome: 'success', trigger: 'schedule' });
+    for (let i = 0; i < 25; i++)
+      history.record({ at: T0 + i * 1000, kind: 'refresh', outcome: 'success', trigger: 'schedule' });
     const kept = history.since(0);
     expect(kept).toHaveLength(10);
     expect(kept[0]?.at).toBe(T0 + 15_000);
@@ -68,7 +79,8 @@ describe('token request history (issue 8: /status counts for the last hour)', ()
 describe('/status document and page (docs/contract.md §6, issue 8)', () => {
   it('F6: endpoints are shown without userinfo or query; a loop is judged against the lifetime', () => {
     const history = new TokenRequestHistory();
-    for (let i = 0; i < 100; i++) history.record({ at: T0 - i * 5_000, kind: 'refresh', outcome: 'success', trigger: 'upstream_rejection' });
+    for (let i = 0; i < 100; i++)
+      history.record({ at: T0 - i * 5_000, kind: 'refresh', outcome: 'success', trigger: 'upstream_rejection' });
     const doc = accountStatusJson(view(history), T0);
     expect(doc.tokenEndpoint).toBe('https://auth.example/login');
     expect(doc.refreshLoop).toEqual({ recent: 100, expected: 2.5, suspected: true });
@@ -78,12 +90,22 @@ describe('/status document and page (docs/contract.md §6, issue 8)', () => {
 
   it('F6: account fields are HTML-escaped; the page has a meta refresh unless refresh=0, and no external reference', () => {
     const history = new TokenRequestHistory();
-    const doc = accountStatusJson(view(history, { lastError: { at: T0, message: '<script>alert(1)</script>' }, state: 'rejected', ready: false, reason: 'login rejected: <b>' }), T0);
+    const doc = accountStatusJson(
+      view(history, {
+        lastError: { at: T0, message: '<script>alert(1)</script>' },
+        state: 'rejected',
+        ready: false,
+        reason: 'login rejected: <b>',
+      }),
+      T0,
+    );
     const html = statusPageHtml({ now: T0, store: 'memory', accounts: { fleet: doc } });
     expect(html).not.toContain('<script>alert(1)');
     expect(html).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
     expect(html).toContain('<meta http-equiv="refresh" content="5">');
-    expect(statusPageHtml({ now: T0, store: 'memory', accounts: { fleet: doc }, refreshSeconds: 0 })).not.toContain('http-equiv="refresh"');
+    expect(statusPageHtml({ now: T0, store: 'memory', accounts: { fleet: doc }, refreshSeconds: 0 })).not.toContain(
+      'http-equiv="refresh"',
+    );
     expect(html).not.toMatch(/(src|href)="(https?:)?\/\//);
   });
 

@@ -30,7 +30,20 @@ function replicas(count: number, store: TokenStore | ((index: number) => TokenSt
   const server = new ScriptedTokenServer(() => clock.now());
   server.lifetime = 60;
   const config = parseConfig(
-    { accounts: { acct: { upstream: 'http://api.test', auth: { flow: 'session', loginUrl: 'http://t/login', refreshUrl: 'http://t/refresh', username: 'u', password: 'p' } } } },
+    {
+      accounts: {
+        acct: {
+          upstream: 'http://api.test',
+          auth: {
+            flow: 'session',
+            loginUrl: 'http://t/login',
+            refreshUrl: 'http://t/refresh',
+            username: 'u',
+            password: 'p',
+          },
+        },
+      },
+    },
     { env: {} },
   );
   const account = config.accounts[0];

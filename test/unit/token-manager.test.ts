@@ -20,7 +20,9 @@ interface Recorded {
   anomalies: string[];
 }
 
-function setup(options: { refresh?: Record<string, unknown>; auth?: Record<string, unknown>; store?: MemoryTokenStore } = {}) {
+function setup(
+  options: { refresh?: Record<string, unknown>; auth?: Record<string, unknown>; store?: MemoryTokenStore } = {},
+) {
   const clock = new FakeClock();
   const server = new ScriptedTokenServer(() => clock.now());
   const auth = options.auth ?? {
@@ -30,7 +32,10 @@ function setup(options: { refresh?: Record<string, unknown>; auth?: Record<strin
     username: 'u',
     password: 'p',
   };
-  const config = parseConfig({ accounts: { acct: { upstream: 'http://api.test', auth, refresh: options.refresh ?? {} } } }, { env: {} });
+  const config = parseConfig(
+    { accounts: { acct: { upstream: 'http://api.test', auth, refresh: options.refresh ?? {} } } },
+    { env: {} },
+  );
   const account = config.accounts[0];
   if (account === undefined) throw new Error('no account');
   const recorded: Recorded = { requests: [], suppressed: [], anomalies: [] };
@@ -128,8 +133,16 @@ describe('token manager', () => {
     const observed: Array<{ savedRefresh: string | undefined; generationInUse: number | undefined }> = [];
     const holder: { manager?: TokenManager } = {};
     class WatchingStore extends MemoryTokenStore {
-      override async save(account: string, state: TokenState, expected?: number | null, lastKnown?: number): Promise<SaveResult> {
-        observed.push({ savedRefresh: state.refreshToken?.fingerprint(), generationInUse: holder.manager?.current()?.generation });
+      override async save(
+        account: string,
+        state: TokenState,
+        expected?: number | null,
+        lastKnown?: number,
+      ): Promise<SaveResult> {
+        observed.push({
+          savedRefresh: state.refreshToken?.fingerprint(),
+          generationInUse: holder.manager?.current()?.generation,
+        });
         return super.save(account, state, expected, lastKnown);
       }
     }
@@ -147,7 +160,9 @@ describe('token manager', () => {
   });
 
   it('§3: a session account without refreshUrl renews by logging in again', async () => {
-    const { manager, server, advance } = setup({ auth: { flow: 'session', loginUrl: 'http://token.test/auth/login', username: 'u', password: 'p' } });
+    const { manager, server, advance } = setup({
+      auth: { flow: 'session', loginUrl: 'http://token.test/auth/login', username: 'u', password: 'p' },
+    });
     server.lifetime = 60;
     await manager.start();
     await advance(5 * MINUTE);
@@ -186,12 +201,22 @@ describe('token manager', () => {
   it('T4: without credentials (grant refresh_token) a rejected refresh turns the account unready and says why', async () => {
     const configured = `r0-${Math.random().toString(36).slice(2)}`;
     const { manager, server, recorded, log, advance } = setup({
-      auth: { flow: 'oauth2', tokenUrl: 'http://token.test/token', grant: 'refresh_token', clientId: 'c', refreshToken: configured },
+      auth: {
+        flow: 'oauth2',
+        tokenUrl: 'http://token.test/token',
+        grant: 'refresh_token',
+        clientId: 'c',
+        refreshToken: configured,
+      },
     });
     const bodies: string[] = [];
     server.send = async (request) => {
       bodies.push(request.body);
-      return { status: 400, headers: {}, body: '{"error":"invalid_grant","error_description":"refresh token revoked"}' };
+      return {
+        status: 400,
+        headers: {},
+        body: '{"error":"invalid_grant","error_description":"refresh token revoked"}',
+      };
     };
     await manager.start();
     await manager.settled();
@@ -278,7 +303,9 @@ describe('token manager', () => {
     const status = manager.status();
     expect(status.ready).toBe(false);
     expect(status.reason).toMatch(/login rejected/);
-    expect(log.lines().filter((line) => String(line.msg).startsWith('account unready: login rejected'))).toHaveLength(1);
+    expect(log.lines().filter((line) => String(line.msg).startsWith('account unready: login rejected'))).toHaveLength(
+      1,
+    );
     server.behaviour = { type: 'ok' };
     await advance(6 * MINUTE);
     expect(manager.status().ready).toBe(true);
@@ -374,7 +401,9 @@ describe('token manager', () => {
   });
 
   it('T6: a lifetime anomaly is logged once per reason, and counted every time', async () => {
-    const { manager, server, advance, recorded, log } = setup({ refresh: { minInterval: '1s', defaultLifetime: '2s' } });
+    const { manager, server, advance, recorded, log } = setup({
+      refresh: { minInterval: '1s', defaultLifetime: '2s' },
+    });
     server.lifetime = 'abc';
     await manager.start();
     await advance(MINUTE);

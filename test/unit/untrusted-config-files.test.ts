@@ -92,7 +92,11 @@ function parse(raw: unknown, env: NodeJS.ProcessEnv = {}) {
 const NOT_REGULAR: Array<{ what: string; make: () => string; message: (path: string) => string }> = [
   { what: 'a directory', make: directory, message: (path) => `${path} is a directory, not a regular file` },
   { what: 'a socket', make: () => socketPath, message: (path) => `${path} is a socket, not a regular file` },
-  { what: 'a device (/dev/null)', make: () => '/dev/null', message: () => '/dev/null is a character device, not a regular file' },
+  {
+    what: 'a device (/dev/null)',
+    make: () => '/dev/null',
+    message: () => '/dev/null is a character device, not a regular file',
+  },
   { what: 'over 1 MiB', make: () => bigFile(MIB + 1), message: (path) => `${path} is larger than 1 MiB` },
 ];
 
@@ -101,8 +105,13 @@ describe('R5: files named in the configuration are regular files of bounded size
     for (const { what, make, message } of NOT_REGULAR) {
       it(`R5: auth.${field} that is ${what} is a problem naming its path`, () => {
         const path = make();
-        const auth = field === 'passwordFile' ? { ...SESSION, passwordFile: path } : { ...OAUTH2, [field]: path, ...(field === 'refreshTokenFile' ? { grant: 'refresh_token' } : {}) };
-        expect(problemsOf(() => parse(oneAccount(auth)))).toEqual([{ path: `accounts.crm.auth.${field}`, message: message(path) }]);
+        const auth =
+          field === 'passwordFile'
+            ? { ...SESSION, passwordFile: path }
+            : { ...OAUTH2, [field]: path, ...(field === 'refreshTokenFile' ? { grant: 'refresh_token' } : {}) };
+        expect(problemsOf(() => parse(oneAccount(auth)))).toEqual([
+          { path: `accounts.crm.auth.${field}`, message: message(path) },
+        ]);
       });
     }
   }
@@ -129,26 +138,44 @@ describe('R5: files named in the configuration are regular files of bounded size
   it('R5: a secret file that is a FIFO nobody writes to is a problem naming its path; the wait for a writer is bounded', () => {
     const path = fifo();
     expect(problemsOf(() => parse(oneAccount({ ...OAUTH2, clientSecretFile: path })))).toEqual([
-      { path: 'accounts.crm.auth.clientSecretFile', message: `${path} is a FIFO and nothing was written to it within 2 s` },
+      {
+        path: 'accounts.crm.auth.clientSecretFile',
+        message: `${path} is a FIFO and nothing was written to it within 2 s`,
+      },
     ]);
   });
 
-  for (const { what, make, message } of [{ what: 'a FIFO', make: () => fifoWithWriter('-----BEGIN CERTIFICATE-----'), message: (path: string) => `${path} is a FIFO, not a regular file` }, ...NOT_REGULAR]) {
+  for (const { what, make, message } of [
+    {
+      what: 'a FIFO',
+      make: () => fifoWithWriter('-----BEGIN CERTIFICATE-----'),
+      message: (path: string) => `${path} is a FIFO, not a regular file`,
+    },
+    ...NOT_REGULAR,
+  ]) {
     it(`R5: upstreamTls.caFile that is ${what} is a problem naming its path, and never blocks`, () => {
       const path = make();
-      expect(problemsOf(() => parse(oneAccount({ ...OAUTH2, clientSecret: 'cs' }, { upstreamTls: { caFile: path } })))).toEqual([
-        { path: 'accounts.crm.upstreamTls.caFile', message: message(path) },
-      ]);
+      expect(
+        problemsOf(() => parse(oneAccount({ ...OAUTH2, clientSecret: 'cs' }, { upstreamTls: { caFile: path } }))),
+      ).toEqual([{ path: 'accounts.crm.upstreamTls.caFile', message: message(path) }]);
     });
   }
 
   it('R5: store.encryptionKeyFile that is a FIFO or over 1 MiB is a problem naming its path, and never blocks', () => {
     for (const [path, message] of [
-      [fifoWithWriter('0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef'), 'is a FIFO, not a regular file'],
+      [
+        fifoWithWriter('0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef'),
+        'is a FIFO, not a regular file',
+      ],
       [bigFile(MIB + 1), 'is larger than 1 MiB'],
     ] as const) {
-      const raw = { ...oneAccount({ ...OAUTH2, clientSecret: 'cs' }), store: { type: 'file', path: join(dir, 'state.json'), encryptionKeyFile: path } };
-      expect(problemsOf(() => parse(raw))).toEqual([{ path: 'store.encryptionKeyFile', message: `store encryption key file ${path} ${message}` }]);
+      const raw = {
+        ...oneAccount({ ...OAUTH2, clientSecret: 'cs' }),
+        store: { type: 'file', path: join(dir, 'state.json'), encryptionKeyFile: path },
+      };
+      expect(problemsOf(() => parse(raw))).toEqual([
+        { path: 'store.encryptionKeyFile', message: `store encryption key file ${path} ${message}` },
+      ]);
     }
   });
 
@@ -163,7 +190,8 @@ describe('R5: files named in the configuration are regular files of bounded size
         symlinkSync(fileWith('{}'), link);
         return link;
       },
-      message: (path: string) => `${path} is a symbolic link: the state file is never read, written or chmod-ed through a link; set store.path to the file itself`,
+      message: (path: string) =>
+        `${path} is a symbolic link: the state file is never read, written or chmod-ed through a link; set store.path to the file itself`,
     },
   ]) {
     it(`R5: store.path that is ${what} is a problem naming its path (input 9, 10)`, () => {
@@ -175,15 +203,21 @@ describe('R5: files named in the configuration are regular files of bounded size
 
   it('R5: store.path may name a file that does not exist yet, or a regular file', () => {
     for (const path of [fresh('state.json'), fileWith('{}')]) {
-      expect(parse({ ...oneAccount({ ...OAUTH2, clientSecret: 'cs' }), store: { type: 'file', path } }).store).toMatchObject({ path });
+      expect(
+        parse({ ...oneAccount({ ...OAUTH2, clientSecret: 'cs' }), store: { type: 'file', path } }).store,
+      ).toMatchObject({ path });
     }
   });
 
   it('R5: a config file that is a FIFO or over 1 MiB is a problem at config, and never blocks', () => {
     const pipe = fifoWithWriter('accounts: {}');
-    expect(problemsOf(() => loadConfig({ file: pipe, env: {} }))).toEqual([{ path: 'config', message: `${pipe} is a FIFO, not a regular file` }]);
+    expect(problemsOf(() => loadConfig({ file: pipe, env: {} }))).toEqual([
+      { path: 'config', message: `${pipe} is a FIFO, not a regular file` },
+    ]);
     const big = bigFile(MIB + 1);
-    expect(problemsOf(() => loadConfig({ file: big, env: {} }))).toEqual([{ path: 'config', message: `${big} is larger than 1 MiB` }]);
+    expect(problemsOf(() => loadConfig({ file: big, env: {} }))).toEqual([
+      { path: 'config', message: `${big} is larger than 1 MiB` },
+    ]);
   });
 });
 
@@ -197,8 +231,13 @@ describe('R6: an empty secret is a configuration problem (exit 2), naming its pa
     for (const field of ['clientSecretFile', 'passwordFile', 'refreshTokenFile'] as const) {
       it(`R6: auth.${field} that is ${what} is a problem naming its path`, () => {
         const path = fileWith(content);
-        const auth = field === 'passwordFile' ? { ...SESSION, passwordFile: path } : { ...OAUTH2, [field]: path, ...(field === 'refreshTokenFile' ? { grant: 'refresh_token' } : {}) };
-        expect(problemsOf(() => parse(oneAccount(auth)))).toEqual([{ path: `accounts.crm.auth.${field}`, message: `${path} is empty` }]);
+        const auth =
+          field === 'passwordFile'
+            ? { ...SESSION, passwordFile: path }
+            : { ...OAUTH2, [field]: path, ...(field === 'refreshTokenFile' ? { grant: 'refresh_token' } : {}) };
+        expect(problemsOf(() => parse(oneAccount(auth)))).toEqual([
+          { path: `accounts.crm.auth.${field}`, message: `${path} is empty` },
+        ]);
       });
     }
   }
@@ -206,13 +245,22 @@ describe('R6: an empty secret is a configuration problem (exit 2), naming its pa
   for (const field of ['clientSecret', 'password', 'refreshToken'] as const) {
     it(`R6: auth.${field} that expands to nothing (\${VAR:-} with VAR unset) is a problem naming its path`, () => {
       const auth = field === 'password' ? { ...SESSION, password: '${UNSET:-}' } : { ...OAUTH2, [field]: '${UNSET:-}' };
-      expect(problemsOf(() => parse(oneAccount(auth)))).toEqual([{ path: `accounts.crm.auth.${field}`, message: 'is empty (an empty secret is never sent)' }]);
+      expect(problemsOf(() => parse(oneAccount(auth)))).toEqual([
+        { path: `accounts.crm.auth.${field}`, message: 'is empty (an empty secret is never sent)' },
+      ]);
     });
   }
 
   it('R6: oauth2 password grant with an empty password, and a literal "" client secret, are problems', () => {
-    const problems = problemsOf(() => parse(oneAccount({ ...OAUTH2, clientSecret: '', grant: 'password', username: 'u', password: '${EMPTY:-}' }), { EMPTY: '' }));
-    expect(problems.map((problem) => problem.path).sort()).toEqual(['accounts.crm.auth.clientSecret', 'accounts.crm.auth.password']);
+    const problems = problemsOf(() =>
+      parse(oneAccount({ ...OAUTH2, clientSecret: '', grant: 'password', username: 'u', password: '${EMPTY:-}' }), {
+        EMPTY: '',
+      }),
+    );
+    expect(problems.map((problem) => problem.path).sort()).toEqual([
+      'accounts.crm.auth.clientSecret',
+      'accounts.crm.auth.password',
+    ]);
   });
 
   it('R6: quick mode: --client-secret-file, --password-file and --refresh-token-file naming an empty file are problems naming the flag and the path', () => {
@@ -222,14 +270,29 @@ describe('R6: an empty secret is a configuration problem (exit 2), naming its pa
       ['refresh-token-file', 'refreshTokenFile', { grant: 'refresh_token' }],
     ] as const) {
       const path = fileWith('');
-      const flags = { upstream: 'https://api.crm.example', 'token-url': 'https://auth.crm.example/token', 'client-id': 'x', [flag]: path, ...extra };
-      expect(problemsOf(() => loadConfig({ flags, env: {} }))).toEqual([{ path: `accounts.default.auth.${key}`, message: `${path} is empty (--${flag})` }]);
+      const flags = {
+        upstream: 'https://api.crm.example',
+        'token-url': 'https://auth.crm.example/token',
+        'client-id': 'x',
+        [flag]: path,
+        ...extra,
+      };
+      expect(problemsOf(() => loadConfig({ flags, env: {} }))).toEqual([
+        { path: `accounts.default.auth.${key}`, message: `${path} is empty (--${flag})` },
+      ]);
     }
   });
 
   it('R6: quick mode: an env twin (BEARER_SIDECAR_CLIENT_SECRET_FILE) naming an empty file is a problem too', () => {
     const path = fileWith('\n');
-    const env = { BEARER_SIDECAR_UPSTREAM: 'https://api.crm.example', BEARER_SIDECAR_TOKEN_URL: 'https://auth.crm.example/token', BEARER_SIDECAR_CLIENT_ID: 'x', BEARER_SIDECAR_CLIENT_SECRET_FILE: path };
-    expect(problemsOf(() => loadConfig({ flags: withEnvTwins({}, env), env }))).toEqual([{ path: 'accounts.default.auth.clientSecretFile', message: `${path} is empty (--client-secret-file)` }]);
+    const env = {
+      BEARER_SIDECAR_UPSTREAM: 'https://api.crm.example',
+      BEARER_SIDECAR_TOKEN_URL: 'https://auth.crm.example/token',
+      BEARER_SIDECAR_CLIENT_ID: 'x',
+      BEARER_SIDECAR_CLIENT_SECRET_FILE: path,
+    };
+    expect(problemsOf(() => loadConfig({ flags: withEnvTwins({}, env), env }))).toEqual([
+      { path: 'accounts.default.auth.clientSecretFile', message: `${path} is empty (--client-secret-file)` },
+    ]);
   });
 });

@@ -23,12 +23,36 @@ function answer(status: number, body: string | object, headers: Record<string, s
 }
 
 const SESSION_AUTH = parseConfig(
-  { accounts: { a: { upstream: 'http://api.test', auth: { flow: 'session', loginUrl: 'http://t.test/login', refreshUrl: 'http://t.test/refresh', username: 'u', password: 'p' } } } },
+  {
+    accounts: {
+      a: {
+        upstream: 'http://api.test',
+        auth: {
+          flow: 'session',
+          loginUrl: 'http://t.test/login',
+          refreshUrl: 'http://t.test/refresh',
+          username: 'u',
+          password: 'p',
+        },
+      },
+    },
+  },
   { env: {} },
 ).accounts[0]?.auth as SessionAuth;
 
 describe('R1 the header-safety rule', () => {
-  it.each(['tok-1\n', 'abc\r\nX-Injected: evil', ' tok', 'tok ', 'to k', '', 'tök', 'tok\u0000', 'tok\u007f', '\u00a0tok'])('R1: %j is not header-safe', (value) => {
+  it.each([
+    'tok-1\n',
+    'abc\r\nX-Injected: evil',
+    ' tok',
+    'tok ',
+    'to k',
+    '',
+    'tök',
+    'tok\u0000',
+    'tok\u007f',
+    '\u00a0tok',
+  ])('R1: %j is not header-safe', (value) => {
     expect(isHeaderSafeToken(value)).toBe(false);
     expect(headerSafeTokenProblem(value)).toMatch(/^token not header-safe \(.+\)$/);
   });
@@ -44,10 +68,14 @@ describe('R1 the header-safety rule', () => {
 
 describe('R1, R2 parsing token responses', () => {
   it.each([
-    ['session', (body: object) => parseSessionResponse(SESSION_AUTH, answer(200, { success: true, tokenLifetime: 60, ...body }))],
+    [
+      'session',
+      (body: object) => parseSessionResponse(SESSION_AUTH, answer(200, { success: true, tokenLifetime: 60, ...body })),
+    ],
     ['oauth2', (body: object) => parseOAuth2Response(answer(200, { token_type: 'Bearer', expires_in: 60, ...body }))],
   ] as const)('R1: an unsafe access or refresh token is an error that spent what was sent (%s)', (dialect, parse) => {
-    const [tokenField, refreshField] = dialect === 'session' ? ['token', 'refreshToken'] : ['access_token', 'refresh_token'];
+    const [tokenField, refreshField] =
+      dialect === 'session' ? ['token', 'refreshToken'] : ['access_token', 'refresh_token'];
     for (const body of [{ [tokenField]: 'tok\n' }, { [tokenField]: 'tok', [refreshField]: 'ref\r\n' }]) {
       const parsed = parse(body);
       expect(parsed).toMatchObject({ outcome: 'error', consumed: true });
@@ -56,9 +84,15 @@ describe('R1, R2 parsing token responses', () => {
   });
 
   it('R2: one UTF-8 byte-order mark before the JSON is ignored in both dialects; two are not JSON', () => {
-    expect(parseSessionResponse(SESSION_AUTH, answer(200, `\ufeff${JSON.stringify({ success: true, token: 't' })}`)).outcome).toBe('success');
-    expect(parseOAuth2Response(answer(200, `\ufeff${JSON.stringify({ access_token: 't', token_type: 'Bearer' })}`)).outcome).toBe('success');
-    expect(parseOAuth2Response(answer(200, `\ufeff\ufeff${JSON.stringify({ access_token: 't' })}`)).outcome).toBe('error');
+    expect(
+      parseSessionResponse(SESSION_AUTH, answer(200, `\ufeff${JSON.stringify({ success: true, token: 't' })}`)).outcome,
+    ).toBe('success');
+    expect(
+      parseOAuth2Response(answer(200, `\ufeff${JSON.stringify({ access_token: 't', token_type: 'Bearer' })}`)).outcome,
+    ).toBe('success');
+    expect(parseOAuth2Response(answer(200, `\ufeff\ufeff${JSON.stringify({ access_token: 't' })}`)).outcome).toBe(
+      'error',
+    );
   });
 
   it.each([
@@ -74,17 +108,20 @@ describe('R1, R2 parsing token responses', () => {
   });
 
   it('R2: token_type Bearer in any case, or none at all, is accepted', () => {
-    for (const type of ['Bearer', 'bearer', 'BEARER', undefined]) expect(parseOAuth2Response(answer(200, { access_token: 'tok', token_type: type })).outcome).toBe('success');
+    for (const type of ['Bearer', 'bearer', 'BEARER', undefined])
+      expect(parseOAuth2Response(answer(200, { access_token: 'tok', token_type: type })).outcome).toBe('success');
   });
 });
 
 describe('R2 Retry-After', () => {
   const now = Date.parse('2026-11-29T10:00:00Z');
-  it('R2: seconds, an HTTP date against the server\'s Date, an HTTP date against the local clock, capped at 5 minutes', () => {
+  it("R2: seconds, an HTTP date against the server's Date, an HTTP date against the local clock, capped at 5 minutes", () => {
     expect(retryAfterMs(answer(429, '', { 'retry-after': '20' }), now)).toBe(20 * SECOND);
     expect(retryAfterMs(answer(503, '', { 'retry-after': ' 7 ' }), now)).toBe(7 * SECOND);
     const serverNow = 'Sun, 29 Nov 2026 12:00:00 GMT';
-    expect(retryAfterMs(answer(503, '', { 'retry-after': 'Sun, 29 Nov 2026 12:00:30 GMT', date: serverNow }), now)).toBe(30 * SECOND);
+    expect(
+      retryAfterMs(answer(503, '', { 'retry-after': 'Sun, 29 Nov 2026 12:00:30 GMT', date: serverNow }), now),
+    ).toBe(30 * SECOND);
     expect(retryAfterMs(answer(429, '', { 'retry-after': 'Sun, 29 Nov 2026 10:00:45 GMT' }), now)).toBe(45 * SECOND);
     expect(retryAfterMs(answer(429, '', { 'retry-after': '86400' }), now)).toBe(MAX_RETRY_AFTER_MS);
     expect(retryAfterMs(answer(429, '', { 'retry-after': 'Sun, 29 Nov 2026 09:00:00 GMT' }), now)).toBe(0);
@@ -101,16 +138,32 @@ describe('R2 Retry-After', () => {
 });
 
 /** A token manager whose token endpoint answers what `respond` says, on a fake clock. */
-function managerWith(respond: (request: TokenHttpRequest, index: number) => TokenHttpResponse, auth: Record<string, unknown> = {}) {
+function managerWith(
+  respond: (request: TokenHttpRequest, index: number) => TokenHttpResponse,
+  auth: Record<string, unknown> = {},
+) {
   const clock = new FakeClock();
   const config = parseConfig(
-    { accounts: { acct: { upstream: 'http://api.test', auth: { flow: 'oauth2', tokenUrl: 'http://t.test/token', clientId: 'c', clientSecret: 's', ...auth } } } },
+    {
+      accounts: {
+        acct: {
+          upstream: 'http://api.test',
+          auth: { flow: 'oauth2', tokenUrl: 'http://t.test/token', clientId: 'c', clientSecret: 's', ...auth },
+        },
+      },
+    },
     { env: {} },
   );
   const account = config.accounts[0];
   if (account === undefined) throw new Error('no account');
   const sent: Array<{ at: number; body: string }> = [];
-  const events: TokenEvents = { tokenRequest: () => undefined, suppressed: () => undefined, lifetimeAnomaly: () => undefined, clockSkew: () => undefined, storeError: () => undefined };
+  const events: TokenEvents = {
+    tokenRequest: () => undefined,
+    suppressed: () => undefined,
+    lifetimeAnomaly: () => undefined,
+    clockSkew: () => undefined,
+    storeError: () => undefined,
+  };
   const log = captureLogger();
   const manager = new TokenManager({
     account: 'acct',
@@ -131,7 +184,11 @@ function managerWith(respond: (request: TokenHttpRequest, index: number) => Toke
 
 describe('R2 Retry-After in the token engine', () => {
   it('R2: a 429 with Retry-After: 20 means no token request for 20 s (not one every 5 s), and waiting clients are told 20', async () => {
-    const { manager, sent, advance } = managerWith((_request, index) => (index < 2 ? answer(429, { error: 'slow_down' }, { 'retry-after': '20' }) : answer(200, { access_token: 'tok', token_type: 'Bearer', expires_in: 600 })));
+    const { manager, sent, advance } = managerWith((_request, index) =>
+      index < 2
+        ? answer(429, { error: 'slow_down' }, { 'retry-after': '20' })
+        : answer(200, { access_token: 'tok', token_type: 'Bearer', expires_in: 600 }),
+    );
     await manager.start();
     await manager.settled();
     const waiting = manager.waitForToken().catch((error: unknown) => error);
@@ -148,7 +205,11 @@ describe('R2 Retry-After in the token engine', () => {
   });
 
   it('R2: a 503 with an absurd Retry-After waits 5 minutes at most', async () => {
-    const { manager, sent, advance } = managerWith((_request, index) => (index === 0 ? answer(503, '', { 'retry-after': '999999' }) : answer(200, { access_token: 'tok', expires_in: 600 })));
+    const { manager, sent, advance } = managerWith((_request, index) =>
+      index === 0
+        ? answer(503, '', { 'retry-after': '999999' })
+        : answer(200, { access_token: 'tok', expires_in: 600 }),
+    );
     await manager.start();
     await advance(5 * 60 * SECOND);
     expect(sent.map((request) => request.at - (sent[0]?.at ?? 0))).toEqual([0, 5 * 60 * SECOND]);
@@ -158,8 +219,10 @@ describe('R2 Retry-After in the token engine', () => {
 describe('R1, T3 a spent refresh token behind an unusable answer', () => {
   it('R1: after a refresh answered with an unsafe token, that refresh token is never sent again (a login follows)', async () => {
     const { manager, sent, advance } = managerWith((request, index) => {
-      if (index === 0) return answer(200, { access_token: 'tok-0', token_type: 'Bearer', expires_in: 60, refresh_token: 'ref-0' });
-      if (request.body.includes('refresh_token=ref-0')) return answer(200, { access_token: 'tok-1\n', token_type: 'Bearer', expires_in: 60, refresh_token: 'ref-1' });
+      if (index === 0)
+        return answer(200, { access_token: 'tok-0', token_type: 'Bearer', expires_in: 60, refresh_token: 'ref-0' });
+      if (request.body.includes('refresh_token=ref-0'))
+        return answer(200, { access_token: 'tok-1\n', token_type: 'Bearer', expires_in: 60, refresh_token: 'ref-1' });
       return answer(200, { access_token: `tok-${index}`, token_type: 'Bearer', expires_in: 60 });
     });
     await manager.start();
@@ -192,13 +255,25 @@ describe('R4 scrubbing server-provided text', () => {
   });
 
   it('R4: control characters, terminal escapes and bidi overrides are escaped; other letters kept', () => {
-    expect(escapeControlCharacters('a\nb\r\tc\u001b[31m\u0007\u009b\u202eé')).toBe('a\\nb\\r\\tc\\u001b[31m\\u0007\\u009b\\u202eé');
+    expect(escapeControlCharacters('a\nb\r\tc\u001b[31m\u0007\u009b\u202eé')).toBe(
+      'a\\nb\\r\\tc\\u001b[31m\\u0007\\u009b\\u202eé',
+    );
     expect(escapeJsonLine(JSON.stringify({ m: '\u009b\u202e\u001b' }))).toBe('{"m":"\\u009b\\u202e\\u001b"}');
     expect(JSON.parse(escapeJsonLine(JSON.stringify({ m: '\u009b' }))) as unknown).toEqual({ m: '\u009b' });
   });
 
   it('R4: a pretty log line stays one line with no escape sequence, whatever the message and fields hold', () => {
-    const line = formatPrettyLine(JSON.stringify({ level: 40, time: 0, msg: 'bad\nFAKE \u001b[2J', reason: 'x\u001b]0;t\u0007', n: { k: '\u009b' }, plain: 'a\u009bb' }), { color: false });
+    const line = formatPrettyLine(
+      JSON.stringify({
+        level: 40,
+        time: 0,
+        msg: 'bad\nFAKE \u001b[2J',
+        reason: 'x\u001b]0;t\u0007',
+        n: { k: '\u009b' },
+        plain: 'a\u009bb',
+      }),
+      { color: false },
+    );
     expect(line.split('\n')).toHaveLength(2);
     // eslint-disable-next-line no-control-regex
     expect(line).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);

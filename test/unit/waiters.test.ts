@@ -17,7 +17,8 @@ function setup() {
       return new TokenUnavailableError('no valid token', 7);
     },
   });
-  const token = (generation: number) => new ActiveToken(new Secret(`tok-${generation}`), generation, clock.now(), clock.now() + 60 * SECOND, 60 * SECOND);
+  const token = (generation: number) =>
+    new ActiveToken(new Secret(`tok-${generation}`), generation, clock.now(), clock.now() + 60 * SECOND, 60 * SECOND);
   /** Starts a wait and records how it ends. */
   const wait = (afterGeneration: number, waitMs = 2 * SECOND) => {
     const outcome: { token?: ActiveToken; error?: unknown } = {};

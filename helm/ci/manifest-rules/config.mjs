@@ -27,14 +27,17 @@ export function configEnvDefined({ sidecarsWithConfig }, report) {
 export function configPorts({ sidecarsWithConfig }, report) {
   for (const { container, ports, config, where } of sidecarsWithConfig()) {
     const portNumbers = [...ports.values()];
-    if ('port' in config.listen && !portNumbers.includes(config.listen.port)) report(where, `listen.port ${config.listen.port} is not a container port`);
-    if (!portNumbers.includes(config.admin.port)) report(where, `admin.port ${config.admin.port} is not a container port`);
+    if ('port' in config.listen && !portNumbers.includes(config.listen.port))
+      report(where, `listen.port ${config.listen.port} is not a container port`);
+    if (!portNumbers.includes(config.admin.port))
+      report(where, `admin.port ${config.admin.port} is not a container port`);
     const probePort = (probe) => {
       const port = probe?.httpGet?.port;
       return typeof port === 'string' ? ports.get(port) : port;
     };
     for (const probe of [container.livenessProbe, container.readinessProbe, container.startupProbe].filter(Boolean)) {
-      if (probePort(probe) !== config.admin.port) report(where, `a probe targets port ${probe.httpGet?.port}, not admin.port ${config.admin.port}`);
+      if (probePort(probe) !== config.admin.port)
+        report(where, `a probe targets port ${probe.httpGet?.port}, not admin.port ${config.admin.port}`);
     }
   }
 }
@@ -42,7 +45,8 @@ export function configPorts({ sidecarsWithConfig }, report) {
 /** admin.host is 0.0.0.0 or :: (the kubelet's probes come from outside the pod). */
 export function configAdminReachable({ sidecarsWithConfig }, report) {
   for (const { config, where } of sidecarsWithConfig()) {
-    if (config.admin.host !== '0.0.0.0' && config.admin.host !== '::') report(where, `admin.host ${config.admin.host}: the kubelet's probes come from outside the pod`);
+    if (config.admin.host !== '0.0.0.0' && config.admin.host !== '::')
+      report(where, `admin.host ${config.admin.host}: the kubelet's probes come from outside the pod`);
   }
 }
 
@@ -65,7 +69,8 @@ export function configFilesMounted({ sidecarsWithConfig }, report) {
     for (const { path: field, value } of fileFields(raw)) {
       if (!under(value, false)) report(where, `${field} ${value} is not under a volume mounted into the container`);
     }
-    if (raw.store?.type === 'file' && !under(raw.store.path, true)) report(where, `store.path ${raw.store.path} is not under a writable volume`);
+    if (raw.store?.type === 'file' && !under(raw.store.path, true))
+      report(where, `store.path ${raw.store.path} is not under a writable volume`);
   }
 }
 
@@ -73,10 +78,15 @@ export function configFilesMounted({ sidecarsWithConfig }, report) {
 export function gracePeriod({ sidecarsWithConfig }, report) {
   for (const { pod, container, config, where } of sidecarsWithConfig()) {
     const shutdownSeconds = config.shutdownTimeoutMs / 1000;
-    const preStop = Number(container.lifecycle?.preStop?.exec?.command?.[1] ?? container.lifecycle?.preStop?.sleep?.seconds ?? 0);
+    const preStop = Number(
+      container.lifecycle?.preStop?.exec?.command?.[1] ?? container.lifecycle?.preStop?.sleep?.seconds ?? 0,
+    );
     const grace = pod.spec.terminationGracePeriodSeconds ?? 30;
     if (grace <= shutdownSeconds + preStop) {
-      report(where, `terminationGracePeriodSeconds ${grace} must exceed preStop ${preStop}s + shutdownTimeout ${shutdownSeconds}s`);
+      report(
+        where,
+        `terminationGracePeriodSeconds ${grace} must exceed preStop ${preStop}s + shutdownTimeout ${shutdownSeconds}s`,
+      );
     }
   }
 }
@@ -87,7 +97,9 @@ export function configChecksum({ sidecarsWithConfig }, report) {
     const checksum = pod.meta.annotations?.['checksum/bearer-sidecar-config'];
     const helmManaged = pod.object.metadata?.labels?.['helm.sh/chart'];
     const expected = createHash('sha256').update(text.replace(/\n$/, '')).digest('hex');
-    if (checksum !== undefined && checksum !== expected) report(where, 'checksum/bearer-sidecar-config does not match the ConfigMap');
-    if (checksum === undefined && helmManaged) report(where, 'no checksum/bearer-sidecar-config pod annotation: a config change would not roll the pods');
+    if (checksum !== undefined && checksum !== expected)
+      report(where, 'checksum/bearer-sidecar-config does not match the ConfigMap');
+    if (checksum === undefined && helmManaged)
+      report(where, 'no checksum/bearer-sidecar-config pod annotation: a config change would not roll the pods');
   }
 }

@@ -11,7 +11,8 @@ const WORKLOADS = ['Deployment', 'StatefulSet', 'DaemonSet', 'ReplicaSet', 'Job'
 
 export const nameOf = (object) => `${object.kind}/${object.metadata?.name ?? '?'}`;
 export const podContainers = (pod) => [...(pod.spec.containers ?? []), ...(pod.spec.initContainers ?? [])];
-export const podPortNames = (pod) => new Set(podContainers(pod).flatMap((c) => (c.ports ?? []).flatMap((p) => [p.name, p.containerPort])));
+export const podPortNames = (pod) =>
+  new Set(podContainers(pod).flatMap((c) => (c.ports ?? []).flatMap((p) => [p.name, p.containerPort])));
 
 export function isBearerSidecar(container) {
   return container.name === 'bearer-sidecar' || /(^|\/)bearer-sidecar(:|@|$)/.test(container.image ?? '');
@@ -85,7 +86,9 @@ function configOfContainer(container, volumes, configMaps) {
   const configMap = volume?.configMap && configMaps.get(volume.configMap.name);
   const key = mount && path.posix.relative(mount.mountPath, configPath);
   if (!configMap || !(key in (configMap.data ?? {}))) {
-    return { error: `--config ${configPath} is not a key of a ConfigMap in these manifests mounted into the container` };
+    return {
+      error: `--config ${configPath} is not a key of a ConfigMap in these manifests mounted into the container`,
+    };
   }
   return { configMap, key, text: configMap.data[key] };
 }
@@ -139,9 +142,11 @@ export function buildContext(entries) {
     configs() {
       const found = [];
       for (const configMap of configMaps.values()) {
-        for (const [key, text] of Object.entries(configMap.data ?? {})) if (looksLikeConfig(key, text)) found.push(loadConfig(configMap, key));
+        for (const [key, text] of Object.entries(configMap.data ?? {}))
+          if (looksLikeConfig(key, text)) found.push(loadConfig(configMap, key));
       }
-      for (const { configRef } of sidecars) if (configRef.configMap) found.push(loadConfig(configRef.configMap, configRef.key));
+      for (const { configRef } of sidecars)
+        if (configRef.configMap) found.push(loadConfig(configRef.configMap, configRef.key));
       return [...new Set(found)];
     },
     /** The bearer-sidecar containers whose --config names a config that loads, each with { text, raw, config }. */

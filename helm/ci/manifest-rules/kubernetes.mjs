@@ -67,7 +67,10 @@ export function k8sNoUnknownFields({ entries }, report) {
       }
       const { line } = diagnostic.file.getLineAndCharacterOfPosition(diagnostic.start ?? 0);
       const owner = owners[line];
-      report(owner ? nameOf(owner.object) : 'TypeScript', `${message.replace(/ in type '.{200,}$/, '')} (at: ${lines[line].trim()})`);
+      report(
+        owner ? nameOf(owner.object) : 'TypeScript',
+        `${message.replace(/ in type '.{200,}$/, '')} (at: ${lines[line].trim()})`,
+      );
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -52,7 +52,8 @@ export function loadProductConfig(text) {
     for (const [, name] of envReferences(text)) env[name] = `placeholder-${name.toLowerCase()}`;
     const tree = rewrite(raw);
     // The product checks that a file store's directory is writable: point it at a temporary one.
-    if (tree?.store?.type === 'file') tree.store = { ...tree.store, path: path.join(dir, 'state', path.basename(tree.store.path)) };
+    if (tree?.store?.type === 'file')
+      tree.store = { ...tree.store, path: path.join(dir, 'state', path.basename(tree.store.path)) };
     mkdirSync(path.join(dir, 'state'));
     const file = path.join(dir, 'config.yaml');
     writeFileSync(file, JSON.stringify(tree));

@@ -12,14 +12,16 @@ export function sidecarSecurityContext({ sidecars }, report) {
     if (security.allowPrivilegeEscalation !== false) report(where, 'allowPrivilegeEscalation must be false');
     if (security.privileged === true) report(where, 'must not be privileged');
     if (!(security.capabilities?.drop ?? []).includes('ALL')) report(where, 'capabilities.drop must include ALL');
-    if (!['RuntimeDefault', 'Localhost'].includes(effective('seccompProfile')?.type)) report(where, 'seccompProfile must be RuntimeDefault (container or pod)');
+    if (!['RuntimeDefault', 'Localhost'].includes(effective('seccompProfile')?.type))
+      report(where, 'seccompProfile must be RuntimeDefault (container or pod)');
   }
 }
 
 /** CPU and memory requests and a memory limit. */
 export function sidecarResources({ sidecars }, report) {
   for (const { container, where } of sidecars) {
-    if (!container.resources?.requests?.memory || !container.resources?.requests?.cpu) report(where, 'resources.requests.cpu and .memory must be set');
+    if (!container.resources?.requests?.memory || !container.resources?.requests?.cpu)
+      report(where, 'resources.requests.cpu and .memory must be set');
     if (!container.resources?.limits?.memory) report(where, 'resources.limits.memory must be set');
   }
 }
@@ -37,7 +39,8 @@ export function sidecarNativeInit({ sidecars }, report) {
 export function sidecarProbePaths({ sidecars }, report) {
   for (const { container, where } of sidecars) {
     if (container.livenessProbe?.httpGet?.path !== '/healthz') report(where, 'livenessProbe must be GET /healthz');
-    if (!['/readyz', '/healthz'].includes(container.readinessProbe?.httpGet?.path)) report(where, 'readinessProbe must be GET /readyz (or /healthz)');
+    if (!['/readyz', '/healthz'].includes(container.readinessProbe?.httpGet?.path))
+      report(where, 'readinessProbe must be GET /readyz (or /healthz)');
   }
 }
 
@@ -45,7 +48,11 @@ export function sidecarProbePaths({ sidecars }, report) {
 export function sidecarSecretNoSubPath({ sidecars }, report) {
   for (const { container, volumes, where } of sidecars) {
     for (const mount of container.volumeMounts ?? []) {
-      if (volumes.get(mount.name)?.secret && mount.subPath) report(where, `secret volume ${mount.name} is mounted with subPath: a rotated Secret would never reach the file`);
+      if (volumes.get(mount.name)?.secret && mount.subPath)
+        report(
+          where,
+          `secret volume ${mount.name} is mounted with subPath: a rotated Secret would never reach the file`,
+        );
     }
   }
 }
