@@ -9,10 +9,13 @@ import {
   SERVE_FLAGS,
   type FlagSpec,
 } from './config/quick-mode.js';
+import { SidecarError, messageOf } from './util/errors.js';
 
 /** A usage error: the CLI prints it and exits 2. */
-export class UsageError extends Error {
-  override name = 'UsageError';
+export class UsageError extends SidecarError {
+  constructor(message: string) {
+    super('BS_ERR_USAGE', message);
+  }
 }
 
 export const COMMANDS = ['serve', 'check', 'authorize', 'demo'] as const;
@@ -108,7 +111,7 @@ export function parseCli(argv: readonly string[]): ParsedCli {
   try {
     parsed = parseArgs({ args: [...rest], options, allowPositionals: spec.positional !== undefined, strict: true });
   } catch (error) {
-    throw new UsageError(withSuggestion((error as Error).message, command));
+    throw new UsageError(withSuggestion(messageOf(error), command));
   }
   const flags: Record<string, string | undefined> = {};
   for (const flag of spec.flags) {

@@ -13,6 +13,7 @@ import { demoInstructions, startDemo } from './demo/run.js';
 import { parseDuration } from './util/duration.js';
 import { createLogger, LOG_FORMATS, type LogFormat, type Logger } from './util/logger.js';
 import { FILE_LIMITS, readRegularFileSync, UnsafeFileError } from './util/safe-file.js';
+import { messageOf, asError } from './util/errors.js';
 
 /** Exit codes (docs/contract.md §2) live here and nowhere else. */
 const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
@@ -219,7 +220,7 @@ main(process.argv.slice(2)).then(
   (error: unknown) => {
     const code = (error as NodeJS.ErrnoException).code;
     process.stderr.write(
-      `bearer-sidecar: ${code === 'EADDRINUSE' ? `address already in use: ${(error as Error).message}` : ((error as Error).stack ?? String(error))}\n`,
+      `bearer-sidecar: ${code === 'EADDRINUSE' ? `address already in use: ${messageOf(error)}` : (asError(error).stack ?? String(error))}\n`,
     );
     process.exit(EXIT.failure);
   },

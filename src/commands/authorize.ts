@@ -20,6 +20,7 @@ import { checkWritableTarget, UnsafeFileError, writeRegularFile } from '../util/
 import { Secret } from '../util/secret.js';
 import { readSecret } from '../util/secret-source.js';
 import { AuthorizeError, startRedirectListener } from './redirect-listener.js';
+import { messageOf } from '../util/errors.js';
 
 /*
  * `bearer-sidecar authorize ACCOUNT` (docs/contract.md §2, seed 004): the one-time authorization_code
@@ -207,7 +208,7 @@ async function saveToStore(
     throw new AuthorizeError(`the ${config.store.type} store kept changing while saving; run authorize again`);
   } catch (error) {
     if (error instanceof AuthorizeError) throw error;
-    throw new AuthorizeError(`cannot save to the ${config.store.type} store: ${(error as Error).message}`);
+    throw new AuthorizeError(`cannot save to the ${config.store.type} store: ${messageOf(error)}`);
   } finally {
     if (given === undefined) await store.close();
   }
@@ -229,9 +230,7 @@ async function writeSecretFile(path: string, secret: Secret): Promise<void> {
     await writeRegularFile(path, `${secret.reveal()}\n`, { mode: 0o600 });
   } catch (error) {
     const reason =
-      error instanceof UnsafeFileError
-        ? error.message
-        : ((error as NodeJS.ErrnoException).code ?? (error as Error).message);
+      error instanceof UnsafeFileError ? error.message : ((error as NodeJS.ErrnoException).code ?? messageOf(error));
     throw new AuthorizeError(`cannot write --out ${path}: ${reason}`);
   }
 }

@@ -13,6 +13,7 @@ import { formatDuration } from '../util/duration.js';
 import type { Logger } from '../util/logger.js';
 import { silentLogger } from '../util/logger.js';
 import { fingerprint } from '../util/secret.js';
+import { asError } from '../util/errors.js';
 
 /*
  * `bearer-sidecar check` (docs/contract.md §2, issue 8): one look per account, without disturbing a
@@ -186,7 +187,7 @@ async function loadStored(store: TokenStore, account: string): Promise<StoredTok
   try {
     return await store.load(account);
   } catch (error) {
-    return error as Error;
+    return asError(error);
   }
 }
 
@@ -344,7 +345,7 @@ async function keepRotatedChain(
       next: `run bearer-sidecar authorize ${account.name} --out FILE for a new chain, or use a file/redis store so check --login keeps it`,
     };
   }
-  const saved = await context.store.save(account.name, state, null).catch((error: unknown) => error as Error);
+  const saved = await context.store.save(account.name, state, null).catch((error: unknown) => asError(error));
   if (saved instanceof Error || !saved.saved) {
     return {
       good: false,

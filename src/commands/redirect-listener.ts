@@ -4,6 +4,7 @@ import { closeServer, listen } from '../util/http-server.js';
 import type { Logger } from '../util/logger.js';
 import { scrubServerText } from '../util/scrub.js';
 import { formatDuration } from '../util/duration.js';
+import { SidecarError } from '../util/errors.js';
 
 /*
  * The loopback redirect listener of `bearer-sidecar authorize` (RFC 8252 §7.3): it waits for the
@@ -11,8 +12,10 @@ import { formatDuration } from '../util/duration.js';
  */
 
 /** The authorization did not complete (denied, timed out, exchange rejected): the CLI exits 1. */
-export class AuthorizeError extends Error {
-  override name = 'AuthorizeError';
+export class AuthorizeError extends SidecarError {
+  constructor(message: string) {
+    super('BS_ERR_AUTHORIZE', message);
+  }
 }
 
 export const REDIRECT_PATH = '/callback';

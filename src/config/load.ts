@@ -5,14 +5,14 @@ import { expandEnv } from './expand-env.js';
 import { quickModeConfig, quickModeFlagFor, parseHostPort, SERVE_FLAGS } from './quick-mode.js';
 import { resolveConfig, type ConfigProblem, type SidecarConfig } from './resolve.js';
 import { configSchema } from './schema.js';
+import { SidecarError, messageOf } from '../util/errors.js';
 
 /** Bad configuration: every problem at once, each naming its path. The CLI exits 2 on it. */
-export class ConfigError extends Error {
+export class ConfigError extends SidecarError {
   readonly problems: readonly ConfigProblem[];
 
   constructor(problems: readonly ConfigProblem[]) {
-    super(problems.map(formatProblem).join('\n'));
-    this.name = 'ConfigError';
+    super('BS_ERR_CONFIG', problems.map(formatProblem).join('\n'));
     this.problems = problems;
   }
 }
@@ -129,7 +129,7 @@ function readConfigFile(file: string, problems: ConfigProblem[]): unknown {
   } catch (error) {
     problems.push({
       path: 'config',
-      message: `${file} is not valid YAML or JSON: ${(error as Error).message.split('\n')[0]}`,
+      message: `${file} is not valid YAML or JSON: ${messageOf(error).split('\n')[0]}`,
     });
     return undefined;
   }

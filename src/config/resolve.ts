@@ -19,6 +19,7 @@ import {
   type SessionAuthConfig,
   type TlsConfig,
 } from './schema.js';
+import { messageOf } from '../util/errors.js';
 
 /** One problem with the configuration, named by its path (`accounts.crm.auth.tokenUrl`). */
 export interface ConfigProblem {
@@ -209,7 +210,7 @@ function secretFile(file: string, path: string, problems: ConfigProblem[]): Secr
   try {
     return new SecretFile(file, readSecretFileAtStart(file));
   } catch (error) {
-    problems.push({ path, message: (error as Error).message });
+    problems.push({ path, message: messageOf(error) });
     return new SecretFile(file);
   }
 }
@@ -223,7 +224,7 @@ function checkRegularFile(file: string, path: string, problems: ConfigProblem[])
   try {
     readRegularFileSync(file, { maxBytes: FILE_LIMITS.secretOrKey });
   } catch (error) {
-    problems.push({ path, message: (error as Error).message });
+    problems.push({ path, message: messageOf(error) });
   }
 }
 
@@ -272,7 +273,7 @@ function checkStore(store: RawConfig['store'], problems: ConfigProblem[]): void 
     try {
       TokenCodec.fromKeyFile(store.encryptionKeyFile);
     } catch (error) {
-      problems.push({ path: 'store.encryptionKeyFile', message: (error as Error).message });
+      problems.push({ path: 'store.encryptionKeyFile', message: messageOf(error) });
     }
   }
   if (store.type === 'file') checkStatePath(store.path, problems);

@@ -2,6 +2,7 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { describeNetworkError } from '../util/net-errors.js';
 import type { TokenHttpRequest, TokenHttpResponse } from './types.js';
+import { SidecarError } from '../util/errors.js';
 
 /** Token responses are small; anything bigger is a misconfigured URL, not a token. */
 const MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024;
@@ -14,13 +15,13 @@ export interface TokenHttpOptions {
 }
 
 /** Thrown when no complete response arrived: the request may or may not have reached the server. */
-export class TokenTransportError extends Error {
-  readonly code: string;
-
-  constructor(code: string, message: string) {
-    super(message);
-    this.name = 'TokenTransportError';
-    this.code = code;
+export class TokenTransportError extends SidecarError {
+  constructor(
+    /** Why: a Node errno code (ECONNREFUSED, ...), `timeout` or `too_large`. */
+    readonly transportCode: string,
+    message: string,
+  ) {
+    super('BS_ERR_TOKEN_TRANSPORT', message);
   }
 }
 

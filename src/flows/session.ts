@@ -12,6 +12,7 @@ import {
   type TokenHttpResponse,
   unusableToken,
 } from './types.js';
+import { SidecarError } from '../util/errors.js';
 
 /*
  * The session dialect (seeds 000, 001, 003; docs/contract.md §8): POST loginUrl with
@@ -110,7 +111,7 @@ export function createSessionFlow(auth: SessionAuth): TokenFlow {
       return { kind: 'login', request: buildSessionLoginRequest(auth, await readSecret(auth.password)) };
     },
     async buildRefreshRequest(refreshToken) {
-      if (refreshUrl === undefined) throw new Error('this session account has no refreshUrl');
+      if (refreshUrl === undefined) throw new SidecarError('BS_ERR_INTERNAL', 'this session account has no refreshUrl');
       return buildSessionRefreshRequest({ ...auth, refreshUrl }, refreshToken);
     },
     parseResponse: (response, secrets) => parseSessionResponse(auth, response, secrets),

@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { headerSafeTokenProblem } from '../util/header-safe.js';
 import type { Secret } from '../util/secret.js';
+import { SidecarError } from '../util/errors.js';
 
 /** `login` gets a token from credentials; `refresh` spends a refresh token (metric label `kind`). */
 export type TokenRequestKind = 'login' | 'refresh';
@@ -81,8 +82,10 @@ export interface TokenFlow {
 }
 
 /** A credential the flow needs is not there (no refresh token anywhere): a rejected login, not a crash (§8). */
-export class CredentialUnavailableError extends Error {
-  override name = 'CredentialUnavailableError';
+export class CredentialUnavailableError extends SidecarError {
+  constructor(message: string) {
+    super('BS_ERR_CREDENTIAL_UNAVAILABLE', message);
+  }
 }
 
 /** R2: a JSON object, or undefined; one UTF-8 byte-order mark before it is ignored. */

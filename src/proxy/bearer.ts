@@ -1,5 +1,6 @@
 import type { ActiveToken } from '../tokens/active-token.js';
 import { headerSafeTokenProblem } from '../util/header-safe.js';
+import { SidecarError } from '../util/errors.js';
 
 /**
  * R1 on the writer side: a token that is not header-safe never reaches a header. The token
@@ -7,17 +8,14 @@ import { headerSafeTokenProblem } from '../util/header-safe.js';
  * them (a store written by another version, a future flow), at the one place the data plane
  * turns a token into a header value.
  */
-export class TokenNotHeaderSafeError extends Error {
-  readonly code = 'ERR_TOKEN_NOT_HEADER_SAFE';
-
+export class TokenNotHeaderSafeError extends SidecarError {
   constructor(
     /** `token not header-safe (control character)`: says why, never quotes the token. */
     readonly reason: string,
     /** True the first time this token is refused: report it once, not once per request. */
     readonly firstReport: boolean,
   ) {
-    super(reason);
-    this.name = 'TokenNotHeaderSafeError';
+    super('BS_ERR_TOKEN_NOT_HEADER_SAFE', reason);
   }
 }
 

@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import type { Dispatcher, Pool } from 'undici';
 import { AnswerBody } from './answer-body.js';
 import { answerHasNoBody, clientReasonPhrase, type UpstreamAccount } from './upstream.js';
+import { asError } from '../util/errors.js';
 
 /** What an upstream answered: the head, and the body as the transport pushes it. */
 export interface UpstreamAnswer {
@@ -136,7 +137,7 @@ class DispatchedExchange implements Dispatcher.DispatchHandler {
       this.#body = undefined;
       this.#failed = true;
       this.#call.onError({ error: error as NodeJS.ErrnoException, timedOut: undefined, reused: false });
-      controller.abort(error as Error);
+      controller.abort(asError(error));
       return;
     }
     if (answerHasNoBody(this.#call.method, statusCode)) {

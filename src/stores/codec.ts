@@ -3,6 +3,7 @@ import { headerSafeTokenProblem } from '../util/header-safe.js';
 import { FILE_LIMITS, readRegularFileSync, UnsafeFileError } from '../util/safe-file.js';
 import { Secret } from '../util/secret.js';
 import type { StoredToken } from './types.js';
+import { SidecarError, messageOf } from '../util/errors.js';
 
 /** The version tag every stored token record carries (file and Redis alike). */
 export const STORE_FORMAT = 'bearer-sidecar/token-v1';
@@ -21,15 +22,13 @@ export interface EncodedToken {
 }
 
 /** A stored record this codec cannot turn back into a token. The message never holds a secret. */
-export class StoreFormatError extends Error {
-  override readonly name = 'StoreFormatError';
-
+export class StoreFormatError extends SidecarError {
   constructor(
     /** Stable, greppable: too_large, not_json, not_an_object, foreign_format, missing_field, encrypted_without_key, plaintext_with_key, malformed_ciphertext, wrong_key, token_not_header_safe. */
     readonly reason: string,
     message: string,
   ) {
-    super(message);
+    super('BS_ERR_STORE_FORMAT', message);
   }
 }
 
@@ -52,7 +51,10 @@ export class TokenCodec {
 
   constructor(key?: Buffer) {
     if (key !== undefined && key.length !== KEY_BYTES) {
-      throw new Error(`store encryption key: expected ${KEY_BYTES} bytes, got ${key.length}`);
+      throw new SidecarError(
+        'BS_ERR_STORE_KEY',
+        `store encryption key: expected ${KEY_BYTES} bytes, got ${key.length}`,
+      );
     }
     this.#key = key === undefined ? undefined : Buffer.from(key);
   }
@@ -68,15 +70,20 @@ export class TokenCodec {
       bytes = readRegularFileSync(path, { maxBytes: FILE_LIMITS.secretOrKey });
     } catch (error) {
       if (error instanceof UnsafeFileError && (error.reason === 'missing' || error.reason === 'unreadable')) {
-        throw new Error(`store encryption key file ${path}: cannot be read (${error.code ?? 'error'})`, {
-          cause: error,
-        });
+        throw new SidecarError(
+          'BS_ERR_STORE_KEY',
+          `store encryption key file ${path}: cannot be read (${error.errno ?? 'error'})`,
+          {
+            cause: error,
+          },
+        );
       }
-      throw new Error(`store encryption key file ${(error as Error).message}`, { cause: error });
+      throw new SidecarError('BS_ERR_STORE_KEY', `store encryption key file ${messageOf(error)}`, { cause: error });
     }
     const key = parseKey(bytes);
     if (key === undefined) {
-      throw new Error(
+      throw new SidecarError(
+        'BS_ERR_STORE_KEY',
         `store encryption key file ${path}: expected 32 raw bytes, 64 hex characters or the base64 of 32 bytes ` +
           `(found ${bytes.length} bytes in another form); generate one with: openssl rand -hex 32`,
       );

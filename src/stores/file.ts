@@ -20,6 +20,7 @@ import {
   type TokenState,
   type TokenStore,
 } from './types.js';
+import { SidecarError } from '../util/errors.js';
 
 /** The version tag of the whole state file; each account inside carries the codec's own tag. */
 export const STATE_FILE_FORMAT = 'bearer-sidecar/state-v1';
@@ -165,7 +166,7 @@ export class FileTokenStore implements TokenStore {
       error.reason === 'symlink'
         ? `token state file ${stateFileIsSymlink(this.#path)}`
         : `token state file ${error.message}`;
-    return new UnsafeFileError(error.reason, this.#path, message, error.code);
+    return new UnsafeFileError(error.reason, this.#path, message, error.errno);
   }
 
   /** T9: the file holds tokens, so nobody but its owner may read it. */
@@ -227,7 +228,8 @@ export class FileTokenStore implements TokenStore {
       await rename(this.#path, target);
     } catch (error) {
       // Starting empty would let the next save overwrite the only copy: refuse instead.
-      throw new Error(
+      throw new SidecarError(
+        'BS_ERR_STATE_FILE',
         `token state file ${this.#path} cannot be used (${problem.reason}) and could not be set aside (${errorCode(error)})`,
         { cause: error },
       );

@@ -22,6 +22,7 @@ import {
   type TokenState,
   type TokenStore,
 } from './types.js';
+import { SidecarError, messageOf } from '../util/errors.js';
 
 /*
  * The shared store for replicas (T10). Key layout, under `keyPrefix` (default "bearer-sidecar:"):
@@ -52,8 +53,10 @@ export interface RedisStoreOptions {
 }
 
 /** Thrown when Redis cannot be reached: the token manager keeps serving and retries (T10). */
-export class StoreUnavailableError extends Error {
-  override name = 'StoreUnavailableError';
+export class StoreUnavailableError extends SidecarError {
+  constructor(message: string) {
+    super('BS_ERR_STORE_UNAVAILABLE', message);
+  }
 }
 
 export class RedisTokenStore implements TokenStore {
@@ -285,7 +288,7 @@ export class RedisTokenStore implements TokenStore {
     try {
       return await operation();
     } catch (error) {
-      throw new StoreUnavailableError(`redis at ${this.#where()}: ${(error as Error).message}`);
+      throw new StoreUnavailableError(`redis at ${this.#where()}: ${messageOf(error)}`);
     }
   }
 

@@ -15,6 +15,7 @@ import type { Clock } from '../util/clock.js';
 import { scrubServerText } from '../util/scrub.js';
 import type { Secret } from '../util/secret.js';
 import { resolveLifetime, type LifetimePolicy, type ResolvedLifetime } from './lifetime.js';
+import { messageOf, asError } from '../util/errors.js';
 
 /** Transport failures where the request certainly never reached the server (nothing was consumed). */
 const NOT_DELIVERED = new Set([
@@ -139,8 +140,8 @@ export async function exchangeToken(steps: ExchangeSteps, context: ExchangeConte
   } catch (error) {
     // An unreadable secret file is a rejected login (§8): nothing was sent.
     const reason =
-      error instanceof CredentialUnavailableError ? error.message : `cannot read a secret: ${(error as Error).message}`;
-    return { outcome: 'unbuildable', at: sentAt, reason, error: error as Error };
+      error instanceof CredentialUnavailableError ? error.message : `cannot read a secret: ${messageOf(error)}`;
+    return { outcome: 'unbuildable', at: sentAt, reason, error: asError(error) };
   }
   if (built.spends !== undefined && steps.isSpent?.(built.spends) === true)
     return { outcome: 'already_spent', at: sentAt, reason: ALREADY_SPENT };
@@ -210,15 +211,15 @@ async function sendAndParse(
     const reason =
       error instanceof TokenTransportError
         ? error.message
-        : `request failed: ${scrubServerText((error as Error).message, secrets)}`;
-    const delivered = !(error instanceof TokenTransportError && NOT_DELIVERED.has(error.code));
+        : `request failed: ${scrubServerText(messageOf(error), secrets)}`;
+    const delivered = !(error instanceof TokenTransportError && NOT_DELIVERED.has(error.transportCode));
     return {
       parsed: { outcome: 'error', reason },
       httpStatus: undefined,
       durationMs,
       delivered,
       retryAfterMs: undefined,
-      thrown: error as Error,
+      thrown: asError(error),
     };
   }
 }

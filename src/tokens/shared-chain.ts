@@ -3,6 +3,7 @@ import type { Clock, TimerHandle } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
 import type { Secret } from '../util/secret.js';
 import type { StoreOperation, TokenEvents } from './types.js';
+import { messageOf } from '../util/errors.js';
 
 /** The lock outlives the token request's own timeout by this much, and is extended while it runs (T10). */
 const LOCK_MARGIN_MS = 5_000;
@@ -173,7 +174,7 @@ export class SharedChain {
 
   #failed(operation: StoreOperation, error: unknown): void {
     this.#o.events.storeError(operation);
-    const problem = `${this.#o.store.type} store: ${(error as Error).message}`;
+    const problem = `${this.#o.store.type} store: ${messageOf(error)}`;
     if (problem !== this.#problem)
       this.#o.log.error({ operation }, `${problem}; serving the current token and retrying`);
     this.#problem = problem;

@@ -5,6 +5,7 @@
 import type { TokenHttpOptions } from '../flows/http-client.js';
 import type { TokenHttpRequest, TokenHttpResponse, TokenRequestKind } from '../flows/types.js';
 import type { LifetimeAnomaly } from './lifetime.js';
+import { SidecarError } from '../util/errors.js';
 
 /** What caused a token request (metric label `trigger`, docs/contract.md §7). */
 export type TokenTrigger = 'startup' | 'schedule' | 'upstream_rejection' | 'admin' | 'retry';
@@ -26,13 +27,12 @@ export type StoreOperation = 'load' | 'save' | 'lock';
 export type SendTokenRequest = (request: TokenHttpRequest, options: TokenHttpOptions) => Promise<TokenHttpResponse>;
 
 /** Thrown to requests that cannot get a token in time (T7): the proxy answers 503 with Retry-After. */
-export class TokenUnavailableError extends Error {
+export class TokenUnavailableError extends SidecarError {
   constructor(
     message: string,
     readonly retryAfterSeconds: number,
   ) {
-    super(message);
-    this.name = 'TokenUnavailableError';
+    super('BS_ERR_TOKEN_UNAVAILABLE', message);
   }
 }
 

@@ -1,5 +1,6 @@
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
 import { lstat, open, stat, type FileHandle } from 'node:fs/promises';
+import { SidecarError } from './errors.js';
 
 /*
  * R5: every file the sidecar reads (state file, secrets, keys, certificates, CAs, its config) is
@@ -32,17 +33,15 @@ export interface ReadRegularFileOptions {
 export type UnsafeFileReason = 'missing' | 'unreadable' | 'not_regular' | 'symlink' | 'too_large' | 'pipe_timeout';
 
 /** A file that was not read, and why. The message names the path and never quotes the content. */
-export class UnsafeFileError extends Error {
-  override readonly name = 'UnsafeFileError';
-
+export class UnsafeFileError extends SidecarError {
   constructor(
     readonly reason: UnsafeFileReason,
     readonly path: string,
     message: string,
     /** The errno code for `missing` and `unreadable` (ENOENT, EACCES, ...). */
-    readonly code?: string,
+    readonly errno?: string,
   ) {
-    super(message);
+    super('BS_ERR_UNSAFE_FILE', message);
   }
 }
 

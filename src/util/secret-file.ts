@@ -1,16 +1,15 @@
 import type { Logger } from './logger.js';
 import { FILE_LIMITS, readFileOrPipeSync, readRegularFile } from './safe-file.js';
 import { Secret } from './secret.js';
+import { SidecarError, messageOf } from './errors.js';
 
 /** How long start-up waits for the writer of a secret given as a pipe (`<(printf s3cret)`). */
 export const SECRET_PIPE_WAIT_MS = 2_000;
 
 /** A secret file that holds nothing once trailing CR/LF are removed (R6): never sent. */
-export class EmptySecretError extends Error {
-  override readonly name = 'EmptySecretError';
-
+export class EmptySecretError extends SidecarError {
   constructor(readonly path: string) {
-    super(`${path} is empty`);
+    super('BS_ERR_EMPTY_SECRET', `${path} is empty`);
   }
 }
 
@@ -83,7 +82,7 @@ export class SecretFile {
       if (lastGood === undefined) throw error;
       const first = !this.#failing;
       this.#failing = true;
-      this.#emit({ type: 'failed', path: this.path, problem: (error as Error).message, first });
+      this.#emit({ type: 'failed', path: this.path, problem: messageOf(error), first });
       return lastGood;
     }
     this.#lastGood = secret;

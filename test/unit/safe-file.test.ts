@@ -141,7 +141,7 @@ for (const { name, read } of readers) {
     it('a missing file is reason missing, with the errno code', async () => {
       const file = fresh('missing');
       const error = await refusal(() => read(file));
-      expect(error).toMatchObject({ reason: 'missing', code: 'ENOENT', path: file });
+      expect(error).toMatchObject({ code: 'BS_ERR_UNSAFE_FILE', reason: 'missing', errno: 'ENOENT', path: file });
       expect(error.message).toBe(`cannot read ${file} (ENOENT)`);
     });
   });
