@@ -7,6 +7,7 @@ import { secondsSince, type RawClient } from './exchange.js';
 import type { UpstreamFailure } from './transport.js';
 import type { ProxyMetrics } from './types.js';
 import type { UpstreamAccount } from './upstream.js';
+import { errnoOf } from '../util/errors.js';
 
 /** What the sidecar answers itself instead of an upstream answer (F5). */
 export interface Refusal {
@@ -99,6 +100,5 @@ export function retryAfterHeader(refusal: Refusal): Record<string, string> {
 
 /** What identifies a thrown value in a log line or a message: its code or class name, never its text. */
 export function errorCode(error: unknown): string {
-  if (error instanceof Error) return (error as NodeJS.ErrnoException).code ?? error.name;
-  return typeof error;
+  return errnoOf(error) ?? (error instanceof Error ? error.name : typeof error);
 }

@@ -20,7 +20,7 @@ import {
   type TokenState,
   type TokenStore,
 } from './types.js';
-import { SidecarError } from '../util/errors.js';
+import { SidecarError, errnoOf } from '../util/errors.js';
 
 /** The version tag of the whole state file; each account inside carries the codec's own tag. */
 export const STATE_FILE_FORMAT = 'bearer-sidecar/state-v1';
@@ -281,13 +281,13 @@ async function syncDirectory(directory: string): Promise<void> {
   try {
     handle = await open(directory, 'r');
   } catch (error) {
-    if (hasCode(error, 'EISDIR', 'EPERM', 'EACCES')) return; // Windows: directories cannot be opened
+    if (hasErrno(error, 'EISDIR', 'EPERM', 'EACCES')) return; // Windows: directories cannot be opened
     throw error;
   }
   try {
     await handle.sync();
   } catch (error) {
-    if (!hasCode(error, 'EINVAL', 'EPERM', 'EISDIR', 'ENOTSUP')) throw error; // the rename itself is still atomic
+    if (!hasErrno(error, 'EINVAL', 'EPERM', 'EISDIR', 'ENOTSUP')) throw error; // the rename itself is still atomic
   } finally {
     await handle.close();
   }
@@ -298,7 +298,7 @@ async function exists(path: string): Promise<boolean> {
     await lstat(path);
     return true;
   } catch (error) {
-    if (hasCode(error, 'ENOENT')) return false;
+    if (hasErrno(error, 'ENOENT')) return false;
     throw error;
   }
 }
@@ -308,9 +308,9 @@ function isObject(value: unknown): value is Record<string, unknown> {
 }
 
 function errorCode(error: unknown): string {
-  return error instanceof Error && 'code' in error && typeof error.code === 'string' ? error.code : String(error);
+  return errnoOf(error) ?? String(error);
 }
 
-function hasCode(error: unknown, ...codes: string[]): boolean {
-  return error instanceof Error && 'code' in error && typeof error.code === 'string' && codes.includes(error.code);
+function hasErrno(error: unknown, ...codes: string[]): boolean {
+  return codes.includes(errnoOf(error) ?? '');
 }

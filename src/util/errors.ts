@@ -55,3 +55,11 @@ export function messageOf(error: unknown): string {
 export function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
 }
+
+/**
+ * The string `code` a thrown Error carries (a Node errno such as `ENOENT`, an undici or a catalogue
+ * code), or undefined: the one place that reads it, for logs and for errno checks.
+ */
+export function errnoOf(error: unknown): string | undefined {
+  return error instanceof Error && 'code' in error && typeof error.code === 'string' ? error.code : undefined;
+}

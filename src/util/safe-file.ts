@@ -1,6 +1,6 @@
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
 import { lstat, open, stat, type FileHandle } from 'node:fs/promises';
-import { SidecarError } from './errors.js';
+import { SidecarError, errnoOf } from './errors.js';
 
 /*
  * R5: every file the sidecar reads (state file, secrets, keys, certificates, CAs, its config) is
@@ -354,5 +354,5 @@ function refusalOfOpen(
 }
 
 function errnoCode(error: unknown): string {
-  return error instanceof Error && 'code' in error && typeof error.code === 'string' ? error.code : 'error';
+  return errnoOf(error) ?? 'error';
 }
