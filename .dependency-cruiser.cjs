@@ -35,7 +35,7 @@ const LAYERS = {
   commands: { path: '^src/commands/', mayImport: ['util', 'stores', 'config', 'flows', 'tokens'] },
   demo: { path: '^src/demo/', mayImport: ['util', 'stores', 'config', 'flows', 'tokens', 'proxy', 'admin', 'app'] },
   cli: {
-    path: '^src/cli(-args)?\\.ts$',
+    path: '^src/(cli(-args)?|healthcheck)\\.ts$',
     mayImport: ['util', 'stores', 'config', 'flows', 'tokens', 'proxy', 'admin', 'app', 'commands', 'demo'],
   },
 };

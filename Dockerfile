@@ -1,11 +1,15 @@
-# syntax=docker/dockerfile:1
 # bearer-sidecar container image.
 #
 #   docker build -t bearer-sidecar:0.1.0 \
 #     --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" \
 #     --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" .
-#   docker run --rm -p 8080:8080 -p 9464:9464 -v "$PWD/config.yaml:/etc/bearer-sidecar/config.yaml:ro" \
+#   docker run --rm --network host -v "$PWD/config.yaml:/etc/bearer-sidecar/config.yaml:ro" \
 #     --read-only bearer-sidecar:0.1.0
+#
+# The sidecar listens on 127.0.0.1 (the config's listen.host), so publishing ports (-p 8080:8080)
+# cannot reach it: share the host's network as above (or a pod's, in Kubernetes), or set listen.host
+# and admin.host to 0.0.0.0 and add the callers' network to inbound.allow.
+# No `# syntax=` line: it would make `docker build` fetch a frontend image from a registry.
 #
 # Multi-stage: `build` compiles TypeScript with the dev dependencies; `deps` installs the
 # production dependencies only; the final stage holds those and dist/, runs as a numeric
@@ -58,8 +62,10 @@ VOLUME ["/var/lib/bearer-sidecar"]
 # Data plane and admin (/metrics /healthz /readyz /status). In a container, set listen.host and
 # admin.host to 0.0.0.0 unless only the pod's own containers call it (sidecar: 127.0.0.1).
 EXPOSE 8080 9464
-HEALTHCHECK --interval=30s --timeout=3s --start-period=5s --retries=3 \
-  CMD ["node", "-e", "require('node:http').get('http://127.0.0.1:9464/healthz', (r) => process.exit(r.statusCode === 200 ? 0 : 1)).on('error', () => process.exit(1))"]
+# The health check finds the admin address as serve does (BEARER_SIDECAR_ADMIN, else the config
+# file's admin, else 127.0.0.1:9464); it cannot see flags on the command line.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=5s --retries=3 \
+  CMD ["node", "/app/dist/healthcheck.js"]
 # V8 flags sized for a sidecar (README "Memory"): a young generation of at most 4 MiB per
 # semi-space (Node 24's default grows to 64 MiB of new space under load) and WebAssembly kept at
 # its baseline compiler (recompiling undici's llhttp parser once hot is a ~33 MiB transient).
