@@ -43,7 +43,7 @@ export interface RenewalScheduleOptions {
   onDue(trigger: TokenTrigger): void;
 }
 
-/** The token whose renewal is scheduled: its stored wall times, and when it began on both clocks (R8). */
+/** The token whose renewal is scheduled, by its stored wall times (when it began on both clocks is passed beside it, R8). */
 export type RenewedToken = Pick<TokenState, 'obtainedAt' | 'lifetimeMs'>;
 
 /**
@@ -53,8 +53,9 @@ export type RenewedToken = Pick<TokenState, 'obtainedAt' | 'lifetimeMs'>;
  *
  * R8: every time here is a deadline on both clocks (`token-age.ts`): a span since a reading,
  * due when either clock says the span has passed. The timer runs on the monotonic clock, so a
- * wall clock set back moves nothing; a wall clock that jumps forward makes the pending attempt
- * due at once, which the owner's next look (`fireIfDue`) starts. Times given or returned as
+ * wall clock set back moves nothing; a wall clock that jumps forward brings the pending attempt
+ * nearer by the jump: the owner's next look (`fireIfDue`) starts it when that made it due, and
+ * `clockJumped` re-arms its timer when not. Times given or returned as
  * numbers are wall-clock times in the frame of the moment of the call (for display and for
  * callers that speak wall times).
  */
