@@ -11,7 +11,7 @@ import {
   type TokenRequestKind,
 } from '../flows/types.js';
 import type { TokenState } from '../stores/types.js';
-import type { Clock } from '../util/clock.js';
+import type { Clock, ClockReading } from '../util/clock.js';
 import { scrubServerText } from '../util/scrub.js';
 import type { Secret } from '../util/secret.js';
 import { resolveLifetime, type LifetimePolicy, type ResolvedLifetime } from './lifetime.js';
@@ -64,13 +64,16 @@ export interface ExchangeSteps {
   heldSecrets?: ReadonlyArray<Secret | undefined>;
   /** T3: a request that would spend a refresh token for which this is true is not sent. */
   isSpent?(refreshToken: Secret): boolean;
-  /** Told as the request goes out, with `sentAt` (the loop guard counts from then, T6). */
-  onSend?(sentAt: number): void;
+  /** Told as the request goes out, with `sentAt` and both clocks' reading then (the loop guard counts from then, T6, R8). */
+  onSend?(sentAt: number, reading: ClockReading): void;
 }
 
 export interface ExchangeContext {
-  /** The local clock: when the exchange began (T1) and Retry-After's "now" (R2). */
-  clock: Pick<Clock, 'now'>;
+  /**
+   * The local clock: when the exchange began (T1) and Retry-After's "now" (R2); its monotonic
+   * reading then is where the token's age starts (R8; default `monotonicNow`).
+   */
+  clock: Pick<Clock, 'now'> & Partial<Pick<Clock, 'monotonic'>>;
   policy: LifetimePolicy;
   /** A monotonic clock in ms, for the request's duration (default performance.now). */
   monotonicNow?: () => number;
@@ -81,6 +84,8 @@ interface Sent {
   kind: TokenRequestKind;
   /** When the exchange began, before the request was built: the token's obtainedAt, the guard's last request time. */
   sentAt: number;
+  /** The same moment on both clocks: where the token's age starts (R8). */
+  sentReading: ClockReading;
   /** From sending to the answer (or the failure), in ms on the monotonic clock. */
   durationMs: number;
   /** The answer's status; undefined when no answer came. */
@@ -134,6 +139,7 @@ export type ExchangeResult = ExchangeNotSent | ExchangeSuccess | ExchangeRejecte
  */
 export async function exchangeToken(steps: ExchangeSteps, context: ExchangeContext): Promise<ExchangeResult> {
   const sentAt = context.clock.now();
+  const sentReading = { wall: sentAt, mono: readMonotonic(context) };
   let built: BuiltRequest;
   try {
     built = await steps.build();
@@ -146,13 +152,14 @@ export async function exchangeToken(steps: ExchangeSteps, context: ExchangeConte
   if (built.spends !== undefined && steps.isSpent?.(built.spends) === true)
     return { outcome: 'already_spent', at: sentAt, reason: ALREADY_SPENT };
 
-  steps.onSend?.(sentAt);
+  steps.onSend?.(sentAt, sentReading);
   // R4: whatever the server says back is scrubbed of what we sent it and what we hold.
   const secrets = [...built.request.secrets, ...(steps.heldSecrets ?? [])];
   const answer = await sendAndParse(built.request, secrets, steps, context);
   const sent = {
     kind: built.kind,
     sentAt,
+    sentReading,
     durationMs: answer.durationMs,
     httpStatus: answer.httpStatus,
     sentRefreshToken: built.spends,
@@ -182,6 +189,12 @@ interface Answer {
   delivered: boolean;
   retryAfterMs: number | undefined;
   thrown: Error | undefined;
+}
+
+/** The monotonic clock of the exchange: the caller's clock's, else `monotonicNow`, else performance.now. */
+function readMonotonic(context: ExchangeContext): number {
+  if (context.clock.monotonic !== undefined) return context.clock.monotonic();
+  return context.monotonicNow !== undefined ? context.monotonicNow() : performance.now();
 }
 
 /** Sends the request and turns whatever comes back (or does not) into an outcome. */

@@ -1,6 +1,7 @@
 import type { RefreshPolicy } from '../config/resolve.js';
 import type { TokenState } from '../stores/types.js';
-import type { Clock, TimerHandle } from '../util/clock.js';
+import { readClock, type Clock, type ClockReading, type TimerHandle } from '../util/clock.js';
+import { deadlineAt, readingAt, remainingMs, wallTimeOf, type Deadline } from './token-age.js';
 import type { TokenEvents, TokenTrigger } from './types.js';
 
 /** T2: refreshes land a few percent before `at` x lifetime, so replicas and accounts spread out. */
@@ -38,21 +39,31 @@ export interface RenewalScheduleOptions {
   policy: Pick<RefreshPolicy, 'at' | 'minIntervalMs'>;
   events: Pick<TokenEvents, 'suppressed'>;
   random: () => number;
-  /** Called when the armed time comes, with what armed it. */
+  /** Called when the armed time comes (or a look finds it past, R8), with what armed it. */
   onDue(trigger: TokenTrigger): void;
 }
+
+/** The token whose renewal is scheduled, by its stored wall times (when it began on both clocks is passed beside it, R8). */
+export type RenewedToken = Pick<TokenState, 'obtainedAt' | 'lifetimeMs'>;
 
 /**
  * When one account's next token request happens: the renewal at `at` x lifetime (T2), the loop
  * guard between two requests (T6), and the backoff after failures (T5, R2). One timer, one
  * pending attempt; the schedule waits for the guard, it never skips it.
+ *
+ * R8: every time here is a deadline on both clocks (`token-age.ts`): a span since a reading,
+ * due when either clock says the span has passed. The timer runs on the monotonic clock, so a
+ * wall clock set back moves nothing; a wall clock that jumps forward brings the pending attempt
+ * nearer by the jump: the owner's next look (`fireIfDue`) starts it when that made it due, and
+ * `clockJumped` re-arms its timer when not. Times given or returned as
+ * numbers are wall-clock times in the frame of the moment of the call (for display and for
+ * callers that speak wall times).
  */
 export class RenewalSchedule {
   readonly #o: RenewalScheduleOptions;
   #timer: TimerHandle | undefined;
-  #nextAt: number | undefined;
-  #nextTrigger: TokenTrigger | undefined;
-  #lastRequestAt: number | undefined;
+  #pending: { deadline: Deadline; trigger: TokenTrigger } | undefined;
+  #lastRequest: ClockReading | undefined;
   #lastLifetimeMs: number | undefined;
   #failures = 0;
   #stopped = false;
@@ -61,17 +72,20 @@ export class RenewalSchedule {
     this.#o = options;
   }
 
-  /** When the next attempt is armed for, if one is. */
+  /** When the next attempt is armed for, if one is (a wall-clock time, right after a jump too). */
   get nextAt(): number | undefined {
-    return this.#nextAt;
+    return this.#pending === undefined ? undefined : wallTimeOf(this.#pending.deadline, this.#now());
   }
 
   get nextTrigger(): TokenTrigger | undefined {
-    return this.#nextTrigger;
+    return this.#pending?.trigger;
   }
 
+  /** When the last token request went out, as a wall-clock time in today's frame. */
   get lastRequestAt(): number | undefined {
-    return this.#lastRequestAt;
+    return this.#lastRequest === undefined
+      ? undefined
+      : wallTimeOf({ since: this.#lastRequest, afterMs: 0 }, this.#now());
   }
 
   /** Failed attempts since the last token: the backoff exponent. */
@@ -79,9 +93,9 @@ export class RenewalSchedule {
     return this.#failures;
   }
 
-  /** A token request went out at `at`: the guard counts from then (T6). */
-  requestSent(at: number): void {
-    this.#lastRequestAt = at;
+  /** A token request went out at wall time `at` (read on both clocks: `reading`): the guard counts from then (T6). */
+  requestSent(at: number, reading?: ClockReading): void {
+    this.#lastRequest = reading ?? readingAt(at, this.#now());
   }
 
   /** The lifetime of the token in use: the guard keeps a tenth of it (T6). */
@@ -94,38 +108,42 @@ export class RenewalSchedule {
     this.#failures = 0;
   }
 
-  /** T2: `at` x lifetime after the token was obtained, minus a few percent of jitter. */
-  dueAt(state: Pick<TokenState, 'obtainedAt' | 'lifetimeMs'>): number {
-    return this.#dueAt(state, SCHEDULE_JITTER * this.#o.random());
+  /**
+   * T2: `at` x lifetime after the token was obtained, minus a few percent of jitter. `start` is
+   * when the token began on both clocks; without it, the token is taken as stored (R8).
+   */
+  dueAt(token: RenewedToken, start?: ClockReading): number {
+    const now = this.#now();
+    return wallTimeOf(this.#renewalOf(token, start, SCHEDULE_JITTER * this.#o.random(), now), now);
   }
 
-  /** The latest the renewal of `state` can be due: `at` x lifetime with no jitter. */
-  latestDueAt(state: Pick<TokenState, 'obtainedAt' | 'lifetimeMs'>): number {
-    return this.#dueAt(state, 0);
+  /** The latest the renewal of `token` can be due: `at` x lifetime with no jitter. */
+  latestDueAt(token: RenewedToken, start?: ClockReading): number {
+    const now = this.#now();
+    return wallTimeOf(this.#renewalOf(token, start, 0, now), now);
   }
 
   /** T6: no two token requests closer than max(minInterval, 10% of the last lifetime). */
   earliestAllowed(): number {
-    if (this.#lastRequestAt === undefined) return Number.NEGATIVE_INFINITY;
-    const guard = Math.max(this.#o.policy.minIntervalMs, GUARD_LIFETIME_FRACTION * (this.#lastLifetimeMs ?? 0));
-    return this.#lastRequestAt + guard;
+    const guard = this.#guard();
+    return guard === undefined ? Number.NEGATIVE_INFINITY : wallTimeOf(guard, this.#now());
   }
 
-  /** T2: the renewal of `state`, at its due time (or when the guard allows). */
-  scheduleRenewal(state: Pick<TokenState, 'obtainedAt' | 'lifetimeMs'>): void {
-    this.schedule(this.dueAt(state), 'schedule');
+  /** T2: the renewal of `token`, at its due time (or when the guard allows). */
+  scheduleRenewal(token: RenewedToken, start?: ClockReading): void {
+    const now = this.#now();
+    this.#schedule(this.#renewalOf(token, start, SCHEDULE_JITTER * this.#o.random(), now), 'schedule', now);
   }
 
   /** Arms the next attempt at `desiredAt`, or when the guard lifts if that is later (counted as suppressed). */
   schedule(desiredAt: number, trigger: TokenTrigger): void {
-    const earliest = this.earliestAllowed();
-    if (desiredAt < earliest) this.#o.events.suppressed(trigger === 'retry' ? 'backoff' : 'min_interval');
-    this.#arm(Math.max(desiredAt, earliest), trigger);
+    const now = this.#now();
+    this.#schedule(deadlineAt(desiredAt, now), trigger, now);
   }
 
   /** Arms a look at `at` without the guard: the guard is checked again when it fires (`deferUntilGuardLifts`). */
   lookAgainAt(at: number, trigger: TokenTrigger): void {
-    this.#arm(at, trigger);
+    this.#arm(deadlineAt(at, this.#now()), trigger);
   }
 
   /**
@@ -134,11 +152,11 @@ export class RenewalSchedule {
    */
   retryAfterFailure(backoff: BackoffPolicy, bounds: RetryBounds = {}): void {
     this.#failures += 1;
-    const now = this.#o.clock.now();
+    const now = this.#now();
     const delay = backoffDelay(this.#failures - 1, backoff, this.#o.random);
-    const notAfter = bounds.notAfter ?? Number.POSITIVE_INFINITY;
-    const notBefore = bounds.notBefore ?? Number.NEGATIVE_INFINITY;
-    this.schedule(Math.max(now, Math.min(now + delay, notAfter), notBefore), 'retry');
+    const notAfter = (bounds.notAfter ?? Number.POSITIVE_INFINITY) - now.wall;
+    const notBefore = (bounds.notBefore ?? Number.NEGATIVE_INFINITY) - now.wall;
+    this.#schedule({ since: now, afterMs: Math.max(0, Math.min(delay, notAfter), notBefore) }, 'retry', now);
   }
 
   /**
@@ -148,30 +166,53 @@ export class RenewalSchedule {
    * next attempt comes, or undefined when it may start now.
    */
   holdOnDemand(trigger: TokenTrigger, now: number): number | undefined {
-    if (this.#nextTrigger === 'retry' && this.#nextAt !== undefined && this.#nextAt > now) {
+    const nextAt = this.nextAt;
+    if (this.#pending?.trigger === 'retry' && nextAt !== undefined && nextAt > now) {
       this.#o.events.suppressed('backoff');
-      return this.#nextAt;
+      return nextAt;
     }
+    const guard = this.#guard();
     const earliest = this.earliestAllowed();
-    if (earliest <= now) return undefined;
+    if (guard === undefined || earliest <= now) return undefined;
     this.#o.events.suppressed('min_interval');
-    if (this.#nextAt === undefined || earliest < this.#nextAt) this.#arm(earliest, trigger);
-    return Math.min(earliest, this.#nextAt ?? earliest);
+    if (nextAt === undefined || earliest < nextAt) this.#arm(guard, trigger);
+    return Math.min(earliest, nextAt ?? earliest);
   }
 
   /** Defence in depth when a timer fires: if the guard still holds, re-arm for when it lifts (true). */
   deferUntilGuardLifts(trigger: TokenTrigger): boolean {
-    if (this.earliestAllowed() <= this.#o.clock.now()) return false;
-    this.#arm(this.earliestAllowed(), trigger);
+    const guard = this.#guard();
+    if (guard === undefined || remainingMs(guard, this.#now()) <= 0) return false;
+    this.#arm(guard, trigger);
     return true;
+  }
+
+  /**
+   * R8: a look. When the pending attempt is due by either clock (the wall clock jumped forward
+   * past it while its monotonic timer still waits), it runs now. True when it did.
+   */
+  fireIfDue(now: ClockReading = this.#now()): boolean {
+    if (this.#pending === undefined || remainingMs(this.#pending.deadline, now) > 0) return false;
+    this.#fire();
+    return true;
+  }
+
+  /**
+   * R8: the wall clock jumped. The pending attempt runs now if that made it due; otherwise its
+   * timer is re-armed for what is left by either clock (sooner after a forward jump, unchanged
+   * after a backward one). True when it ran.
+   */
+  clockJumped(): boolean {
+    if (this.fireIfDue()) return true;
+    if (this.#pending !== undefined) this.#arm(this.#pending.deadline, this.#pending.trigger);
+    return false;
   }
 
   /** Disarms the pending attempt (a token request is starting, or the account stops). */
   clear(): void {
     if (this.#timer !== undefined) this.#o.clock.clearTimer(this.#timer);
     this.#timer = undefined;
-    this.#nextAt = undefined;
-    this.#nextTrigger = undefined;
+    this.#pending = undefined;
   }
 
   stop(): void {
@@ -179,24 +220,42 @@ export class RenewalSchedule {
     this.clear();
   }
 
-  #dueAt(state: Pick<TokenState, 'obtainedAt' | 'lifetimeMs'>, jitter: number): number {
-    const fraction = this.#o.policy.at * (1 - jitter);
-    return state.obtainedAt + fraction * state.lifetimeMs;
+  #now(): ClockReading {
+    return readClock(this.#o.clock);
   }
 
-  #arm(at: number, trigger: TokenTrigger): void {
+  #renewalOf(token: RenewedToken, start: ClockReading | undefined, jitter: number, now: ClockReading): Deadline {
+    const fraction = this.#o.policy.at * (1 - jitter);
+    return { since: start ?? readingAt(token.obtainedAt, now), afterMs: fraction * token.lifetimeMs };
+  }
+
+  /** T6: the guard's end, once a first request went out. */
+  #guard(): Deadline | undefined {
+    if (this.#lastRequest === undefined) return undefined;
+    const guardMs = Math.max(this.#o.policy.minIntervalMs, GUARD_LIFETIME_FRACTION * (this.#lastLifetimeMs ?? 0));
+    return { since: this.#lastRequest, afterMs: guardMs };
+  }
+
+  #schedule(desired: Deadline, trigger: TokenTrigger, now: ClockReading): void {
+    const guard = this.#guard();
+    if (guard !== undefined && remainingMs(desired, now) < remainingMs(guard, now)) {
+      this.#o.events.suppressed(trigger === 'retry' ? 'backoff' : 'min_interval');
+      this.#arm(guard, trigger);
+      return;
+    }
+    this.#arm(desired, trigger);
+  }
+
+  #arm(deadline: Deadline, trigger: TokenTrigger): void {
     if (this.#stopped) return;
     this.clear();
-    this.#nextAt = at;
-    this.#nextTrigger = trigger;
-    this.#timer = this.#o.clock.setTimer(() => this.#fire(), Math.max(0, at - this.#o.clock.now()));
+    this.#pending = { deadline, trigger };
+    this.#timer = this.#o.clock.setTimer(() => this.#fire(), Math.max(0, remainingMs(deadline, this.#now())));
   }
 
   #fire(): void {
-    const trigger = this.#nextTrigger ?? 'schedule';
-    this.#timer = undefined;
-    this.#nextAt = undefined;
-    this.#nextTrigger = undefined;
+    const trigger = this.#pending?.trigger ?? 'schedule';
+    this.clear();
     this.#o.onDue(trigger);
   }
 }

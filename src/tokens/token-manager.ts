@@ -2,7 +2,7 @@ import type { RefreshPolicy } from '../config/resolve.js';
 import type { TokenHttpOptions } from '../flows/http-client.js';
 import type { TokenFlow, TokenRequestKind } from '../flows/types.js';
 import type { StoredToken, TokenState, TokenStore } from '../stores/types.js';
-import type { Clock } from '../util/clock.js';
+import { readClock, type Clock, type ClockReading } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
 import type { Secret } from '../util/secret.js';
 import { ActiveToken } from './active-token.js';
@@ -35,6 +35,7 @@ import {
   type TokenStatus,
   type TokenTrigger,
 } from './types.js';
+import { readingAt, tokenNow } from './token-age.js';
 import { Waiters } from './waiters.js';
 
 export interface TokenManagerOptions {
@@ -59,6 +60,8 @@ export interface TokenManagerOptions {
  * (RenewalSchedule: T2, T5, T6), who waits (Waiters: T7), the chain replicas share
  * (SharedChain: T10), the refresh token and the spent ones (HeldRefreshToken: T3, T5), one
  * exchange with the token endpoint (exchangeToken: T1), readiness and the request report.
+ * R8: the token's age is read on both clocks (token-age.ts); every look (a request, /status, a
+ * timer, a wall-clock jump noticed by the clock) starts a renewal that a jump made overdue.
  */
 export class TokenManager {
   readonly account: string;
@@ -74,6 +77,9 @@ export class TokenManager {
   readonly #report: TokenRequestReport;
 
   #token: ActiveToken | undefined;
+  /** When the held token began on both clocks (R8): its request's send, or its adoption from the store. */
+  #tokenStart: ClockReading | undefined;
+  #unwatchJumps: () => void = () => undefined;
   #generation = 0;
   #inFlight: Promise<void> | undefined;
   /** The token generation an upstream has already rejected: one refresh per generation (T8). */
@@ -110,6 +116,10 @@ export class TokenManager {
   async start(): Promise<void> {
     // Replicas hear of each other's saves and adopt the newest token (T10).
     this.#chain.watch(() => void this.#onStoreChange());
+    // R8: a wall-clock jump may make the renewal overdue while its monotonic timer still waits.
+    this.#unwatchJumps = this.#o.clock.watchJumps(() => {
+      if (this.#inFlight === undefined) this.#renewal.clockJumped();
+    });
     const stored = await this.#chain.load();
     if (stored !== undefined && this.#adoptStoredIfNewer(stored)) {
       const token = this.#token;
@@ -118,16 +128,15 @@ export class TokenManager {
         'using stored token',
       );
       // The schedule continues (§8): due at obtained + at x lifetime, at once if that is past.
-      this.#renewal.scheduleRenewal(stored.state);
+      this.#renewal.scheduleRenewal(stored.state, this.#tokenStart);
       return;
     }
     this.#startTokenRequest('startup');
   }
 
-  /** The valid token, or undefined. Synchronous: the proxy's hot path (T2). */
+  /** The valid token, or undefined. Synchronous: the proxy's hot path (T2); a look (R8). */
   current(): ActiveToken | undefined {
-    const token = this.#token;
-    return token !== undefined && this.#o.clock.now() < token.expiresAt ? token : undefined;
+    return this.#validToken(this.#look());
   }
 
   /** T7: resolves with a valid token, waiting up to `waitForToken` for one to arrive. */
@@ -168,24 +177,29 @@ export class TokenManager {
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#unwatchJumps();
     this.#chain.stop();
     this.#renewal.stop();
     this.#waiters.rejectAll();
     await this.settled();
   }
 
+  /** The account as /status, /readyz and the metrics show it; a look (R8). Times are wall-clock times in today's frame. */
   status(): TokenStatus {
-    const now = this.#o.clock.now();
+    const reading = this.#look();
+    const now = this.#tokenNow(reading);
     const token = this.#token;
     const valid = token !== undefined && now < token.expiresAt;
+    // The token's own times, moved into the wall clock's frame of this moment (R8).
+    const shown = (at: number | undefined) => (at === undefined ? undefined : at + reading.wall - now);
     return {
       state: this.#readiness.state(token, now, { stopped: this.#stopped, refreshing: this.#inFlight !== undefined }),
       ready: valid && !this.#readiness.refused,
       reason: this.#readiness.notReadyReason(token, now),
       fingerprint: token?.fingerprint,
       generation: this.#generation,
-      obtainedAt: token?.obtainedAt,
-      expiresAt: token?.expiresAt,
+      obtainedAt: shown(token?.obtainedAt),
+      expiresAt: shown(token?.expiresAt),
       lifetimeMs: token?.lifetimeMs,
       nextRequestAt: this.#renewal.nextAt,
       nextTrigger: this.#renewal.nextTrigger,
@@ -198,6 +212,23 @@ export class TokenManager {
       revision: this.#chain.revision,
       counts: this.#report.counts(),
     };
+  }
+
+  /** R8: a look. A renewal or retry that a forward jump of the wall clock made overdue starts now. */
+  #look(): ClockReading {
+    const reading = readClock(this.#o.clock);
+    if (this.#inFlight === undefined && this.#renewal.fireIfDue(reading)) return readClock(this.#o.clock);
+    return reading;
+  }
+
+  /** R8: "now" on the held token's own clock (its start plus its age on both clocks); the wall clock when none is held. */
+  #tokenNow(reading: ClockReading): number {
+    return this.#tokenStart === undefined ? reading.wall : tokenNow(this.#tokenStart, reading);
+  }
+
+  #validToken(reading: ClockReading): ActiveToken | undefined {
+    const token = this.#token;
+    return token !== undefined && this.#tokenNow(reading) < token.expiresAt ? token : undefined;
   }
 
   #waitForGenerationAfter(generation: number): Promise<ActiveToken> {
@@ -242,7 +273,10 @@ export class TokenManager {
    * being served; only a token about to expire is renewed without the lock.
    */
   async #requestUnderLock(trigger: TokenTrigger): Promise<void> {
-    const attempt = await this.#chain.lockForRequest(this.#token?.expiresAt);
+    const reading = readClock(this.#o.clock);
+    // The expiry as a wall-clock time of this moment's frame (R8), as the chain compares it with now().
+    const expiresAt = this.#token && this.#token.expiresAt + reading.wall - this.#tokenNow(reading);
+    const attempt = await this.#chain.lockForRequest(expiresAt);
     if (attempt.type === 'held_elsewhere') {
       this.#renewal.lookAgainAt(attempt.lookAgainAt, trigger);
       return;
@@ -259,10 +293,10 @@ export class TokenManager {
     if (
       newer !== undefined &&
       this.#adoptStoredIfNewer(newer) &&
-      this.#o.clock.now() < this.#renewal.latestDueAt(newer.state)
+      this.#o.clock.now() < this.#renewal.latestDueAt(newer.state, this.#tokenStart)
     ) {
       await lock.release();
-      this.#renewal.scheduleRenewal(newer.state);
+      this.#renewal.scheduleRenewal(newer.state, this.#tokenStart);
       return;
     }
     lock.keepAlive();
@@ -301,7 +335,7 @@ export class TokenManager {
       rotatesRefreshTokens: flow.rotatesRefreshTokens,
       heldSecrets: [this.#token?.secret, this.#refresh.current],
       isSpent: (refreshToken) => this.#refresh.isSpent(refreshToken),
-      onSend: (sentAt) => this.#renewal.requestSent(sentAt),
+      onSend: (sentAt, reading) => this.#renewal.requestSent(sentAt, reading),
     };
   }
 
@@ -327,11 +361,11 @@ export class TokenManager {
     if (saved.type === 'superseded') {
       if (saved.newer !== undefined) {
         this.#adoptStored(saved.newer);
-        this.#renewal.scheduleRenewal(saved.newer.state);
+        this.#renewal.scheduleRenewal(saved.newer.state, this.#tokenStart);
       }
       return;
     }
-    this.#adopt(state);
+    this.#adopt(state, result.sentReading);
     this.#renewal.resetBackoff();
     this.#refresh.answeredClearly();
     this.#readiness.tokenObtained();
@@ -344,8 +378,8 @@ export class TokenManager {
       },
       `token request: ${result.kind} succeeded`,
     );
-    this.#waiters.resolveWith(this.current());
-    this.#renewal.scheduleRenewal(state);
+    this.#waiters.resolveWith(this.#validToken(readClock(this.#o.clock)));
+    this.#renewal.scheduleRenewal(state, result.sentReading);
   }
 
   /** The server said no. T10: a refresh it rejected may have been rotated by another replica first. */
@@ -385,7 +419,7 @@ export class TokenManager {
     const retryAfter = result.retryAfterMs === undefined ? {} : { retryAfterMs: result.retryAfterMs };
     this.#log.warn({ ...logFields, reason: result.reason, ...retryAfter }, `token request: ${result.kind} failed`);
     this.#readiness.failed(result.sentAt, `${result.kind} failed: ${result.reason}`);
-    this.#readiness.noteExpiry(this.#token, this.#o.clock.now());
+    this.#readiness.noteExpiry(this.#token, this.#tokenNow(readClock(this.#o.clock)));
     if (result.spentRefreshToken !== undefined) this.#refresh.discard(result.spentRefreshToken);
     // Reached the server but no clear answer: the refresh token may be spent (T5).
     else if (result.delivered && result.kind === 'refresh' && result.sentRefreshToken !== undefined)
@@ -407,8 +441,8 @@ export class TokenManager {
     this.#refresh.markSpent(rejected);
     this.#log.info('refresh rejected, but the store holds a newer chain from another replica: adopting it');
     this.#adoptStored(stored);
-    if (this.current() === undefined) this.#renewal.schedule(this.#o.clock.now(), 'retry');
-    else this.#renewal.scheduleRenewal(stored.state);
+    if (this.#validToken(readClock(this.#o.clock)) === undefined) this.#renewal.schedule(this.#o.clock.now(), 'retry');
+    else this.#renewal.scheduleRenewal(stored.state, this.#tokenStart);
     return true;
   }
 
@@ -416,7 +450,8 @@ export class TokenManager {
   async #onStoreChange(): Promise<void> {
     if (this.#stopped || this.#inFlight !== undefined) return;
     const stored = await this.#chain.loadNewer();
-    if (stored !== undefined && this.#adoptStoredIfNewer(stored)) this.#renewal.scheduleRenewal(stored.state);
+    if (stored !== undefined && this.#adoptStoredIfNewer(stored))
+      this.#renewal.scheduleRenewal(stored.state, this.#tokenStart);
   }
 
   /** Takes a stored state, unless a token is held and the store has nothing newer. True when a token was adopted. */
@@ -428,19 +463,23 @@ export class TokenManager {
   /**
    * Takes a stored state as ours: its revision and refresh token always (the newest chain),
    * its access token when still valid and not the one held. True when a valid token is held from it.
+   * R8: a stored token carries wall times only; it ages on both clocks from its adoption.
    */
   #adoptStored(stored: StoredToken): boolean {
     this.#chain.holdRevision(stored.revision);
     this.#refresh.adopt(stored.state.refreshToken);
-    if (stored.state.expiresAt <= this.#o.clock.now()) return false;
+    const now = readClock(this.#o.clock);
+    if (stored.state.expiresAt <= now.wall) return false;
     if (this.#token !== undefined && this.#token.secret.equals(stored.state.accessToken)) return true;
-    this.#adopt(stored.state);
+    this.#adopt(stored.state, readingAt(stored.state.obtainedAt, now));
     this.#readiness.tokenAdopted();
-    this.#waiters.resolveWith(this.current());
+    this.#waiters.resolveWith(this.#validToken(now));
     return true;
   }
 
-  #adopt(state: TokenState): void {
+  /** Holds `state`'s token from now on; `start` is when it began on both clocks (R8). */
+  #adopt(state: TokenState, start: ClockReading): void {
+    this.#tokenStart = start;
     this.#generation += 1;
     this.#token = new ActiveToken(
       state.accessToken,
@@ -455,7 +494,8 @@ export class TokenManager {
   #unavailable(now: number): TokenUnavailableError {
     const nextAt = this.#renewal.nextAt;
     const retryAfter = nextAt === undefined ? 1 : Math.max(1, Math.ceil((nextAt - now) / 1000));
-    const reason = this.#readiness.notReadyReason(this.#token, now) ?? 'no valid token';
+    const reason =
+      this.#readiness.notReadyReason(this.#token, this.#tokenNow(readClock(this.#o.clock))) ?? 'no valid token';
     return new TokenUnavailableError(`no valid token for account ${this.account}: ${reason}`, retryAfter);
   }
 }

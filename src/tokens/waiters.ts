@@ -7,6 +7,7 @@ interface Waiter {
   afterGeneration: number;
   resolve(token: ActiveToken): void;
   reject(error: TokenUnavailableError): void;
+  /** When its wait ends, on the monotonic clock (its timer's clock, R8). */
   deadline: number;
   timer: TimerHandle;
 }
@@ -41,7 +42,7 @@ export class Waiters {
         afterGeneration,
         resolve,
         reject,
-        deadline: wait.now + wait.waitMs,
+        deadline: this.#o.clock.monotonic() + (wait.now + wait.waitMs - this.#o.clock.now()),
         timer: this.#o.clock.setTimer(() => {
           this.#waiters.delete(waiter);
           reject(this.#o.unavailable(this.#o.clock.now()));
@@ -61,10 +62,15 @@ export class Waiters {
     }
   }
 
-  /** Waiters whose deadline comes before the next attempt (at `nextAttemptAt`) cannot be helped: answer them now. */
+  /**
+   * Waiters whose deadline comes before the next attempt (at `nextAttemptAt`, a wall-clock time
+   * of this moment) cannot be helped: answer them now.
+   */
   rejectDueBefore(nextAttemptAt: number | undefined): void {
+    if (nextAttemptAt === undefined) return;
+    const nextOnMonotonic = this.#o.clock.monotonic() + (nextAttemptAt - this.#o.clock.now());
     for (const waiter of this.#waiters) {
-      if (nextAttemptAt !== undefined && nextAttemptAt > waiter.deadline) this.#reject(waiter);
+      if (nextOnMonotonic > waiter.deadline) this.#reject(waiter);
     }
   }
 
