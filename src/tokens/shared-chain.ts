@@ -168,6 +168,27 @@ export class SharedChain {
     }
   }
 
+  /**
+   * T3 across processes: the server consumed `spent` (it rejected it, or answered with tokens we
+   * cannot use). When the stored state still holds it, it is saved again without a refresh token,
+   * so no other replica, and no restart of this one, sends it again. Called under the account's
+   * lock; a store that cannot be reached or a newer stored chain leaves the store as it is.
+   */
+  async forgetSpent(spent: Secret): Promise<void> {
+    const stored = await this.load();
+    if (stored === undefined || !spent.equals(stored.state.refreshToken)) return;
+    try {
+      const result = await this.#o.store.save(
+        this.#o.account,
+        { ...stored.state, refreshToken: undefined },
+        stored.revision,
+      );
+      if (result.saved) this.#revision = result.record.revision;
+    } catch (error) {
+      this.#failed('save', error);
+    }
+  }
+
   #lockTtl(): number {
     return this.#o.timeoutMs + LOCK_MARGIN_MS;
   }

@@ -323,7 +323,7 @@ export class TokenManager {
     const logFields = this.#report.requestSent(result, trigger);
     if (result.outcome === 'success') await this.#takeNewToken(result, logFields);
     else if (result.outcome === 'rejected') await this.#onRefused(result, logFields);
-    else this.#onFailed(result, logFields);
+    else await this.#onFailed(result, logFields);
   }
 
   #exchangeSteps(): ExchangeSteps {
@@ -343,7 +343,10 @@ export class TokenManager {
   async #chooseRequest(): Promise<BuiltRequest> {
     const refreshToken = this.#refresh.current;
     // T5: a refresh with no clear answer may have spent the token; try it once more, then log in.
-    const suspect = this.#refresh.doubtful && this.#o.flow.canLogin;
+    // T3, T4: a refresh token known to be spent (a stored chain brought it back) is never sent:
+    // log in where possible, else the exchange reports it spent and the account says why.
+    const spent = refreshToken !== undefined && this.#refresh.isSpent(refreshToken);
+    const suspect = (this.#refresh.doubtful || spent) && this.#o.flow.canLogin;
     if (refreshToken !== undefined && !suspect && this.#o.flow.canRefresh) {
       return { kind: 'refresh', request: await this.#o.flow.buildRefreshRequest(refreshToken), spends: refreshToken };
     }
@@ -391,6 +394,7 @@ export class TokenManager {
       (await this.#adoptNewerChain(result.sentRefreshToken))
     )
       return;
+    if (result.spentRefreshToken !== undefined) await this.#chain.forgetSpent(result.spentRefreshToken);
     this.#onRejected({ kind: result.kind, spent: result.spentRefreshToken, reason: result.reason, at: result.sentAt });
   }
 
@@ -415,12 +419,15 @@ export class TokenManager {
    * An answer the server gave with tokens we cannot use spent the refresh token that was sent
    * (R1, T3): it is never sent again.
    */
-  #onFailed(result: ExchangeFailed, logFields: Record<string, unknown>): void {
+  async #onFailed(result: ExchangeFailed, logFields: Record<string, unknown>): Promise<void> {
     const retryAfter = result.retryAfterMs === undefined ? {} : { retryAfterMs: result.retryAfterMs };
     this.#log.warn({ ...logFields, reason: result.reason, ...retryAfter }, `token request: ${result.kind} failed`);
     this.#readiness.failed(result.sentAt, `${result.kind} failed: ${result.reason}`);
     this.#readiness.noteExpiry(this.#token, this.#tokenNow(readClock(this.#o.clock)));
-    if (result.spentRefreshToken !== undefined) this.#refresh.discard(result.spentRefreshToken);
+    if (result.spentRefreshToken !== undefined) {
+      this.#refresh.discard(result.spentRefreshToken);
+      await this.#chain.forgetSpent(result.spentRefreshToken);
+    }
     // Reached the server but no clear answer: the refresh token may be spent (T5).
     else if (result.delivered && result.kind === 'refresh' && result.sentRefreshToken !== undefined)
       this.#refresh.unclearAnswer(result.sentRefreshToken);

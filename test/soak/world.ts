@@ -1,0 +1,151 @@
+import { randomUUID } from 'node:crypto';
+import { TokenTransportError } from '../../src/flows/http-client.js';
+import type { TokenHttpRequest, TokenHttpResponse } from '../../src/flows/types.js';
+import { MemoryTokenStore } from '../../src/stores/memory.js';
+import type { SaveResult, StoredToken, StoreLock, TokenState, TokenStore } from '../../src/stores/types.js';
+
+/*
+ * The simulated world of the soak run: one token server, one shared store, one upstream API,
+ * each with switches the fault schedule flips. No sockets: everything runs on the fake clock.
+ */
+
+/** A small seeded PRNG (mulberry32): the same seed gives the same week of faults. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export type TokenServerMode = 'ok' | 'server-error' | 'refused' | 'reject-refresh' | 'reject-login';
+
+interface IssuedToken {
+  expiresAt: number;
+  revoked: boolean;
+}
+
+/**
+ * A session-dialect token server (login and refresh, single-use rotating refresh tokens) that
+ * remembers every access token it issued and every refresh token it was sent: the judge of the
+ * soak's invariants (a refresh token sent twice, an expired or revoked token used).
+ */
+export class SoakTokenServer {
+  mode: TokenServerMode = 'ok';
+  readonly requestTimes: number[] = [];
+  /** Refresh tokens this server saw a second time: the group spent one twice. */
+  readonly reusedRefreshTokens: Array<{ at: number; token: string }> = [];
+  readonly #issued = new Map<string, IssuedToken>();
+  readonly #live = new Set<string>();
+  readonly #spent = new Set<string>();
+
+  constructor(
+    private readonly now: () => number,
+    private readonly lifetimeS: number,
+  ) {}
+
+  send = async (request: TokenHttpRequest): Promise<TokenHttpResponse> => {
+    const body = JSON.parse(request.body) as Record<string, unknown>;
+    const refreshToken = typeof body.refreshToken === 'string' ? body.refreshToken : undefined;
+    this.requestTimes.push(this.now());
+    if (process.env.SOAK_TRACE) console.log(new Date(this.now()).toISOString(), this.mode, refreshToken?.slice(0, 12) ?? 'login', this.#spent.has(refreshToken ?? '') ? 'SPENT' : '');
+    if (this.mode === 'refused') throw new TokenTransportError('ECONNREFUSED', 'connection refused');
+    if (this.mode === 'server-error') return answer(503, '{"success":false,"message":"maintenance"}');
+    if (refreshToken === undefined && this.mode === 'reject-login')
+      return answer(401, '{"success":false,"message":"invalid credentials"}');
+    if (refreshToken !== undefined) {
+      if (this.#spent.has(refreshToken)) this.reusedRefreshTokens.push({ at: this.now(), token: refreshToken });
+      if (this.mode === 'reject-refresh' || !this.#live.has(refreshToken)) {
+        this.#live.delete(refreshToken);
+        this.#spent.add(refreshToken);
+        return answer(401, '{"success":false,"message":"refresh token rejected"}');
+      }
+      this.#live.delete(refreshToken);
+      this.#spent.add(refreshToken);
+    }
+    const token = `tok-${randomUUID()}`;
+    const nextRefresh = `ref-${randomUUID()}`;
+    this.#live.add(nextRefresh);
+    this.#issued.set(token, { expiresAt: this.now() + this.lifetimeS * 1000, revoked: false });
+    return answer(200, JSON.stringify({ success: true, token, refreshToken: nextRefresh, tokenLifetime: this.lifetimeS }));
+  };
+
+  /** Revokes every access token issued so far (an administrator's "log everyone out"). */
+  revokeAll(): void {
+    for (const issued of this.#issued.values()) issued.revoked = true;
+  }
+
+  /** What the upstream API thinks of a token: `valid`, `expired`, `revoked` or `unknown`. */
+  judge(token: string): 'valid' | 'expired' | 'revoked' | 'unknown' {
+    const issued = this.#issued.get(token);
+    if (issued === undefined) return 'unknown';
+    if (issued.revoked) return 'revoked';
+    return this.now() < issued.expiresAt ? 'valid' : 'expired';
+  }
+}
+
+function answer(status: number, body: string): TokenHttpResponse {
+  return { status, headers: { 'content-type': 'application/json' }, body };
+}
+
+/**
+ * One store shared by the replicas, like Redis: each replica gets its own view (`shared`, with
+ * change notifications from the other views). `down` makes every operation reject (an outage);
+ * `restart` loses every record (a Redis restart without persistence).
+ */
+export class SharedStoreHub {
+  down = false;
+  #store: MemoryTokenStore;
+  readonly #listeners = new Set<{ view: number; onChange: () => void }>();
+
+  constructor(private readonly now: () => number) {
+    this.#store = new MemoryTokenStore({ now });
+  }
+
+  restart(): void {
+    this.#store = new MemoryTokenStore({ now: this.now });
+  }
+
+  view(index: number): TokenStore {
+    const hub = this;
+    const reachable = async <T>(work: () => Promise<T>): Promise<T> => {
+      if (hub.down) throw new Error('store unreachable (simulated outage)');
+      return work();
+    };
+    return {
+      type: 'redis',
+      shared: true,
+      load: (account) => reachable(() => hub.#store.load(account)),
+      save: (account: string, state: TokenState, expected?: number | null, lastKnown?: number) =>
+        reachable(async (): Promise<SaveResult> => {
+          const result = await hub.#store.save(account, state, expected, lastKnown);
+          if (result.saved) hub.#notifyOthers(index);
+          return result;
+        }),
+      obtainLock: (account, ttlMs) =>
+        reachable(async (): Promise<StoreLock | undefined> => {
+          const lock = await hub.#store.obtainLock(account, ttlMs);
+          if (lock === undefined) return undefined;
+          return {
+            extend: (ms) => reachable(() => lock.extend(ms)),
+            release: () => reachable(() => lock.release()),
+          };
+        }),
+      subscribe: (_account, onChange) => {
+        const listener = { view: index, onChange };
+        hub.#listeners.add(listener);
+        return () => hub.#listeners.delete(listener);
+      },
+      close: async () => undefined,
+    };
+  }
+
+  #notifyOthers(fromView: number): void {
+    for (const listener of this.#listeners) if (listener.view !== fromView) queueMicrotask(listener.onChange);
+  }
+}
+
+export type { StoredToken };
