@@ -23,6 +23,19 @@ export class HeldRefreshToken {
     return this.#unclearAnswers >= UNCLEAR_ANSWERS_TO_DOUBT;
   }
 
+  /**
+   * The refresh token to send, or undefined when a login is the safer choice because it may be
+   * consumed (T5), is known to be spent (T3: a stored chain brought it back), or is shared and not
+   * locked (`unlockedShared`, T10: another replica may be spending it now). Without `canLogin` the
+   * risk is taken, there being no other way (a spent token is then refused by the exchange).
+   */
+  toSend(options: { canLogin: boolean; unlockedShared: boolean }): Secret | undefined {
+    const token = this.#token;
+    if (token === undefined) return undefined;
+    const risky = this.doubtful || this.isSpent(token) || options.unlockedShared;
+    return risky && options.canLogin ? undefined : token;
+  }
+
   /** T3: true for a refresh token this process has spent. */
   isSpent(refreshToken: Secret): boolean {
     return this.#spent.has(refreshToken);

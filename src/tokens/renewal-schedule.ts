@@ -2,7 +2,7 @@ import type { RefreshPolicy } from '../config/resolve.js';
 import type { TokenState } from '../stores/types.js';
 import { readClock, type Clock, type ClockReading, type TimerHandle } from '../util/clock.js';
 import { deadlineAt, readingAt, remainingMs, wallTimeOf, type Deadline } from './token-age.js';
-import type { TokenEvents, TokenTrigger } from './types.js';
+import type { TokenEvents, TokenStatus, TokenTrigger } from './types.js';
 
 /** T2: refreshes land a few percent before `at` x lifetime, so replicas and accounts spread out. */
 const SCHEDULE_JITTER = 0.05;
@@ -91,6 +91,16 @@ export class RenewalSchedule {
   /** Failed attempts since the last token: the backoff exponent. */
   get failures(): number {
     return this.#failures;
+  }
+
+  /** The schedule's part of an account's status (TokenStatus): wall-clock times in today's frame. */
+  statusFields(): Pick<TokenStatus, 'nextRequestAt' | 'nextTrigger' | 'lastRequestAt' | 'consecutiveFailures'> {
+    return {
+      nextRequestAt: this.nextAt,
+      nextTrigger: this.nextTrigger,
+      lastRequestAt: this.lastRequestAt,
+      consecutiveFailures: this.failures,
+    };
   }
 
   /** A token request went out at wall time `at` (read on both clocks: `reading`): the guard counts from then (T6). */

@@ -2,7 +2,7 @@ import type { StoredToken, StoreLock, TokenState, TokenStore } from '../stores/t
 import type { Clock, TimerHandle } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
 import type { Secret } from '../util/secret.js';
-import type { StoreOperation, TokenEvents } from './types.js';
+import type { StoreOperation, TokenEvents, TokenStatus } from './types.js';
 import { messageOf } from '../util/errors.js';
 
 /** The lock outlives the token request's own timeout by this much, and is extended while it runs (T10). */
@@ -64,6 +64,11 @@ export class SharedChain {
   /** Why the store cannot be used right now, if so. */
   get problem(): string | undefined {
     return this.#problem;
+  }
+
+  /** The store's part of an account's status (TokenStatus). */
+  statusFields(): Pick<TokenStatus, 'storeProblem' | 'revision'> {
+    return { storeProblem: this.#problem, revision: this.#revision };
   }
 
   /** Replicas hear of each other's saves (shared stores only). */

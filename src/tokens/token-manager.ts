@@ -201,15 +201,11 @@ export class TokenManager {
       obtainedAt: shown(token?.obtainedAt),
       expiresAt: shown(token?.expiresAt),
       lifetimeMs: token?.lifetimeMs,
-      nextRequestAt: this.#renewal.nextAt,
-      nextTrigger: this.#renewal.nextTrigger,
-      lastRequestAt: this.#renewal.lastRequestAt,
+      ...this.#renewal.statusFields(),
       lastError: this.#readiness.lastError,
-      consecutiveFailures: this.#renewal.failures,
       hasRefreshToken: this.#refresh.current !== undefined,
       waiting: this.#waiters.size,
-      storeProblem: this.#chain.problem,
-      revision: this.#chain.revision,
+      ...this.#chain.statusFields(),
       counts: this.#report.counts(),
     };
   }
@@ -286,7 +282,7 @@ export class TokenManager {
       return;
     }
     if (attempt.type === 'renew_unlocked') {
-      await this.#requestToken(trigger);
+      await this.#requestToken(trigger, { unlocked: true });
       return;
     }
     const { lock, newer } = attempt;
@@ -308,8 +304,9 @@ export class TokenManager {
   }
 
   /** One exchange with the token endpoint, and what follows from its outcome. */
-  async #requestToken(trigger: TokenTrigger): Promise<void> {
-    const result = await exchangeToken(this.#exchangeSteps(), { clock: this.#o.clock, policy: this.#o.policy });
+  async #requestToken(trigger: TokenTrigger, lock: { unlocked: boolean } = { unlocked: false }): Promise<void> {
+    const { clock, policy } = this.#o;
+    const result = await exchangeToken(this.#exchangeSteps(lock.unlocked), { clock, policy });
     if (result.outcome === 'unbuildable' || result.outcome === 'already_spent') {
       // Nothing was sent, nothing counted: an unreadable secret is a rejected login (§8).
       this.#onRejected({
@@ -326,10 +323,10 @@ export class TokenManager {
     else await this.#onFailed(result, logFields);
   }
 
-  #exchangeSteps(): ExchangeSteps {
+  #exchangeSteps(unlocked: boolean): ExchangeSteps {
     const { flow, policy } = this.#o;
     return {
-      build: () => this.#chooseRequest(),
+      build: () => this.#chooseRequest(unlocked),
       send: (request) => this.#o.send(request, { timeoutMs: policy.timeoutMs, ...this.#o.tls }),
       parse: (response, secrets) => flow.parseResponse(response, secrets),
       rotatesRefreshTokens: flow.rotatesRefreshTokens,
@@ -339,18 +336,12 @@ export class TokenManager {
     };
   }
 
-  /** Refresh with the newest refresh token, unless it looks consumed and a login is possible. */
-  async #chooseRequest(): Promise<BuiltRequest> {
-    const refreshToken = this.#refresh.current;
-    // T5: a refresh with no clear answer may have spent the token; try it once more, then log in.
-    // T3, T4: a refresh token known to be spent (a stored chain brought it back) is never sent:
-    // log in where possible, else the exchange reports it spent and the account says why.
-    const spent = refreshToken !== undefined && this.#refresh.isSpent(refreshToken);
-    const suspect = (this.#refresh.doubtful || spent) && this.#o.flow.canLogin;
-    if (refreshToken !== undefined && !suspect && this.#o.flow.canRefresh) {
-      return { kind: 'refresh', request: await this.#o.flow.buildRefreshRequest(refreshToken), spends: refreshToken };
-    }
-    return initialRequest(this.#o.flow);
+  /** Refresh with the newest refresh token, unless a login is the safer choice (HeldRefreshToken.toSend). */
+  async #chooseRequest(unlocked: boolean): Promise<BuiltRequest> {
+    const { flow, store } = this.#o;
+    const refreshToken = this.#refresh.toSend({ canLogin: flow.canLogin, unlockedShared: unlocked && store.shared });
+    if (refreshToken === undefined || !flow.canRefresh) return initialRequest(flow);
+    return { kind: 'refresh', request: await flow.buildRefreshRequest(refreshToken), spends: refreshToken };
   }
 
   /** T3: the new refresh token is stored before the new access token is used. */

@@ -3,7 +3,6 @@ import { createFlow } from '../../src/flows/index.js';
 import type { ActiveToken } from '../../src/tokens/active-token.js';
 import { TokenManager } from '../../src/tokens/token-manager.js';
 import { TokenUnavailableError, type TokenEvents } from '../../src/tokens/types.js';
-import { captureLogger } from '../helpers/capture-logger.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { FakeClock, flushIo } from '../helpers/fake-clock.js';
 import { seededRandom, SharedStoreHub, SoakTokenServer } from './world.js';
@@ -27,6 +26,7 @@ export const FAULT_KINDS = [
   'upstream-forbidden', // the API answers 403 to everything (the token is not the problem)
   'store-outage', // the shared store is unreachable
   'store-restart', // the shared store loses its data
+  'wall-clock-jump', // a suspend (the wall clock jumps ahead up to 3 h) or an NTP step back (up to 1 h)
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -74,8 +74,13 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const kinds = options.faults ?? FAULT_KINDS;
   const random = seededRandom(options.seed);
   const clock = new FakeClock();
-  const start = clock.now();
-  const server = new SoakTokenServer(() => clock.now(), lifetimeS);
+  // Fault windows and request counts are on the monotonic clock: the wall clock jumps.
+  const start = clock.monotonic();
+  const server = new SoakTokenServer(
+    () => clock.now(),
+    lifetimeS,
+    () => clock.monotonic(),
+  );
   const hub = new SharedStoreHub(() => clock.now());
   const config = soakConfig();
   const account = config.accounts[0]!;
@@ -95,7 +100,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
         store: hub.view(index),
         clock,
         events: quietEvents,
-        logger: process.env.SOAK_TRACE ? traceLogger(index, clock) : silentLogger(),
+        logger: silentLogger(),
         send: (request) => server.send(request),
         random,
       }),
@@ -145,8 +150,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const meanGapMs = options.meanTimeBetweenFaultsMs ?? 2 * HOUR;
   const end = start + options.days * DAY;
   await Promise.all(managers.map((manager) => manager.start()));
-  while (clock.now() < end) {
-    const now = clock.now();
+  while (clock.monotonic() < end) {
+    const now = clock.monotonic();
     if (active !== undefined && now >= active.end) {
       endFault(active.kind, server, hub);
       active = undefined;
@@ -155,7 +160,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       active = { kind, start: now, end: now + MINUTE + Math.floor(random() * 29 * MINUTE) };
       windows.push(active);
       report.faults[kind] = (report.faults[kind] ?? 0) + 1;
-      startFault(kind, server, hub);
+      startFault(kind, { server, hub, clock, random });
     }
     for (const manager of managers) {
       const request = clientRequest(manager).finally(() => pending.delete(request));
@@ -180,7 +185,9 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const clean = cleanIntervals(start, end, windows, recoveryMs(lifetimeS));
   const cleanMs = clean.reduce((sum, [from, to]) => sum + (to - from), 0);
   report.cleanHours = Math.round((cleanMs / HOUR) * 10) / 10;
-  report.cleanTokenRequests = server.requestTimes.filter((at) => clean.some(([from, to]) => at >= from && at < to)).length;
+  report.cleanTokenRequests = server.requestTimes.filter((at) =>
+    clean.some(([from, to]) => at >= from && at < to),
+  ).length;
   report.idealCleanTokenRequests = Math.round(cleanMs / (account.refresh.at * lifetimeS * SECOND));
   if (report.cleanTokenRequests > 1.2 * report.idealCleanTokenRequests + 2) {
     violation(
@@ -190,7 +197,15 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   return report;
 }
 
-function startFault(kind: FaultKind, server: SoakTokenServer, hub: SharedStoreHub): void {
+function startFault(
+  kind: FaultKind,
+  world: { server: SoakTokenServer; hub: SharedStoreHub; clock: FakeClock; random: () => number },
+): void {
+  const { server, hub, clock, random } = world;
+  if (kind === 'wall-clock-jump') {
+    if (random() < 0.5) clock.suspend(MINUTE + Math.floor(random() * 3 * HOUR));
+    else clock.stepWall(-(MINUTE + Math.floor(random() * HOUR)));
+  }
   if (kind === 'token-server-error') server.mode = 'server-error';
   if (kind === 'token-refused') server.mode = 'refused';
   if (kind === 'refresh-rejected') server.mode = 'reject-refresh';
@@ -242,13 +257,4 @@ function soakConfig() {
     },
     { env: {} },
   );
-}
-
-function traceLogger(index: number, clock: FakeClock) {
-  const { logger } = captureLogger('debug');
-  const write = (level: string) => (fields: unknown, message?: string) =>
-    console.log(new Date(clock.now()).toISOString(), `replica${index}`, level, message ?? fields, message ? JSON.stringify(fields) : '');
-  const wrap = (): any => ({ debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error'), trace: () => undefined, fatal: write('fatal'), child: () => wrap(), level: 'debug' });
-  void logger;
-  return wrap();
 }

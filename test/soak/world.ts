@@ -42,16 +42,20 @@ export class SoakTokenServer {
   readonly #live = new Set<string>();
   readonly #spent = new Set<string>();
 
+  /**
+   * @param now the server's wall clock (expiry is judged on it)
+   * @param tick when each request is recorded (the soak uses the monotonic clock: the wall clock jumps)
+   */
   constructor(
     private readonly now: () => number,
     private readonly lifetimeS: number,
+    private readonly tick: () => number = now,
   ) {}
 
   send = async (request: TokenHttpRequest): Promise<TokenHttpResponse> => {
     const body = JSON.parse(request.body) as Record<string, unknown>;
     const refreshToken = typeof body.refreshToken === 'string' ? body.refreshToken : undefined;
-    this.requestTimes.push(this.now());
-    if (process.env.SOAK_TRACE) console.log(new Date(this.now()).toISOString(), this.mode, refreshToken?.slice(0, 12) ?? 'login', this.#spent.has(refreshToken ?? '') ? 'SPENT' : '');
+    this.requestTimes.push(this.tick());
     if (this.mode === 'refused') throw new TokenTransportError('ECONNREFUSED', 'connection refused');
     if (this.mode === 'server-error') return answer(503, '{"success":false,"message":"maintenance"}');
     if (refreshToken === undefined && this.mode === 'reject-login')
@@ -70,7 +74,10 @@ export class SoakTokenServer {
     const nextRefresh = `ref-${randomUUID()}`;
     this.#live.add(nextRefresh);
     this.#issued.set(token, { expiresAt: this.now() + this.lifetimeS * 1000, revoked: false });
-    return answer(200, JSON.stringify({ success: true, token, refreshToken: nextRefresh, tokenLifetime: this.lifetimeS }));
+    return answer(
+      200,
+      JSON.stringify({ success: true, token, refreshToken: nextRefresh, tokenLifetime: this.lifetimeS }),
+    );
   };
 
   /** Revokes every access token issued so far (an administrator's "log everyone out"). */
@@ -110,24 +117,23 @@ export class SharedStoreHub {
   }
 
   view(index: number): TokenStore {
-    const hub = this;
     const reachable = async <T>(work: () => Promise<T>): Promise<T> => {
-      if (hub.down) throw new Error('store unreachable (simulated outage)');
+      if (this.down) throw new Error('store unreachable (simulated outage)');
       return work();
     };
     return {
       type: 'redis',
       shared: true,
-      load: (account) => reachable(() => hub.#store.load(account)),
+      load: (account) => reachable(() => this.#store.load(account)),
       save: (account: string, state: TokenState, expected?: number | null, lastKnown?: number) =>
         reachable(async (): Promise<SaveResult> => {
-          const result = await hub.#store.save(account, state, expected, lastKnown);
-          if (result.saved) hub.#notifyOthers(index);
+          const result = await this.#store.save(account, state, expected, lastKnown);
+          if (result.saved) this.#notifyOthers(index);
           return result;
         }),
       obtainLock: (account, ttlMs) =>
         reachable(async (): Promise<StoreLock | undefined> => {
-          const lock = await hub.#store.obtainLock(account, ttlMs);
+          const lock = await this.#store.obtainLock(account, ttlMs);
           if (lock === undefined) return undefined;
           return {
             extend: (ms) => reachable(() => lock.extend(ms)),
@@ -136,8 +142,8 @@ export class SharedStoreHub {
         }),
       subscribe: (_account, onChange) => {
         const listener = { view: index, onChange };
-        hub.#listeners.add(listener);
-        return () => hub.#listeners.delete(listener);
+        this.#listeners.add(listener);
+        return () => this.#listeners.delete(listener);
       },
       close: async () => undefined,
     };

@@ -106,3 +106,18 @@ describe('T4 rejected refresh falls back to a login', () => {
     expect(manager!.status().state).toBe('valid');
   });
 });
+
+describe('T10 replicas sharing a store: never two refreshes with one refresh token', () => {
+  it('T10: with the store unreachable, replicas that can log in do so instead of spending the shared refresh token unlocked', async () => {
+    const hub = new SharedStoreHub(() => Date.now());
+    const { server, managers, advance } = world(() => [hub.view(0), hub.view(1)]);
+    await Promise.all(managers.map((m) => m.start()));
+    await advance(1_000);
+    hub.down = true;
+    await advance(30 * MINUTE);
+    hub.down = false;
+    await advance(30 * MINUTE);
+    expect(server.reusedRefreshTokens).toEqual([]);
+    expect(managers.every((m) => m.current() !== undefined)).toBe(true);
+  });
+});
