@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import type { RefreshPolicy } from '../../src/config/resolve.js';
 import { createFlow } from '../../src/flows/index.js';
-import { TokenTransportError } from '../../src/flows/http-client.js';
 import { MemoryTokenStore } from '../../src/stores/memory.js';
 import type { SaveResult, TokenState } from '../../src/stores/types.js';
 import { TokenManager } from '../../src/tokens/token-manager.js';
@@ -56,8 +55,7 @@ function setup(
     clock,
     events,
     logger: log.logger,
-    // Late-bound so a test can swap the server's behaviour mid-run.
-    send: (request, sendOptions) => server.send(request, sendOptions),
+    send: server.send,
     random: () => 0.5,
   });
   const advance = (ms: number) => clock.advance(ms, () => manager.settled());
@@ -171,21 +169,12 @@ describe('token manager', () => {
   });
 
   it('T4: a rejected refresh falls back to a full login (after the guard)', async () => {
-    const { manager, server, recorded, advance, clock } = setup();
+    const { manager, server, recorded, advance } = setup();
     server.lifetime = 100;
     await manager.start();
     await manager.settled();
     // The server forgets the chain (e.g. it was revoked): the next refresh is rejected.
-    const forgetting = server.send;
-    let rejectNext = true;
-    server.send = async (request) => {
-      if (rejectNext && JSON.parse(request.body).refreshToken) {
-        rejectNext = false;
-        server.sent.push({ kind: 'refresh', at: clock.now() });
-        return { status: 401, headers: {}, body: '{"success":false,"message":"refresh token expired"}' };
-      }
-      return forgetting(request);
-    };
+    server.rejectNext('refresh token expired');
     await advance(80 * SECOND);
     await advance(10 * SECOND);
     expect(recorded.requests.map((r) => `${r.kind}:${r.outcome}:${r.trigger}`)).toEqual([
@@ -209,14 +198,10 @@ describe('token manager', () => {
         refreshToken: configured,
       },
     });
-    const bodies: string[] = [];
-    server.send = async (request) => {
-      bodies.push(request.body);
-      return {
-        status: 400,
-        headers: {},
-        body: '{"error":"invalid_grant","error_description":"refresh token revoked"}',
-      };
+    server.behaviour = {
+      type: 'status',
+      status: 400,
+      body: '{"error":"invalid_grant","error_description":"refresh token revoked"}',
     };
     await manager.start();
     await manager.settled();
@@ -226,7 +211,8 @@ describe('token manager', () => {
     expect(status.reason).toMatch(/refresh token rejected and no credentials to log in with: invalid_grant/);
     // T3: the rejected configured token is not sent again, however long we wait.
     await advance(30 * MINUTE);
-    expect(bodies).toHaveLength(1);
+    expect(server.sent).toHaveLength(1);
+    expect(server.sent[0]?.refreshToken).toBe(configured);
     expect(manager.status().reason).toMatch(/already used/);
     expect(log.text()).not.toContain(configured);
   });
@@ -330,15 +316,8 @@ describe('token manager', () => {
     server.lifetime = 100;
     await manager.start();
     await manager.settled();
-    const send = server.send;
-    server.send = async (request, options) => {
-      const answer = await send(request, options);
-      const body = JSON.parse(answer.body) as Record<string, unknown>;
-      delete body.refreshToken;
-      return { ...answer, body: JSON.stringify(body) };
-    };
+    server.omitRefreshTokenNext();
     await advance(80 * SECOND);
-    server.send = send;
     await advance(80 * SECOND);
     expect(server.sent.map((request) => request.kind)).toEqual(['login', 'refresh', 'login']);
     expect(server.reuse).toBe(0);
@@ -349,17 +328,12 @@ describe('token manager', () => {
     server.lifetime = 100;
     await manager.start();
     await manager.settled();
-    const send = server.send;
-    let failures = 3;
-    server.send = async (request, options) => {
-      if (failures-- > 0) {
-        server.sent.push({ kind: 'refresh', at: 0 });
-        throw new TokenTransportError('DEPTH_ZERO_SELF_SIGNED_CERT', 'self-signed certificate');
-      }
-      return send(request, options);
-    };
+    server.failNext(3, 'tls');
     await advance(3 * MINUTE);
     expect(server.count('login')).toBe(1);
+    const refreshes = server.sent.filter((request) => request.kind === 'refresh');
+    expect(refreshes.length).toBeGreaterThan(3);
+    expect(new Set(refreshes.slice(0, 4).map((request) => request.refreshToken)).size).toBe(1);
     expect(server.reuse).toBe(0);
     expect(manager.current()).toBeDefined();
   });
@@ -442,13 +416,7 @@ describe('token manager', () => {
 
   it('T7: requests before the first token wait up to waitForToken, then get token_unavailable with a retry time', async () => {
     const { manager, server, clock } = setup({ refresh: { waitForToken: '2s' } });
-    let release: () => void = () => undefined;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    const send = server.send;
-    server.send = async (request) => {
-      await gate;
-      return send(request);
-    };
+    const release = server.holdNext();
     void manager.start();
     const waiting = manager.waitForToken();
     const outcome = waiting.then(
