@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { generatedSecret } from '../helpers/harness.js';
-import { startHostileTokenServer, type HostileTokenServer, type RawAnswer } from '../helpers/hostile-token-server.js';
+import { startHostileTokenServer, type HostileTokenServer, type RawAnswer } from '../helpers/fault-token-server.js';
 import { sendRaw, WEBSOCKET_UPGRADE } from '../helpers/raw-client.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.js';
 import { spawnCli, type RunningCli } from '../helpers/spawn-cli.js';
