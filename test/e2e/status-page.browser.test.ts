@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { useHarness } from '../helpers/harness.js';
 import { startStatusScene, type StatusScene } from '../helpers/status-scene.js';
 
 /*
@@ -14,13 +15,14 @@ import { startStatusScene, type StatusScene } from '../helpers/status-scene.js';
 const CHROMIUM = '/usr/bin/chromium';
 const runs = existsSync(CHROMIUM) || process.env.CI !== undefined;
 
+const harness = useHarness('file');
 let scene: StatusScene;
 let context: BrowserContext;
 let profile: string;
 
 describe.skipIf(!runs)('/status in a real browser (issue 8, docs/contract.md §6)', () => {
   beforeAll(async () => {
-    scene = await startStatusScene();
+    scene = await startStatusScene(harness);
     profile = mkdtempSync(join(tmpdir(), 'bs-chromium-'));
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
@@ -41,7 +43,6 @@ describe.skipIf(!runs)('/status in a real browser (issue 8, docs/contract.md §6
 
   afterAll(async () => {
     await context?.close();
-    await scene?.close();
     if (profile !== undefined) rmSync(profile, { recursive: true, force: true });
   });
 
