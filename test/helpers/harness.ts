@@ -109,12 +109,12 @@ export interface Harness {
   oauth2Server(): Promise<OAuth2Server>;
   /**
    * A sidecar in this process for `config` (data and admin ports on 127.0.0.1:0 unless given;
-   * `${VAR}` from `env`), with no default metrics, started and (unless `settle: false`, for a
-   * cold start) settled.
+   * `${VAR}` from `env`), with no default metrics, started and settled; `settle: false` leaves it
+   * at its cold start, `start: false` leaves the starting to the test. Stopped after the test.
    */
   sidecar(
     config: Record<string, unknown>,
-    options?: { env?: NodeJS.ProcessEnv; deps?: SidecarDependencies; settle?: boolean },
+    options?: { env?: NodeJS.ProcessEnv; deps?: SidecarDependencies; settle?: boolean; start?: boolean },
   ): Promise<Sidecar>;
   /**
    * A real session-dialect token server and a real upstream that only accepts its live tokens,
@@ -184,6 +184,7 @@ export function useHarness(scope: 'test' | 'file' = 'test'): Harness {
       );
       const sidecar = new Sidecar(parsed, { defaultMetrics: false, ...options.deps });
       defer(() => sidecar.stop());
+      if (options.start === false) return sidecar;
       await sidecar.start();
       if (options.settle !== false) await sidecar.settled();
       return sidecar;
