@@ -1,19 +1,17 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request, type IncomingMessage } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { connect, type AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Sidecar } from '../../src/app.js';
 import { METRIC_NAMES } from '../../src/admin/metrics.js';
-import { parseConfig } from '../../src/config/load.js';
-import { startSessionTokenServer, type SessionTokenServer } from '../../src/demo/session-token-server.js';
+import type { SessionTokenServer } from '../../src/demo/session-token-server.js';
 import { captureLogger } from '../helpers/capture-logger.js';
 import { FakeClock } from '../helpers/fake-clock.js';
-import { generatedSecret, metricSum } from '../helpers/harness.js';
+import { generatedSecret, metricSum, sessionAuth, useHarness } from '../helpers/harness.js';
 import { rawGet, rawRequest, startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.js';
 
 interface Setup {
@@ -24,37 +22,22 @@ interface Setup {
   log: ReturnType<typeof captureLogger>;
 }
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
+const harness = useHarness();
 
 /** Two accounts on one session token server: `crm` by prefix and own port, `fleet` the default. */
 async function setup(
   overrides: { config?: Record<string, unknown>; crm?: Record<string, unknown>; crmUpstream?: RecordingUpstream } = {},
 ): Promise<Setup> {
   const clock = new FakeClock();
-  const password = generatedSecret('pw');
-  const tokenServer = await startSessionTokenServer({
-    username: 'u',
-    password,
-    lifetimeSeconds: 600,
-    now: () => clock.now(),
-  });
+  const { tokenServer, password } = await harness.sessionTokenServer({ now: () => clock.now() });
   const crm = overrides.crmUpstream ?? (await startRecordingUpstream());
   const fleet = await startRecordingUpstream();
+  harness.defer(() => crm.close());
+  harness.defer(() => fleet.close());
   const log = captureLogger();
-  const auth = {
-    flow: 'session',
-    loginUrl: tokenServer.loginUrl,
-    refreshUrl: tokenServer.refreshUrl,
-    username: 'u',
-    password: '${PW}',
-  };
-  const config = parseConfig(
+  const auth = sessionAuth(tokenServer);
+  const sidecar = await harness.sidecar(
     {
-      listen: { host: '127.0.0.1', port: 0 },
-      admin: { host: '127.0.0.1', port: 0 },
       ...overrides.config,
       accounts: {
         crm: { upstream: `${crm.url}/v2`, route: { pathPrefix: '/crm', port: 0 }, auth, ...overrides.crm },
@@ -62,16 +45,7 @@ async function setup(
         fleet: { upstream: fleet.url, default: true, auth },
       },
     },
-    { env: { PW: password } },
-  );
-  const sidecar = new Sidecar(config, { clock, logger: log.logger, defaultMetrics: false });
-  await sidecar.start();
-  await sidecar.settled();
-  cleanups.push(
-    () => tokenServer.close(),
-    () => crm.close(),
-    () => fleet.close(),
-    () => sidecar.stop(),
+    { env: { PW: password }, deps: { clock, logger: log.logger } },
   );
   return { sidecar, tokenServer, crm, fleet, log };
 }
@@ -229,8 +203,7 @@ describe('forwarding', () => {
   });
 
   it('§3: the data plane can listen on a unix socket (no address: inbound.allow does not apply, file permissions do)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'bs-sock-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const dir = harness.tempDir('bs-sock-');
     const path = join(dir, 'bs.sock');
     const { fleet } = await setup({ config: { listen: { path }, inbound: { allow: ['10.0.0.0/8'] } } });
     const status = await new Promise<number>((resolve, reject) => {
@@ -269,7 +242,7 @@ describe('forwarding', () => {
 
 describe('F4: TLS to the upstream', () => {
   function selfSignedCertificate(): { key: string; cert: string; dir: string } {
-    const dir = mkdtempSync(join(tmpdir(), 'bs-tls-'));
+    const dir = harness.tempDir('bs-tls-');
     // Made at run time: no private key is ever committed.
     execFileSync(
       'openssl',
@@ -292,7 +265,6 @@ describe('F4: TLS to the upstream', () => {
       ],
       { stdio: 'ignore' },
     );
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     return { key: readFileSync(join(dir, 'key.pem'), 'utf8'), cert: readFileSync(join(dir, 'cert.pem'), 'utf8'), dir };
   }
 
@@ -326,7 +298,7 @@ describe('F4: TLS to the upstream', () => {
       socket.end('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n');
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    harness.defer(() => new Promise<void>((resolve) => server.close(() => resolve())));
     const crmUpstream = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const upgrade = `GET /crm/room HTTP/1.1\r\nhost: s\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
     const untrusted = await setup({ crm: { upstream: crmUpstream } });

@@ -1,13 +1,12 @@
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Sidecar } from '../../src/app.js';
 import { METRIC_NAMES } from '../../src/admin/metrics.js';
-import { parseConfig } from '../../src/config/load.js';
-import { startSessionTokenServer, type SessionTokenServer } from '../../src/demo/session-token-server.js';
+import type { SessionTokenServer } from '../../src/demo/session-token-server.js';
 import { captureLogger } from '../helpers/capture-logger.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { FaultTokenServer, type FaultMode } from '../helpers/fault-token-server.js';
-import { generatedSecret, issuedSecrets, metricSum, recordingSend } from '../helpers/harness.js';
+import { issuedSecrets, metricSum, recordingSend, useHarness } from '../helpers/harness.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.js';
 
 const SECOND = 1000;
@@ -29,10 +28,7 @@ interface Setup {
   metrics(): Promise<string>;
 }
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
+const harness = useHarness();
 
 /**
  * A real session token server behind a fault-injecting front, and an upstream that accepts
@@ -47,15 +43,13 @@ async function setup(
   } = {},
 ): Promise<Setup> {
   const clock = new FakeClock();
-  const password = generatedSecret('pw');
-  const tokenServer = await startSessionTokenServer({
-    username: 'u',
-    password,
+  const { tokenServer, password } = await harness.sessionTokenServer({
     lifetimeSeconds: options.lifetimeSeconds ?? 600,
     now: () => clock.now(),
   });
-  const front = await new FaultTokenServer(tokenServer.url).start();
+  const front = await harness.faultFront(tokenServer.url);
   const upstream = await startRecordingUpstream();
+  harness.defer(() => upstream.close());
   const revoked = new Set<string>();
   upstream.decide = (request) => {
     const token = String(request.headers.authorization ?? '').replace(/^Bearer /, '');
@@ -63,10 +57,8 @@ async function setup(
   };
   const recorder = recordingSend(undefined, () => clock.now());
   const log = captureLogger();
-  const config = parseConfig(
+  const sidecar = await harness.sidecar(
     {
-      listen: { host: '127.0.0.1', port: 0 },
-      admin: { host: '127.0.0.1', port: 0 },
       accounts: {
         fleet: {
           upstream: upstream.url,
@@ -83,22 +75,7 @@ async function setup(
         },
       },
     },
-    { env: { PW: password } },
-  );
-  const sidecar = new Sidecar(config, {
-    clock,
-    logger: log.logger,
-    send: recorder.send,
-    defaultMetrics: false,
-    random: () => 0.5,
-  });
-  await sidecar.start();
-  await sidecar.settled();
-  cleanups.push(
-    () => tokenServer.close(),
-    () => front.close(),
-    () => upstream.close(),
-    () => sidecar.stop(),
+    { env: { PW: password }, deps: { clock, logger: log.logger, send: recorder.send, random: () => 0.5 } },
   );
   const issued = () => issuedSecrets(recorder.responses);
   return {
@@ -260,7 +237,7 @@ describe('T5: token endpoint faults', () => {
     const { join } = await import('node:path');
     const { tmpdir } = await import('node:os');
     const dir = mkdtempSync(join(tmpdir(), 'bs-cred-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    harness.defer(() => rmSync(dir, { recursive: true, force: true }));
     const file = join(dir, 'password');
     writeFileSync(file, 'wrong-password\n');
     const s = await setup({ passwordFile: file });
@@ -290,7 +267,7 @@ async function extraSidecar(
   account: Record<string, unknown>,
   top: Record<string, unknown> = {},
 ): Promise<Sidecar> {
-  const config = parseConfig(
+  return harness.sidecar(
     {
       listen: { port: 0 },
       admin: { port: 0 },
@@ -305,11 +282,6 @@ async function extraSidecar(
     },
     { env: { PW: s.password } },
   );
-  const sidecar = new Sidecar(config, { defaultMetrics: false });
-  await sidecar.start();
-  await sidecar.settled();
-  cleanups.push(() => sidecar.stop());
-  return sidecar;
 }
 
 describe('timeouts and aborts', () => {
@@ -326,7 +298,7 @@ describe('timeouts and aborts', () => {
     const { createServer } = await import('node:net');
     const resetter = createServer((socket) => socket.on('data', () => socket.resetAndDestroy()));
     await new Promise<void>((resolve) => resetter.listen(0, '127.0.0.1', resolve));
-    cleanups.push(() => new Promise<void>((resolve) => resetter.close(() => resolve())));
+    harness.defer(() => new Promise<void>((resolve) => resetter.close(() => resolve())));
     const port = (resetter.address() as { port: number }).port;
     const other = await extraSidecar(s, { upstream: `http://127.0.0.1:${port}` });
     const reset = await fetch(`${other.dataUrl()}/x`);
@@ -406,7 +378,7 @@ describe('connection hygiene', () => {
       socket.on('error', () => undefined);
     });
     await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-    cleanups.push(() => new Promise<void>((resolve) => upstream.close(() => resolve())));
+    harness.defer(() => new Promise<void>((resolve) => upstream.close(() => resolve())));
     const upstreamUrl = `http://127.0.0.1:${(upstream.address() as { port: number }).port}`;
     const sidecar = await extraSidecar(s, { upstream: upstreamUrl });
     expect((await fetch(`${sidecar.dataUrl()}/one`)).status).toBe(200);
@@ -434,7 +406,7 @@ async function rawUpstream(
     socket.once('data', () => onRequest(socket));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  harness.defer(() => new Promise<void>((resolve) => server.close(() => resolve())));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, closed: () => closed, sockets };
 }
 
