@@ -12,7 +12,7 @@ import type { SessionTokenServer } from '../../src/demo/session-token-server.js'
 import { captureLogger } from '../helpers/capture-logger.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { generatedSecret, metricSum, sessionAuth, useHarness } from '../helpers/harness.js';
-import { rawGet, rawRequest, startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.js';
+import { rawGet, rawRequest, type RecordingUpstream } from '../helpers/recording-upstream.js';
 
 interface Setup {
   sidecar: Sidecar;
@@ -30,10 +30,8 @@ async function setup(
 ): Promise<Setup> {
   const clock = new FakeClock();
   const { tokenServer, password } = await harness.sessionTokenServer({ now: () => clock.now() });
-  const crm = overrides.crmUpstream ?? (await startRecordingUpstream());
-  const fleet = await startRecordingUpstream();
-  harness.defer(() => crm.close());
-  harness.defer(() => fleet.close());
+  const crm = overrides.crmUpstream ?? (await harness.recordingUpstream());
+  const fleet = await harness.recordingUpstream();
   const log = captureLogger();
   const auth = sessionAuth(tokenServer);
   const sidecar = await harness.sidecar(
@@ -270,7 +268,7 @@ describe('F4: TLS to the upstream', () => {
 
   it('verifies certificates by default: an unknown CA gives 502', async () => {
     const tls = selfSignedCertificate();
-    const upstream = await startRecordingUpstream(tls);
+    const upstream = await harness.recordingUpstream(tls);
     const { sidecar } = await setup({ crmUpstream: upstream });
     const answer = await rawGet(sidecar.dataUrl(), '/crm/x');
     expect(answer.status).toBe(502);
@@ -279,7 +277,7 @@ describe('F4: TLS to the upstream', () => {
 
   it('trusts a CA added with upstreamTls.caFile', async () => {
     const tls = selfSignedCertificate();
-    const upstream = await startRecordingUpstream(tls);
+    const upstream = await harness.recordingUpstream(tls);
     const { sidecar } = await setup({
       crmUpstream: upstream,
       crm: { upstreamTls: { caFile: join(tls.dir, 'cert.pem') } },

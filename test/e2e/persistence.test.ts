@@ -1,17 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { afterEach, describe, expect, it, vi } from 'vitest';
-import { startSessionTokenServer, type SessionTokenServer } from '../../src/demo/session-token-server.js';
-import { FaultTokenServer } from '../helpers/fault-token-server.js';
-import { generatedSecret } from '../helpers/harness.js';
+import { describe, expect, it, vi } from 'vitest';
+import type { SessionTokenServer } from '../../src/demo/session-token-server.js';
+import type { FaultTokenServer } from '../helpers/fault-token-server.js';
+import { useHarness, type LaunchedCli } from '../helpers/harness.js';
 import { startPrivateRedis, type PrivateRedis } from '../helpers/redis-server.js';
-import { startDemoUpstream, type DemoUpstream } from '../../src/demo/upstream.js';
+import type { DemoUpstream } from '../../src/demo/upstream.js';
 import { TokenCodec } from '../../src/stores/codec.js';
 import { Secret } from '../../src/util/secret.js';
-import { spawnCli, type RunningCli } from '../helpers/spawn-cli.js';
+import type { RunningCli } from '../helpers/spawn-cli.js';
 
 /*
  * T9 and T10 with real processes: the built CLI, a real token server with single-use refresh
@@ -20,10 +19,7 @@ import { spawnCli, type RunningCli } from '../helpers/spawn-cli.js';
  * time pace the client load (10 rounds a second, every 250 ms during an outage), never an assertion.
  */
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
+const harness = useHarness();
 
 interface World {
   dir: string;
@@ -33,18 +29,11 @@ interface World {
 }
 
 async function world(lifetimeSeconds: number): Promise<World> {
-  const dir = mkdtempSync(join(tmpdir(), 'bs-persist-'));
-  const password = generatedSecret('pw');
+  const dir = harness.tempDir('bs-persist-');
+  const { tokenServer, password } = await harness.sessionTokenServer({ lifetimeSeconds });
   writeFileSync(join(dir, 'password'), password, { mode: 0o600 });
-  const tokenServer = await startSessionTokenServer({ username: 'u', password, lifetimeSeconds });
-  const front = await new FaultTokenServer(tokenServer.url).start();
-  const upstream = await startDemoUpstream({ isValidToken: (token) => tokenServer.isValidToken(token) });
-  cleanups.push(
-    () => rmSync(dir, { recursive: true, force: true }),
-    () => tokenServer.close(),
-    () => front.close(),
-    () => upstream.close(),
-  );
+  const front = await harness.faultFront(tokenServer.url);
+  const upstream = await harness.demoUpstream((token) => tokenServer.isValidToken(token));
   return { dir, tokenServer, front, upstream };
 }
 
@@ -66,14 +55,8 @@ accounts:
   return path;
 }
 
-async function launch(config: string): Promise<{ cli: RunningCli; data: string; admin: string }> {
-  const cli = spawnCli(['--config', config]);
-  cleanups.push(async () => {
-    if (cli.child.exitCode === null) cli.child.kill('SIGKILL');
-    await cli.exited;
-  });
-  const line = await cli.waitForLog((entry) => entry.msg === 'bearer-sidecar listening');
-  return { cli, data: String(line.data), admin: String(line.admin) };
+function launch(config: string): Promise<LaunchedCli> {
+  return harness.launchCli(['--config', config]);
 }
 
 /** The fingerprint of the token a replica serves (from /status), to tell replicas share one token. */
@@ -129,7 +112,7 @@ describe('T10: replicas sharing Redis', () => {
 
   async function startRedis(): Promise<PrivateRedis> {
     redis = await startPrivateRedis();
-    cleanups.push(() => redis.close());
+    harness.defer(() => redis.close());
     return redis;
   }
 
@@ -183,7 +166,7 @@ describe('T10: replicas sharing Redis', () => {
     const received = w.front.received;
     await vi.waitFor(() => expect(w.front.received).toBeGreaterThan(received), { timeout: 15_000 });
     const client = new Redis({ path: new URL(redis.url).pathname });
-    cleanups.push(() => client.disconnect());
+    harness.defer(() => client.disconnect());
     const holder = await client.get('kill:lock:fleet');
     const pid = Number(holder?.split(':')[1]);
     const victim = replicas.find((replica) => replica.cli.child.pid === pid);
@@ -260,7 +243,7 @@ describe('T10: replicas sharing Redis', () => {
         timeout: 10_000,
       });
     const client = new Redis({ path: new URL(redis.url).pathname });
-    cleanups.push(() => client.disconnect());
+    harness.defer(() => client.disconnect());
     const key = 'r7:token:fleet';
     // A well-formed record with a revision far above the real one, that these replicas (no key) cannot open.
     const foreign = new TokenCodec(randomBytes(32)).encode('fleet', {

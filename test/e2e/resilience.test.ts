@@ -7,7 +7,7 @@ import { captureLogger } from '../helpers/capture-logger.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { FaultTokenServer, type FaultMode } from '../helpers/fault-token-server.js';
 import { issuedSecrets, metricSum, recordingSend, useHarness } from '../helpers/harness.js';
-import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.js';
+import type { RecordingUpstream } from '../helpers/recording-upstream.js';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -48,8 +48,7 @@ async function setup(
     now: () => clock.now(),
   });
   const front = await harness.faultFront(tokenServer.url);
-  const upstream = await startRecordingUpstream();
-  harness.defer(() => upstream.close());
+  const upstream = await harness.recordingUpstream();
   const revoked = new Set<string>();
   upstream.decide = (request) => {
     const token = String(request.headers.authorization ?? '').replace(/^Bearer /, '');
@@ -233,11 +232,9 @@ describe('T5: token endpoint faults', () => {
   });
 
   it('T5: bad credentials: unready with the reason, at most one login a minute, recovered when the secret file is fixed (no restart)', async () => {
-    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { writeFileSync } = await import('node:fs');
     const { join } = await import('node:path');
-    const { tmpdir } = await import('node:os');
-    const dir = mkdtempSync(join(tmpdir(), 'bs-cred-'));
-    harness.defer(() => rmSync(dir, { recursive: true, force: true }));
+    const dir = harness.tempDir('bs-cred-');
     const file = join(dir, 'password');
     writeFileSync(file, 'wrong-password\n');
     const s = await setup({ passwordFile: file });

@@ -17,7 +17,8 @@ import {
 import { startDemoUpstream, type DemoUpstream } from '../../src/demo/upstream.js';
 import { captureLogger } from './capture-logger.js';
 import { FakeClock } from './fake-clock.js';
-import { FaultTokenServer } from './fault-token-server.js';
+import { FaultTokenServer, startHostileTokenServer, type HostileTokenServer } from './fault-token-server.js';
+import { startRecordingUpstream, type RecordingUpstream } from './recording-upstream.js';
 import { runCli, spawnCli, type RunningCli } from './spawn-cli.js';
 
 /** A secret made at run time: no credential is ever committed. */
@@ -91,6 +92,12 @@ export interface SessionHarnessOptions {
   wrapSend?: (send: SendTokenRequest) => SendTokenRequest;
 }
 
+export interface LaunchedCli {
+  cli: RunningCli;
+  data: string;
+  admin: string;
+}
+
 /** Every e2e set-up in one place: each piece is started on a free loopback port and stopped after the test. */
 export interface Harness {
   /** Runs `cleanup` after the current test; cleanups run last first. */
@@ -105,6 +112,10 @@ export interface Harness {
   demoUpstream(isValidToken: (token: string) => boolean): Promise<DemoUpstream>;
   /** A fault-injecting front for `target` (a token server's origin), in `pass` mode. */
   faultFront(target: string): Promise<FaultTokenServer>;
+  /** A token endpoint answering each request with `answer(request, index)` (R1-R4). */
+  hostileTokenServer(answer: HostileTokenServer['answer']): Promise<HostileTokenServer>;
+  /** An upstream that records every request (over TLS with `tls`). */
+  recordingUpstream(tls?: { key: string; cert: string }): Promise<RecordingUpstream>;
   /** oauth2-mock-server with an RS256 key. */
   oauth2Server(): Promise<OAuth2Server>;
   /**
@@ -124,6 +135,11 @@ export interface Harness {
   session(options?: SessionHarnessOptions): Promise<SessionHarness>;
   /** The built CLI as a child process, killed after the test if still running. */
   spawnCli(args: string[], options?: Parameters<typeof spawnCli>[1]): RunningCli;
+  /**
+   * The built CLI started with `args` (JSON logs), once it has logged that it listens: its data
+   * and admin URLs. Killed after the test if still running.
+   */
+  launchCli(args: string[], options?: Parameters<typeof spawnCli>[1]): Promise<LaunchedCli>;
   /** The built CLI run to completion (killed after the test if it hangs). */
   runCli(args: string[], options?: Parameters<typeof runCli>[1]): ReturnType<typeof runCli>;
 }
@@ -170,6 +186,16 @@ export function useHarness(scope: 'test' | 'file' = 'test'): Harness {
       defer(() => front.close());
       return front;
     },
+    async hostileTokenServer(answer) {
+      const server = await startHostileTokenServer(answer);
+      defer(() => server.close());
+      return server;
+    },
+    async recordingUpstream(tls) {
+      const upstream = await startRecordingUpstream(tls);
+      defer(() => upstream.close());
+      return upstream;
+    },
     async oauth2Server() {
       const server = new OAuth2Server();
       await server.issuer.keys.generate('RS256');
@@ -191,6 +217,11 @@ export function useHarness(scope: 'test' | 'file' = 'test'): Harness {
     },
     session: (options) => startSession(harness, options),
     spawnCli: spawnAndKill,
+    async launchCli(args, options) {
+      const cli = spawnAndKill(args, options);
+      const line = await cli.waitForLog((entry) => entry.msg === 'bearer-sidecar listening');
+      return { cli, data: String(line.data), admin: String(line.admin) };
+    },
     async runCli(args, options) {
       const cli = spawnAndKill(args, options);
       const code = await cli.exited;
