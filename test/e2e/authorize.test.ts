@@ -72,7 +72,7 @@ async function startSidecar(configFile: string): Promise<Sidecar> {
   return sidecar;
 }
 
-describe('bearer-sidecar authorize against oidc-provider (§2, seed 004)', () => {
+describe('§2 bearer-sidecar authorize against oidc-provider (seed 004)', () => {
   it('§2 authorize: PKCE S256 and state, login and consent, code exchanged with clientAuth basic, refresh token in the file store; the sidecar then serves with provider-issued tokens and rotates the chain', async () => {
     const state = join(dir, 'state.json');
     // Bootstrapped before the account is switched over: its grant is still client_credentials.

@@ -69,7 +69,7 @@ async function checkJson(args: string[]): Promise<{ code: number | null; result:
   return { code: run.code, result: JSON.parse(run.stdout) as CheckResult, stderr: run.stderr };
 }
 
-describe('bearer-sidecar check, the real CLI (§2, issue 8)', () => {
+describe('§2 bearer-sidecar check, the real CLI (issue 8)', () => {
   it('§2 check: a good account gets one token; the table shows dialect, endpoint, outcome, lifetime, expiry, skew, fingerprint and next action; exit 0', async () => {
     const file = writeConfig({ 'fleet-a': sessionAccount(tokenServer) });
     const run = await harness.runCli(['check', '--config', file]);
@@ -190,7 +190,7 @@ describe('bearer-sidecar check, the real CLI (§2, issue 8)', () => {
   });
 });
 
-describe('check never disturbs a running sidecar chain (issue 8)', () => {
+describe('§2 check never disturbs a running sidecar chain (issue 8)', () => {
   async function fileStoreWith(
     account: string,
     refreshToken: Secret | undefined,
@@ -252,7 +252,7 @@ describe('check never disturbs a running sidecar chain (issue 8)', () => {
     expect(after?.state.refreshToken?.equals(before?.state.refreshToken)).toBe(true);
   });
 
-  describe('refresh-only accounts (grant refresh_token)', () => {
+  describe('§2 refresh-only accounts (grant refresh_token)', () => {
     let authServer: OAuth2Server;
     beforeEach(async () => {
       authServer = await harness.oauth2Server();

@@ -42,7 +42,7 @@ accounts:
 ${extra}`;
 }
 
-describe('the bearer-sidecar command', () => {
+describe('§2 commands', () => {
   it('§2: serves a YAML config (with ${VAR} and a password file), forwards with a token, stops on SIGTERM with exit 0', async () => {
     writeFileSync(join(dir, 'sidecar.yaml'), configYaml());
     const { cli, data, admin } = await harness.launchCli(['--config', join(dir, 'sidecar.yaml')], {
@@ -149,7 +149,9 @@ describe('the bearer-sidecar command', () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/address already in use/);
   });
+});
 
+describe('the bearer-sidecar command', () => {
   it('demo: starts a token server, an API and a sidecar; curl through it works and a user can see the counters', async () => {
     const { cli, data, admin } = await harness.launchCli(['demo', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0']);
     await cli.waitForLog((entry) => entry.msg === 'token request: login succeeded');

@@ -120,7 +120,7 @@ async function fullRun(format: 'json' | 'pretty'): Promise<{ output: string; sec
   };
 }
 
-describe('logs of a full run hold no secret (issue 8, F6)', () => {
+describe('F6 logs of a full run hold no secret (issue 8)', () => {
   it('F6 / issue 8: JSON logs at debug: one line per token request and per proxied request (path without query), no secret anywhere', async () => {
     const { output, secrets } = await fullRun('json');
     expect(secrets.length).toBeGreaterThan(8);

@@ -94,7 +94,9 @@ describe('OAuth 2 against oauth2-mock-server', () => {
     expect(`${log.text()}${metrics}`).not.toContain(clientSecret);
     for (const token of issuedSecrets(responses)) expect(log.text()).not.toContain(token);
   });
+});
 
+describe('§8 edge-case decisions', () => {
   it('§8: grant password: the first token comes from the password, renewals use grant refresh_token with the newest refresh token', async () => {
     const password = generatedSecret('pw');
     const { sidecar, advance } = await startSidecar({
@@ -113,22 +115,6 @@ describe('OAuth 2 against oauth2-mock-server', () => {
     const sentRefreshTokens = calls.slice(1).map((call) => call.body.refresh_token);
     expect(new Set(sentRefreshTokens).size).toBe(3);
     expect((await fetch(`${sidecar.dataUrl()}/me`)).status).toBe(200);
-  });
-
-  it('T4: a rejected refresh (invalid_grant) runs the configured grant again', async () => {
-    const password = generatedSecret('pw');
-    const { advance } = await startSidecar({
-      grant: 'password',
-      clientId: 'cli',
-      username: 'jsmith',
-      passwordFile: secretFile('password', password),
-    });
-    authServer.service.once('beforeResponse', (response) => {
-      response.body = { error: 'invalid_grant', error_description: 'refresh token revoked' };
-      response.statusCode = 400;
-    });
-    await advance(HOUR);
-    expect(calls.map((call) => call.grant)).toEqual(['password', 'refresh_token', 'password']);
   });
 
   it('§8: bodyEncoding json sends the seed 004 JSON body', async () => {
@@ -174,5 +160,23 @@ describe('OAuth 2 against oauth2-mock-server', () => {
       client_id: 'BA77',
       client_secret: clientSecret,
     });
+  });
+});
+
+describe('T4 a rejected refresh falls back to a login', () => {
+  it('T4: a rejected refresh (invalid_grant) runs the configured grant again', async () => {
+    const password = generatedSecret('pw');
+    const { advance } = await startSidecar({
+      grant: 'password',
+      clientId: 'cli',
+      username: 'jsmith',
+      passwordFile: secretFile('password', password),
+    });
+    authServer.service.once('beforeResponse', (response) => {
+      response.body = { error: 'invalid_grant', error_description: 'refresh token revoked' };
+      response.statusCode = 400;
+    });
+    await advance(HOUR);
+    expect(calls.map((call) => call.grant)).toEqual(['password', 'refresh_token', 'password']);
   });
 });

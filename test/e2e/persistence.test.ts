@@ -115,7 +115,6 @@ describe('T10: replicas sharing Redis', () => {
     harness.defer(() => redis.close());
     return redis;
   }
-
   it('T10: three replicas, 6 s single-use tokens, 10 req/s each for 60 s: every request 200, no refresh token reused, token requests within 1.5x of one process', async () => {
     const w = await world(6);
     await startRedis();
@@ -232,48 +231,51 @@ describe('T10: replicas sharing Redis', () => {
     expect(w.tokenServer.stats).toMatchObject({ logins: 1, refreshes: 1, refreshTokenReuse: 0, rejectedRefreshes: 0 });
     expect(countLines(replicas[0]?.cli as RunningCli, 'redis store reachable again')).toBeGreaterThanOrEqual(1);
   }, 120_000);
-  it('R7: junk written over the shared record three times (not JSON, a hash, a record sealed with a foreign key): each is set aside once, both replicas go on sharing one chain, no refresh token reused, no second login', async () => {
-    const w = await world(6);
-    await startRedis();
-    const config = writeConfig(w, 'junk', `{ type: redis, url: "${redis.url}", keyPrefix: "r7:" }`);
-    const replicas = await Promise.all([launch(config), launch(config)]);
-    await vi.waitFor(() => expect(w.tokenServer.stats.logins).toBe(1), { timeout: 10_000 });
-    for (const replica of replicas)
-      await vi.waitFor(async () => expect((await fetch(`${replica.admin}/readyz`)).status).toBe(200), {
-        timeout: 10_000,
+
+  describe('R7 corrupt shared state', () => {
+    it('R7: junk written over the shared record three times (not JSON, a hash, a record sealed with a foreign key): each is set aside once, both replicas go on sharing one chain, no refresh token reused, no second login', async () => {
+      const w = await world(6);
+      await startRedis();
+      const config = writeConfig(w, 'junk', `{ type: redis, url: "${redis.url}", keyPrefix: "r7:" }`);
+      const replicas = await Promise.all([launch(config), launch(config)]);
+      await vi.waitFor(() => expect(w.tokenServer.stats.logins).toBe(1), { timeout: 10_000 });
+      for (const replica of replicas)
+        await vi.waitFor(async () => expect((await fetch(`${replica.admin}/readyz`)).status).toBe(200), {
+          timeout: 10_000,
+        });
+      const client = new Redis({ path: new URL(redis.url).pathname });
+      harness.defer(() => client.disconnect());
+      const key = 'r7:token:fleet';
+      // A well-formed record with a revision far above the real one, that these replicas (no key) cannot open.
+      const foreign = new TokenCodec(randomBytes(32)).encode('fleet', {
+        revision: 1000,
+        state: {
+          accessToken: new Secret('planted-access'),
+          refreshToken: new Secret('planted-refresh'),
+          obtainedAt: Date.now(),
+          expiresAt: Date.now() + 60_000,
+          lifetimeMs: 60_000,
+        },
       });
-    const client = new Redis({ path: new URL(redis.url).pathname });
-    harness.defer(() => client.disconnect());
-    const key = 'r7:token:fleet';
-    // A well-formed record with a revision far above the real one, that these replicas (no key) cannot open.
-    const foreign = new TokenCodec(randomBytes(32)).encode('fleet', {
-      revision: 1000,
-      state: {
-        accessToken: new Secret('planted-access'),
-        refreshToken: new Secret('planted-refresh'),
-        obtainedAt: Date.now(),
-        expiresAt: Date.now() + 60_000,
-        lifetimeMs: 60_000,
-      },
-    });
-    const junk: Array<() => Promise<unknown>> = [
-      () => client.set(key, '{"accessToken": "planted-not-json'),
-      () => client.del(key).then(() => client.hset(key, 'accessToken', 'planted-hash')),
-      () => client.set(key, JSON.stringify(foreign)),
-    ];
+      const junk: Array<() => Promise<unknown>> = [
+        () => client.set(key, '{"accessToken": "planted-not-json'),
+        () => client.del(key).then(() => client.hset(key, 'accessToken', 'planted-hash')),
+        () => client.set(key, JSON.stringify(foreign)),
+      ];
 
-    for (const plant of junk) {
-      const before = await fingerprintOf(replicas[0] as (typeof replicas)[number]);
-      await plant();
-      // The next scheduled refresh finds the junk, sets it aside, and writes a record the other replica adopts.
-      await waitForOneNewToken(replicas, before);
-      for (const replica of replicas) expect((await fetch(`${replica.data}/vehicles`)).status).toBe(200);
-    }
+      for (const plant of junk) {
+        const before = await fingerprintOf(replicas[0] as (typeof replicas)[number]);
+        await plant();
+        // The next scheduled refresh finds the junk, sets it aside, and writes a record the other replica adopts.
+        await waitForOneNewToken(replicas, before);
+        for (const replica of replicas) expect((await fetch(`${replica.data}/vehicles`)).status).toBe(200);
+      }
 
-    expect(w.tokenServer.stats).toMatchObject({ logins: 1, refreshTokenReuse: 0, rejectedRefreshes: 0 });
-    expect(await client.keys(`${key}:corrupt:*`)).toHaveLength(3);
-    const setAside = 'redis record cannot be used: set aside, the account goes on as with no stored state';
-    expect(replicas.reduce((sum, replica) => sum + countLines(replica.cli, setAside), 0)).toBe(3);
-    for (const replica of replicas) expect(replica.cli.stdout()).not.toContain('planted');
-  }, 120_000);
+      expect(w.tokenServer.stats).toMatchObject({ logins: 1, refreshTokenReuse: 0, rejectedRefreshes: 0 });
+      expect(await client.keys(`${key}:corrupt:*`)).toHaveLength(3);
+      const setAside = 'redis record cannot be used: set aside, the account goes on as with no stored state';
+      expect(replicas.reduce((sum, replica) => sum + countLines(replica.cli, setAside), 0)).toBe(3);
+      for (const replica of replicas) expect(replica.cli.stdout()).not.toContain('planted');
+    }, 120_000);
+  });
 });

@@ -319,7 +319,7 @@ describe('timeouts and aborts', () => {
   });
 });
 
-describe('connection hygiene', () => {
+describe('§2 commands', () => {
   it('§2: stopping drains promptly: once the last in-flight answer is sent, its keep-alive socket is closed (no wait for shutdownTimeout)', async () => {
     const s = await setup();
     const sidecar = await extraSidecar(s, { upstream: s.upstream.url }, { shutdownTimeout: '1h' });
@@ -334,7 +334,9 @@ describe('connection hygiene', () => {
     expect(response.headers.get('connection')).not.toBe('keep-alive');
     await stopped; // would hang for the hour if the idle keep-alive socket were kept
   });
+});
 
+describe('F5 errors the sidecar produces', () => {
   it('F5: a request Node cannot parse gets the JSON bad_request error', async () => {
     const s = await setup();
     const { rawRequest } = await import('../helpers/recording-upstream.js');
@@ -342,7 +344,9 @@ describe('connection hygiene', () => {
     expect(answer.status).toBe(400);
     expect(JSON.parse(answer.body)).toMatchObject({ error: 'bad_request' });
   });
+});
 
+describe('§7 metrics', () => {
   it('§7: a client that goes away before the answer is counted as code 499, and its upstream request is aborted', async () => {
     const s = await setup();
     s.upstream.hold = new Promise(() => undefined);
@@ -355,7 +359,9 @@ describe('connection hygiene', () => {
       expect(metricSum(await s.metrics(), METRIC_NAMES.proxyRequests, 'code="499"')).toBe(1),
     );
   });
+});
 
+describe('F4 upstream pools and TLS', () => {
   it('F4: an idempotent request that meets a pooled connection the upstream closed is sent once more on a fresh one; a POST is not', async () => {
     const s = await setup();
     const { createServer } = await import('node:net');
@@ -407,7 +413,7 @@ async function rawUpstream(
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, closed: () => closed, sockets };
 }
 
-describe('upstream answers Node would not pass on as they are', () => {
+describe('F2 streaming with backpressure', () => {
   it.each([
     ['103 Early Hints', 'HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n'],
     ['102 Processing', 'HTTP/1.1 102 Processing\r\n\r\n'],
@@ -436,7 +442,9 @@ describe('upstream answers Node would not pass on as they are', () => {
     expect(answer.statusText).toBe('OK');
     expect(await answer.text()).toBe('hello');
   });
+});
 
+describe('T8 upstream rejection and replay', () => {
   it('T8/§7: a client that leaves while a 401 is held for a replay is a 499, and no replay is counted', async () => {
     const s = await setup();
     // A 401 whose body never finishes: the sidecar holds it while it asks for a new token.

@@ -12,7 +12,7 @@ async function get(url: string): Promise<{ status: number; body: string }> {
   return { status: response.status, body: await response.text() };
 }
 
-describe('session dialect, end to end (real token server, real upstream, fake clock)', () => {
+describe('T1 expiry on the local clock', () => {
   it.each([
     ['+2 h', 2 * HOUR],
     ['-2 h', -2 * HOUR],
@@ -41,7 +41,9 @@ describe('session dialect, end to end (real token server, real upstream, fake cl
       expect(metricSum(metrics, METRIC_NAMES.lifetimeAnomalies)).toBe(0);
     },
   );
+});
 
+describe('T2 renewal schedule and single flight', () => {
   it('T2: 500 concurrent requests at cold start cause exactly one token request', async () => {
     let release: () => void = () => undefined;
     const gate = new Promise<void>((resolve) => (release = resolve));
@@ -61,7 +63,9 @@ describe('session dialect, end to end (real token server, real upstream, fake cl
     expect(tokenServer.stats.requests).toBe(1);
     expect(session.upstream.requests).toBe(500);
   });
+});
 
+describe('T7 cold start', () => {
   it('T7: requests that arrive before the first token wait up to waitForToken, then get 503 token_unavailable with Retry-After', async () => {
     let release: () => void = () => undefined;
     const stalled = new Promise<void>((resolve) => (release = resolve));
@@ -104,7 +108,9 @@ describe('session dialect, end to end (real token server, real upstream, fake cl
     expect(ready.status).toBe(503);
     expect(JSON.stringify(await ready.json())).toMatch(/no token yet; last error: login failed/);
   });
+});
 
+describe('T6 loop guard', () => {
   it.each([
     ['0', { lifetimeField: 0 }],
     ['-5', { lifetimeField: -5 }],
@@ -128,7 +134,9 @@ describe('session dialect, end to end (real token server, real upstream, fake cl
       expect(metricSum(metrics, METRIC_NAMES.tokenRequests)).toBe(tokenServer.stats.requests);
     },
   );
+});
 
+describe('F6 no secret in any output', () => {
   it('F6: no password, token or refresh token appears in logs, metrics, /status or error bodies', async () => {
     const session = await harness.session({ server: { lifetimeSeconds: 8 } });
     const { sidecar, advance, password, log, responses } = session;
@@ -157,7 +165,9 @@ describe('session dialect, end to end (real token server, real upstream, fake cl
     };
     expect(status.accounts.fleet.fingerprint).toMatch(/^[0-9a-f]{8}$/);
   });
+});
 
+describe('§6 admin endpoints', () => {
   it('§6: POST /accounts/NAME/refresh asks for a token now, and is loop-guarded like any trigger', async () => {
     const session = await harness.session({ server: { lifetimeSeconds: 3600 } });
     const { sidecar, tokenServer, advance } = session;

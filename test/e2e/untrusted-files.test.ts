@@ -99,7 +99,7 @@ async function silentServer(): Promise<{ url: string; connected: Promise<void> }
   return { url: `redis://127.0.0.1:${(server.address() as AddressInfo).port}`, connected: firstConnection };
 }
 
-describe('issue 16: files and signals through the real CLI (R5, R6)', () => {
+describe('R5, R6 issue 16: files and signals through the real CLI', () => {
   it('R5: a FIFO at store.path exits 2 at once with a message naming the path, never a hang (input 9)', async () => {
     const path = fifo('state.json');
     const result = await runCli(['--config', configFile(`store: { type: file, path: ${path} }\n`)]);

@@ -67,7 +67,7 @@ function gaps(times: number[]): number[] {
   return times.slice(1).map((time, index) => time - (times[index] ?? 0));
 }
 
-describe('token manager', () => {
+describe('§8 edge-case decisions', () => {
   it('§8: the first login happens at startup, not on the first request', async () => {
     const { manager, server, recorded } = setup();
     await manager.start();
@@ -76,7 +76,9 @@ describe('token manager', () => {
     expect(recorded.requests).toEqual([{ kind: 'login', outcome: 'success', trigger: 'startup' }]);
     expect(manager.status().ready).toBe(true);
   });
+});
 
+describe('T2 renewal schedule and single flight', () => {
   it('T2: a valid token is served synchronously, with no token request', async () => {
     const { manager, server } = setup();
     await manager.start();
@@ -114,7 +116,9 @@ describe('token manager', () => {
     expect(server.count()).toBe(1);
     expect(new Set(tokens.map((token) => token.fingerprint)).size).toBe(1);
   });
+});
 
+describe('T3 rotating refresh tokens', () => {
   it('T3: a used refresh token is never sent again, and each refresh uses the newest one', async () => {
     const { manager, server, advance } = setup({ refresh: { minInterval: '1s' } });
     server.lifetime = 10;
@@ -157,6 +161,20 @@ describe('token manager', () => {
     expect(stored?.state.refreshToken?.fingerprint()).toBe(observed[1]?.savedRefresh);
   });
 
+  it('T3: a session refresh answered without a new refresh token has spent the old one: the next renewal is a login', async () => {
+    const { manager, server, advance } = setup();
+    server.lifetime = 100;
+    await manager.start();
+    await manager.settled();
+    server.omitRefreshTokenNext();
+    await advance(80 * SECOND);
+    await advance(80 * SECOND);
+    expect(server.sent.map((request) => request.kind)).toEqual(['login', 'refresh', 'login']);
+    expect(server.reuse).toBe(0);
+  });
+});
+
+describe('§3 configuration', () => {
   it('§3: a session account without refreshUrl renews by logging in again', async () => {
     const { manager, server, advance } = setup({
       auth: { flow: 'session', loginUrl: 'http://token.test/auth/login', username: 'u', password: 'p' },
@@ -167,7 +185,9 @@ describe('token manager', () => {
     expect(server.count('refresh')).toBe(0);
     expect(server.count('login')).toBeGreaterThan(5);
   });
+});
 
+describe('T4 a rejected refresh falls back to a login', () => {
   it('T4: a rejected refresh falls back to a full login (after the guard)', async () => {
     const { manager, server, recorded, advance } = setup();
     server.lifetime = 100;
@@ -216,7 +236,9 @@ describe('token manager', () => {
     expect(manager.status().reason).toMatch(/already used/);
     expect(log.text()).not.toContain(configured);
   });
+});
 
+describe('T5 transient failures back off', () => {
   it('T5: token endpoint failures back off exponentially from 1s, while the valid token keeps being served', async () => {
     const { manager, server, advance } = setup({ refresh: { minInterval: '1s' } });
     server.lifetime = 10;
@@ -311,18 +333,6 @@ describe('token manager', () => {
     expect(recorded.suppressed.filter((reason) => reason === 'backoff')).toHaveLength(9);
   });
 
-  it('T3: a session refresh answered without a new refresh token has spent the old one: the next renewal is a login', async () => {
-    const { manager, server, advance } = setup();
-    server.lifetime = 100;
-    await manager.start();
-    await manager.settled();
-    server.omitRefreshTokenNext();
-    await advance(80 * SECOND);
-    await advance(80 * SECOND);
-    expect(server.sent.map((request) => request.kind)).toEqual(['login', 'refresh', 'login']);
-    expect(server.reuse).toBe(0);
-  });
-
   it('T5: a refresh that failed TLS verification never reached the server: the same refresh token is kept', async () => {
     const { manager, server, advance } = setup();
     server.lifetime = 100;
@@ -337,7 +347,9 @@ describe('token manager', () => {
     expect(server.reuse).toBe(0);
     expect(manager.current()).toBeDefined();
   });
+});
 
+describe('T6 loop guard', () => {
   it.each([
     ['0', 0],
     ['-5', -5],
@@ -384,7 +396,9 @@ describe('token manager', () => {
     expect(recorded.anomalies.filter((reason) => reason === 'invalid').length).toBeGreaterThan(5);
     expect(log.lines().filter((line) => line.anomaly === 'invalid')).toHaveLength(1);
   });
+});
 
+describe('T8 upstream rejection and replay', () => {
   it('T8: a rejection of an older token generation asks for no refresh and is answered with the newer token', async () => {
     const { manager, server, advance } = setup();
     server.lifetime = 100;
@@ -413,7 +427,9 @@ describe('token manager', () => {
     expect(recorded.requests.filter((r) => r.trigger === 'upstream_rejection')).toHaveLength(1);
     expect(recorded.suppressed).toHaveLength(0);
   });
+});
 
+describe('T7 cold start', () => {
   it('T7: requests before the first token wait up to waitForToken, then get token_unavailable with a retry time', async () => {
     const { manager, server, clock } = setup({ refresh: { waitForToken: '2s' } });
     const release = server.holdNext();
@@ -445,7 +461,9 @@ describe('token manager', () => {
     await clock.advance(2 * SECOND);
     expect(await result).toBeInstanceOf(TokenUnavailableError);
   });
+});
 
+describe('T9 persistence', () => {
   it('T9 (memory reference): a stored valid token is used with no login, on its old schedule', async () => {
     const store = new MemoryTokenStore();
     const first = setup({ store });
