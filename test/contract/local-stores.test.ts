@@ -54,7 +54,7 @@ for (const variant of [
   });
 }
 
-describe('FileTokenStore (T9)', () => {
+describe('T9 FileTokenStore', () => {
   let dir: string;
   let file: string;
   const key = randomBytes(32);
@@ -310,7 +310,6 @@ describe('TokenCodec', () => {
 
   const record = { state: makeTokenState('codec'), revision: 3 };
   const secrets = [record.state.accessToken.reveal(), record.state.refreshToken?.reveal() ?? ''];
-
   it('reads a key file as 32 raw bytes, 64 hex characters or base64, trailing CR/LF ignored; all give the same key', () => {
     const key = randomBytes(32);
     const codecs = [
@@ -359,13 +358,6 @@ describe('TokenCodec', () => {
     for (const secret of secrets) expect(JSON.stringify(one)).not.toContain(secret);
   });
 
-  it('T9: an encrypted record moved to another account is refused (the account name is authenticated)', () => {
-    const codec = new TokenCodec(randomBytes(32));
-    const encoded = codec.encode('acct', record);
-    expect(codec.decode('acct', encoded).revision).toBe(3);
-    expect(decodeError(codec, encoded, 'other-account').reason).toBe('wrong_key');
-  });
-
   it('an encrypted value moved to the other field is refused (the field name is authenticated)', () => {
     const codec = new TokenCodec(randomBytes(32));
     const encoded = codec.encode('acct', record);
@@ -396,9 +388,18 @@ describe('TokenCodec', () => {
       for (const secret of secrets) expect(error.message).not.toContain(secret);
     }
   });
+
+  describe('T9 persistence', () => {
+    it('T9: an encrypted record moved to another account is refused (the account name is authenticated)', () => {
+      const codec = new TokenCodec(randomBytes(32));
+      const encoded = codec.encode('acct', record);
+      expect(codec.decode('acct', encoded).revision).toBe(3);
+      expect(decodeError(codec, encoded, 'other-account').reason).toBe('wrong_key');
+    });
+  });
 });
 
-describe('FileTokenStore: the state file is untrusted input (R5)', () => {
+describe('R5 FileTokenStore: the state file is untrusted input', () => {
   let dir: string;
   let file: string;
 

@@ -43,7 +43,7 @@ for (const encrypted of [false, true]) {
   );
 }
 
-describe('redis store failures', () => {
+describe('T10 redis store failures', () => {
   it('T10: with Redis down, operations fail fast with StoreUnavailableError naming host or socket, never a secret', async () => {
     const store = await openStore('down:', new TokenCodec());
     await store.save('acct', makeTokenState('down'));

@@ -71,7 +71,7 @@ export function describeTokenStore(
       await fixture.cleanup();
     });
 
-    describe('records', () => {
+    describe('T9 persistence', () => {
       it('T9: load of an account never saved is undefined', async () => {
         expect(await store.load('nobody')).toBeUndefined();
       });
@@ -85,7 +85,9 @@ export function describeTokenStore(
         expect(loaded?.state.accessToken).toBeInstanceOf(Secret);
         expect(loaded?.state.refreshToken).toBeInstanceOf(Secret);
       });
+    });
 
+    describe('T3 rotating refresh tokens', () => {
       it('T3: a state without a refresh token loads with refreshToken undefined', async () => {
         const state = makeTokenState('no-refresh', { refreshToken: undefined });
         await store.save('acct', state);
@@ -102,7 +104,9 @@ export function describeTokenStore(
         const loaded = await store.load('acct');
         expectSameState(loaded?.state, second);
       });
+    });
 
+    describe('records', () => {
       it('revisions start at 1 and grow by 1 with every save; save returns the stored record', async () => {
         for (let expected = 1; expected <= 4; expected++) {
           const state = makeTokenState(`rev${expected}`);
@@ -141,7 +145,9 @@ export function describeTokenStore(
         expect(again?.revision).toBe(1);
         expect(again?.state.expiresAt).toBe(state.expiresAt);
       });
+    });
 
+    describe('F6 no secret in any output', () => {
       it('F6: secrets never appear in JSON.stringify or util.inspect of what save and load return', async () => {
         const state = makeTokenState('leak');
         const saved = await store.save('acct', state);
@@ -158,7 +164,7 @@ export function describeTokenStore(
       });
     });
 
-    describe('compare-and-set', () => {
+    describe('T10 replicas sharing a store', () => {
       it('T10: expectedRevision null saves only when nothing is stored yet', async () => {
         const first = makeTokenState('first');
         const created = await store.save('acct', first, null);
@@ -242,7 +248,9 @@ export function describeTokenStore(
         expect(results.filter((result) => result.saved)).toHaveLength(1);
         expect((await store.load('acct'))?.revision).toBe(1);
       });
+    });
 
+    describe('compare-and-set', () => {
       it('20 parallel unconditional saves to 20 accounts are all kept', async () => {
         const states = Array.from({ length: 20 }, (_, i) => makeTokenState(`parallel${i}`));
         const results = await Promise.all(states.map((state, i) => store.save(`account-${i}`, state)));
@@ -256,7 +264,7 @@ export function describeTokenStore(
       });
     });
 
-    describe('locks', () => {
+    describe('T10 locks', () => {
       /** Takes the lock, lets it expire, and has a second holder take it. */
       async function expireAndRetake(): Promise<{ first: StoreLock | undefined; second: StoreLock | undefined }> {
         const first = await store.obtainLock('acct', LOCK_TTL_MS);
@@ -346,71 +354,72 @@ export function describeTokenStore(
           onCleanup.push(() => other.close());
           return other;
         }
-
         it('declares itself shared', async () => {
           await openOther();
           expect(store.shared).toBe(true);
         });
 
-        it('T10: a save in one instance is visible to load in the other', async () => {
-          const other = await openOther();
-          const state = makeTokenState('shared');
-          await store.save('acct', state);
-          const loaded = await other.load('acct');
-          expect(loaded?.revision).toBe(1);
-          expectSameState(loaded?.state, state);
-        });
+        describe('T10 replicas sharing a store', () => {
+          it('T10: a save in one instance is visible to load in the other', async () => {
+            const other = await openOther();
+            const state = makeTokenState('shared');
+            await store.save('acct', state);
+            const loaded = await other.load('acct');
+            expect(loaded?.revision).toBe(1);
+            expectSameState(loaded?.state, state);
+          });
 
-        it("T10: a save in one instance notifies the other instance's subscribers for that account", async () => {
-          const other = await openOther();
-          const onChange = vi.fn();
-          const unsubscribe = other.subscribe('acct', onChange);
-          try {
-            await store.save('acct', makeTokenState('notify'));
-            await vi.waitFor(() => expect(onChange).toHaveBeenCalled(), { timeout: 5000, interval: 20 });
-          } finally {
-            unsubscribe();
-          }
-        });
+          it("T10: a save in one instance notifies the other instance's subscribers for that account", async () => {
+            const other = await openOther();
+            const onChange = vi.fn();
+            const unsubscribe = other.subscribe('acct', onChange);
+            try {
+              await store.save('acct', makeTokenState('notify'));
+              await vi.waitFor(() => expect(onChange).toHaveBeenCalled(), { timeout: 5000, interval: 20 });
+            } finally {
+              unsubscribe();
+            }
+          });
 
-        it('T10: after unsubscribe, saves no longer call the listener', async () => {
-          const other = await openOther();
-          const unsubscribed = vi.fn();
-          const sentinel = vi.fn();
-          other.subscribe('gone', unsubscribed)();
-          const unsubscribeSentinel = other.subscribe('sentinel', sentinel);
-          try {
-            await store.save('gone', makeTokenState('gone'));
-            await store.save('sentinel', makeTokenState('sentinel'));
-            // Notifications arrive in order: once the later one is in, the earlier one would be too.
-            await vi.waitFor(() => expect(sentinel).toHaveBeenCalled(), { timeout: 5000, interval: 20 });
-            expect(unsubscribed).not.toHaveBeenCalled();
-          } finally {
-            unsubscribeSentinel();
-          }
-        });
+          it('T10: after unsubscribe, saves no longer call the listener', async () => {
+            const other = await openOther();
+            const unsubscribed = vi.fn();
+            const sentinel = vi.fn();
+            other.subscribe('gone', unsubscribed)();
+            const unsubscribeSentinel = other.subscribe('sentinel', sentinel);
+            try {
+              await store.save('gone', makeTokenState('gone'));
+              await store.save('sentinel', makeTokenState('sentinel'));
+              // Notifications arrive in order: once the later one is in, the earlier one would be too.
+              await vi.waitFor(() => expect(sentinel).toHaveBeenCalled(), { timeout: 5000, interval: 20 });
+              expect(unsubscribed).not.toHaveBeenCalled();
+            } finally {
+              unsubscribeSentinel();
+            }
+          });
 
-        it('T10: compare-and-set holds across instances', async () => {
-          const other = await openOther();
-          await store.save('acct', makeTokenState('base'));
-          const results = await Promise.all([
-            store.save('acct', makeTokenState('here'), 1),
-            other.save('acct', makeTokenState('there'), 1),
-          ]);
-          expect(results.filter((result) => result.saved)).toHaveLength(1);
-          expect((await other.load('acct'))?.revision).toBe(2);
-        });
+          it('T10: compare-and-set holds across instances', async () => {
+            const other = await openOther();
+            await store.save('acct', makeTokenState('base'));
+            const results = await Promise.all([
+              store.save('acct', makeTokenState('here'), 1),
+              other.save('acct', makeTokenState('there'), 1),
+            ]);
+            expect(results.filter((result) => result.saved)).toHaveLength(1);
+            expect((await other.load('acct'))?.revision).toBe(2);
+          });
 
-        it('T10: the lock is exclusive across instances and released for both', async () => {
-          const other = await openOther();
-          const lock = await store.obtainLock('acct', LOCK_TTL_MS * 10);
-          expect(lock).toBeDefined();
-          expect(await other.obtainLock('acct', LOCK_TTL_MS)).toBeUndefined();
-          await lock?.release();
-          const theirs = await other.obtainLock('acct', LOCK_TTL_MS);
-          expect(theirs).toBeDefined();
-          expect(await store.obtainLock('acct', LOCK_TTL_MS)).toBeUndefined();
-          await theirs?.release();
+          it('T10: the lock is exclusive across instances and released for both', async () => {
+            const other = await openOther();
+            const lock = await store.obtainLock('acct', LOCK_TTL_MS * 10);
+            expect(lock).toBeDefined();
+            expect(await other.obtainLock('acct', LOCK_TTL_MS)).toBeUndefined();
+            await lock?.release();
+            const theirs = await other.obtainLock('acct', LOCK_TTL_MS);
+            expect(theirs).toBeDefined();
+            expect(await store.obtainLock('acct', LOCK_TTL_MS)).toBeUndefined();
+            await theirs?.release();
+          });
         });
       });
   });

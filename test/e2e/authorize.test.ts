@@ -1,16 +1,15 @@
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { Sidecar } from '../../src/app.js';
 import { loadConfig } from '../../src/config/load.js';
 import { TokenCodec } from '../../src/stores/codec.js';
 import { FileTokenStore } from '../../src/stores/file.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { captureLogger } from '../helpers/capture-logger.js';
-import { generatedSecret } from '../helpers/harness.js';
+import { generatedSecret, useHarness } from '../helpers/harness.js';
 import { signInAndConsent, startAuthorizationServer, type TestAuthorizationServer } from '../helpers/oidc-provider.js';
-import { runCli, spawnCli, type RunningCli } from '../helpers/spawn-cli.js';
+import type { RunningCli } from '../helpers/spawn-cli.js';
 
 /*
  * `bearer-sidecar authorize` (docs/contract.md §2, seed 004, issue 8) against a real third-party
@@ -20,23 +19,13 @@ import { runCli, spawnCli, type RunningCli } from '../helpers/spawn-cli.js';
 
 let dir: string;
 let as: TestAuthorizationServer;
-const children: RunningCli[] = [];
-const sidecars: Sidecar[] = [];
+const harness = useHarness();
 
 beforeEach(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'bs-authorize-'));
+  dir = harness.tempDir('bs-authorize-');
   as = await startAuthorizationServer();
+  harness.defer(() => as.close());
   writeFileSync(join(dir, 'client-secret'), `${as.clientSecret}\n`, { mode: 0o600 });
-});
-
-afterEach(async () => {
-  for (const sidecar of sidecars.splice(0)) await sidecar.stop();
-  for (const cli of children.splice(0)) {
-    if (cli.child.exitCode === null) cli.child.kill('SIGKILL');
-    await cli.exited;
-  }
-  await as.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 function writeConfig(options: {
@@ -69,8 +58,7 @@ ${options.refreshTokenFile === undefined ? '' : `      refreshTokenFile: ${optio
 
 /** Starts `authorize crm`, waits for the URL it prints, and returns it with the running CLI. */
 async function startAuthorize(args: string[]): Promise<{ cli: RunningCli; url: URL }> {
-  const cli = spawnCli(['authorize', 'crm', ...args]);
-  children.push(cli);
+  const cli = harness.spawnCli(['authorize', 'crm', ...args]);
   const printed = await cli.waitForStdout(/^ {2}(http:\/\/\S+)$/m);
   return { cli, url: new URL(printed[1] ?? '') };
 }
@@ -78,13 +66,13 @@ async function startAuthorize(args: string[]): Promise<{ cli: RunningCli; url: U
 async function startSidecar(configFile: string): Promise<Sidecar> {
   const log = captureLogger();
   const sidecar = new Sidecar(loadConfig({ file: configFile, env: {} }), { logger: log.logger, defaultMetrics: false });
-  sidecars.push(sidecar);
+  harness.defer(() => sidecar.stop());
   await sidecar.start();
   await sidecar.settled();
   return sidecar;
 }
 
-describe('bearer-sidecar authorize against oidc-provider (§2, seed 004)', () => {
+describe('§2 bearer-sidecar authorize against oidc-provider (seed 004)', () => {
   it('§2 authorize: PKCE S256 and state, login and consent, code exchanged with clientAuth basic, refresh token in the file store; the sidecar then serves with provider-issued tokens and rotates the chain', async () => {
     const state = join(dir, 'state.json');
     // Bootstrapped before the account is switched over: its grant is still client_credentials.
@@ -195,10 +183,10 @@ describe('bearer-sidecar authorize against oidc-provider (§2, seed 004)', () =>
       file,
       `accounts:\n  crm:\n    upstream: ${as.issuer}\n    auth: { flow: oauth2, tokenUrl: "${as.issuer}/token", clientId: app }\n`,
     );
-    const noUrl = await runCli(['authorize', 'crm', '--config', file]);
+    const noUrl = await harness.runCli(['authorize', 'crm', '--config', file]);
     expect(noUrl.code).toBe(2);
     expect(noUrl.stderr).toMatch(/^ {2}accounts\.crm\.auth\.authorizeUrl: required for bearer-sidecar authorize/m);
-    const unknown = await runCli(['authorize', 'nope', '--config', file]);
+    const unknown = await harness.runCli(['authorize', 'nope', '--config', file]);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/accounts\.nope: no such account \(accounts: crm\)/);
   });

@@ -1,18 +1,16 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { OAuth2Server } from 'oauth2-mock-server';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { OAuth2Server } from 'oauth2-mock-server';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { runCheck, type CheckResult } from '../../src/commands/check.js';
 import { parseConfig } from '../../src/config/load.js';
-import { startSessionTokenServer, type SessionTokenServer } from '../../src/demo/session-token-server.js';
+import type { SessionTokenServer } from '../../src/demo/session-token-server.js';
 import { TokenCodec } from '../../src/stores/codec.js';
 import { FileTokenStore } from '../../src/stores/file.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { Secret } from '../../src/util/secret.js';
-import { generatedSecret, recordingSend } from '../helpers/harness.js';
-import { runCli } from '../helpers/spawn-cli.js';
+import { generatedSecret, recordingSend, useHarness } from '../helpers/harness.js';
 
 /*
  * `bearer-sidecar check` (docs/contract.md §2, issue 8): the real CLI against real token servers, and
@@ -22,19 +20,16 @@ import { runCli } from '../helpers/spawn-cli.js';
 let dir: string;
 let password: string;
 let tokenServer: SessionTokenServer;
-const closers: Array<() => Promise<void>> = [];
+const harness = useHarness();
 
 beforeEach(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'bs-check-'));
-  password = generatedSecret('pw');
-  tokenServer = await startSessionTokenServer({ username: 'fleet-user', password, accountId: 42, lifetimeSeconds: 60 });
+  dir = harness.tempDir('bs-check-');
+  ({ tokenServer, password } = await harness.sessionTokenServer({
+    username: 'fleet-user',
+    accountId: 42,
+    lifetimeSeconds: 60,
+  }));
   writeFileSync(join(dir, 'password'), `${password}\n`, { mode: 0o600 });
-});
-
-afterEach(async () => {
-  for (const close of closers.splice(0)) await close();
-  await tokenServer.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 function sessionAccount(server: SessionTokenServer, passwordFile = join(dir, 'password')): string {
@@ -70,14 +65,14 @@ async function closedPort(): Promise<number> {
 }
 
 async function checkJson(args: string[]): Promise<{ code: number | null; result: CheckResult; stderr: string }> {
-  const run = await runCli(['check', '--json', ...args]);
+  const run = await harness.runCli(['check', '--json', ...args]);
   return { code: run.code, result: JSON.parse(run.stdout) as CheckResult, stderr: run.stderr };
 }
 
-describe('bearer-sidecar check, the real CLI (§2, issue 8)', () => {
+describe('§2 bearer-sidecar check, the real CLI (issue 8)', () => {
   it('§2 check: a good account gets one token; the table shows dialect, endpoint, outcome, lifetime, expiry, skew, fingerprint and next action; exit 0', async () => {
     const file = writeConfig({ 'fleet-a': sessionAccount(tokenServer) });
-    const run = await runCli(['check', '--config', file]);
+    const run = await harness.runCli(['check', '--config', file]);
     expect(run.code).toBe(0);
     expect(tokenServer.stats.logins).toBe(1);
     expect(run.stdout).toMatch(/^OK {3}fleet-a \(session\)$/m);
@@ -95,7 +90,7 @@ describe('bearer-sidecar check, the real CLI (§2, issue 8)', () => {
   it('§2 check: a bad secret is a rejected login with the server reason and a fix; exit 1', async () => {
     writeFileSync(join(dir, 'wrong'), generatedSecret('wrong-pw'));
     const file = writeConfig({ 'fleet-a': sessionAccount(tokenServer, join(dir, 'wrong')) });
-    const run = await runCli(['check', '--config', file]);
+    const run = await harness.runCli(['check', '--config', file]);
     expect(run.code).toBe(1);
     expect(run.stdout).toMatch(/^FAIL fleet-a \(session\)$/m);
     expect(run.stdout).toMatch(/outcome +rejected: server answered success: false/);
@@ -110,7 +105,7 @@ describe('bearer-sidecar check, the real CLI (§2, issue 8)', () => {
     auth: { flow: oauth2, tokenUrl: "http://127.0.0.1:${port}/token", clientId: app, clientSecret: "\${CS}" }
 `,
     });
-    const run = await runCli(['check', '--json', '--config', file], { env: { CS: generatedSecret('cs') } });
+    const run = await harness.runCli(['check', '--json', '--config', file], { env: { CS: generatedSecret('cs') } });
     expect(run.code).toBe(1);
     const result = JSON.parse(run.stdout) as CheckResult;
     expect(result.ok).toBe(false);
@@ -127,14 +122,13 @@ describe('bearer-sidecar check, the real CLI (§2, issue 8)', () => {
   });
 
   it('§2 check / T1: a token server whose clock is 2 h ahead: skew shown, expiry computed on the local clock from the lifetime', async () => {
-    const skewed = await startSessionTokenServer({
+    const { tokenServer: skewed } = await harness.sessionTokenServer({
       username: 'fleet-user',
       password,
       accountId: 42,
       lifetimeSeconds: 60,
       clockSkewMs: 2 * 3_600_000,
     });
-    closers.push(() => skewed.close());
     const { code, result } = await checkJson(['--config', writeConfig({ 'fleet-a': sessionAccount(skewed) })]);
     expect(code).toBe(0);
     const account = result.accounts[0];
@@ -166,7 +160,7 @@ describe('bearer-sidecar check, the real CLI (§2, issue 8)', () => {
       file,
       'accounts:\n  crm:\n    upstream: nope\n    auth: { flow: oauth2, tokenUrl: "x", scopes: a }\n',
     );
-    const run = await runCli(['check', '--config', file]);
+    const run = await harness.runCli(['check', '--config', file]);
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(/^ {2}accounts\.crm\.upstream: not a URL/m);
     expect(run.stderr).toMatch(/^ {2}accounts\.crm\.auth\.tokenUrl: not a URL/m);
@@ -175,7 +169,7 @@ describe('bearer-sidecar check, the real CLI (§2, issue 8)', () => {
   });
 
   it('§2 check: quick mode works too (flags and env twins)', async () => {
-    const run = await runCli(
+    const run = await harness.runCli(
       [
         'check',
         '--upstream',
@@ -196,7 +190,7 @@ describe('bearer-sidecar check, the real CLI (§2, issue 8)', () => {
   });
 });
 
-describe('check never disturbs a running sidecar chain (issue 8)', () => {
+describe('§2 check never disturbs a running sidecar chain (issue 8)', () => {
   async function fileStoreWith(
     account: string,
     refreshToken: Secret | undefined,
@@ -258,14 +252,11 @@ describe('check never disturbs a running sidecar chain (issue 8)', () => {
     expect(after?.state.refreshToken?.equals(before?.state.refreshToken)).toBe(true);
   });
 
-  describe('refresh-only accounts (grant refresh_token)', () => {
+  describe('§2 refresh-only accounts (grant refresh_token)', () => {
     let authServer: OAuth2Server;
     beforeEach(async () => {
-      authServer = new OAuth2Server();
-      await authServer.issuer.keys.generate('RS256');
-      await authServer.start(0, '127.0.0.1');
+      authServer = await harness.oauth2Server();
     });
-    afterEach(() => authServer.stop());
 
     const refreshOnly = (refreshTokenFile?: string) => ({
       upstream: 'https://api.crm.example',

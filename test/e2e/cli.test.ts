@@ -1,36 +1,27 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startSessionTokenServer, type SessionTokenServer } from '../../src/demo/session-token-server.js';
-import { startDemoUpstream, type DemoUpstream } from '../../src/demo/upstream.js';
-import { generatedSecret } from '../helpers/harness.js';
-import { runCli, spawnCli, type RunningCli } from '../helpers/spawn-cli.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { SessionTokenServer } from '../../src/demo/session-token-server.js';
+import type { DemoUpstream } from '../../src/demo/upstream.js';
+import { useHarness } from '../helpers/harness.js';
 
 let dir: string;
 let password: string;
 let tokenServer: SessionTokenServer;
 let upstream: DemoUpstream;
-const children: RunningCli[] = [];
+const harness = useHarness();
 
 beforeEach(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'bs-cli-'));
-  password = generatedSecret('pw');
-  tokenServer = await startSessionTokenServer({ username: 'fleet-user', password, accountId: 42, lifetimeSeconds: 60 });
-  upstream = await startDemoUpstream({ isValidToken: (token) => tokenServer.isValidToken(token) });
+  dir = harness.tempDir('bs-cli-');
+  ({ tokenServer, password } = await harness.sessionTokenServer({
+    username: 'fleet-user',
+    accountId: 42,
+    lifetimeSeconds: 60,
+  }));
+  upstream = await harness.demoUpstream((token) => tokenServer.isValidToken(token));
   writeFileSync(join(dir, 'password'), `${password}\n`, { mode: 0o600 });
-});
-
-afterEach(async () => {
-  for (const cli of children.splice(0)) {
-    if (cli.child.exitCode === null) cli.child.kill('SIGKILL');
-    await cli.exited;
-  }
-  await tokenServer.close();
-  await upstream.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 function configYaml(extra = ''): string {
@@ -51,17 +42,12 @@ accounts:
 ${extra}`;
 }
 
-async function listening(cli: RunningCli): Promise<{ data: string; admin: string }> {
-  const line = await cli.waitForLog((entry) => entry.msg === 'bearer-sidecar listening');
-  return { data: String(line.data), admin: String(line.admin) };
-}
-
-describe('the bearer-sidecar command', () => {
+describe('§2 commands', () => {
   it('§2: serves a YAML config (with ${VAR} and a password file), forwards with a token, stops on SIGTERM with exit 0', async () => {
     writeFileSync(join(dir, 'sidecar.yaml'), configYaml());
-    const cli = spawnCli(['--config', join(dir, 'sidecar.yaml')], { env: { FLEET_USER: 'fleet-user' } });
-    children.push(cli);
-    const { data, admin } = await listening(cli);
+    const { cli, data, admin } = await harness.launchCli(['--config', join(dir, 'sidecar.yaml')], {
+      env: { FLEET_USER: 'fleet-user' },
+    });
     await cli.waitForLog((entry) => entry.msg === 'token request: login succeeded');
     const answer = await fetch(`${data}/vehicles`);
     expect(answer.status).toBe(200);
@@ -102,7 +88,7 @@ describe('the bearer-sidecar command', () => {
         },
       }),
     );
-    const result = await runCli(['--config', join(dir, 'bad.json')]);
+    const result = await harness.runCli(['--config', join(dir, 'bad.json')]);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/^ {2}accounts\.crm\.upstream: not a URL/m);
     expect(result.stderr).toMatch(/^ {2}accounts\.crm\.auth: unknown key "scopes"/m);
@@ -112,7 +98,7 @@ describe('the bearer-sidecar command', () => {
   });
 
   it('§2: BEARER_SIDECAR_CONFIG names the file; a missing file exits 2', async () => {
-    const result = await runCli([], { env: { BEARER_SIDECAR_CONFIG: join(dir, 'nope.yaml') } });
+    const result = await harness.runCli([], { env: { BEARER_SIDECAR_CONFIG: join(dir, 'nope.yaml') } });
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/config: cannot read .*nope\.yaml \(ENOENT\)/);
   });
@@ -132,9 +118,7 @@ describe('the bearer-sidecar command', () => {
         'BEARER_SIDECAR_ADMIN=127.0.0.1:0',
       ].join('\n'),
     );
-    const cli = spawnCli([], { cwd: dir, env: { BEARER_SIDECAR_USERNAME: 'fleet-user' } });
-    children.push(cli);
-    const { data } = await listening(cli);
+    const { cli, data } = await harness.launchCli([], { cwd: dir, env: { BEARER_SIDECAR_USERNAME: 'fleet-user' } });
     await cli.waitForLog((entry) => entry.msg === 'token request: login succeeded');
     expect((await fetch(`${data}/vehicles`)).status).toBe(200);
     cli.child.kill('SIGINT');
@@ -142,13 +126,13 @@ describe('the bearer-sidecar command', () => {
   });
 
   it('§2: --help and --version exit 0; an unknown flag exits 2 and suggests the nearest one', async () => {
-    const help = await runCli(['--help']);
+    const help = await harness.runCli(['--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/--token-url URL .*\[BEARER_SIDECAR_TOKEN_URL\]/);
-    const version = await runCli(['--version']);
+    const version = await harness.runCli(['--version']);
     expect(version.code).toBe(0);
     expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
-    const typo = await runCli(['--tokne-url', 'x']);
+    const typo = await harness.runCli(['--tokne-url', 'x']);
     expect(typo.code).toBe(2);
     expect(typo.stderr).toMatch(/did you mean --token-url\?/);
   });
@@ -158,18 +142,18 @@ describe('the bearer-sidecar command', () => {
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
     const port = (blocker.address() as AddressInfo).port;
     writeFileSync(join(dir, 'sidecar.yaml'), configYaml());
-    const result = await runCli(['--config', join(dir, 'sidecar.yaml'), '--listen', `127.0.0.1:${port}`], {
+    const result = await harness.runCli(['--config', join(dir, 'sidecar.yaml'), '--listen', `127.0.0.1:${port}`], {
       env: { FLEET_USER: 'fleet-user' },
     });
     blocker.close();
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/address already in use/);
   });
+});
 
+describe('the bearer-sidecar command', () => {
   it('demo: starts a token server, an API and a sidecar; curl through it works and a user can see the counters', async () => {
-    const cli = spawnCli(['demo', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0']);
-    children.push(cli);
-    const { data, admin } = await listening(cli);
+    const { cli, data, admin } = await harness.launchCli(['demo', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0']);
     await cli.waitForLog((entry) => entry.msg === 'token request: login succeeded');
     expect(cli.stdout()).toContain(`curl -s ${data}/vehicles`);
     const answer = await fetch(`${data}/vehicles`);

@@ -1,20 +1,18 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request, type IncomingMessage } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { connect, type AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Sidecar } from '../../src/app.js';
 import { METRIC_NAMES } from '../../src/admin/metrics.js';
-import { parseConfig } from '../../src/config/load.js';
-import { startSessionTokenServer, type SessionTokenServer } from '../../src/demo/session-token-server.js';
+import type { SessionTokenServer } from '../../src/demo/session-token-server.js';
 import { captureLogger } from '../helpers/capture-logger.js';
 import { FakeClock } from '../helpers/fake-clock.js';
-import { generatedSecret, metricSum } from '../helpers/harness.js';
-import { rawGet, rawRequest, startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.js';
+import { generatedSecret, metricSum, sessionAuth, useHarness } from '../helpers/harness.js';
+import { rawGet, rawRequest, type RecordingUpstream } from '../helpers/recording-upstream.js';
 
 interface Setup {
   sidecar: Sidecar;
@@ -24,37 +22,20 @@ interface Setup {
   log: ReturnType<typeof captureLogger>;
 }
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
+const harness = useHarness();
 
 /** Two accounts on one session token server: `crm` by prefix and own port, `fleet` the default. */
 async function setup(
   overrides: { config?: Record<string, unknown>; crm?: Record<string, unknown>; crmUpstream?: RecordingUpstream } = {},
 ): Promise<Setup> {
   const clock = new FakeClock();
-  const password = generatedSecret('pw');
-  const tokenServer = await startSessionTokenServer({
-    username: 'u',
-    password,
-    lifetimeSeconds: 600,
-    now: () => clock.now(),
-  });
-  const crm = overrides.crmUpstream ?? (await startRecordingUpstream());
-  const fleet = await startRecordingUpstream();
+  const { tokenServer, password } = await harness.sessionTokenServer({ now: () => clock.now() });
+  const crm = overrides.crmUpstream ?? (await harness.recordingUpstream());
+  const fleet = await harness.recordingUpstream();
   const log = captureLogger();
-  const auth = {
-    flow: 'session',
-    loginUrl: tokenServer.loginUrl,
-    refreshUrl: tokenServer.refreshUrl,
-    username: 'u',
-    password: '${PW}',
-  };
-  const config = parseConfig(
+  const auth = sessionAuth(tokenServer);
+  const sidecar = await harness.sidecar(
     {
-      listen: { host: '127.0.0.1', port: 0 },
-      admin: { host: '127.0.0.1', port: 0 },
       ...overrides.config,
       accounts: {
         crm: { upstream: `${crm.url}/v2`, route: { pathPrefix: '/crm', port: 0 }, auth, ...overrides.crm },
@@ -62,21 +43,12 @@ async function setup(
         fleet: { upstream: fleet.url, default: true, auth },
       },
     },
-    { env: { PW: password } },
-  );
-  const sidecar = new Sidecar(config, { clock, logger: log.logger, defaultMetrics: false });
-  await sidecar.start();
-  await sidecar.settled();
-  cleanups.push(
-    () => tokenServer.close(),
-    () => crm.close(),
-    () => fleet.close(),
-    () => sidecar.stop(),
+    { env: { PW: password }, deps: { clock, logger: log.logger } },
   );
   return { sidecar, tokenServer, crm, fleet, log };
 }
 
-describe('forwarding', () => {
+describe('F1 request and response headers', () => {
   it("F1: Authorization is replaced, sidecar and hop-by-hop headers removed, Host is the upstream's, X-Forwarded-* added", async () => {
     const { sidecar, crm, tokenServer } = await setup();
     await rawGet(sidecar.dataUrl(), '/crm/users', {
@@ -103,6 +75,23 @@ describe('forwarding', () => {
     expect(seen?.headers['x-forwarded-host']).toBe('sidecar.test');
   });
 
+  it('F1/F3: a Connection header naming Content-Length (request smuggling) is refused; the next client is unaffected', async () => {
+    const { sidecar, fleet, tokenServer } = await setup();
+    const smuggled = 'POST /capture HTTP/1.1\r\nHost: internal\r\nContent-Length: 120\r\n\r\n';
+    const attack = await rawRequest(
+      sidecar.dataUrl(),
+      `GET /x HTTP/1.1\r\nhost: s\r\nconnection: close, content-length\r\ncontent-length: ${smuggled.length}\r\n\r\n${smuggled}`,
+    );
+    expect(attack.status).toBe(400);
+    expect(JSON.parse(attack.body)).toMatchObject({ error: 'bad_request' });
+    const victim = await rawGet(sidecar.dataUrl(), '/victim');
+    expect(victim.status).toBe(200);
+    expect(fleet.requests.map((request) => request.url)).toEqual(['/victim']);
+    expect(tokenServer.isValidToken(String(fleet.requests[0]?.headers.authorization).slice(7))).toBe(true);
+  });
+});
+
+describe('§8 edge-case decisions', () => {
   it('§8: the target is the base path joined with the rest as strings; repeated slashes and the query pass unchanged', async () => {
     const { sidecar, crm } = await setup();
     await rawGet(sidecar.dataUrl(), '/crm/users?x=1&y=%2F&z=a%20b');
@@ -116,6 +105,31 @@ describe('forwarding', () => {
     expect(crm.requests.every((request) => request.headers.host === `127.0.0.1:${crm.port}`)).toBe(true);
   });
 
+  it('§8: a client outside inbound.allow gets 403 forbidden and nothing is forwarded', async () => {
+    const { sidecar, fleet } = await setup({ config: { inbound: { allow: ['10.0.0.0/8'] } } });
+    const answer = await rawGet(sidecar.dataUrl(), '/x');
+    expect(answer.status).toBe(403);
+    expect(JSON.parse(answer.body)).toMatchObject({ error: 'forbidden' });
+    expect(fleet.requests).toHaveLength(0);
+  });
+
+  it('§8: with apiKeys set, a missing or wrong X-Sidecar-Key gets 403; a right one passes and is not forwarded', async () => {
+    const key = generatedSecret('key');
+    const { sidecar, fleet, log } = await setup({
+      config: { inbound: { apiKeys: ['${API_KEY_UNSET:-' + key + '}'] } },
+    });
+    expect((await rawGet(sidecar.dataUrl(), '/x')).status).toBe(403);
+    expect((await rawGet(sidecar.dataUrl(), '/x', { 'x-sidecar-key': `${key}x` })).status).toBe(403);
+    const ok = await rawGet(sidecar.dataUrl(), '/x', { 'x-sidecar-key': key });
+    expect(ok.status).toBe(200);
+    expect(fleet.requests).toHaveLength(1);
+    expect(fleet.requests[0]?.headers).not.toHaveProperty('x-sidecar-key');
+    const status = await (await fetch(`${sidecar.adminUrl()}/status`)).text();
+    expect(`${status}${log.text()}`).not.toContain(key);
+  });
+});
+
+describe('F3 not a forward proxy', () => {
   it.each([
     [
       'absolute-form target',
@@ -142,21 +156,6 @@ describe('forwarding', () => {
     expect(crm.connections + fleet.connections).toBe(0);
   });
 
-  it('F1/F3: a Connection header naming Content-Length (request smuggling) is refused; the next client is unaffected', async () => {
-    const { sidecar, fleet, tokenServer } = await setup();
-    const smuggled = 'POST /capture HTTP/1.1\r\nHost: internal\r\nContent-Length: 120\r\n\r\n';
-    const attack = await rawRequest(
-      sidecar.dataUrl(),
-      `GET /x HTTP/1.1\r\nhost: s\r\nconnection: close, content-length\r\ncontent-length: ${smuggled.length}\r\n\r\n${smuggled}`,
-    );
-    expect(attack.status).toBe(400);
-    expect(JSON.parse(attack.body)).toMatchObject({ error: 'bad_request' });
-    const victim = await rawGet(sidecar.dataUrl(), '/victim');
-    expect(victim.status).toBe(200);
-    expect(fleet.requests.map((request) => request.url)).toEqual(['/victim']);
-    expect(tokenServer.isValidToken(String(fleet.requests[0]?.headers.authorization).slice(7))).toBe(true);
-  });
-
   it('F3: a CONNECT whose client resets the connection at once does not crash the process', async () => {
     const { sidecar } = await setup();
     const { port } = new URL(sidecar.dataUrl());
@@ -171,7 +170,9 @@ describe('forwarding', () => {
     }
     expect((await rawGet(sidecar.dataUrl(), '/still-alive')).status).toBe(200);
   });
+});
 
+describe('§3 configuration', () => {
   it('§3: route precedence: own port, then X-Sidecar-Account, then the longest whole-segment prefix (stripped), then the default', async () => {
     const { sidecar, crm, fleet } = await setup();
     await rawGet(sidecar.accountUrl('crm'), '/fleet/on-crm-port');
@@ -188,49 +189,8 @@ describe('forwarding', () => {
     expect(fleet.requests.map((request) => request.url)).toEqual(['/crmx/not-a-prefix']);
   });
 
-  it('F5: no route gives 404 no_route as JSON; an unknown X-Sidecar-Account too', async () => {
-    const { sidecar } = await setup();
-    const answer = await rawGet(sidecar.dataUrl(), '/x', { 'x-sidecar-account': 'nobody' });
-    expect(answer.status).toBe(404);
-    expect(answer.raw).toMatch(/content-type: application\/json/i);
-    expect(JSON.parse(answer.body)).toEqual({ error: 'no_route', message: expect.stringContaining('nobody') });
-  });
-
-  it('§8: a client outside inbound.allow gets 403 forbidden and nothing is forwarded', async () => {
-    const { sidecar, fleet } = await setup({ config: { inbound: { allow: ['10.0.0.0/8'] } } });
-    const answer = await rawGet(sidecar.dataUrl(), '/x');
-    expect(answer.status).toBe(403);
-    expect(JSON.parse(answer.body)).toMatchObject({ error: 'forbidden' });
-    expect(fleet.requests).toHaveLength(0);
-  });
-
-  it('§8: with apiKeys set, a missing or wrong X-Sidecar-Key gets 403; a right one passes and is not forwarded', async () => {
-    const key = generatedSecret('key');
-    const { sidecar, fleet, log } = await setup({
-      config: { inbound: { apiKeys: ['${API_KEY_UNSET:-' + key + '}'] } },
-    });
-    expect((await rawGet(sidecar.dataUrl(), '/x')).status).toBe(403);
-    expect((await rawGet(sidecar.dataUrl(), '/x', { 'x-sidecar-key': `${key}x` })).status).toBe(403);
-    const ok = await rawGet(sidecar.dataUrl(), '/x', { 'x-sidecar-key': key });
-    expect(ok.status).toBe(200);
-    expect(fleet.requests).toHaveLength(1);
-    expect(fleet.requests[0]?.headers).not.toHaveProperty('x-sidecar-key');
-    const status = await (await fetch(`${sidecar.adminUrl()}/status`)).text();
-    expect(`${status}${log.text()}`).not.toContain(key);
-  });
-
-  it('F5: an upstream that refuses connections gives 502 upstream_unreachable naming the account', async () => {
-    // Port 1 on loopback: nothing listens there, so the refusal is certain (a port freed by this
-    // test could be taken by a server of a test running in parallel).
-    const { sidecar } = await setup({ crm: { upstream: 'http://127.0.0.1:1/v2' } });
-    const answer = await rawGet(sidecar.dataUrl(), '/crm/x');
-    expect(answer.status).toBe(502);
-    expect(JSON.parse(answer.body)).toMatchObject({ error: 'upstream_unreachable', account: 'crm' });
-  });
-
   it('§3: the data plane can listen on a unix socket (no address: inbound.allow does not apply, file permissions do)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'bs-sock-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const dir = harness.tempDir('bs-sock-');
     const path = join(dir, 'bs.sock');
     const { fleet } = await setup({ config: { listen: { path }, inbound: { allow: ['10.0.0.0/8'] } } });
     const status = await new Promise<number>((resolve, reject) => {
@@ -244,14 +204,37 @@ describe('forwarding', () => {
     expect(status).toBe(200);
     expect(fleet.requests.map((r) => r.url)).toEqual(['/over-the-socket']);
   });
+});
 
+describe('F5 errors the sidecar produces', () => {
+  it('F5: no route gives 404 no_route as JSON; an unknown X-Sidecar-Account too', async () => {
+    const { sidecar } = await setup();
+    const answer = await rawGet(sidecar.dataUrl(), '/x', { 'x-sidecar-account': 'nobody' });
+    expect(answer.status).toBe(404);
+    expect(answer.raw).toMatch(/content-type: application\/json/i);
+    expect(JSON.parse(answer.body)).toEqual({ error: 'no_route', message: expect.stringContaining('nobody') });
+  });
+
+  it('F5: an upstream that refuses connections gives 502 upstream_unreachable naming the account', async () => {
+    // Port 1 on loopback: nothing listens there, so the refusal is certain (a port freed by this
+    // test could be taken by a server of a test running in parallel).
+    const { sidecar } = await setup({ crm: { upstream: 'http://127.0.0.1:1/v2' } });
+    const answer = await rawGet(sidecar.dataUrl(), '/crm/x');
+    expect(answer.status).toBe(502);
+    expect(JSON.parse(answer.body)).toMatchObject({ error: 'upstream_unreachable', account: 'crm' });
+  });
+});
+
+describe('F4 upstream pools and TLS', () => {
   it('F4: upstream connections are kept alive and reused', async () => {
     const { sidecar, fleet } = await setup();
     for (let i = 0; i < 50; i++) await fetch(`${sidecar.dataUrl()}/item/${i}`).then((response) => response.text());
     expect(fleet.requests).toHaveLength(50);
     expect(fleet.connections).toBe(1);
   });
+});
 
+describe('T8 upstream rejection and replay', () => {
   it('T8 (detection): an upstream 401 is counted, asks for one guarded refresh, and is passed through unchanged', async () => {
     const { sidecar, fleet, tokenServer } = await setup();
     fleet.status = 401;
@@ -269,7 +252,7 @@ describe('forwarding', () => {
 
 describe('F4: TLS to the upstream', () => {
   function selfSignedCertificate(): { key: string; cert: string; dir: string } {
-    const dir = mkdtempSync(join(tmpdir(), 'bs-tls-'));
+    const dir = harness.tempDir('bs-tls-');
     // Made at run time: no private key is ever committed.
     execFileSync(
       'openssl',
@@ -292,13 +275,12 @@ describe('F4: TLS to the upstream', () => {
       ],
       { stdio: 'ignore' },
     );
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     return { key: readFileSync(join(dir, 'key.pem'), 'utf8'), cert: readFileSync(join(dir, 'cert.pem'), 'utf8'), dir };
   }
 
   it('verifies certificates by default: an unknown CA gives 502', async () => {
     const tls = selfSignedCertificate();
-    const upstream = await startRecordingUpstream(tls);
+    const upstream = await harness.recordingUpstream(tls);
     const { sidecar } = await setup({ crmUpstream: upstream });
     const answer = await rawGet(sidecar.dataUrl(), '/crm/x');
     expect(answer.status).toBe(502);
@@ -307,7 +289,7 @@ describe('F4: TLS to the upstream', () => {
 
   it('trusts a CA added with upstreamTls.caFile', async () => {
     const tls = selfSignedCertificate();
-    const upstream = await startRecordingUpstream(tls);
+    const upstream = await harness.recordingUpstream(tls);
     const { sidecar } = await setup({
       crmUpstream: upstream,
       crm: { upstreamTls: { caFile: join(tls.dir, 'cert.pem') } },
@@ -326,7 +308,7 @@ describe('F4: TLS to the upstream', () => {
       socket.end('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n');
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    harness.defer(() => new Promise<void>((resolve) => server.close(() => resolve())));
     const crmUpstream = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const upgrade = `GET /crm/room HTTP/1.1\r\nhost: s\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
     const untrusted = await setup({ crm: { upstream: crmUpstream } });

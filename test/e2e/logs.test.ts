@@ -1,12 +1,10 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startSessionTokenServer, type SessionTokenServer } from '../../src/demo/session-token-server.js';
-import { startDemoUpstream, type DemoUpstream } from '../../src/demo/upstream.js';
-import { FaultTokenServer } from '../helpers/fault-token-server.js';
-import { generatedSecret } from '../helpers/harness.js';
-import { runCli, spawnCli, type RunningCli } from '../helpers/spawn-cli.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { SessionTokenServer } from '../../src/demo/session-token-server.js';
+import type { DemoUpstream } from '../../src/demo/upstream.js';
+import type { FaultTokenServer } from '../helpers/fault-token-server.js';
+import { generatedSecret, useHarness } from '../helpers/harness.js';
 
 /*
  * Issue 8 / F6: a full run of the real CLI at debug level (logins, refreshes, a failing token
@@ -20,28 +18,16 @@ let apiKey: string;
 let tokenServer: SessionTokenServer;
 let front: FaultTokenServer;
 let upstream: DemoUpstream;
-const children: RunningCli[] = [];
+const harness = useHarness();
 
 beforeEach(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'bs-logs-'));
-  password = generatedSecret('pw');
+  dir = harness.tempDir('bs-logs-');
   apiKey = generatedSecret('key');
   // 10 s tokens: the loop guard (max(minInterval, 10% of the lifetime)) lets admin refreshes through after 1 s.
-  tokenServer = await startSessionTokenServer({ username: 'fleet-user', password, lifetimeSeconds: 10 });
-  front = await new FaultTokenServer(tokenServer.url).start();
-  upstream = await startDemoUpstream({ isValidToken: (token) => tokenServer.isValidToken(token) });
+  ({ tokenServer, password } = await harness.sessionTokenServer({ username: 'fleet-user', lifetimeSeconds: 10 }));
+  front = await harness.faultFront(tokenServer.url);
+  upstream = await harness.demoUpstream((token) => tokenServer.isValidToken(token));
   writeFileSync(join(dir, 'password'), `${password}\n`, { mode: 0o600 });
-});
-
-afterEach(async () => {
-  for (const cli of children.splice(0)) {
-    if (cli.child.exitCode === null) cli.child.kill('SIGKILL');
-    await cli.exited;
-  }
-  await front.close();
-  await tokenServer.close();
-  await upstream.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 function writeConfig(): string {
@@ -83,10 +69,9 @@ async function fullRun(format: 'json' | 'pretty'): Promise<{ output: string; sec
   const wrongKey = generatedSecret('wrong-key');
   const clientBearer = generatedSecret('client-bearer');
   const config = writeConfig();
-  const cli = spawnCli(['--config', config, '--log-level', 'debug', '--log-format', format], {
+  const cli = harness.spawnCli(['--config', config, '--log-level', 'debug', '--log-format', format], {
     env: { API_KEY: apiKey },
   });
-  children.push(cli);
   const listening = await cli.waitForStdout(
     format === 'json'
       ? /"data":"(http:\/\/[^"]+)","admin":"(http:\/\/[^"]+)"/
@@ -121,9 +106,12 @@ async function fullRun(format: 'json' | 'pretty'): Promise<{ output: string; sec
   expect(await cli.exited).toBe(0);
 
   // check at debug level, reading the same store.
-  const check = await runCli(['check', '--config', config, '--log-level', 'debug', '--log-format', format, '--login'], {
-    env: { API_KEY: apiKey },
-  });
+  const check = await harness.runCli(
+    ['check', '--config', config, '--log-level', 'debug', '--log-format', format, '--login'],
+    {
+      env: { API_KEY: apiKey },
+    },
+  );
   expect(check.code).toBe(0);
 
   return {
@@ -132,7 +120,7 @@ async function fullRun(format: 'json' | 'pretty'): Promise<{ output: string; sec
   };
 }
 
-describe('logs of a full run hold no secret (issue 8, F6)', () => {
+describe('F6 logs of a full run hold no secret (issue 8)', () => {
   it('F6 / issue 8: JSON logs at debug: one line per token request and per proxied request (path without query), no secret anywhere', async () => {
     const { output, secrets } = await fullRun('json');
     expect(secrets.length).toBeGreaterThan(8);

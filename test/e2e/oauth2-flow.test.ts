@@ -1,15 +1,12 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { OAuth2Server } from 'oauth2-mock-server';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Sidecar } from '../../src/app.js';
+import type { OAuth2Server } from 'oauth2-mock-server';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { METRIC_NAMES } from '../../src/admin/metrics.js';
-import { parseConfig } from '../../src/config/load.js';
-import { startDemoUpstream, type DemoUpstream } from '../../src/demo/upstream.js';
+import type { DemoUpstream } from '../../src/demo/upstream.js';
 import { captureLogger } from '../helpers/capture-logger.js';
 import { FakeClock } from '../helpers/fake-clock.js';
-import { generatedSecret, issuedSecrets, metricSum, recordingSend } from '../helpers/harness.js';
+import { generatedSecret, issuedSecrets, metricSum, recordingSend, useHarness } from '../helpers/harness.js';
 
 const HOUR = 3600_000;
 
@@ -24,12 +21,10 @@ let upstream: DemoUpstream;
 let calls: TokenCall[];
 let issued: Set<string>;
 let secretDir: string;
-const running: Sidecar[] = [];
+const harness = useHarness();
 
 beforeEach(async () => {
-  authServer = new OAuth2Server();
-  await authServer.issuer.keys.generate('RS256');
-  await authServer.start(0, '127.0.0.1');
+  authServer = await harness.oauth2Server();
   calls = [];
   issued = new Set();
   authServer.service.on('beforeResponse', (response, req) => {
@@ -38,25 +33,16 @@ beforeEach(async () => {
     const accessToken = (response.body as Record<string, unknown>).access_token;
     if (typeof accessToken === 'string') issued.add(accessToken);
   });
-  upstream = await startDemoUpstream({ isValidToken: (token) => issued.has(token) });
-  secretDir = mkdtempSync(join(tmpdir(), 'bs-oauth2-'));
-});
-
-afterEach(async () => {
-  while (running.length > 0) await running.pop()?.stop();
-  await authServer.stop();
-  await upstream.close();
-  rmSync(secretDir, { recursive: true, force: true });
+  upstream = await harness.demoUpstream((token) => issued.has(token));
+  secretDir = harness.tempDir('bs-oauth2-');
 });
 
 async function startSidecar(auth: Record<string, unknown>) {
   const clock = new FakeClock();
   const log = captureLogger();
   const recorder = recordingSend(undefined, () => clock.now());
-  const config = parseConfig(
+  const sidecar = await harness.sidecar(
     {
-      listen: { host: '127.0.0.1', port: 0 },
-      admin: { host: '127.0.0.1', port: 0 },
       accounts: {
         crm: {
           upstream: upstream.url,
@@ -65,18 +51,8 @@ async function startSidecar(auth: Record<string, unknown>) {
         },
       },
     },
-    { env: {} },
+    { deps: { clock, logger: log.logger, send: recorder.send, random: () => 0.5 } },
   );
-  const sidecar = new Sidecar(config, {
-    clock,
-    logger: log.logger,
-    send: recorder.send,
-    defaultMetrics: false,
-    random: () => 0.5,
-  });
-  running.push(sidecar);
-  await sidecar.start();
-  await sidecar.settled();
   return {
     sidecar,
     clock,
@@ -118,7 +94,9 @@ describe('OAuth 2 against oauth2-mock-server', () => {
     expect(`${log.text()}${metrics}`).not.toContain(clientSecret);
     for (const token of issuedSecrets(responses)) expect(log.text()).not.toContain(token);
   });
+});
 
+describe('§8 edge-case decisions', () => {
   it('§8: grant password: the first token comes from the password, renewals use grant refresh_token with the newest refresh token', async () => {
     const password = generatedSecret('pw');
     const { sidecar, advance } = await startSidecar({
@@ -139,28 +117,12 @@ describe('OAuth 2 against oauth2-mock-server', () => {
     expect((await fetch(`${sidecar.dataUrl()}/me`)).status).toBe(200);
   });
 
-  it('T4: a rejected refresh (invalid_grant) runs the configured grant again', async () => {
-    const password = generatedSecret('pw');
-    const { advance } = await startSidecar({
-      grant: 'password',
-      clientId: 'cli',
-      username: 'jsmith',
-      passwordFile: secretFile('password', password),
-    });
-    authServer.service.once('beforeResponse', (response) => {
-      response.body = { error: 'invalid_grant', error_description: 'refresh token revoked' };
-      response.statusCode = 400;
-    });
-    await advance(HOUR);
-    expect(calls.map((call) => call.grant)).toEqual(['password', 'refresh_token', 'password']);
-  });
-
   it('§8: bodyEncoding json sends the seed 004 JSON body', async () => {
     const clientSecret = generatedSecret('cs');
     // oauth2-mock-server reads form bodies; this checks the wire format through the recorded request instead.
     const bodies: string[] = [];
     const clock = new FakeClock();
-    const config = parseConfig(
+    await harness.sidecar(
       {
         listen: { port: 0 },
         admin: { port: 0 },
@@ -179,27 +141,42 @@ describe('OAuth 2 against oauth2-mock-server', () => {
           },
         },
       },
-      { env: {} },
-    );
-    const sidecar = new Sidecar(config, {
-      clock,
-      defaultMetrics: false,
-      send: async (request) => {
-        bodies.push(request.body);
-        return {
-          status: 200,
-          headers: {},
-          body: JSON.stringify({ access_token: 'a', token_type: 'Bearer', expires_in: 60 }),
-        };
+      {
+        deps: {
+          clock,
+          send: async (request) => {
+            bodies.push(request.body);
+            return {
+              status: 200,
+              headers: {},
+              body: JSON.stringify({ access_token: 'a', token_type: 'Bearer', expires_in: 60 }),
+            };
+          },
+        },
       },
-    });
-    running.push(sidecar);
-    await sidecar.start();
-    await sidecar.settled();
+    );
     expect(JSON.parse(bodies[0] ?? '{}')).toEqual({
       grant_type: 'client_credentials',
       client_id: 'BA77',
       client_secret: clientSecret,
     });
+  });
+});
+
+describe('T4 a rejected refresh falls back to a login', () => {
+  it('T4: a rejected refresh (invalid_grant) runs the configured grant again', async () => {
+    const password = generatedSecret('pw');
+    const { advance } = await startSidecar({
+      grant: 'password',
+      clientId: 'cli',
+      username: 'jsmith',
+      passwordFile: secretFile('password', password),
+    });
+    authServer.service.once('beforeResponse', (response) => {
+      response.body = { error: 'invalid_grant', error_description: 'refresh token revoked' };
+      response.statusCode = 400;
+    });
+    await advance(HOUR);
+    expect(calls.map((call) => call.grant)).toEqual(['password', 'refresh_token', 'password']);
   });
 });

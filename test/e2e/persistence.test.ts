@@ -1,17 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { afterEach, describe, expect, it, vi } from 'vitest';
-import { startSessionTokenServer, type SessionTokenServer } from '../../src/demo/session-token-server.js';
-import { FaultTokenServer } from '../helpers/fault-token-server.js';
-import { generatedSecret } from '../helpers/harness.js';
+import { describe, expect, it, vi } from 'vitest';
+import type { SessionTokenServer } from '../../src/demo/session-token-server.js';
+import type { FaultTokenServer } from '../helpers/fault-token-server.js';
+import { useHarness, type LaunchedCli } from '../helpers/harness.js';
 import { startPrivateRedis, type PrivateRedis } from '../helpers/redis-server.js';
-import { startDemoUpstream, type DemoUpstream } from '../../src/demo/upstream.js';
+import type { DemoUpstream } from '../../src/demo/upstream.js';
 import { TokenCodec } from '../../src/stores/codec.js';
 import { Secret } from '../../src/util/secret.js';
-import { spawnCli, type RunningCli } from '../helpers/spawn-cli.js';
+import type { RunningCli } from '../helpers/spawn-cli.js';
 
 /*
  * T9 and T10 with real processes: the built CLI, a real token server with single-use refresh
@@ -20,10 +19,7 @@ import { spawnCli, type RunningCli } from '../helpers/spawn-cli.js';
  * time pace the client load (10 rounds a second, every 250 ms during an outage), never an assertion.
  */
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
+const harness = useHarness();
 
 interface World {
   dir: string;
@@ -33,18 +29,11 @@ interface World {
 }
 
 async function world(lifetimeSeconds: number): Promise<World> {
-  const dir = mkdtempSync(join(tmpdir(), 'bs-persist-'));
-  const password = generatedSecret('pw');
+  const dir = harness.tempDir('bs-persist-');
+  const { tokenServer, password } = await harness.sessionTokenServer({ lifetimeSeconds });
   writeFileSync(join(dir, 'password'), password, { mode: 0o600 });
-  const tokenServer = await startSessionTokenServer({ username: 'u', password, lifetimeSeconds });
-  const front = await new FaultTokenServer(tokenServer.url).start();
-  const upstream = await startDemoUpstream({ isValidToken: (token) => tokenServer.isValidToken(token) });
-  cleanups.push(
-    () => rmSync(dir, { recursive: true, force: true }),
-    () => tokenServer.close(),
-    () => front.close(),
-    () => upstream.close(),
-  );
+  const front = await harness.faultFront(tokenServer.url);
+  const upstream = await harness.demoUpstream((token) => tokenServer.isValidToken(token));
   return { dir, tokenServer, front, upstream };
 }
 
@@ -66,14 +55,8 @@ accounts:
   return path;
 }
 
-async function launch(config: string): Promise<{ cli: RunningCli; data: string; admin: string }> {
-  const cli = spawnCli(['--config', config]);
-  cleanups.push(async () => {
-    if (cli.child.exitCode === null) cli.child.kill('SIGKILL');
-    await cli.exited;
-  });
-  const line = await cli.waitForLog((entry) => entry.msg === 'bearer-sidecar listening');
-  return { cli, data: String(line.data), admin: String(line.admin) };
+function launch(config: string): Promise<LaunchedCli> {
+  return harness.launchCli(['--config', config]);
 }
 
 /** The fingerprint of the token a replica serves (from /status), to tell replicas share one token. */
@@ -129,10 +112,9 @@ describe('T10: replicas sharing Redis', () => {
 
   async function startRedis(): Promise<PrivateRedis> {
     redis = await startPrivateRedis();
-    cleanups.push(() => redis.close());
+    harness.defer(() => redis.close());
     return redis;
   }
-
   it('T10: three replicas, 6 s single-use tokens, 10 req/s each for 60 s: every request 200, no refresh token reused, token requests within 1.5x of one process', async () => {
     const w = await world(6);
     await startRedis();
@@ -183,7 +165,7 @@ describe('T10: replicas sharing Redis', () => {
     const received = w.front.received;
     await vi.waitFor(() => expect(w.front.received).toBeGreaterThan(received), { timeout: 15_000 });
     const client = new Redis({ path: new URL(redis.url).pathname });
-    cleanups.push(() => client.disconnect());
+    harness.defer(() => client.disconnect());
     const holder = await client.get('kill:lock:fleet');
     const pid = Number(holder?.split(':')[1]);
     const victim = replicas.find((replica) => replica.cli.child.pid === pid);
@@ -249,48 +231,51 @@ describe('T10: replicas sharing Redis', () => {
     expect(w.tokenServer.stats).toMatchObject({ logins: 1, refreshes: 1, refreshTokenReuse: 0, rejectedRefreshes: 0 });
     expect(countLines(replicas[0]?.cli as RunningCli, 'redis store reachable again')).toBeGreaterThanOrEqual(1);
   }, 120_000);
-  it('R7: junk written over the shared record three times (not JSON, a hash, a record sealed with a foreign key): each is set aside once, both replicas go on sharing one chain, no refresh token reused, no second login', async () => {
-    const w = await world(6);
-    await startRedis();
-    const config = writeConfig(w, 'junk', `{ type: redis, url: "${redis.url}", keyPrefix: "r7:" }`);
-    const replicas = await Promise.all([launch(config), launch(config)]);
-    await vi.waitFor(() => expect(w.tokenServer.stats.logins).toBe(1), { timeout: 10_000 });
-    for (const replica of replicas)
-      await vi.waitFor(async () => expect((await fetch(`${replica.admin}/readyz`)).status).toBe(200), {
-        timeout: 10_000,
+
+  describe('R7 corrupt shared state', () => {
+    it('R7: junk written over the shared record three times (not JSON, a hash, a record sealed with a foreign key): each is set aside once, both replicas go on sharing one chain, no refresh token reused, no second login', async () => {
+      const w = await world(6);
+      await startRedis();
+      const config = writeConfig(w, 'junk', `{ type: redis, url: "${redis.url}", keyPrefix: "r7:" }`);
+      const replicas = await Promise.all([launch(config), launch(config)]);
+      await vi.waitFor(() => expect(w.tokenServer.stats.logins).toBe(1), { timeout: 10_000 });
+      for (const replica of replicas)
+        await vi.waitFor(async () => expect((await fetch(`${replica.admin}/readyz`)).status).toBe(200), {
+          timeout: 10_000,
+        });
+      const client = new Redis({ path: new URL(redis.url).pathname });
+      harness.defer(() => client.disconnect());
+      const key = 'r7:token:fleet';
+      // A well-formed record with a revision far above the real one, that these replicas (no key) cannot open.
+      const foreign = new TokenCodec(randomBytes(32)).encode('fleet', {
+        revision: 1000,
+        state: {
+          accessToken: new Secret('planted-access'),
+          refreshToken: new Secret('planted-refresh'),
+          obtainedAt: Date.now(),
+          expiresAt: Date.now() + 60_000,
+          lifetimeMs: 60_000,
+        },
       });
-    const client = new Redis({ path: new URL(redis.url).pathname });
-    cleanups.push(() => client.disconnect());
-    const key = 'r7:token:fleet';
-    // A well-formed record with a revision far above the real one, that these replicas (no key) cannot open.
-    const foreign = new TokenCodec(randomBytes(32)).encode('fleet', {
-      revision: 1000,
-      state: {
-        accessToken: new Secret('planted-access'),
-        refreshToken: new Secret('planted-refresh'),
-        obtainedAt: Date.now(),
-        expiresAt: Date.now() + 60_000,
-        lifetimeMs: 60_000,
-      },
-    });
-    const junk: Array<() => Promise<unknown>> = [
-      () => client.set(key, '{"accessToken": "planted-not-json'),
-      () => client.del(key).then(() => client.hset(key, 'accessToken', 'planted-hash')),
-      () => client.set(key, JSON.stringify(foreign)),
-    ];
+      const junk: Array<() => Promise<unknown>> = [
+        () => client.set(key, '{"accessToken": "planted-not-json'),
+        () => client.del(key).then(() => client.hset(key, 'accessToken', 'planted-hash')),
+        () => client.set(key, JSON.stringify(foreign)),
+      ];
 
-    for (const plant of junk) {
-      const before = await fingerprintOf(replicas[0] as (typeof replicas)[number]);
-      await plant();
-      // The next scheduled refresh finds the junk, sets it aside, and writes a record the other replica adopts.
-      await waitForOneNewToken(replicas, before);
-      for (const replica of replicas) expect((await fetch(`${replica.data}/vehicles`)).status).toBe(200);
-    }
+      for (const plant of junk) {
+        const before = await fingerprintOf(replicas[0] as (typeof replicas)[number]);
+        await plant();
+        // The next scheduled refresh finds the junk, sets it aside, and writes a record the other replica adopts.
+        await waitForOneNewToken(replicas, before);
+        for (const replica of replicas) expect((await fetch(`${replica.data}/vehicles`)).status).toBe(200);
+      }
 
-    expect(w.tokenServer.stats).toMatchObject({ logins: 1, refreshTokenReuse: 0, rejectedRefreshes: 0 });
-    expect(await client.keys(`${key}:corrupt:*`)).toHaveLength(3);
-    const setAside = 'redis record cannot be used: set aside, the account goes on as with no stored state';
-    expect(replicas.reduce((sum, replica) => sum + countLines(replica.cli, setAside), 0)).toBe(3);
-    for (const replica of replicas) expect(replica.cli.stdout()).not.toContain('planted');
-  }, 120_000);
+      expect(w.tokenServer.stats).toMatchObject({ logins: 1, refreshTokenReuse: 0, rejectedRefreshes: 0 });
+      expect(await client.keys(`${key}:corrupt:*`)).toHaveLength(3);
+      const setAside = 'redis record cannot be used: set aside, the account goes on as with no stored state';
+      expect(replicas.reduce((sum, replica) => sum + countLines(replica.cli, setAside), 0)).toBe(3);
+      for (const replica of replicas) expect(replica.cli.stdout()).not.toContain('planted');
+    }, 120_000);
+  });
 });

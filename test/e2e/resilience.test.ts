@@ -1,14 +1,13 @@
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Sidecar } from '../../src/app.js';
 import { METRIC_NAMES } from '../../src/admin/metrics.js';
-import { parseConfig } from '../../src/config/load.js';
-import { startSessionTokenServer, type SessionTokenServer } from '../../src/demo/session-token-server.js';
+import type { SessionTokenServer } from '../../src/demo/session-token-server.js';
 import { captureLogger } from '../helpers/capture-logger.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { FaultTokenServer, type FaultMode } from '../helpers/fault-token-server.js';
-import { generatedSecret, issuedSecrets, metricSum, recordingSend } from '../helpers/harness.js';
-import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.js';
+import { issuedSecrets, metricSum, recordingSend, useHarness } from '../helpers/harness.js';
+import type { RecordingUpstream } from '../helpers/recording-upstream.js';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -29,10 +28,7 @@ interface Setup {
   metrics(): Promise<string>;
 }
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
+const harness = useHarness();
 
 /**
  * A real session token server behind a fault-injecting front, and an upstream that accepts
@@ -47,15 +43,12 @@ async function setup(
   } = {},
 ): Promise<Setup> {
   const clock = new FakeClock();
-  const password = generatedSecret('pw');
-  const tokenServer = await startSessionTokenServer({
-    username: 'u',
-    password,
+  const { tokenServer, password } = await harness.sessionTokenServer({
     lifetimeSeconds: options.lifetimeSeconds ?? 600,
     now: () => clock.now(),
   });
-  const front = await new FaultTokenServer(tokenServer.url).start();
-  const upstream = await startRecordingUpstream();
+  const front = await harness.faultFront(tokenServer.url);
+  const upstream = await harness.recordingUpstream();
   const revoked = new Set<string>();
   upstream.decide = (request) => {
     const token = String(request.headers.authorization ?? '').replace(/^Bearer /, '');
@@ -63,10 +56,8 @@ async function setup(
   };
   const recorder = recordingSend(undefined, () => clock.now());
   const log = captureLogger();
-  const config = parseConfig(
+  const sidecar = await harness.sidecar(
     {
-      listen: { host: '127.0.0.1', port: 0 },
-      admin: { host: '127.0.0.1', port: 0 },
       accounts: {
         fleet: {
           upstream: upstream.url,
@@ -83,22 +74,7 @@ async function setup(
         },
       },
     },
-    { env: { PW: password } },
-  );
-  const sidecar = new Sidecar(config, {
-    clock,
-    logger: log.logger,
-    send: recorder.send,
-    defaultMetrics: false,
-    random: () => 0.5,
-  });
-  await sidecar.start();
-  await sidecar.settled();
-  cleanups.push(
-    () => tokenServer.close(),
-    () => front.close(),
-    () => upstream.close(),
-    () => sidecar.stop(),
+    { env: { PW: password }, deps: { clock, logger: log.logger, send: recorder.send, random: () => 0.5 } },
   );
   const issued = () => issuedSecrets(recorder.responses);
   return {
@@ -256,11 +232,9 @@ describe('T5: token endpoint faults', () => {
   });
 
   it('T5: bad credentials: unready with the reason, at most one login a minute, recovered when the secret file is fixed (no restart)', async () => {
-    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { writeFileSync } = await import('node:fs');
     const { join } = await import('node:path');
-    const { tmpdir } = await import('node:os');
-    const dir = mkdtempSync(join(tmpdir(), 'bs-cred-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const dir = harness.tempDir('bs-cred-');
     const file = join(dir, 'password');
     writeFileSync(file, 'wrong-password\n');
     const s = await setup({ passwordFile: file });
@@ -290,7 +264,7 @@ async function extraSidecar(
   account: Record<string, unknown>,
   top: Record<string, unknown> = {},
 ): Promise<Sidecar> {
-  const config = parseConfig(
+  return harness.sidecar(
     {
       listen: { port: 0 },
       admin: { port: 0 },
@@ -305,11 +279,6 @@ async function extraSidecar(
     },
     { env: { PW: s.password } },
   );
-  const sidecar = new Sidecar(config, { defaultMetrics: false });
-  await sidecar.start();
-  await sidecar.settled();
-  cleanups.push(() => sidecar.stop());
-  return sidecar;
 }
 
 describe('timeouts and aborts', () => {
@@ -326,7 +295,7 @@ describe('timeouts and aborts', () => {
     const { createServer } = await import('node:net');
     const resetter = createServer((socket) => socket.on('data', () => socket.resetAndDestroy()));
     await new Promise<void>((resolve) => resetter.listen(0, '127.0.0.1', resolve));
-    cleanups.push(() => new Promise<void>((resolve) => resetter.close(() => resolve())));
+    harness.defer(() => new Promise<void>((resolve) => resetter.close(() => resolve())));
     const port = (resetter.address() as { port: number }).port;
     const other = await extraSidecar(s, { upstream: `http://127.0.0.1:${port}` });
     const reset = await fetch(`${other.dataUrl()}/x`);
@@ -350,7 +319,7 @@ describe('timeouts and aborts', () => {
   });
 });
 
-describe('connection hygiene', () => {
+describe('§2 commands', () => {
   it('§2: stopping drains promptly: once the last in-flight answer is sent, its keep-alive socket is closed (no wait for shutdownTimeout)', async () => {
     const s = await setup();
     const sidecar = await extraSidecar(s, { upstream: s.upstream.url }, { shutdownTimeout: '1h' });
@@ -365,7 +334,9 @@ describe('connection hygiene', () => {
     expect(response.headers.get('connection')).not.toBe('keep-alive');
     await stopped; // would hang for the hour if the idle keep-alive socket were kept
   });
+});
 
+describe('F5 errors the sidecar produces', () => {
   it('F5: a request Node cannot parse gets the JSON bad_request error', async () => {
     const s = await setup();
     const { rawRequest } = await import('../helpers/recording-upstream.js');
@@ -373,7 +344,9 @@ describe('connection hygiene', () => {
     expect(answer.status).toBe(400);
     expect(JSON.parse(answer.body)).toMatchObject({ error: 'bad_request' });
   });
+});
 
+describe('§7 metrics', () => {
   it('§7: a client that goes away before the answer is counted as code 499, and its upstream request is aborted', async () => {
     const s = await setup();
     s.upstream.hold = new Promise(() => undefined);
@@ -386,7 +359,9 @@ describe('connection hygiene', () => {
       expect(metricSum(await s.metrics(), METRIC_NAMES.proxyRequests, 'code="499"')).toBe(1),
     );
   });
+});
 
+describe('F4 upstream pools and TLS', () => {
   it('F4: an idempotent request that meets a pooled connection the upstream closed is sent once more on a fresh one; a POST is not', async () => {
     const s = await setup();
     const { createServer } = await import('node:net');
@@ -406,7 +381,7 @@ describe('connection hygiene', () => {
       socket.on('error', () => undefined);
     });
     await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-    cleanups.push(() => new Promise<void>((resolve) => upstream.close(() => resolve())));
+    harness.defer(() => new Promise<void>((resolve) => upstream.close(() => resolve())));
     const upstreamUrl = `http://127.0.0.1:${(upstream.address() as { port: number }).port}`;
     const sidecar = await extraSidecar(s, { upstream: upstreamUrl });
     expect((await fetch(`${sidecar.dataUrl()}/one`)).status).toBe(200);
@@ -434,11 +409,11 @@ async function rawUpstream(
     socket.once('data', () => onRequest(socket));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  harness.defer(() => new Promise<void>((resolve) => server.close(() => resolve())));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, closed: () => closed, sockets };
 }
 
-describe('upstream answers Node would not pass on as they are', () => {
+describe('F2 streaming with backpressure', () => {
   it.each([
     ['103 Early Hints', 'HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n'],
     ['102 Processing', 'HTTP/1.1 102 Processing\r\n\r\n'],
@@ -467,7 +442,9 @@ describe('upstream answers Node would not pass on as they are', () => {
     expect(answer.statusText).toBe('OK');
     expect(await answer.text()).toBe('hello');
   });
+});
 
+describe('T8 upstream rejection and replay', () => {
   it('T8/§7: a client that leaves while a 401 is held for a replay is a 499, and no replay is counted', async () => {
     const s = await setup();
     // A 401 whose body never finishes: the sidecar holds it while it asks for a new token.

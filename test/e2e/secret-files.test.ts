@@ -1,15 +1,11 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { OAuth2Server } from 'oauth2-mock-server';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Sidecar } from '../../src/app.js';
+import type { OAuth2Server } from 'oauth2-mock-server';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { METRIC_NAMES } from '../../src/admin/metrics.js';
-import { parseConfig } from '../../src/config/load.js';
-import { startSessionTokenServer } from '../../src/demo/session-token-server.js';
 import { captureLogger } from '../helpers/capture-logger.js';
 import { FakeClock } from '../helpers/fake-clock.js';
-import { generatedSecret, metricSum } from '../helpers/harness.js';
+import { generatedSecret, metricSum, useHarness } from '../helpers/harness.js';
 
 /*
  * R6 end to end, in process: a real OAuth 2 server (oauth2-mock-server) records the client
@@ -18,24 +14,16 @@ import { generatedSecret, metricSum } from '../helpers/harness.js';
 
 const HOUR = 3600_000;
 
+const harness = useHarness();
 let authServer: OAuth2Server;
 let authorizations: string[];
 let dir: string;
-const running: Sidecar[] = [];
 
 beforeEach(async () => {
-  authServer = new OAuth2Server();
-  await authServer.issuer.keys.generate('RS256');
-  await authServer.start(0, '127.0.0.1');
+  authServer = await harness.oauth2Server();
   authorizations = [];
   authServer.service.on('beforeResponse', (_response, req) => authorizations.push(String(req.headers.authorization)));
-  dir = mkdtempSync(join(tmpdir(), 'bs-secret-files-'));
-});
-
-afterEach(async () => {
-  while (running.length > 0) await running.pop()?.stop();
-  await authServer.stop();
-  rmSync(dir, { recursive: true, force: true });
+  dir = harness.tempDir('bs-secret-files-');
 });
 
 /** The client secret of a recorded `Authorization: Basic` header (RFC 6749 §2.3.1). */
@@ -47,10 +35,8 @@ function sentSecret(authorization: string | undefined): string {
 async function startSidecar(clientSecretFile: string) {
   const clock = new FakeClock();
   const log = captureLogger();
-  const config = parseConfig(
+  const sidecar = await harness.sidecar(
     {
-      listen: { host: '127.0.0.1', port: 0 },
-      admin: { host: '127.0.0.1', port: 0 },
       accounts: {
         crm: {
           upstream: 'http://127.0.0.1:9',
@@ -59,12 +45,8 @@ async function startSidecar(clientSecretFile: string) {
         },
       },
     },
-    { env: {} },
+    { deps: { clock, logger: log.logger, random: () => 0.5 } },
   );
-  const sidecar = new Sidecar(config, { clock, logger: log.logger, defaultMetrics: false, random: () => 0.5 });
-  running.push(sidecar);
-  await sidecar.start();
-  await sidecar.settled();
   const metrics = async () => (await fetch(`${sidecar.adminUrl()}/metrics`)).text();
   return { sidecar, log, metrics, advance: (ms: number) => clock.advance(ms, () => sidecar.settled()) };
 }
@@ -119,20 +101,16 @@ describe('R6: a secret file that later reads empty or cannot be read keeps the l
 
   it('R6: the session dialect too: a password file emptied after start, and every later login still succeeds at a server that checks the password', async () => {
     const clock = new FakeClock();
-    const password = generatedSecret('pw');
-    const tokenServer = await startSessionTokenServer({
+    const { tokenServer, password } = await harness.sessionTokenServer({
       username: 'fleet-user',
-      password,
       lifetimeSeconds: 60,
       now: () => clock.now(),
     });
     const passwordFile = join(dir, 'password');
     writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
     const log = captureLogger();
-    const config = parseConfig(
+    const sidecar = await harness.sidecar(
       {
-        listen: { host: '127.0.0.1', port: 0 },
-        admin: { host: '127.0.0.1', port: 0 },
         // No refreshUrl: every renewal is a login, so every renewal reads the password file.
         accounts: {
           fleet: {
@@ -142,25 +120,17 @@ describe('R6: a secret file that later reads empty or cannot be read keeps the l
           },
         },
       },
-      { env: {} },
+      { deps: { clock, logger: log.logger, random: () => 0.5 } },
     );
-    const sidecar = new Sidecar(config, { clock, logger: log.logger, defaultMetrics: false, random: () => 0.5 });
-    try {
-      await sidecar.start();
-      await sidecar.settled();
-      writeFileSync(passwordFile, '');
-      await clock.advance(5 * 60_000, () => sidecar.settled());
+    writeFileSync(passwordFile, '');
+    await clock.advance(5 * 60_000, () => sidecar.settled());
 
-      expect(tokenServer.stats.logins).toBeGreaterThanOrEqual(5);
-      expect(tokenServer.stats.rejectedLogins).toBe(0);
-      expect(sidecar.manager('fleet')?.status().state).toBe('valid');
-      const metrics = await (await fetch(`${sidecar.adminUrl()}/metrics`)).text();
-      expect(metricSum(metrics, METRIC_NAMES.secretReadErrors, 'account="fleet"')).toBe(tokenServer.stats.logins - 1);
-      expect(log.lines().filter((line) => line.level === 40 && line.path === passwordFile)).toHaveLength(1);
-      expect(log.text()).not.toContain(password);
-    } finally {
-      await sidecar.stop();
-      await tokenServer.close();
-    }
+    expect(tokenServer.stats.logins).toBeGreaterThanOrEqual(5);
+    expect(tokenServer.stats.rejectedLogins).toBe(0);
+    expect(sidecar.manager('fleet')?.status().state).toBe('valid');
+    const metrics = await (await fetch(`${sidecar.adminUrl()}/metrics`)).text();
+    expect(metricSum(metrics, METRIC_NAMES.secretReadErrors, 'account="fleet"')).toBe(tokenServer.stats.logins - 1);
+    expect(log.lines().filter((line) => line.level === 40 && line.path === passwordFile)).toHaveLength(1);
+    expect(log.text()).not.toContain(password);
   });
 });

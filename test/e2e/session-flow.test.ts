@@ -1,30 +1,26 @@
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { METRIC_NAMES } from '../../src/admin/metrics.js';
-import { issuedSecrets, metricSum, startSessionHarness, type SessionHarness } from '../helpers/harness.js';
+import { issuedSecrets, metricSum, useHarness } from '../helpers/harness.js';
 
 const SECOND = 1000;
 const HOUR = 3600 * SECOND;
 
-let harness: SessionHarness | undefined;
-afterEach(async () => {
-  await harness?.close();
-  harness = undefined;
-});
+const harness = useHarness();
 
 async function get(url: string): Promise<{ status: number; body: string }> {
   const response = await fetch(url);
   return { status: response.status, body: await response.text() };
 }
 
-describe('session dialect, end to end (real token server, real upstream, fake clock)', () => {
+describe('T1 expiry on the local clock', () => {
   it.each([
     ['+2 h', 2 * HOUR],
     ['-2 h', -2 * HOUR],
   ])(
     'T1/T3: server clock skewed %s with 8 s tokens: an hour of requests all answered 200, one login, no refresh token reused',
     async (_label, skew) => {
-      harness = await startSessionHarness({ server: { lifetimeSeconds: 8, clockSkewMs: skew } });
-      const { sidecar, tokenServer, advance } = harness;
+      const session = await harness.session({ server: { lifetimeSeconds: 8, clockSkewMs: skew } });
+      const { sidecar, tokenServer, advance } = session;
       const statuses = new Map<number, number>();
       for (let elapsed = 0; elapsed < HOUR; elapsed += 2 * SECOND) {
         const { status } = await get(`${sidecar.dataUrl()}/vehicles`);
@@ -45,17 +41,19 @@ describe('session dialect, end to end (real token server, real upstream, fake cl
       expect(metricSum(metrics, METRIC_NAMES.lifetimeAnomalies)).toBe(0);
     },
   );
+});
 
+describe('T2 renewal schedule and single flight', () => {
   it('T2: 500 concurrent requests at cold start cause exactly one token request', async () => {
     let release: () => void = () => undefined;
     const gate = new Promise<void>((resolve) => (release = resolve));
-    harness = await startSessionHarness({
+    const session = await harness.session({
       wrapSend: (send) => async (request, options) => {
         await gate;
         return send(request, options);
       },
     });
-    const { sidecar, tokenServer } = harness;
+    const { sidecar, tokenServer } = session;
     const requests = Array.from({ length: 500 }, () => get(`${sidecar.dataUrl()}/vehicles`));
     // Let all 500 arrive and queue behind the one login before it is answered.
     await vi.waitFor(() => expect(sidecar.manager('fleet')?.status().waiting).toBe(500), { timeout: 20_000 });
@@ -63,13 +61,15 @@ describe('session dialect, end to end (real token server, real upstream, fake cl
     const answers = await Promise.all(requests);
     expect(answers.every((answer) => answer.status === 200)).toBe(true);
     expect(tokenServer.stats.requests).toBe(1);
-    expect(harness.upstream.requests).toBe(500);
+    expect(session.upstream.requests).toBe(500);
   });
+});
 
+describe('T7 cold start', () => {
   it('T7: requests that arrive before the first token wait up to waitForToken, then get 503 token_unavailable with Retry-After', async () => {
     let release: () => void = () => undefined;
     const stalled = new Promise<void>((resolve) => (release = resolve));
-    harness = await startSessionHarness({
+    const session = await harness.session({
       account: { refresh: { waitForToken: '2s' } },
       // A token server that does not answer until the test is over.
       wrapSend: (send) => async (request, options) => {
@@ -77,7 +77,7 @@ describe('session dialect, end to end (real token server, real upstream, fake cl
         return send(request, options);
       },
     });
-    const { sidecar, clock, upstream } = harness;
+    const { sidecar, clock, upstream } = session;
     const pending = fetch(`${sidecar.dataUrl()}/vehicles`);
     await vi.waitFor(() => expect(sidecar.manager('fleet')?.status().waiting).toBe(1));
     await clock.advance(1999);
@@ -92,13 +92,13 @@ describe('session dialect, end to end (real token server, real upstream, fake cl
   });
 
   it('T7: when the next token attempt is later than waitForToken, requests get 503 at once, with Retry-After for that attempt', async () => {
-    harness = await startSessionHarness({
+    const session = await harness.session({
       account: { refresh: { waitForToken: '2s', minInterval: '5s' } },
       wrapSend: () => async () => {
         throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
       },
     });
-    const { sidecar, upstream } = harness;
+    const { sidecar, upstream } = session;
     await sidecar.settled();
     const response = await fetch(`${sidecar.dataUrl()}/vehicles`);
     expect(response.status).toBe(503);
@@ -108,7 +108,9 @@ describe('session dialect, end to end (real token server, real upstream, fake cl
     expect(ready.status).toBe(503);
     expect(JSON.stringify(await ready.json())).toMatch(/no token yet; last error: login failed/);
   });
+});
 
+describe('T6 loop guard', () => {
   it.each([
     ['0', { lifetimeField: 0 }],
     ['-5', { lifetimeField: -5 }],
@@ -118,11 +120,11 @@ describe('session dialect, end to end (real token server, real upstream, fake cl
   ])(
     'T6/§8: a token lifetime of %s never brings two token requests closer than the guard',
     async (_label, serverOptions) => {
-      harness = await startSessionHarness({
+      const session = await harness.session({
         server: { lifetimeSeconds: 8, ...serverOptions },
         account: { refresh: { minInterval: '5s' } },
       });
-      const { advance, tokenServer, sidecar, sentAt: times } = harness;
+      const { advance, tokenServer, sidecar, sentAt: times } = session;
       for (let elapsed = 0; elapsed < 10 * 60 * SECOND; elapsed += 500) await advance(500);
       const gaps = times.slice(1).map((time, index) => time - (times[index] ?? 0));
       expect(gaps.length).toBeGreaterThan(10);
@@ -132,10 +134,12 @@ describe('session dialect, end to end (real token server, real upstream, fake cl
       expect(metricSum(metrics, METRIC_NAMES.tokenRequests)).toBe(tokenServer.stats.requests);
     },
   );
+});
 
+describe('F6 no secret in any output', () => {
   it('F6: no password, token or refresh token appears in logs, metrics, /status or error bodies', async () => {
-    harness = await startSessionHarness({ server: { lifetimeSeconds: 8 } });
-    const { sidecar, advance, password, log, responses } = harness;
+    const session = await harness.session({ server: { lifetimeSeconds: 8 } });
+    const { sidecar, advance, password, log, responses } = session;
     for (let i = 0; i < 10; i++) {
       await get(`${sidecar.dataUrl()}/vehicles`);
       await advance(4 * SECOND);
@@ -161,10 +165,12 @@ describe('session dialect, end to end (real token server, real upstream, fake cl
     };
     expect(status.accounts.fleet.fingerprint).toMatch(/^[0-9a-f]{8}$/);
   });
+});
 
+describe('§6 admin endpoints', () => {
   it('§6: POST /accounts/NAME/refresh asks for a token now, and is loop-guarded like any trigger', async () => {
-    harness = await startSessionHarness({ server: { lifetimeSeconds: 3600 } });
-    const { sidecar, tokenServer, advance } = harness;
+    const session = await harness.session({ server: { lifetimeSeconds: 3600 } });
+    const { sidecar, tokenServer, advance } = session;
     await advance(6 * 60 * SECOND);
     const first = await fetch(`${sidecar.adminUrl()}/accounts/fleet/refresh`, { method: 'POST' });
     expect(await first.json()).toMatchObject({ account: 'fleet', result: 'started' });

@@ -1,50 +1,34 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it, vi } from 'vitest';
-import { startSessionTokenServer } from '../../src/demo/session-token-server.js';
-import { generatedSecret } from '../helpers/harness.js';
-import { startRecordingUpstream } from '../helpers/recording-upstream.js';
-import { spawnCli, type RunningCli } from '../helpers/spawn-cli.js';
+import { describe, expect, it, vi } from 'vitest';
+import { useHarness } from '../helpers/harness.js';
+import type { RecordingUpstream } from '../helpers/recording-upstream.js';
+import type { RunningCli } from '../helpers/spawn-cli.js';
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
+const harness = useHarness();
 
 async function startCli(): Promise<{
   cli: RunningCli;
   data: string;
   admin: string;
   release: () => void;
-  upstream: Awaited<ReturnType<typeof startRecordingUpstream>>;
+  upstream: RecordingUpstream;
 }> {
-  const dir = mkdtempSync(join(tmpdir(), 'bs-stop-'));
-  const password = generatedSecret('pw');
-  const tokenServer = await startSessionTokenServer({ username: 'u', password, lifetimeSeconds: 600 });
-  const upstream = await startRecordingUpstream();
+  const dir = harness.tempDir('bs-stop-');
+  const { tokenServer, password } = await harness.sessionTokenServer();
+  const upstream = await harness.recordingUpstream();
   let release: () => void = () => undefined;
   upstream.hold = new Promise((resolve) => (release = resolve));
+  harness.defer(() => release());
   writeFileSync(join(dir, 'pw'), password);
   writeFileSync(
     join(dir, 'c.yaml'),
     `listen: { port: 0 }\nadmin: { port: 0 }\nshutdownTimeout: 30s\naccounts:\n  a:\n    upstream: ${upstream.url}\n    default: true\n    auth: { flow: session, loginUrl: ${tokenServer.loginUrl}, refreshUrl: ${tokenServer.refreshUrl}, username: u, passwordFile: ${join(dir, 'pw')} }\n`,
   );
-  const cli = spawnCli(['--config', join(dir, 'c.yaml')]);
-  cleanups.push(
-    () => rmSync(dir, { recursive: true, force: true }),
-    () => tokenServer.close(),
-    () => upstream.close(),
-    async () => {
-      release();
-      if (cli.child.exitCode === null) cli.child.kill('SIGKILL');
-      await cli.exited;
-    },
-  );
-  const line = await cli.waitForLog((entry) => entry.msg === 'bearer-sidecar listening');
+  const { cli, data, admin } = await harness.launchCli(['--config', join(dir, 'c.yaml')]);
   await cli.waitForLog((entry) => entry.msg === 'token request: login succeeded');
-  return { cli, data: String(line.data), admin: String(line.admin), release, upstream };
+  return { cli, data, admin, release, upstream };
 }
 
 function connectionRefused(url: string): Promise<boolean> {

@@ -1,10 +1,11 @@
 import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { Sidecar } from '../../src/app.js';
-import { parseConfig } from '../../src/config/load.js';
 import { MemoryTokenStore } from '../../src/stores/memory.js';
 import { captureLogger } from '../helpers/capture-logger.js';
 import { FakeClock } from '../helpers/fake-clock.js';
+import { useHarness } from '../helpers/harness.js';
+
+const harness = useHarness();
 
 /** A store whose ready() never answers (a frozen Redis), telling the test when start-up is waiting on it. */
 class FrozenStore extends MemoryTokenStore {
@@ -36,10 +37,10 @@ function refused(url: string): Promise<boolean> {
 
 describe('R5: a stop during start-up', () => {
   it('R5: stop() while start() waits on the store: start-up ends early, no token is requested, every port is closed', async () => {
-    const config = parseConfig(
+    const store = new FrozenStore();
+    let tokenRequests = 0;
+    const sidecar = await harness.sidecar(
       {
-        listen: { host: '127.0.0.1', port: 0 },
-        admin: { host: '127.0.0.1', port: 0 },
         accounts: {
           crm: {
             upstream: 'http://127.0.0.1:9',
@@ -48,20 +49,19 @@ describe('R5: a stop during start-up', () => {
           },
         },
       },
-      { env: {} },
-    );
-    const store = new FrozenStore();
-    let tokenRequests = 0;
-    const sidecar = new Sidecar(config, {
-      clock: new FakeClock(),
-      logger: captureLogger().logger,
-      store,
-      defaultMetrics: false,
-      send: async () => {
-        tokenRequests += 1;
-        return { status: 500, headers: {}, body: '' };
+      {
+        deps: {
+          clock: new FakeClock(),
+          logger: captureLogger().logger,
+          store,
+          send: async () => {
+            tokenRequests += 1;
+            return { status: 500, headers: {}, body: '' };
+          },
+        },
+        start: false,
       },
-    });
+    );
     const starting = sidecar.start();
     await store.waiting;
     const data = sidecar.dataUrl();
@@ -77,10 +77,8 @@ describe('R5: a stop during start-up', () => {
   });
 
   it('R5: stop() before start(): start() then binds nothing', async () => {
-    const config = parseConfig(
+    const sidecar = await harness.sidecar(
       {
-        listen: { host: '127.0.0.1', port: 0 },
-        admin: { host: '127.0.0.1', port: 0 },
         accounts: {
           crm: {
             upstream: 'http://127.0.0.1:9',
@@ -88,9 +86,8 @@ describe('R5: a stop during start-up', () => {
           },
         },
       },
-      { env: {} },
+      { deps: { clock: new FakeClock() }, start: false },
     );
-    const sidecar = new Sidecar(config, { clock: new FakeClock(), defaultMetrics: false });
     await sidecar.stop();
     await sidecar.start();
     expect(sidecar.dataUrl()).toBe('');

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { useHarness } from '../helpers/harness.js';
 import { startStatusScene, type StatusScene } from '../helpers/status-scene.js';
 
 /*
@@ -14,13 +15,14 @@ import { startStatusScene, type StatusScene } from '../helpers/status-scene.js';
 const CHROMIUM = '/usr/bin/chromium';
 const runs = existsSync(CHROMIUM) || process.env.CI !== undefined;
 
+const harness = useHarness('file');
 let scene: StatusScene;
 let context: BrowserContext;
 let profile: string;
 
-describe.skipIf(!runs)('/status in a real browser (issue 8, docs/contract.md §6)', () => {
+describe.skipIf(!runs)('§6 /status in a real browser (issue 8)', () => {
   beforeAll(async () => {
-    scene = await startStatusScene();
+    scene = await startStatusScene(harness);
     profile = mkdtempSync(join(tmpdir(), 'bs-chromium-'));
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
@@ -41,7 +43,6 @@ describe.skipIf(!runs)('/status in a real browser (issue 8, docs/contract.md §6
 
   afterAll(async () => {
     await context?.close();
-    await scene?.close();
     if (profile !== undefined) rmSync(profile, { recursive: true, force: true });
   });
 
@@ -54,7 +55,6 @@ describe.skipIf(!runs)('/status in a real browser (issue 8, docs/contract.md §6
     await page.goto(`${scene.sidecar.adminUrl()}/status?refresh=0`);
     return { page, requested };
   }
-
   it('§6: a browser gets one card per account with state, fingerprint, expiry countdown, next refresh, last error and counts for the last hour', async () => {
     const { page } = await openStill();
     expect(await page.locator('section.card').count()).toBe(3);
@@ -91,16 +91,6 @@ describe.skipIf(!runs)('/status in a real browser (issue 8, docs/contract.md §6
     expect(Math.max(...loopBars)).toBeGreaterThan(4 * Math.max(...healthyBars));
     expect(await page.locator('section[data-account="fleet"]').getAttribute('class')).not.toContain('loop');
     expect(await page.locator('header .summary').textContent()).toContain('1 refresh loop?');
-    await page.close();
-  });
-
-  it('F6: the page holds no secret, and loads nothing but itself (no external assets; CSP)', async () => {
-    const { page, requested } = await openStill();
-    const html = await page.content();
-    for (const secret of scene.secrets()) expect(html).not.toContain(secret);
-    expect(requested).toEqual([`${scene.sidecar.adminUrl()}/status?refresh=0`]);
-    const response = await fetch(`${scene.sidecar.adminUrl()}/status`, { headers: { accept: 'text/html' } });
-    expect(response.headers.get('content-security-policy')).toMatch(/default-src 'none'/);
     await page.close();
   });
 
@@ -142,5 +132,17 @@ describe.skipIf(!runs)('/status in a real browser (issue 8, docs/contract.md §6
     expect(png.readUInt32BE(16)).toBe(1400);
     expect(png.readUInt32BE(20)).toBeGreaterThan(400);
     await page.close();
+  });
+
+  describe('F6 no secret in any output', () => {
+    it('F6: the page holds no secret, and loads nothing but itself (no external assets; CSP)', async () => {
+      const { page, requested } = await openStill();
+      const html = await page.content();
+      for (const secret of scene.secrets()) expect(html).not.toContain(secret);
+      expect(requested).toEqual([`${scene.sidecar.adminUrl()}/status?refresh=0`]);
+      const response = await fetch(`${scene.sidecar.adminUrl()}/status`, { headers: { accept: 'text/html' } });
+      expect(response.headers.get('content-security-policy')).toMatch(/default-src 'none'/);
+      await page.close();
+    });
   });
 });

@@ -1,20 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
-import { Sidecar } from '../../src/app.js';
-import { parseConfig } from '../../src/config/load.js';
-import { startSessionTokenServer, type SessionTokenServer } from '../../src/demo/session-token-server.js';
+import type { SessionTokenServer } from '../../src/demo/session-token-server.js';
 import { closeServer, listen, serverUrl } from '../../src/util/http-server.js';
 import { FakeClock } from '../helpers/fake-clock.js';
-import { generatedSecret } from '../helpers/harness.js';
+import { sessionAuth, useHarness } from '../helpers/harness.js';
 import { rawRequest } from '../helpers/recording-upstream.js';
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
+const harness = useHarness();
 
 interface StreamingUpstream {
   url: string;
@@ -74,7 +69,7 @@ async function startStreamingUpstream(tokenServer: SessionTokenServer): Promise<
   });
   wss.on('connection', (socket) => socket.on('message', (data) => socket.send(`echo:${String(data)}`)));
   await listen(server, { host: '127.0.0.1', port: 0 });
-  cleanups.push(() => {
+  harness.defer(() => {
     for (const client of wss.clients) client.terminate();
     wss.close();
     return closeServer(server, { force: true });
@@ -93,43 +88,16 @@ async function sendEvents(res: ServerResponse, waitForNext: () => Promise<void>)
 
 async function setup(config: Record<string, unknown> = {}) {
   const clock = new FakeClock();
-  const password = generatedSecret('pw');
-  const tokenServer = await startSessionTokenServer({
-    username: 'u',
-    password,
-    lifetimeSeconds: 3600,
-    now: () => clock.now(),
-  });
+  const { tokenServer, password } = await harness.sessionTokenServer({ lifetimeSeconds: 3600, now: () => clock.now() });
   const upstream = await startStreamingUpstream(tokenServer);
-  const sidecar = new Sidecar(
-    parseConfig(
-      {
-        listen: { host: '127.0.0.1', port: 0 },
-        admin: { host: '127.0.0.1', port: 0 },
-        ...config,
-        accounts: {
-          crm: {
-            upstream: `${upstream.url}/base`,
-            route: { pathPrefix: '/crm' },
-            auth: {
-              flow: 'session',
-              loginUrl: tokenServer.loginUrl,
-              refreshUrl: tokenServer.refreshUrl,
-              username: 'u',
-              password: '${PW}',
-            },
-          },
-        },
+  const sidecar = await harness.sidecar(
+    {
+      ...config,
+      accounts: {
+        crm: { upstream: `${upstream.url}/base`, route: { pathPrefix: '/crm' }, auth: sessionAuth(tokenServer) },
       },
-      { env: { PW: password } },
-    ),
-    { clock, defaultMetrics: false },
-  );
-  await sidecar.start();
-  await sidecar.settled();
-  cleanups.push(
-    () => tokenServer.close(),
-    () => sidecar.stop(),
+    },
+    { env: { PW: password }, deps: { clock } },
   );
   return { sidecar, upstream, tokenServer };
 }
@@ -150,7 +118,7 @@ describe('F2: streaming, server-sent events and WebSocket', () => {
       authorization: 'Bearer from-client',
       'x-sidecar-key': 'k',
     });
-    cleanups.push(() => ws.terminate());
+    harness.defer(() => ws.terminate());
     const reply = new Promise<string>((resolve) => ws.once('message', (data) => resolve(String(data))));
     ws.send('hello');
     expect(await reply).toBe('echo:hello');
@@ -233,5 +201,5 @@ describe('F2: streaming, server-sent events and WebSocket', () => {
 });
 
 function cleanup(ws: WebSocket): void {
-  cleanups.push(() => ws.terminate());
+  harness.defer(() => ws.terminate());
 }

@@ -1,29 +1,28 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { execFileSync, spawn } from 'node:child_process';
+import { symlinkSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { OAuth2Server } from 'oauth2-mock-server';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { spawnCli, type RunningCli } from '../helpers/spawn-cli.js';
+import type { OAuth2Server } from 'oauth2-mock-server';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
+import { useHarness } from '../helpers/harness.js';
 
 /*
  * Issue 16, inputs 9 and 12, and R5's signal rule, through the real CLI (dist/cli.js).
  */
 
+/*
+ * These spawn the built CLI (through the harness): exit codes, signals and the reading of files
+ * named on the command line are the process's own behaviour, which an in-process Sidecar skips.
+ */
+const harness = useHarness();
 let dir: string;
 let authServer: OAuth2Server;
 /** The Authorization header of every token request the OAuth 2 server answered. */
 let authorizations: string[];
-const children: RunningCli[] = [];
-const helpers: ChildProcess[] = [];
-const servers: Server[] = [];
 
 beforeEach(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'bs-untrusted-files-'));
-  authServer = new OAuth2Server();
-  await authServer.issuer.keys.generate('RS256');
-  await authServer.start(0, '127.0.0.1');
+  dir = harness.tempDir('bs-untrusted-files-');
+  authServer = await harness.oauth2Server();
   authorizations = [];
   authServer.service.on('beforeResponse', (response, req) => {
     authorizations.push(String(req.headers.authorization));
@@ -32,26 +31,12 @@ beforeEach(async () => {
   });
 });
 
-afterEach(async () => {
-  for (const cli of children.splice(0)) {
-    if (cli.child.exitCode === null && cli.child.signalCode === null) cli.child.kill('SIGKILL');
-    await cli.exited;
-  }
-  for (const helper of helpers.splice(0)) helper.kill('SIGKILL');
-  for (const server of servers.splice(0)) server.close();
-  await authServer.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
-
 /** Runs the CLI to completion; killed after the test if it hangs. */
 async function runCli(
   args: string[],
   options: { cwd?: string } = {},
 ): Promise<{ code: number | null; stderr: string }> {
-  const cli = spawnCli(args, options);
-  children.push(cli);
-  const code = await cli.exited;
-  return { code, stderr: cli.stderr() };
+  return harness.runCli(args, options);
 }
 
 function fifo(name: string): string {
@@ -109,12 +94,12 @@ async function silentServer(): Promise<{ url: string; connected: Promise<void> }
     connected();
   });
   server.on('close', () => sockets.forEach((socket) => socket.destroy()));
-  servers.push(server);
+  harness.defer(() => server.close());
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { url: `redis://127.0.0.1:${(server.address() as AddressInfo).port}`, connected: firstConnection };
 }
 
-describe('issue 16: files and signals through the real CLI (R5, R6)', () => {
+describe('R5, R6 issue 16: files and signals through the real CLI', () => {
   it('R5: a FIFO at store.path exits 2 at once with a message naming the path, never a hang (input 9)', async () => {
     const path = fifo('state.json');
     const result = await runCli(['--config', configFile(`store: { type: file, path: ${path} }\n`)]);
@@ -125,8 +110,7 @@ describe('issue 16: files and signals through the real CLI (R5, R6)', () => {
 
   it('R5: SIGTERM while start-up waits on a token store that does not answer exits 0', async () => {
     const redis = await silentServer();
-    const cli = spawnCli(['--config', configFile(`store: { type: redis, url: ${redis.url} }\n`)]);
-    children.push(cli);
+    const cli = harness.spawnCli(['--config', configFile(`store: { type: redis, url: ${redis.url} }\n`)]);
     // Start-up is now waiting for the store to answer (it never will).
     await cli.waitForLog((entry) => entry.msg === 'bearer-sidecar listening');
     await redis.connected;
@@ -138,9 +122,9 @@ describe('issue 16: files and signals through the real CLI (R5, R6)', () => {
   it('R6: --client-secret-file naming a FIFO written once (as <(printf s3cret) does): the second login still sends s3cret (input 12)', async () => {
     const path = fifo('client-secret');
     // One writer, once: it waits for a reader, writes, and is gone.
-    helpers.push(spawn('sh', ['-c', `printf '%s' s3cret > '${path}'`], { stdio: 'ignore' }));
-    const cli = spawnCli(quickModeFlags(path));
-    children.push(cli);
+    const writer = spawn('sh', ['-c', `printf '%s' s3cret > '${path}'`], { stdio: 'ignore' });
+    harness.defer(() => writer.kill('SIGKILL'));
+    const cli = harness.spawnCli(quickModeFlags(path));
     await cli.waitForLog((entry) => entry.msg === 'token request: login succeeded');
     await vi.waitFor(() => expect(authorizations.length).toBeGreaterThanOrEqual(2), { timeout: 20_000, interval: 100 });
     expect(authorizations.map(sentSecret)).toEqual(authorizations.map(() => 's3cret'));

@@ -1,12 +1,10 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { generatedSecret } from '../helpers/harness.js';
-import { startHostileTokenServer, type HostileTokenServer, type RawAnswer } from '../helpers/hostile-token-server.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { generatedSecret, useHarness } from '../helpers/harness.js';
+import type { HostileTokenServer, RawAnswer } from '../helpers/fault-token-server.js';
 import { sendRaw, WEBSOCKET_UPGRADE } from '../helpers/raw-client.js';
-import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.js';
-import { spawnCli, type RunningCli } from '../helpers/spawn-cli.js';
+import type { RecordingUpstream } from '../helpers/recording-upstream.js';
 
 /*
  * §9 R1, R2, R4 through the real CLI: a token endpoint that answers what real ones sometimes do.
@@ -16,22 +14,12 @@ import { spawnCli, type RunningCli } from '../helpers/spawn-cli.js';
 let dir: string;
 let upstream: RecordingUpstream;
 let tokenServer: HostileTokenServer | undefined;
-const children: RunningCli[] = [];
+const harness = useHarness();
 
 beforeEach(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'bs-untrusted-'));
-  upstream = await startRecordingUpstream();
-});
-
-afterEach(async () => {
-  for (const cli of children.splice(0)) {
-    if (cli.child.exitCode === null) cli.child.kill('SIGKILL');
-    await cli.exited;
-  }
-  await tokenServer?.close();
+  dir = harness.tempDir('bs-untrusted-');
+  upstream = await harness.recordingUpstream();
   tokenServer = undefined;
-  await upstream.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 type Dialect = 'session' | 'oauth2';
@@ -41,7 +29,7 @@ async function startSidecar(
   answer: HostileTokenServer['answer'],
   options: { secret?: string; logFormat?: 'json' | 'pretty' } = {},
 ) {
-  tokenServer = await startHostileTokenServer(answer);
+  tokenServer = await harness.hostileTokenServer(answer);
   const secret = options.secret ?? generatedSecret('pw');
   writeFileSync(join(dir, 'secret'), `${secret}\n`, { mode: 0o600 });
   const auth =
@@ -61,8 +49,7 @@ accounts:
       ${auth}
 `,
   );
-  const cli = spawnCli(['--config', join(dir, 'sidecar.yaml'), '--log-format', options.logFormat ?? 'json']);
-  children.push(cli);
+  const cli = harness.spawnCli(['--config', join(dir, 'sidecar.yaml'), '--log-format', options.logFormat ?? 'json']);
   let data: string;
   let admin: string;
   if (options.logFormat === 'pretty') {

@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fuzzSettings, fuzzTestTimeout, RunCounter } from '../helpers/fuzz-settings.js';
 import { sendRaw } from '../helpers/raw-client.js';
-import { startHostileTokenServer, type HostileTokenServer } from '../helpers/hostile-token-server.js';
+import { startHostileTokenServer, type HostileTokenServer } from '../helpers/fault-token-server.js';
 import { spawnCli, type RunningCli } from '../helpers/spawn-cli.js';
 import { startHeaderRecordingUpstream, type HeaderRecordingUpstream } from '../helpers/ws-upstream.js';
 

@@ -8,7 +8,7 @@ import { FakeClock } from '../helpers/fake-clock.js';
 import { fuzzSettings, fuzzTestTimeout, RunCounter } from '../helpers/fuzz-settings.js';
 import { generatedSecret } from '../helpers/harness.js';
 import { sendRaw, WEBSOCKET_UPGRADE } from '../helpers/raw-client.js';
-import { startHostileTokenServer, type HostileTokenServer, type RawAnswer } from '../helpers/hostile-token-server.js';
+import { startHostileTokenServer, type HostileTokenServer, type RawAnswer } from '../helpers/fault-token-server.js';
 import { startHeaderRecordingUpstream, type HeaderRecordingUpstream } from '../helpers/ws-upstream.js';
 
 /*

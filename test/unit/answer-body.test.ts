@@ -31,7 +31,7 @@ class FakeClient extends EventEmitter {
   }
 }
 
-describe('AnswerBody: an upstream answer pushed by the transport, consumed once', () => {
+describe('F2 streaming with backpressure', () => {
   it('F2: chunks that arrive before the client is attached are kept, the upstream paused, then all sent in order', () => {
     const { calls, flow } = flowRecorder();
     const body = new AnswerBody(flow);
@@ -73,7 +73,9 @@ describe('AnswerBody: an upstream answer pushed by the transport, consumed once'
     expect(calls).toEqual(['pause', 'pause', 'resume']);
     expect(client.listenerCount('drain')).toBe(0);
   });
+});
 
+describe('T8 upstream rejection and replay', () => {
   it('T8: a rejection body within the limit is held whole', () => {
     const body = new AnswerBody(flowRecorder().flow);
     const held: Array<Buffer | undefined> = [];
@@ -100,7 +102,9 @@ describe('AnswerBody: an upstream answer pushed by the transport, consumed once'
     expect(client.written.join('')).toBe('abcdefg');
     expect(client.ended).toBe(true);
   });
+});
 
+describe('F5 errors the sidecar produces', () => {
   it('F5: an upstream that breaks mid-answer cuts the client answer, whether streaming or holding', () => {
     const streaming = new AnswerBody(flowRecorder().flow);
     const client = new FakeClient();

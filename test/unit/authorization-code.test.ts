@@ -54,6 +54,26 @@ describe('authorization_code grant (seed 004, RFC 6749 §4.1, RFC 7636)', () => 
     );
   });
 
+  it('seed 004: clientAuth body and bodyEncoding json put the client id and secret in a JSON body', () => {
+    const request = buildAuthorizationCodeRequest(
+      oauth2Auth({ clientAuth: 'body', bodyEncoding: 'json' }),
+      grant,
+      new Secret(CLIENT_SECRET),
+    );
+    expect(request.headers.authorization).toBeUndefined();
+    expect(request.headers['content-type']).toBe('application/json');
+    expect(JSON.parse(request.body)).toEqual({
+      grant_type: 'authorization_code',
+      code: 'the-code',
+      redirect_uri: REDIRECT,
+      code_verifier: grant.codeVerifier.reveal(),
+      client_id: CLIENT_ID,
+      client_secret: CLIENT_SECRET,
+    });
+  });
+});
+
+describe('§2 commands', () => {
   it('§2 authorize: the URL carries response_type, client_id, redirect_uri, scope, state and an S256 challenge, keeping the endpoint own query', () => {
     const url = buildAuthorizeUrl(
       {
@@ -94,30 +114,22 @@ describe('authorization_code grant (seed 004, RFC 6749 §4.1, RFC 7636)', () => 
     });
   });
 
-  it('seed 004: clientAuth body and bodyEncoding json put the client id and secret in a JSON body', () => {
-    const request = buildAuthorizationCodeRequest(
-      oauth2Auth({ clientAuth: 'body', bodyEncoding: 'json' }),
-      grant,
-      new Secret(CLIENT_SECRET),
-    );
-    expect(request.headers.authorization).toBeUndefined();
-    expect(request.headers['content-type']).toBe('application/json');
-    expect(JSON.parse(request.body)).toEqual({
-      grant_type: 'authorization_code',
-      code: 'the-code',
-      redirect_uri: REDIRECT,
-      code_verifier: grant.codeVerifier.reveal(),
-      client_id: CLIENT_ID,
-      client_secret: CLIENT_SECRET,
-    });
+  it('§2 authorize: the verifier is the only secret in the request; the challenge is its hash, not the verifier', () => {
+    const verifier = new Secret('v'.repeat(43));
+    expect(pkceChallenge(verifier)).toBe(createHash('sha256').update('v'.repeat(43)).digest('base64url'));
+    expect(pkceChallenge(verifier)).not.toContain('vvvv');
   });
+});
 
+describe('§4 token behaviour', () => {
   it('RFC 6749 §4.1.3: a public client (no secret) sends its client_id in the body, never Basic with an empty secret', () => {
     const request = buildAuthorizationCodeRequest(oauth2Auth(), grant, undefined);
     expect(request.headers.authorization).toBeUndefined();
     expect(new URLSearchParams(request.body).get('client_id')).toBe(CLIENT_ID);
   });
+});
 
+describe('§3 configuration', () => {
   it('§3: extraParams apply to the code exchange too', () => {
     const request = buildAuthorizationCodeRequest(
       oauth2Auth({ extraParams: { resource: 'https://api.crm.example' } }),
@@ -126,13 +138,9 @@ describe('authorization_code grant (seed 004, RFC 6749 §4.1, RFC 7636)', () => 
     );
     expect(new URLSearchParams(request.body).get('resource')).toBe('https://api.crm.example');
   });
+});
 
-  it('§2 authorize: the verifier is the only secret in the request; the challenge is its hash, not the verifier', () => {
-    const verifier = new Secret('v'.repeat(43));
-    expect(pkceChallenge(verifier)).toBe(createHash('sha256').update('v'.repeat(43)).digest('base64url'));
-    expect(pkceChallenge(verifier)).not.toContain('vvvv');
-  });
-
+describe('T4 a rejected refresh falls back to a login', () => {
   it('T4: grant refresh_token with the chain in a file/redis store needs no configured refresh token; with none stored the account says how to get one', async () => {
     const auth = oauth2Auth({ grant: 'refresh_token' }, { type: 'file', path: '/tmp/bs-unused-state.json' });
     expect(auth.refreshToken).toBeUndefined();

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { COMMANDS, flagsOf, helpText, parseCli, UsageError } from '../../src/cli-args.js';
 import { envTwin, withEnvTwins } from '../../src/config/quick-mode.js';
 
-describe('command line (docs/contract.md §2, issue 8)', () => {
+describe('§2 command line (issue 8)', () => {
   it('issue 8: --help of every command lists every one of its flags with its env twin and (where there is one) its default', () => {
     for (const command of COMMANDS) {
       const help = helpText(command, '1.2.3');

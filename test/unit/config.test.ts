@@ -62,15 +62,11 @@ function firstAccount(config: SidecarConfig) {
   return account;
 }
 
-describe('defaults (§3)', () => {
+describe('§3 defaults', () => {
   it('§3: listen defaults to 127.0.0.1:8080 and admin to 127.0.0.1:9464', () => {
     const config = parse(oneAccount());
     expect(config.listen).toEqual({ host: '127.0.0.1', port: 8080 });
     expect(config.admin).toEqual({ host: '127.0.0.1', port: 9464 });
-  });
-
-  it('§2: shutdownTimeout defaults to 20s (20000 ms)', () => {
-    expect(parse(oneAccount()).shutdownTimeoutMs).toBe(20_000);
   });
 
   it('§3: store defaults to memory, inbound.allow to loopback, apiKeys to none', () => {
@@ -136,9 +132,15 @@ describe('defaults (§3)', () => {
     expect((account.auth as OAuth2Auth).clientAuth).toBe('basic');
     expect((account.auth as OAuth2Auth).bodyEncoding).toBe('form');
   });
+
+  describe('§2 commands', () => {
+    it('§2: shutdownTimeout defaults to 20s (20000 ms)', () => {
+      expect(parse(oneAccount()).shutdownTimeoutMs).toBe(20_000);
+    });
+  });
 });
 
-describe('${VAR} expansion (§3)', () => {
+describe('§3 ${VAR} expansion', () => {
   it('§3: ${VAR} is replaced by the environment variable', () => {
     const config = parse(oneAccount({ ...SESSION, username: '${FLEET_USER}' }), { FLEET_USER: 'alice' });
     expect((firstAccount(config).auth as SessionAuth).username).toBe('alice');
@@ -167,24 +169,26 @@ describe('${VAR} expansion (§3)', () => {
     expect(out).toEqual({ a: ['x', 1, true, null], b: { c: 'v=x' } });
   });
 
-  it('§2: an unset variable without a default is a problem that names its path', () => {
-    const problems = problemsOf(() => parse(oneAccount({ ...OAUTH2, scope: '${CRM_SCOPE}' })));
-    expect(problems).toContainEqual({
-      path: 'accounts.crm.auth.scope',
-      message: expect.stringContaining('CRM_SCOPE') as string,
+  describe('§2 commands', () => {
+    it('§2: an unset variable without a default is a problem that names its path', () => {
+      const problems = problemsOf(() => parse(oneAccount({ ...OAUTH2, scope: '${CRM_SCOPE}' })));
+      expect(problems).toContainEqual({
+        path: 'accounts.crm.auth.scope',
+        message: expect.stringContaining('CRM_SCOPE') as string,
+      });
     });
-  });
 
-  it('§2: expandEnv names list items by index in the path', () => {
-    const problems: ConfigProblem[] = [];
-    expandEnv({ inbound: { apiKeys: ['ok', '${MISSING_KEY}'] } }, {}, problems);
-    expect(problems).toEqual([
-      { path: 'inbound.apiKeys.1', message: expect.stringContaining('MISSING_KEY') as string },
-    ]);
+    it('§2: expandEnv names list items by index in the path', () => {
+      const problems: ConfigProblem[] = [];
+      expandEnv({ inbound: { apiKeys: ['ok', '${MISSING_KEY}'] } }, {}, problems);
+      expect(problems).toEqual([
+        { path: 'inbound.apiKeys.1', message: expect.stringContaining('MISSING_KEY') as string },
+      ]);
+    });
   });
 });
 
-describe('durations (§3)', () => {
+describe('§3 durations', () => {
   it('§3: durations are 500ms, 10s, 5m, 1h or a number of seconds', () => {
     expect(parseDuration('500ms')).toBe(500);
     expect(parseDuration('10s')).toBe(10_000);
@@ -219,27 +223,31 @@ describe('durations (§3)', () => {
     expect(config.shutdownTimeoutMs).toBe(60_000);
   });
 
-  it.each(['0', '500ms', 0])(
-    'T6: refresh.minInterval %s is refused: the loop guard needs a floor of 1s',
-    (minInterval) => {
-      const problems = problemsOf(() => parse(oneAccount(OAUTH2, { refresh: { minInterval } })));
-      expect(problems).toContainEqual({
-        path: 'accounts.crm.refresh.minInterval',
-        message: expect.stringMatching(/at least 1s/),
-      });
-    },
-  );
-
-  it('§2: a bad duration is a problem at its path', () => {
-    const problems = problemsOf(() =>
-      parse({ ...oneAccount(OAUTH2, { refresh: { minInterval: '5 parsecs' } }), shutdownTimeout: 'soon' }),
+  describe('T6 loop guard', () => {
+    it.each(['0', '500ms', 0])(
+      'T6: refresh.minInterval %s is refused: the loop guard needs a floor of 1s',
+      (minInterval) => {
+        const problems = problemsOf(() => parse(oneAccount(OAUTH2, { refresh: { minInterval } })));
+        expect(problems).toContainEqual({
+          path: 'accounts.crm.refresh.minInterval',
+          message: expect.stringMatching(/at least 1s/),
+        });
+      },
     );
-    expect(problems.map((p) => p.path).sort()).toEqual(['accounts.crm.refresh.minInterval', 'shutdownTimeout']);
-    expect(problems[0]?.message).toMatch(/not a duration/);
+  });
+
+  describe('§2 commands', () => {
+    it('§2: a bad duration is a problem at its path', () => {
+      const problems = problemsOf(() =>
+        parse({ ...oneAccount(OAUTH2, { refresh: { minInterval: '5 parsecs' } }), shutdownTimeout: 'soon' }),
+      );
+      expect(problems.map((p) => p.path).sort()).toEqual(['accounts.crm.refresh.minInterval', 'shutdownTimeout']);
+      expect(problems[0]?.message).toMatch(/not a duration/);
+    });
   });
 });
 
-describe('validation problems (§2, §8)', () => {
+describe('§2, §8 validation problems', () => {
   it('§2: a bad URL is reported as accounts.crm.auth.tokenUrl: not a URL', () => {
     const problems = problemsOf(() => parse(oneAccount({ ...OAUTH2, tokenUrl: 'auth.crm.example/token' })));
     expect(problems).toHaveLength(1);
@@ -309,133 +317,137 @@ describe('validation problems (§2, §8)', () => {
     );
   });
 
-  it('§3: password and passwordFile both set is a problem', () => {
-    const passwordFile = tempFile('password', randomSecret());
-    const problems = problemsOf(() => parse(oneAccount({ ...SESSION, password: 'inline', passwordFile })));
-    expect(problems).toEqual([
-      { path: 'accounts.crm.auth.password', message: expect.stringMatching(/not both/) as string },
-    ]);
-  });
+  describe('§3 configuration', () => {
+    it('§3: password and passwordFile both set is a problem', () => {
+      const passwordFile = tempFile('password', randomSecret());
+      const problems = problemsOf(() => parse(oneAccount({ ...SESSION, password: 'inline', passwordFile })));
+      expect(problems).toEqual([
+        { path: 'accounts.crm.auth.password', message: expect.stringMatching(/not both/) as string },
+      ]);
+    });
 
-  it('§3: a passwordFile that does not exist is a problem at ...passwordFile', () => {
-    const { password: _unused, ...noPassword } = SESSION;
-    const missing = join(dir, 'does-not-exist');
-    const problems = problemsOf(() => parse(oneAccount({ ...noPassword, passwordFile: missing })));
-    expect(problems).toEqual([
-      { path: 'accounts.crm.auth.passwordFile', message: expect.stringContaining(missing) as string },
-    ]);
-  });
+    it('§3: a passwordFile that does not exist is a problem at ...passwordFile', () => {
+      const { password: _unused, ...noPassword } = SESSION;
+      const missing = join(dir, 'does-not-exist');
+      const problems = problemsOf(() => parse(oneAccount({ ...noPassword, passwordFile: missing })));
+      expect(problems).toEqual([
+        { path: 'accounts.crm.auth.passwordFile', message: expect.stringContaining(missing) as string },
+      ]);
+    });
 
-  it('§3: a session account without any password is a problem', () => {
-    const { password: _unused, ...noPassword } = SESSION;
-    expect(problemsOf(() => parse(oneAccount(noPassword))).map((p) => p.path)).toEqual(['accounts.crm.auth.password']);
-  });
+    it('§3: a session account without any password is a problem', () => {
+      const { password: _unused, ...noPassword } = SESSION;
+      expect(problemsOf(() => parse(oneAccount(noPassword))).map((p) => p.path)).toEqual([
+        'accounts.crm.auth.password',
+      ]);
+    });
 
-  it('§3: grant password without username is a problem at ...auth.username', () => {
-    const problems = problemsOf(() => parse(oneAccount({ ...OAUTH2, grant: 'password', password: 'pw' })));
-    expect(problems).toEqual([
-      { path: 'accounts.crm.auth.username', message: expect.stringMatching(/required for grant password/) as string },
-    ]);
-  });
+    it('§3: grant password without username is a problem at ...auth.username', () => {
+      const problems = problemsOf(() => parse(oneAccount({ ...OAUTH2, grant: 'password', password: 'pw' })));
+      expect(problems).toEqual([
+        { path: 'accounts.crm.auth.username', message: expect.stringMatching(/required for grant password/) as string },
+      ]);
+    });
 
-  it('§3: grant refresh_token without a refresh token is a problem', () => {
-    const problems = problemsOf(() => parse(oneAccount({ ...OAUTH2, grant: 'refresh_token' })));
-    expect(problems.map((p) => p.path)).toEqual(['accounts.crm.auth.refreshToken']);
-  });
+    it('§3: grant refresh_token without a refresh token is a problem', () => {
+      const problems = problemsOf(() => parse(oneAccount({ ...OAUTH2, grant: 'refresh_token' })));
+      expect(problems.map((p) => p.path)).toEqual(['accounts.crm.auth.refreshToken']);
+    });
 
-  it('§3: two default accounts are a problem at the second one', () => {
-    const problems = problemsOf(() =>
-      parse({
-        accounts: {
-          a: { upstream: 'https://a.example', default: true, auth: OAUTH2 },
-          b: { upstream: 'https://b.example', default: true, auth: OAUTH2 },
-        },
-      }),
-    );
-    expect(problems).toEqual([{ path: 'accounts.b.default', message: expect.stringContaining('a') as string }]);
-  });
+    it('§3: two default accounts are a problem at the second one', () => {
+      const problems = problemsOf(() =>
+        parse({
+          accounts: {
+            a: { upstream: 'https://a.example', default: true, auth: OAUTH2 },
+            b: { upstream: 'https://b.example', default: true, auth: OAUTH2 },
+          },
+        }),
+      );
+      expect(problems).toEqual([{ path: 'accounts.b.default', message: expect.stringContaining('a') as string }]);
+    });
 
-  it('§3: two accounts on one route port, or on the listen port, are problems', () => {
-    const problems = problemsOf(() =>
-      parse({
-        accounts: {
-          a: { upstream: 'https://a.example', route: { port: 8081 }, auth: OAUTH2 },
-          b: { upstream: 'https://b.example', route: { port: 8081 }, auth: OAUTH2 },
-          c: { upstream: 'https://c.example', route: { port: 8080 }, auth: OAUTH2 },
-        },
-      }),
-    );
-    expect(problems).toEqual([
-      { path: 'accounts.b.route.port', message: expect.stringContaining('accounts.a.route.port') as string },
-      { path: 'accounts.c.route.port', message: expect.stringContaining('listen.port') as string },
-    ]);
-  });
+    it('§3: two accounts on one route port, or on the listen port, are problems', () => {
+      const problems = problemsOf(() =>
+        parse({
+          accounts: {
+            a: { upstream: 'https://a.example', route: { port: 8081 }, auth: OAUTH2 },
+            b: { upstream: 'https://b.example', route: { port: 8081 }, auth: OAUTH2 },
+            c: { upstream: 'https://c.example', route: { port: 8080 }, auth: OAUTH2 },
+          },
+        }),
+      );
+      expect(problems).toEqual([
+        { path: 'accounts.b.route.port', message: expect.stringContaining('accounts.a.route.port') as string },
+        { path: 'accounts.c.route.port', message: expect.stringContaining('listen.port') as string },
+      ]);
+    });
 
-  it('§3: two accounts with one pathPrefix are a problem', () => {
-    const problems = problemsOf(() =>
-      parse({
-        accounts: {
-          a: { upstream: 'https://a.example', route: { pathPrefix: '/crm' }, auth: OAUTH2 },
-          b: { upstream: 'https://b.example', route: { pathPrefix: '/crm' }, auth: OAUTH2 },
-        },
-      }),
-    );
-    expect(problems).toEqual([
-      { path: 'accounts.b.route.pathPrefix', message: expect.stringContaining('/crm') as string },
-    ]);
-  });
+    it('§3: two accounts with one pathPrefix are a problem', () => {
+      const problems = problemsOf(() =>
+        parse({
+          accounts: {
+            a: { upstream: 'https://a.example', route: { pathPrefix: '/crm' }, auth: OAUTH2 },
+            b: { upstream: 'https://b.example', route: { pathPrefix: '/crm' }, auth: OAUTH2 },
+          },
+        }),
+      );
+      expect(problems).toEqual([
+        { path: 'accounts.b.route.pathPrefix', message: expect.stringContaining('/crm') as string },
+      ]);
+    });
 
-  it('§3: a pathPrefix must start with "/" and not end with "/"', () => {
-    expect(problemsOf(() => parse(oneAccount(OAUTH2, { route: { pathPrefix: 'crm' } }))).map((p) => p.path)).toEqual([
-      'accounts.crm.route.pathPrefix',
-    ]);
-    expect(problemsOf(() => parse(oneAccount(OAUTH2, { route: { pathPrefix: '/crm/' } }))).map((p) => p.path)).toEqual([
-      'accounts.crm.route.pathPrefix',
-    ]);
-  });
+    it('§3: a pathPrefix must start with "/" and not end with "/"', () => {
+      expect(problemsOf(() => parse(oneAccount(OAUTH2, { route: { pathPrefix: 'crm' } }))).map((p) => p.path)).toEqual([
+        'accounts.crm.route.pathPrefix',
+      ]);
+      expect(
+        problemsOf(() => parse(oneAccount(OAUTH2, { route: { pathPrefix: '/crm/' } }))).map((p) => p.path),
+      ).toEqual(['accounts.crm.route.pathPrefix']);
+    });
 
-  it('§3: a bad inbound.allow entry is a problem at inbound.allow.N', () => {
-    const problems = problemsOf(() =>
-      parse({ ...oneAccount(), inbound: { allow: ['10.0.0.0/33', '127.0.0.0/8', 'localhost', '::1/129'] } }),
-    );
-    expect(problems.map((p) => p.path)).toEqual(['inbound.allow.0', 'inbound.allow.2', 'inbound.allow.3']);
-  });
+    it('§3: a bad inbound.allow entry is a problem at inbound.allow.N', () => {
+      const problems = problemsOf(() =>
+        parse({ ...oneAccount(), inbound: { allow: ['10.0.0.0/33', '127.0.0.0/8', 'localhost', '::1/129'] } }),
+      );
+      expect(problems.map((p) => p.path)).toEqual(['inbound.allow.0', 'inbound.allow.2', 'inbound.allow.3']);
+    });
 
-  it('§3: an inbound.allow entry with an empty prefix length ("10.0.0.0/") is a problem, not a /0 that lets every address in', () => {
-    // BUG: resolve.ts buildAllowList turns Number('') into prefix 0, so 10.0.0.0/ allows 0.0.0.0/0.
-    const problems = problemsOf(() => parse({ ...oneAccount(), inbound: { allow: ['10.0.0.0/'] } }));
-    expect(problems.map((p) => p.path)).toEqual(['inbound.allow.0']);
-  });
+    it('§3: an inbound.allow entry with an empty prefix length ("10.0.0.0/") is a problem, not a /0 that lets every address in', () => {
+      // BUG: resolve.ts buildAllowList turns Number('') into prefix 0, so 10.0.0.0/ allows 0.0.0.0/0.
+      const problems = problemsOf(() => parse({ ...oneAccount(), inbound: { allow: ['10.0.0.0/'] } }));
+      expect(problems.map((p) => p.path)).toEqual(['inbound.allow.0']);
+    });
 
-  it('§3: an inbound.allow entry with extra text after the prefix ("10.0.0.0/8/16") is a problem', () => {
-    // BUG: buildAllowList keeps only the second "/"-separated part and ignores the rest.
-    const problems = problemsOf(() => parse({ ...oneAccount(), inbound: { allow: ['10.0.0.0/8/16'] } }));
-    expect(problems.map((p) => p.path)).toEqual(['inbound.allow.0']);
-  });
+    it('§3: an inbound.allow entry with extra text after the prefix ("10.0.0.0/8/16") is a problem', () => {
+      // BUG: buildAllowList keeps only the second "/"-separated part and ignores the rest.
+      const problems = problemsOf(() => parse({ ...oneAccount(), inbound: { allow: ['10.0.0.0/8/16'] } }));
+      expect(problems.map((p) => p.path)).toEqual(['inbound.allow.0']);
+    });
 
-  it('§3: a bare address in inbound.allow is a single host (/32, /128)', () => {
-    const config = parse({ ...oneAccount(), inbound: { allow: ['10.1.2.3', '::1'] } });
-    expect(config.inbound.allow.check('10.1.2.3', 'ipv4')).toBe(true);
-    expect(config.inbound.allow.check('10.1.2.4', 'ipv4')).toBe(false);
-    expect(config.inbound.allow.check('::1', 'ipv6')).toBe(true);
-  });
+    it('§3: a bare address in inbound.allow is a single host (/32, /128)', () => {
+      const config = parse({ ...oneAccount(), inbound: { allow: ['10.1.2.3', '::1'] } });
+      expect(config.inbound.allow.check('10.1.2.3', 'ipv4')).toBe(true);
+      expect(config.inbound.allow.check('10.1.2.4', 'ipv4')).toBe(false);
+      expect(config.inbound.allow.check('::1', 'ipv6')).toBe(true);
+    });
 
-  it('§3: account names use letters, digits, "_", "." and "-"', () => {
-    expect(
-      problemsOf(() => parse({ accounts: { 'bad name': { upstream: 'https://a.example', auth: OAUTH2 } } })).map(
-        (p) => p.path,
-      ),
-    ).toEqual(['accounts.bad name']);
-  });
+    it('§3: account names use letters, digits, "_", "." and "-"', () => {
+      expect(
+        problemsOf(() => parse({ accounts: { 'bad name': { upstream: 'https://a.example', auth: OAUTH2 } } })).map(
+          (p) => p.path,
+        ),
+      ).toEqual(['accounts.bad name']);
+    });
 
-  it('§3: no accounts at all is a problem', () => {
-    expect(problemsOf(() => parse({ accounts: {} }))).toEqual([
-      { path: 'accounts', message: expect.any(String) as string },
-    ]);
+    it('§3: no accounts at all is a problem', () => {
+      expect(problemsOf(() => parse({ accounts: {} }))).toEqual([
+        { path: 'accounts', message: expect.any(String) as string },
+      ]);
+    });
   });
 });
 
-describe('files (§2)', () => {
+describe('§2 files', () => {
   const yamlSecret = randomSecret();
   const yamlSecretFile = tempFile('yaml-client-secret', `${yamlSecret}\n`);
 
@@ -542,7 +554,7 @@ describe('files (§2)', () => {
   });
 });
 
-describe('quick mode (§2)', () => {
+describe('§2 quick mode', () => {
   it('§2: envTwin maps a flag to BEARER_SIDECAR_*', () => {
     expect(envTwin('upstream')).toBe('BEARER_SIDECAR_UPSTREAM');
     expect(envTwin('client-secret-file')).toBe('BEARER_SIDECAR_CLIENT_SECRET_FILE');
@@ -632,7 +644,7 @@ describe('quick mode (§2)', () => {
   });
 });
 
-describe('secrets (F6, §8)', () => {
+describe('F6, §8 secrets', () => {
   it('F6: secrets in the resolved config print as [redacted] via JSON.stringify, String and util.inspect', async () => {
     const password = randomSecret();
     const clientSecret = randomSecret();
@@ -690,27 +702,31 @@ describe('secrets (F6, §8)', () => {
     expect((await readSecret(new SecretFile(file))).reveal()).toBe(value);
   });
 
-  it('§3: a secret file is read again at each use, so a rotated Secret takes effect without a restart', async () => {
-    const first = randomSecret();
-    const second = randomSecret();
-    const file = tempFile('rotating', `${first}\n`);
-    const source = new SecretFile(file);
-    expect((await readSecret(source)).reveal()).toBe(first);
-    writeFileSync(file, `${second}\n`);
-    expect((await readSecret(source)).reveal()).toBe(second);
-  });
-
-  it('R6: a secret file that disappears after start keeps the value read at start-up', async () => {
-    const value = randomSecret();
-    const file = tempFile('vanishing', value);
-    const config = parse(oneAccount({ ...SESSION, password: undefined, passwordFile: file }));
-    rmSync(file);
-    expect((await readSecret((firstAccount(config).auth as SessionAuth).password)).reveal()).toBe(value);
-  });
-
   it('§8: a secret file with no good value yet that cannot be read is an error at use (a rejected login), not a crash', async () => {
     await expect(readSecret(new SecretFile(join(dir, 'never-there')))).rejects.toThrow(
       /cannot read .*never-there \(ENOENT\)/,
     );
+  });
+
+  describe('§3 configuration', () => {
+    it('§3: a secret file is read again at each use, so a rotated Secret takes effect without a restart', async () => {
+      const first = randomSecret();
+      const second = randomSecret();
+      const file = tempFile('rotating', `${first}\n`);
+      const source = new SecretFile(file);
+      expect((await readSecret(source)).reveal()).toBe(first);
+      writeFileSync(file, `${second}\n`);
+      expect((await readSecret(source)).reveal()).toBe(second);
+    });
+  });
+
+  describe('R6 empty secrets', () => {
+    it('R6: a secret file that disappears after start keeps the value read at start-up', async () => {
+      const value = randomSecret();
+      const file = tempFile('vanishing', value);
+      const config = parse(oneAccount({ ...SESSION, password: undefined, passwordFile: file }));
+      rmSync(file);
+      expect((await readSecret((firstAccount(config).auth as SessionAuth).password)).reveal()).toBe(value);
+    });
   });
 });

@@ -51,17 +51,21 @@ function schemaKeys(schema: z.ZodType, path: string[] = []): string[] {
   }
 }
 
-describe('README agrees with the code', () => {
+describe('F5 errors the sidecar produces', () => {
   it('F5: every error code the sidecar produces is documented with its status', () => {
     for (const [code, { status }] of Object.entries(SIDECAR_ERRORS)) {
       expect(readme).toMatch(new RegExp(`\\| ${status} \\| \`${code}\` \\|`));
     }
   });
+});
 
+describe('§7 metrics', () => {
   it('§7: every metric name is documented', () => {
     for (const name of Object.values(METRIC_NAMES)) expect(readme).toContain(`\`${name}\``);
   });
+});
 
+describe('§3 configuration', () => {
   it('§3: every configuration key of the schema is in the configuration reference', () => {
     const reference = readme.slice(readme.indexOf('## Configuration reference'), readme.indexOf('## Token behaviour'));
     const keys = [...new Set(schemaKeys(configSchema))];
@@ -226,7 +230,6 @@ describe('docs/contract.md: the spec every citation points at', () => {
   const spec = readSpec();
   const testFiles = filesUnder('test', /\.ts$/);
   const srcFiles = filesUnder('src', /\.ts$/);
-
   it('exists, with a table of contents and the thirteen sections of the request', () => {
     expect(spec.text, `${SPEC_PATH} is missing`).not.toBe('');
     expect(spec.text).toMatch(/^## Contents$/m);
@@ -327,9 +330,11 @@ describe('docs/contract.md: the spec every citation points at', () => {
     expect(planned.filter((code) => cited.has(code))).toEqual([]);
   });
 
-  it('§7: the metric tables of docs/contract.md name exactly the metrics the code registers', () => {
-    const section = spec.text.slice(spec.text.indexOf('## 7. '), spec.text.indexOf('## 8. '));
-    const documented = new Set([...section.matchAll(/^\| `(bearer_sidecar_\w+)` \|/gm)].map((match) => match[1]));
-    expect([...documented].sort()).toEqual(Object.values(METRIC_NAMES).sort());
+  describe('§7 metrics', () => {
+    it('§7: the metric tables of docs/contract.md name exactly the metrics the code registers', () => {
+      const section = spec.text.slice(spec.text.indexOf('## 7. '), spec.text.indexOf('## 8. '));
+      const documented = new Set([...section.matchAll(/^\| `(bearer_sidecar_\w+)` \|/gm)].map((match) => match[1]));
+      expect([...documented].sort()).toEqual(Object.values(METRIC_NAMES).sort());
+    });
   });
 });

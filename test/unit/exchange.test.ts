@@ -59,7 +59,7 @@ async function exchange(options: {
   return { result, sent: calls.sent, onSend: calls.onSend, clock };
 }
 
-describe('one token exchange', () => {
+describe('T1 expiry on the local clock', () => {
   it('T1: the new state expires the lifetime after the exchange began, on the local clock; a server clock 2 h ahead is measured, not used', async () => {
     const clock = new FakeClock();
     const serverDate = new Date(clock.now() + 2 * 3600 * SECOND).toUTCString();
@@ -87,7 +87,9 @@ describe('one token exchange', () => {
     expect(result.lifetime).toMatchObject({ source: 'default', anomalies: ['invalid'], lifetimeMs: 300 * SECOND });
     expect(result.state.expiresAt - result.state.obtainedAt).toBe(300 * SECOND);
   });
+});
 
+describe('T3 rotating refresh tokens', () => {
   it("T3: a rotated refresh token is the new state's, and the one sent is spent", async () => {
     const sent = new Secret('ref-1');
     const { result } = await exchange({
@@ -144,6 +146,19 @@ describe('one token exchange', () => {
     });
   });
 
+  it('T3: a request that would spend a refresh token already spent is not sent', async () => {
+    const { result, sent, onSend } = await exchange({
+      spends: new Secret('ref-1'),
+      steps: { isSpent: (token) => token.reveal() === 'ref-1' },
+      respond: () => answer(200, {}),
+    });
+    expect(result).toMatchObject({ outcome: 'already_spent', reason: expect.stringMatching(/already used/) });
+    expect(sent).toBe(0);
+    expect(onSend).toEqual([]);
+  });
+});
+
+describe('R1 header-safe token values', () => {
   it('R1, T3: an answer whose token cannot travel in a header is an error that spent the refresh token sent', async () => {
     const sent = new Secret('ref-1');
     const { result } = await exchange({
@@ -153,7 +168,9 @@ describe('one token exchange', () => {
     expect(result).toMatchObject({ outcome: 'error', delivered: true, spentRefreshToken: sent, thrown: undefined });
     expect(result.outcome === 'error' && result.reason).toMatch(/token not header-safe/);
   });
+});
 
+describe('T5 transient failures back off', () => {
   it('T5: an unclear answer (5xx) reached the server but spent nothing for certain', async () => {
     const sent = new Secret('ref-1');
     const { result } = await exchange({ spends: sent, respond: () => answer(502, {}) });
@@ -164,11 +181,6 @@ describe('one token exchange', () => {
       spentRefreshToken: undefined,
       retryAfterMs: undefined,
     });
-  });
-
-  it('R2: a 429 or 503 with Retry-After says how long the next attempt waits', async () => {
-    const { result } = await exchange({ respond: () => answer(429, { error: 'slow_down' }, { 'retry-after': '20' }) });
-    expect(result).toMatchObject({ outcome: 'error', retryAfterMs: 20 * SECOND });
   });
 
   it('T5: a refused connection never reached the server; a timeout may have. Neither spent the refresh token for certain', async () => {
@@ -192,7 +204,16 @@ describe('one token exchange', () => {
     });
     expect(timedOut.result).toMatchObject({ outcome: 'error', delivered: true, spentRefreshToken: undefined });
   });
+});
 
+describe('R2 token responses', () => {
+  it('R2: a 429 or 503 with Retry-After says how long the next attempt waits', async () => {
+    const { result } = await exchange({ respond: () => answer(429, { error: 'slow_down' }, { 'retry-after': '20' }) });
+    expect(result).toMatchObject({ outcome: 'error', retryAfterMs: 20 * SECOND });
+  });
+});
+
+describe('R4 server-provided text', () => {
   it("R4: server text is scrubbed of the request's secrets and of those the account holds", async () => {
     const held = new Secret('held-access-token');
     const { result } = await exchange({
@@ -207,18 +228,9 @@ describe('one token exchange', () => {
     });
     expect(thrown.result).toMatchObject({ outcome: 'error', reason: 'request failed: bad header: [redacted]' });
   });
+});
 
-  it('T3: a request that would spend a refresh token already spent is not sent', async () => {
-    const { result, sent, onSend } = await exchange({
-      spends: new Secret('ref-1'),
-      steps: { isSpent: (token) => token.reveal() === 'ref-1' },
-      respond: () => answer(200, {}),
-    });
-    expect(result).toMatchObject({ outcome: 'already_spent', reason: expect.stringMatching(/already used/) });
-    expect(sent).toBe(0);
-    expect(onSend).toEqual([]);
-  });
-
+describe('§8 edge-case decisions', () => {
   it('§8: a secret that cannot be read is a rejected login: nothing is sent, and the reason says why', async () => {
     const unreadable = await exchange({
       steps: { build: () => Promise.reject(new Error('EACCES: /secrets/password')) },

@@ -76,7 +76,7 @@ function success(parsed: ParsedTokenResponse) {
   return parsed.token;
 }
 
-describe('session dialect: requests (§8)', () => {
+describe('§8 session dialect: requests', () => {
   it('§8: login is POST loginUrl with JSON {username, password, account_id} and Content-Type application/json', () => {
     const auth = sessionAuth({ accountId: 42 });
     const request = buildSessionLoginRequest(auth, new Secret('s3cret'));
@@ -144,28 +144,32 @@ describe('session dialect: requests (§8)', () => {
     expect(jsonBody(request.body)).toEqual({ refreshToken: SEED_001_LOGIN_RESPONSE.refreshToken });
   });
 
-  it('§3: requestFields rename the login and refresh body fields', () => {
-    const auth = sessionAuth({
-      accountId: 7,
-      requestFields: { username: 'user', password: 'pass', accountId: 'acct', refreshToken: 'rt' },
+  describe('§3 configuration', () => {
+    it('§3: requestFields rename the login and refresh body fields', () => {
+      const auth = sessionAuth({
+        accountId: 7,
+        requestFields: { username: 'user', password: 'pass', accountId: 'acct', refreshToken: 'rt' },
+      });
+      expect(jsonBody(buildSessionLoginRequest(auth, new Secret('p')).body)).toEqual({
+        user: 'fleet-user',
+        pass: 'p',
+        acct: 7,
+      });
+      expect(jsonBody(buildSessionRefreshRequest(refreshable(auth), new Secret('r')).body)).toEqual({ rt: 'r' });
     });
-    expect(jsonBody(buildSessionLoginRequest(auth, new Secret('p')).body)).toEqual({
-      user: 'fleet-user',
-      pass: 'p',
-      acct: 7,
-    });
-    expect(jsonBody(buildSessionRefreshRequest(refreshable(auth), new Secret('r')).body)).toEqual({ rt: 'r' });
   });
 
-  it('F6: the login and refresh bodies carry the secrets (they must go on the wire)', async () => {
-    const auth = sessionAuth({ password: 'wire-password' });
-    const request = buildSessionLoginRequest(auth, await readSecret(auth.password));
-    expect(request.body).toContain('wire-password');
-    expect(buildSessionRefreshRequest(refreshable(auth), new Secret('wire-refresh')).body).toContain('wire-refresh');
+  describe('F6 no secret in any output', () => {
+    it('F6: the login and refresh bodies carry the secrets (they must go on the wire)', async () => {
+      const auth = sessionAuth({ password: 'wire-password' });
+      const request = buildSessionLoginRequest(auth, await readSecret(auth.password));
+      expect(request.body).toContain('wire-password');
+      expect(buildSessionRefreshRequest(refreshable(auth), new Secret('wire-refresh')).body).toContain('wire-refresh');
+    });
   });
 });
 
-describe('session dialect: responses (§8, T5)', () => {
+describe('§8, T5 session dialect: responses', () => {
   it("§8: seed 001's login response parses to success with token, refresh token and lifetime hints", () => {
     const token = success(
       parseSessionResponse(
@@ -192,13 +196,6 @@ describe('session dialect: responses (§8, T5)', () => {
 
   it('§8: a success: false body is a rejection whatever the status (even 500)', () => {
     expect(parseSessionResponse(sessionAuth(), response(500, { success: false })).outcome).toBe('rejected');
-  });
-
-  it('T4: HTTP 401 from the session API is a rejection', () => {
-    expect(parseSessionResponse(sessionAuth(), response(401, { message: 'refresh token already used' })).outcome).toBe(
-      'rejected',
-    );
-    expect(parseSessionResponse(sessionAuth(), response(403, '')).outcome).toBe('rejected');
   });
 
   it('T5: HTTP 500 is a transient error', () => {
@@ -231,30 +228,44 @@ describe('session dialect: responses (§8, T5)', () => {
     );
   });
 
-  it('T3: a response without a refresh token parses with refreshToken undefined', () => {
-    const { refreshToken: _rt, ...noRefresh } = SEED_001_LOGIN_RESPONSE;
-    expect(success(parseSessionResponse(sessionAuth(), response(200, noRefresh))).refreshToken).toBeUndefined();
+  describe('T4 a rejected refresh falls back to a login', () => {
+    it('T4: HTTP 401 from the session API is a rejection', () => {
+      expect(
+        parseSessionResponse(sessionAuth(), response(401, { message: 'refresh token already used' })).outcome,
+      ).toBe('rejected');
+      expect(parseSessionResponse(sessionAuth(), response(403, '')).outcome).toBe('rejected');
+    });
   });
 
-  it('§3: fields rename the response fields read', () => {
-    const auth = sessionAuth({ fields: { token: 'bearer', tokenLifetime: 'ttl', refreshToken: 'next' } });
-    const token = success(parseSessionResponse(auth, response(200, { bearer: 'b', ttl: 60, next: 'n' })));
-    expect(token.accessToken.reveal()).toBe('b');
-    expect(token.refreshToken?.reveal()).toBe('n');
-    expect(token.lifetime.lifetime).toBe(60);
+  describe('T3 rotating refresh tokens', () => {
+    it('T3: a response without a refresh token parses with refreshToken undefined', () => {
+      const { refreshToken: _rt, ...noRefresh } = SEED_001_LOGIN_RESPONSE;
+      expect(success(parseSessionResponse(sessionAuth(), response(200, noRefresh))).refreshToken).toBeUndefined();
+    });
   });
 
-  it('F6: JSON.stringify of a parsed session response does not contain the token or the refresh token', () => {
-    const parsed = parseSessionResponse(sessionAuth(), response(200, SEED_001_LOGIN_RESPONSE));
-    const text = JSON.stringify(parsed);
-    expect(text).not.toContain(SEED_001_LOGIN_RESPONSE.token);
-    expect(text).not.toContain(SEED_001_LOGIN_RESPONSE.refreshToken);
+  describe('§3 configuration', () => {
+    it('§3: fields rename the response fields read', () => {
+      const auth = sessionAuth({ fields: { token: 'bearer', tokenLifetime: 'ttl', refreshToken: 'next' } });
+      const token = success(parseSessionResponse(auth, response(200, { bearer: 'b', ttl: 60, next: 'n' })));
+      expect(token.accessToken.reveal()).toBe('b');
+      expect(token.refreshToken?.reveal()).toBe('n');
+      expect(token.lifetime.lifetime).toBe(60);
+    });
+  });
+
+  describe('F6 no secret in any output', () => {
+    it('F6: JSON.stringify of a parsed session response does not contain the token or the refresh token', () => {
+      const parsed = parseSessionResponse(sessionAuth(), response(200, SEED_001_LOGIN_RESPONSE));
+      const text = JSON.stringify(parsed);
+      expect(text).not.toContain(SEED_001_LOGIN_RESPONSE.token);
+      expect(text).not.toContain(SEED_001_LOGIN_RESPONSE.refreshToken);
+    });
   });
 });
 
-describe('oauth2 dialect: requests (§8, seeds 002 and 004)', () => {
+describe('§8 oauth2 dialect: requests (seeds 002 and 004)', () => {
   const seedJson = { clientAuth: 'body', bodyEncoding: 'json' } as const;
-
   it('§8: seed 004 client_credentials (JSON body, clientAuth body) sends exactly grant_type, client_id, client_secret', async () => {
     const auth = oauth2Auth(seedJson);
     const clientSecret = auth.clientSecret === undefined ? undefined : await readSecret(auth.clientSecret);
@@ -359,75 +370,83 @@ describe('oauth2 dialect: requests (§8, seeds 002 and 004)', () => {
     expect(new URLSearchParams(request.body).has('grant_type')).toBe(false);
   });
 
-  it('§3: extraParams override defaults and add fields', () => {
-    const auth = oauth2Auth({
-      clientAuth: 'body',
-      extraParams: { grant_type: 'urn:custom', resource: 'https://api.example' },
+  describe('§3 configuration', () => {
+    it('§3: extraParams override defaults and add fields', () => {
+      const auth = oauth2Auth({
+        clientAuth: 'body',
+        extraParams: { grant_type: 'urn:custom', resource: 'https://api.example' },
+      });
+      const form = new URLSearchParams(
+        buildOAuth2TokenRequest(auth, 'client_credentials', { clientSecret: new Secret('x') }).body,
+      );
+      expect(form.get('grant_type')).toBe('urn:custom');
+      expect(form.get('resource')).toBe('https://api.example');
+      expect(form.get('client_id')).toBe(SEED_004.clientId);
     });
-    const form = new URLSearchParams(
-      buildOAuth2TokenRequest(auth, 'client_credentials', { clientSecret: new Secret('x') }).body,
-    );
-    expect(form.get('grant_type')).toBe('urn:custom');
-    expect(form.get('resource')).toBe('https://api.example');
-    expect(form.get('client_id')).toBe(SEED_004.clientId);
+
+    it('§3: scope and audience are included when configured', () => {
+      const auth = oauth2Auth({ scope: 'read write', audience: 'https://api.crm.example' });
+      const form = new URLSearchParams(
+        buildOAuth2TokenRequest(auth, 'client_credentials', { clientSecret: new Secret('x') }).body,
+      );
+      expect(form.get('scope')).toBe('read write');
+      expect(form.get('audience')).toBe('https://api.crm.example');
+      const bare = new URLSearchParams(
+        buildOAuth2TokenRequest(oauth2Auth(), 'client_credentials', { clientSecret: new Secret('x') }).body,
+      );
+      expect(bare.has('scope')).toBe(false);
+      expect(bare.has('audience')).toBe(false);
+    });
   });
 
-  it('§3: scope and audience are included when configured', () => {
-    const auth = oauth2Auth({ scope: 'read write', audience: 'https://api.crm.example' });
-    const form = new URLSearchParams(
-      buildOAuth2TokenRequest(auth, 'client_credentials', { clientSecret: new Secret('x') }).body,
-    );
-    expect(form.get('scope')).toBe('read write');
-    expect(form.get('audience')).toBe('https://api.crm.example');
-    const bare = new URLSearchParams(
-      buildOAuth2TokenRequest(oauth2Auth(), 'client_credentials', { clientSecret: new Secret('x') }).body,
-    );
-    expect(bare.has('scope')).toBe(false);
-    expect(bare.has('audience')).toBe(false);
-  });
-
-  it('F6: built requests carry the secrets (they go on the wire)', () => {
-    const auth = oauth2Auth({
-      clientAuth: 'body',
-      grant: 'password',
-      username: SEED_004.username,
-      password: SEED_004.password,
+  describe('F6 no secret in any output', () => {
+    it('F6: built requests carry the secrets (they go on the wire)', () => {
+      const auth = oauth2Auth({
+        clientAuth: 'body',
+        grant: 'password',
+        username: SEED_004.username,
+        password: SEED_004.password,
+      });
+      const request = buildOAuth2TokenRequest(auth, 'password', {
+        clientSecret: new Secret(SEED_004.clientSecret),
+        password: new Secret(SEED_004.password),
+      });
+      expect(request.body).toContain(SEED_004.password);
+      expect(request.body).toContain(SEED_004.clientSecret);
+      const basic = buildOAuth2TokenRequest(oauth2Auth(), 'client_credentials', {
+        clientSecret: new Secret(SEED_004.clientSecret),
+      });
+      expect(Buffer.from(basic.headers.authorization?.slice(6) ?? '', 'base64').toString()).toContain(
+        SEED_004.clientSecret,
+      );
     });
-    const request = buildOAuth2TokenRequest(auth, 'password', {
-      clientSecret: new Secret(SEED_004.clientSecret),
-      password: new Secret(SEED_004.password),
-    });
-    expect(request.body).toContain(SEED_004.password);
-    expect(request.body).toContain(SEED_004.clientSecret);
-    const basic = buildOAuth2TokenRequest(oauth2Auth(), 'client_credentials', {
-      clientSecret: new Secret(SEED_004.clientSecret),
-    });
-    expect(Buffer.from(basic.headers.authorization?.slice(6) ?? '', 'base64').toString()).toContain(
-      SEED_004.clientSecret,
-    );
   });
 });
 
-describe('oauth2 dialect: responses (T4, T5)', () => {
-  it('T1: access_token + expires_in + refresh_token is a success with the lifetime hint and the Date header', () => {
-    const token = success(
-      parseOAuth2Response(
-        response(
-          200,
-          { access_token: 'at-1', token_type: 'Bearer', expires_in: 3600, refresh_token: 'rt-1' },
-          { date: 'Mon, 01 Jan 2024 00:00:00 GMT' },
+describe('T4, T5 oauth2 dialect: responses', () => {
+  describe('T1 expiry on the local clock', () => {
+    it('T1: access_token + expires_in + refresh_token is a success with the lifetime hint and the Date header', () => {
+      const token = success(
+        parseOAuth2Response(
+          response(
+            200,
+            { access_token: 'at-1', token_type: 'Bearer', expires_in: 3600, refresh_token: 'rt-1' },
+            { date: 'Mon, 01 Jan 2024 00:00:00 GMT' },
+          ),
         ),
-      ),
-    );
-    expect(token.accessToken.reveal()).toBe('at-1');
-    expect(token.refreshToken?.reveal()).toBe('rt-1');
-    expect(token.lifetime).toEqual({ lifetime: 3600, expiration: undefined, date: 'Mon, 01 Jan 2024 00:00:00 GMT' });
+      );
+      expect(token.accessToken.reveal()).toBe('at-1');
+      expect(token.refreshToken?.reveal()).toBe('rt-1');
+      expect(token.lifetime).toEqual({ lifetime: 3600, expiration: undefined, date: 'Mon, 01 Jan 2024 00:00:00 GMT' });
+    });
   });
 
-  it('§8: a response without refresh_token parses with refreshToken undefined', () => {
-    expect(
-      success(parseOAuth2Response(response(200, { access_token: 'at', expires_in: 60 }))).refreshToken,
-    ).toBeUndefined();
+  describe('§8 edge-case decisions', () => {
+    it('§8: a response without refresh_token parses with refreshToken undefined', () => {
+      expect(
+        success(parseOAuth2Response(response(200, { access_token: 'at', expires_in: 60 }))).refreshToken,
+      ).toBeUndefined();
+    });
   });
 
   it('T4: {"error":"invalid_grant"} with 400 is a rejection', () => {
@@ -460,16 +479,18 @@ describe('oauth2 dialect: responses (T4, T5)', () => {
     expect(parseOAuth2Response(response(200, '<html></html>')).outcome).toBe('error');
   });
 
-  it('F6: JSON.stringify of a parsed oauth2 response does not contain the access or refresh token', () => {
-    const accessToken = 'eyJhbGciOiJub25lIn0.access-token-value.sig';
-    const refreshToken = 'refresh-token-value-123';
-    const parsed = parseOAuth2Response(
-      response(200, { access_token: accessToken, refresh_token: refreshToken, expires_in: 60 }),
-    );
-    expect(parsed.outcome).toBe('success');
-    const text = JSON.stringify(parsed);
-    expect(text).not.toContain(accessToken);
-    expect(text).not.toContain(refreshToken);
-    expect(text).toContain('[redacted]');
+  describe('F6 no secret in any output', () => {
+    it('F6: JSON.stringify of a parsed oauth2 response does not contain the access or refresh token', () => {
+      const accessToken = 'eyJhbGciOiJub25lIn0.access-token-value.sig';
+      const refreshToken = 'refresh-token-value-123';
+      const parsed = parseOAuth2Response(
+        response(200, { access_token: accessToken, refresh_token: refreshToken, expires_in: 60 }),
+      );
+      expect(parsed.outcome).toBe('success');
+      const text = JSON.stringify(parsed);
+      expect(text).not.toContain(accessToken);
+      expect(text).not.toContain(refreshToken);
+      expect(text).toContain('[redacted]');
+    });
   });
 });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { HeldRefreshToken } from '../../src/tokens/held-refresh-token.js';
 import { Secret } from '../../src/util/secret.js';
 
-describe('the held refresh token', () => {
+describe('T3 rotating refresh tokens', () => {
   it('T3: a rejected or consumed refresh token is dropped when held, and never usable again', () => {
     const held = new HeldRefreshToken();
     const first = new Secret('ref-1');
@@ -22,7 +22,9 @@ describe('the held refresh token', () => {
     expect(held.isSpent(new Secret('ref-1'))).toBe(true);
     expect(held.isSpent(new Secret('ref-2'))).toBe(false);
   });
+});
 
+describe('T5 transient failures back off', () => {
   it('T5: two unclear answers with the held token make it doubtful; a clear answer or a new chain clears the doubt', () => {
     const held = new HeldRefreshToken();
     held.adopt(new Secret('ref-1'));

@@ -126,17 +126,19 @@ describe('T1: lifetime sources in order', () => {
     expect(resolved).toEqual({ lifetimeMs: 300_000, source: 'default', anomalies: ['missing'], skewMs: undefined });
   });
 
-  it('§7: skewMs reported is the Date header minus the local receive time', () => {
-    const resolved = resolveLifetime(
-      hints({ lifetime: 60, date: httpDate(RECEIVED_AT + 37 * SECOND) }),
-      OPAQUE,
-      RECEIVED_AT,
-      POLICY,
-    );
-    expect(resolved.skewMs).toBe(37 * SECOND);
-    expect(
-      resolveLifetime(hints({ lifetime: 60, date: httpDate(RECEIVED_AT) }), OPAQUE, RECEIVED_AT, POLICY).skewMs,
-    ).toBe(0);
+  describe('§7 metrics', () => {
+    it('§7: skewMs reported is the Date header minus the local receive time', () => {
+      const resolved = resolveLifetime(
+        hints({ lifetime: 60, date: httpDate(RECEIVED_AT + 37 * SECOND) }),
+        OPAQUE,
+        RECEIVED_AT,
+        POLICY,
+      );
+      expect(resolved.skewMs).toBe(37 * SECOND);
+      expect(
+        resolveLifetime(hints({ lifetime: 60, date: httpDate(RECEIVED_AT) }), OPAQUE, RECEIVED_AT, POLICY).skewMs,
+      ).toBe(0);
+    });
   });
 });
 

@@ -49,6 +49,12 @@ describe('--log-format pretty (issue 8)', () => {
     expect(plain).toContain('\n    Error: bad thing\n        at x');
   });
 
+  it('issue 8: a line that is not JSON passes through unchanged', () => {
+    expect(formatPrettyLine('plain text', { color: false })).toBe('plain text\n');
+  });
+});
+
+describe('F6 no secret in any output', () => {
   it('F6: pretty output is redacted exactly like JSON (Secret type and pino paths)', () => {
     const secret = 'super-secret-value-123';
     const { logger, text } = prettyLogger();
@@ -59,9 +65,5 @@ describe('--log-format pretty (issue 8)', () => {
     expect(text()).toContain('with secrets');
     expect(text()).not.toContain(secret);
     expect(text()).toContain('[redacted]');
-  });
-
-  it('issue 8: a line that is not JSON passes through unchanged', () => {
-    expect(formatPrettyLine('plain text', { color: false })).toBe('plain text\n');
   });
 });

@@ -62,7 +62,9 @@ describe('README operator guide (issue 8)', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
 
+describe('§2 commands', () => {
   it('§2 / issue 8: every bearer-sidecar command line in the guide parses (flags exist for that command)', () => {
     const lines = blocks('sh')
       .map((block) => block.replace(/\\\n\s*/g, ' '))
@@ -78,7 +80,9 @@ describe('README operator guide (issue 8)', () => {
     expect(lines.length).toBeGreaterThanOrEqual(10);
     for (const line of lines) expect(() => parseCli(line.split(/\s+/).slice(1)), line).not.toThrow();
   });
+});
 
+describe('§7 metrics', () => {
   it('§7: every metric the troubleshooting table names exists', () => {
     const named = [...guide.matchAll(/bearer_sidecar_[a-z_]+/g)].map((match) => match[0]);
     const known: string[] = Object.values(METRIC_NAMES);

@@ -47,38 +47,6 @@ describe('§8 paths', () => {
     },
   );
 
-  it('F3: a raw "#" anywhere in the target is refused (/crm/..#x would resolve out of the base path upstream)', () => {
-    expect(targetProblem('/crm/..#x')).toBeDefined();
-    expect(targetProblem('/%2e%2e#')).toBeDefined();
-    expect(targetProblem('/crm/x?q=1#frag')).toBeDefined();
-    expect(targetProblem('/crm/x?q=%23')).toBeUndefined();
-  });
-
-  it.each(['/a/..;/admin', '/a/..%3b/admin', '/a/.;x/b', '/a/%2e%2e%3Bjsessionid=1/b'])(
-    'F3: %s (a dot segment before ;params, which Tomcat, Jetty and Spring drop) is refused',
-    (path) => expect(pathProblem(path)).toBeDefined(),
-  );
-
-  it.each(['/a/%252e%252e/b', '/a/%252f', '/a/%255c', '/a/%00', '/a/%c0%ae%c0%ae/b', '/a/%C1%9C'])(
-    'F3: %s (double-encoded, NUL or overlong UTF-8) is refused',
-    (path) => expect(pathProblem(path)).toBeDefined(),
-  );
-
-  it.each(['/a/b;v=1', '/a/..b', '/a/b..', '/a/%25/b', '/caf%C3%A9'])(
-    'F3: %s is an ordinary path and passes',
-    (path) => {
-      expect(pathProblem(path)).toBeUndefined();
-    },
-  );
-
-  it('F3: splitOriginForm refuses absolute-form, authority-form and "*" targets', () => {
-    expect(splitOriginForm('http://x/')).toBeUndefined();
-    expect(splitOriginForm('https://other.example/a?b')).toBeUndefined();
-    expect(splitOriginForm('other.example:443')).toBeUndefined();
-    expect(splitOriginForm('*')).toBeUndefined();
-    expect(splitOriginForm('')).toBeUndefined();
-  });
-
   it('§8: the query string is split off and kept verbatim (with its "?")', () => {
     expect(splitOriginForm('/crm/users?b=2&a=1&x=%2e%2e/..')).toEqual({
       path: '/crm/users',
@@ -109,14 +77,50 @@ describe('§8 paths', () => {
     expect(joinUpstreamPath('', '/')).toBe('/');
   });
 
-  it('§3: prefixes match on whole segments: /crm matches /crm and /crm/x, not /crmx', () => {
-    expect(matchesPrefix('/crm', '/crm')).toBe(true);
-    expect(matchesPrefix('/crm/', '/crm')).toBe(true);
-    expect(matchesPrefix('/crm/users', '/crm')).toBe(true);
-    expect(matchesPrefix('/crmx', '/crm')).toBe(false);
-    expect(matchesPrefix('/crm-old/x', '/crm')).toBe(false);
-    expect(matchesPrefix('/cr', '/crm')).toBe(false);
-    expect(matchesPrefix('/a/b/c', '/a/b')).toBe(true);
+  describe('F3 not a forward proxy', () => {
+    it('F3: a raw "#" anywhere in the target is refused (/crm/..#x would resolve out of the base path upstream)', () => {
+      expect(targetProblem('/crm/..#x')).toBeDefined();
+      expect(targetProblem('/%2e%2e#')).toBeDefined();
+      expect(targetProblem('/crm/x?q=1#frag')).toBeDefined();
+      expect(targetProblem('/crm/x?q=%23')).toBeUndefined();
+    });
+
+    it.each(['/a/..;/admin', '/a/..%3b/admin', '/a/.;x/b', '/a/%2e%2e%3Bjsessionid=1/b'])(
+      'F3: %s (a dot segment before ;params, which Tomcat, Jetty and Spring drop) is refused',
+      (path) => expect(pathProblem(path)).toBeDefined(),
+    );
+
+    it.each(['/a/%252e%252e/b', '/a/%252f', '/a/%255c', '/a/%00', '/a/%c0%ae%c0%ae/b', '/a/%C1%9C'])(
+      'F3: %s (double-encoded, NUL or overlong UTF-8) is refused',
+      (path) => expect(pathProblem(path)).toBeDefined(),
+    );
+
+    it.each(['/a/b;v=1', '/a/..b', '/a/b..', '/a/%25/b', '/caf%C3%A9'])(
+      'F3: %s is an ordinary path and passes',
+      (path) => {
+        expect(pathProblem(path)).toBeUndefined();
+      },
+    );
+
+    it('F3: splitOriginForm refuses absolute-form, authority-form and "*" targets', () => {
+      expect(splitOriginForm('http://x/')).toBeUndefined();
+      expect(splitOriginForm('https://other.example/a?b')).toBeUndefined();
+      expect(splitOriginForm('other.example:443')).toBeUndefined();
+      expect(splitOriginForm('*')).toBeUndefined();
+      expect(splitOriginForm('')).toBeUndefined();
+    });
+  });
+
+  describe('§3 configuration', () => {
+    it('§3: prefixes match on whole segments: /crm matches /crm and /crm/x, not /crmx', () => {
+      expect(matchesPrefix('/crm', '/crm')).toBe(true);
+      expect(matchesPrefix('/crm/', '/crm')).toBe(true);
+      expect(matchesPrefix('/crm/users', '/crm')).toBe(true);
+      expect(matchesPrefix('/crmx', '/crm')).toBe(false);
+      expect(matchesPrefix('/crm-old/x', '/crm')).toBe(false);
+      expect(matchesPrefix('/cr', '/crm')).toBe(false);
+      expect(matchesPrefix('/a/b/c', '/a/b')).toBe(true);
+    });
   });
 });
 
@@ -126,7 +130,6 @@ describe('§3 route precedence', () => {
   const fleet: RoutableAccount = { name: 'fleet', isDefault: true, route: { port: 8081 } };
   const other: RoutableAccount = { name: 'other', isDefault: false, route: {} };
   const router = new Router([crm, crmV2, fleet, other]);
-
   it("§3: the listener's own account wins over the header and the prefix", () => {
     expect(router.route(fakeRequest({ 'x-sidecar-account': 'crm' }), '/crm/x', fleet)).toEqual({
       account: fleet,
@@ -162,10 +165,12 @@ describe('§3 route precedence', () => {
     expect(router.route(fakeRequest(), '/anything', undefined)).toEqual({ account: fleet, rest: '/anything' });
   });
 
-  it('F5: with no default account, an unmatched path is an error (404 no_route)', () => {
-    const noDefault = new Router([crm, other]);
-    const result = noDefault.route(fakeRequest(), '/elsewhere', undefined);
-    expect('error' in result).toBe(true);
+  describe('F5 errors the sidecar produces', () => {
+    it('F5: with no default account, an unmatched path is an error (404 no_route)', () => {
+      const noDefault = new Router([crm, other]);
+      const result = noDefault.route(fakeRequest(), '/elsewhere', undefined);
+      expect('error' in result).toBe(true);
+    });
   });
 });
 
@@ -176,7 +181,6 @@ describe('§8 inbound policy', () => {
     list.addSubnet('::1', 128, 'ipv6');
     return list;
   }
-
   it('§8: 127.0.0.1 and ::ffff:127.0.0.1 are allowed by 127.0.0.0/8', () => {
     const policy = new InboundPolicy(loopbackList(), []);
     expect(policy.check(fakeRequest({}, '127.0.0.1'))).toBeUndefined();
@@ -228,13 +232,15 @@ describe('§8 inbound policy', () => {
     ).toBeDefined();
   });
 
-  it('F6: the refusal reason never contains the key that was sent or the configured key', () => {
-    const key = randomBytes(24).toString('hex');
-    const sent = randomBytes(24).toString('hex');
-    const reason = new InboundPolicy(loopbackList(), [new Secret(key)]).check(fakeRequest({ 'x-sidecar-key': sent }));
-    expect(reason).toBeDefined();
-    expect(reason).not.toContain(key);
-    expect(reason).not.toContain(sent);
+  describe('F6 no secret in any output', () => {
+    it('F6: the refusal reason never contains the key that was sent or the configured key', () => {
+      const key = randomBytes(24).toString('hex');
+      const sent = randomBytes(24).toString('hex');
+      const reason = new InboundPolicy(loopbackList(), [new Secret(key)]).check(fakeRequest({ 'x-sidecar-key': sent }));
+      expect(reason).toBeDefined();
+      expect(reason).not.toContain(key);
+      expect(reason).not.toContain(sent);
+    });
   });
 });
 

@@ -10,7 +10,7 @@ const NOW = Date.parse('2026-01-01T00:00:00Z');
 const token = (expiresAt: number) =>
   new ActiveToken(new Secret('tok-1'), 1, expiresAt - 60 * SECOND, expiresAt, 60 * SECOND);
 
-describe('readiness', () => {
+describe('T4 a rejected refresh falls back to a login', () => {
   it('T4, T5: refused credentials make the account unready and say why, logged once per reason, until a token comes', () => {
     const log = captureLogger();
     const readiness = new Readiness(log.logger);
@@ -28,7 +28,9 @@ describe('readiness', () => {
     expect(readiness.notReadyReason(valid, NOW)).toBeUndefined();
     expect(log.lines().at(-1)?.msg).toBe('credentials accepted again; account is ready');
   });
+});
 
+describe('T7 cold start', () => {
   it('T7: an expired token with no new one is logged once, the reason names the last error, and the next token says ready again', () => {
     const log = captureLogger();
     const readiness = new Readiness(log.logger);
@@ -48,7 +50,9 @@ describe('readiness', () => {
     expect(readiness.lastError).toBeUndefined();
     expect(log.lines().at(-1)?.msg).toBe('token obtained; account is ready again');
   });
+});
 
+describe('§6 admin endpoints', () => {
   it('§6: the states: starting, valid, refreshing, expired, rejected, stopped', () => {
     const readiness = new Readiness(captureLogger().logger);
     const idle = { stopped: false, refreshing: false };

@@ -25,7 +25,7 @@ function schedule(options: { minIntervalMs?: number; random?: () => number } = {
   return { clock, renewal, due, suppressed };
 }
 
-describe('renewal schedule', () => {
+describe('T2 renewal schedule and single flight', () => {
   it('T2: a renewal is due at `at` x lifetime minus a few percent of jitter, and fires then with trigger schedule', async () => {
     const { clock, renewal, due } = schedule({ random: () => 1 });
     const obtainedAt = clock.now();
@@ -42,6 +42,19 @@ describe('renewal schedule', () => {
     expect(renewal.nextAt).toBeUndefined();
   });
 
+  it('T2: once stopped, the schedule arms nothing: no token request follows', async () => {
+    const { clock, renewal, due } = schedule();
+    renewal.scheduleRenewal({ obtainedAt: clock.now(), lifetimeMs: 10 * SECOND });
+    renewal.stop();
+    renewal.schedule(clock.now(), 'retry');
+    expect(renewal.nextAt).toBeUndefined();
+    expect(clock.pendingTimers()).toBe(0);
+    await clock.advance(MINUTE);
+    expect(due).toEqual([]);
+  });
+});
+
+describe('T6 loop guard', () => {
   it('T6: the guard is max(minInterval, 10% of the last lifetime) after the last request; none before a first request', () => {
     const { clock, renewal } = schedule();
     expect(renewal.earliestAllowed()).toBe(Number.NEGATIVE_INFINITY);
@@ -75,7 +88,9 @@ describe('renewal schedule', () => {
     await clock.advance(4 * SECOND);
     expect(renewal.deferUntilGuardLifts('admin')).toBe(false);
   });
+});
 
+describe('T5 transient failures back off', () => {
   it('T5: failures back off exponentially with full jitter from 1 s, capped at 5 min; rejected logins never sooner than 1 min', () => {
     expect([0, 1, 2, 3].map((attempt) => backoffDelay(attempt, TRANSIENT_BACKOFF, () => 1))).toEqual([
       SECOND,
@@ -103,15 +118,6 @@ describe('renewal schedule', () => {
     expect(renewal.failures).toBe(0);
   });
 
-  it('R2: a Retry-After (notBefore) wins over the backoff and over notAfter; notAfter caps the backoff', () => {
-    const { clock, renewal } = schedule({ minIntervalMs: 0, random: () => 1 });
-    const now = clock.now();
-    renewal.retryAfterFailure(REJECTED_BACKOFF, { notAfter: now + 10 * SECOND });
-    expect(renewal.nextAt).toBe(now + 10 * SECOND);
-    renewal.retryAfterFailure(TRANSIENT_BACKOFF, { notBefore: now + 20 * SECOND, notAfter: now + 10 * SECOND });
-    expect(renewal.nextAt).toBe(now + 20 * SECOND);
-  });
-
   it('T5/T6: an on-demand request is held by a pending retry, deferred by the guard (armed once), and free after it', () => {
     const { clock, renewal, suppressed } = schedule({ random: () => 1 });
     const now = clock.now();
@@ -125,15 +131,15 @@ describe('renewal schedule', () => {
     expect(renewal.holdOnDemand('admin', now + 6 * SECOND)).toBe(now + MINUTE);
     expect(suppressed).toEqual(['min_interval', 'min_interval', 'backoff']);
   });
+});
 
-  it('T2: once stopped, the schedule arms nothing: no token request follows', async () => {
-    const { clock, renewal, due } = schedule();
-    renewal.scheduleRenewal({ obtainedAt: clock.now(), lifetimeMs: 10 * SECOND });
-    renewal.stop();
-    renewal.schedule(clock.now(), 'retry');
-    expect(renewal.nextAt).toBeUndefined();
-    expect(clock.pendingTimers()).toBe(0);
-    await clock.advance(MINUTE);
-    expect(due).toEqual([]);
+describe('R2 token responses', () => {
+  it('R2: a Retry-After (notBefore) wins over the backoff and over notAfter; notAfter caps the backoff', () => {
+    const { clock, renewal } = schedule({ minIntervalMs: 0, random: () => 1 });
+    const now = clock.now();
+    renewal.retryAfterFailure(REJECTED_BACKOFF, { notAfter: now + 10 * SECOND });
+    expect(renewal.nextAt).toBe(now + 10 * SECOND);
+    renewal.retryAfterFailure(TRANSIENT_BACKOFF, { notBefore: now + 20 * SECOND, notAfter: now + 10 * SECOND });
+    expect(renewal.nextAt).toBe(now + 20 * SECOND);
   });
 });

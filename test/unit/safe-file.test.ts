@@ -147,7 +147,7 @@ for (const { name, read } of readers) {
   });
 }
 
-describe('readRegularFile: a FIFO never blocks the thread pool (R5)', () => {
+describe('R5 readRegularFile: a FIFO never blocks the thread pool', () => {
   const writers: Array<ReturnType<typeof spawn>> = [];
   afterEach(() => {
     for (const writer of writers.splice(0)) writer.kill('SIGKILL');
@@ -169,7 +169,7 @@ describe('readRegularFile: a FIFO never blocks the thread pool (R5)', () => {
   });
 });
 
-describe('readFileOrPipeSync: a secret given once through a pipe (R5, R6)', () => {
+describe('R5, R6 readFileOrPipeSync: a secret given once through a pipe', () => {
   const writers: Array<ReturnType<typeof spawn>> = [];
   afterEach(() => {
     for (const writer of writers.splice(0)) writer.kill('SIGKILL');
@@ -215,7 +215,7 @@ describe('readFileOrPipeSync: a secret given once through a pipe (R5, R6)', () =
   });
 });
 
-describe('writeRegularFile: secrets written by the sidecar (authorize --out) (R5)', () => {
+describe('R5 writeRegularFile: secrets written by the sidecar (authorize --out)', () => {
   it('R5: creates the file with mode 0600, or replaces the content of an existing regular file and makes it 0600', async () => {
     const file = fresh('out');
     await writeRegularFile(file, 'first\n', { mode: 0o600 });

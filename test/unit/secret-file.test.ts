@@ -29,7 +29,7 @@ function started(file: string): { source: SecretFile; events: SecretReadEvent[] 
   return { source, events };
 }
 
-describe('SecretFile: a secret file that later fails keeps its last good value (R6)', () => {
+describe('R6 SecretFile: a secret file that later fails keeps its last good value', () => {
   it('R6: a file that later reads empty (or only newlines) keeps the last good value; the run of failures is reported first once', async () => {
     const good = generated();
     const file = secretFile(`${good}\n`);

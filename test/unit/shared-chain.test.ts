@@ -61,7 +61,7 @@ function flakyStore(clock: FakeClock): TokenStore & { down: boolean } {
   return store;
 }
 
-describe('the chain shared with other replicas', () => {
+describe('T10 the chain shared with other replicas', () => {
   it('T10: under the lock the store is re-read: a state another replica saved meanwhile is handed back to adopt', async () => {
     const { clock, chain } = replicas();
     const [first, second] = [chain(), chain()];

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { SpentRefreshTokens } from '../../src/tokens/spent-tokens.js';
 import { Secret } from '../../src/util/secret.js';
 
-describe('spent refresh tokens', () => {
+describe('T3 spent refresh tokens', () => {
   it('T3: a spent refresh token is recognised by its value, whatever Secret object carries it', () => {
     const spent = new SpentRefreshTokens();
     spent.add(new Secret('ref-1'));

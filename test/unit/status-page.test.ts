@@ -76,37 +76,39 @@ describe('token request history (issue 8: /status counts for the last hour)', ()
   });
 });
 
-describe('/status document and page (docs/contract.md §6, issue 8)', () => {
-  it('F6: endpoints are shown without userinfo or query; a loop is judged against the lifetime', () => {
-    const history = new TokenRequestHistory();
-    for (let i = 0; i < 100; i++)
-      history.record({ at: T0 - i * 5_000, kind: 'refresh', outcome: 'success', trigger: 'upstream_rejection' });
-    const doc = accountStatusJson(view(history), T0);
-    expect(doc.tokenEndpoint).toBe('https://auth.example/login');
-    expect(doc.refreshLoop).toEqual({ recent: 100, expected: 2.5, suspected: true });
-    const calm = accountStatusJson(view(new TokenRequestHistory()), T0);
-    expect(calm.refreshLoop.suspected).toBe(false);
-  });
+describe('§6 /status document and page (issue 8)', () => {
+  describe('F6 no secret in any output', () => {
+    it('F6: endpoints are shown without userinfo or query; a loop is judged against the lifetime', () => {
+      const history = new TokenRequestHistory();
+      for (let i = 0; i < 100; i++)
+        history.record({ at: T0 - i * 5_000, kind: 'refresh', outcome: 'success', trigger: 'upstream_rejection' });
+      const doc = accountStatusJson(view(history), T0);
+      expect(doc.tokenEndpoint).toBe('https://auth.example/login');
+      expect(doc.refreshLoop).toEqual({ recent: 100, expected: 2.5, suspected: true });
+      const calm = accountStatusJson(view(new TokenRequestHistory()), T0);
+      expect(calm.refreshLoop.suspected).toBe(false);
+    });
 
-  it('F6: account fields are HTML-escaped; the page has a meta refresh unless refresh=0, and no external reference', () => {
-    const history = new TokenRequestHistory();
-    const doc = accountStatusJson(
-      view(history, {
-        lastError: { at: T0, message: '<script>alert(1)</script>' },
-        state: 'rejected',
-        ready: false,
-        reason: 'login rejected: <b>',
-      }),
-      T0,
-    );
-    const html = statusPageHtml({ now: T0, store: 'memory', accounts: { fleet: doc } });
-    expect(html).not.toContain('<script>alert(1)');
-    expect(html).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
-    expect(html).toContain('<meta http-equiv="refresh" content="5">');
-    expect(statusPageHtml({ now: T0, store: 'memory', accounts: { fleet: doc }, refreshSeconds: 0 })).not.toContain(
-      'http-equiv="refresh"',
-    );
-    expect(html).not.toMatch(/(src|href)="(https?:)?\/\//);
+    it('F6: account fields are HTML-escaped; the page has a meta refresh unless refresh=0, and no external reference', () => {
+      const history = new TokenRequestHistory();
+      const doc = accountStatusJson(
+        view(history, {
+          lastError: { at: T0, message: '<script>alert(1)</script>' },
+          state: 'rejected',
+          ready: false,
+          reason: 'login rejected: <b>',
+        }),
+        T0,
+      );
+      const html = statusPageHtml({ now: T0, store: 'memory', accounts: { fleet: doc } });
+      expect(html).not.toContain('<script>alert(1)');
+      expect(html).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
+      expect(html).toContain('<meta http-equiv="refresh" content="5">');
+      expect(statusPageHtml({ now: T0, store: 'memory', accounts: { fleet: doc }, refreshSeconds: 0 })).not.toContain(
+        'http-equiv="refresh"',
+      );
+      expect(html).not.toMatch(/(src|href)="(https?:)?\/\//);
+    });
   });
 
   it('issue 8: the sparkline has one bar per busy minute, scaled so one a minute stays low and a loop towers', () => {

@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import type { RefreshPolicy } from '../../src/config/resolve.js';
 import { createFlow } from '../../src/flows/index.js';
-import { TokenTransportError } from '../../src/flows/http-client.js';
 import { MemoryTokenStore } from '../../src/stores/memory.js';
 import type { SaveResult, TokenState } from '../../src/stores/types.js';
 import { TokenManager } from '../../src/tokens/token-manager.js';
@@ -56,8 +55,7 @@ function setup(
     clock,
     events,
     logger: log.logger,
-    // Late-bound so a test can swap the server's behaviour mid-run.
-    send: (request, sendOptions) => server.send(request, sendOptions),
+    send: server.send,
     random: () => 0.5,
   });
   const advance = (ms: number) => clock.advance(ms, () => manager.settled());
@@ -69,7 +67,7 @@ function gaps(times: number[]): number[] {
   return times.slice(1).map((time, index) => time - (times[index] ?? 0));
 }
 
-describe('token manager', () => {
+describe('§8 edge-case decisions', () => {
   it('§8: the first login happens at startup, not on the first request', async () => {
     const { manager, server, recorded } = setup();
     await manager.start();
@@ -78,7 +76,9 @@ describe('token manager', () => {
     expect(recorded.requests).toEqual([{ kind: 'login', outcome: 'success', trigger: 'startup' }]);
     expect(manager.status().ready).toBe(true);
   });
+});
 
+describe('T2 renewal schedule and single flight', () => {
   it('T2: a valid token is served synchronously, with no token request', async () => {
     const { manager, server } = setup();
     await manager.start();
@@ -116,7 +116,9 @@ describe('token manager', () => {
     expect(server.count()).toBe(1);
     expect(new Set(tokens.map((token) => token.fingerprint)).size).toBe(1);
   });
+});
 
+describe('T3 rotating refresh tokens', () => {
   it('T3: a used refresh token is never sent again, and each refresh uses the newest one', async () => {
     const { manager, server, advance } = setup({ refresh: { minInterval: '1s' } });
     server.lifetime = 10;
@@ -159,6 +161,20 @@ describe('token manager', () => {
     expect(stored?.state.refreshToken?.fingerprint()).toBe(observed[1]?.savedRefresh);
   });
 
+  it('T3: a session refresh answered without a new refresh token has spent the old one: the next renewal is a login', async () => {
+    const { manager, server, advance } = setup();
+    server.lifetime = 100;
+    await manager.start();
+    await manager.settled();
+    server.omitRefreshTokenNext();
+    await advance(80 * SECOND);
+    await advance(80 * SECOND);
+    expect(server.sent.map((request) => request.kind)).toEqual(['login', 'refresh', 'login']);
+    expect(server.reuse).toBe(0);
+  });
+});
+
+describe('§3 configuration', () => {
   it('§3: a session account without refreshUrl renews by logging in again', async () => {
     const { manager, server, advance } = setup({
       auth: { flow: 'session', loginUrl: 'http://token.test/auth/login', username: 'u', password: 'p' },
@@ -169,23 +185,16 @@ describe('token manager', () => {
     expect(server.count('refresh')).toBe(0);
     expect(server.count('login')).toBeGreaterThan(5);
   });
+});
 
+describe('T4 a rejected refresh falls back to a login', () => {
   it('T4: a rejected refresh falls back to a full login (after the guard)', async () => {
-    const { manager, server, recorded, advance, clock } = setup();
+    const { manager, server, recorded, advance } = setup();
     server.lifetime = 100;
     await manager.start();
     await manager.settled();
     // The server forgets the chain (e.g. it was revoked): the next refresh is rejected.
-    const forgetting = server.send;
-    let rejectNext = true;
-    server.send = async (request) => {
-      if (rejectNext && JSON.parse(request.body).refreshToken) {
-        rejectNext = false;
-        server.sent.push({ kind: 'refresh', at: clock.now() });
-        return { status: 401, headers: {}, body: '{"success":false,"message":"refresh token expired"}' };
-      }
-      return forgetting(request);
-    };
+    server.rejectNext('refresh token expired');
     await advance(80 * SECOND);
     await advance(10 * SECOND);
     expect(recorded.requests.map((r) => `${r.kind}:${r.outcome}:${r.trigger}`)).toEqual([
@@ -209,14 +218,10 @@ describe('token manager', () => {
         refreshToken: configured,
       },
     });
-    const bodies: string[] = [];
-    server.send = async (request) => {
-      bodies.push(request.body);
-      return {
-        status: 400,
-        headers: {},
-        body: '{"error":"invalid_grant","error_description":"refresh token revoked"}',
-      };
+    server.behaviour = {
+      type: 'status',
+      status: 400,
+      body: '{"error":"invalid_grant","error_description":"refresh token revoked"}',
     };
     await manager.start();
     await manager.settled();
@@ -226,11 +231,14 @@ describe('token manager', () => {
     expect(status.reason).toMatch(/refresh token rejected and no credentials to log in with: invalid_grant/);
     // T3: the rejected configured token is not sent again, however long we wait.
     await advance(30 * MINUTE);
-    expect(bodies).toHaveLength(1);
+    expect(server.sent).toHaveLength(1);
+    expect(server.sent[0]?.refreshToken).toBe(configured);
     expect(manager.status().reason).toMatch(/already used/);
     expect(log.text()).not.toContain(configured);
   });
+});
 
+describe('T5 transient failures back off', () => {
   it('T5: token endpoint failures back off exponentially from 1s, while the valid token keeps being served', async () => {
     const { manager, server, advance } = setup({ refresh: { minInterval: '1s' } });
     server.lifetime = 10;
@@ -325,45 +333,23 @@ describe('token manager', () => {
     expect(recorded.suppressed.filter((reason) => reason === 'backoff')).toHaveLength(9);
   });
 
-  it('T3: a session refresh answered without a new refresh token has spent the old one: the next renewal is a login', async () => {
-    const { manager, server, advance } = setup();
-    server.lifetime = 100;
-    await manager.start();
-    await manager.settled();
-    const send = server.send;
-    server.send = async (request, options) => {
-      const answer = await send(request, options);
-      const body = JSON.parse(answer.body) as Record<string, unknown>;
-      delete body.refreshToken;
-      return { ...answer, body: JSON.stringify(body) };
-    };
-    await advance(80 * SECOND);
-    server.send = send;
-    await advance(80 * SECOND);
-    expect(server.sent.map((request) => request.kind)).toEqual(['login', 'refresh', 'login']);
-    expect(server.reuse).toBe(0);
-  });
-
   it('T5: a refresh that failed TLS verification never reached the server: the same refresh token is kept', async () => {
     const { manager, server, advance } = setup();
     server.lifetime = 100;
     await manager.start();
     await manager.settled();
-    const send = server.send;
-    let failures = 3;
-    server.send = async (request, options) => {
-      if (failures-- > 0) {
-        server.sent.push({ kind: 'refresh', at: 0 });
-        throw new TokenTransportError('DEPTH_ZERO_SELF_SIGNED_CERT', 'self-signed certificate');
-      }
-      return send(request, options);
-    };
+    server.failNext(3, 'tls');
     await advance(3 * MINUTE);
     expect(server.count('login')).toBe(1);
+    const refreshes = server.sent.filter((request) => request.kind === 'refresh');
+    expect(refreshes.length).toBeGreaterThan(3);
+    expect(new Set(refreshes.slice(0, 4).map((request) => request.refreshToken)).size).toBe(1);
     expect(server.reuse).toBe(0);
     expect(manager.current()).toBeDefined();
   });
+});
 
+describe('T6 loop guard', () => {
   it.each([
     ['0', 0],
     ['-5', -5],
@@ -410,7 +396,9 @@ describe('token manager', () => {
     expect(recorded.anomalies.filter((reason) => reason === 'invalid').length).toBeGreaterThan(5);
     expect(log.lines().filter((line) => line.anomaly === 'invalid')).toHaveLength(1);
   });
+});
 
+describe('T8 upstream rejection and replay', () => {
   it('T8: a rejection of an older token generation asks for no refresh and is answered with the newer token', async () => {
     const { manager, server, advance } = setup();
     server.lifetime = 100;
@@ -439,16 +427,12 @@ describe('token manager', () => {
     expect(recorded.requests.filter((r) => r.trigger === 'upstream_rejection')).toHaveLength(1);
     expect(recorded.suppressed).toHaveLength(0);
   });
+});
 
+describe('T7 cold start', () => {
   it('T7: requests before the first token wait up to waitForToken, then get token_unavailable with a retry time', async () => {
     const { manager, server, clock } = setup({ refresh: { waitForToken: '2s' } });
-    let release: () => void = () => undefined;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    const send = server.send;
-    server.send = async (request) => {
-      await gate;
-      return send(request);
-    };
+    const release = server.holdNext();
     void manager.start();
     const waiting = manager.waitForToken();
     const outcome = waiting.then(
@@ -477,7 +461,9 @@ describe('token manager', () => {
     await clock.advance(2 * SECOND);
     expect(await result).toBeInstanceOf(TokenUnavailableError);
   });
+});
 
+describe('T9 persistence', () => {
   it('T9 (memory reference): a stored valid token is used with no login, on its old schedule', async () => {
     const store = new MemoryTokenStore();
     const first = setup({ store });

@@ -49,7 +49,7 @@ function recordingClient() {
   return client;
 }
 
-describe('the undici handler (transport)', () => {
+describe('F5 errors the sidecar produces', () => {
   it('F5: when passing the answer on throws, the caller is told once (a 502 or a closed connection) and undici is stopped', () => {
     const { pool, captured } = capturingPool();
     const errors: Error[] = [];
@@ -72,7 +72,9 @@ describe('the undici handler (transport)', () => {
     captured.handler!.onResponseError!(controller, failure);
     expect(errors).toHaveLength(1);
   });
+});
 
+describe('F2 streaming with backpressure', () => {
   it('F2: interim 1xx answers are not passed on; the final one is', () => {
     const { pool, captured } = capturingPool();
     const statuses: number[] = [];
@@ -83,7 +85,9 @@ describe('the undici handler (transport)', () => {
     captured.handler!.onResponseStart!(controller, 204, {}, 'No Content');
     expect(statuses).toEqual([204]);
   });
+});
 
+describe('R3 upstream answers as sent', () => {
   it.each([
     ['GET', 304],
     ['DELETE', 204],

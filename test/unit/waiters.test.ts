@@ -31,7 +31,7 @@ function setup() {
   return { clock, waiters, token, wait, refusals };
 }
 
-describe('waiters', () => {
+describe('T7 cold start', () => {
   it('T7: every request waiting for a token gets the one that arrives, and no timer is left behind', async () => {
     const { clock, waiters, token, wait } = setup();
     const waiting = Array.from({ length: 5 }, () => wait(0));
@@ -42,18 +42,6 @@ describe('waiters', () => {
     expect(waiting.every((w) => w.outcome.token === first)).toBe(true);
     expect(waiters.size).toBe(0);
     expect(clock.pendingTimers()).toBe(0);
-  });
-
-  it('T8: a waiter for a replacement takes only a token of a later generation', async () => {
-    const { waiters, token, wait } = setup();
-    const replay = wait(1);
-    waiters.resolveWith(token(1));
-    waiters.resolveWith(undefined);
-    expect(waiters.size).toBe(1);
-    const second = token(2);
-    waiters.resolveWith(second);
-    await replay.done;
-    expect(replay.outcome.token).toBe(second);
   });
 
   it('T7: a waiter that gets no token within waitForToken is refused with token_unavailable, at its deadline', async () => {
@@ -92,5 +80,19 @@ describe('waiters', () => {
     expect(waiting.every((w) => w.outcome.error instanceof TokenUnavailableError)).toBe(true);
     expect(waiters.size).toBe(0);
     expect(clock.pendingTimers()).toBe(0);
+  });
+});
+
+describe('T8 upstream rejection and replay', () => {
+  it('T8: a waiter for a replacement takes only a token of a later generation', async () => {
+    const { waiters, token, wait } = setup();
+    const replay = wait(1);
+    waiters.resolveWith(token(1));
+    waiters.resolveWith(undefined);
+    expect(waiters.size).toBe(1);
+    const second = token(2);
+    waiters.resolveWith(second);
+    await replay.done;
+    expect(replay.outcome.token).toBe(second);
   });
 });
