@@ -1,15 +1,11 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { JUMP_POLL_MS } from '../../src/util/clock.js';
-import { startSessionHarness, type SessionHarness } from '../helpers/harness.js';
+import { useHarness } from '../helpers/harness.js';
 
 const SECOND = 1000;
 const HOUR = 3600 * SECOND;
 
-let harness: SessionHarness | undefined;
-afterEach(async () => {
-  await harness?.close();
-  harness = undefined;
-});
+const harness = useHarness();
 
 interface FleetStatus {
   state: string;
@@ -30,8 +26,7 @@ async function fleetStatus(adminUrl: string): Promise<FleetStatus> {
 
 describe('R8 time: a suspended laptop wakes up (real sidecar, demo token server, 600 s tokens)', () => {
   it('R8: after a suspend of 2 h the first request gets a new token at once (no 503), and /status shows the next renewal ahead', async () => {
-    harness = await startSessionHarness({ server: { lifetimeSeconds: 600 } });
-    const { sidecar, tokenServer, clock, advance } = harness;
+    const { sidecar, tokenServer, clock, advance } = await harness.session({ server: { lifetimeSeconds: 600 } });
     await advance(10 * SECOND);
     expect((await fetch(`${sidecar.dataUrl()}/vehicles`)).status).toBe(200);
 
@@ -51,8 +46,7 @@ describe('R8 time: a suspended laptop wakes up (real sidecar, demo token server,
   });
 
   it('R8: with no traffic, the sidecar renews within a second of waking and is ready again', async () => {
-    harness = await startSessionHarness({ server: { lifetimeSeconds: 600 } });
-    const { sidecar, tokenServer, clock, advance } = harness;
+    const { sidecar, tokenServer, clock, advance } = await harness.session({ server: { lifetimeSeconds: 600 } });
     await advance(100 * SECOND);
     clock.suspend(2 * HOUR);
     await advance(JUMP_POLL_MS);
@@ -63,8 +57,7 @@ describe('R8 time: a suspended laptop wakes up (real sidecar, demo token server,
   });
 
   it("R8: a wall clock set back 1 h keeps the renewal on schedule and /status's times in today's frame", async () => {
-    harness = await startSessionHarness({ server: { lifetimeSeconds: 600 } });
-    const { sidecar, tokenServer, clock, advance } = harness;
+    const { sidecar, tokenServer, clock, advance } = await harness.session({ server: { lifetimeSeconds: 600 } });
     await sidecar.settled();
     const before = await fleetStatus(sidecar.adminUrl());
     const renewalIn = Date.parse(before.nextRefreshAt ?? '') - clock.now();
