@@ -1,10 +1,8 @@
-import { parseConfig } from '../../src/config/load.js';
-import { createFlow } from '../../src/flows/index.js';
 import type { ActiveToken } from '../../src/tokens/active-token.js';
-import { TokenManager } from '../../src/tokens/token-manager.js';
-import { TokenUnavailableError, type TokenEvents } from '../../src/tokens/types.js';
-import { silentLogger } from '../../src/util/logger.js';
+import type { TokenManager } from '../../src/tokens/token-manager.js';
+import { TokenUnavailableError } from '../../src/tokens/types.js';
 import { FakeClock, flushIo } from '../helpers/fake-clock.js';
+import { testAccount, testTokenManager } from '../helpers/token-manager-setup.js';
 import { seededRandom, SharedStoreHub, SoakTokenServer } from './world.js';
 
 /*
@@ -82,8 +80,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     () => clock.monotonic(),
   );
   const hub = new SharedStoreHub(() => clock.now());
-  const config = soakConfig();
-  const account = config.accounts[0]!;
+  const account = testAccount();
   const violations: string[] = [];
   const violation = (text: string) => {
     if (violations.length < 50) violations.push(`${new Date(clock.now()).toISOString()} ${text}`);
@@ -91,19 +88,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const onUnhandled = (error: unknown) => violation(`unhandled error: ${String(error)}`);
   process.on('unhandledRejection', onUnhandled);
 
-  const managers = [0, 1].map(
-    (index) =>
-      new TokenManager({
-        account: 'soak',
-        flow: createFlow(account.auth),
-        policy: account.refresh,
-        store: hub.view(index),
-        clock,
-        events: quietEvents,
-        logger: silentLogger(),
-        send: (request) => server.send(request),
-        random,
-      }),
+  const managers = [0, 1].map((index) =>
+    testTokenManager({ clock, account, store: hub.view(index), send: (request) => server.send(request), random }),
   );
   const report: SoakReport = {
     days: options.days,
@@ -229,32 +215,4 @@ function cleanIntervals(start: number, end: number, windows: FaultWindow[], reco
   }
   if (end > from) clean.push([from, end]);
   return clean;
-}
-
-const quietEvents: TokenEvents = {
-  tokenRequest: () => undefined,
-  suppressed: () => undefined,
-  lifetimeAnomaly: () => undefined,
-  clockSkew: () => undefined,
-  storeError: () => undefined,
-};
-
-function soakConfig() {
-  return parseConfig(
-    {
-      accounts: {
-        soak: {
-          upstream: 'http://api.test',
-          auth: {
-            flow: 'session',
-            loginUrl: 'http://t/login',
-            refreshUrl: 'http://t/refresh',
-            username: 'u',
-            password: 'p',
-          },
-        },
-      },
-    },
-    { env: {} },
-  );
 }

@@ -1,14 +1,13 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { parseConfig } from '../../src/config/load.js';
-import { createFlow } from '../../src/flows/index.js';
 import { MemoryTokenStore } from '../../src/stores/memory.js';
 import { Secret } from '../../src/util/secret.js';
-import { TokenManager } from '../../src/tokens/token-manager.js';
-import type { TokenEvents, TokenTrigger } from '../../src/tokens/types.js';
+import type { TokenManager } from '../../src/tokens/token-manager.js';
+import type { TokenTrigger } from '../../src/tokens/types.js';
 import { JUMP_POLL_MS, systemClock } from '../../src/util/clock.js';
 import { captureLogger } from '../helpers/capture-logger.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { ScriptedTokenServer } from '../helpers/scripted-token-server.js';
+import { quietTokenEvents, testTokenManager } from '../helpers/token-manager-setup.js';
 
 const SECOND = 1000;
 const HOUR = 3600 * SECOND;
@@ -21,43 +20,13 @@ function setup(options: { store?: MemoryTokenStore } = {}) {
   const clock = new FakeClock();
   const server = new ScriptedTokenServer(() => clock.now());
   server.lifetime = LIFETIME / SECOND;
-  const config = parseConfig(
-    {
-      accounts: {
-        acct: {
-          upstream: 'http://api.test',
-          auth: {
-            flow: 'session',
-            loginUrl: 'http://token.test/auth/login',
-            refreshUrl: 'http://token.test/auth/refresh',
-            username: 'u',
-            password: 'p',
-          },
-        },
-      },
-    },
-    { env: {} },
-  );
-  const account = config.accounts[0];
-  if (account === undefined) throw new Error('no account');
   const triggers: TokenTrigger[] = [];
-  const events: TokenEvents = {
-    tokenRequest: (_kind, _outcome, trigger) => triggers.push(trigger),
-    suppressed: () => undefined,
-    lifetimeAnomaly: () => undefined,
-    clockSkew: () => undefined,
-    storeError: () => undefined,
-  };
-  const manager = new TokenManager({
-    account: 'acct',
-    flow: createFlow(account.auth),
-    policy: account.refresh,
-    store: options.store ?? new MemoryTokenStore(),
+  const manager = testTokenManager({
     clock,
-    events,
+    store: options.store ?? new MemoryTokenStore(),
+    events: quietTokenEvents({ tokenRequest: (_kind, _outcome, trigger) => triggers.push(trigger) }),
     logger: captureLogger().logger,
     send: (request, sendOptions) => server.send(request, sendOptions),
-    random: () => 0.5,
   });
   const advance = (ms: number) => clock.advance(ms, () => manager.settled());
   return { clock, server, manager, triggers, advance };

@@ -1,12 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/load.js';
-import { createFlow } from '../../src/flows/index.js';
 import { MemoryTokenStore } from '../../src/stores/memory.js';
 import type { TokenStore } from '../../src/stores/types.js';
-import { TokenManager } from '../../src/tokens/token-manager.js';
-import type { TokenEvents } from '../../src/tokens/types.js';
-import { silentLogger } from '../../src/util/logger.js';
 import { FakeClock } from '../helpers/fake-clock.js';
+import { testTokenManager } from '../helpers/token-manager-setup.js';
 import { SharedStoreHub, SoakTokenServer } from '../soak/world.js';
 
 /*
@@ -15,41 +11,11 @@ import { SharedStoreHub, SoakTokenServer } from '../soak/world.js';
  */
 
 const MINUTE = 60_000;
-const noEvents: TokenEvents = {
-  tokenRequest: () => undefined,
-  suppressed: () => undefined,
-  lifetimeAnomaly: () => undefined,
-  clockSkew: () => undefined,
-  storeError: () => undefined,
-};
-
 function world(stores: (clock: FakeClock) => TokenStore[]) {
   const clock = new FakeClock();
   const server = new SoakTokenServer(() => clock.now(), 600);
-  const config = parseConfig(
-    {
-      accounts: {
-        acct: {
-          upstream: 'http://api.test',
-          auth: { flow: 'session', loginUrl: 'http://t/l', refreshUrl: 'http://t/r', username: 'u', password: 'p' },
-        },
-      },
-    },
-    { env: {} },
-  );
-  const account = config.accounts[0]!;
   const manager = (store: TokenStore, index: number) =>
-    new TokenManager({
-      account: 'acct',
-      flow: createFlow(account.auth),
-      policy: account.refresh,
-      store,
-      clock,
-      events: noEvents,
-      logger: silentLogger(),
-      send: (request) => server.send(request),
-      random: () => (0.5 + index * 0.3) % 1,
-    });
+    testTokenManager({ clock, store, send: (request) => server.send(request), random: () => (0.5 + index * 0.3) % 1 });
   const managers = stores(clock).map(manager);
   const settle = () => Promise.all(managers.map((m) => m.settled())).then(() => undefined);
   return { clock, server, managers, manager, advance: (ms: number) => clock.advance(ms, settle) };

@@ -1,13 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/load.js';
-import { createFlow } from '../../src/flows/index.js';
 import { MemoryTokenStore } from '../../src/stores/memory.js';
 import type { StoredToken, TokenStore } from '../../src/stores/types.js';
-import { TokenManager } from '../../src/tokens/token-manager.js';
-import type { TokenEvents } from '../../src/tokens/types.js';
-import { silentLogger } from '../../src/util/logger.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { ScriptedTokenServer } from '../helpers/scripted-token-server.js';
+import type { TokenManager } from '../../src/tokens/token-manager.js';
+import { testTokenManager } from '../helpers/token-manager-setup.js';
 
 /*
  * T10 on a fake clock: several TokenManagers sharing one store instance behave like replicas
@@ -17,52 +14,18 @@ import { ScriptedTokenServer } from '../helpers/scripted-token-server.js';
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
 
-const noEvents: TokenEvents = {
-  tokenRequest: () => undefined,
-  suppressed: () => undefined,
-  lifetimeAnomaly: () => undefined,
-  clockSkew: () => undefined,
-  storeError: () => undefined,
-};
-
 function replicas(count: number, store: TokenStore | ((index: number) => TokenStore), random = () => 0.5) {
   const clock = new FakeClock();
   const server = new ScriptedTokenServer(() => clock.now());
   server.lifetime = 60;
-  const config = parseConfig(
-    {
-      accounts: {
-        acct: {
-          upstream: 'http://api.test',
-          auth: {
-            flow: 'session',
-            loginUrl: 'http://t/login',
-            refreshUrl: 'http://t/refresh',
-            username: 'u',
-            password: 'p',
-          },
-        },
-      },
-    },
-    { env: {} },
-  );
-  const account = config.accounts[0];
-  if (account === undefined) throw new Error('no account');
-  const managers = Array.from(
-    { length: count },
-    (_, index) =>
-      new TokenManager({
-        account: 'acct',
-        flow: createFlow(account.auth),
-        policy: account.refresh,
-        store: typeof store === 'function' ? store(index) : store,
-        clock,
-        events: noEvents,
-        logger: silentLogger(),
-        send: (request, options) => server.send(request, options),
-        // Replicas do not share a random source: their schedules differ by a little jitter.
-        random: () => (random() + index * 0.3) % 1,
-      }),
+  const managers = Array.from({ length: count }, (_, index) =>
+    testTokenManager({
+      clock,
+      store: typeof store === 'function' ? store(index) : store,
+      send: (request, options) => server.send(request, options),
+      // Replicas do not share a random source: their schedules differ by a little jitter.
+      random: () => (random() + index * 0.3) % 1,
+    }),
   );
   const settle = () => Promise.all(managers.map((manager) => manager.settled())).then(() => undefined);
   return { clock, server, managers, advance: (ms: number) => clock.advance(ms, settle), settle };
