@@ -532,9 +532,9 @@ describe('files (§2)', () => {
     expect(config.admin).toEqual({ host: '127.0.0.1', port: 9465 });
   });
 
-  it('§2: a --listen that is not [HOST:]PORT is a problem at listen', () => {
+  it('§2: a --listen that is not [HOST:]PORT is a problem at its flag', () => {
     const problems = problemsOf(() => parseConfig(oneAccount(), { env: {}, flags: { listen: 'localhost:http' } }));
-    expect(problems.map((p) => p.path)).toEqual(['listen']);
+    expect(problems.map((p) => p.path)).toEqual(['--listen (BEARER_SIDECAR_LISTEN)']);
   });
 
   it('§2: no config file and no --upstream is a problem at config', () => {
@@ -621,14 +621,14 @@ describe('quick mode (§2)', () => {
     expect(config.listen).toEqual({ host: '0.0.0.0', port: 9000 });
   });
 
-  it('§2: quick mode problems name the account path', () => {
+  it('§2: quick mode problems name the flag and its environment twin', () => {
     const problems = problemsOf(() =>
       loadConfig({
         flags: { upstream: 'https://api.crm.example', 'token-url': 'not-a-url', 'client-id': 'x' },
         env: {},
       }),
     );
-    expect(problems.map((p) => p.path)).toEqual(['accounts.default.auth.tokenUrl']);
+    expect(problems.map((p) => p.path)).toEqual(['--token-url (BEARER_SIDECAR_TOKEN_URL)']);
   });
 });
 
