@@ -1,5 +1,5 @@
+import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import type { z } from 'zod';
 import { FILE_LIMITS, readRegularFileSync, UnsafeFileError } from '../util/safe-file.js';
 import { expandEnv, referencedVariables } from './expand-env.js';
 import { flagLabel, quickModeConfig, parseHostPort, SECRET_VARIABLES, SERVE_FLAGS } from './quick-mode.js';
@@ -12,6 +12,7 @@ import {
 } from './quick-mode-check.js';
 import { resolveConfig, type ConfigProblem, type SidecarConfig } from './resolve.js';
 import { configSchema } from './schema.js';
+import { checkFlows, resolveRelativePaths, withoutEchoes, zodProblems } from './schema-problems.js';
 import { SidecarError, messageOf } from '../util/errors.js';
 
 /** Bad configuration: every problem at once, each naming its path. The CLI exits 2 on it. */
@@ -80,7 +81,13 @@ export function loadConfig(options: LoadOptions): SidecarConfig {
   const raw = readConfigFile(options.file, problems);
   problems.unshift(...variableProblems(env, options.knownEnv, raw));
   if (raw === undefined) throw new ConfigError(problems);
-  return parseConfig(raw, { env, flags, problems, authorizing: options.authorizing });
+  return parseConfig(raw, {
+    env,
+    flags,
+    problems,
+    authorizing: options.authorizing,
+    baseDir: dirname(resolve(options.file)),
+  });
 }
 
 /** §2: unknown BEARER_SIDECAR_* variables, when the caller asks for the check (`known` given). */
@@ -132,21 +139,29 @@ export function parseConfig(
     flags?: Record<string, string | undefined>;
     problems?: ConfigProblem[];
     authorizing?: string;
+    /** The config file's directory: relative file paths in the tree resolve against it (§3). */
+    baseDir?: string;
   } = {},
 ): SidecarConfig {
   const problems = options.problems ?? [];
+  const before = problems.length;
   const expanded = expandEnv(raw, options.env ?? process.env, problems);
+  const variablePaths = new Set(problems.slice(before).map((problem) => problem.path));
+  if (options.baseDir !== undefined) resolveRelativePaths(expanded, options.baseDir);
   applyAddressFlags(expanded, options.flags ?? {}, problems);
+  checkFlows(expanded, problems);
   const parsed = configSchema.safeParse(expanded);
   if (!parsed.success) {
-    problems.push(...zodProblems(parsed.error));
-    throw new ConfigError(problems);
+    problems.push(...zodProblems(parsed.error, expanded));
+    throw new ConfigError(withoutEchoes(problems, variablePaths));
   }
   const config = resolveConfig(parsed.data, problems);
   const bootstrapping =
     options.authorizing === undefined ? undefined : `accounts.${options.authorizing}.auth.refreshToken`;
-  const remaining =
-    bootstrapping === undefined ? problems : problems.filter((problem) => !problem.path.startsWith(bootstrapping));
+  const remaining = withoutEchoes(
+    bootstrapping === undefined ? problems : problems.filter((problem) => !problem.path.startsWith(bootstrapping)),
+    variablePaths,
+  );
   if (remaining.length > 0) throw new ConfigError(remaining);
   return config;
 }
@@ -192,25 +207,4 @@ function applyAddressFlags(
   if (flags.listen !== undefined && !badPaths.has(flagLabel('listen'))) target.listen = parseHostPort(flags.listen);
   if (flags.admin !== undefined && !badPaths.has(flagLabel('admin'))) target.admin = parseHostPort(flags.admin);
   if (flags['log-level'] !== undefined) target.logLevel = flags['log-level'];
-}
-
-function zodProblems(error: z.ZodError): ConfigProblem[] {
-  return error.issues.map((issue) => {
-    const path = issue.path.map(String).join('.') || '(root)';
-    if (issue.code === 'unrecognized_keys') {
-      return {
-        path,
-        message: `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((key) => JSON.stringify(key)).join(', ')}`,
-      };
-    }
-    if (issue.code === 'invalid_union' && 'discriminator' in issue) {
-      // zod already puts the discriminator at the end of the path; name it once.
-      const discriminator = String(issue.discriminator);
-      return {
-        path: path.endsWith(`.${discriminator}`) || path === discriminator ? path : `${path}.${discriminator}`,
-        message: issue.message,
-      };
-    }
-    return { path, message: issue.message };
-  });
 }

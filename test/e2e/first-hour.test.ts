@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -83,6 +83,17 @@ describe('§2 first run from the command line', () => {
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     expect(result.stdout).not.toContain(secret);
+  });
+
+  it('§3: in quick mode a relative --client-secret-file is relative to the working directory', async () => {
+    const secret = generatedSecret('cs');
+    const tokenUrl = await oauth2TokenServer(secret);
+    mkdirSync(join(dir, 'secrets'));
+    writeFileSync(join(dir, 'secrets', 'client-secret'), `${secret}\n`, { mode: 0o600 });
+    const args = ['check', '--upstream', 'http://127.0.0.1:1', '--token-url', tokenUrl, '--client-id', 'app'];
+    const result = await runCli([...args, '--client-secret-file', 'secrets/client-secret'], { cwd: dir });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
   });
 
   it('§2: an unknown BEARER_SIDECAR_* variable (environment or .env) exits 2 with the nearest name', async () => {

@@ -258,11 +258,15 @@ describe('validation problems (§2, §8)', () => {
 
   it('§2: a typo in a key is a problem that names the path and the key', () => {
     const top = problemsOf(() => parse({ ...oneAccount(), listn: { port: 1 } }));
-    expect(top).toEqual([{ path: '(root)', message: 'unknown key "listn"' }]);
+    expect(top).toEqual([{ path: '(root)', message: 'unknown key "listn"; did you mean "listen"?' }]);
     const refresh = problemsOf(() => parse(oneAccount(OAUTH2, { refresh: { minIntervall: '5s' } })));
-    expect(refresh).toEqual([{ path: 'accounts.crm.refresh', message: 'unknown key "minIntervall"' }]);
+    expect(refresh).toEqual([
+      { path: 'accounts.crm.refresh', message: 'unknown key "minIntervall"; did you mean "minInterval"?' },
+    ]);
     const auth = problemsOf(() => parse(oneAccount({ ...OAUTH2, clientSecretFlie: '/x' })));
-    expect(auth).toEqual([{ path: 'accounts.crm.auth', message: 'unknown key "clientSecretFlie"' }]);
+    expect(auth).toEqual([
+      { path: 'accounts.crm.auth', message: 'unknown key "clientSecretFlie"; did you mean "clientSecretFile"?' },
+    ]);
   });
 
   it('§2: an unknown auth.flow is reported at accounts.crm.auth.flow (the path is not doubled)', () => {
