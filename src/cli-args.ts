@@ -208,12 +208,20 @@ function flagName(spec: FlagSpec): string {
 
 const CONFIG_NOTE = 'The config file is --config FILE, else BEARER_SIDECAR_CONFIG, else quick mode (--upstream ...).';
 const ENV_NOTE = 'A .env file in the working directory is loaded first; real environment variables win.';
+const SECRET_NOTE =
+  'Secrets: the --...-file flags, or BEARER_SIDECAR_CLIENT_SECRET, _PASSWORD, _REFRESH_TOKEN (less safe: /proc/PID/environ, docker inspect).';
 
 const COMMAND_NOTES: Record<Command, readonly string[]> = {
-  serve: [CONFIG_NOTE, ENV_NOTE, 'Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration or usage.'],
+  serve: [
+    CONFIG_NOTE,
+    ENV_NOTE,
+    SECRET_NOTE,
+    'Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration or usage.',
+  ],
   check: [
     CONFIG_NOTE,
     ENV_NOTE,
+    SECRET_NOTE,
     'With the memory store (or --login) each account asks its token endpoint once (a login; grant refresh_token',
     'only with --login and nothing stored). With a file or redis store the stored token is read and nothing is sent.',
     'Exit codes: 0 every account good, 1 a problem with an account, 2 bad configuration or usage.',

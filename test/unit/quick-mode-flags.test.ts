@@ -133,7 +133,7 @@ describe('§2 quick mode speaks in flags', () => {
     ).toMatch(/^--client-secret-file \(BEARER_SIDECAR_CLIENT_SECRET_FILE\): /);
   });
 
-  it('§2: --allow replaces the loopback default; repeated values arrive comma-separated, as in BEARER_SIDECAR_ALLOW', () => {
+  it('S5: --allow replaces the loopback default; repeated values arrive comma-separated, as in BEARER_SIDECAR_ALLOW', () => {
     const base = { upstream: UPSTREAM, 'token-url': TOKEN_URL, 'client-id': 'app' };
     const config = quick({ ...base, allow: '10.0.0.0/8, 192.168.1.7' });
     expect(config.inbound.allow.check('10.1.2.3', 'ipv4')).toBe(true);
