@@ -5,6 +5,7 @@ import { expandEnv, referencedVariables } from './expand-env.js';
 import { flagLabel, quickModeConfig, parseHostPort, SECRET_VARIABLES, SERVE_FLAGS } from './quick-mode.js';
 import {
   addressFlagProblems,
+  checkedFlow,
   knownVariables,
   quickModeLabelFor,
   quickModeProblems,
@@ -66,19 +67,21 @@ export function loadConfig(options: LoadOptions): SidecarConfig {
     ]);
   }
 
+  const raw = readConfigFile(options.file, problems);
+  // A secret variable the file itself names as ${VAR} is the file's own business.
+  const referenced = referencedVariables(raw);
   const usedQuickFlags = [
     ...SERVE_FLAGS.filter((spec) => spec.quickMode && flags[spec.name] !== undefined).map((spec) => `--${spec.name}`),
     ...Object.values(SECRET_VARIABLES)
       .map(({ variable }) => variable)
-      .filter((variable) => env[variable] !== undefined),
+      .filter((variable) => env[variable] !== undefined && !referenced.has(variable)),
   ];
   if (usedQuickFlags.length > 0) {
-    problems.push({
+    problems.unshift({
       path: 'flags',
       message: `${usedQuickFlags.join(', ')} build a quick-mode account and cannot be combined with a config file`,
     });
   }
-  const raw = readConfigFile(options.file, problems);
   problems.unshift(...variableProblems(env, options.knownEnv, raw));
   if (raw === undefined) throw new ConfigError(problems);
   return parseConfig(raw, {
@@ -102,7 +105,7 @@ function variableProblems(
 
 /**
  * Quick mode: the flags are checked in their own words first (quick-mode-check.ts); what only
- * validation finds (a secret file that cannot be read) is then named by its flag too.
+ * validation finds (a secret file that cannot be read) is then named by its flag too, once.
  */
 function loadQuickMode(
   flags: Record<string, string | undefined>,
@@ -111,24 +114,24 @@ function loadQuickMode(
   envProblems: readonly ConfigProblem[],
 ): SidecarConfig {
   const problems = [...envProblems, ...addressFlagProblems(flags), ...quickModeProblems(flags, env)];
+  let found: readonly ConfigProblem[] = [];
   try {
-    const config = parseConfig(quickModeConfig(flags, env), { env, flags, authorizing: options.authorizing });
-    if (problems.length > 0) throw new ConfigError(problems);
-    return config;
+    // A --flow typo is reported above; the account is built as the nearest flow to check the rest.
+    const raw = quickModeConfig({ ...flags, flow: checkedFlow(flags) }, env);
+    const config = parseConfig(raw, { env, flags, authorizing: options.authorizing });
+    if (problems.length === 0) return config;
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    const named = new Set(problems.map((problem) => problem.path));
-    for (const problem of error.problems) {
-      const label = quickModeLabelFor(problem.path);
-      if (label === undefined) {
-        if (!named.has(problem.path)) problems.push(problem);
-      } else if (![...named].some((path) => path.includes(label))) {
-        problems.push({ path: label, message: problem.message });
-        named.add(label);
-      }
-    }
-    throw new ConfigError(problems);
+    found = error.problems;
   }
+  const named = problems.map((problem) => problem.path);
+  for (const problem of found) {
+    const label = quickModeLabelFor(problem.path) ?? problem.path;
+    if (named.some((path) => path.includes(label))) continue;
+    problems.push({ path: label, message: problem.message });
+    named.push(label);
+  }
+  throw new ConfigError(problems);
 }
 
 /** Expands, validates and resolves a config tree (from a file, quick mode, the demo or a test). */

@@ -101,8 +101,8 @@ export function quickModeProblems(flags: Record<string, string | undefined>, env
   return problems;
 }
 
-/** The flow to check the flags against: the given one, or the nearest valid one to a typo. */
-function checkedFlow(flags: Record<string, string | undefined>): (typeof FLOWS)[number] {
+/** The flow to check quick mode's flags against: the given one, or the nearest valid one to a typo. */
+export function checkedFlow(flags: Record<string, string | undefined>): (typeof FLOWS)[number] {
   const flow = quickModeFlow(flags);
   if ((FLOWS as readonly string[]).includes(flow)) return flow as (typeof FLOWS)[number];
   const nearest = nearestName(flow, FLOWS) as (typeof FLOWS)[number] | undefined;

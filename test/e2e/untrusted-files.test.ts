@@ -153,7 +153,7 @@ describe('issue 16: files and signals through the real CLI (R5, R6)', () => {
     writeFileSync(path, '');
     const result = await runCli(quickModeFlags(path));
     expect(result.code).toBe(2);
-    expect(result.stderr).toContain(`accounts.default.auth.clientSecretFile: ${path} is empty (--client-secret-file)`);
+    expect(result.stderr).toContain(`--client-secret-file (BEARER_SIDECAR_CLIENT_SECRET_FILE): ${path} is empty`);
     expect(authorizations).toEqual([]);
   });
 
@@ -172,7 +172,7 @@ describe('issue 16: files and signals through the real CLI (R5, R6)', () => {
       path,
     ]);
     expect(result.code).toBe(2);
-    expect(result.stderr).toContain(`accounts.default.auth.clientSecretFile: ${path} is empty (--client-secret-file)`);
+    expect(result.stderr).toContain(`--client-secret-file (BEARER_SIDECAR_CLIENT_SECRET_FILE): ${path} is empty`);
     expect(authorizations).toEqual([]);
   });
 

@@ -81,6 +81,15 @@ describe('§2 quick mode speaks in flags', () => {
     ]);
   });
 
+  it('§2: a --flow typo is one problem; the rest is checked as the nearest flow', () => {
+    expect(
+      linesOf(
+        { upstream: UPSTREAM, flow: 'sesion', 'login-url': LOGIN_URL, username: 'u' },
+        { BEARER_SIDECAR_PASSWORD: 'p' },
+      ),
+    ).toEqual(['--flow (BEARER_SIDECAR_FLOW): "sesion" is not a flow (oauth2 or session)']);
+  });
+
   it('§2: what each grant needs is asked for by flag', () => {
     const base = { upstream: UPSTREAM, 'token-url': TOKEN_URL };
     expect(linesOf(base)).toEqual(['--client-id (BEARER_SIDECAR_CLIENT_ID): required for --grant client_credentials']);
@@ -197,6 +206,20 @@ describe('§2 environment variables', () => {
     );
     const env = { BEARER_SIDECAR_API_KEY: 'k', BEARER_SIDECAR_CONFIG: file };
     expect(loadConfig({ file, env, knownEnv: new Set(['BEARER_SIDECAR_CONFIG']) }).inbound.apiKeys).toHaveLength(1);
+    // A secret variable is quick mode's, unless the file names it itself.
+    const withPassword = join(dir, 'password.yaml');
+    writeFileSync(
+      withPassword,
+      `accounts:\n  fleet:\n    upstream: ${UPSTREAM}\n    auth: { flow: session, loginUrl: ${LOGIN_URL}, username: u, password: "\${BEARER_SIDECAR_PASSWORD}" }\n`,
+    );
+    expect(
+      loadConfig({ file: withPassword, env: { BEARER_SIDECAR_PASSWORD: 'p' }, knownEnv: new Set() }).accounts,
+    ).toHaveLength(1);
+    expect(
+      problemsOf(() => loadConfig({ file, env: { BEARER_SIDECAR_PASSWORD: 'p', BEARER_SIDECAR_API_KEY: 'k' } })).map(
+        formatProblem,
+      ),
+    ).toEqual(['flags: BEARER_SIDECAR_PASSWORD build a quick-mode account and cannot be combined with a config file']);
   });
 });
 
