@@ -74,6 +74,14 @@ describe('§2 first run from the command line', () => {
     expect(result.stderr).not.toContain(secret);
   });
 
+  it('§2: a bad --log-level names the flag and its environment twin', async () => {
+    const result = await runCli(['--upstream', 'http://127.0.0.1:1'], { env: { BEARER_SIDECAR_LOG_LEVEL: 'loud' } });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(
+      '--log-level (BEARER_SIDECAR_LOG_LEVEL): "loud" is not a level (fatal|error|warn|info|debug|trace|silent)',
+    );
+  });
+
   it('R6: BEARER_SIDECAR_CLIENT_SECRET in .env is the client secret of quick mode', async () => {
     const secret = generatedSecret('cs');
     const tokenUrl = await oauth2TokenServer(secret);
