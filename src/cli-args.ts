@@ -6,10 +6,12 @@ import {
   LOG_FORMAT_FLAG,
   LOG_LEVEL_FLAG,
   QUICK_MODE_FLAGS,
+  SECRET_VARIABLES,
   SERVE_FLAGS,
   type FlagSpec,
 } from './config/quick-mode.js';
 import { SidecarError, messageOf } from './util/errors.js';
+import { nearestName } from './util/nearest.js';
 
 /** A usage error: the CLI prints it and exits 2. */
 export class UsageError extends SidecarError {
@@ -96,17 +98,23 @@ export function flagsOf(command: Command): readonly FlagSpec[] {
   return COMMAND_SPECS[command].flags;
 }
 
+/** The environment twins of every command's flags: BEARER_SIDECAR_* names the CLI reads (§2). */
+export function allFlagVariables(): Set<string> {
+  return new Set(COMMANDS.flatMap((command) => flagsOf(command).map((spec) => envTwin(spec.name))));
+}
+
 export function parseCli(argv: readonly string[]): ParsedCli {
   const first = argv[0];
   const named = first !== undefined && !first.startsWith('-');
   const command: Command = named ? asCommand(first) : 'serve';
   const rest = named ? argv.slice(1) : argv;
   const spec = COMMAND_SPECS[command];
-  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {
     help: { type: 'boolean', short: 'h' },
     version: { type: 'boolean', short: 'v' },
   };
-  for (const flag of spec.flags) options[flag.name] = { type: flag.value === undefined ? 'boolean' : 'string' };
+  for (const flag of spec.flags)
+    options[flag.name] = { type: flag.value === undefined ? 'boolean' : 'string', multiple: flag.multiple === true };
   let parsed;
   try {
     parsed = parseArgs({ args: [...rest], options, allowPositionals: spec.positional !== undefined, strict: true });
@@ -116,7 +124,14 @@ export function parseCli(argv: readonly string[]): ParsedCli {
   const flags: Record<string, string | undefined> = {};
   for (const flag of spec.flags) {
     const value = parsed.values[flag.name];
-    flags[flag.name] = typeof value === 'string' ? value : value === true ? 'true' : undefined;
+    // A repeated flag arrives as its environment twin would: the values joined by commas.
+    flags[flag.name] = Array.isArray(value)
+      ? value.join(',')
+      : typeof value === 'string'
+        ? value
+        : value === true
+          ? 'true'
+          : undefined;
   }
   const help = parsed.values.help === true;
   const version = parsed.values.version === true;
@@ -145,6 +160,11 @@ function withSuggestion(message: string, command: Command): string {
   const match = /'(--?[^']+)'/.exec(message);
   if (!match?.[1] || !message.startsWith('Unknown option')) return message;
   const given = match[1].replace(/^-+/, '');
+  const secret = Object.values(SECRET_VARIABLES).find(({ cliFlag }) => cliFlag === given);
+  if (secret !== undefined) {
+    // Never echo the value: it is the secret.
+    return `--${given}: a secret on the command line is visible to every user of this machine (ps); use --${secret.fileFlag} FILE or the environment variable ${secret.variable}`;
+  }
   const names = [...flagsOf(command).map((spec) => spec.name), 'help', 'version'];
   const elsewhere = COMMANDS.filter((other) => other !== command && flagsOf(other).some((spec) => spec.name === given));
   if (elsewhere.length > 0) {
@@ -156,29 +176,6 @@ function withSuggestion(message: string, command: Command): string {
   return nearest === undefined
     ? `${message}; see bearer-sidecar ${command === 'serve' ? '' : `${command} `}--help`
     : `${message}; did you mean --${nearest}?`;
-}
-
-function nearestName(given: string, names: readonly string[]): string | undefined {
-  const nearest = names
-    .map((name) => ({ name, distance: editDistance(given, name) }))
-    .sort((a, b) => a.distance - b.distance)[0];
-  return nearest !== undefined && nearest.distance <= Math.max(2, Math.min(3, Math.floor(given.length / 2)))
-    ? nearest.name
-    : undefined;
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let previous = row[0] ?? 0;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const current = row[j] ?? 0;
-      row[j] = Math.min(current + 1, (row[j - 1] ?? 0) + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
-      previous = current;
-    }
-  }
-  return row[b.length] ?? 0;
 }
 
 export function helpText(command: Command, version: string): string {
@@ -211,12 +208,20 @@ function flagName(spec: FlagSpec): string {
 
 const CONFIG_NOTE = 'The config file is --config FILE, else BEARER_SIDECAR_CONFIG, else quick mode (--upstream ...).';
 const ENV_NOTE = 'A .env file in the working directory is loaded first; real environment variables win.';
+const SECRET_NOTE =
+  'Secrets: the --...-file flags, or BEARER_SIDECAR_CLIENT_SECRET, _PASSWORD, _REFRESH_TOKEN (less safe: /proc/PID/environ, docker inspect).';
 
 const COMMAND_NOTES: Record<Command, readonly string[]> = {
-  serve: [CONFIG_NOTE, ENV_NOTE, 'Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration or usage.'],
+  serve: [
+    CONFIG_NOTE,
+    ENV_NOTE,
+    SECRET_NOTE,
+    'Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration or usage.',
+  ],
   check: [
     CONFIG_NOTE,
     ENV_NOTE,
+    SECRET_NOTE,
     'With the memory store (or --login) each account asks its token endpoint once (a login; grant refresh_token',
     'only with --login and nothing stored). With a file or redis store the stored token is read and nothing is sent.',
     'Exit codes: 0 every account good, 1 a problem with an account, 2 bad configuration or usage.',

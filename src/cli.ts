@@ -3,12 +3,13 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import dotenv from 'dotenv';
 import { Sidecar } from './app.js';
-import { flagsOf, helpText, parseCli, UsageError, type ParsedCli } from './cli-args.js';
+import { allFlagVariables, flagsOf, helpText, parseCli, UsageError, type ParsedCli } from './cli-args.js';
 import { AuthorizeError, DEFAULT_REDIRECT_TIMEOUT_MS, runAuthorize } from './commands/authorize.js';
 import { runCheck } from './commands/check.js';
 import { formatCheckReport } from './commands/check-report.js';
 import { ConfigError, loadConfig } from './config/load.js';
-import { withEnvTwins } from './config/quick-mode.js';
+import { flagLabel, withEnvTwins } from './config/quick-mode.js';
+import { knownVariables, unknownVariableProblems } from './config/quick-mode-check.js';
 import { demoInstructions, startDemo } from './demo/run.js';
 import { parseDuration } from './util/duration.js';
 import { createLogger, LOG_FORMATS, type LogFormat, type Logger } from './util/logger.js';
@@ -35,7 +36,9 @@ async function main(argv: readonly string[]): Promise<number> {
     flags = withEnvTwins(cli.flags, process.env, flagsOf(cli.command));
     format = logFormat(flags['log-format']);
     if (flags['log-level'] !== undefined && !LOG_LEVELS.includes(flags['log-level'])) {
-      throw new UsageError(`--log-level: not a level: ${JSON.stringify(flags['log-level'])} (${LOG_LEVELS.join('|')})`);
+      throw new UsageError(
+        `${flagLabel('log-level')}: ${JSON.stringify(flags['log-level'])} is not a level (${LOG_LEVELS.join('|')})`,
+      );
     }
   } catch (error) {
     return usageFailure(error);
@@ -56,6 +59,8 @@ async function main(argv: readonly string[]): Promise<number> {
   const signals = catchStopSignals();
   const logger = createLogger({ level: flags['log-level'] ?? 'info', format });
   if (cli.command === 'demo') {
+    const unknown = unknownVariableProblems(process.env, new Set([...knownVariables(), ...allFlagVariables()]));
+    if (unknown.length > 0) return usageFailure(new ConfigError(unknown));
     const starting = startDemo({ flags, logger });
     const stopped = signals.stopWith(async () => (await starting).stop(), logger);
     process.stdout.write(demoInstructions(await starting));
@@ -64,7 +69,7 @@ async function main(argv: readonly string[]): Promise<number> {
 
   let sidecar: Sidecar;
   try {
-    const config = loadConfig({ file: flags.config, flags });
+    const config = loadConfig({ file: flags.config, flags, knownEnv: allFlagVariables() });
     logger.level = config.logLevel;
     sidecar = new Sidecar(config, { logger });
   } catch (error) {
@@ -80,7 +85,11 @@ async function check(flags: Record<string, string | undefined>, format: LogForma
   const logger = createLogger({ level: flags['log-level'] ?? 'warn', format, fd: 2 });
   let config;
   try {
-    config = loadConfig({ file: flags.config, flags: { ...flags, 'log-level': undefined } });
+    config = loadConfig({
+      file: flags.config,
+      flags: { ...flags, 'log-level': undefined },
+      knownEnv: allFlagVariables(),
+    });
   } catch (error) {
     return usageFailure(error);
   }
@@ -104,11 +113,16 @@ async function authorize(
       const parsed = parseDuration(flags['redirect-timeout']);
       if (parsed === undefined || parsed <= 0)
         throw new UsageError(
-          `--redirect-timeout: not a duration: ${JSON.stringify(flags['redirect-timeout'])} (use 90s, 5m, ...)`,
+          `${flagLabel('redirect-timeout')}: ${JSON.stringify(flags['redirect-timeout'])} is not a duration (use 90s, 5m, ...)`,
         );
       redirectTimeoutMs = parsed;
     }
-    config = loadConfig({ file: flags.config, flags: { ...flags, 'log-level': undefined }, authorizing: account });
+    config = loadConfig({
+      file: flags.config,
+      flags: { ...flags, 'log-level': undefined },
+      authorizing: account,
+      knownEnv: allFlagVariables(),
+    });
   } catch (error) {
     return usageFailure(error);
   }
@@ -153,7 +167,9 @@ function loadDotEnv(): void {
 function logFormat(value: string | undefined): LogFormat | undefined {
   if (value === undefined) return undefined;
   if ((LOG_FORMATS as readonly string[]).includes(value)) return value as LogFormat;
-  throw new UsageError(`--log-format: ${JSON.stringify(value)} is not a format (${LOG_FORMATS.join('|')})`);
+  throw new UsageError(
+    `${flagLabel('log-format')}: ${JSON.stringify(value)} is not a format (${LOG_FORMATS.join('|')})`,
+  );
 }
 
 interface StopSignals {

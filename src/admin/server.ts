@@ -1,6 +1,7 @@
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import type { Registry } from 'prom-client';
 import { errorBody } from '../proxy/errors.js';
+import { formatDuration } from '../util/duration.js';
 import type { TokenManager } from '../tokens/token-manager.js';
 import { accountStatusJson, type AccountView } from './status.js';
 import { STATUS_PAGE_CSP, statusPageHtml } from './status-page.js';
@@ -62,7 +63,10 @@ export function createAdminApp(options: AdminOptions): Express {
       return;
     }
     const outcome = account.manager.requestRefresh('admin');
-    res.status(202).json({ account: account.name, result: outcome.result, at: new Date(outcome.at).toISOString() });
+    const answer = { account: account.name, result: outcome.result, at: new Date(outcome.at).toISOString() };
+    res
+      .status(202)
+      .json(outcome.result === 'deferred' ? { ...answer, reason: deferredReason(account, outcome.at) } : answer);
   });
 
   app.use((_req, res) => {
@@ -73,6 +77,18 @@ export function createAdminApp(options: AdminOptions): Express {
   });
   app.use(undecodableRequest);
   return app;
+}
+
+/**
+ * §6: why a POST .../refresh was deferred, in words: "deferred" alone reads like a failure. A
+ * pending retry (T5) holds it, else the loop guard (T6) does, spacing requests by the gap shown.
+ */
+function deferredReason(account: { manager: TokenManager }, at: number): string {
+  const status = account.manager.status();
+  if (status.nextTrigger === 'retry')
+    return 'the last token request failed; the retry already planned for "at" serves this request too';
+  const gap = status.lastRequestAt === undefined ? '' : ` at least ${formatDuration(at - status.lastRequestAt)} apart`;
+  return `the loop guard spaces token requests${gap} (refresh.minInterval, or a tenth of the token lifetime if longer): this one runs at "at"`;
 }
 
 /** `/status?refresh=N`: seconds between page reloads (0 = off); anything else keeps the default. */

@@ -32,3 +32,17 @@ function expandString(text: string, env: NodeJS.ProcessEnv, problems: ConfigProb
     return '';
   });
 }
+
+/** Every variable name a config tree refers to as `${VAR}` or `${VAR:-default}` (§2: such a variable is known). */
+export function referencedVariables(value: unknown): Set<string> {
+  const names = new Set<string>();
+  const visit = (item: unknown): void => {
+    if (typeof item === 'string') {
+      for (const match of item.matchAll(REFERENCE)) if (match[1] !== undefined) names.add(match[1]);
+    } else if (item !== null && typeof item === 'object') {
+      Object.values(item).forEach(visit);
+    }
+  };
+  visit(value);
+  return names;
+}

@@ -12,6 +12,8 @@ export interface FlagSpec {
   default?: string;
   /** Quick-mode flags build the `default` account; they cannot be mixed with --config. */
   quickMode?: boolean;
+  /** May be given several times; the values arrive joined by commas, as in the environment twin. */
+  multiple?: boolean;
 }
 
 export const LOG_LEVEL_FLAG: FlagSpec = {
@@ -67,7 +69,27 @@ export const QUICK_MODE_FLAGS: readonly FlagSpec[] = [
     quickMode: true,
   },
   { name: 'account-id', value: 'ID', description: 'session: account_id sent at login', quickMode: true },
+  {
+    name: 'allow',
+    value: 'CIDR',
+    description: 'client addresses that may use the sidecar (repeatable or comma-separated; replaces the default)',
+    default: '127.0.0.0/8,::1/128',
+    quickMode: true,
+    multiple: true,
+  },
 ];
+
+/**
+ * Quick mode's secrets as environment variables (there is no flag: a secret in argv is visible
+ * to every user of the machine through ps). Less safe than the …-file flags: the environment of a
+ * process shows in /proc/PID/environ, `docker inspect` and crash dumps.
+ */
+export const SECRET_VARIABLES = {
+  clientSecret: { variable: 'BEARER_SIDECAR_CLIENT_SECRET', fileFlag: 'client-secret-file', cliFlag: 'client-secret' },
+  password: { variable: 'BEARER_SIDECAR_PASSWORD', fileFlag: 'password-file', cliFlag: 'password' },
+  refreshToken: { variable: 'BEARER_SIDECAR_REFRESH_TOKEN', fileFlag: 'refresh-token-file', cliFlag: 'refresh-token' },
+} as const;
+export type SecretKey = keyof typeof SECRET_VARIABLES;
 
 export const CONFIG_FLAG: FlagSpec = {
   name: 'config',
@@ -94,8 +116,14 @@ export const SERVE_FLAGS: readonly FlagSpec[] = [
   ...QUICK_MODE_FLAGS,
 ];
 
+/** The environment twin of a flag: `token-url` -> `BEARER_SIDECAR_TOKEN_URL`. */
 export function envTwin(flag: string): string {
   return `BEARER_SIDECAR_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/** How a problem names a flag: `--token-url (BEARER_SIDECAR_TOKEN_URL)`. */
+export function flagLabel(flag: string): string {
+  return `--${flag} (${envTwin(flag)})`;
 }
 
 /** Environment values that switch a boolean flag on (`BEARER_SIDECAR_JSON=1`). */
@@ -136,14 +164,14 @@ export function parseHostPort(text: string): { host?: string; port: unknown } {
 }
 
 /** Which flag sets which `auth` key, per flow (quick mode builds one account named `default`). */
-const SESSION_AUTH_FLAGS = {
+export const SESSION_AUTH_FLAGS = {
   loginUrl: 'login-url',
   refreshUrl: 'refresh-url',
   username: 'username',
   passwordFile: 'password-file',
   accountId: 'account-id',
 } as const;
-const OAUTH2_AUTH_FLAGS = {
+export const OAUTH2_AUTH_FLAGS = {
   tokenUrl: 'token-url',
   grant: 'grant',
   clientId: 'client-id',
@@ -155,27 +183,36 @@ const OAUTH2_AUTH_FLAGS = {
   refreshTokenFile: 'refresh-token-file',
 } as const;
 
-const QUICK_ACCOUNT_PATH = 'accounts.default';
-
-/** Builds the raw config (before validation) of quick mode. */
-export function quickModeConfig(flags: Record<string, string | undefined>): Record<string, unknown> {
-  const flow = flags.flow ?? (flags['login-url'] !== undefined ? 'session' : 'oauth2');
-  const keys: Record<string, string> = flow === 'session' ? SESSION_AUTH_FLAGS : OAUTH2_AUTH_FLAGS;
-  const auth = Object.fromEntries(Object.entries(keys).map(([key, flag]) => [key, flags[flag]]));
-  return {
-    accounts: { default: { upstream: flags.upstream, default: true, auth: dropUndefined({ flow, ...auth }) } },
-  };
+/** The flow quick mode builds: --flow, else session when --login-url is given, else oauth2. */
+export function quickModeFlow(flags: Record<string, string | undefined>): string {
+  return flags.flow ?? (flags['login-url'] !== undefined ? 'session' : 'oauth2');
 }
 
-/** The quick-mode flag behind a config path (`accounts.default.auth.clientSecretFile` -> `client-secret-file`), if any. */
-export function quickModeFlagFor(path: string): string | undefined {
-  if (path === `${QUICK_ACCOUNT_PATH}.upstream`) return 'upstream';
-  if (path === `${QUICK_ACCOUNT_PATH}.auth.flow`) return 'flow';
-  const key = path.startsWith(`${QUICK_ACCOUNT_PATH}.auth.`)
-    ? path.slice(`${QUICK_ACCOUNT_PATH}.auth.`.length)
-    : undefined;
-  if (key === undefined) return undefined;
-  return (OAUTH2_AUTH_FLAGS as Record<string, string>)[key] ?? (SESSION_AUTH_FLAGS as Record<string, string>)[key];
+/**
+ * Builds the raw config (before validation) of quick mode from flag values and, for the secrets,
+ * the environment (SECRET_VARIABLES). Secrets are taken as they are: `$` is escaped so the
+ * `${VAR}` expansion of the config tree leaves them alone.
+ */
+export function quickModeConfig(
+  flags: Record<string, string | undefined>,
+  env: NodeJS.ProcessEnv = {},
+): Record<string, unknown> {
+  const flow = quickModeFlow(flags);
+  const keys: Record<string, string> = flow === 'session' ? SESSION_AUTH_FLAGS : OAUTH2_AUTH_FLAGS;
+  const auth = Object.fromEntries(Object.entries(keys).map(([key, flag]) => [key, flags[flag]]));
+  for (const [key, { variable }] of Object.entries(SECRET_VARIABLES)) {
+    const value = env[variable];
+    if (value !== undefined && value !== '' && (flow !== 'session' || key === 'password'))
+      auth[key] = value.replace(/\$/g, '$$$$');
+  }
+  const allow = flags.allow
+    ?.split(',')
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== '');
+  return {
+    ...(allow === undefined ? {} : { inbound: { allow } }),
+    accounts: { default: { upstream: flags.upstream, default: true, auth: dropUndefined({ flow, ...auth }) } },
+  };
 }
 
 export function dropUndefined(record: Record<string, unknown>): Record<string, unknown> {

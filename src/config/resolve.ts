@@ -309,20 +309,32 @@ function checkStatePath(path: string, problems: ConfigProblem[]): void {
 function buildAllowList(entries: readonly string[], problems: ConfigProblem[]): BlockList {
   const list = new BlockList();
   entries.forEach((entry, index) => {
-    // Strict: "10.0.0.0/" or "10.0.0.0/8/16" must not quietly become a wider range.
-    const match = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(entry.trim());
-    const address = match?.[1] ?? '';
-    const family = isIP(address);
-    const maxPrefix = family === 6 ? 128 : 32;
-    const prefix = match?.[2] === undefined ? maxPrefix : Number(match[2]);
-    if (match === null || family === 0 || prefix > maxPrefix) {
+    const range = addressRangeOf(entry);
+    if (range === undefined) {
       problems.push({
         path: `inbound.allow.${index}`,
         message: `not an address or CIDR range: ${JSON.stringify(entry)}`,
       });
       return;
     }
-    list.addSubnet(address, prefix, family === 6 ? 'ipv6' : 'ipv4');
+    list.addSubnet(range.address, range.prefix, range.family);
   });
   return list;
+}
+
+/**
+ * An `inbound.allow` entry (`10.0.0.0/8`, `::1`, `192.168.1.7`) as a subnet, or undefined when it
+ * is not exactly an address or a CIDR range. Strict: "10.0.0.0/" or "10.0.0.0/8/16" must not
+ * quietly become a wider range.
+ */
+export function addressRangeOf(
+  entry: string,
+): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
+  const match = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(entry.trim());
+  const address = match?.[1] ?? '';
+  const family = isIP(address);
+  const maxPrefix = family === 6 ? 128 : 32;
+  const prefix = match?.[2] === undefined ? maxPrefix : Number(match[2]);
+  if (match === null || family === 0 || prefix > maxPrefix) return undefined;
+  return { address, prefix, family: family === 6 ? 'ipv6' : 'ipv4' };
 }

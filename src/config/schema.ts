@@ -20,7 +20,8 @@ const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
 
 const httpUrl = z.string().refine(isHttpUrl, { message: 'not a URL (expected http:// or https://)' });
 
-function isHttpUrl(value: string): boolean {
+/** An absolute http:// or https:// URL (upstreams and token endpoints). */
+export function isHttpUrl(value: string): boolean {
   try {
     const url = new URL(value);
     return url.protocol === 'http:' || url.protocol === 'https:';

@@ -97,7 +97,10 @@ export function demoInstructions(demo: DemoHandle): string {
       [`curl -s ${demo.upstream.url}/vehicles`, '# straight to the API, no token: 401'],
       [`curl -s ${admin}/status`, '# token state, fingerprint, next refresh'],
       [`curl -s ${admin}/metrics | grep bearer_sidecar_token_requests_total`, ''],
-      [`curl -s -X POST ${admin}/accounts/fleet/refresh`, '# ask for a token now (loop-guarded)'],
+      [
+        `curl -s -X POST ${admin}/accounts/fleet/refresh`,
+        '# ask for a token now; "deferred" is no failure: the loop guard holds it until "at" (see "reason")',
+      ],
     ]),
     '',
     `A refresh happens about every ${Math.round(DEMO_TOKEN_LIFETIME_SECONDS * 0.8)} s; watch the counters move. Ctrl-C stops.`,

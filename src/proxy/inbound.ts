@@ -24,8 +24,8 @@ export class InboundPolicy {
    */
   check(req: IncomingMessage, unixSocket = false): string | undefined {
     const address = req.socket.remoteAddress;
-    if (address === undefined ? !unixSocket : !this.#addressAllowed(address))
-      return 'client address is not in inbound.allow';
+    if (address === undefined && !unixSocket) return 'the client address is unknown (the connection is gone)';
+    if (address !== undefined && !this.#addressAllowed(address)) return notAllowedMessage(address);
     if (this.#keyDigests.length > 0 && !this.#keyMatches(req.headers[API_KEY_HEADER]))
       return 'missing or invalid X-Sidecar-Key';
     return undefined;
@@ -35,8 +35,7 @@ export class InboundPolicy {
     // BlockList.check builds a SocketAddress per call; clients are few, so decisions are cached.
     let allowed = this.#decisions.get(address);
     if (allowed === undefined) {
-      // IPv4 clients of a dual-stack listener appear as ::ffff:a.b.c.d.
-      const mapped = address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+      const mapped = unmapped(address);
       allowed = this.#allow.check(mapped, mapped.includes(':') ? 'ipv6' : 'ipv4');
       this.#decisions.set(address, allowed);
     }
@@ -51,6 +50,16 @@ export class InboundPolicy {
     for (const key of this.#keyDigests) matched = timingSafeEqual(digest, key) || matched;
     return matched;
   }
+}
+
+/** IPv4 clients of a dual-stack listener appear as ::ffff:a.b.c.d; the allow-list and messages use a.b.c.d. */
+function unmapped(address: string): string {
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
+
+/** F5: the 403 names the client's address and the setting that would let it in. */
+function notAllowedMessage(address: string): string {
+  return `client address ${unmapped(address)} is not allowed: add it (or a range holding it) to inbound.allow, or --allow in quick mode`;
 }
 
 function sha256(value: string): Buffer {

@@ -137,7 +137,7 @@ describe('R5, R6 issue 16: files and signals through the real CLI', () => {
     writeFileSync(path, '');
     const result = await runCli(quickModeFlags(path));
     expect(result.code).toBe(2);
-    expect(result.stderr).toContain(`accounts.default.auth.clientSecretFile: ${path} is empty (--client-secret-file)`);
+    expect(result.stderr).toContain(`--client-secret-file (BEARER_SIDECAR_CLIENT_SECRET_FILE): ${path} is empty`);
     expect(authorizations).toEqual([]);
   });
 
@@ -156,7 +156,7 @@ describe('R5, R6 issue 16: files and signals through the real CLI', () => {
       path,
     ]);
     expect(result.code).toBe(2);
-    expect(result.stderr).toContain(`accounts.default.auth.clientSecretFile: ${path} is empty (--client-secret-file)`);
+    expect(result.stderr).toContain(`--client-secret-file (BEARER_SIDECAR_CLIENT_SECRET_FILE): ${path} is empty`);
     expect(authorizations).toEqual([]);
   });
 

@@ -266,11 +266,15 @@ describe('§2, §8 validation problems', () => {
 
   it('§2: a typo in a key is a problem that names the path and the key', () => {
     const top = problemsOf(() => parse({ ...oneAccount(), listn: { port: 1 } }));
-    expect(top).toEqual([{ path: '(root)', message: 'unknown key "listn"' }]);
+    expect(top).toEqual([{ path: '(root)', message: 'unknown key "listn"; did you mean "listen"?' }]);
     const refresh = problemsOf(() => parse(oneAccount(OAUTH2, { refresh: { minIntervall: '5s' } })));
-    expect(refresh).toEqual([{ path: 'accounts.crm.refresh', message: 'unknown key "minIntervall"' }]);
+    expect(refresh).toEqual([
+      { path: 'accounts.crm.refresh', message: 'unknown key "minIntervall"; did you mean "minInterval"?' },
+    ]);
     const auth = problemsOf(() => parse(oneAccount({ ...OAUTH2, clientSecretFlie: '/x' })));
-    expect(auth).toEqual([{ path: 'accounts.crm.auth', message: 'unknown key "clientSecretFlie"' }]);
+    expect(auth).toEqual([
+      { path: 'accounts.crm.auth', message: 'unknown key "clientSecretFlie"; did you mean "clientSecretFile"?' },
+    ]);
   });
 
   it('§2: an unknown auth.flow is reported at accounts.crm.auth.flow (the path is not doubled)', () => {
@@ -544,9 +548,9 @@ describe('§2 files', () => {
     expect(config.admin).toEqual({ host: '127.0.0.1', port: 9465 });
   });
 
-  it('§2: a --listen that is not [HOST:]PORT is a problem at listen', () => {
+  it('§2: a --listen that is not [HOST:]PORT is a problem at its flag', () => {
     const problems = problemsOf(() => parseConfig(oneAccount(), { env: {}, flags: { listen: 'localhost:http' } }));
-    expect(problems.map((p) => p.path)).toEqual(['listen']);
+    expect(problems.map((p) => p.path)).toEqual(['--listen (BEARER_SIDECAR_LISTEN)']);
   });
 
   it('§2: no config file and no --upstream is a problem at config', () => {
@@ -633,14 +637,14 @@ describe('§2 quick mode', () => {
     expect(config.listen).toEqual({ host: '0.0.0.0', port: 9000 });
   });
 
-  it('§2: quick mode problems name the account path', () => {
+  it('§2: quick mode problems name the flag and its environment twin', () => {
     const problems = problemsOf(() =>
       loadConfig({
         flags: { upstream: 'https://api.crm.example', 'token-url': 'not-a-url', 'client-id': 'x' },
         env: {},
       }),
     );
-    expect(problems.map((p) => p.path)).toEqual(['accounts.default.auth.tokenUrl']);
+    expect(problems.map((p) => p.path)).toEqual(['--token-url (BEARER_SIDECAR_TOKEN_URL)']);
   });
 });
 

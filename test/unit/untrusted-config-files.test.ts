@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, parseConfig } from '../../src/config/load.js';
-import { withEnvTwins } from '../../src/config/quick-mode.js';
+import { envTwin, withEnvTwins } from '../../src/config/quick-mode.js';
 import type { OAuth2Auth } from '../../src/config/resolve.js';
 import { readSecret } from '../../src/util/secret-source.js';
 import { problemsOf } from '../helpers/config-problems.js';
@@ -264,10 +264,10 @@ describe('R6: an empty secret is a configuration problem (exit 2), naming its pa
   });
 
   it('R6: quick mode: --client-secret-file, --password-file and --refresh-token-file naming an empty file are problems naming the flag and the path', () => {
-    for (const [flag, key, extra] of [
-      ['client-secret-file', 'clientSecretFile', {}],
-      ['password-file', 'passwordFile', { grant: 'password', username: 'u' }],
-      ['refresh-token-file', 'refreshTokenFile', { grant: 'refresh_token' }],
+    for (const [flag, extra] of [
+      ['client-secret-file', {}],
+      ['password-file', { grant: 'password', username: 'u' }],
+      ['refresh-token-file', { grant: 'refresh_token' }],
     ] as const) {
       const path = fileWith('');
       const flags = {
@@ -278,7 +278,7 @@ describe('R6: an empty secret is a configuration problem (exit 2), naming its pa
         ...extra,
       };
       expect(problemsOf(() => loadConfig({ flags, env: {} }))).toEqual([
-        { path: `accounts.default.auth.${key}`, message: `${path} is empty (--${flag})` },
+        { path: `--${flag} (${envTwin(flag)})`, message: `${path} is empty` },
       ]);
     }
   });
@@ -292,7 +292,7 @@ describe('R6: an empty secret is a configuration problem (exit 2), naming its pa
       BEARER_SIDECAR_CLIENT_SECRET_FILE: path,
     };
     expect(problemsOf(() => loadConfig({ flags: withEnvTwins({}, env), env }))).toEqual([
-      { path: 'accounts.default.auth.clientSecretFile', message: `${path} is empty (--client-secret-file)` },
+      { path: '--client-secret-file (BEARER_SIDECAR_CLIENT_SECRET_FILE)', message: `${path} is empty` },
     ]);
   });
 });
