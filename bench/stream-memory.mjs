@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // F2 proof: 1 GiB through the real sidecar, each way, with its RSS sampled from /proc.
-// Usage: npm run bench:memory [-- --size-mib 1024] [-- --smoke]   (needs `npm run build` first)
+// R9 row: 250 concurrent 1 MiB uploads that the upstream holds 8 s, with the sidecar's RSS; each would
+// keep a T8 replay copy but for limits.replayBudget (`--replay-budget 1GiB` shows it without the bound).
+// Usage: npm run bench:memory [-- --size-mib 1024] [-- --smoke] [-- --replay-budget 32MiB]   (needs `npm run build` first)
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,6 +18,12 @@ const sizeMiB = sizeArg >= 0 ? Number(args[sizeArg + 1]) : smoke ? 64 : 1024;
 const LIMIT_MIB = 20;
 const total = sizeMiB * 1024 * 1024;
 const block = Buffer.alloc(64 * 1024, 0x61);
+const budgetArg = args.indexOf('--replay-budget');
+const replayBudget = budgetArg >= 0 ? args[budgetArg + 1] : '32MiB';
+// The R9 row: how many uploads at once, of what size, held how long by the upstream.
+const held = smoke
+  ? { count: 50, bytes: 1024 * 1024, holdMs: 1_000 }
+  : { count: 250, bytes: 1024 * 1024, holdMs: 8_000 };
 
 function rssMiB(pid) {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -24,6 +32,12 @@ function rssMiB(pid) {
 
 /** An upstream that streams `total` bytes down and swallows uploads. */
 const upstream = createServer((req, res) => {
+  if (req.url === '/held-upload') {
+    let size = 0;
+    req.on('data', (chunk) => (size += chunk.length));
+    req.on('end', () => setTimeout(() => res.end(JSON.stringify({ size })), held.holdMs));
+    return;
+  }
   if (req.url === '/download') {
     let left = total;
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': total });
@@ -49,7 +63,8 @@ const dir = mkdtempSync(join(tmpdir(), 'bs-mem-'));
 writeFileSync(join(dir, 'pw'), password, { mode: 0o600 });
 writeFileSync(
   join(dir, 'config.yaml'),
-  `listen: { port: 0 }\nadmin: { port: 0 }\nlogLevel: warn\naccounts:\n  bench:\n    upstream: http://127.0.0.1:${upstream.address().port}\n    default: true\n    auth: { flow: session, loginUrl: ${tokenServer.loginUrl}, refreshUrl: ${tokenServer.refreshUrl}, username: bench, passwordFile: ${join(dir, 'pw')} }\n`,
+  // connections and timeouts.queue let every held upload reach the upstream at once (R10 would queue past 128).
+  `listen: { port: 0 }\nadmin: { port: 0 }\nlogLevel: warn\nlimits: { replayBudget: ${replayBudget} }\naccounts:\n  bench:\n    upstream: http://127.0.0.1:${upstream.address().port}\n    default: true\n    connections: 512\n    timeouts: { queue: 60s }\n    auth: { flow: session, loginUrl: ${tokenServer.loginUrl}, refreshUrl: ${tokenServer.refreshUrl}, username: bench, passwordFile: ${join(dir, 'pw')} }\n`,
 );
 const child = spawn(
   process.execPath,
@@ -98,6 +113,25 @@ const download = () =>
       .end();
   });
 
+/** `held.count` uploads of `held.bytes` at once, each on its own connection; resolves with the bytes the upstream saw. */
+const heldUploads = () =>
+  Promise.all(
+    Array.from(
+      { length: held.count },
+      () =>
+        new Promise((resolve, reject) => {
+          const body = Buffer.alloc(held.bytes, 0x64);
+          const req = request(`${dataUrl}/held-upload`, { method: 'POST', agent: false }, (res) => {
+            let text = '';
+            res.on('data', (chunk) => (text += chunk));
+            res.on('end', () => resolve(res.statusCode === 200 ? JSON.parse(text).size : 0));
+          });
+          req.on('error', reject);
+          req.end(body);
+        }),
+    ),
+  ).then((sizes) => sizes.reduce((sum, size) => sum + size, 0));
+
 const upload = () =>
   new Promise((resolve, reject) => {
     const req = request(`${dataUrl}/upload`, { method: 'POST', headers: { 'content-length': total } }, (res) => {
@@ -128,6 +162,7 @@ const results = [
   await measure('download, warm', download),
   await measure('upload, warm', upload),
 ];
+const heldRow = await measure(`${held.count} x 1 MiB held`, heldUploads);
 
 console.log(`\nbearer-sidecar stream memory: ${sizeMiB} MiB each way through the real CLI (node ${process.version})`);
 // Growth that scales with bytes would lift warm peaks above the plateau the cold transfers reached.
@@ -152,12 +187,19 @@ for (const r of results) {
   );
 }
 
+console.log(
+  `\n${held.count} concurrent ${held.bytes / 1048576} MiB uploads, each answered ${held.holdMs / 1000} s after its body arrived (limits.replayBudget ${replayBudget}):`,
+);
+console.log(
+  `RSS ${heldRow.baseline.toFixed(1)} MiB -> peak ${heldRow.peak.toFixed(1)} MiB (+${heldRow.growth.toFixed(1)} MiB) in ${heldRow.seconds.toFixed(1)} s; ${heldRow.bytes === held.count * held.bytes ? 'every upload reached the upstream whole' : `INCOMPLETE: ${heldRow.bytes} bytes`}`,
+);
+
 child.kill('SIGTERM');
 await new Promise((resolve) => child.on('exit', resolve));
 await tokenServer.close();
 upstream.close();
 rmSync(dir, { recursive: true, force: true });
-if (results.some((r) => r.bytes !== total)) {
+if (results.some((r) => r.bytes !== total) || heldRow.bytes !== held.count * held.bytes) {
   console.error('a transfer was incomplete');
   process.exit(1);
 }

@@ -1,5 +1,4 @@
 import { createServer, type Server } from 'node:http';
-import type { Socket } from 'node:net';
 import { Registry } from 'prom-client';
 import { createAdminApp } from './admin/server.js';
 import { SidecarMetrics } from './admin/metrics.js';
@@ -9,10 +8,13 @@ import { upstreamTls } from './config/tls.js';
 import { sendTokenRequest } from './flows/http-client.js';
 import { createFlow } from './flows/index.js';
 import type { TokenFlow } from './flows/types.js';
+import { ClientConnections, dataServerOptions } from './proxy/client-limits.js';
+import { ConnectionSlots } from './proxy/connection-slots.js';
 import { errorBody } from './proxy/errors.js';
 import { DataPlane, hasRequestInFlight } from './proxy/forward.js';
 import { InboundPolicy } from './proxy/inbound.js';
 import { Router } from './proxy/route.js';
+import { ReplayBudget } from './proxy/replay-budget.js';
 import { createUndiciPool, sendWithUndici } from './proxy/transport.js';
 import type { UpstreamAccount } from './proxy/upstream.js';
 import { createStore } from './stores/index.js';
@@ -51,8 +53,8 @@ export class Sidecar {
   readonly #accounts: RunningAccount[];
   readonly #dataPlane: DataPlane;
   readonly #servers: Array<{ server: Server; role: string }> = [];
-  /** Open data-plane client connections, so shutdown can close the idle ones at once. */
-  readonly #clientSockets = new Set<Socket>();
+  /** Open data-plane client connections (R9: at most limits.maxConnections); shutdown closes the idle ones at once. */
+  readonly #clients: ClientConnections;
   /** Removes the R6 listeners from the secret files (the config, and its files, may outlive this sidecar). */
   readonly #unwatchSecrets: Array<() => void> = [];
   #adminServer: Server | undefined;
@@ -78,6 +80,12 @@ export class Sidecar {
       },
       { defaultMetrics: deps.defaultMetrics ?? true },
     );
+    this.#clients = new ClientConnections({
+      max: config.limits.maxConnections,
+      clock: this.#clock,
+      logger: this.#logger,
+      countRefusal: () => this.metrics.connectionRefused(),
+    });
     this.#accounts = config.accounts.map((account) => this.#buildAccount(account, deps));
     this.#dataPlane = new DataPlane({
       router: new Router(this.#accounts),
@@ -87,6 +95,8 @@ export class Sidecar {
       clientIdleTimeoutMs: config.clientIdleTimeoutMs,
       unixSocket: 'path' in config.listen,
       transport: sendWithUndici,
+      replayBudget: new ReplayBudget(config.limits.replayBudgetBytes),
+      clock: this.#clock,
     });
   }
 
@@ -125,7 +135,17 @@ export class Sidecar {
       basePath: account.upstream.pathname,
       manager,
       metrics: this.metrics.proxyMetrics(account.name),
-      pool: createUndiciPool({ upstream: account.upstream, tls, timeouts: account.timeouts }),
+      pool: createUndiciPool({
+        upstream: account.upstream,
+        tls,
+        timeouts: account.timeouts,
+        connections: account.connections,
+      }),
+      slots: new ConnectionSlots({
+        capacity: account.connections,
+        queueMs: account.timeouts.queueMs,
+        clock: this.#clock,
+      }),
       retryOn: new Set(account.refresh.retryOn),
       replayMaxBody: account.refresh.replayMaxBody,
       timeouts: account.timeouts,
@@ -198,19 +218,28 @@ export class Sidecar {
     address: SidecarConfig['listen'],
     role: string,
   ): Promise<void> {
-    const server = createServer((req, res) => this.#dataPlane.handleRequest(req, res, account));
-    server.on('connection', (socket: Socket) => {
-      this.#clientSockets.add(socket);
-      socket.once('close', () => this.#clientSockets.delete(socket));
-    });
+    const server = createServer(dataServerOptions(this.config.limits), (req, res) =>
+      this.#dataPlane.handleRequest(req, res, account),
+    );
+    server.on('connection', this.#clients.accept);
     server.on('connect', (req, socket) => this.#dataPlane.handleConnect(req, socket));
     server.on('upgrade', (req, socket, head) => this.#dataPlane.handleUpgrade(req, socket, head, account));
     server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
       // Requests Node's parser refuses still get the JSON error of F5.
-      if (!socket.writable) return;
-      const body = errorBody('bad_request', `malformed HTTP request (${error.code ?? 'parse error'})`);
+      if (!socket.writable) {
+        socket.destroy();
+        return;
+      }
+      const body = errorBody(
+        'bad_request',
+        error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? `the request head was not complete within ${this.config.limits.headersTimeoutMs}ms (limits.headersTimeout)`
+          : `malformed HTTP request (${error.code ?? 'parse error'})`,
+      );
+      // Closed both ways once written: a client that keeps sending (slow-loris) keeps no socket.
       socket.end(
         `HTTP/1.1 400 Bad Request\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+        () => socket.destroy(),
       );
     });
     await listen(server, address);
@@ -226,7 +255,7 @@ export class Sidecar {
     await this.#starting?.catch(() => undefined);
     // Node's closeIdleConnections() skips connections that never sent a request (clients pre-open them).
     const closeIdle = () => {
-      for (const socket of this.#clientSockets) if (!hasRequestInFlight(socket)) socket.destroy();
+      for (const socket of this.#clients.sockets()) if (!hasRequestInFlight(socket)) socket.destroy();
     };
     this.#dataPlane.startDraining(closeIdle);
     const drained = Promise.all(this.#servers.map(({ server }) => closeServer(server)));

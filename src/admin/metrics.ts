@@ -23,6 +23,8 @@ export const METRIC_NAMES = {
   storeUp: 'bearer_sidecar_store_up',
   // R6: secret files that failed or read empty at a later login (the last good value was used).
   secretReadErrors: 'bearer_sidecar_secret_read_errors_total',
+  // R9: client connections closed at once because limits.maxConnections were open.
+  connectionsRefused: 'bearer_sidecar_client_connections_refused_total',
 } as const;
 
 type MetricKey = keyof typeof METRIC_NAMES;
@@ -40,6 +42,7 @@ const METRIC_HELP = {
   storeErrors: 'Token store operations that failed (load, save, lock); the valid token keeps being served.',
   secretReadErrors: 'Secret file reads that failed or found the file empty; the last good value was used instead.',
   clockSkew: "Token server's Date header minus local time, at the last token response.",
+  connectionsRefused: 'Data-plane client connections closed at once because limits.maxConnections were open.',
 } satisfies Partial<Record<MetricKey, string>>;
 type HelpedMetric = keyof typeof METRIC_HELP;
 
@@ -64,6 +67,7 @@ export class SidecarMetrics {
   readonly #anomalies: Counter<'account' | 'reason'>;
   readonly #storeErrors: Counter<'account' | 'operation'>;
   readonly #secretReadErrors: Counter<'account'>;
+  readonly #connectionsRefused: Counter;
 
   constructor(registry: Registry, source: TokenStatusSource, options: { defaultMetrics?: boolean } = {}) {
     this.registry = registry;
@@ -92,6 +96,7 @@ export class SidecarMetrics {
     this.#anomalies = counter('lifetimeAnomalies', ['account', 'reason']);
     this.#storeErrors = counter('storeErrors', ['account', 'operation']);
     this.#secretReadErrors = counter('secretReadErrors', ['account']);
+    this.#connectionsRefused = counter('connectionsRefused', []);
     this.#skew = new Gauge({
       name: METRIC_NAMES.clockSkew,
       help: METRIC_HELP.clockSkew,
@@ -161,6 +166,11 @@ export class SidecarMetrics {
     const counter = this.#secretReadErrors.labels(account);
     counter.inc(0);
     return () => counter.inc();
+  }
+
+  /** R9: counts one client connection refused past `limits.maxConnections`. */
+  connectionRefused(): void {
+    this.#connectionsRefused.inc();
   }
 
   proxyMetrics(account: string): ProxyMetrics {

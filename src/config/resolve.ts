@@ -67,7 +67,9 @@ export interface AccountConfig {
   auth: AuthConfig;
   refresh: RefreshPolicy;
   tls: TlsConfig;
-  timeouts: { connectMs: number; responseMs: number };
+  timeouts: { connectMs: number; responseMs: number; queueMs: number };
+  /** R10: the size of the account's upstream pool. */
+  connections: number;
 }
 
 export interface SidecarConfig {
@@ -75,6 +77,8 @@ export interface SidecarConfig {
   admin: { host: string; port: number };
   shutdownTimeoutMs: number;
   clientIdleTimeoutMs: number;
+  /** R9: data-plane bounds. */
+  limits: { headersTimeoutMs: number; maxConnections: number; replayBudgetBytes: number };
   store: RawConfig['store'];
   inbound: { allow: BlockList; apiKeys: readonly Secret[] };
   logLevel: RawConfig['logLevel'];
@@ -92,6 +96,11 @@ export function resolveConfig(raw: RawConfig, problems: ConfigProblem[]): Sideca
     admin: raw.admin,
     shutdownTimeoutMs: raw.shutdownTimeout,
     clientIdleTimeoutMs: raw.clientIdleTimeout,
+    limits: {
+      headersTimeoutMs: raw.limits.headersTimeout,
+      maxConnections: raw.limits.maxConnections,
+      replayBudgetBytes: raw.limits.replayBudget,
+    },
     store: raw.store,
     inbound: {
       allow: buildAllowList(raw.inbound.allow, problems),
@@ -139,7 +148,9 @@ function resolveAccount(name: string, raw: RawAccount, global: RawConfig, proble
     timeouts: {
       connectMs: raw.timeouts.connect ?? global.timeouts.connect ?? TIMEOUT_DEFAULTS.connect,
       responseMs: raw.timeouts.response ?? global.timeouts.response ?? TIMEOUT_DEFAULTS.response,
+      queueMs: raw.timeouts.queue ?? global.timeouts.queue ?? TIMEOUT_DEFAULTS.queue,
     },
+    connections: raw.connections,
   };
 }
 

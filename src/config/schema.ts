@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseDuration } from '../util/duration.js';
+import { parseSize } from '../util/size.js';
 
 /*
  * The configuration file's schema (docs/contract.md §3). Defaults live here and nowhere else.
@@ -16,6 +17,18 @@ const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
     return z.NEVER;
   }
   return ms;
+});
+
+const size = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const bytes = parseSize(value);
+  if (bytes === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `not a size: ${JSON.stringify(value)} (use a number of bytes, or 512KiB, 32MiB, 1GiB)`,
+    });
+    return z.NEVER;
+  }
+  return bytes;
 });
 
 const httpUrl = z.string().refine(isHttpUrl, { message: 'not a URL (expected http:// or https://)' });
@@ -55,10 +68,23 @@ export const refreshPolicySchema = z.strictObject({
   maxLifetime: duration.optional(),
 });
 
-/** Upstream timeouts (resilience issue): to connect, and from the last byte sent to the response head. */
+/**
+ * Upstream timeouts (resilience issue): to connect, and from the last byte sent to the response head;
+ * R10: `queue`, the longest a request waits for a free connection of the account's pool.
+ */
 const timeoutsSchema = z.strictObject({
   connect: duration.optional(),
   response: duration.optional(),
+  queue: duration.optional(),
+});
+
+/** R9: bounds on what clients can hold of the data plane (defaults: README, Configuration). */
+const limitsSchema = z.strictObject({
+  headersTimeout: duration
+    .refine((ms) => ms >= 1, { message: 'must be greater than 0 (a request head needs a deadline)' })
+    .default(20_000),
+  maxConnections: z.number().int().min(1).default(4096),
+  replayBudget: size.default(32 * 1024 * 1024),
 });
 
 const tlsSchema = z.strictObject({
@@ -132,6 +158,8 @@ const accountSchema = z.strictObject({
   refresh: refreshPolicySchema.prefault({}),
   upstreamTls: tlsSchema.optional(),
   timeouts: timeoutsSchema.prefault({}),
+  /** R10: the most connections open to this upstream at once; more requests queue (`timeouts.queue`). */
+  connections: z.number().int().min(1).default(128),
 });
 
 const redisUrl = z.string().refine((value) => /^(rediss?:\/\/[^\s]+|unix:\/\/\/[^\s]+)$/.test(value), {
@@ -170,6 +198,7 @@ export const configSchema = z.strictObject({
   timeouts: timeoutsSchema.prefault({}),
   /** A client that sends no request-body bytes for this long is disconnected (stalled uploads). */
   clientIdleTimeout: duration.default(60_000),
+  limits: limitsSchema.prefault({}),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   accounts: z.record(
     z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'account names use letters, digits, "_", "." and "-"'),
@@ -197,6 +226,6 @@ export const REFRESH_DEFAULTS = {
   maxLifetime: 24 * 3_600_000,
 } as const;
 
-export const TIMEOUT_DEFAULTS = { connect: 5_000, response: 60_000 } as const;
+export const TIMEOUT_DEFAULTS = { connect: 5_000, response: 60_000, queue: 5_000 } as const;
 
 export const DEFAULT_RETRY_ON = { oauth2: [401], session: [401, 403] } as const;

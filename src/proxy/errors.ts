@@ -27,6 +27,10 @@ export const SIDECAR_ERRORS = {
     status: 503,
     summary: 'No valid token could be had within refresh.waitForToken; see Retry-After and /status.',
   },
+  upstream_busy: {
+    status: 503,
+    summary: "Every connection of the account's upstream pool stayed busy for timeouts.queue; see Retry-After.",
+  },
   upstream_timeout: { status: 504, summary: 'The upstream did not answer in time.' },
 } as const;
 

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
+import type { ReleaseSlot, SlotWait } from './connection-slots.js';
 import type { ReplayableBody } from './replayable-body.js';
 import type { UpstreamAccount } from './upstream.js';
 
@@ -18,6 +19,12 @@ export interface InboundRequest {
   account: UpstreamAccount | undefined;
   /** Once a token is in hand and the request goes upstream. */
   exchange: Exchange | undefined;
+  /** R9: it is this request's turn on its client connection (pipelined ones wait for theirs). */
+  hasTurn: boolean;
+  /** R10: the upstream connection slot it holds, from dispatch to its end (a replay reuses it). */
+  slot: ReleaseSlot | undefined;
+  /** R10: waiting for a slot. */
+  slotWait: SlotWait | undefined;
 }
 
 /** One client request and what it has led to upstream. */
@@ -45,6 +52,12 @@ export interface RawClient {
 /** A request can be sent again when it had no body, or its body is whole in hand within the bound. */
 export function replayable(exchange: Exchange): boolean {
   return exchange.body === undefined || exchange.body.replayable();
+}
+
+/** A request head that announces a body: Content-Length above 0, or any Transfer-Encoding. */
+export function declaresBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
 export function secondsSince(started: number): number {

@@ -2,11 +2,15 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
+import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
 import type { ActiveToken } from '../tokens/active-token.js';
 import { admit, type AdmissionRules } from './admission.js';
-import { replayable, type Exchange, type InboundRequest } from './exchange.js';
-import { brokenAnswerRefusal, sendRefusal, tokenRefusal, upstreamFailureRefusal } from './refusals.js';
+import { passTurn, whenTurnComes } from './client-turns.js';
+import type { ReleaseSlot } from './connection-slots.js';
+import { declaresBody, replayable, type Exchange, type InboundRequest } from './exchange.js';
+import { brokenAnswerRefusal, busyRefusal, sendRefusal, tokenRefusal, upstreamFailureRefusal } from './refusals.js';
+import type { ReplayBudget } from './replay-budget.js';
 import { ReplayableBody } from './replayable-body.js';
 import { ThrowFence } from './throw-fence.js';
 import type { Transport, UpstreamAnswer, UpstreamCall, UpstreamFailure } from './transport.js';
@@ -20,14 +24,20 @@ export interface DataPlaneOptions extends AdmissionRules {
   logger: Logger;
   clientIdleTimeoutMs: number;
   transport: Transport;
+  /** R9: what all T8 replay copies together may hold. */
+  replayBudget: ReplayBudget;
+  /** Tells whether a token that came while a request waited has expired since (T7). */
+  clock: Clock;
 }
 
 /**
  * The data plane. No Express, no middleware chain (hot path): each request goes through these
  * passes, in order, each a named function below (this file reads top to bottom in that order):
  *
+ *  0. whenTurnComes (client-turns.ts): pipelined requests of one connection one at a time (R9)
  *  1. admit (admission.ts): inbound check → request-target and path rules → Connection header → route
- *  2. #sendWithToken: the account's token, now or once one comes (T7)
+ *  2. #queueForConnection, #sendWithToken: a free upstream connection (R10), then the account's
+ *     token as it is at that moment, now or once one comes (T7)
  *  3. #send, #open: the request upstream with the token (a stale pooled connection retried once)
  *  4. #onFirstAnswer: a rejection of the token replays the request once with a new one (T8)
  *  5. #streamBack, #sendHeld: the answer back to the client
@@ -53,18 +63,40 @@ export class DataPlane {
       unrouted: options.unrouted,
       logger: options.logger,
       fence: this.#fence,
+      clock: options.clock,
       serveAsRequest: (req, res, listenerAccount) => this.handleRequest(req, res, listenerAccount),
     });
   }
 
   /** The request listener of a data-plane server; `listenerAccount` is set on an account's own port. */
   handleRequest(req: IncomingMessage, res: ServerResponse, listenerAccount?: UpstreamAccount): void {
-    const inbound: InboundRequest = { req, res, started: performance.now(), account: undefined, exchange: undefined };
-    try {
-      this.#serveRequest(inbound, listenerAccount);
-    } catch (error) {
-      this.#fence.answerFailure(inbound, error);
-    }
+    const inbound: InboundRequest = {
+      req,
+      res,
+      started: performance.now(),
+      account: undefined,
+      exchange: undefined,
+      hasTurn: false,
+      slot: undefined,
+      slotWait: undefined,
+    };
+    const socket = req.socket as BusySocket;
+    socket[IN_FLIGHT] = (socket[IN_FLIGHT] ?? 0) + 1;
+    // One listener per request: it ends the exchange however it ends (a client gone first is 499).
+    res.once('close', () => this.#fence.contain('finishing a request', inbound.account, () => this.#finish(inbound)));
+    whenTurnComes(req.socket, () => {
+      // Its client left while it waited for its turn: it was counted then; the next one goes on.
+      if (res.destroyed) {
+        passTurn(req.socket);
+        return;
+      }
+      inbound.hasTurn = true;
+      try {
+        this.#serveRequest(inbound, listenerAccount);
+      } catch (error) {
+        this.#fence.answerFailure(inbound, error);
+      }
+    });
   }
 
   /** WebSocket upgrades pass the same checks as HTTP and carry the token (F2); other offers are served as requests. */
@@ -77,13 +109,9 @@ export class DataPlane {
     this.#upgrades.handleConnect(req, socket);
   }
 
-  /** Entry: counts the request in flight, arranges its #finish, and admits it (pass 1) or refuses it. */
+  /** Entry, on the request's turn: admits it (pass 1) or refuses it. */
   #serveRequest(inbound: InboundRequest, listenerAccount: UpstreamAccount | undefined): void {
     const { req, res } = inbound;
-    const socket = req.socket as BusySocket;
-    socket[IN_FLIGHT] = (socket[IN_FLIGHT] ?? 0) + 1;
-    // One listener per request: it ends the exchange however it ends (a client gone first is 499).
-    res.once('close', () => this.#fence.contain('finishing a request', inbound.account, () => this.#finish(inbound)));
     if (this.#draining) res.setHeader('connection', 'close');
     const admission = admit(req, listenerAccount, this.#o);
     inbound.account = admission.account;
@@ -91,21 +119,69 @@ export class DataPlane {
       sendRefusal(res, admission);
       return;
     }
-    this.#sendWithToken(inbound, admission.account, admission.targetPath);
+    this.#queueForConnection(inbound, admission.account, admission.targetPath);
   }
 
-  /** Pass 2: sends with the account's token now, or once one comes (T7); none in time is a 503. */
-  #sendWithToken(inbound: InboundRequest, account: UpstreamAccount, targetPath: string): void {
-    const token = account.manager.current();
+  /** Pass 2 (R10): a free connection of the account's pool now, or within `timeouts.queue`, else 503 upstream_busy. */
+  #queueForConnection(
+    inbound: InboundRequest,
+    account: UpstreamAccount,
+    targetPath: string,
+    waited?: ActiveToken,
+  ): void {
+    const slot = account.slots.take();
+    if (slot !== undefined) {
+      this.#sendWithToken(inbound, account, targetPath, slot, waited);
+      return;
+    }
+    inbound.slotWait = account.slots.wait(
+      (granted) =>
+        this.#fence.run(inbound, () => {
+          inbound.slotWait = undefined;
+          if (inbound.res.destroyed) granted();
+          else this.#sendWithToken(inbound, account, targetPath, granted, waited);
+        }),
+      () =>
+        this.#fence.run(inbound, () => {
+          inbound.slotWait = undefined;
+          sendRefusal(inbound.res, busyRefusal(account));
+        }),
+    );
+  }
+
+  /**
+   * Pass 2, with a connection in hand: the token as it is now (T7: never one that expired while the
+   * request queued). Without one, the connection goes back while the request waits for a token,
+   * and it queues again once one came (`waited`, used unless it expired meanwhile); none in time is a 503.
+   */
+  #sendWithToken(
+    inbound: InboundRequest,
+    account: UpstreamAccount,
+    targetPath: string,
+    slot: ReleaseSlot,
+    waited: ActiveToken | undefined,
+  ): void {
+    // Held by the request from here: whatever happens next, #finish gives it back.
+    inbound.slot = slot;
+    const token =
+      account.manager.current() ??
+      (waited !== undefined && waited.expiresAt > this.#o.clock.now() ? waited : undefined);
     if (token !== undefined) {
       this.#send(inbound, account, token, targetPath);
       return;
     }
-    // T7: no valid token yet (cold start, or expired with no replacement): wait, then 503.
+    inbound.slot = undefined;
+    slot();
     const { res } = inbound;
+    // The token it waited for expired while it queued: once is enough (no loop), 503 with Retry-After.
+    if (waited !== undefined) {
+      sendRefusal(res, tokenRefusal(account, undefined));
+      return;
+    }
     account.manager.waitForToken().then(
       (fresh) => {
-        if (!res.destroyed) this.#fence.run(inbound, () => this.#send(inbound, account, fresh, targetPath));
+        if (!res.destroyed)
+          this.#fence.run(inbound, () => this.#queueForConnection(inbound, account, targetPath, fresh));
       },
       (error: unknown) => this.#fence.run(inbound, () => sendRefusal(res, tokenRefusal(account, error))),
     );
@@ -133,7 +209,7 @@ export class DataPlane {
     // A stalled upload must not hold a socket forever; once the body is in, streams may be quiet.
     req.socket.setTimeout(this.#o.clientIdleTimeoutMs);
     req.once('end', () => req.socket.setTimeout(0));
-    const body = new ReplayableBody(req, account.replayMaxBody);
+    const body = new ReplayableBody(req, account.replayMaxBody, this.#o.replayBudget);
     exchange.body = body;
     this.#open(exchange, token, body.stream(), (answer) => this.#onFirstAnswer(exchange, token, answer));
   }
@@ -321,6 +397,9 @@ export class DataPlane {
     // A client that goes away takes its upstream request with it.
     if (!res.writableFinished) inbound.exchange?.upstream?.abort();
     inbound.exchange?.body?.release();
+    inbound.slotWait?.cancel();
+    inbound.slot?.();
+    if (inbound.hasTurn) passTurn(req.socket);
     const status = res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST;
     const durationMs = performance.now() - inbound.started;
     (account?.metrics ?? this.#o.unrouted).observe(status, durationMs / 1000);
@@ -359,11 +438,6 @@ type BusySocket = Socket & { [IN_FLIGHT]?: number };
 
 export function hasRequestInFlight(socket: Socket): boolean {
   return ((socket as BusySocket)[IN_FLIGHT] ?? 0) > 0;
-}
-
-function declaresBody(req: IncomingMessage): boolean {
-  const length = req.headers['content-length'];
-  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
 /** nginx's code for "the client closed the connection before an answer": counted, never sent. */

@@ -65,6 +65,16 @@ export function upstreamFailureRefusal(
   return { code: 'upstream_unreachable', message: `${where}: ${describeNetworkError(error)}`, account };
 }
 
+/** R10: no connection of the account's pool came free within `timeouts.queue`: 503, try again in a second. */
+export function busyRefusal(account: UpstreamAccount): Refusal {
+  return {
+    code: 'upstream_busy',
+    message: `all connections to upstream ${account.upstream.origin} stayed busy for ${account.timeouts.queueMs}ms`,
+    account,
+    retryAfterSeconds: 1,
+  };
+}
+
 /** R1: a token the writer refused is no valid token for the client: 503, as when none could be had (T7). */
 export function unsafeTokenRefusal(account: UpstreamAccount, error: TokenNotHeaderSafeError): Refusal {
   return {

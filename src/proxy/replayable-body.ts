@@ -1,8 +1,10 @@
 import type { IncomingMessage } from 'node:http';
+import type { ReplayBudget } from './replay-budget.js';
 
 /**
  * The request body on its way upstream, read only as the transport pulls it (backpressure
- * intact), keeping the chunks of up to `limit` bytes for a T8 replay.
+ * intact), keeping the chunks of up to `limit` bytes for a T8 replay, as long as the process-wide
+ * replay budget (R9) has room for them; when it has none, no copy is kept.
  *
  * The chunks are kept as read, not copied: a pool of reusable copy blocks was measured
  * (README, Performance: uploads) and did not change the upload figures, so it was not kept.
@@ -16,6 +18,7 @@ export class ReplayableBody {
   constructor(
     private readonly req: IncomingMessage,
     private readonly limit: number,
+    private readonly budget: ReplayBudget,
   ) {
     req.once('end', () => (this.#complete = true));
   }
@@ -29,9 +32,12 @@ export class ReplayableBody {
   }
 
   #record(chunk: Buffer): void {
+    if (this.#size + chunk.length > this.limit || !this.budget.take(chunk.length)) {
+      this.release();
+      return;
+    }
     this.#size += chunk.length;
-    if (this.#size > this.limit) this.release();
-    else this.#chunks.push(chunk);
+    this.#chunks.push(chunk);
   }
 
   /** Whole and within the bound: only then can the request be sent again. */
@@ -48,5 +54,7 @@ export class ReplayableBody {
   release(): void {
     this.#overflow = true;
     this.#chunks = [];
+    this.budget.give(this.#size);
+    this.#size = 0;
   }
 }

@@ -51,9 +51,12 @@ export const UndiciPool: typeof Pool = createRequire(import.meta.url)(
  * undici's Pool: the fastest way out of Node to an HTTP/1.1 upstream here (see the README's
  * bench table). One pool per account, connections kept alive and pipelined never.
  */
-export function createUndiciPool(account: Pick<UpstreamAccount, 'upstream' | 'tls' | 'timeouts'>): Pool {
+export function createUndiciPool(
+  account: Pick<UpstreamAccount, 'upstream' | 'tls' | 'timeouts'> & { connections: number },
+): Pool {
   return new UndiciPool(account.upstream.origin, {
-    connections: 256,
+    // R10: as many as ConnectionSlots hands out, so requests queue there (with a deadline), not here.
+    connections: account.connections,
     // Drop idle pooled sockets before a Node upstream's 5 s keepAliveTimeout closes them under us.
     keepAliveTimeout: 4_000,
     keepAliveMaxTimeout: 60_000,

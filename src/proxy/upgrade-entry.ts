@@ -1,13 +1,15 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
+import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
 import type { ActiveToken } from '../tokens/active-token.js';
 import { admit, type AdmissionRules } from './admission.js';
 import { SIDECAR_ERRORS, writeRawError } from './errors.js';
-import { secondsSince, type RawClient } from './exchange.js';
+import { declaresBody, secondsSince, type RawClient } from './exchange.js';
+import { PendingClient } from './pending-client.js';
 import { responseOnRawSocket } from './raw-socket.js';
-import { tokenRefusal, upstreamFailureRefusal, writeRawRefusal } from './refusals.js';
+import { tokenRefusal, upstreamFailureRefusal, writeRawRefusal, type Refusal } from './refusals.js';
 import type { ThrowFence } from './throw-fence.js';
 import type { ProxyMetrics } from './types.js';
 import { forwardUpgrade } from './upgrade.js';
@@ -19,6 +21,8 @@ export interface UpgradeEntryOptions {
   unrouted: ProxyMetrics;
   logger: Logger;
   fence: ThrowFence;
+  /** Runs the upgrade timeouts (R11). */
+  clock: Clock;
   /** The data plane's request listener: an upgrade offer other than WebSocket is served as a plain request. */
   serveAsRequest(req: IncomingMessage, res: ServerResponse, listenerAccount: UpstreamAccount | undefined): void;
 }
@@ -27,7 +31,8 @@ export interface UpgradeEntryOptions {
 interface PendingUpgrade {
   client: RawClient;
   req: IncomingMessage;
-  head: Buffer;
+  /** Read while it waits, so a client that leaves is noticed (R11). */
+  pending: PendingClient;
   account: UpstreamAccount;
   targetPath: string;
 }
@@ -63,13 +68,19 @@ export class UpgradeEntry {
         this.#serveOfferAsRequest(req, socket, listenerAccount);
         return;
       }
+      // R11: a WebSocket upgrade has no body; one that declares it would leave the upstream waiting for it.
+      if (declaresBody(req)) {
+        writeRawRefusal(client, upgradeBodyRefusal(), this.#o.unrouted);
+        return;
+      }
       const admission = admit(req, listenerAccount, this.#o.rules);
       client.account = admission.account;
       if ('code' in admission) {
         writeRawRefusal(client, admission, this.#o.unrouted);
         return;
       }
-      this.#upgradeWithToken({ client, req, head, account: admission.account, targetPath: admission.targetPath });
+      const pending = new PendingClient(socket, head);
+      this.#upgradeWithToken({ client, req, pending, account: admission.account, targetPath: admission.targetPath });
     });
   }
 
@@ -84,7 +95,10 @@ export class UpgradeEntry {
     const { fence, unrouted } = this.#o;
     account.manager.waitForToken().then(
       (fresh) => fence.runRaw(client, () => this.#forward(upgrade, fresh)),
-      (error: unknown) => fence.runRaw(client, () => writeRawRefusal(client, tokenRefusal(account, error), unrouted)),
+      (error: unknown) =>
+        fence.runRaw(client, () => {
+          if (!client.socket.destroyed) writeRawRefusal(client, tokenRefusal(account, error), unrouted);
+        }),
     );
   }
 
@@ -97,16 +111,17 @@ export class UpgradeEntry {
       account,
       req: upgrade.req,
       socket: client.socket,
-      head: upgrade.head,
+      pending: upgrade.pending,
+      clock: this.#o.clock,
       path: upgrade.targetPath,
       headers: upstreamRequestHeaders(upgrade.req, account.upstream, token, true),
       onAnswer: (status) =>
         fence.contain('counting an upgrade', account, () =>
           account.metrics.observe(status, secondsSince(client.started)),
         ),
-      onError: (error) =>
+      onError: (error, timedOut) =>
         fence.runRaw(client, () => {
-          const refusal = upstreamFailureRefusal(account, { error, timedOut: undefined });
+          const refusal = upstreamFailureRefusal(account, { error, timedOut });
           logger.debug({ account: account.name, code: error.code }, refusal.message);
           writeRawRefusal(client, refusal, unrouted);
         }),
@@ -119,10 +134,7 @@ export class UpgradeEntry {
    * also are, when they carry no body; the Upgrade offer is simply not taken up.
    */
   #serveOfferAsRequest(req: IncomingMessage, socket: Duplex, listenerAccount: UpstreamAccount | undefined): void {
-    const hasBody =
-      (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') ||
-      req.headers['transfer-encoding'] !== undefined;
-    if (hasBody) {
+    if (declaresBody(req)) {
       writeRawError(
         socket,
         'bad_request',
@@ -136,4 +148,12 @@ export class UpgradeEntry {
     req.push(null);
     this.#o.serveAsRequest(req, responseOnRawSocket(req, socket), listenerAccount);
   }
+}
+
+/** R11: a WebSocket upgrade request that carries a body is refused (400, F5). */
+function upgradeBodyRefusal(): Refusal {
+  return {
+    code: 'bad_request',
+    message: 'a WebSocket upgrade request may not carry a body (Content-Length or Transfer-Encoding)',
+  };
 }

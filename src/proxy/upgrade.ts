@@ -2,6 +2,9 @@ import { request as httpRequest, type ClientRequest, type IncomingMessage } from
 import { request as httpsRequest } from 'node:https';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { Clock, TimerHandle } from '../util/clock.js';
+import { SidecarError } from '../util/errors.js';
+import type { PendingClient } from './pending-client.js';
 import { responseOnRawSocket } from './raw-socket.js';
 import { clientResponseHeaders, type UpstreamAccount } from './upstream.js';
 
@@ -10,7 +13,8 @@ export interface UpgradeCall {
   /** The client's upgrade request; its socket and the bytes read past its head. */
   req: IncomingMessage;
   socket: Duplex;
-  head: Buffer;
+  /** Reads the client while it waits (R11); the bytes it sent early go back to the socket on the 101. */
+  pending: PendingClient;
   /** The exact upstream path (§8: joined as strings, never by URL resolution). */
   path: string;
   /** Request headers as sent upstream (F1, with `Connection: upgrade` and the token). */
@@ -19,9 +23,12 @@ export interface UpgradeCall {
   onAnswer(statusCode: number): void;
   /**
    * The upstream could not be reached, or its answer could not be passed on, before the client
-   * got any head: the caller answers it. (Later failures only cut the client's socket.)
+   * got any head: the caller answers it. (Later failures only cut the client's socket.) `timedOut`
+   * names the upstream timeout that fired, if one did (R11).
    */
-  onError(error: NodeJS.ErrnoException): void;
+  onError(error: NodeJS.ErrnoException, timedOut: 'connect' | 'response' | undefined): void;
+  /** Runs the R11 timers (`timeouts.connect`, then `timeouts.response` until the answer's head). */
+  clock: Clock;
 }
 
 /**
@@ -47,21 +54,26 @@ export function forwardUpgrade(call: UpgradeCall): void {
     ...(upstream.protocol === 'https:' ? { ca: tls.ca, rejectUnauthorized: tls.rejectUnauthorized } : {}),
   });
   let answered = false;
+  const timer = new UpgradeTimer(call, outgoing);
   /** Every failure, whenever it comes: the caller answers the client, or its socket is cut. */
-  const fail = (error: unknown) => {
+  const fail = (error: unknown, timedOut?: 'connect' | 'response') => {
+    timer.stop();
     outgoing.destroy();
     if (answered || socket.destroyed) socket.destroy();
-    else call.onError(error as NodeJS.ErrnoException);
+    else call.onError(error as NodeJS.ErrnoException, timedOut);
   };
+  timer.start(fail);
   // A client that leaves before the upstream answers takes the upstream request with it.
   socket.once('close', () => {
+    timer.stop();
     if (!answered) outgoing.destroy();
   });
-  if (call.head.length > 0) socket.unshift(call.head);
 
-  outgoing.on('error', fail);
+  outgoing.on('error', (error) => fail(error));
   outgoing.on('upgrade', (res: IncomingMessage, upstreamSocket: Socket, upstreamHead: Buffer) => {
+    timer.stop();
     try {
+      call.pending.handOver();
       joinSockets(socket, upstreamSocket);
       socket.write(switchingProtocolsHead(res), 'latin1');
       answered = true;
@@ -74,6 +86,7 @@ export function forwardUpgrade(call: UpgradeCall): void {
     }
   });
   outgoing.on('response', (res: IncomingMessage) => {
+    timer.stop();
     try {
       const client = responseOnRawSocket(call.req, socket);
       // Throws (nothing written) for what Node cannot write: the caller answers 502 instead.
@@ -88,6 +101,55 @@ export function forwardUpgrade(call: UpgradeCall): void {
     }
   });
   outgoing.end();
+}
+
+/**
+ * R11: `timeouts.connect` until the upstream accepts the connection, then `timeouts.response` until
+ * the head of its answer (101 or a refusal); either gives 504 `upstream_timeout`.
+ */
+class UpgradeTimer {
+  #handle: TimerHandle | undefined;
+
+  constructor(
+    private readonly call: UpgradeCall,
+    private readonly outgoing: ClientRequest,
+  ) {}
+
+  start(fail: (error: Error, timedOut: 'connect' | 'response') => void): void {
+    const { clock, account } = this.call;
+    const expire = (timedOut: 'connect' | 'response') => () => {
+      this.#handle = undefined;
+      fail(new UpgradeTimeoutError(timedOut), timedOut);
+    };
+    this.#handle = clock.setTimer(expire('connect'), account.timeouts.connectMs);
+    this.outgoing.once('socket', (upstreamSocket: Socket) => {
+      const connected = () => {
+        if (this.#handle === undefined) return;
+        clock.clearTimer(this.#handle);
+        this.#handle = clock.setTimer(expire('response'), account.timeouts.responseMs);
+      };
+      // A socket already connected (never with agent: false, but cheap to handle) counts as connected.
+      if (upstreamSocket.connecting) upstreamSocket.once('connect', connected);
+      else connected();
+    });
+  }
+
+  stop(): void {
+    if (this.#handle !== undefined) this.call.clock.clearTimer(this.#handle);
+    this.#handle = undefined;
+  }
+}
+
+/** R11: what ends an upgrade attempt that ran out of time (504 `upstream_timeout`). */
+export class UpgradeTimeoutError extends SidecarError {
+  constructor(readonly timedOut: 'connect' | 'response') {
+    super(
+      'BS_ERR_UPSTREAM_TIMEOUT',
+      timedOut === 'connect'
+        ? 'the upstream did not accept a connection in time'
+        : 'the upstream did not answer in time',
+    );
+  }
 }
 
 /** The 101 head as the upstream sent it (raw names and values, in order), ready to write as latin1. */

@@ -5,6 +5,7 @@ import type { TlsOptions } from '../config/tls.js';
 import type { TokenManager } from '../tokens/token-manager.js';
 import type { ActiveToken } from '../tokens/active-token.js';
 import { authorizationFor } from './bearer.js';
+import type { ConnectionSlots } from './connection-slots.js';
 import { ACCOUNT_HEADER } from './route.js';
 import { API_KEY_HEADER } from './inbound.js';
 import type { ProxyMetrics } from './types.js';
@@ -19,8 +20,10 @@ export interface UpstreamAccount {
   basePath: string;
   manager: TokenManager;
   metrics: ProxyMetrics;
-  /** Keep-alive connections to the upstream (F4). */
+  /** Keep-alive connections to the upstream (F4), `connections` of them at most (R10). */
   pool: Pool;
+  /** R10: who may use a connection of the pool now, and who waits (at most `timeouts.queue`). */
+  slots: ConnectionSlots;
   retryOn: ReadonlySet<number>;
   /** Largest request body kept for a replay after a `retryOn` answer (T8). */
   replayMaxBody: number;

@@ -1,6 +1,9 @@
 import { createServer, type Server } from 'node:http';
 import { BlockList, type Socket } from 'node:net';
+import { ConnectionSlots } from '../../src/proxy/connection-slots.js';
 import { DataPlane } from '../../src/proxy/forward.js';
+import { UNBOUNDED_REPLAY_BUDGET, type ReplayBudget } from '../../src/proxy/replay-budget.js';
+import { systemClock, type Clock } from '../../src/util/clock.js';
 import { InboundPolicy } from '../../src/proxy/inbound.js';
 import { Router } from '../../src/proxy/route.js';
 import { createUndiciPool, sendWithUndici, type Transport } from '../../src/proxy/transport.js';
@@ -48,6 +51,12 @@ export async function startDataPlane(options: {
   transport?: Transport;
   /** Replaces the recording metrics (a test can make them throw). */
   metrics?: Partial<ProxyMetrics>;
+  /** R10: the pool's size (default 128) and the queue's clock (default the real one). */
+  connections?: number;
+  clock?: Clock;
+  timeouts?: Partial<UpstreamAccount['timeouts']>;
+  /** R9: the shared bound on replay copies (default none). */
+  replayBudget?: ReplayBudget;
 }): Promise<DataPlaneHarness> {
   const observed: number[] = [];
   const replays: ReplayOutcome[] = [];
@@ -63,7 +72,8 @@ export async function startDataPlane(options: {
     replacementFor: options.tokens.replacementFor ?? noToken,
   } as unknown as TokenManager;
   const upstream = new URL(options.upstream);
-  const timeouts = { connectMs: 5_000, responseMs: 10_000 };
+  const timeouts = { connectMs: 5_000, responseMs: 10_000, queueMs: 5_000, ...options.timeouts };
+  const connections = options.connections ?? 128;
   const tls = { rejectUnauthorized: true };
   const account: UpstreamAccount = {
     name: 'crm',
@@ -73,7 +83,12 @@ export async function startDataPlane(options: {
     basePath: upstream.pathname === '/' ? '' : upstream.pathname,
     manager,
     metrics,
-    pool: createUndiciPool({ upstream, tls, timeouts }),
+    pool: createUndiciPool({ upstream, tls, timeouts, connections }),
+    slots: new ConnectionSlots({
+      capacity: connections,
+      queueMs: timeouts.queueMs,
+      clock: options.clock ?? systemClock,
+    }),
     retryOn: new Set(options.retryOn ?? [401]),
     replayMaxBody: 1024 * 1024,
     timeouts,
@@ -90,6 +105,8 @@ export async function startDataPlane(options: {
     clientIdleTimeoutMs: 10_000,
     unixSocket: false,
     transport: options.transport ?? sendWithUndici,
+    replayBudget: options.replayBudget ?? UNBOUNDED_REPLAY_BUDGET,
+    clock: options.clock ?? systemClock,
   });
   const server: Server = createServer((req, res) => plane.handleRequest(req, res));
   // Upgraded and CONNECT sockets leave the server's HTTP bookkeeping: close() must cut them too.

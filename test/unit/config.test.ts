@@ -247,6 +247,54 @@ describe('§3 durations', () => {
   });
 });
 
+describe('R9 limits and R10 the upstream pool', () => {
+  it('R9: limits default to headersTimeout 20s, maxConnections 4096, replayBudget 32MiB', () => {
+    expect(parse(oneAccount()).limits).toEqual({
+      headersTimeoutMs: 20_000,
+      maxConnections: 4096,
+      replayBudgetBytes: 32 * 1024 * 1024,
+    });
+  });
+
+  it('R9: limits take durations and sizes (bytes, KiB, MiB, GiB)', () => {
+    const config = parse({
+      ...oneAccount(),
+      limits: { headersTimeout: '5s', maxConnections: 10, replayBudget: '512KiB' },
+    });
+    expect(config.limits).toEqual({ headersTimeoutMs: 5_000, maxConnections: 10, replayBudgetBytes: 512 * 1024 });
+    expect(parse({ ...oneAccount(), limits: { replayBudget: 0 } }).limits.replayBudgetBytes).toBe(0);
+    expect(parse({ ...oneAccount(), limits: { replayBudget: '1GiB' } }).limits.replayBudgetBytes).toBe(1024 ** 3);
+  });
+
+  it('R9: a bad size, a zero head deadline or no connection allowed is a problem at its path', () => {
+    const problems = problemsOf(() =>
+      parse({ ...oneAccount(), limits: { headersTimeout: 0, maxConnections: 0, replayBudget: '32MB' } }),
+    );
+    expect(problems.map((p) => p.path).sort()).toEqual([
+      'limits.headersTimeout',
+      'limits.maxConnections',
+      'limits.replayBudget',
+    ]);
+    expect(problems.find((p) => p.path === 'limits.replayBudget')?.message).toMatch(/not a size/);
+  });
+
+  it('R10: connections defaults to 128 and timeouts.queue to 5s; the global timeouts.queue applies unless the account sets its own', () => {
+    const plain = firstAccount(parse(oneAccount()));
+    expect(plain.connections).toBe(128);
+    expect(plain.timeouts.queueMs).toBe(5_000);
+    const tuned = parse({
+      ...oneAccount(OAUTH2, { connections: 8, timeouts: { queue: '2s' } }),
+      timeouts: { queue: '9s' },
+    });
+    expect(firstAccount(tuned).connections).toBe(8);
+    expect(firstAccount(tuned).timeouts.queueMs).toBe(2_000);
+    expect(firstAccount(parse({ ...oneAccount(), timeouts: { queue: '9s' } })).timeouts.queueMs).toBe(9_000);
+    expect(problemsOf(() => parse(oneAccount(OAUTH2, { connections: 0 }))).map((p) => p.path)).toEqual([
+      'accounts.crm.connections',
+    ]);
+  });
+});
+
 describe('§2, §8 validation problems', () => {
   it('§2: a bad URL is reported as accounts.crm.auth.tokenUrl: not a URL', () => {
     const problems = problemsOf(() => parse(oneAccount({ ...OAUTH2, tokenUrl: 'auth.crm.example/token' })));

@@ -51,6 +51,7 @@ function explodingToken(): ActiveToken {
   return {
     secret: { reveal: boom, fingerprint: () => 'deadbeef' },
     generation: 1,
+    expiresAt: Number.MAX_SAFE_INTEGER,
     authorizationHeader: boom,
   } as unknown as ActiveToken;
 }

@@ -429,6 +429,7 @@ describe('F5 sidecar errors', () => {
       method_not_allowed: 405,
       upstream_unreachable: 502,
       token_unavailable: 503,
+      upstream_busy: 503,
       upstream_timeout: 504,
     });
   });
