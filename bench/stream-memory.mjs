@@ -3,7 +3,9 @@
 // R9 row: 250 concurrent 1 MiB uploads that the upstream holds 8 s, with the sidecar's RSS; each would
 // keep a T8 replay copy but for limits.replayBudget (`--replay-budget 1GiB` shows it without the bound).
 // Usage: npm run bench:memory [-- --size-mib 1024] [-- --smoke] [-- --replay-budget 32MiB]   (needs `npm run build` first)
-import { spawn } from 'node:child_process';
+//        [-- --baseline OTHER/dist/cli.js]: the same run again against another build, printed after this one
+//        (`--plain-config` leaves out the settings a build from before limits/connections/timeouts.queue lacks).
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request } from 'node:http';
@@ -18,6 +20,10 @@ const sizeMiB = sizeArg >= 0 ? Number(args[sizeArg + 1]) : smoke ? 64 : 1024;
 const LIMIT_MIB = 20;
 const total = sizeMiB * 1024 * 1024;
 const block = Buffer.alloc(64 * 1024, 0x61);
+const cliArg = args.indexOf('--cli');
+const cliPath = cliArg >= 0 ? args[cliArg + 1] : new URL('../dist/cli.js', import.meta.url).pathname;
+const baselineArg = args.indexOf('--baseline');
+const plainConfig = args.includes('--plain-config');
 const budgetArg = args.indexOf('--replay-budget');
 const replayBudget = budgetArg >= 0 ? args[budgetArg + 1] : '32MiB';
 // The R9 row: how many uploads at once, of what size, held how long by the upstream.
@@ -64,13 +70,13 @@ writeFileSync(join(dir, 'pw'), password, { mode: 0o600 });
 writeFileSync(
   join(dir, 'config.yaml'),
   // connections and timeouts.queue let every held upload reach the upstream at once (R10 would queue past 128).
-  `listen: { port: 0 }\nadmin: { port: 0 }\nlogLevel: warn\nlimits: { replayBudget: ${replayBudget} }\naccounts:\n  bench:\n    upstream: http://127.0.0.1:${upstream.address().port}\n    default: true\n    connections: 512\n    timeouts: { queue: 60s }\n    auth: { flow: session, loginUrl: ${tokenServer.loginUrl}, refreshUrl: ${tokenServer.refreshUrl}, username: bench, passwordFile: ${join(dir, 'pw')} }\n`,
+  `listen: { port: 0 }\nadmin: { port: 0 }\nlogLevel: warn\n${plainConfig ? '' : `limits: { replayBudget: ${replayBudget} }\n`}accounts:\n  bench:\n    upstream: http://127.0.0.1:${upstream.address().port}\n    default: true\n${plainConfig ? '' : '    connections: 512\n    timeouts: { queue: 60s }\n'}    auth: { flow: session, loginUrl: ${tokenServer.loginUrl}, refreshUrl: ${tokenServer.refreshUrl}, username: bench, passwordFile: ${join(dir, 'pw')} }\n`,
 );
 const child = spawn(
   process.execPath,
   [
     ...(process.env.SIDECAR_NODE_FLAGS ? process.env.SIDECAR_NODE_FLAGS.split(' ') : []),
-    new URL('../dist/cli.js', import.meta.url).pathname,
+    cliPath,
     '--config',
     join(dir, 'config.yaml'),
     '--log-level',
@@ -164,7 +170,9 @@ const results = [
 ];
 const heldRow = await measure(`${held.count} x 1 MiB held`, heldUploads);
 
-console.log(`\nbearer-sidecar stream memory: ${sizeMiB} MiB each way through the real CLI (node ${process.version})`);
+console.log(
+  `\nbearer-sidecar stream memory: ${sizeMiB} MiB each way through the real CLI (node ${process.version}): ${cliPath}${plainConfig ? ' (plain config)' : ''}`,
+);
 // Growth that scales with bytes would lift warm peaks above the plateau the cold transfers reached.
 const plateau = Math.max(...results.filter((r) => r.label.endsWith('cold')).map((r) => r.peak));
 for (const r of results) if (r.label.endsWith('warm')) r.growth = Math.max(0, r.peak - plateau);
@@ -188,7 +196,7 @@ for (const r of results) {
 }
 
 console.log(
-  `\n${held.count} concurrent ${held.bytes / 1048576} MiB uploads, each answered ${held.holdMs / 1000} s after its body arrived (limits.replayBudget ${replayBudget}):`,
+  `\n${held.count} concurrent ${held.bytes / 1048576} MiB uploads, each answered ${held.holdMs / 1000} s after its body arrived (${plainConfig ? 'a build without limits.replayBudget' : `limits.replayBudget ${replayBudget}`}):`,
 );
 console.log(
   `RSS ${heldRow.baseline.toFixed(1)} MiB -> peak ${heldRow.peak.toFixed(1)} MiB (+${heldRow.growth.toFixed(1)} MiB) in ${heldRow.seconds.toFixed(1)} s; ${heldRow.bytes === held.count * held.bytes ? 'every upload reached the upstream whole' : `INCOMPLETE: ${heldRow.bytes} bytes`}`,
@@ -202,4 +210,14 @@ rmSync(dir, { recursive: true, force: true });
 if (results.some((r) => r.bytes !== total) || heldRow.bytes !== held.count * held.bytes) {
   console.error('a transfer was incomplete');
   process.exit(1);
+}
+
+if (baselineArg >= 0) {
+  // The same measurement against another build, in the same invocation (before/after on one machine state).
+  const rest = args.filter((arg, index) => index !== baselineArg && index !== baselineArg + 1);
+  const script = new URL(import.meta.url).pathname;
+  const run = spawnSync(process.execPath, [script, ...rest, '--cli', args[baselineArg + 1], '--plain-config'], {
+    stdio: 'inherit',
+  });
+  process.exitCode = run.status ?? 1;
 }
