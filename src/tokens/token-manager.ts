@@ -359,7 +359,7 @@ export class TokenManager {
       }
       return;
     }
-    this.#adopt(state, result.sentReading);
+    this.#adopt(state, result.sentReading, lifetime.source !== 'default');
     this.#renewal.resetBackoff();
     this.#refresh.answeredClearly();
     this.#readiness.tokenObtained();
@@ -475,8 +475,8 @@ export class TokenManager {
     return true;
   }
 
-  /** Holds `state`'s token from now on; `start` is when it began on both clocks (R8). */
-  #adopt(state: TokenState, start: ClockReading): void {
+  /** Holds `state`'s token from now on; `start` is when it began on both clocks (R8); `stated`: the server gave its lifetime (T6). */
+  #adopt(state: TokenState, start: ClockReading, stated = false): void {
     this.#tokenStart = start;
     this.#generation += 1;
     this.#token = new ActiveToken(
@@ -486,7 +486,7 @@ export class TokenManager {
       state.expiresAt,
       state.lifetimeMs,
     );
-    this.#renewal.lifetimeSeen(state.lifetimeMs);
+    this.#renewal.lifetimeSeen(state.lifetimeMs, stated);
   }
 
   #unavailable(now: number): TokenUnavailableError {

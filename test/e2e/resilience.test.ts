@@ -175,7 +175,8 @@ describe('T8: upstream rejection and replay', () => {
   });
 
   it('T8/T6: when the guard holds the refresh back longer than waitForToken, the 401 is passed through unchanged', async () => {
-    const s = await setup({ lifetimeSeconds: 600 });
+    // minInterval (30 s) is longer than waitForToken (10 s): the refresh cannot come in time.
+    const s = await setup({ lifetimeSeconds: 600, refresh: { minInterval: '30s' } });
     s.revoked.add(currentAccessToken(s));
     const answer = await fetch(`${s.sidecar.dataUrl()}/x`);
     expect(answer.status).toBe(401);
@@ -245,7 +246,7 @@ describe('T5: token endpoint faults', () => {
     expect(during.length).toBeGreaterThan(5);
     expect(during.length).toBeLessThanOrEqual(20);
     const gaps = during.slice(1).map((time, i) => time - (during[i] ?? 0));
-    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(6 * SECOND); // max(5 s, 10% of 60 s)
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(5 * SECOND); // minInterval: retries are not scheduled renewals
     await s.front.up();
     const backAt = s.clock.now();
     const lastGap = gaps.at(-1) ?? 0;
@@ -495,8 +496,8 @@ describe('upstream answers Node would not pass on as they are', () => {
     const upstream = await rawUpstream((socket) =>
       socket.write('HTTP/1.1 401 Unauthorized\r\ncontent-length: 20\r\n\r\n0123456789'),
     );
-    // Just after its startup login, the loop guard holds any refresh longer than waitForToken.
-    const sidecar = await extraSidecar(s, { upstream: upstream.url });
+    // Just after its startup login, the loop guard (minInterval 30 s) holds any refresh longer than waitForToken.
+    const sidecar = await extraSidecar(s, { upstream: upstream.url, refresh: { minInterval: '30s' } });
     const metrics = async () => (await fetch(`${sidecar.adminUrl()}/metrics`)).text();
     const pending = fetch(`${sidecar.dataUrl()}/x`);
     await vi.waitFor(async () =>

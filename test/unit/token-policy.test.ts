@@ -1,0 +1,114 @@
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.js';
+import { createFlow } from '../../src/flows/index.js';
+import { MemoryTokenStore } from '../../src/stores/memory.js';
+import { TokenManager } from '../../src/tokens/token-manager.js';
+import type { TokenEvents, TokenTrigger } from '../../src/tokens/types.js';
+import { captureLogger } from '../helpers/capture-logger.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { ScriptedTokenServer } from '../helpers/scripted-token-server.js';
+
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+
+/** One session account on a scripted token server and a fake clock. */
+function setup(options: { refresh?: Record<string, unknown> } = {}) {
+  const clock = new FakeClock();
+  const server = new ScriptedTokenServer(() => clock.now());
+  const config = parseConfig(
+    {
+      accounts: {
+        acct: {
+          upstream: 'http://api.test',
+          auth: {
+            flow: 'session',
+            loginUrl: 'http://token.test/auth/login',
+            refreshUrl: 'http://token.test/auth/refresh',
+            username: 'u',
+            password: 'p',
+          },
+          refresh: options.refresh ?? {},
+        },
+      },
+    },
+    { env: {} },
+  );
+  const account = config.accounts[0];
+  if (account === undefined) throw new Error('no account');
+  const requests: Array<{ kind: string; trigger: TokenTrigger; at: number }> = [];
+  const events: TokenEvents = {
+    tokenRequest: (kind, _outcome, trigger) => requests.push({ kind, trigger, at: clock.now() }),
+    suppressed: () => undefined,
+    lifetimeAnomaly: () => undefined,
+    clockSkew: () => undefined,
+    storeError: () => undefined,
+  };
+  const log = captureLogger();
+  const manager = new TokenManager({
+    account: 'acct',
+    flow: createFlow(account.auth),
+    policy: account.refresh,
+    store: new MemoryTokenStore(),
+    clock,
+    events,
+    logger: log.logger,
+    send: (request, sendOptions) => server.send(request, sendOptions),
+    random: () => 0.5,
+  });
+  const advance = (ms: number) => clock.advance(ms, () => manager.settled());
+  /** The upstream answers `status` to a request sent with the current token (T8, P1). */
+  const upstreamAnswers = (status: number) => {
+    const token = manager.current();
+    if (token === undefined) return;
+    if (status === 401 || status === 403) manager.replacementFor(token).catch(() => undefined);
+  };
+  return { clock, server, manager, requests, log, advance, upstreamAnswers };
+}
+
+describe('T6 loop guard', () => {
+  it('T6: a token the server says is dead on arrival (tokenLifetime 0) is replaced about minInterval after the first 401', async () => {
+    const { clock, server, manager, advance } = setup();
+    server.lifetime = 0;
+    server.extraFields = { tokenExpiration: Math.floor(clock.now() / 1000) };
+    await manager.start();
+    await manager.settled();
+    const start = clock.now();
+    const first = manager.current();
+    expect(first).toBeDefined();
+    // The upstream answers 401 at once: the guessed 300 s lifetime must not widen the guard to 30 s.
+    if (first !== undefined) manager.replacementFor(first).catch(() => undefined);
+    await advance(5 * SECOND);
+    expect(server.sent.map((request) => request.at - start)).toEqual([0, 5 * SECOND]);
+  });
+
+  it('T6: a one-hour token revoked a minute after its refresh is replaced by one token request within minInterval', async () => {
+    const { clock, server, manager, advance, upstreamAnswers } = setup();
+    server.lifetime = 3600;
+    await manager.start();
+    await manager.settled();
+    await advance(48 * MINUTE);
+    expect(server.count()).toBe(2);
+    await advance(MINUTE);
+    const rejectedAt = clock.now();
+    upstreamAnswers(401);
+    await advance(5 * SECOND);
+    expect(server.count()).toBe(3);
+    expect((server.sent[2]?.at ?? 0) - rejectedAt).toBeLessThanOrEqual(5 * SECOND);
+  });
+
+  it('T6: scheduled renewals keep 10% of a lifetime the server stated between them, and only of a stated one', async () => {
+    const { clock, server, manager, advance } = setup({ refresh: { defaultLifetime: '20s' } });
+    server.lifetime = 600;
+    await manager.start();
+    await manager.settled();
+    const start = clock.now();
+    // A stated 10-minute lifetime: an admin request 10 s later goes ahead (minInterval only).
+    await advance(10 * SECOND);
+    server.lifetime = undefined;
+    expect(manager.requestRefresh('admin').result).toBe('started');
+    await manager.settled();
+    // The new token's lifetime is a guess (20 s): the schedule at 0.8 x 20 s is not pushed out to 60 s.
+    await advance(20 * SECOND);
+    expect(server.sent.map((request) => request.at - start)).toEqual([0, 10 * SECOND, 10 * SECOND + 15_600]);
+  });
+});
