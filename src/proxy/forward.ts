@@ -210,6 +210,7 @@ export class DataPlane {
     const { account } = exchange;
     const status = answer.statusCode;
     if (!account.retryOn.has(status)) {
+      account.manager.tokenAccepted(token); // P1: ends an escalation series
       this.#streamBack(exchange, answer);
       return;
     }
@@ -273,6 +274,7 @@ export class DataPlane {
         account.manager.replacementFor(token).catch(() => undefined);
       } else {
         account.metrics.replay('success');
+        account.manager.tokenAccepted(token);
       }
       this.#streamBack(exchange, answer);
     });

@@ -8,13 +8,13 @@ import type { Secret } from '../util/secret.js';
 import { ActiveToken } from './active-token.js';
 import {
   exchangeToken,
-  initialRequest,
-  type BuiltRequest,
   type ExchangeFailed,
   type ExchangeRejected,
   type ExchangeSteps,
   type ExchangeSuccess,
 } from './exchange.js';
+import { RejectionEscalation } from './escalation.js';
+import { serveExchangeSteps } from './exchange-steps.js';
 import { HeldRefreshToken } from './held-refresh-token.js';
 import type { TokenRequestHistory } from './history.js';
 import { Readiness } from './readiness.js';
@@ -75,6 +75,7 @@ export class TokenManager {
   readonly #refresh = new HeldRefreshToken();
   readonly #readiness: Readiness;
   readonly #report: TokenRequestReport;
+  readonly #escalation: RejectionEscalation;
 
   #token: ActiveToken | undefined;
   /** When the held token began on both clocks (R8): its request's send, or its adoption from the store. */
@@ -94,12 +95,14 @@ export class TokenManager {
     this.#report = new TokenRequestReport(options.events, this.#log);
     this.history = this.#report.history;
     const { clock, policy, events } = options;
+    this.#escalation = new RejectionEscalation(policy.minIntervalMs, this.#log);
     this.#renewal = new RenewalSchedule({
       clock,
       policy,
       events,
       random: options.random ?? Math.random,
       onDue: (trigger) => this.#onRenewalDue(trigger),
+      rejectionGapMs: () => this.#escalation.gapMs(),
     });
     this.#waiters = new Waiters({ clock, unavailable: (now) => this.#unavailable(now) });
     this.#chain = new SharedChain({
@@ -155,9 +158,16 @@ export class TokenManager {
       return this.#waitForGenerationAfter(token.generation);
     if (this.#rejectedGeneration !== token.generation) {
       this.#rejectedGeneration = token.generation;
+      this.#escalation.rejected();
       this.requestRefresh('upstream_rejection');
     }
     return this.#waitForGenerationAfter(token.generation);
+  }
+
+  /** P1: an upstream answered a request sent with `token` outside `retryOn`; for the current token, the escalation resets. */
+  tokenAccepted(token: ActiveToken): void {
+    // A later rejection of this token is a first one again: held by minInterval only.
+    if (token.generation === this.#generation && this.#escalation.accepted()) this.#rejectedGeneration = 0;
   }
 
   /** A token request for `admin` or `upstream_rejection`, subject to the loop guard like any other (T6). */
@@ -251,6 +261,7 @@ export class TokenManager {
   /** T2: single flight. Starts a token request unless one is running (or the account stopped). */
   #startTokenRequest(trigger: TokenTrigger): void {
     if (this.#inFlight !== undefined || this.#stopped) return;
+    if (trigger === 'upstream_rejection') this.#escalation.refreshStarted();
     this.#renewal.clear();
     this.#inFlight = this.#requestUnderLock(trigger)
       .catch((error: unknown) => {
@@ -324,24 +335,8 @@ export class TokenManager {
   }
 
   #exchangeSteps(unlocked: boolean): ExchangeSteps {
-    const { flow, policy } = this.#o;
-    return {
-      build: () => this.#chooseRequest(unlocked),
-      send: (request) => this.#o.send(request, { timeoutMs: policy.timeoutMs, ...this.#o.tls }),
-      parse: (response, secrets) => flow.parseResponse(response, secrets),
-      rotatesRefreshTokens: flow.rotatesRefreshTokens,
-      heldSecrets: [this.#token?.secret, this.#refresh.current],
-      isSpent: (refreshToken) => this.#refresh.isSpent(refreshToken),
-      onSend: (sentAt, reading) => this.#renewal.requestSent(sentAt, reading),
-    };
-  }
-
-  /** Refresh with the newest refresh token, unless a login is the safer choice (HeldRefreshToken.toSend). */
-  async #chooseRequest(unlocked: boolean): Promise<BuiltRequest> {
-    const { flow, store } = this.#o;
-    const refreshToken = this.#refresh.toSend({ canLogin: flow.canLogin, unlockedShared: unlocked && store.shared });
-    if (refreshToken === undefined || !flow.canRefresh) return initialRequest(flow);
-    return { kind: 'refresh', request: await flow.buildRefreshRequest(refreshToken), spends: refreshToken };
+    const parts = { refresh: this.#refresh, heldToken: this.#token?.secret, renewal: this.#renewal };
+    return serveExchangeSteps({ ...this.#o, ...parts }, unlocked);
   }
 
   /** T3: the new refresh token is stored before the new access token is used. */

@@ -61,6 +61,7 @@ function setup(options: { refresh?: Record<string, unknown> } = {}) {
     const token = manager.current();
     if (token === undefined) return;
     if (status === 401 || status === 403) manager.replacementFor(token).catch(() => undefined);
+    else manager.tokenAccepted(token);
   };
   return { clock, server, manager, requests, log, advance, upstreamAnswers };
 }
@@ -110,5 +111,41 @@ describe('T6 loop guard', () => {
     // The new token's lifetime is a guess (20 s): the schedule at 0.8 x 20 s is not pushed out to 60 s.
     await advance(20 * SECOND);
     expect(server.sent.map((request) => request.at - start)).toEqual([0, 10 * SECOND, 10 * SECOND + 15_600]);
+  });
+});
+
+describe('P1 upstream rejections escalate', () => {
+  /** Clients call an endpoint answering `status` 20 times a second for `ms`. */
+  async function clientsFor(ms: number, status: number, s: ReturnType<typeof setup>) {
+    for (let elapsed = 0; elapsed < ms; elapsed += 50) {
+      s.upstreamAnswers(status);
+      await s.advance(50);
+    }
+  }
+
+  it('P1: an endpoint answering 403 to everything at 20 requests/s: rejection refreshes back off 5 s, 10 s, 20 s ... capped at 5 min', async () => {
+    const s = setup();
+    s.server.lifetime = 3600;
+    await s.manager.start();
+    await s.manager.settled();
+    const start = s.clock.now();
+    await clientsFor(20 * MINUTE, 403, s);
+    const times = s.server.sent.map((request) => (request.at - start) / SECOND);
+    expect(times).toEqual([0, 5, 15, 35, 75, 155, 315, 615, 915]);
+    expect(s.requests.slice(1).every((request) => request.trigger === 'upstream_rejection')).toBe(true);
+  });
+
+  it('P1: the escalation resets once a request with the current token gets an answer outside retryOn', async () => {
+    const s = setup();
+    s.server.lifetime = 3600;
+    await s.manager.start();
+    await s.manager.settled();
+    await clientsFor(40 * SECOND, 403, s);
+    expect(s.server.count()).toBe(4); // 0, 5, 15, 35
+    await clientsFor(SECOND, 200, s);
+    const rejectedAt = s.clock.now();
+    await clientsFor(5 * SECOND, 401, s);
+    expect(s.server.count()).toBe(5);
+    expect((s.server.sent[4]?.at ?? 0) - rejectedAt).toBeLessThanOrEqual(5 * SECOND);
   });
 });

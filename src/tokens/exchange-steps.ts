@@ -1,0 +1,46 @@
+import type { RefreshPolicy } from '../config/resolve.js';
+import type { TokenHttpOptions } from '../flows/http-client.js';
+import type { TokenFlow } from '../flows/types.js';
+import type { TokenStore } from '../stores/types.js';
+import type { Secret } from '../util/secret.js';
+import { initialRequest, type BuiltRequest, type ExchangeSteps } from './exchange.js';
+import type { HeldRefreshToken } from './held-refresh-token.js';
+import type { RenewalSchedule } from './renewal-schedule.js';
+import type { SendTokenRequest } from './types.js';
+
+/** What a serving account's exchange needs from its manager. */
+export interface ServeStepsContext {
+  flow: TokenFlow;
+  policy: Pick<RefreshPolicy, 'timeoutMs'>;
+  store: Pick<TokenStore, 'shared'>;
+  send: SendTokenRequest;
+  tls?: Pick<TokenHttpOptions, 'ca' | 'rejectUnauthorized'>;
+  refresh: HeldRefreshToken;
+  /** The access token held now (redacted from server text, R4). */
+  heldToken: Secret | undefined;
+  renewal: Pick<RenewalSchedule, 'requestSent'>;
+}
+
+/**
+ * The exchange steps of a serving account (token-manager.ts): refresh with the newest refresh
+ * token unless a login is the safer choice (HeldRefreshToken.toSend; `unlocked`: the shared
+ * store's lock could not be taken, P3), send with the account's timeout and TLS, and tell the
+ * schedule when the request went out (T6).
+ */
+export function serveExchangeSteps(ctx: ServeStepsContext, unlocked: boolean): ExchangeSteps {
+  const { flow, policy, refresh } = ctx;
+  const build = async (): Promise<BuiltRequest> => {
+    const refreshToken = refresh.toSend({ canLogin: flow.canLogin, unlockedShared: unlocked && ctx.store.shared });
+    if (refreshToken === undefined || !flow.canRefresh) return initialRequest(flow);
+    return { kind: 'refresh', request: await flow.buildRefreshRequest(refreshToken), spends: refreshToken };
+  };
+  return {
+    build,
+    send: (request) => ctx.send(request, { timeoutMs: policy.timeoutMs, ...ctx.tls }),
+    parse: (response, secrets) => flow.parseResponse(response, secrets),
+    rotatesRefreshTokens: flow.rotatesRefreshTokens,
+    heldSecrets: [ctx.heldToken, refresh.current],
+    isSpent: (refreshToken) => refresh.isSpent(refreshToken),
+    onSend: (sentAt, reading) => ctx.renewal.requestSent(sentAt, reading),
+  };
+}
