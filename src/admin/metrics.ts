@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { TokenRequestKind } from '../flows/types.js';
 import type { ProxyMetrics } from '../proxy/types.js';
+import { ACCOUNT_STATES } from '../tokens/account-state.js';
 import type { LifetimeAnomaly } from '../tokens/lifetime.js';
 import type { SuppressionReason, TokenEvents, TokenOutcome, TokenStatus, TokenTrigger } from '../tokens/types.js';
 
@@ -23,6 +24,8 @@ export const METRIC_NAMES = {
   storeUp: 'bearer_sidecar_store_up',
   // R6: secret files that failed or read empty at a later login (the last good value was used).
   secretReadErrors: 'bearer_sidecar_secret_read_errors_total',
+  // P4: 1 for the account's current state, 0 for the others.
+  accountState: 'bearer_sidecar_account_state',
 } as const;
 
 type MetricKey = keyof typeof METRIC_NAMES;
@@ -133,6 +136,20 @@ export class SidecarMetrics {
       labelNames: ['account'],
       registers,
       collect: perAccount((status, now) => (status.expiresAt !== undefined && now < status.expiresAt ? 1 : 0)),
+    });
+    new Gauge({
+      name: METRIC_NAMES.accountState,
+      help: 'Account state: 1 for the current one (starting, valid, degraded, refreshing, expired, rejected, stopped).',
+      labelNames: ['account', 'state'],
+      registers,
+      collect(this: Gauge<'account' | 'state'>) {
+        this.reset();
+        for (const account of source.accountNames()) {
+          const current = source.tokenStatus(account)?.state;
+          if (current === undefined) continue;
+          for (const state of ACCOUNT_STATES) this.set({ account, state }, state === current ? 1 : 0);
+        }
+      },
     });
     new Gauge({
       name: METRIC_NAMES.storeUp,

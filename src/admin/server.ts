@@ -81,19 +81,22 @@ function refreshParam(value: unknown): number | undefined {
   return Number(value);
 }
 
-/** `/readyz`: every account's reason when not ready; store trouble is a warning, not unreadiness. */
+/**
+ * `/readyz` (P4): every account's reason when not ready; 200 for `valid`, `degraded` and
+ * `refreshing` with a valid token, whose degraded reasons are listed under `warnings`.
+ */
 function readinessOf(options: AdminOptions): {
   ready: boolean;
   reasons: Record<string, string>;
-  warnings?: Record<string, string>;
+  warnings?: Record<string, string[]>;
 } {
   const reasons: Record<string, string> = {};
   if (!options.accepting()) reasons['(sidecar)'] = 'shutting down';
-  const warnings: Record<string, string> = {};
+  const warnings: Record<string, string[]> = {};
   for (const account of options.accounts) {
     const status = account.status();
     if (!status.ready) reasons[account.name] = status.reason ?? 'not ready';
-    if (status.storeProblem !== undefined) warnings[account.name] = status.storeProblem;
+    if (status.warnings.length > 0) warnings[account.name] = status.warnings;
   }
   const ready = Object.keys(reasons).length === 0;
   return { ready, reasons, ...(Object.keys(warnings).length > 0 ? { warnings } : {}) };

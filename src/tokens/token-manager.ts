@@ -5,6 +5,7 @@ import type { StoredToken, TokenState, TokenStore } from '../stores/types.js';
 import { readClock, type Clock, type ClockReading } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
 import type { Secret } from '../util/secret.js';
+import { composeStatus } from './account-state.js';
 import { ActiveToken } from './active-token.js';
 import {
   exchangeToken,
@@ -197,27 +198,20 @@ export class TokenManager {
   /** The account as /status, /readyz and the metrics show it; a look (R8). Times are wall-clock times in today's frame. */
   status(): TokenStatus {
     const reading = this.#look();
-    const now = this.#tokenNow(reading);
-    const token = this.#token;
-    const valid = token !== undefined && now < token.expiresAt;
-    // The token's own times, moved into the wall clock's frame of this moment (R8).
-    const shown = (at: number | undefined) => (at === undefined ? undefined : at + reading.wall - now);
-    return {
-      state: this.#readiness.state(token, now, { stopped: this.#stopped, refreshing: this.#inFlight !== undefined }),
-      ready: valid && !this.#readiness.refused,
-      reason: this.#readiness.notReadyReason(token, now),
-      fingerprint: token?.fingerprint,
-      generation: this.#generation,
-      obtainedAt: shown(token?.obtainedAt),
-      expiresAt: shown(token?.expiresAt),
-      lifetimeMs: token?.lifetimeMs,
-      ...this.#renewal.statusFields(),
-      lastError: this.#readiness.lastError,
-      hasRefreshToken: this.#refresh.current !== undefined,
-      waiting: this.#waiters.size,
-      ...this.#chain.statusFields(),
-      counts: this.#report.counts(),
-    };
+    return composeStatus(
+      { now: this.#tokenNow(reading), wallNow: reading.wall, token: this.#token, generation: this.#generation },
+      {
+        readiness: this.#readiness,
+        renewal: this.#renewal,
+        chain: this.#chain,
+        escalation: this.#escalation,
+        activity: { stopped: this.#stopped, refreshing: this.#inFlight !== undefined },
+        hasRefreshToken: this.#refresh.current !== undefined,
+        waiting: this.#waiters.size,
+        counts: this.#report.counts(),
+        unlockedRefreshRisk: undefined,
+      },
+    );
   }
 
   /** R8: a look. A renewal or retry that a forward jump of the wall clock made overdue starts now. */

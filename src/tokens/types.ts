@@ -42,12 +42,15 @@ export interface RefreshRequestResult {
   at: number;
 }
 
-export type AccountState = 'starting' | 'valid' | 'refreshing' | 'expired' | 'rejected' | 'stopped';
+/** P4: `degraded` is a valid token with something wrong (TokenStatus.warnings says what). */
+export type AccountState = 'starting' | 'valid' | 'degraded' | 'refreshing' | 'expired' | 'rejected' | 'stopped';
 
 export interface TokenStatus {
   state: AccountState;
   ready: boolean;
   reason: string | undefined;
+  /** P4: why the account's valid token is degraded (empty when nothing is wrong). */
+  warnings: string[];
   fingerprint: string | undefined;
   generation: number;
   obtainedAt: number | undefined;

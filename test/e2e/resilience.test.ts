@@ -510,3 +510,50 @@ describe('upstream answers Node would not pass on as they are', () => {
     expect(metricSum(await metrics(), METRIC_NAMES.replays, 'outcome="no_token"')).toBe(1);
   });
 });
+
+describe('P1/P4 fresh tokens rejected: the account is degraded, still ready', () => {
+  /** One client request while the fake clock moves on a second at a time until it is answered. */
+  async function requestWhileTimePasses(s: Setup): Promise<number> {
+    let answered: number | undefined;
+    const before = s.upstream.requests.length;
+    const pending = fetch(`${s.sidecar.dataUrl()}/x`).then((answer) => (answered = answer.status));
+    // The clock stands still until the request reached the upstream.
+    await vi.waitFor(() => expect(s.upstream.requests.length).toBeGreaterThan(before));
+    while (answered === undefined) await s.advance(SECOND);
+    return pending;
+  }
+
+  it('P4: an upstream answering 403 to fresh tokens too: /status degraded with the reason, /readyz 200 with warnings, the state gauge; an accepted answer clears it', async () => {
+    const s = await setup({ lifetimeSeconds: 3600 });
+    s.upstream.decide = () => 403;
+    expect(await requestWhileTimePasses(s)).toBe(403);
+    await s.advance(SECOND);
+    const status = (await (await fetch(`${s.sidecar.adminUrl()}/status?format=json`)).json()) as {
+      accounts: { fleet: { state: string; ready: boolean; reasons: string[] } };
+    };
+    expect(status.accounts.fleet).toMatchObject({
+      state: 'degraded',
+      ready: true,
+      reasons: ['upstream rejects fresh tokens'],
+    });
+    const ready = await fetch(`${s.sidecar.adminUrl()}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({
+      ready: true,
+      reasons: {},
+      warnings: { fleet: ['upstream rejects fresh tokens'] },
+    });
+    const metrics = await s.metrics();
+    expect(metricSum(metrics, METRIC_NAMES.accountState, 'state="degraded"')).toBe(1);
+    expect(metricSum(metrics, METRIC_NAMES.accountState)).toBe(1);
+    const html = await (await fetch(`${s.sidecar.adminUrl()}/status`, { headers: { accept: 'text/html' } })).text();
+    expect(html).toContain('upstream rejects fresh tokens');
+    expect(html).toContain('1 degraded');
+
+    s.upstream.decide = () => 200;
+    expect(await requestWhileTimePasses(s)).toBe(200);
+    const after = (await (await fetch(`${s.sidecar.adminUrl()}/status?format=json`)).json()) as typeof status;
+    expect(after.accounts.fleet).toMatchObject({ state: 'valid', reasons: [] });
+    expect(metricSum(await s.metrics(), METRIC_NAMES.accountState, 'state="valid"')).toBe(1);
+  });
+});

@@ -149,3 +149,40 @@ describe('P1 upstream rejections escalate', () => {
     expect((s.server.sent[4]?.at ?? 0) - rejectedAt).toBeLessThanOrEqual(5 * SECOND);
   });
 });
+
+describe('P4 account states', () => {
+  it('P4: a valid token whose renewals fail is degraded with the reason; the next token makes it valid again', async () => {
+    const s = setup();
+    s.server.lifetime = 100;
+    await s.manager.start();
+    await s.manager.settled();
+    expect(s.manager.status()).toMatchObject({ state: 'valid', ready: true, warnings: [] });
+    s.server.behaviour = { type: 'status', status: 502 };
+    await s.advance(80 * SECOND);
+    const status = s.manager.status();
+    expect(status.state).toBe('degraded');
+    expect(status.ready).toBe(true);
+    expect(status.warnings).toEqual([
+      expect.stringMatching(/^token renewals failing \(\d+ in a row\): refresh failed/),
+    ]);
+    s.server.behaviour = { type: 'ok' };
+    await s.advance(15 * SECOND);
+    expect(s.manager.status()).toMatchObject({ state: 'valid', warnings: [] });
+  });
+
+  it('P4: starting before the first token, expired when it ran out with no new one, rejected on refused credentials, stopped', async () => {
+    const s = setup();
+    s.server.lifetime = 30;
+    expect(s.manager.status().state).toBe('starting');
+    await s.manager.start();
+    await s.manager.settled();
+    s.server.behaviour = { type: 'refuse' };
+    await s.advance(31 * SECOND);
+    expect(s.manager.status()).toMatchObject({ state: 'expired', ready: false, warnings: [] });
+    s.server.behaviour = { type: 'status', status: 401, body: '{"success":false,"message":"invalid credentials"}' };
+    await s.advance(5 * MINUTE);
+    expect(s.manager.status()).toMatchObject({ state: 'rejected', ready: false });
+    await s.manager.stop();
+    expect(s.manager.status().state).toBe('stopped');
+  });
+});
