@@ -52,7 +52,7 @@ export function createAdminApp(options: AdminOptions): Express {
     res.json({ now: new Date(now).toISOString(), store: options.storeType, accounts });
   });
 
-  app.post('/accounts/:name/refresh', (req, res) => {
+  app.post('/accounts/:name/refresh', async (req, res) => {
     const account = byName.get(req.params.name);
     if (account === undefined) {
       res
@@ -61,8 +61,11 @@ export function createAdminApp(options: AdminOptions): Express {
         .send(errorBody('no_route', `no account named ${JSON.stringify(req.params.name)}`));
       return;
     }
-    const outcome = account.manager.requestRefresh('admin');
-    res.status(202).json({ account: account.name, result: outcome.result, at: new Date(outcome.at).toISOString() });
+    const outcome = await account.manager.adminRefresh();
+    const reason = outcome.reason === undefined ? {} : { reason: outcome.reason };
+    res
+      .status(202)
+      .json({ account: account.name, result: outcome.result, at: new Date(outcome.at).toISOString(), ...reason });
   });
 
   app.use((_req, res) => {

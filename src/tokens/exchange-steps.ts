@@ -19,6 +19,8 @@ export interface ServeStepsContext {
   /** The access token held now (redacted from server text, R4). */
   heldToken: Secret | undefined;
   renewal: Pick<RenewalSchedule, 'requestSent'>;
+  /** P2: called before a login is built (the credential watch reads the files then). */
+  beforeLogin?: () => Promise<unknown>;
 }
 
 /**
@@ -31,7 +33,10 @@ export function serveExchangeSteps(ctx: ServeStepsContext, unlocked: boolean): E
   const { flow, policy, refresh } = ctx;
   const build = async (): Promise<BuiltRequest> => {
     const refreshToken = refresh.toSend({ canLogin: flow.canLogin, unlockedShared: unlocked && ctx.store.shared });
-    if (refreshToken === undefined || !flow.canRefresh) return initialRequest(flow);
+    if (refreshToken === undefined || !flow.canRefresh) {
+      await ctx.beforeLogin?.();
+      return initialRequest(flow);
+    }
     return { kind: 'refresh', request: await flow.buildRefreshRequest(refreshToken), spends: refreshToken };
   };
   return {

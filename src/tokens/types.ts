@@ -40,6 +40,8 @@ export interface RefreshRequestResult {
   /** `started` ran a request now; `joined` shares one in flight; `deferred` waits for the guard or backoff. */
   result: 'started' | 'joined' | 'deferred';
   at: number;
+  /** Why a request was deferred, when it is not the loop guard (P2: the same credentials were rejected). */
+  reason?: string;
 }
 
 /** P4: `degraded` is a valid token with something wrong (TokenStatus.warnings says what). */

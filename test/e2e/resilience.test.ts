@@ -557,3 +557,30 @@ describe('P1/P4 fresh tokens rejected: the account is degraded, still ready', ()
     expect(metricSum(await s.metrics(), METRIC_NAMES.accountState, 'state="valid"')).toBe(1);
   });
 });
+
+describe('P2 credentials that change: the admin trigger', () => {
+  it('P2: POST /accounts/NAME/refresh during a rejected-login backoff: deferred with the reason for the same password, started for a new one', async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 'bs-p2-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'password');
+    writeFileSync(file, 'wrong-password\n');
+    const s = await setup({ passwordFile: file });
+    await s.advance(20 * SECOND);
+    const refresh = async () =>
+      (await (await fetch(`${s.sidecar.adminUrl()}/accounts/fleet/refresh`, { method: 'POST' })).json()) as Record<
+        string,
+        unknown
+      >;
+    const deferred = await refresh();
+    expect(deferred).toMatchObject({ result: 'deferred', reason: 'the same credentials were rejected' });
+    expect(Date.parse(String(deferred.at)) - s.clock.now()).toBe(40 * SECOND);
+    writeFileSync(file, `${s.password}\n`);
+    expect(await refresh()).toMatchObject({ result: 'started' });
+    await s.sidecar.settled();
+    expect((await fetch(`${s.sidecar.adminUrl()}/readyz`)).status).toBe(200);
+    expect(s.sentAt).toHaveLength(2);
+  });
+});

@@ -1,5 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, renameSync, rmSync, symlinkSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
+import { secretFilesOf } from '../../src/config/resolve.js';
 import { createFlow } from '../../src/flows/index.js';
 import { MemoryTokenStore } from '../../src/stores/memory.js';
 import { TokenManager } from '../../src/tokens/token-manager.js';
@@ -11,8 +15,13 @@ import { ScriptedTokenServer } from '../helpers/scripted-token-server.js';
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
 
-/** One session account on a scripted token server and a fake clock. */
-function setup(options: { refresh?: Record<string, unknown> } = {}) {
+const cleanups: Array<() => void> = [];
+afterEach(() => {
+  while (cleanups.length > 0) cleanups.pop()?.();
+});
+
+/** One session account on a scripted token server and a fake clock (`passwordFile`: its password is read from there). */
+function setup(options: { refresh?: Record<string, unknown>; passwordFile?: string } = {}) {
   const clock = new FakeClock();
   const server = new ScriptedTokenServer(() => clock.now());
   const config = parseConfig(
@@ -25,7 +34,7 @@ function setup(options: { refresh?: Record<string, unknown> } = {}) {
             loginUrl: 'http://token.test/auth/login',
             refreshUrl: 'http://token.test/auth/refresh',
             username: 'u',
-            password: 'p',
+            ...(options.passwordFile === undefined ? { password: 'p' } : { passwordFile: options.passwordFile }),
           },
           refresh: options.refresh ?? {},
         },
@@ -54,6 +63,7 @@ function setup(options: { refresh?: Record<string, unknown> } = {}) {
     logger: log.logger,
     send: (request, sendOptions) => server.send(request, sendOptions),
     random: () => 0.5,
+    secretFiles: secretFilesOf(account.auth),
   });
   const advance = (ms: number) => clock.advance(ms, () => manager.settled());
   /** The upstream answers `status` to a request sent with the current token (T8, P1). */
@@ -184,5 +194,103 @@ describe('P4 account states', () => {
     expect(s.manager.status()).toMatchObject({ state: 'rejected', ready: false });
     await s.manager.stop();
     expect(s.manager.status().state).toBe('stopped');
+  });
+});
+
+describe('P2 credentials that change', () => {
+  const RIGHT = 'right-password';
+
+  /** A password file (Kubernetes layout: `password` -> `..data/password`, `..data` -> a timestamped dir). */
+  function kubernetesSecret(initial: string) {
+    const dir = mkdtempSync(join(tmpdir(), 'bs-p2-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    let version = 0;
+    const publish = (password: string) => {
+      version += 1;
+      const target = join(dir, `..2026_${version}`);
+      mkdirSync(target);
+      writeFileSync(join(target, 'password'), `${password}\n`);
+      symlinkSync(target, join(dir, '..data_tmp'));
+      renameSync(join(dir, '..data_tmp'), join(dir, '..data')); // the atomic swap kubelet does
+    };
+    publish(initial);
+    symlinkSync(join('..data', 'password'), join(dir, 'password'));
+    return { path: join(dir, 'password'), publish };
+  }
+
+  /** The token server accepts only RIGHT as the password; every login attempt is recorded with its password. */
+  function checkingPasswords(s: ReturnType<typeof setup>) {
+    const tried: Array<{ password: string; at: number }> = [];
+    const send = s.server.send;
+    s.server.send = async (request, sendOptions) => {
+      const body = JSON.parse(request.body) as { password?: string };
+      if (body.password !== undefined) tried.push({ password: body.password, at: s.clock.now() });
+      if (body.password !== undefined && body.password !== RIGHT)
+        return { status: 401, headers: {}, body: '{"success":false,"message":"invalid credentials"}' };
+      return send(request, sendOptions);
+    };
+    return tried;
+  }
+
+  async function rejectedAtStart() {
+    const secret = kubernetesSecret('wrong-password');
+    const s = setup({ passwordFile: secret.path });
+    const tried = checkingPasswords(s);
+    await s.manager.start();
+    await s.manager.settled();
+    expect(s.manager.status().state).toBe('rejected');
+    return { ...s, secret, tried };
+  }
+
+  it('P2: wrong password at start, the right one written 20 s later and POST refresh: started at once, ready without waiting for the backoff', async () => {
+    const s = await rejectedAtStart();
+    await s.advance(20 * SECOND);
+    s.secret.publish(RIGHT);
+    const outcome = await s.manager.adminRefresh();
+    expect(outcome.result).toBe('started');
+    await s.manager.settled();
+    expect(s.manager.status()).toMatchObject({ state: 'valid', ready: true });
+    expect(s.tried.map((attempt) => attempt.password)).toEqual(['wrong-password', RIGHT]);
+  });
+
+  it('P2: without the POST, a changed password file (Kubernetes symlink swap) is noticed within 5 s and logged in with at once', async () => {
+    const s = await rejectedAtStart();
+    await s.advance(20 * SECOND);
+    s.secret.publish(RIGHT);
+    const writtenAt = s.clock.now();
+    await s.advance(5 * SECOND);
+    await vi.waitFor(() => expect(s.tried).toHaveLength(2));
+    await s.manager.settled();
+    expect((s.tried[1]?.at ?? 0) - writtenAt).toBeLessThanOrEqual(5 * SECOND);
+    expect(s.manager.status()).toMatchObject({ state: 'valid', ready: true });
+  });
+
+  it('P2: POST refresh with the same credentials during the backoff is deferred with the reason; the same credentials wait for the backoff', async () => {
+    const s = await rejectedAtStart();
+    await s.advance(20 * SECOND);
+    s.secret.publish('wrong-password'); // rewritten, same content: not a change
+    const outcome = await s.manager.adminRefresh();
+    expect(outcome).toEqual({
+      result: 'deferred',
+      at: s.manager.status().nextRequestAt,
+      reason: 'the same credentials were rejected',
+    });
+    await s.advance(30 * SECOND);
+    expect(s.tried).toHaveLength(1);
+    await s.advance(10 * SECOND); // the 1-minute backoff ends
+    expect(s.tried).toHaveLength(2);
+  });
+
+  it('P2: a new wrong password is tried at once (held only by minInterval), then not again before the backoff', async () => {
+    const s = await rejectedAtStart();
+    await s.advance(2 * SECOND);
+    s.secret.publish('another-wrong-password');
+    await s.advance(3 * SECOND); // the look at 5 s, which is also minInterval after the first login
+    await vi.waitFor(() => expect(s.tried).toHaveLength(2));
+    await s.manager.settled();
+    expect(s.tried[1]).toEqual({ password: 'another-wrong-password', at: s.tried[0]!.at + 5 * SECOND });
+    await s.advance(50 * SECOND);
+    expect(s.tried).toHaveLength(2);
+    expect(s.manager.status().state).toBe('rejected');
   });
 });
