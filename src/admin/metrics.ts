@@ -24,6 +24,8 @@ export const METRIC_NAMES = {
   storeUp: 'bearer_sidecar_store_up',
   // R6: secret files that failed or read empty at a later login (the last good value was used).
   secretReadErrors: 'bearer_sidecar_secret_read_errors_total',
+  // P3: refresh tokens of a shared chain spent without the store's lock (the last resort before expiry).
+  storeUnlockedRefreshes: 'bearer_sidecar_store_unlocked_refreshes_total',
   // P4: 1 for the account's current state, 0 for the others.
   accountState: 'bearer_sidecar_account_state',
 } as const;
@@ -43,6 +45,8 @@ const METRIC_HELP = {
   storeErrors: 'Token store operations that failed (load, save, lock); the valid token keeps being served.',
   secretReadErrors: 'Secret file reads that failed or found the file empty; the last good value was used instead.',
   clockSkew: "Token server's Date header minus local time, at the last token response.",
+  storeUnlockedRefreshes:
+    "Refreshes sent without the shared store's lock (store unreachable, no credentials, token about to expire): replicas may race.",
 } satisfies Partial<Record<MetricKey, string>>;
 type HelpedMetric = keyof typeof METRIC_HELP;
 
@@ -67,6 +71,7 @@ export class SidecarMetrics {
   readonly #anomalies: Counter<'account' | 'reason'>;
   readonly #storeErrors: Counter<'account' | 'operation'>;
   readonly #secretReadErrors: Counter<'account'>;
+  readonly #unlockedRefreshes: Counter<'account'>;
 
   constructor(registry: Registry, source: TokenStatusSource, options: { defaultMetrics?: boolean } = {}) {
     this.registry = registry;
@@ -95,6 +100,7 @@ export class SidecarMetrics {
     this.#anomalies = counter('lifetimeAnomalies', ['account', 'reason']);
     this.#storeErrors = counter('storeErrors', ['account', 'operation']);
     this.#secretReadErrors = counter('secretReadErrors', ['account']);
+    this.#unlockedRefreshes = counter('storeUnlockedRefreshes', ['account']);
     this.#skew = new Gauge({
       name: METRIC_NAMES.clockSkew,
       help: METRIC_HELP.clockSkew,
@@ -161,6 +167,7 @@ export class SidecarMetrics {
   }
 
   tokenEvents(account: string): TokenEvents {
+    this.#unlockedRefreshes.inc({ account }, 0); // the series exists (0) from the start
     return {
       tokenRequest: (kind: TokenRequestKind, outcome: TokenOutcome, trigger: TokenTrigger, durationSeconds: number) => {
         this.#tokenRequests.inc({ account, kind, outcome, trigger });
@@ -170,6 +177,7 @@ export class SidecarMetrics {
       lifetimeAnomaly: (reason: LifetimeAnomaly) => this.#anomalies.inc({ account, reason }),
       clockSkew: (seconds: number) => this.#skew.set({ account }, seconds),
       storeError: (operation) => this.#storeErrors.inc({ account, operation }),
+      unlockedRefresh: () => this.#unlockedRefreshes.inc({ account }),
     };
   }
 

@@ -54,8 +54,13 @@ export interface StatusParts {
   hasRefreshToken: boolean;
   waiting: number;
   counts: TokenStatus['counts'];
-  unlockedRefreshRisk: string | undefined;
+  /** P3: the account shares its refresh chain with other replicas and cannot log in. */
+  refreshOnlyShared: boolean;
 }
+
+/** P3: the degraded reason of a refresh-only account whose shared store is unreachable. */
+export const UNLOCKED_REFRESH_RISK =
+  'store unreachable and no credentials to log in with: the refresh token will be spent without the lock shortly before the token expires (another replica may spend it too)';
 
 /**
  * The account as /status, /readyz and the metrics show it (P4). `at.now` is "now" on the held
@@ -76,7 +81,10 @@ export function composeStatus(
         failures: parts.renewal.failures,
         lastError: parts.readiness.lastError,
         storeProblem: chain.storeProblem,
-        unlockedRefreshRisk: parts.unlockedRefreshRisk,
+        unlockedRefreshRisk:
+          parts.refreshOnlyShared && parts.hasRefreshToken && chain.storeProblem !== undefined
+            ? UNLOCKED_REFRESH_RISK
+            : undefined,
       })
     : [];
   return {

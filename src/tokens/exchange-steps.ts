@@ -6,7 +6,7 @@ import type { Secret } from '../util/secret.js';
 import { initialRequest, type BuiltRequest, type ExchangeSteps } from './exchange.js';
 import type { HeldRefreshToken } from './held-refresh-token.js';
 import type { RenewalSchedule } from './renewal-schedule.js';
-import type { SendTokenRequest } from './types.js';
+import type { SendTokenRequest, TokenEvents } from './types.js';
 
 /** What a serving account's exchange needs from its manager. */
 export interface ServeStepsContext {
@@ -19,6 +19,8 @@ export interface ServeStepsContext {
   /** The access token held now (redacted from server text, R4). */
   heldToken: Secret | undefined;
   renewal: Pick<RenewalSchedule, 'requestSent'>;
+  /** P3: a refresh sent without the shared store's lock is counted. */
+  events: Pick<TokenEvents, 'unlockedRefresh'>;
   /** P2: called before a login is built (the credential watch reads the files then). */
   beforeLogin?: () => Promise<unknown>;
 }
@@ -31,12 +33,16 @@ export interface ServeStepsContext {
  */
 export function serveExchangeSteps(ctx: ServeStepsContext, unlocked: boolean): ExchangeSteps {
   const { flow, policy, refresh } = ctx;
+  const unlockedShared = unlocked && ctx.store.shared;
+  let spendsUnlocked = false;
   const build = async (): Promise<BuiltRequest> => {
-    const refreshToken = refresh.toSend({ canLogin: flow.canLogin, unlockedShared: unlocked && ctx.store.shared });
+    const refreshToken = refresh.toSend({ canLogin: flow.canLogin, unlockedShared });
     if (refreshToken === undefined || !flow.canRefresh) {
       await ctx.beforeLogin?.();
       return initialRequest(flow);
     }
+    // P3: only an account that cannot log in gets here unlocked, in the last 2 x refresh.timeout before expiry.
+    spendsUnlocked = unlockedShared;
     return { kind: 'refresh', request: await flow.buildRefreshRequest(refreshToken), spends: refreshToken };
   };
   return {
@@ -46,6 +52,9 @@ export function serveExchangeSteps(ctx: ServeStepsContext, unlocked: boolean): E
     rotatesRefreshTokens: flow.rotatesRefreshTokens,
     heldSecrets: [ctx.heldToken, refresh.current],
     isSpent: (refreshToken) => refresh.isSpent(refreshToken),
-    onSend: (sentAt, reading) => ctx.renewal.requestSent(sentAt, reading),
+    onSend: (sentAt, reading) => {
+      ctx.renewal.requestSent(sentAt, reading);
+      if (spendsUnlocked) ctx.events.unlockedRefresh?.();
+    },
   };
 }

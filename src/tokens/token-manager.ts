@@ -233,7 +233,7 @@ export class TokenManager {
         hasRefreshToken: this.#refresh.current !== undefined,
         waiting: this.#waiters.size,
         counts: this.#report.counts(),
-        unlockedRefreshRisk: undefined,
+        refreshOnlyShared: this.#o.store.shared && !this.#o.flow.canLogin,
       },
     );
   }

@@ -20,6 +20,8 @@ export interface TokenEvents {
   clockSkew(seconds: number): void;
   /** A store operation failed (Redis down): the account keeps serving its valid token. */
   storeError(operation: StoreOperation): void;
+  /** P3: a refresh token of a shared chain was spent without the store's lock (the last resort before expiry). */
+  unlockedRefresh?(): void;
 }
 
 export type StoreOperation = 'load' | 'save' | 'lock';

@@ -6,11 +6,14 @@ import { parseConfig } from '../../src/config/load.js';
 import { secretFilesOf } from '../../src/config/resolve.js';
 import { createFlow } from '../../src/flows/index.js';
 import { MemoryTokenStore } from '../../src/stores/memory.js';
+import { UNLOCKED_REFRESH_RISK } from '../../src/tokens/account-state.js';
 import { TokenManager } from '../../src/tokens/token-manager.js';
-import type { TokenEvents, TokenTrigger } from '../../src/tokens/types.js';
+import type { SendTokenRequest, TokenEvents, TokenTrigger } from '../../src/tokens/types.js';
+import { silentLogger } from '../../src/util/logger.js';
 import { captureLogger } from '../helpers/capture-logger.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { ScriptedTokenServer } from '../helpers/scripted-token-server.js';
+import { SharedStoreHub, SoakTokenServer } from '../soak/world.js';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -292,5 +295,96 @@ describe('P2 credentials that change', () => {
     await s.advance(50 * SECOND);
     expect(s.tried).toHaveLength(2);
     expect(s.manager.status().state).toBe('rejected');
+  });
+});
+
+describe('P3 shared refresh chains without the lock', () => {
+  /** Replicas of one account on a shared store (the soak's world), with the unlocked refreshes they count. */
+  function sharedReplicas(auth: Record<string, unknown>, send: (clock: FakeClock) => SendTokenRequest) {
+    const clock = new FakeClock();
+    const hub = new SharedStoreHub(() => clock.now());
+    const config = parseConfig(
+      { accounts: { acct: { upstream: 'http://api.test', auth, refresh: { timeout: '10s' } } } },
+      { env: {} },
+    );
+    const account = config.accounts[0];
+    if (account === undefined) throw new Error('no account');
+    const unlocked: number[] = [];
+    const sender = send(clock);
+    const managers = [0, 1].map(
+      (index) =>
+        new TokenManager({
+          account: 'acct',
+          flow: createFlow(account.auth),
+          policy: account.refresh,
+          store: hub.view(index),
+          clock,
+          events: {
+            tokenRequest: () => undefined,
+            suppressed: () => undefined,
+            lifetimeAnomaly: () => undefined,
+            clockSkew: () => undefined,
+            storeError: () => undefined,
+            unlockedRefresh: () => unlocked.push(clock.now()),
+          },
+          logger: silentLogger(),
+          send: sender,
+          random: () => 0.3 + index * 0.4,
+        }),
+    );
+    const settle = () => Promise.all(managers.map((manager) => manager.settled())).then(() => undefined);
+    const start = async () => {
+      for (const manager of managers) await manager.start();
+      await clock.advance(0, settle);
+    };
+    return { clock, hub, managers, unlocked, start, advance: (ms: number) => clock.advance(ms, settle) };
+  }
+
+  it('P3: two replicas on a shared store, the store killed mid-run: each logs in rather than spend the shared refresh token; none is sent twice', async () => {
+    let server: SoakTokenServer | undefined;
+    const world = sharedReplicas(
+      { flow: 'session', loginUrl: 'http://t/login', refreshUrl: 'http://t/refresh', username: 'u', password: 'p' },
+      (clock) => {
+        server = new SoakTokenServer(() => clock.now(), 600);
+        return (request) => server!.send(request);
+      },
+    );
+    await world.start();
+    await world.advance(30 * MINUTE);
+    world.hub.down = true;
+    await world.advance(90 * MINUTE);
+    world.hub.down = false;
+    await world.advance(60 * MINUTE);
+    expect(server?.reusedRefreshTokens).toEqual([]);
+    expect(world.unlocked).toEqual([]);
+    expect(world.managers.every((manager) => manager.current() !== undefined)).toBe(true);
+  });
+
+  it('P3: an account with only a refresh token keeps its valid token while the store is down, warns in /readyz, and refreshes without the lock only in the last 2 x refresh.timeout (counted)', async () => {
+    const live = new Set(['r0']);
+    const world = sharedReplicas(
+      { flow: 'oauth2', tokenUrl: 'http://t/token', grant: 'refresh_token', clientId: 'c', refreshToken: 'r0' },
+      () => async (request) => {
+        const sent = new URLSearchParams(request.body).get('refresh_token') ?? '';
+        if (!live.delete(sent)) return { status: 400, headers: {}, body: '{"error":"invalid_grant"}' };
+        const next = `r-${live.size}-${Math.random()}`;
+        live.add(next);
+        const body = { access_token: `a-${next}`, token_type: 'Bearer', expires_in: 600, refresh_token: next };
+        return { status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) };
+      },
+    );
+    await world.start();
+    const expiresAt = world.managers[0]?.status().expiresAt ?? 0;
+    await world.advance(MINUTE);
+    world.hub.down = true;
+    await world.advance(7 * MINUTE); // past the scheduled renewal (0.8 x 600 s): the lock cannot be taken
+    const status = world.managers[0]!.status();
+    expect(status).toMatchObject({ state: 'degraded', ready: true });
+    expect(status.warnings).toContain(UNLOCKED_REFRESH_RISK);
+    expect(world.unlocked).toEqual([]);
+    await world.advance(3 * MINUTE);
+    expect(world.unlocked.length).toBeGreaterThan(0);
+    expect(Math.min(...world.unlocked)).toBeGreaterThanOrEqual(expiresAt - 20 * SECOND);
+    expect(world.managers.some((manager) => manager.current() !== undefined)).toBe(true);
   });
 });
