@@ -65,7 +65,9 @@ export interface TokenManagerOptions {
  * replicas obtain (T10), stop. The decisions are made by parts with one state each: when
  * (RenewalSchedule: T2, T5, T6), who waits (Waiters: T7), the chain replicas share
  * (SharedChain: T10), the refresh token and the spent ones (HeldRefreshToken: T3, T5), one
- * exchange with the token endpoint (exchangeToken: T1), readiness and the request report.
+ * exchange with the token endpoint (exchangeToken: T1), readiness and the request report,
+ * the escalation of upstream rejections (RejectionEscalation: P1), the credential files
+ * (CredentialWatch: P2) and the state /status shows (composeStatus: P4).
  * R8: the token's age is read on both clocks (token-age.ts); every look (a request, /status, a
  * timer, a wall-clock jump noticed by the clock) starts a renewal that a jump made overdue.
  */
