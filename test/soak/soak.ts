@@ -92,6 +92,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   // The password lives in a file both replicas watch (P2); a credential change rewrites it.
   const secrets = mkdtempSync(join(tmpdir(), 'bs-soak-'));
   const passwordFile = join(secrets, 'password');
+  server.password = 'pw-0';
   writeFileSync(passwordFile, `${server.password}\n`);
   const config = soakConfig(passwordFile);
   const account = config.accounts[0]!;
@@ -243,7 +244,7 @@ function endFault(kind: FaultKind, world: SoakWorld): void {
   world.server.mode = 'ok';
   if (kind === 'store-outage') world.hub.down = false;
   // The operator puts the new password in the Secret: the replicas notice the file within 5 s.
-  if (kind === 'credential-change') writeFileSync(world.passwordFile, `${world.server.password}\n`);
+  if (kind === 'credential-change') writeFileSync(world.passwordFile, `${world.server.password ?? ''}\n`);
 }
 
 /** The stretches of [start, end) that no fault window (plus its recovery margin) touches. */

@@ -35,8 +35,8 @@ interface IssuedToken {
  */
 export class SoakTokenServer {
   mode: TokenServerMode = 'ok';
-  /** The password a login must send (a credential change replaces it). */
-  password = 'pw-0';
+  /** The password a login must send (a credential change replaces it); undefined: any. */
+  password: string | undefined;
   readonly requestTimes: number[] = [];
   /** When each login succeeded (on `tick`). */
   readonly loginTimes: number[] = [];
@@ -62,7 +62,10 @@ export class SoakTokenServer {
     this.requestTimes.push(this.tick());
     if (this.mode === 'refused') throw new TokenTransportError('ECONNREFUSED', 'connection refused');
     if (this.mode === 'server-error') return answer(503, '{"success":false,"message":"maintenance"}');
-    if (refreshToken === undefined && (this.mode === 'reject-login' || body.password !== this.password))
+    if (
+      refreshToken === undefined &&
+      (this.mode === 'reject-login' || (this.password !== undefined && body.password !== this.password))
+    )
       return answer(401, '{"success":false,"message":"invalid credentials"}');
     if (refreshToken !== undefined) {
       if (this.#spent.has(refreshToken)) this.reusedRefreshTokens.push({ at: this.now(), token: refreshToken });
