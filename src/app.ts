@@ -110,7 +110,8 @@ export class Sidecar {
       );
     }
     const countFailure = this.metrics.secretReadErrors(account.name);
-    for (const file of secretFilesOf(account.auth)) {
+    const secretFiles = secretFilesOf(account.auth);
+    for (const file of secretFiles) {
       this.#unwatchSecrets.push(
         reportSecretReads(file, { logger: this.#logger.child({ account: account.name }), countFailure }),
       );
@@ -126,6 +127,7 @@ export class Sidecar {
       send: deps.send ?? sendTokenRequest,
       tls,
       random: deps.random,
+      secretFiles,
     });
     return {
       name: account.name,

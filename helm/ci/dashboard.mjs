@@ -26,17 +26,32 @@ const rows = [
     title: 'Tokens',
     panels: [
       {
-        title: 'Valid token',
+        title: 'Account state',
         type: 'stat',
         w: 6,
-        targets: [[`min by (account) (${METRIC_NAMES.tokenValid}{${sel}})`, '{{account}}']],
-        description: '1 while the account holds a token that has not expired (bearer_sidecar_token_valid).',
+        targets: [
+          [
+            `max by (account) (${METRIC_NAMES.accountState}{${sel}, state=~"degraded|refreshing"})` +
+              ` + 2 * max by (account) (${METRIC_NAMES.accountState}{${sel}, state=~"starting|expired|rejected|stopped"})`,
+            '{{account}}',
+          ],
+        ],
+        description:
+          'From bearer_sidecar_account_state: valid; degraded (a valid token, but fresh tokens rejected, renewals failing or the store unreachable: /readyz warnings say which) or refreshing; not ready (starting, expired, rejected, stopped).',
         thresholds: [
-          ['red', null],
-          ['green', 1],
+          ['green', null],
+          ['orange', 1],
+          ['red', 2],
         ],
         mappings: [
-          { type: 'value', options: { 0: { text: 'no token', color: 'red' }, 1: { text: 'valid', color: 'green' } } },
+          {
+            type: 'value',
+            options: {
+              0: { text: 'valid', color: 'green' },
+              1: { text: 'degraded / refreshing', color: 'orange' },
+              2: { text: 'not ready', color: 'red' },
+            },
+          },
         ],
       },
       {

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { TokenRequestKind } from '../flows/types.js';
 import type { ProxyMetrics } from '../proxy/types.js';
+import { ACCOUNT_STATES } from '../tokens/account-state.js';
 import type { LifetimeAnomaly } from '../tokens/lifetime.js';
 import type { SuppressionReason, TokenEvents, TokenOutcome, TokenStatus, TokenTrigger } from '../tokens/types.js';
 
@@ -25,6 +26,10 @@ export const METRIC_NAMES = {
   secretReadErrors: 'bearer_sidecar_secret_read_errors_total',
   // R9: client connections closed at once because limits.maxConnections were open.
   connectionsRefused: 'bearer_sidecar_client_connections_refused_total',
+  // P3: refresh tokens of a shared chain spent without the store's lock (the last resort before expiry).
+  storeUnlockedRefreshes: 'bearer_sidecar_store_unlocked_refreshes_total',
+  // P4: 1 for the account's current state, 0 for the others.
+  accountState: 'bearer_sidecar_account_state',
 } as const;
 
 type MetricKey = keyof typeof METRIC_NAMES;
@@ -43,6 +48,8 @@ const METRIC_HELP = {
   secretReadErrors: 'Secret file reads that failed or found the file empty; the last good value was used instead.',
   clockSkew: "Token server's Date header minus local time, at the last token response.",
   connectionsRefused: 'Data-plane client connections closed at once because limits.maxConnections were open.',
+  storeUnlockedRefreshes:
+    "Refreshes sent without the shared store's lock (store unreachable, no credentials, token about to expire): replicas may race.",
 } satisfies Partial<Record<MetricKey, string>>;
 type HelpedMetric = keyof typeof METRIC_HELP;
 
@@ -68,6 +75,7 @@ export class SidecarMetrics {
   readonly #storeErrors: Counter<'account' | 'operation'>;
   readonly #secretReadErrors: Counter<'account'>;
   readonly #connectionsRefused: Counter;
+  readonly #unlockedRefreshes: Counter<'account'>;
 
   constructor(registry: Registry, source: TokenStatusSource, options: { defaultMetrics?: boolean } = {}) {
     this.registry = registry;
@@ -97,6 +105,7 @@ export class SidecarMetrics {
     this.#storeErrors = counter('storeErrors', ['account', 'operation']);
     this.#secretReadErrors = counter('secretReadErrors', ['account']);
     this.#connectionsRefused = counter('connectionsRefused', []);
+    this.#unlockedRefreshes = counter('storeUnlockedRefreshes', ['account']);
     this.#skew = new Gauge({
       name: METRIC_NAMES.clockSkew,
       help: METRIC_HELP.clockSkew,
@@ -140,6 +149,20 @@ export class SidecarMetrics {
       collect: perAccount((status, now) => (status.expiresAt !== undefined && now < status.expiresAt ? 1 : 0)),
     });
     new Gauge({
+      name: METRIC_NAMES.accountState,
+      help: 'Account state: 1 for the current one (starting, valid, degraded, refreshing, expired, rejected, stopped).',
+      labelNames: ['account', 'state'],
+      registers,
+      collect(this: Gauge<'account' | 'state'>) {
+        this.reset();
+        for (const account of source.accountNames()) {
+          const current = source.tokenStatus(account)?.state;
+          if (current === undefined) continue;
+          for (const state of ACCOUNT_STATES) this.set({ account, state }, state === current ? 1 : 0);
+        }
+      },
+    });
+    new Gauge({
       name: METRIC_NAMES.storeUp,
       help: '1 while the token store answered the last operation of the account.',
       labelNames: ['account'],
@@ -149,6 +172,7 @@ export class SidecarMetrics {
   }
 
   tokenEvents(account: string): TokenEvents {
+    this.#unlockedRefreshes.inc({ account }, 0); // the series exists (0) from the start
     return {
       tokenRequest: (kind: TokenRequestKind, outcome: TokenOutcome, trigger: TokenTrigger, durationSeconds: number) => {
         this.#tokenRequests.inc({ account, kind, outcome, trigger });
@@ -158,6 +182,7 @@ export class SidecarMetrics {
       lifetimeAnomaly: (reason: LifetimeAnomaly) => this.#anomalies.inc({ account, reason }),
       clockSkew: (seconds: number) => this.#skew.set({ account }, seconds),
       storeError: (operation) => this.#storeErrors.inc({ account, operation }),
+      unlockedRefresh: () => this.#unlockedRefreshes.inc({ account }),
     };
   }
 

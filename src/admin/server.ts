@@ -53,7 +53,7 @@ export function createAdminApp(options: AdminOptions): Express {
     res.json({ now: new Date(now).toISOString(), store: options.storeType, accounts });
   });
 
-  app.post('/accounts/:name/refresh', (req, res) => {
+  app.post('/accounts/:name/refresh', async (req, res) => {
     const account = byName.get(req.params.name);
     if (account === undefined) {
       res
@@ -62,11 +62,12 @@ export function createAdminApp(options: AdminOptions): Express {
         .send(errorBody('no_route', `no account named ${JSON.stringify(req.params.name)}`));
       return;
     }
-    const outcome = account.manager.requestRefresh('admin');
-    const answer = { account: account.name, result: outcome.result, at: new Date(outcome.at).toISOString() };
+    const outcome = await account.manager.adminRefresh();
+    const why = outcome.reason ?? (outcome.result === 'deferred' ? deferredReason(account, outcome.at) : undefined);
+    const reason = why === undefined ? {} : { reason: why };
     res
       .status(202)
-      .json(outcome.result === 'deferred' ? { ...answer, reason: deferredReason(account, outcome.at) } : answer);
+      .json({ account: account.name, result: outcome.result, at: new Date(outcome.at).toISOString(), ...reason });
   });
 
   app.use((_req, res) => {
@@ -81,14 +82,15 @@ export function createAdminApp(options: AdminOptions): Express {
 
 /**
  * §6: why a POST .../refresh was deferred, in words: "deferred" alone reads like a failure. A
- * pending retry (T5) holds it, else the loop guard (T6) does, spacing requests by the gap shown.
+ * pending retry (T5) holds it, else the loop guard (T6) does, spacing requests by the gap shown. A
+ * deferral with its own reason (P2: the same credentials were rejected) says that instead.
  */
 function deferredReason(account: { manager: TokenManager }, at: number): string {
   const status = account.manager.status();
   if (status.nextTrigger === 'retry')
     return 'the last token request failed; the retry already planned for "at" serves this request too';
   const gap = status.lastRequestAt === undefined ? '' : ` at least ${formatDuration(at - status.lastRequestAt)} apart`;
-  return `the loop guard spaces token requests${gap} (refresh.minInterval, or a tenth of the token lifetime if longer): this one runs at "at"`;
+  return `the loop guard spaces token requests${gap} (refresh.minInterval): this one runs at "at"`;
 }
 
 /** `/status?refresh=N`: seconds between page reloads (0 = off); anything else keeps the default. */
@@ -97,19 +99,22 @@ function refreshParam(value: unknown): number | undefined {
   return Number(value);
 }
 
-/** `/readyz`: every account's reason when not ready; store trouble is a warning, not unreadiness. */
+/**
+ * `/readyz` (P4): every account's reason when not ready; 200 for `valid`, `degraded` and
+ * `refreshing` with a valid token, whose degraded reasons are listed under `warnings`.
+ */
 function readinessOf(options: AdminOptions): {
   ready: boolean;
   reasons: Record<string, string>;
-  warnings?: Record<string, string>;
+  warnings?: Record<string, string[]>;
 } {
   const reasons: Record<string, string> = {};
   if (!options.accepting()) reasons['(sidecar)'] = 'shutting down';
-  const warnings: Record<string, string> = {};
+  const warnings: Record<string, string[]> = {};
   for (const account of options.accounts) {
     const status = account.status();
     if (!status.ready) reasons[account.name] = status.reason ?? 'not ready';
-    if (status.storeProblem !== undefined) warnings[account.name] = status.storeProblem;
+    if (status.warnings.length > 0) warnings[account.name] = status.warnings;
   }
   const ready = Object.keys(reasons).length === 0;
   return { ready, reasons, ...(Object.keys(warnings).length > 0 ? { warnings } : {}) };

@@ -40,9 +40,11 @@ export function statusPageHtml(input: StatusPageInput): string {
   const names = Object.keys(input.accounts);
   const unready = Object.values(input.accounts).filter((account) => !account.ready).length;
   const loops = Object.values(input.accounts).filter((account) => account.refreshLoop.suspected).length;
+  const degraded = Object.values(input.accounts).filter((account) => account.state === 'degraded').length;
   const summary = [
     `${names.length} account${names.length === 1 ? '' : 's'}`,
     unready === 0 ? 'all ready' : `${unready} not ready`,
+    ...(degraded > 0 ? [`${degraded} degraded`] : []),
     ...(loops > 0 ? [`${loops} refresh loop${loops === 1 ? '' : 's'}?`] : []),
     `store: ${input.store}`,
   ].join(' · ');
@@ -114,12 +116,19 @@ function card(name: string, a: AccountStatusDocument, now: number): string {
   const loopBanner = loop.suspected ? `<p class="banner">${escapeHtml(loopMessage(a))}</p>` : '';
   return `<section class="card${loop.suspected ? ' loop' : ''}" data-account="${escapeHtml(name)}">
 <h2>${escapeHtml(name)} <span class="state ${stateClass(a)}">${escapeHtml(a.state)}</span> <span class="dialect">${escapeHtml(a.dialect)}</span></h2>
-${a.ready || a.reason === null ? '' : `<p class="reason">${escapeHtml(a.reason)}</p>`}${loopBanner}
+${a.ready || a.reason === null ? '' : `<p class="reason">${escapeHtml(a.reason)}</p>`}${warningList(a)}${loopBanner}
 <table class="fields">${rows.map(([key, value]) => `<tr><th>${key}</th><td>${value}</td></tr>`).join('')}</table>
 <h3>Token requests per minute, last hour <span class="muted">(${lastHour} in all, peak ${Math.max(0, ...perMinute)}/min)</span></h3>
 ${sparkline(perMinute, loop.suspected)}
 ${counts}
 </section>`;
+}
+
+/** P4: what makes a ready account degraded, one line each. */
+function warningList(a: AccountStatusDocument): string {
+  const warnings = a.reasons.filter((reason) => reason !== a.reason);
+  if (warnings.length === 0) return '';
+  return `<ul class="warnings">${warnings.map((reason) => `<li>${escapeHtml(reason)}</li>`).join('')}</ul>`;
 }
 
 function loopMessage(a: AccountStatusDocument): string {
@@ -162,7 +171,7 @@ function countdown(at: string, now: number): string {
 
 function stateClass(a: AccountStatusDocument): string {
   if (a.state === 'valid' && a.ready) return 's-ok';
-  if (a.state === 'refreshing' || a.state === 'starting') return 's-busy';
+  if (a.state === 'refreshing' || a.state === 'starting' || a.state === 'degraded') return 's-busy';
   return 's-bad';
 }
 
@@ -190,6 +199,7 @@ h3{margin:12px 0 4px;font-size:13px;font-weight:600}
 .s-ok{background:var(--ok)}.s-bad{background:var(--bad)}.s-busy{background:var(--busy)}
 .dialect{font-size:12px;color:var(--muted);font-weight:400}
 .reason{margin:0 0 8px;color:var(--bad)}
+.warnings{margin:0 0 8px;padding-left:18px;color:var(--busy)}
 .banner{margin:0 0 8px;padding:6px 10px;background:#ffebe9;border:1px solid #ff8182;border-radius:6px;color:#82071e;font-weight:600}
 table{border-collapse:collapse}
 .fields th{text-align:left;font-weight:400;color:var(--muted);padding:2px 14px 2px 0;vertical-align:top;white-space:nowrap}

@@ -37,6 +37,8 @@ export interface AccountStatusDocument {
   state: AccountState;
   ready: boolean;
   reason: string | null;
+  /** P4: why the state is not `valid`: the reason it is not ready, then every `degraded` reason. */
+  reasons: string[];
   dialect: TokenFlow['dialect'];
   upstream: string;
   tokenEndpoint: string;
@@ -72,6 +74,7 @@ export function accountStatusJson(view: AccountView, now: number): AccountStatus
     state: status.state,
     ready: status.ready,
     reason: status.reason ?? null,
+    reasons: status.reason === undefined ? status.warnings : [status.reason, ...status.warnings],
     dialect: view.flow.dialect,
     upstream: displayUrl(view.upstream),
     tokenEndpoint: displayUrl(view.flow.endpoint('login')),

@@ -286,6 +286,7 @@ export class DataPlane {
     const { account } = exchange;
     const status = answer.statusCode;
     if (!account.retryOn.has(status)) {
+      account.manager.tokenAccepted(token); // P1: ends an escalation series
       this.#streamBack(exchange, answer);
       return;
     }
@@ -349,6 +350,7 @@ export class DataPlane {
         account.manager.replacementFor(token).catch(() => undefined);
       } else {
         account.metrics.replay('success');
+        account.manager.tokenAccepted(token);
       }
       this.#streamBack(exchange, answer);
     });

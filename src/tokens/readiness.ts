@@ -82,15 +82,21 @@ export class Readiness {
     return `token expired at ${new Date(token.expiresAt).toISOString()}${last}`;
   }
 
-  /** The account's state for /status. */
+  /**
+   * The account's state for /status and the state gauge (P4). `degraded`: the token is valid
+   * but something is wrong (`activity.degraded`, see account-state.ts).
+   */
   state(
     token: ActiveToken | undefined,
     now: number,
-    activity: { stopped: boolean; refreshing: boolean },
+    activity: { stopped: boolean; refreshing: boolean; degraded?: boolean },
   ): AccountState {
     if (activity.stopped) return 'stopped';
     if (activity.refreshing) return 'refreshing';
-    if (token !== undefined && now < token.expiresAt) return this.#rejection === undefined ? 'valid' : 'rejected';
+    if (token !== undefined && now < token.expiresAt) {
+      if (this.#rejection !== undefined) return 'rejected';
+      return activity.degraded === true ? 'degraded' : 'valid';
+    }
     if (this.#rejection !== undefined) return 'rejected';
     return token === undefined ? 'starting' : 'expired';
   }

@@ -6,7 +6,7 @@ import type { TokenEvents, TokenStatus, TokenTrigger } from './types.js';
 
 /** T2: refreshes land a few percent before `at` x lifetime, so replicas and accounts spread out. */
 const SCHEDULE_JITTER = 0.05;
-/** T6: the guard is max(minInterval, this fraction of the last lifetime). */
+/** T6: scheduled renewals keep this fraction of the last lifetime the server stated between them. */
 const GUARD_LIFETIME_FRACTION = 0.1;
 
 export interface BackoffPolicy {
@@ -41,6 +41,8 @@ export interface RenewalScheduleOptions {
   random: () => number;
   /** Called when the armed time comes (or a look finds it past, R8), with what armed it. */
   onDue(trigger: TokenTrigger): void;
+  /** P1: how long an upstream-rejection refresh must wait after the last token request (ms); minInterval when absent. */
+  rejectionGapMs?: () => number;
 }
 
 /** The token whose renewal is scheduled, by its stored wall times (when it began on both clocks is passed beside it, R8). */
@@ -64,7 +66,8 @@ export class RenewalSchedule {
   #timer: TimerHandle | undefined;
   #pending: { deadline: Deadline; trigger: TokenTrigger } | undefined;
   #lastRequest: ClockReading | undefined;
-  #lastLifetimeMs: number | undefined;
+  /** The last lifetime the server stated (T6); undefined when it was guessed or unknown. */
+  #statedLifetimeMs: number | undefined;
   #failures = 0;
   #stopped = false;
 
@@ -108,9 +111,12 @@ export class RenewalSchedule {
     this.#lastRequest = reading ?? readingAt(at, this.#now());
   }
 
-  /** The lifetime of the token in use: the guard keeps a tenth of it (T6). */
-  lifetimeSeen(lifetimeMs: number): void {
-    this.#lastLifetimeMs = lifetimeMs;
+  /**
+   * The lifetime of the token in use (T6): scheduled renewals keep a tenth of it between them,
+   * but only when the server `stated` it; a guessed lifetime (`defaultLifetime`) never widens the guard.
+   */
+  lifetimeSeen(lifetimeMs: number, stated: boolean): void {
+    this.#statedLifetimeMs = stated ? lifetimeMs : undefined;
   }
 
   /** A token was obtained: the next failure backs off from the start again. */
@@ -133,9 +139,12 @@ export class RenewalSchedule {
     return wallTimeOf(this.#renewalOf(token, start, 0, now), now);
   }
 
-  /** T6: no two token requests closer than max(minInterval, 10% of the last lifetime). */
-  earliestAllowed(): number {
-    const guard = this.#guard();
+  /**
+   * T6: when a request for `trigger` may start: `minInterval` after the last request; a scheduled
+   * renewal also keeps 10% of the last stated lifetime; an upstream rejection waits as P1 says.
+   */
+  earliestAllowed(trigger: TokenTrigger = 'admin'): number {
+    const guard = this.#guard(trigger);
     return guard === undefined ? Number.NEGATIVE_INFINITY : wallTimeOf(guard, this.#now());
   }
 
@@ -181,8 +190,8 @@ export class RenewalSchedule {
       this.#o.events.suppressed('backoff');
       return nextAt;
     }
-    const guard = this.#guard();
-    const earliest = this.earliestAllowed();
+    const guard = this.#guard(trigger);
+    const earliest = this.earliestAllowed(trigger);
     if (guard === undefined || earliest <= now) return undefined;
     this.#o.events.suppressed('min_interval');
     if (nextAt === undefined || earliest < nextAt) this.#arm(guard, trigger);
@@ -191,7 +200,7 @@ export class RenewalSchedule {
 
   /** Defence in depth when a timer fires: if the guard still holds, re-arm for when it lifts (true). */
   deferUntilGuardLifts(trigger: TokenTrigger): boolean {
-    const guard = this.#guard();
+    const guard = this.#guard(trigger);
     if (guard === undefined || remainingMs(guard, this.#now()) <= 0) return false;
     this.#arm(guard, trigger);
     return true;
@@ -239,15 +248,21 @@ export class RenewalSchedule {
     return { since: start ?? readingAt(token.obtainedAt, now), afterMs: fraction * token.lifetimeMs };
   }
 
-  /** T6: the guard's end, once a first request went out. */
-  #guard(): Deadline | undefined {
+  /**
+   * T6: the guard's end for a request caused by `trigger`, once a first request went out:
+   * `minInterval` for any; 10% of a stated lifetime too for a scheduled renewal; P1's escalation
+   * for an upstream rejection.
+   */
+  #guard(trigger: TokenTrigger): Deadline | undefined {
     if (this.#lastRequest === undefined) return undefined;
-    const guardMs = Math.max(this.#o.policy.minIntervalMs, GUARD_LIFETIME_FRACTION * (this.#lastLifetimeMs ?? 0));
+    let guardMs = this.#o.policy.minIntervalMs;
+    if (trigger === 'schedule') guardMs = Math.max(guardMs, GUARD_LIFETIME_FRACTION * (this.#statedLifetimeMs ?? 0));
+    if (trigger === 'upstream_rejection') guardMs = Math.max(guardMs, this.#o.rejectionGapMs?.() ?? 0);
     return { since: this.#lastRequest, afterMs: guardMs };
   }
 
   #schedule(desired: Deadline, trigger: TokenTrigger, now: ClockReading): void {
-    const guard = this.#guard();
+    const guard = this.#guard(trigger);
     if (guard !== undefined && remainingMs(desired, now) < remainingMs(guard, now)) {
       this.#o.events.suppressed(trigger === 'retry' ? 'backoff' : 'min_interval');
       this.#arm(guard, trigger);

@@ -5,16 +5,19 @@ import type { StoredToken, TokenState, TokenStore } from '../stores/types.js';
 import { readClock, type Clock, type ClockReading } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
 import type { Secret } from '../util/secret.js';
-import { ActiveToken } from './active-token.js';
+import type { SecretFile } from '../util/secret-file.js';
+import { composeStatus } from './account-state.js';
+import type { ActiveToken } from './active-token.js';
 import {
   exchangeToken,
-  initialRequest,
-  type BuiltRequest,
   type ExchangeFailed,
   type ExchangeRejected,
   type ExchangeSteps,
   type ExchangeSuccess,
 } from './exchange.js';
+import { CredentialWatch } from './credential-watch.js';
+import { RejectionEscalation } from './escalation.js';
+import { serveExchangeSteps } from './exchange-steps.js';
 import { HeldRefreshToken } from './held-refresh-token.js';
 import type { TokenRequestHistory } from './history.js';
 import { Readiness } from './readiness.js';
@@ -35,7 +38,8 @@ import {
   type TokenStatus,
   type TokenTrigger,
 } from './types.js';
-import { readingAt, tokenNow } from './token-age.js';
+import { readingAt } from './token-age.js';
+import { HeldToken } from './held-token.js';
 import { Waiters } from './waiters.js';
 
 export interface TokenManagerOptions {
@@ -50,6 +54,8 @@ export interface TokenManagerOptions {
   /** TLS settings for the token endpoint (same CA as the upstream). */
   tls?: Pick<TokenHttpOptions, 'ca' | 'rejectUnauthorized'>;
   random?: () => number;
+  /** P2: the account's secret files, watched for new credentials. */
+  secretFiles?: readonly SecretFile[];
 }
 
 /**
@@ -59,7 +65,9 @@ export interface TokenManagerOptions {
  * replicas obtain (T10), stop. The decisions are made by parts with one state each: when
  * (RenewalSchedule: T2, T5, T6), who waits (Waiters: T7), the chain replicas share
  * (SharedChain: T10), the refresh token and the spent ones (HeldRefreshToken: T3, T5), one
- * exchange with the token endpoint (exchangeToken: T1), readiness and the request report.
+ * exchange with the token endpoint (exchangeToken: T1), readiness and the request report,
+ * the escalation of upstream rejections (RejectionEscalation: P1), the credential files
+ * (CredentialWatch: P2) and the state /status shows (composeStatus: P4).
  * R8: the token's age is read on both clocks (token-age.ts); every look (a request, /status, a
  * timer, a wall-clock jump noticed by the clock) starts a renewal that a jump made overdue.
  */
@@ -75,12 +83,12 @@ export class TokenManager {
   readonly #refresh = new HeldRefreshToken();
   readonly #readiness: Readiness;
   readonly #report: TokenRequestReport;
+  readonly #escalation: RejectionEscalation;
+  readonly #credentials: CredentialWatch;
 
-  #token: ActiveToken | undefined;
-  /** When the held token began on both clocks (R8): its request's send, or its adoption from the store. */
-  #tokenStart: ClockReading | undefined;
+  /** The token held, its generation, and when it began on both clocks (R8). */
+  readonly #held = new HeldToken();
   #unwatchJumps: () => void = () => undefined;
-  #generation = 0;
   #inFlight: Promise<void> | undefined;
   /** The token generation an upstream has already rejected: one refresh per generation (T8). */
   #rejectedGeneration = 0;
@@ -94,12 +102,25 @@ export class TokenManager {
     this.#report = new TokenRequestReport(options.events, this.#log);
     this.history = this.#report.history;
     const { clock, policy, events } = options;
+    this.#escalation = new RejectionEscalation(policy.minIntervalMs, this.#log);
+    this.#credentials = new CredentialWatch({
+      files: options.secretFiles ?? [],
+      clock,
+      log: this.#log,
+      account: {
+        refused: () => this.#readiness.refused && !this.#stopped,
+        request: (trigger) => this.requestRefresh(trigger),
+        heldByBackoff: () => this.#renewal.nextTrigger === 'retry',
+        cancelBackoff: () => this.#inFlight === undefined && this.#renewal.clear(),
+      },
+    });
     this.#renewal = new RenewalSchedule({
       clock,
       policy,
       events,
       random: options.random ?? Math.random,
       onDue: (trigger) => this.#onRenewalDue(trigger),
+      rejectionGapMs: () => this.#escalation.gapMs(),
     });
     this.#waiters = new Waiters({ clock, unavailable: (now) => this.#unavailable(now) });
     this.#chain = new SharedChain({
@@ -120,15 +141,16 @@ export class TokenManager {
     this.#unwatchJumps = this.#o.clock.watchJumps(() => {
       if (this.#inFlight === undefined) this.#renewal.clockJumped();
     });
+    await this.#credentials.start();
     const stored = await this.#chain.load();
     if (stored !== undefined && this.#adoptStoredIfNewer(stored)) {
-      const token = this.#token;
+      const token = this.#held.token;
       this.#log.info(
         { fingerprint: token?.fingerprint, expiresAt: token && new Date(token.expiresAt).toISOString() },
         'using stored token',
       );
       // The schedule continues (§8): due at obtained + at x lifetime, at once if that is past.
-      this.#renewal.scheduleRenewal(stored.state, this.#tokenStart);
+      this.#renewal.scheduleRenewal(stored.state, this.#held.start);
       return;
     }
     this.#startTokenRequest('startup');
@@ -136,7 +158,7 @@ export class TokenManager {
 
   /** The valid token, or undefined. Synchronous: the proxy's hot path (T2); a look (R8). */
   current(): ActiveToken | undefined {
-    return this.#validToken(this.#look());
+    return this.#held.validAt(this.#look());
   }
 
   /** T7: resolves with a valid token, waiting up to `waitForToken` for one to arrive. */
@@ -150,18 +172,30 @@ export class TokenManager {
    * newer token, or rejects when none comes within `waitForToken`.
    */
   replacementFor(token: ActiveToken): Promise<ActiveToken> {
-    const current = this.#token;
+    const current = this.#held.token;
     if (current !== undefined && current.generation > token.generation)
       return this.#waitForGenerationAfter(token.generation);
     if (this.#rejectedGeneration !== token.generation) {
       this.#rejectedGeneration = token.generation;
+      this.#escalation.rejected();
       this.requestRefresh('upstream_rejection');
     }
     return this.#waitForGenerationAfter(token.generation);
   }
 
-  /** A token request for `admin` or `upstream_rejection`, subject to the loop guard like any other (T6). */
-  requestRefresh(trigger: 'admin' | 'upstream_rejection'): RefreshRequestResult {
+  /** P1: an upstream answered a request sent with `token` outside `retryOn`; for the current token, the escalation resets. */
+  tokenAccepted(token: ActiveToken): void {
+    // A later rejection of this token is a first one again: held by minInterval only.
+    if (token.generation === this.#held.generation && this.#escalation.accepted()) this.#rejectedGeneration = 0;
+  }
+
+  /** `POST /accounts/NAME/refresh`: a guarded request; P2 during a rejected-login backoff (CredentialWatch.adminRefresh). */
+  adminRefresh(): Promise<RefreshRequestResult> {
+    return this.#credentials.adminRefresh();
+  }
+
+  /** A token request for `admin`, `upstream_rejection` or `retry`, subject to the loop guard like any other (T6). */
+  requestRefresh(trigger: 'admin' | 'upstream_rejection' | 'retry'): RefreshRequestResult {
     const now = this.#o.clock.now();
     if (this.#inFlight !== undefined) return { result: 'joined', at: now };
     const deferredTo = this.#renewal.holdOnDemand(trigger, now);
@@ -172,11 +206,13 @@ export class TokenManager {
 
   /** Resolves when no token request is in flight (tests and shutdown use it). */
   async settled(): Promise<void> {
-    while (this.#inFlight !== undefined) await this.#inFlight;
+    // A credential check (P2) may start a login: wait for both until neither runs.
+    while ((await this.#credentials.idle()) || this.#inFlight !== undefined) await this.#inFlight;
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#credentials.stop();
     this.#unwatchJumps();
     this.#chain.stop();
     this.#renewal.stop();
@@ -187,27 +223,21 @@ export class TokenManager {
   /** The account as /status, /readyz and the metrics show it; a look (R8). Times are wall-clock times in today's frame. */
   status(): TokenStatus {
     const reading = this.#look();
-    const now = this.#tokenNow(reading);
-    const token = this.#token;
-    const valid = token !== undefined && now < token.expiresAt;
-    // The token's own times, moved into the wall clock's frame of this moment (R8).
-    const shown = (at: number | undefined) => (at === undefined ? undefined : at + reading.wall - now);
-    return {
-      state: this.#readiness.state(token, now, { stopped: this.#stopped, refreshing: this.#inFlight !== undefined }),
-      ready: valid && !this.#readiness.refused,
-      reason: this.#readiness.notReadyReason(token, now),
-      fingerprint: token?.fingerprint,
-      generation: this.#generation,
-      obtainedAt: shown(token?.obtainedAt),
-      expiresAt: shown(token?.expiresAt),
-      lifetimeMs: token?.lifetimeMs,
-      ...this.#renewal.statusFields(),
-      lastError: this.#readiness.lastError,
-      hasRefreshToken: this.#refresh.current !== undefined,
-      waiting: this.#waiters.size,
-      ...this.#chain.statusFields(),
-      counts: this.#report.counts(),
-    };
+    const held = this.#held;
+    return composeStatus(
+      { now: held.now(reading), wallNow: reading.wall, token: held.token, generation: held.generation },
+      {
+        readiness: this.#readiness,
+        renewal: this.#renewal,
+        chain: this.#chain,
+        escalation: this.#escalation,
+        activity: { stopped: this.#stopped, refreshing: this.#inFlight !== undefined },
+        hasRefreshToken: this.#refresh.current !== undefined,
+        waiting: this.#waiters.size,
+        counts: this.#report.counts(),
+        refreshOnlyShared: this.#o.store.shared && !this.#o.flow.canLogin,
+      },
+    );
   }
 
   /** R8: a look. A renewal or retry that a forward jump of the wall clock made overdue starts now. */
@@ -217,27 +247,10 @@ export class TokenManager {
     return reading;
   }
 
-  /** R8: "now" on the held token's own clock (its start plus its age on both clocks); the wall clock when none is held. */
-  #tokenNow(reading: ClockReading): number {
-    return this.#tokenStart === undefined ? reading.wall : tokenNow(this.#tokenStart, reading);
-  }
-
-  #validToken(reading: ClockReading): ActiveToken | undefined {
-    const token = this.#token;
-    return token !== undefined && this.#tokenNow(reading) < token.expiresAt ? token : undefined;
-  }
-
   #waitForGenerationAfter(generation: number): Promise<ActiveToken> {
-    const token = this.current();
-    if (token !== undefined && token.generation > generation) return Promise.resolve(token);
-    const now = this.#o.clock.now();
-    const waitMs = this.#o.policy.waitForTokenMs;
-    if (this.#stopped) return Promise.reject(this.#unavailable(now));
-    const nextAt = this.#renewal.nextAt;
-    // Nothing can arrive in time (next attempt is later than the wait): answer at once.
-    if (this.#inFlight === undefined && nextAt !== undefined && nextAt - now > waitMs)
-      return Promise.reject(this.#unavailable(now));
-    return this.#waiters.waitForGenerationAfter(generation, { now, waitMs });
+    const [token, now, closed] = [this.current(), this.#o.clock.now(), this.#stopped];
+    const nextAt = this.#inFlight === undefined ? this.#renewal.nextAt : undefined;
+    return this.#waiters.waitAfter(generation, { token, now, waitMs: this.#o.policy.waitForTokenMs, closed, nextAt });
   }
 
   /** The renewal schedule's timer fired. */
@@ -251,6 +264,7 @@ export class TokenManager {
   /** T2: single flight. Starts a token request unless one is running (or the account stopped). */
   #startTokenRequest(trigger: TokenTrigger): void {
     if (this.#inFlight !== undefined || this.#stopped) return;
+    if (trigger === 'upstream_rejection') this.#escalation.refreshStarted();
     this.#renewal.clear();
     this.#inFlight = this.#requestUnderLock(trigger)
       .catch((error: unknown) => {
@@ -271,7 +285,7 @@ export class TokenManager {
   async #requestUnderLock(trigger: TokenTrigger): Promise<void> {
     const reading = readClock(this.#o.clock);
     // The expiry as a wall-clock time of this moment's frame (R8), as the chain compares it with now().
-    const expiresAt = this.#token && this.#token.expiresAt + reading.wall - this.#tokenNow(reading);
+    const expiresAt = this.#held.token && this.#held.token.expiresAt + reading.wall - this.#held.now(reading);
     const attempt = await this.#chain.lockForRequest(expiresAt);
     if (attempt.type === 'held_elsewhere') {
       this.#renewal.lookAgainAt(attempt.lookAgainAt, trigger);
@@ -289,10 +303,10 @@ export class TokenManager {
     if (
       newer !== undefined &&
       this.#adoptStoredIfNewer(newer) &&
-      this.#o.clock.now() < this.#renewal.latestDueAt(newer.state, this.#tokenStart)
+      this.#o.clock.now() < this.#renewal.latestDueAt(newer.state, this.#held.start)
     ) {
       await lock.release();
-      this.#renewal.scheduleRenewal(newer.state, this.#tokenStart);
+      this.#renewal.scheduleRenewal(newer.state, this.#held.start);
       return;
     }
     lock.keepAlive();
@@ -323,25 +337,11 @@ export class TokenManager {
     else await this.#onFailed(result, logFields);
   }
 
+  /** The exchange's steps (exchange-steps.ts). P2: a login reads the credential files first, so the watch knows what a rejection refers to. */
   #exchangeSteps(unlocked: boolean): ExchangeSteps {
-    const { flow, policy } = this.#o;
-    return {
-      build: () => this.#chooseRequest(unlocked),
-      send: (request) => this.#o.send(request, { timeoutMs: policy.timeoutMs, ...this.#o.tls }),
-      parse: (response, secrets) => flow.parseResponse(response, secrets),
-      rotatesRefreshTokens: flow.rotatesRefreshTokens,
-      heldSecrets: [this.#token?.secret, this.#refresh.current],
-      isSpent: (refreshToken) => this.#refresh.isSpent(refreshToken),
-      onSend: (sentAt, reading) => this.#renewal.requestSent(sentAt, reading),
-    };
-  }
-
-  /** Refresh with the newest refresh token, unless a login is the safer choice (HeldRefreshToken.toSend). */
-  async #chooseRequest(unlocked: boolean): Promise<BuiltRequest> {
-    const { flow, store } = this.#o;
-    const refreshToken = this.#refresh.toSend({ canLogin: flow.canLogin, unlockedShared: unlocked && store.shared });
-    if (refreshToken === undefined || !flow.canRefresh) return initialRequest(flow);
-    return { kind: 'refresh', request: await flow.buildRefreshRequest(refreshToken), spends: refreshToken };
+    const beforeLogin = this.#credentials.watching ? () => this.#credentials.reread() : undefined;
+    const parts = { refresh: this.#refresh, heldToken: this.#held.token?.secret, renewal: this.#renewal, beforeLogin };
+    return serveExchangeSteps({ ...this.#o, ...parts }, unlocked);
   }
 
   /** T3: the new refresh token is stored before the new access token is used. */
@@ -355,11 +355,11 @@ export class TokenManager {
     if (saved.type === 'superseded') {
       if (saved.newer !== undefined) {
         this.#adoptStored(saved.newer);
-        this.#renewal.scheduleRenewal(saved.newer.state, this.#tokenStart);
+        this.#renewal.scheduleRenewal(saved.newer.state, this.#held.start);
       }
       return;
     }
-    this.#adopt(state, result.sentReading);
+    this.#adopt(state, result.sentReading, lifetime.source !== 'default');
     this.#renewal.resetBackoff();
     this.#refresh.answeredClearly();
     this.#readiness.tokenObtained();
@@ -368,11 +368,11 @@ export class TokenManager {
         ...logFields,
         lifetimeS: lifetime.lifetimeMs / 1000,
         lifetimeSource: lifetime.source,
-        fingerprint: this.#token?.fingerprint,
+        fingerprint: this.#held.token?.fingerprint,
       },
       `token request: ${result.kind} succeeded`,
     );
-    this.#waiters.resolveWith(this.#validToken(readClock(this.#o.clock)));
+    this.#waiters.resolveWith(this.#held.validAt(readClock(this.#o.clock)));
     this.#renewal.scheduleRenewal(state, result.sentReading);
   }
 
@@ -402,6 +402,7 @@ export class TokenManager {
       }
     }
     this.#readiness.credentialsRefused(kind, reason);
+    this.#credentials.rejected();
     this.#retryAfterFailure(REJECTED_BACKOFF);
   }
 
@@ -414,7 +415,7 @@ export class TokenManager {
     const retryAfter = result.retryAfterMs === undefined ? {} : { retryAfterMs: result.retryAfterMs };
     this.#log.warn({ ...logFields, reason: result.reason, ...retryAfter }, `token request: ${result.kind} failed`);
     this.#readiness.failed(result.sentAt, `${result.kind} failed: ${result.reason}`);
-    this.#readiness.noteExpiry(this.#token, this.#tokenNow(readClock(this.#o.clock)));
+    this.#readiness.noteExpiry(this.#held.token, this.#held.now(readClock(this.#o.clock)));
     if (result.spentRefreshToken !== undefined) {
       this.#refresh.discard(result.spentRefreshToken);
       await this.#chain.forgetSpent(result.spentRefreshToken);
@@ -439,8 +440,9 @@ export class TokenManager {
     this.#refresh.markSpent(rejected);
     this.#log.info('refresh rejected, but the store holds a newer chain from another replica: adopting it');
     this.#adoptStored(stored);
-    if (this.#validToken(readClock(this.#o.clock)) === undefined) this.#renewal.schedule(this.#o.clock.now(), 'retry');
-    else this.#renewal.scheduleRenewal(stored.state, this.#tokenStart);
+    if (this.#held.validAt(readClock(this.#o.clock)) === undefined)
+      this.#renewal.schedule(this.#o.clock.now(), 'retry');
+    else this.#renewal.scheduleRenewal(stored.state, this.#held.start);
     return true;
   }
 
@@ -449,12 +451,12 @@ export class TokenManager {
     if (this.#stopped || this.#inFlight !== undefined) return;
     const stored = await this.#chain.loadNewer();
     if (stored !== undefined && this.#adoptStoredIfNewer(stored))
-      this.#renewal.scheduleRenewal(stored.state, this.#tokenStart);
+      this.#renewal.scheduleRenewal(stored.state, this.#held.start);
   }
 
   /** Takes a stored state, unless a token is held and the store has nothing newer. True when a token was adopted. */
   #adoptStoredIfNewer(stored: StoredToken): boolean {
-    if (!this.#chain.isNewer(stored) && this.#token !== undefined) return false;
+    if (!this.#chain.isNewer(stored) && this.#held.token !== undefined) return false;
     return this.#adoptStored(stored);
   }
 
@@ -468,32 +470,24 @@ export class TokenManager {
     this.#refresh.adopt(stored.state.refreshToken);
     const now = readClock(this.#o.clock);
     if (stored.state.expiresAt <= now.wall) return false;
-    if (this.#token !== undefined && this.#token.secret.equals(stored.state.accessToken)) return true;
+    if (this.#held.token !== undefined && this.#held.token.secret.equals(stored.state.accessToken)) return true;
     this.#adopt(stored.state, readingAt(stored.state.obtainedAt, now));
     this.#readiness.tokenAdopted();
-    this.#waiters.resolveWith(this.#validToken(now));
+    this.#waiters.resolveWith(this.#held.validAt(now));
     return true;
   }
 
-  /** Holds `state`'s token from now on; `start` is when it began on both clocks (R8). */
-  #adopt(state: TokenState, start: ClockReading): void {
-    this.#tokenStart = start;
-    this.#generation += 1;
-    this.#token = new ActiveToken(
-      state.accessToken,
-      this.#generation,
-      state.obtainedAt,
-      state.expiresAt,
-      state.lifetimeMs,
-    );
-    this.#renewal.lifetimeSeen(state.lifetimeMs);
+  /** Holds `state`'s token from now on; `start` is when it began on both clocks (R8); `stated`: the server gave its lifetime (T6). */
+  #adopt(state: TokenState, start: ClockReading, stated = false): void {
+    this.#held.hold(state, start);
+    this.#renewal.lifetimeSeen(state.lifetimeMs, stated);
   }
 
   #unavailable(now: number): TokenUnavailableError {
     const nextAt = this.#renewal.nextAt;
     const retryAfter = nextAt === undefined ? 1 : Math.max(1, Math.ceil((nextAt - now) / 1000));
     const reason =
-      this.#readiness.notReadyReason(this.#token, this.#tokenNow(readClock(this.#o.clock))) ?? 'no valid token';
+      this.#readiness.notReadyReason(this.#held.token, this.#held.now(readClock(this.#o.clock))) ?? 'no valid token';
     return new TokenUnavailableError(`no valid token for account ${this.account}: ${reason}`, retryAfter);
   }
 }

@@ -20,6 +20,8 @@ export interface TokenEvents {
   clockSkew(seconds: number): void;
   /** A store operation failed (Redis down): the account keeps serving its valid token. */
   storeError(operation: StoreOperation): void;
+  /** P3: a refresh token of a shared chain was spent without the store's lock (the last resort before expiry). */
+  unlockedRefresh?(): void;
 }
 
 export type StoreOperation = 'load' | 'save' | 'lock';
@@ -40,14 +42,19 @@ export interface RefreshRequestResult {
   /** `started` ran a request now; `joined` shares one in flight; `deferred` waits for the guard or backoff. */
   result: 'started' | 'joined' | 'deferred';
   at: number;
+  /** Why a request was deferred, when it is not the loop guard (P2: the same credentials were rejected). */
+  reason?: string;
 }
 
-export type AccountState = 'starting' | 'valid' | 'refreshing' | 'expired' | 'rejected' | 'stopped';
+/** P4: `degraded` is a valid token with something wrong (TokenStatus.warnings says what). */
+export type AccountState = 'starting' | 'valid' | 'degraded' | 'refreshing' | 'expired' | 'rejected' | 'stopped';
 
 export interface TokenStatus {
   state: AccountState;
   ready: boolean;
   reason: string | undefined;
+  /** P4: why the account's valid token is degraded (empty when nothing is wrong). */
+  warnings: string[];
   fingerprint: string | undefined;
   generation: number;
   obtainedAt: number | undefined;

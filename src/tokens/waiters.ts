@@ -35,6 +35,22 @@ export class Waiters {
     return this.#waiters.size;
   }
 
+  /**
+   * T7: resolves with `held.token` when it is newer than `afterGeneration`, else with the first
+   * newer one to arrive within `waitMs`. Rejects at once when the account is `closed`, or when
+   * the next attempt (`nextAt`, undefined while one is in flight) comes later than the wait.
+   */
+  waitAfter(
+    afterGeneration: number,
+    held: { token: ActiveToken | undefined; now: number; waitMs: number; closed: boolean; nextAt: number | undefined },
+  ): Promise<ActiveToken> {
+    const { token, now, waitMs, nextAt } = held;
+    if (token !== undefined && token.generation > afterGeneration) return Promise.resolve(token);
+    // Nothing can arrive in time (next attempt is later than the wait): answer at once.
+    if (held.closed || (nextAt !== undefined && nextAt - now > waitMs)) return Promise.reject(this.#o.unavailable(now));
+    return this.waitForGenerationAfter(afterGeneration, { now, waitMs });
+  }
+
   /** Resolves with the first token newer than `afterGeneration`; rejects `waitMs` after `now`. */
   waitForGenerationAfter(afterGeneration: number, wait: { now: number; waitMs: number }): Promise<ActiveToken> {
     return new Promise<ActiveToken>((resolve, reject) => {

@@ -26,7 +26,12 @@ const harness = useHarness();
 
 /** Two accounts on one session token server: `crm` by prefix and own port, `fleet` the default. */
 async function setup(
-  overrides: { config?: Record<string, unknown>; crm?: Record<string, unknown>; crmUpstream?: RecordingUpstream } = {},
+  overrides: {
+    config?: Record<string, unknown>;
+    crm?: Record<string, unknown>;
+    fleet?: Record<string, unknown>;
+    crmUpstream?: RecordingUpstream;
+  } = {},
 ): Promise<Setup> {
   const clock = new FakeClock();
   const { tokenServer, password } = await harness.sessionTokenServer({ now: () => clock.now() });
@@ -40,7 +45,7 @@ async function setup(
       accounts: {
         crm: { upstream: `${crm.url}/v2`, route: { pathPrefix: '/crm', port: 0 }, auth, ...overrides.crm },
         'crm-reports': { upstream: `${crm.url}/reports`, route: { pathPrefix: '/crm/reports' }, auth },
-        fleet: { upstream: fleet.url, default: true, auth },
+        fleet: { upstream: fleet.url, default: true, auth, ...overrides.fleet },
       },
     },
     { env: { PW: password }, deps: { clock, logger: log.logger } },
@@ -236,7 +241,8 @@ describe('F4 upstream pools and TLS', () => {
 
 describe('T8 upstream rejection and replay', () => {
   it('T8 (detection): an upstream 401 is counted, asks for one guarded refresh, and is passed through unchanged', async () => {
-    const { sidecar, fleet, tokenServer } = await setup();
+    // minInterval (30 s) is longer than waitForToken (10 s): the guard holds the refresh past every wait.
+    const { sidecar, fleet, tokenServer } = await setup({ fleet: { refresh: { minInterval: '30s' } } });
     fleet.status = 401;
     const answers = await Promise.all(Array.from({ length: 20 }, () => fetch(`${sidecar.dataUrl()}/x`)));
     expect(answers.every((answer) => answer.status === 401 && answer.headers.get('x-upstream') === 'yes')).toBe(true);

@@ -151,7 +151,8 @@ describe('T8: upstream rejection and replay', () => {
   });
 
   it('T8/T6: when the guard holds the refresh back longer than waitForToken, the 401 is passed through unchanged', async () => {
-    const s = await setup({ lifetimeSeconds: 600 });
+    // minInterval (30 s) is longer than waitForToken (10 s): the refresh cannot come in time.
+    const s = await setup({ lifetimeSeconds: 600, refresh: { minInterval: '30s' } });
     s.revoked.add(currentAccessToken(s));
     const answer = await fetch(`${s.sidecar.dataUrl()}/x`);
     expect(answer.status).toBe(401);
@@ -221,7 +222,7 @@ describe('T5: token endpoint faults', () => {
     expect(during.length).toBeGreaterThan(5);
     expect(during.length).toBeLessThanOrEqual(20);
     const gaps = during.slice(1).map((time, i) => time - (during[i] ?? 0));
-    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(6 * SECOND); // max(5 s, 10% of 60 s)
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(5 * SECOND); // minInterval: retries are not scheduled renewals
     await s.front.up();
     const backAt = s.clock.now();
     const lastGap = gaps.at(-1) ?? 0;
@@ -472,8 +473,8 @@ describe('T8 upstream rejection and replay', () => {
     const upstream = await rawUpstream((socket) =>
       socket.write('HTTP/1.1 401 Unauthorized\r\ncontent-length: 20\r\n\r\n0123456789'),
     );
-    // Just after its startup login, the loop guard holds any refresh longer than waitForToken.
-    const sidecar = await extraSidecar(s, { upstream: upstream.url });
+    // Just after its startup login, the loop guard (minInterval 30 s) holds any refresh longer than waitForToken.
+    const sidecar = await extraSidecar(s, { upstream: upstream.url, refresh: { minInterval: '30s' } });
     const metrics = async () => (await fetch(`${sidecar.adminUrl()}/metrics`)).text();
     const pending = fetch(`${sidecar.dataUrl()}/x`);
     await vi.waitFor(async () =>
@@ -484,5 +485,77 @@ describe('T8 upstream rejection and replay', () => {
     expect(answer.status).toBe(401);
     expect(await answer.text()).toBe('0123456789abcdefghij');
     expect(metricSum(await metrics(), METRIC_NAMES.replays, 'outcome="no_token"')).toBe(1);
+  });
+});
+
+describe('P1/P4 fresh tokens rejected: the account is degraded, still ready', () => {
+  /** One client request while the fake clock moves on a second at a time until it is answered. */
+  async function requestWhileTimePasses(s: Setup): Promise<number> {
+    let answered: number | undefined;
+    const before = s.upstream.requests.length;
+    const pending = fetch(`${s.sidecar.dataUrl()}/x`).then((answer) => (answered = answer.status));
+    // The clock stands still until the request reached the upstream.
+    await vi.waitFor(() => expect(s.upstream.requests.length).toBeGreaterThan(before));
+    while (answered === undefined) await s.advance(SECOND);
+    return pending;
+  }
+
+  it('P4: an upstream answering 403 to fresh tokens too: /status degraded with the reason, /readyz 200 with warnings, the state gauge; an accepted answer clears it', async () => {
+    const s = await setup({ lifetimeSeconds: 3600 });
+    s.upstream.decide = () => 403;
+    expect(await requestWhileTimePasses(s)).toBe(403);
+    await s.advance(SECOND);
+    const status = (await (await fetch(`${s.sidecar.adminUrl()}/status?format=json`)).json()) as {
+      accounts: { fleet: { state: string; ready: boolean; reasons: string[] } };
+    };
+    expect(status.accounts.fleet).toMatchObject({
+      state: 'degraded',
+      ready: true,
+      reasons: ['upstream rejects fresh tokens'],
+    });
+    const ready = await fetch(`${s.sidecar.adminUrl()}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({
+      ready: true,
+      reasons: {},
+      warnings: { fleet: ['upstream rejects fresh tokens'] },
+    });
+    const metrics = await s.metrics();
+    expect(metricSum(metrics, METRIC_NAMES.accountState, 'state="degraded"')).toBe(1);
+    expect(metricSum(metrics, METRIC_NAMES.accountState)).toBe(1);
+    const html = await (await fetch(`${s.sidecar.adminUrl()}/status`, { headers: { accept: 'text/html' } })).text();
+    expect(html).toContain('upstream rejects fresh tokens');
+    expect(html).toContain('1 degraded');
+
+    s.upstream.decide = () => 200;
+    expect(await requestWhileTimePasses(s)).toBe(200);
+    const after = (await (await fetch(`${s.sidecar.adminUrl()}/status?format=json`)).json()) as typeof status;
+    expect(after.accounts.fleet).toMatchObject({ state: 'valid', reasons: [] });
+    expect(metricSum(await s.metrics(), METRIC_NAMES.accountState, 'state="valid"')).toBe(1);
+  });
+});
+
+describe('P2 credentials that change: the admin trigger', () => {
+  it('P2: POST /accounts/NAME/refresh during a rejected-login backoff: deferred with the reason for the same password, started for a new one', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const dir = harness.tempDir('bs-p2-');
+    const file = join(dir, 'password');
+    writeFileSync(file, 'wrong-password\n');
+    const s = await setup({ passwordFile: file });
+    await s.advance(20 * SECOND);
+    const refresh = async () =>
+      (await (await fetch(`${s.sidecar.adminUrl()}/accounts/fleet/refresh`, { method: 'POST' })).json()) as Record<
+        string,
+        unknown
+      >;
+    const deferred = await refresh();
+    expect(deferred).toMatchObject({ result: 'deferred', reason: 'the same credentials were rejected' });
+    expect(Date.parse(String(deferred.at)) - s.clock.now()).toBe(40 * SECOND);
+    writeFileSync(file, `${s.password}\n`);
+    expect(await refresh()).toMatchObject({ result: 'started' });
+    await s.sidecar.settled();
+    expect((await fetch(`${s.sidecar.adminUrl()}/readyz`)).status).toBe(200);
+    expect(s.sentAt).toHaveLength(2);
   });
 });

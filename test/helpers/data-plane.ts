@@ -26,6 +26,7 @@ export interface StubTokens {
   current?: () => ActiveToken | undefined;
   waitForToken?: () => Promise<ActiveToken>;
   replacementFor?: (token: ActiveToken) => Promise<ActiveToken>;
+  tokenAccepted?: (token: ActiveToken) => void;
 }
 
 export interface DataPlaneHarness {
@@ -70,6 +71,7 @@ export async function startDataPlane(options: {
     current: options.tokens.current ?? (() => undefined),
     waitForToken: options.tokens.waitForToken ?? noToken,
     replacementFor: options.tokens.replacementFor ?? noToken,
+    tokenAccepted: options.tokens.tokenAccepted ?? (() => undefined),
   } as unknown as TokenManager;
   const upstream = new URL(options.upstream);
   const timeouts = { connectMs: 5_000, responseMs: 10_000, queueMs: 5_000, ...options.timeouts };

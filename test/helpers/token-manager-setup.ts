@@ -3,7 +3,7 @@ import type { AccountConfig } from '../../src/config/resolve.js';
 import { createFlow } from '../../src/flows/index.js';
 import { MemoryTokenStore } from '../../src/stores/memory.js';
 import type { TokenStore } from '../../src/stores/types.js';
-import { TokenManager } from '../../src/tokens/token-manager.js';
+import { TokenManager, type TokenManagerOptions } from '../../src/tokens/token-manager.js';
 import type { SendTokenRequest, TokenEvents } from '../../src/tokens/types.js';
 import type { Logger } from '../../src/util/logger.js';
 import { silentLogger } from '../../src/util/logger.js';
@@ -46,6 +46,8 @@ export interface TestManagerOptions {
   events?: TokenEvents;
   logger?: Logger;
   random?: () => number;
+  /** Secret files the manager watches (P2). */
+  secretFiles?: TokenManagerOptions['secretFiles'];
 }
 
 /** A TokenManager for account `acct` on the fake clock; everything not given is quiet or in memory. */
@@ -61,5 +63,6 @@ export function testTokenManager(options: TestManagerOptions): TokenManager {
     logger: options.logger ?? silentLogger(),
     send: options.send,
     random: options.random ?? (() => 0.5),
+    secretFiles: options.secretFiles,
   });
 }

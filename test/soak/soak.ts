@@ -1,8 +1,12 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { secretFilesOf } from '../../src/config/resolve.js';
 import type { ActiveToken } from '../../src/tokens/active-token.js';
 import type { TokenManager } from '../../src/tokens/token-manager.js';
 import { TokenUnavailableError } from '../../src/tokens/types.js';
 import { FakeClock, flushIo } from '../helpers/fake-clock.js';
-import { testAccount, testTokenManager } from '../helpers/token-manager-setup.js';
+import { SESSION_AUTH, testAccount, testTokenManager } from '../helpers/token-manager-setup.js';
 import { seededRandom, SharedStoreHub, SoakTokenServer } from './world.js';
 
 /*
@@ -25,6 +29,7 @@ export const FAULT_KINDS = [
   'store-outage', // the shared store is unreachable
   'store-restart', // the shared store loses its data
   'wall-clock-jump', // a suspend (the wall clock jumps ahead up to 3 h) or an NTP step back (up to 1 h)
+  'credential-change', // the password changes on the server (sessions end); the password file is rewritten when it ends
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -52,6 +57,8 @@ export interface SoakReport {
   /** Token requests in clean time, against the schedule's ideal (`at` x lifetime apart). */
   cleanTokenRequests: number;
   idealCleanTokenRequests: number;
+  /** Seconds from each password file rewrite to the next successful login (P2: within a look, 5 s). */
+  credentialRecoverySeconds: number[];
   violations: string[];
 }
 
@@ -80,7 +87,13 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     () => clock.monotonic(),
   );
   const hub = new SharedStoreHub(() => clock.now());
-  const account = testAccount();
+  // The password lives in a file both replicas watch (P2); a credential change rewrites it.
+  const secrets = mkdtempSync(join(tmpdir(), 'bs-soak-'));
+  const passwordFile = join(secrets, 'password');
+  server.password = 'pw-0';
+  writeFileSync(passwordFile, `${server.password}\n`);
+  const { password: _inline, ...sessionAuth } = SESSION_AUTH;
+  const account = testAccount({ ...sessionAuth, passwordFile });
   const violations: string[] = [];
   const violation = (text: string) => {
     if (violations.length < 50) violations.push(`${new Date(clock.now()).toISOString()} ${text}`);
@@ -89,7 +102,14 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   process.on('unhandledRejection', onUnhandled);
 
   const managers = [0, 1].map((index) =>
-    testTokenManager({ clock, account, store: hub.view(index), send: (request) => server.send(request), random }),
+    testTokenManager({
+      clock,
+      account,
+      store: hub.view(index),
+      send: (request) => server.send(request),
+      random,
+      secretFiles: secretFilesOf(account.auth),
+    }),
   );
   const report: SoakReport = {
     days: options.days,
@@ -101,6 +121,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     cleanHours: 0,
     cleanTokenRequests: 0,
     idealCleanTokenRequests: 0,
+    credentialRecoverySeconds: [],
     violations,
   };
 
@@ -132,6 +153,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   };
 
   let active: FaultWindow | undefined;
+  const rewrites: number[] = [];
   const windows: FaultWindow[] = [];
   const meanGapMs = options.meanTimeBetweenFaultsMs ?? 2 * HOUR;
   const end = start + options.days * DAY;
@@ -139,14 +161,15 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   while (clock.monotonic() < end) {
     const now = clock.monotonic();
     if (active !== undefined && now >= active.end) {
-      endFault(active.kind, server, hub);
+      endFault(active.kind, { server, hub, passwordFile });
+      if (active.kind === 'credential-change') rewrites.push(now);
       active = undefined;
     } else if (active === undefined && kinds.length > 0 && random() < STEP_MS / meanGapMs) {
       const kind = kinds[Math.floor(random() * kinds.length)]!;
       active = { kind, start: now, end: now + MINUTE + Math.floor(random() * 29 * MINUTE) };
       windows.push(active);
       report.faults[kind] = (report.faults[kind] ?? 0) + 1;
-      startFault(kind, { server, hub, clock, random });
+      startFault(kind, { server, hub, clock, random, passwordFile });
     }
     for (const manager of managers) {
       const request = clientRequest(manager).finally(() => pending.delete(request));
@@ -154,11 +177,12 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     }
     await clock.advance(STEP_MS, settle);
   }
-  if (active !== undefined) endFault(active.kind, server, hub);
+  if (active !== undefined) endFault(active.kind, { server, hub, passwordFile });
   await clock.advance(5 * MINUTE, settle);
   await Promise.all(managers.map((manager) => manager.stop()));
   await Promise.all(pending);
   process.off('unhandledRejection', onUnhandled);
+  rmSync(secrets, { recursive: true, force: true });
 
   for (const reuse of server.reusedRefreshTokens) {
     const during = windows.find((window) => reuse.at >= window.start && reuse.at < window.end + recoveryMs(lifetimeS));
@@ -168,6 +192,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     );
   }
   report.tokenRequests = server.requestTimes.length;
+  for (const rewrite of rewrites) {
+    const login = server.loginTimes.find((at) => at >= rewrite);
+    if (login !== undefined) report.credentialRecoverySeconds.push((login - rewrite) / SECOND);
+  }
   const clean = cleanIntervals(start, end, windows, recoveryMs(lifetimeS));
   const cleanMs = clean.reduce((sum, [from, to]) => sum + (to - from), 0);
   report.cleanHours = Math.round((cleanMs / HOUR) * 10) / 10;
@@ -183,10 +211,14 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   return report;
 }
 
-function startFault(
-  kind: FaultKind,
-  world: { server: SoakTokenServer; hub: SharedStoreHub; clock: FakeClock; random: () => number },
-): void {
+interface SoakWorld {
+  server: SoakTokenServer;
+  hub: SharedStoreHub;
+  /** The password file the replicas read (and watch). */
+  passwordFile: string;
+}
+
+function startFault(kind: FaultKind, world: SoakWorld & { clock: FakeClock; random: () => number }): void {
   const { server, hub, clock, random } = world;
   if (kind === 'wall-clock-jump') {
     if (random() < 0.5) clock.suspend(MINUTE + Math.floor(random() * 3 * HOUR));
@@ -198,11 +230,14 @@ function startFault(
   if (kind === 'revoked') server.revokeAll();
   if (kind === 'store-outage') hub.down = true;
   if (kind === 'store-restart') hub.restart();
+  if (kind === 'credential-change') server.changePassword(`pw-${Math.floor(random() * 1e9)}`);
 }
 
-function endFault(kind: FaultKind, server: SoakTokenServer, hub: SharedStoreHub): void {
-  server.mode = 'ok';
-  if (kind === 'store-outage') hub.down = false;
+function endFault(kind: FaultKind, world: SoakWorld): void {
+  world.server.mode = 'ok';
+  if (kind === 'store-outage') world.hub.down = false;
+  // The operator puts the new password in the Secret: the replicas notice the file within 5 s.
+  if (kind === 'credential-change') writeFileSync(world.passwordFile, `${world.server.password ?? ''}\n`);
 }
 
 /** The stretches of [start, end) that no fault window (plus its recovery margin) touches. */

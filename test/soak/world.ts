@@ -35,7 +35,11 @@ interface IssuedToken {
  */
 export class SoakTokenServer {
   mode: TokenServerMode = 'ok';
+  /** The password a login must send (a credential change replaces it); undefined: any. */
+  password: string | undefined;
   readonly requestTimes: number[] = [];
+  /** When each login succeeded (on `tick`). */
+  readonly loginTimes: number[] = [];
   /** Refresh tokens this server saw a second time: the group spent one twice. */
   readonly reusedRefreshTokens: Array<{ at: number; token: string }> = [];
   readonly #issued = new Map<string, IssuedToken>();
@@ -58,7 +62,10 @@ export class SoakTokenServer {
     this.requestTimes.push(this.tick());
     if (this.mode === 'refused') throw new TokenTransportError('ECONNREFUSED', 'connection refused');
     if (this.mode === 'server-error') return answer(503, '{"success":false,"message":"maintenance"}');
-    if (refreshToken === undefined && this.mode === 'reject-login')
+    if (
+      refreshToken === undefined &&
+      (this.mode === 'reject-login' || (this.password !== undefined && body.password !== this.password))
+    )
       return answer(401, '{"success":false,"message":"invalid credentials"}');
     if (refreshToken !== undefined) {
       if (this.#spent.has(refreshToken)) this.reusedRefreshTokens.push({ at: this.now(), token: refreshToken });
@@ -70,6 +77,7 @@ export class SoakTokenServer {
       this.#live.delete(refreshToken);
       this.#spent.add(refreshToken);
     }
+    if (refreshToken === undefined) this.loginTimes.push(this.tick());
     const token = `tok-${randomUUID()}`;
     const nextRefresh = `ref-${randomUUID()}`;
     this.#live.add(nextRefresh);
@@ -79,6 +87,13 @@ export class SoakTokenServer {
       JSON.stringify({ success: true, token, refreshToken: nextRefresh, tokenLifetime: this.lifetimeS }),
     );
   };
+
+  /** The account's password changes: the old one is rejected, and every session (access and refresh tokens) ends. */
+  changePassword(next: string): void {
+    this.password = next;
+    this.revokeAll();
+    this.#live.clear(); // refused from now on; sending one is not a reuse (the group never spent it)
+  }
 
   /** Revokes every access token issued so far (an administrator's "log everyone out"). */
   revokeAll(): void {

@@ -359,3 +359,25 @@ describe('F5: upgrades the upstream cannot take', () => {
     expect(observed).toEqual([502]);
   });
 });
+
+describe('P1 the data plane tells the token layer which tokens the upstream accepts', () => {
+  it('P1: an answer outside retryOn reports the token it was sent with as accepted; a retryOn answer does not', async () => {
+    let status = 200;
+    const upstream = await upstreamAnswering(() =>
+      status === 200 ? OK_ANSWER : 'HTTP/1.1 403 Forbidden\r\ncontent-length: 2\r\n\r\nno',
+    );
+    const accepted: string[] = [];
+    const { url } = await plane(
+      upstream,
+      {
+        current: () => activeToken('tok-1'),
+        tokenAccepted: (token) => accepted.push(token.secret.reveal()),
+      },
+      { retryOn: [401, 403] },
+    );
+    expect(statusLines(await rawExchange(url, getAndClose()))).toEqual(['HTTP/1.1 200 OK']);
+    status = 403;
+    expect(statusLines(await rawExchange(url, getAndClose()))).toEqual(['HTTP/1.1 403 Forbidden']);
+    expect(accepted).toEqual(['tok-1']);
+  });
+});

@@ -55,13 +55,18 @@ describe('T2 renewal schedule and single flight', () => {
 });
 
 describe('T6 loop guard', () => {
-  it('T6: the guard is max(minInterval, 10% of the last lifetime) after the last request; none before a first request', () => {
+  it('T6: the guard is minInterval after the last request for any trigger, and 10% of a stated lifetime for a scheduled renewal; none before a first request', () => {
     const { clock, renewal } = schedule();
     expect(renewal.earliestAllowed()).toBe(Number.NEGATIVE_INFINITY);
     renewal.requestSent(clock.now());
     expect(renewal.earliestAllowed()).toBe(clock.now() + 5 * SECOND);
-    renewal.lifetimeSeen(3600 * SECOND);
-    expect(renewal.earliestAllowed()).toBe(clock.now() + 6 * MINUTE);
+    renewal.lifetimeSeen(3600 * SECOND, true);
+    expect(renewal.earliestAllowed('schedule')).toBe(clock.now() + 6 * MINUTE);
+    for (const trigger of ['admin', 'upstream_rejection', 'retry'] as const)
+      expect(renewal.earliestAllowed(trigger)).toBe(clock.now() + 5 * SECOND);
+    // A guessed lifetime (defaultLifetime) never widens the guard.
+    renewal.lifetimeSeen(3600 * SECOND, false);
+    expect(renewal.earliestAllowed('schedule')).toBe(clock.now() + 5 * SECOND);
   });
 
   it('T6: the schedule waits for the guard, never skips it, and counts the wait (min_interval, or backoff for a retry)', async () => {

@@ -13,6 +13,7 @@ function status(overrides: Partial<TokenStatus> = {}): TokenStatus {
     state: 'valid',
     ready: true,
     reason: undefined,
+    warnings: [],
     fingerprint: 'abcd1234',
     generation: 3,
     obtainedAt: T0,

@@ -203,7 +203,8 @@ describe('T4 a rejected refresh falls back to a login', () => {
       'login:success:retry',
     ]);
     const times = server.sent.map((request) => request.at);
-    expect(gaps(times).every((gap) => gap >= 10 * SECOND)).toBe(true);
+    // The retry is not a scheduled renewal: minInterval holds it, not 10% of the lifetime (T6).
+    expect(gaps(times).every((gap) => gap >= 5 * SECOND)).toBe(true);
     expect(manager.status().ready).toBe(true);
   });
 
@@ -273,7 +274,8 @@ describe('T5 transient failures back off', () => {
     await manager.settled();
     server.behaviour = { type: 'status', status: 502 };
     await advance(80 * SECOND);
-    await advance(10 * SECOND);
+    // The retry waits for minInterval (T6: 10% of the lifetime spaces scheduled renewals only).
+    await advance(5 * SECOND);
     expect(server.sent.map((request) => request.kind)).toEqual(['login', 'refresh', 'refresh']);
     server.behaviour = { type: 'ok' };
     await advance(60 * SECOND);
@@ -380,7 +382,11 @@ describe('T6 loop guard', () => {
     await advance(0);
     expect(server.count()).toBe(1);
     expect(recorded.suppressed.length).toBe(200);
-    // The guard for a 1 h token is 6 min: the deferred request comes then, once.
+    // On-demand triggers are held by minInterval only (5 s), whatever the lifetime: the deferred request comes then, once.
+    await advance(5 * SECOND - 1);
+    expect(server.count()).toBe(1);
+    await advance(1);
+    expect(server.count()).toBe(2);
     await advance(6 * MINUTE);
     expect(server.count()).toBe(2);
     expect(recorded.requests[1]?.trigger).toMatch(/admin|upstream_rejection/);

@@ -10,9 +10,9 @@ dashboards/prometheus-rules.test.yaml is their `promtool test rules` suite. Runb
 - name: bearer-sidecar
   rules:
     # A healthy account obtains one token per refresh.at x lifetime. A loop obtains them much more
-    # often: typically every token is rejected upstream right away (401 -> refresh -> 401), only
-    # slowed down by the loop guard (at most one token request per max(minInterval, 10% of the
-    # lifetime)). Two windows: 5m sees fast loops quickly; 30m sees the slow, guarded loops of long
+    # often: tokens far shorter than useful, or every token rejected upstream right away (401 ->
+    # refresh -> 401; such refreshes back off from minInterval up to 5 minutes and the account
+    # turns degraded, see BearerSidecarAccountDegraded). Two windows: 5m sees fast loops quickly; 30m sees the slow, guarded loops of long
     # lifetimes. A floor of one expected token per window keeps a single refresh from firing it.
     # Only successful token requests count: retries and rejected logins back off by design and have
     # their own alerts.
@@ -47,6 +47,20 @@ dashboards/prometheus-rules.test.yaml is their `promtool test rules` suite. Runb
         description: {{ `Account {{ $labels.account }} on {{ $labels.instance }} has had no valid token for a while: requests get 503 token_unavailable. GET /readyz and /status on the admin port say why.` | quote }}
         {{- if $runbook }}
         runbook_url: {{ printf "%s#bearersidecartokeninvalid" $runbook | quote }}
+        {{- end }}
+    # A valid token, but something is wrong: the upstream rejects fresh tokens too (rejection
+    # refreshes back off), renewals keep failing, or the shared store is unreachable. Clients are
+    # still served; left alone, the token runs out (renewals) or the cause stays (rejections).
+    - alert: BearerSidecarAccountDegraded
+      expr: bearer_sidecar_account_state{state="degraded"} == 1
+      for: {{ $rules.accountDegraded.for }}
+      labels:
+        severity: {{ $rules.accountDegraded.severity }}
+      annotations:
+        summary: {{ `bearer-sidecar account {{ $labels.account }} is degraded` | quote }}
+        description: {{ `Account {{ $labels.account }} on {{ $labels.instance }} holds a valid token, but the upstream rejects fresh tokens, token renewals keep failing, or the token store is unreachable. GET /readyz lists the reasons under warnings; /status shows them per account.` | quote }}
+        {{- if $runbook }}
+        runbook_url: {{ printf "%s#bearersidecaraccountdegraded" $runbook | quote }}
         {{- end }}
     # A rejected login keeps serving the current token until it expires (token_valid may still be
     # 1). The second clause catches a process's first rejection: a counter series that did not
