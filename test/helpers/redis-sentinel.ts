@@ -15,7 +15,7 @@ export async function waitFor(what: string, check: () => Promise<boolean>, timeo
 }
 
 /** A port free a moment ago (the kernel's pick for port 0); the caller retries if it is taken by then. */
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
