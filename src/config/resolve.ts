@@ -288,6 +288,28 @@ function checkStore(store: RawConfig['store'], problems: ConfigProblem[]): void 
     }
   }
   if (store.type === 'file') checkStatePath(store.path, problems);
+  if (store.type === 'redis') checkRedisShape(store, problems);
+}
+
+/** H1: one server (`url`), a Sentinel group (`sentinels` + `name`) or a Cluster (`cluster`): exactly one. */
+function checkRedisShape(store: Extract<RawConfig['store'], { type: 'redis' }>, problems: ConfigProblem[]): void {
+  const shapes = [store.url, store.sentinels, store.cluster].filter((shape) => shape !== undefined).length;
+  if (shapes !== 1)
+    problems.push({
+      path: 'store',
+      message: 'give exactly one of url (one server), sentinels with name (Redis Sentinel) or cluster (Redis Cluster)',
+    });
+  if (store.sentinels !== undefined && store.name === undefined)
+    problems.push({ path: 'store.name', message: 'the name of the master the sentinels monitor is required' });
+  if (store.name !== undefined && store.sentinels === undefined)
+    problems.push({ path: 'store.name', message: 'only used with sentinels' });
+  if (store.passwordFile !== undefined) {
+    try {
+      readSecretFileAtStart(store.passwordFile);
+    } catch (error) {
+      problems.push({ path: 'store.passwordFile', message: messageOf(error) });
+    }
+  }
 }
 
 /**

@@ -170,6 +170,7 @@ export function withoutEchoes(problems: readonly ConfigProblem[], variablePaths:
 const PATH_KEYS: ReadonlyArray<readonly string[]> = [
   ['store', 'path'],
   ['store', 'encryptionKeyFile'],
+  ['store', 'passwordFile'],
   ['upstreamTls', 'caFile'],
   ['accounts', '*', 'upstreamTls', 'caFile'],
   ['accounts', '*', 'auth', 'passwordFile'],

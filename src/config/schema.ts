@@ -166,6 +166,11 @@ const redisUrl = z.string().refine((value) => /^(rediss?:\/\/[^\s]+|unix:\/\/\/[
   message: 'not a Redis URL (redis://host:port/db, rediss://… for TLS, or unix:///path/to/redis.sock)',
 });
 
+/** `host:port` of a sentinel or a cluster node (IPv6 in brackets: `[::1]:26379`). */
+const redisAddress = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/, 'not host:port (e.g. 10.0.0.1:26379)');
+
 const storeSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('memory') }),
   z.strictObject({
@@ -176,7 +181,15 @@ const storeSchema = z.discriminatedUnion('type', [
   }),
   z.strictObject({
     type: z.literal('redis'),
-    url: redisUrl,
+    /** One server. H1: or `sentinels` + `name` (Redis Sentinel), or `cluster` (Redis Cluster): exactly one of the three. */
+    url: redisUrl.optional(),
+    sentinels: z.array(redisAddress).min(1).optional(),
+    /** The name of the master the sentinels monitor. */
+    name: z.string().min(1).optional(),
+    cluster: z.array(redisAddress).min(1).optional(),
+    /** ACL user; the password comes from `passwordFile` (or the URL). */
+    username: z.string().min(1).optional(),
+    passwordFile: z.string().min(1).optional(),
     keyPrefix: z.string().default('bearer-sidecar:'),
     encryptionKeyFile: z.string().min(1).optional(),
   }),

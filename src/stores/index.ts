@@ -3,6 +3,8 @@ import { TokenCodec } from './codec.js';
 import { FileTokenStore } from './file.js';
 import { MemoryTokenStore } from './memory.js';
 import { RedisTokenStore } from './redis.js';
+import type { RedisTarget } from './redis-connect.js';
+import { readSecretFileAtStart } from '../util/secret-file.js';
 import type { TokenStore } from './types.js';
 
 /**
@@ -12,7 +14,12 @@ import type { TokenStore } from './types.js';
 export type StoreOptions =
   | { type: 'memory' }
   | { type: 'file'; path: string; encryptionKeyFile?: string | undefined }
-  | { type: 'redis'; url: string; keyPrefix: string; encryptionKeyFile?: string | undefined };
+  | ({
+      type: 'redis';
+      keyPrefix: string;
+      encryptionKeyFile?: string | undefined;
+      passwordFile?: string | undefined;
+    } & Omit<RedisTarget, 'password'>);
 
 /** Builds the configured store; the key file was already checked with the configuration. */
 export function createStore(config: StoreOptions, logger: Logger): TokenStore {
@@ -20,5 +27,8 @@ export function createStore(config: StoreOptions, logger: Logger): TokenStore {
   const codec =
     config.encryptionKeyFile === undefined ? new TokenCodec() : TokenCodec.fromKeyFile(config.encryptionKeyFile);
   if (config.type === 'file') return new FileTokenStore({ path: config.path, codec, logger });
-  return new RedisTokenStore({ url: config.url, keyPrefix: config.keyPrefix, codec, logger });
+  // H1: the password file is read once here; a rotated Redis password takes a restart.
+  const password = config.passwordFile === undefined ? undefined : readSecretFileAtStart(config.passwordFile).secret;
+  const { type: _type, encryptionKeyFile: _key, passwordFile: _file, ...target } = config;
+  return new RedisTokenStore({ ...target, password, codec, logger });
 }

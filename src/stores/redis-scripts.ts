@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { STORE_FORMAT } from './codec.js';
 
 /*
@@ -12,6 +12,9 @@ import { STORE_FORMAT } from './codec.js';
  * it into StoreUnavailableError), and throws when a reply has a shape these scripts never give.
  * Times are milliseconds; `stamp` is the ISO 8601 time put in a set-aside key's name.
  */
+
+/** One server (or the master a Sentinel group names), or a Redis Cluster (H1): both run the scripts alike. */
+export type RedisClient = Redis | Cluster;
 
 /** R7: a stored record is at most this long; a longer value is set aside unread. */
 export const MAX_RECORD_BYTES = 4 * 1024 * 1024;
@@ -109,10 +112,11 @@ return (inspect(KEYS[1], KEYS[2])) or false
  * Saves only if the stored record is the expected one: ARGV[1] its revision ("" = nothing stored)
  * and ARGV[2] the SHA-1 of its bytes, so a planted value that happens to carry the expected
  * revision is never overwritten unseen: the writer gets it back for the codec to judge (R7).
- * KEYS: token key, events channel, set-aside name. ARGV[3]: the new value, ARGV[4]: the account.
+ * KEYS: token key, set-aside name. ARGV[3]: the new value, ARGV[4]: the account, ARGV[5]: the
+ * events channel (a channel is not a key: in a Cluster, KEYS must all share the account's slot).
  */
 const COMPARE_AND_SET = `${LUA_PRELUDE}
-local found, revision = inspect(KEYS[1], KEYS[3])
+local found, revision = inspect(KEYS[1], KEYS[2])
 local matches
 if found == nil or found[1] == 'set-aside' then
   matches = ARGV[1] == ''
@@ -121,7 +125,7 @@ else
 end
 if not matches then return {'stale', found or {}} end
 redis.call('SET', KEYS[1], ARGV[3])
-redis.call('PUBLISH', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[5], ARGV[4])
 if found and found[1] == 'set-aside' then return {'saved', found} end
 return {'saved', {}}
 `;
@@ -157,7 +161,7 @@ return 0
 `;
 
 /** Reads the record at `key`; a key that cannot be a record is set aside as `<key>:corrupt:<stamp>` (R7). */
-export async function readRecord(client: Redis, key: string, stamp: string): Promise<Inspection> {
+export async function readRecord(client: RedisClient, key: string, stamp: string): Promise<Inspection> {
   return parseInspection(await client.eval(READ_RECORD, 2, key, setAsideName(key, stamp)));
 }
 
@@ -180,21 +184,21 @@ export interface CompareAndSetRequest {
  * ahead only if nothing stored was expected).
  */
 export async function compareAndSet(
-  client: Redis,
+  client: RedisClient,
   request: CompareAndSetRequest,
 ): Promise<{ saved: boolean; found: Inspection }> {
   const { key, channel, account, expectedRevision, expectedDigest, value, stamp } = request;
   const expected = expectedRevision === null ? '' : String(expectedRevision);
   const reply = await client.eval(
     COMPARE_AND_SET,
-    3,
+    2,
     key,
-    channel,
     setAsideName(key, stamp),
     expected,
     expectedDigest ?? '',
     value,
     account,
+    channel,
   );
   if (!Array.isArray(reply) || (reply[0] !== 'saved' && reply[0] !== 'stale')) throw unexpectedReply('compare-and-set');
   const found: unknown = reply[1];
@@ -209,7 +213,7 @@ export async function compareAndSet(
  * `digest` (the one found bad); resolves the new name, or undefined when the value changed (R7).
  */
 export async function setAsideIfUnchanged(
-  client: Redis,
+  client: RedisClient,
   key: string,
   digest: string,
   stamp: string,
@@ -222,7 +226,7 @@ export async function setAsideIfUnchanged(
 
 /** SET NX PX, after setting aside a key that is not a lock (another type, or no expiry). */
 export async function obtainLock(
-  client: Redis,
+  client: RedisClient,
   key: string,
   holder: string,
   ttlMs: number,
@@ -237,12 +241,12 @@ export async function obtainLock(
 }
 
 /** True when `holder` still held the lock and its expiry is now `ttlMs` from now. */
-export async function extendLock(client: Redis, key: string, holder: string, ttlMs: number): Promise<boolean> {
+export async function extendLock(client: RedisClient, key: string, holder: string, ttlMs: number): Promise<boolean> {
   return (await client.eval(EXTEND_LOCK, 1, key, holder, String(Math.ceil(ttlMs)))) === 1;
 }
 
 /** Deletes the lock if `holder` still holds it; anything else at the key is left alone. */
-export async function releaseLock(client: Redis, key: string, holder: string): Promise<void> {
+export async function releaseLock(client: RedisClient, key: string, holder: string): Promise<void> {
   await client.eval(RELEASE_LOCK, 1, key, holder);
 }
 

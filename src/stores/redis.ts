@@ -1,7 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
-import type { Redis, RedisOptions } from 'ioredis';
+import type { RedisOptions } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../util/logger.js';
 import { StoreFormatError, type TokenCodec } from './codec.js';
@@ -13,7 +12,9 @@ import {
   releaseLock,
   setAsideIfUnchanged,
   type Inspection,
+  type RedisClient,
 } from './redis-scripts.js';
+import { connectRedis, describeRedisTarget, type RedisTarget } from './redis-connect.js';
 import {
   nextRevision,
   type SaveResult,
@@ -30,6 +31,9 @@ import { SidecarError, messageOf } from '../util/errors.js';
  *   <prefix>lock:<account>    the refresh lock: "<host>:<pid>:<uuid>" with a PX expiry
  *   <prefix>events            pub/sub channel: the account name, published after every save
  *   <key>:corrupt:<time>      a token or lock key that could not be used, set aside (R7), kept 7 days
+ * In a Redis Cluster (H1) the account is a hash tag, `token:{<account>}` and `lock:{<account>}`, so
+ * an account's keys and their set-aside copies share one slot (a script may only touch one slot);
+ * the events channel is no key (PUBLISH reaches every node).
  * Reads, compare-and-set, lock extension and release are Lua scripts (redis-scripts.ts), so each is
  * one atomic step, and none fails on a bad record.
  */
@@ -43,8 +47,7 @@ const LOCK_SET_ASIDE = 'redis lock key held something that is not a lock: set as
 /** A record found bad was replaced before it could be set aside: read it again. */
 const CHANGED = Symbol('changed while being set aside');
 
-export interface RedisStoreOptions {
-  url: string;
+export interface RedisStoreOptions extends RedisTarget {
   keyPrefix: string;
   codec: TokenCodec;
   logger: Logger;
@@ -62,8 +65,8 @@ export class StoreUnavailableError extends SidecarError {
 export class RedisTokenStore implements TokenStore {
   readonly type = 'redis';
   readonly shared = true;
-  readonly #redis: Redis;
-  readonly #subscriber: Redis;
+  readonly #redis: RedisClient;
+  readonly #subscriber: RedisClient;
   readonly #o: RedisStoreOptions;
   readonly #listeners = new Map<string, Set<() => void>>();
   /**
@@ -85,9 +88,9 @@ export class RedisTokenStore implements TokenStore {
       retryStrategy: (attempt: number) => Math.min(5_000, 100 * 2 ** Math.min(attempt, 6)),
       lazyConnect: false,
     };
-    this.#redis = connect(options.url, connection);
+    this.#redis = connectRedis(options, connection);
     // The subscriber only listens; it may queue its SUBSCRIBE until the server is back.
-    this.#subscriber = connect(options.url, { ...connection, enableOfflineQueue: true, commandTimeout: undefined });
+    this.#subscriber = connectRedis(options, { ...connection, enableOfflineQueue: true, commandTimeout: undefined });
     // Connection errors are reported where an operation fails; here they would only be noise.
     this.#redis.on('error', () => undefined);
     this.#subscriber.on('error', () => undefined);
@@ -131,7 +134,7 @@ export class RedisTokenStore implements TokenStore {
    * was being set aside (MAX_ATTEMPTS times).
    */
   async load(account: string): Promise<StoredToken | undefined> {
-    const key = this.#key(`token:${account}`);
+    const key = this.#accountKey('token', account);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const found = await this.#call(() => readRecord(this.#redis, key, this.#stamp()));
       const current = await this.#accept(account, key, found);
@@ -168,7 +171,7 @@ export class RedisTokenStore implements TokenStore {
     expectedRevision: number | null,
     lastKnownRevision: number,
   ): Promise<SaveResult> {
-    const key = this.#key(`token:${account}`);
+    const key = this.#accountKey('token', account);
     const record: StoredToken = { state, revision: nextRevision(expectedRevision, lastKnownRevision) };
     const value = JSON.stringify(this.#o.codec.encode(account, record));
     const seen = this.#seen.get(account);
@@ -211,7 +214,7 @@ export class RedisTokenStore implements TokenStore {
    * extend and release never fail on junk (extend answers false). Rejects with StoreUnavailableError.
    */
   async obtainLock(account: string, ttlMs: number): Promise<StoreLock | undefined> {
-    const key = this.#key(`lock:${account}`);
+    const key = this.#accountKey('lock', account);
     const holder = `${this.#owner}:${randomUUID()}`;
     const { taken, setAside } = await this.#call(() => obtainLock(this.#redis, key, holder, ttlMs, this.#stamp()));
     if (setAside !== undefined) this.#o.logger.warn({ account, key, ...setAside }, LOCK_SET_ASIDE);
@@ -296,9 +299,14 @@ export class RedisTokenStore implements TokenStore {
     return `${this.#o.keyPrefix}${suffix}`;
   }
 
-  /** Host and port (or socket path) only: a redis URL may carry a password. */
+  /** `token:<account>`, or `token:{<account>}` in a Cluster: one hash slot per account (H1). */
+  #accountKey(kind: 'token' | 'lock', account: string): string {
+    return this.#key(this.#o.cluster === undefined ? `${kind}:${account}` : `${kind}:{${account}}`);
+  }
+
+  /** Hosts and ports (or socket path) only: a redis URL may carry a password. */
   #where(): string {
-    return describeRedisUrl(this.#o.url);
+    return describeRedisTarget(this.#o);
   }
 }
 
@@ -310,26 +318,4 @@ function copyRecord(record: StoredToken): StoredToken {
 /** As Redis's redis.sha1hex computes it over the bytes ioredis sends (UTF-8). */
 function sha1(value: string): string {
   return createHash('sha1').update(value, 'utf8').digest('hex');
-}
-
-/**
- * ioredis is loaded only when a Redis store is configured: loaded and unused it would add about
- * 10 MiB to every sidecar's resident memory (measured in the README's Performance section).
- */
-const loadRedis = (): typeof Redis => (createRequire(import.meta.url)('ioredis') as typeof import('ioredis')).Redis;
-
-/** `redis://`, `rediss://` (TLS) or `unix:///path/to/redis.sock`. */
-function connect(url: string, options: RedisOptions): Redis {
-  const RedisClient = loadRedis();
-  if (url.startsWith('unix://')) return new RedisClient({ ...options, path: new URL(url).pathname });
-  return new RedisClient(url, options);
-}
-
-export function describeRedisUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    return parsed.protocol === 'unix:' ? parsed.pathname : `${parsed.hostname}:${parsed.port || '6379'}`;
-  } catch {
-    return 'the configured URL';
-  }
 }

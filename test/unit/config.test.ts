@@ -782,3 +782,33 @@ describe('F6, §8 secrets', () => {
     });
   });
 });
+
+describe('H1 Redis shapes in store', () => {
+  const store = (fields: Record<string, unknown>) => parse({ ...oneAccount(), store: { type: 'redis', ...fields } });
+
+  it('H1: sentinels with name, or cluster, or url are each a Redis store; with username and passwordFile', () => {
+    const passwordFile = tempFile('redis-password', `${randomSecret()}\n`);
+    expect(store({ sentinels: ['10.0.0.1:26379', '[::1]:26380'], name: 'mymaster' }).store).toMatchObject({
+      type: 'redis',
+      sentinels: ['10.0.0.1:26379', '[::1]:26380'],
+      name: 'mymaster',
+    });
+    expect(store({ cluster: ['redis-0:7000'], username: 'bs', passwordFile }).store).toMatchObject({
+      cluster: ['redis-0:7000'],
+      username: 'bs',
+      passwordFile,
+    });
+    expect(store({ url: 'redis://r:6379' }).store).toMatchObject({ url: 'redis://r:6379' });
+  });
+
+  it('H1: exactly one of url, sentinels and cluster; sentinels need the master name; addresses are host:port', () => {
+    expect(problemsOf(() => store({})).map((p) => p.path)).toEqual(['store']);
+    expect(problemsOf(() => store({ url: 'redis://r', cluster: ['r:7000'] })).map((p) => p.path)).toEqual(['store']);
+    expect(problemsOf(() => store({ sentinels: ['s:26379'] })).map((p) => p.path)).toEqual(['store.name']);
+    expect(problemsOf(() => store({ cluster: ['r:7000'], name: 'm' })).map((p) => p.path)).toEqual(['store.name']);
+    expect(problemsOf(() => store({ cluster: ['r'] })).map((p) => p.path)).toEqual(['store.cluster.0']);
+    expect(problemsOf(() => store({ url: 'redis://r', passwordFile: join(dir, 'missing') }))[0]?.path).toBe(
+      'store.passwordFile',
+    );
+  });
+});

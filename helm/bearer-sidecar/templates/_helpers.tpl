@@ -103,8 +103,15 @@ Checks that span values; every message names the value to change.
 {{- if and (eq $v.mode "standalone") (gt $replicas 1) (ne $v.store.type "redis") -}}
 {{- fail (printf "%d replicas need store.type=redis (it is %q): replicas without a shared store each log in and keep their own token chain, and single-use refresh tokens or login-revokes-older-sessions APIs make them knock each other out. Set store.type=redis and store.redis.url, or replicaCount=1 with autoscaling.enabled=false" $replicas $v.store.type) -}}
 {{- end -}}
-{{- if and (eq $v.store.type "redis") (not $v.store.redis.url) -}}
-{{- fail "store.type=redis needs store.redis.url (e.g. redis://redis-master:6379/0; put the password in store.redis.existingSecret)" -}}
+{{- if eq $v.store.type "redis" -}}
+{{- $shapes := 0 -}}
+{{- range $shape := list $v.store.redis.url $v.store.redis.sentinels $v.store.redis.cluster -}}{{- if $shape -}}{{- $shapes = add1 $shapes -}}{{- end -}}{{- end -}}
+{{- if ne $shapes 1 -}}
+{{- fail "store.type=redis needs exactly one of store.redis.url (one server, e.g. redis://redis-master:6379/0), store.redis.sentinels (with store.redis.sentinelMaster) or store.redis.cluster; put the password in store.redis.existingSecret" -}}
+{{- end -}}
+{{- if and $v.store.redis.sentinels (not $v.store.redis.sentinelMaster) -}}
+{{- fail "store.redis.sentinels needs store.redis.sentinelMaster: the name of the master the sentinels monitor (e.g. mymaster)" -}}
+{{- end -}}
 {{- end -}}
 {{- if and (eq $v.store.type "redis") (regexMatch "^rediss?://[^/]*@" $v.store.redis.url) -}}
 {{- fail "store.redis.url must not contain credentials: put the password in the Secret named by store.redis.existingSecret" -}}
@@ -141,10 +148,21 @@ type: file
 path: {{ $store.file.path | quote }}
 {{- else if eq $store.type "redis" -}}
 type: redis
-{{- if $store.redis.existingSecret }}
+{{- if $store.redis.sentinels }}
+sentinels: {{ toJson $store.redis.sentinels }}
+name: {{ $store.redis.sentinelMaster | quote }}
+{{- else if $store.redis.cluster }}
+cluster: {{ toJson $store.redis.cluster }}
+{{- else if and $store.redis.existingSecret (not (include "bearer-sidecar.redisPasswordFile" .)) }}
 url: {{ regexReplaceAll "^(rediss?://)" $store.redis.url "${1}:${BEARER_SIDECAR_REDIS_PASSWORD}@" | quote }}
 {{- else }}
 url: {{ $store.redis.url | quote }}
+{{- end }}
+{{- with $store.redis.username }}
+username: {{ . | quote }}
+{{- end }}
+{{- if include "bearer-sidecar.redisPasswordFile" . }}
+passwordFile: {{ printf "%s/%s" (include "bearer-sidecar.redisPasswordDir" .) $store.redis.passwordKey | quote }}
 {{- end }}
 keyPrefix: {{ $store.redis.keyPrefix | quote }}
 {{- end }}
@@ -152,6 +170,13 @@ keyPrefix: {{ $store.redis.keyPrefix | quote }}
 encryptionKeyFile: {{ printf "%s/%s" (include "bearer-sidecar.storeKeyDir" .) $store.encryptionKey.key | quote }}
 {{- end }}
 {{- end -}}
+
+{{/* With Sentinel or Cluster the Redis password is a mounted file (passwordFile); a URL carries it from an env var. */}}
+{{- define "bearer-sidecar.redisPasswordFile" -}}
+{{- $r := .Values.store.redis -}}
+{{- if and (eq .Values.store.type "redis") $r.existingSecret (or $r.sentinels $r.cluster) -}}true{{- end -}}
+{{- end -}}
+{{- define "bearer-sidecar.redisPasswordDir" -}}/etc/bearer-sidecar/redis-password{{- end -}}
 
 {{- define "bearer-sidecar.storeEncrypted" -}}
 {{- if and (ne .Values.store.type "memory") .Values.store.encryptionKey.existingSecret -}}true{{- end -}}
@@ -210,7 +235,7 @@ env:
         name: {{ $v.apiKey.existingSecret }}
         key: {{ $v.apiKey.key }}
   {{- end }}
-  {{- if and (eq $v.store.type "redis") $v.store.redis.existingSecret }}
+  {{- if and (eq $v.store.type "redis") $v.store.redis.existingSecret (not (include "bearer-sidecar.redisPasswordFile" .)) }}
   - name: BEARER_SIDECAR_REDIS_PASSWORD
     valueFrom:
       secretKeyRef:
@@ -286,6 +311,11 @@ volumeMounts:
     mountPath: {{ include "bearer-sidecar.storeKeyDir" . }}
     readOnly: true
   {{- end }}
+  {{- if include "bearer-sidecar.redisPasswordFile" . }}
+  - name: bearer-sidecar-redis-password
+    mountPath: {{ include "bearer-sidecar.redisPasswordDir" . }}
+    readOnly: true
+  {{- end }}
   - name: bearer-sidecar-state
     mountPath: {{ include "bearer-sidecar.stateDir" . }}
   - name: bearer-sidecar-tmp
@@ -315,6 +345,15 @@ volumeMounts:
     items:
       - key: {{ $v.store.encryptionKey.key }}
         path: {{ $v.store.encryptionKey.key }}
+{{- end }}
+{{- if include "bearer-sidecar.redisPasswordFile" . }}
+- name: bearer-sidecar-redis-password
+  secret:
+    secretName: {{ $v.store.redis.existingSecret }}
+    defaultMode: {{ int $v.secret.defaultMode }}
+    items:
+      - key: {{ $v.store.redis.passwordKey }}
+        path: {{ $v.store.redis.passwordKey }}
 {{- end }}
 {{- if and (eq $v.mode "standalone") $v.store.file.existingClaim }}
 - name: bearer-sidecar-state

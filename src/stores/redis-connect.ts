@@ -1,0 +1,90 @@
+import { createRequire } from 'node:module';
+import type { Cluster, RedisOptions } from 'ioredis';
+import type { RedisClient } from './redis-scripts.js';
+import type { Secret } from '../util/secret.js';
+
+/*
+ * How the Redis store reaches Redis (T10, H1): one server by URL, the master a Sentinel group
+ * names, or a Redis Cluster. Failover is ioredis's own: with Sentinel it asks the sentinels for the
+ * current master on every reconnection (and listens for their switch-master news); a Cluster
+ * client follows MOVED answers and refreshes its slot map. Nothing here chooses a master itself.
+ */
+
+/** Where the store's Redis is: exactly one of `url`, `sentinels` (+ `name`), `cluster`. */
+export interface RedisTarget {
+  /** `redis://`, `rediss://` (TLS) or `unix:///path/to/redis.sock`. */
+  url?: string | undefined;
+  /** `host:port` of each sentinel; `name` is the master they monitor. */
+  sentinels?: readonly string[] | undefined;
+  name?: string | undefined;
+  /** `host:port` of some Cluster nodes (the client discovers the rest). */
+  cluster?: readonly string[] | undefined;
+  /** ACL user and password for the data nodes (not the sentinels); they override any in `url`. */
+  username?: string | undefined;
+  password?: Secret | undefined;
+}
+
+/**
+ * ioredis is loaded only when a Redis store is configured: loaded and unused it would add about
+ * 10 MiB to every sidecar's resident memory (measured in the README's Performance section).
+ */
+const loadIoredis = (): typeof import('ioredis') =>
+  createRequire(import.meta.url)('ioredis') as typeof import('ioredis');
+
+/** `host:port` (or `[v6]:port`) as ioredis takes it; the config schema has refused any other shape. */
+export function parseAddress(address: string): { host: string; port: number } {
+  const colon = address.lastIndexOf(':');
+  return { host: address.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port: Number(address.slice(colon + 1)) };
+}
+
+/** A client for `target` with `options` (timeouts, retries, offline queue) on every connection it makes. */
+export function connectRedis(target: RedisTarget, options: RedisOptions): RedisClient {
+  const { Redis: RedisClass, Cluster: ClusterClass } = loadIoredis();
+  const credentials = {
+    ...(target.username === undefined ? {} : { username: target.username }),
+    ...(target.password === undefined ? {} : { password: target.password.reveal() }),
+  };
+  if (target.cluster !== undefined) return connectCluster(ClusterClass, target.cluster, { ...options, ...credentials });
+  if (target.sentinels !== undefined)
+    return new RedisClass({
+      ...options,
+      ...credentials,
+      sentinels: target.sentinels.map(parseAddress),
+      name: target.name ?? 'mymaster',
+      // A SIGKILLed master is noticed at once by the sentinels' switch-master news, not only at reconnection.
+      failoverDetector: true,
+      sentinelRetryStrategy: (attempt: number) => Math.min(2_000, 100 * attempt),
+    });
+  const url = target.url ?? 'redis://127.0.0.1:6379';
+  if (url.startsWith('unix://')) return new RedisClass({ ...options, ...credentials, path: new URL(url).pathname });
+  return new RedisClass(url, { ...options, ...credentials });
+}
+
+function connectCluster(ClusterClass: typeof Cluster, nodes: readonly string[], options: RedisOptions): Cluster {
+  const { enableOfflineQueue, retryStrategy, ...redisOptions } = options;
+  return new ClusterClass(nodes.map(parseAddress), {
+    redisOptions,
+    enableOfflineQueue,
+    clusterRetryStrategy: retryStrategy ? (attempt: number) => retryStrategy(attempt) ?? null : undefined,
+    // A MOVED or a node down during a resharding or failover is retried, a few times, quickly.
+    maxRedirections: 8,
+    retryDelayOnFailover: 100,
+  });
+}
+
+/** Where Redis is, for messages: hosts and ports (or the socket path) only, never a password. */
+export function describeRedisTarget(target: RedisTarget): string {
+  if (target.cluster !== undefined) return `cluster ${target.cluster.join(',')}`;
+  if (target.sentinels !== undefined) return `sentinels ${target.sentinels.join(',')} (${target.name ?? ''})`;
+  return describeRedisUrl(target.url ?? '');
+}
+
+/** Host and port (or socket path) of a Redis URL: a URL may carry a password. */
+export function describeRedisUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === 'unix:' ? parsed.pathname : `${parsed.hostname}:${parsed.port || '6379'}`;
+  } catch {
+    return 'the configured URL';
+  }
+}

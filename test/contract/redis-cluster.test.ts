@@ -1,0 +1,117 @@
+import { Cluster } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TokenCodec } from '../../src/stores/codec.js';
+import { parseAddress } from '../../src/stores/redis-connect.js';
+import { RedisTokenStore } from '../../src/stores/redis.js';
+import { silentLogger } from '../../src/util/logger.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { startRedisCluster, type RedisClusterGroup } from '../helpers/redis-cluster.js';
+import { testTokenManager } from '../helpers/token-manager-setup.js';
+import { SoakTokenServer } from '../soak/world.js';
+import { describeTokenStore, makeTokenState } from './token-store.suite.js';
+
+/*
+ * H1: the Redis store on a Redis Cluster of three masters (real processes on free ports, created
+ * with redis-cli --cluster create). The same conformance suite as every other store; an account's
+ * keys share one hash slot, so every store script runs on one node.
+ */
+let cluster: RedisClusterGroup;
+beforeAll(async () => {
+  cluster = await startRedisCluster();
+}, 30_000);
+afterAll(async () => {
+  await cluster.close();
+});
+
+let prefixes = 0;
+async function openStore(keyPrefix: string, now?: () => number): Promise<RedisTokenStore> {
+  const store = new RedisTokenStore({
+    cluster: cluster.nodes,
+    keyPrefix,
+    codec: new TokenCodec(),
+    logger: silentLogger(),
+    ...(now === undefined ? {} : { now }),
+  });
+  await store.ready();
+  return store;
+}
+
+describeTokenStore(
+  'redis cluster',
+  async () => {
+    const keyPrefix = `cluster-suite${(prefixes += 1)}:`;
+    const store = await openStore(keyPrefix);
+    return { store, other: () => openStore(keyPrefix), cleanup: () => store.close() };
+  },
+  { shared: true },
+);
+
+const MINUTE = 60_000;
+
+describe('H1 Redis Cluster', () => {
+  it("H1: an account's token and lock keys share a hash slot, and accounts spread over the masters", async () => {
+    const client = new Cluster(cluster.nodes.map(parseAddress));
+    try {
+      const store = await openStore('slots:');
+      const accounts = Array.from({ length: 12 }, (_, i) => `account-${i}`);
+      for (const account of accounts) {
+        await store.save(account, makeTokenState(account));
+        expect(await store.obtainLock(account, 1_000)).toBeDefined();
+      }
+      await store.close();
+      const slots = new Set<number>();
+      for (const account of accounts) {
+        const [token, lock] = await Promise.all(
+          [`slots:token:{${account}}`, `slots:lock:{${account}}`].map(async (key) => {
+            expect(await client.exists(key)).toBe(1);
+            return Number(await client.cluster('KEYSLOT', key));
+          }),
+        );
+        expect(lock).toBe(token);
+        slots.add(token!);
+      }
+      // With 12 accounts on 3 masters, a layout that put them all in one slot would show here.
+      expect(slots.size).toBeGreaterThan(1);
+    } finally {
+      client.disconnect();
+    }
+  });
+
+  it('H1: a record that cannot be used is set aside in its own slot (R7 in a Cluster): <key>:corrupt:<time>', async () => {
+    const client = new Cluster(cluster.nodes.map(parseAddress));
+    const now = Date.parse('2026-01-01T00:00:00Z');
+    try {
+      await client.set('corrupt:token:{acct}', 'not json');
+      const store = await openStore('corrupt:', () => now);
+      expect(await store.load('acct')).toBeUndefined();
+      await store.close();
+      expect(await client.get(`corrupt:token:{acct}:corrupt:${new Date(now).toISOString()}`)).toBe('not json');
+      expect(await client.exists('corrupt:token:{acct}')).toBe(0);
+    } finally {
+      client.disconnect();
+    }
+  });
+
+  it('H1: two replicas share a Cluster store with single-use refresh tokens: one chain, no refresh token sent twice', async () => {
+    const clock = new FakeClock();
+    const server = new SoakTokenServer(() => clock.now(), 600);
+    const stores = [await openStore('pair:'), await openStore('pair:')];
+    const managers = stores.map((store, index) =>
+      testTokenManager({ clock, store, send: server.send, random: () => (0.5 + index * 0.3) % 1 }),
+    );
+    const settle = () => Promise.all(managers.map((m) => m.settled())).then(() => undefined);
+    try {
+      await Promise.all(managers.map((m) => m.start()));
+      for (let i = 0; i < 60; i++) await clock.advance(MINUTE, settle);
+      expect(server.reusedRefreshTokens).toEqual([]);
+      expect(server.requestTimes.length).toBeGreaterThanOrEqual(6);
+      // Clients see no 401: each replica serves a token the server holds valid, and the store holds one too.
+      const stored = await stores[0]!.load('acct');
+      expect(server.judge(stored?.state.accessToken.reveal() ?? '')).toBe('valid');
+      for (const manager of managers) expect(server.judge(manager.current()?.secret.reveal() ?? '')).toBe('valid');
+    } finally {
+      await Promise.all(managers.map((m) => m.stop()));
+      await Promise.all(stores.map((store) => store.close()));
+    }
+  });
+});

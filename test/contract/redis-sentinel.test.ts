@@ -1,0 +1,89 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TokenCodec } from '../../src/stores/codec.js';
+import { RedisTokenStore } from '../../src/stores/redis.js';
+import { silentLogger } from '../../src/util/logger.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { startSentinelGroup, waitFor, type SentinelGroup } from '../helpers/redis-sentinel.js';
+import { testTokenManager } from '../helpers/token-manager-setup.js';
+import { SoakTokenServer } from '../soak/world.js';
+import { describeTokenStore } from './token-store.suite.js';
+
+/*
+ * H1: the Redis store on a Sentinel group (a master, a replica, three sentinels: real processes on
+ * free ports). The same conformance suite as every other store, then a failover under load.
+ */
+let group: SentinelGroup;
+beforeAll(async () => {
+  group = await startSentinelGroup();
+}, 30_000);
+afterAll(async () => {
+  await group.close();
+});
+
+let prefixes = 0;
+async function openStore(keyPrefix: string): Promise<RedisTokenStore> {
+  const store = new RedisTokenStore({
+    sentinels: group.sentinels,
+    name: group.name,
+    keyPrefix,
+    codec: new TokenCodec(),
+    logger: silentLogger(),
+  });
+  await store.ready();
+  return store;
+}
+
+describeTokenStore(
+  'redis sentinel',
+  async () => {
+    const keyPrefix = `sentinel-suite${(prefixes += 1)}:`;
+    const store = await openStore(keyPrefix);
+    return { store, other: () => openStore(keyPrefix), cleanup: () => store.close() };
+  },
+  { shared: true },
+);
+
+const MINUTE = 60_000;
+
+describe('H1 Redis Sentinel failover', () => {
+  it('H1: two replicas share a Sentinel store and the master is SIGKILLed mid-run: no refresh token is sent twice, tokens keep coming', async () => {
+    const clock = new FakeClock();
+    const server = new SoakTokenServer(() => clock.now(), 600);
+    const stores = [await openStore('failover:'), await openStore('failover:')];
+    const managers = stores.map((store, index) =>
+      testTokenManager({ clock, store, send: server.send, random: () => (0.5 + index * 0.3) % 1 }),
+    );
+    const settle = () => Promise.all(managers.map((m) => m.settled())).then(() => undefined);
+    const run = async (minutes: number) => {
+      for (let i = 0; i < minutes; i++) await clock.advance(MINUTE, settle);
+    };
+    try {
+      await Promise.all(managers.map((m) => m.start()));
+      await run(30); // a few refreshes on the first master
+      const beforeFailover = server.requestTimes.length;
+      expect(beforeFailover).toBeGreaterThanOrEqual(3);
+
+      const killed = group.master.kill();
+      await run(10); // token time goes on while the store is unreachable
+      await killed;
+      await waitFor('the replica promoted', async () => (await group.masterPort()) === group.replica.port);
+      await waitFor('both stores on the new master', async () => {
+        await Promise.all(stores.map((store) => store.load('acct')));
+        return true;
+      });
+      const afterFailover = server.requestTimes.length;
+      await run(40);
+
+      expect(server.reusedRefreshTokens).toEqual([]);
+      expect(server.requestTimes.length - afterFailover).toBeGreaterThanOrEqual(3);
+      for (const manager of managers) expect(manager.status().state).toBe('valid');
+      // Clients see no 401: each replica serves a token the server holds valid, and the store holds one too.
+      const stored = await stores[0]!.load('acct');
+      expect(server.judge(stored?.state.accessToken.reveal() ?? '')).toBe('valid');
+      for (const manager of managers) expect(server.judge(manager.current()?.secret.reveal() ?? '')).toBe('valid');
+    } finally {
+      await Promise.all(managers.map((m) => m.stop()));
+      await Promise.all(stores.map((store) => store.close()));
+    }
+  }, 60_000);
+});
