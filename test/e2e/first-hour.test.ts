@@ -148,6 +148,7 @@ describe('§6 the demo and a deferred refresh', () => {
   it('§6: a deferred POST /accounts/NAME/refresh says why in a plain reason', async () => {
     // The admin trigger is held by minInterval (5 s) after the start-up login.
     const session = await harness.session({ server: { lifetimeSeconds: 60 } });
+    await session.sidecar.settled(); // the start-up login is done: a POST now is deferred, not joined
     const answer = await fetch(`${session.sidecar.adminUrl()}/accounts/fleet/refresh`, { method: 'POST' });
     const body = (await answer.json()) as Record<string, unknown>;
     expect(body).toEqual({
