@@ -53,6 +53,8 @@ export interface RedisStoreOptions extends RedisTarget {
   logger: Logger;
   /** The time in set-aside key names (ms since the epoch); Date.now by default. */
   now?: () => number;
+  /** How long `ready()` waits for the first connection and subscription, in ms (default 3000). */
+  readyTimeoutMs?: number;
 }
 
 /** Thrown when Redis cannot be reached: the token manager keeps serving and retries (T10). */
@@ -110,7 +112,7 @@ export class RedisTokenStore implements TokenStore {
 
   readonly #subscribed: Promise<void>;
 
-  /** Resolves once commands can be sent and notifications will arrive (rejects after 3 s). */
+  /** Resolves once commands can be sent and notifications will arrive (rejects after `readyTimeoutMs`, 3 s). */
   async ready(): Promise<void> {
     const connected =
       this.#redis.status === 'ready'
@@ -118,7 +120,10 @@ export class RedisTokenStore implements TokenStore {
         : new Promise<void>((resolve) => this.#redis.once('ready', () => resolve()));
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new StoreUnavailableError(`redis at ${this.#where()} did not answer`)), 3_000);
+      timer = setTimeout(
+        () => reject(new StoreUnavailableError(`redis at ${this.#where()} did not answer`)),
+        this.#o.readyTimeoutMs ?? 3_000,
+      );
     });
     try {
       await Promise.race([Promise.all([connected, this.#subscribed]), deadline]);

@@ -30,6 +30,8 @@ async function openStore(keyPrefix: string, now?: () => number): Promise<RedisTo
     keyPrefix,
     codec: new TokenCodec(),
     logger: silentLogger(),
+    // A Cluster or Sentinel client's first connection is several round trips; CI machines are busy.
+    readyTimeoutMs: 20_000,
     ...(now === undefined ? {} : { now }),
   });
   await store.ready();

@@ -28,6 +28,8 @@ async function openStore(keyPrefix: string): Promise<RedisTokenStore> {
     keyPrefix,
     codec: new TokenCodec(),
     logger: silentLogger(),
+    // A Cluster or Sentinel client's first connection is several round trips; CI machines are busy.
+    readyTimeoutMs: 20_000,
   });
   await store.ready();
   return store;
