@@ -30,9 +30,12 @@ export function quietTokenEvents(overrides: Partial<TokenEvents> = {}): TokenEve
   };
 }
 
-/** Account `acct` as configuration resolution makes it, with `auth` (default: SESSION_AUTH). */
-export function testAccount(auth: Record<string, unknown> = SESSION_AUTH): AccountConfig {
-  const config = parseConfig({ accounts: { acct: { upstream: 'http://api.test', auth } } }, { env: {} });
+/** Account `acct` as configuration resolution makes it, with `auth` (default: SESSION_AUTH) and other account keys (`refresh`, ...). */
+export function testAccount(
+  auth: Record<string, unknown> = SESSION_AUTH,
+  settings: Record<string, unknown> = {},
+): AccountConfig {
+  const config = parseConfig({ accounts: { acct: { upstream: 'http://api.test', auth, ...settings } } }, { env: {} });
   const account = config.accounts[0];
   if (account === undefined) throw new Error('no account');
   return account;

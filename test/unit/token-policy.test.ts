@@ -2,17 +2,14 @@ import { mkdtempSync, renameSync, rmSync, symlinkSync, mkdirSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { parseConfig } from '../../src/config/load.js';
 import { secretFilesOf } from '../../src/config/resolve.js';
-import { createFlow } from '../../src/flows/index.js';
 import { MemoryTokenStore } from '../../src/stores/memory.js';
 import { UNLOCKED_REFRESH_RISK } from '../../src/tokens/account-state.js';
-import { TokenManager } from '../../src/tokens/token-manager.js';
-import type { SendTokenRequest, TokenEvents, TokenTrigger } from '../../src/tokens/types.js';
-import { silentLogger } from '../../src/util/logger.js';
+import type { SendTokenRequest, TokenTrigger } from '../../src/tokens/types.js';
 import { captureLogger } from '../helpers/capture-logger.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { ScriptedTokenServer } from '../helpers/scripted-token-server.js';
+import { quietTokenEvents, SESSION_AUTH, testAccount, testTokenManager } from '../helpers/token-manager-setup.js';
 import { SharedStoreHub, SoakTokenServer } from '../soak/world.js';
 
 const SECOND = 1000;
@@ -27,45 +24,22 @@ afterEach(() => {
 function setup(options: { refresh?: Record<string, unknown>; passwordFile?: string } = {}) {
   const clock = new FakeClock();
   const server = new ScriptedTokenServer(() => clock.now());
-  const config = parseConfig(
-    {
-      accounts: {
-        acct: {
-          upstream: 'http://api.test',
-          auth: {
-            flow: 'session',
-            loginUrl: 'http://token.test/auth/login',
-            refreshUrl: 'http://token.test/auth/refresh',
-            username: 'u',
-            ...(options.passwordFile === undefined ? { password: 'p' } : { passwordFile: options.passwordFile }),
-          },
-          refresh: options.refresh ?? {},
-        },
-      },
-    },
-    { env: {} },
+  const { password: _inline, ...sessionAuth } = SESSION_AUTH;
+  const account = testAccount(
+    options.passwordFile === undefined ? SESSION_AUTH : { ...sessionAuth, passwordFile: options.passwordFile },
+    { refresh: options.refresh ?? {} },
   );
-  const account = config.accounts[0];
-  if (account === undefined) throw new Error('no account');
   const requests: Array<{ kind: string; trigger: TokenTrigger; at: number }> = [];
-  const events: TokenEvents = {
-    tokenRequest: (kind, _outcome, trigger) => requests.push({ kind, trigger, at: clock.now() }),
-    suppressed: () => undefined,
-    lifetimeAnomaly: () => undefined,
-    clockSkew: () => undefined,
-    storeError: () => undefined,
-  };
   const log = captureLogger();
-  const manager = new TokenManager({
-    account: 'acct',
-    flow: createFlow(account.auth),
-    policy: account.refresh,
-    store: new MemoryTokenStore(),
+  const manager = testTokenManager({
     clock,
-    events,
+    account,
+    store: new MemoryTokenStore(),
+    events: quietTokenEvents({
+      tokenRequest: (kind, _outcome, trigger) => requests.push({ kind, trigger, at: clock.now() }),
+    }),
     logger: log.logger,
     send: (request, sendOptions) => server.send(request, sendOptions),
-    random: () => 0.5,
     secretFiles: secretFilesOf(account.auth),
   });
   const advance = (ms: number) => clock.advance(ms, () => manager.settled());
@@ -303,34 +277,18 @@ describe('P3 shared refresh chains without the lock', () => {
   function sharedReplicas(auth: Record<string, unknown>, send: (clock: FakeClock) => SendTokenRequest) {
     const clock = new FakeClock();
     const hub = new SharedStoreHub(() => clock.now());
-    const config = parseConfig(
-      { accounts: { acct: { upstream: 'http://api.test', auth, refresh: { timeout: '10s' } } } },
-      { env: {} },
-    );
-    const account = config.accounts[0];
-    if (account === undefined) throw new Error('no account');
+    const account = testAccount(auth, { refresh: { timeout: '10s' } });
     const unlocked: number[] = [];
     const sender = send(clock);
-    const managers = [0, 1].map(
-      (index) =>
-        new TokenManager({
-          account: 'acct',
-          flow: createFlow(account.auth),
-          policy: account.refresh,
-          store: hub.view(index),
-          clock,
-          events: {
-            tokenRequest: () => undefined,
-            suppressed: () => undefined,
-            lifetimeAnomaly: () => undefined,
-            clockSkew: () => undefined,
-            storeError: () => undefined,
-            unlockedRefresh: () => unlocked.push(clock.now()),
-          },
-          logger: silentLogger(),
-          send: sender,
-          random: () => 0.3 + index * 0.4,
-        }),
+    const managers = [0, 1].map((index) =>
+      testTokenManager({
+        clock,
+        account,
+        store: hub.view(index),
+        events: quietTokenEvents({ unlockedRefresh: () => unlocked.push(clock.now()) }),
+        send: sender,
+        random: () => 0.3 + index * 0.4,
+      }),
     );
     const settle = () => Promise.all(managers.map((manager) => manager.settled())).then(() => undefined);
     const start = async () => {
