@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
 import { loadConfig } from './load.js';
-import { parseHostPort } from './quick-mode.js';
+import { parseHostPort } from '../util/host-port.js';
 
 /** Where the image keeps its config file (Dockerfile CMD). */
-export const IMAGE_CONFIG_FILE = '/etc/bearer-sidecar/config.yaml';
+const IMAGE_CONFIG_FILE = '/etc/bearer-sidecar/config.yaml';
 const DEFAULT_ADMIN = { host: '127.0.0.1', port: 9464 };
 
 /**

@@ -2,7 +2,8 @@ import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { FILE_LIMITS, readRegularFileSync, UnsafeFileError } from '../util/safe-file.js';
 import { expandEnv, referencedVariables } from './expand-env.js';
-import { flagLabel, quickModeConfig, parseHostPort, SECRET_VARIABLES, SERVE_FLAGS } from './quick-mode.js';
+import { parseHostPort } from '../util/host-port.js';
+import { flagLabel, quickModeConfig, SECRET_VARIABLES, SERVE_FLAGS } from './quick-mode.js';
 import {
   addressFlagProblems,
   checkedFlow,

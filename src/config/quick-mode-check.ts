@@ -3,12 +3,12 @@
  * and its environment twin (`--token-url (BEARER_SIDECAR_TOKEN_URL): required for --flow oauth2`),
  * never the path of the account quick mode builds behind the scenes.
  */
+import { parseHostPort } from '../util/host-port.js';
 import { nearestName } from '../util/nearest.js';
 import {
   envTwin,
   flagLabel,
   OAUTH2_AUTH_FLAGS,
-  parseHostPort,
   quickModeFlow,
   SECRET_VARIABLES,
   SERVE_FLAGS,
@@ -16,9 +16,8 @@ import {
   type SecretKey,
 } from './quick-mode.js';
 import { addressRangeOf, type ConfigProblem } from './resolve.js';
-import { isHttpUrl } from './schema.js';
+import { FLOWS, guessFlow, isHttpUrl } from './schema.js';
 
-const FLOWS = ['oauth2', 'session'] as const;
 const GRANTS = ['client_credentials', 'password', 'refresh_token'] as const;
 const URL_FLAGS = ['upstream', 'token-url', 'login-url', 'refresh-url'];
 const ADDRESS_FLAGS = ['listen', 'admin'] as const;
@@ -104,9 +103,7 @@ export function quickModeProblems(flags: Record<string, string | undefined>, env
 /** The flow to check quick mode's flags against: the given one, or the nearest valid one to a typo. */
 export function checkedFlow(flags: Record<string, string | undefined>): (typeof FLOWS)[number] {
   const flow = quickModeFlow(flags);
-  if ((FLOWS as readonly string[]).includes(flow)) return flow as (typeof FLOWS)[number];
-  const nearest = nearestName(flow, FLOWS) as (typeof FLOWS)[number] | undefined;
-  return nearest ?? (flags['login-url'] !== undefined ? 'session' : 'oauth2');
+  return guessFlow(flow, flags['login-url'] !== undefined);
 }
 
 /** R6 for secret variables: empty is an error, and so is a variable together with its file flag. Returns the secrets given. */

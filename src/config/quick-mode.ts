@@ -155,14 +155,6 @@ function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value === '' ? undefined : value;
 }
 
-/** `8080`, `0.0.0.0:8080` or `[::1]:8080` as a raw `{ host, port }` for the schema to check. */
-export function parseHostPort(text: string): { host?: string; port: unknown } {
-  const match = /^(?:\[([^\]]+)\]:|([^:]+):)?(\d+)$/.exec(text.trim());
-  if (!match) return { port: text };
-  const host = match[1] ?? match[2];
-  return host === undefined ? { port: Number(match[3]) } : { host, port: Number(match[3]) };
-}
-
 /** Which flag sets which `auth` key, per flow (quick mode builds one account named `default`). */
 export const SESSION_AUTH_FLAGS = {
   loginUrl: 'login-url',

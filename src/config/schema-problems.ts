@@ -7,9 +7,7 @@ import { isAbsolute, resolve } from 'node:path';
 import type { z } from 'zod';
 import { nearestName } from '../util/nearest.js';
 import type { ConfigProblem } from './resolve.js';
-import { configSchema } from './schema.js';
-
-const FLOWS = ['oauth2', 'session'] as const;
+import { configSchema, FLOWS, guessFlow } from './schema.js';
 
 /** A zod schema's definition, read only to list the keys valid at a place. */
 interface SchemaDef {
@@ -144,9 +142,7 @@ export function checkFlows(tree: unknown, problems: ConfigProblem[]): void {
     const record = auth as Record<string, unknown>;
     const { flow } = record;
     if (typeof flow === 'string' && (FLOWS as readonly string[]).includes(flow)) continue;
-    const guessed =
-      (typeof flow === 'string' ? nearestName(flow, FLOWS) : undefined) ??
-      ('loginUrl' in record ? 'session' : 'oauth2');
+    const guessed = guessFlow(flow, 'loginUrl' in record);
     const what = flow === undefined ? 'required' : `${JSON.stringify(flow)} is not a flow`;
     problems.push({
       path: `accounts.${name}.auth.flow`,

@@ -1,3 +1,4 @@
+import { nearestName } from '../util/nearest.js';
 import { z } from 'zod';
 import { parseDuration } from '../util/duration.js';
 import { parseSize } from '../util/size.js';
@@ -141,6 +142,20 @@ const oauth2AuthSchema = z.strictObject({
 });
 
 const authSchema = z.discriminatedUnion('flow', [sessionAuthSchema, oauth2AuthSchema]);
+
+/** The token dialects (`auth.flow`). */
+export const FLOWS = ['oauth2', 'session'] as const;
+export type FlowName = (typeof FLOWS)[number];
+
+/**
+ * The flow to check an account against when `given` is not one: the nearest by name to a typo,
+ * else `session` when a login URL is given, else `oauth2`; so one bad flow hides no other problem.
+ */
+export function guessFlow(given: unknown, hasLoginUrl: boolean): FlowName {
+  if (typeof given === 'string' && (FLOWS as readonly string[]).includes(given)) return given as FlowName;
+  const nearest = typeof given === 'string' ? (nearestName(given, FLOWS) as FlowName | undefined) : undefined;
+  return nearest ?? (hasLoginUrl ? 'session' : 'oauth2');
+}
 
 const accountSchema = z.strictObject({
   upstream: httpUrl,

@@ -60,11 +60,6 @@ export class ConnectionSlots {
     };
   }
 
-  /** Slots held now, and requests waiting for one (tests and the bench read them). */
-  usage(): { inUse: number; waiting: number } {
-    return { inUse: this.#inUse, waiting: this.#waiting.size };
-  }
-
   #releaser(): ReleaseSlot {
     let released = false;
     return () => {

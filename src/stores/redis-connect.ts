@@ -1,3 +1,4 @@
+import { parseHostPort } from '../util/host-port.js';
 import { createRequire } from 'node:module';
 import type { Cluster, RedisOptions } from 'ioredis';
 import type { RedisClient } from './redis-scripts.js';
@@ -33,8 +34,8 @@ const loadIoredis = (): typeof import('ioredis') =>
 
 /** `host:port` (or `[v6]:port`) as ioredis takes it; the config schema has refused any other shape. */
 export function parseAddress(address: string): { host: string; port: number } {
-  const colon = address.lastIndexOf(':');
-  return { host: address.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port: Number(address.slice(colon + 1)) };
+  const { host, port } = parseHostPort(address);
+  return { host: host ?? 'localhost', port: Number(port) };
 }
 
 /** A client for `target` with `options` (timeouts, retries, offline queue) on every connection it makes. */
@@ -80,7 +81,7 @@ export function describeRedisTarget(target: RedisTarget): string {
 }
 
 /** Host and port (or socket path) of a Redis URL: a URL may carry a password. */
-export function describeRedisUrl(url: string): string {
+function describeRedisUrl(url: string): string {
   try {
     const parsed = new URL(url);
     return parsed.protocol === 'unix:' ? parsed.pathname : `${parsed.hostname}:${parsed.port || '6379'}`;

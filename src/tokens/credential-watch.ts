@@ -1,13 +1,13 @@
-import { createHash } from 'node:crypto';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
 import { readSecretFile, type SecretFile } from '../util/secret-file.js';
+import { sha256Hex } from '../util/secret.js';
 import type { RefreshRequestResult } from './types.js';
 
 /** P2: each credential file is read at least this often (ms). */
 export const CREDENTIAL_CHECK_INTERVAL_MS = 5_000;
 /** P2: the reason a `POST /accounts/NAME/refresh` is deferred during a rejected-login backoff. */
-export const SAME_CREDENTIALS_REJECTED = 'the same credentials were rejected';
+const SAME_CREDENTIALS_REJECTED = 'the same credentials were rejected';
 
 export interface CredentialWatchOptions {
   /** The account's secret files (password, client secret, refresh token); pipes are never read again. */
@@ -123,9 +123,7 @@ export class CredentialWatch {
     for (const file of this.#files) {
       let hash: string;
       try {
-        hash = createHash('sha256')
-          .update((await readSecretFile(file.path)).reveal())
-          .digest('hex');
+        hash = sha256Hex((await readSecretFile(file.path)).reveal());
       } catch {
         continue; // mid-swap or broken: R6 keeps the last good value; nothing changed yet
       }

@@ -1,7 +1,7 @@
 import type { Logger } from '../util/logger.js';
 
 /** P1: the escalated wait between rejection-triggered refreshes never exceeds this. */
-export const ESCALATION_CAP_MS = 300_000;
+const ESCALATION_CAP_MS = 300_000;
 /** P1: the `degraded` reason while fresh tokens are rejected too (docs/contract.md P4). */
 export const FRESH_TOKENS_REJECTED = 'upstream rejects fresh tokens';
 

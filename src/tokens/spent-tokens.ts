@@ -1,6 +1,5 @@
-import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import type { Secret } from '../util/secret.js';
+import { sha256Hex, type Secret } from '../util/secret.js';
 
 /** How many spent refresh tokens are remembered to refuse sending one again (T3). */
 const SPENT_MEMORY = 64;
@@ -23,5 +22,5 @@ export class SpentRefreshTokens {
 }
 
 function digest(secret: Secret): string {
-  return createHash('sha256').update(secret.reveal()).digest('hex');
+  return sha256Hex(secret.reveal());
 }

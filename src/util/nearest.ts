@@ -20,7 +20,7 @@ export function nearestName(given: string, names: Iterable<string>): string | un
 }
 
 /** Levenshtein distance between two strings (insertions, deletions, substitutions). */
-export function editDistance(a: string, b: string): number {
+function editDistance(a: string, b: string): number {
   const row = Array.from({ length: b.length + 1 }, (_, i) => i);
   for (let i = 1; i <= a.length; i++) {
     let previous = row[0] ?? 0;

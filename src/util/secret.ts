@@ -41,6 +41,11 @@ export class Secret {
   }
 }
 
+/** SHA-256 of `value`, as 64 hex characters: how secrets are compared and remembered without keeping them. */
+export function sha256Hex(value: string): string {
+  return createHash('sha256').update(value).digest('hex');
+}
+
 export function fingerprint(value: string): string {
-  return createHash('sha256').update(value).digest('hex').slice(0, 8);
+  return sha256Hex(value).slice(0, 8);
 }
