@@ -44,7 +44,8 @@ const METRIC_HELP = {
   upstreamRejections: 'Upstream answers with a status in refresh.retryOn (token no longer good).',
   replays: 'Requests replayed with a new token after an upstream rejection.',
   lifetimeAnomalies: 'Token lifetimes that were missing, invalid, non-positive, too short or too long.',
-  storeErrors: 'Token store operations that failed (load, save, lock); the valid token keeps being served.',
+  storeErrors:
+    'Token store operations that failed (load, save, lock), or a rotated refresh token no replica acknowledged in time (replicate); the valid token keeps being served.',
   secretReadErrors: 'Secret file reads that failed or found the file empty; the last good value was used instead.',
   clockSkew: "Token server's Date header minus local time, at the last token response.",
   connectionsRefused: 'Data-plane client connections closed at once because limits.maxConnections were open.',

@@ -3,6 +3,7 @@ import { BlockList, isIP } from 'node:net';
 import { dirname } from 'node:path';
 import { TokenCodec } from '../stores/codec.js';
 import { stateFileIsSymlink } from '../stores/file.js';
+import type { RedisTlsFiles } from '../stores/index.js';
 import { FILE_LIMITS, describeFileType, readRegularFileSync } from '../util/safe-file.js';
 import { Secret } from '../util/secret.js';
 import { readSecretFileAtStart, SecretFile } from '../util/secret-file.js';
@@ -303,11 +304,30 @@ function checkRedisShape(store: Extract<RawConfig['store'], { type: 'redis' }>, 
     problems.push({ path: 'store.name', message: 'the name of the master the sentinels monitor is required' });
   if (store.name !== undefined && store.sentinels === undefined)
     problems.push({ path: 'store.name', message: 'only used with sentinels' });
+  if (store.tls !== undefined) checkRedisTls(store.tls, problems);
   if (store.passwordFile !== undefined) {
     try {
       readSecretFileAtStart(store.passwordFile);
     } catch (error) {
       problems.push({ path: 'store.passwordFile', message: messageOf(error) });
+    }
+  }
+}
+
+/** H1: `store.tls`: a certificate comes with its key, and every file named can be read. */
+function checkRedisTls(tls: RedisTlsFiles, problems: ConfigProblem[]): void {
+  if ((tls.certFile === undefined) !== (tls.keyFile === undefined))
+    problems.push({
+      path: 'store.tls',
+      message: 'give certFile and keyFile together (a client certificate and its key)',
+    });
+  for (const key of ['caFile', 'certFile', 'keyFile'] as const) {
+    const path = tls[key];
+    if (path === undefined) continue;
+    try {
+      readRegularFileSync(path, { maxBytes: FILE_LIMITS.secretOrKey });
+    } catch (error) {
+      problems.push({ path: `store.tls.${key}`, message: messageOf(error) });
     }
   }
 }

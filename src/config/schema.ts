@@ -205,6 +205,14 @@ const storeSchema = z.discriminatedUnion('type', [
     /** ACL user; the password comes from `passwordFile` (or the URL). */
     username: z.string().min(1).optional(),
     passwordFile: z.string().min(1).optional(),
+    /** TLS to Redis (and to the sentinels): CA, and a client certificate when Redis asks for one. */
+    tls: z
+      .strictObject({
+        caFile: z.string().min(1).optional(),
+        certFile: z.string().min(1).optional(),
+        keyFile: z.string().min(1).optional(),
+      })
+      .optional(),
     keyPrefix: z.string().default('bearer-sidecar:'),
     encryptionKeyFile: z.string().min(1).optional(),
   }),

@@ -23,6 +23,16 @@ export interface RedisTarget {
   /** ACL user and password for the data nodes (not the sentinels); they override any in `url`. */
   username?: string | undefined;
   password?: Secret | undefined;
+  /** TLS for every connection (data nodes and sentinels): trust and a client certificate (H1). */
+  tls?: RedisTls | undefined;
+}
+
+/** The contents of `store.tls`'s files, as Node's TLS options take them. */
+export interface RedisTls {
+  /** Node's own CAs plus the configured one (F4: added, never replacing). */
+  ca?: string[];
+  cert?: string;
+  key?: string;
 }
 
 /**
@@ -44,6 +54,7 @@ export function connectRedis(target: RedisTarget, options: RedisOptions): RedisC
   const credentials = {
     ...(target.username === undefined ? {} : { username: target.username }),
     ...(target.password === undefined ? {} : { password: target.password.reveal() }),
+    ...(target.tls === undefined ? {} : { tls: target.tls }),
   };
   if (target.cluster !== undefined) return connectCluster(ClusterClass, target.cluster, { ...options, ...credentials });
   if (target.sentinels !== undefined)
@@ -52,6 +63,8 @@ export function connectRedis(target: RedisTarget, options: RedisOptions): RedisC
       ...credentials,
       sentinels: target.sentinels.map(parseAddress),
       name: target.name ?? 'mymaster',
+      // Choice made: a group that encrypts its data nodes encrypts its sentinels too.
+      ...(target.tls === undefined ? {} : { enableTLSForSentinelMode: true, sentinelTLS: target.tls }),
       // A SIGKILLed master is noticed at once by the sentinels' switch-master news, not only at reconnection.
       failoverDetector: true,
       sentinelRetryStrategy: (attempt: number) => Math.min(2_000, 100 * attempt),

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { RedisOptions } from 'ioredis';
+import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../util/logger.js';
 import { StoreFormatError, type TokenCodec } from './codec.js';
@@ -214,6 +214,33 @@ export class RedisTokenStore implements TokenStore {
   }
 
   /**
+   * H1: waits until one replica holds every write this process made to `account`'s keys (Redis
+   * `WAIT 1`), for at most `timeoutMs` ms. Resolves true when a replica acknowledged, or at once
+   * when the master has no replica connected (nothing to wait for); false when the wait timed out.
+   * While it waits, other commands on the same connection queue behind it (WAIT blocks its
+   * connection, and must run on the connection that wrote). Rejects with StoreUnavailableError.
+   */
+  async replicate(account: string, timeoutMs: number): Promise<boolean> {
+    return this.#call(async () => {
+      const node = await this.#nodeHolding(this.#accountKey('token', account));
+      if (connectedReplicas(await node.info('replication')) === 0) return true;
+      return (await node.wait(1, Math.max(1, Math.round(timeoutMs)))) >= 1;
+    });
+  }
+
+  /** The connection that writes `key`: the one client, or in a Cluster the master serving its slot. */
+  async #nodeHolding(key: string): Promise<Redis> {
+    const client = this.#redis;
+    if (!('nodes' in client) || typeof client.nodes !== 'function') return client as Redis;
+    const cluster = client as Cluster;
+    const slot = Number(await cluster.cluster('KEYSLOT', key));
+    const address = cluster.slots[slot]?.[0];
+    const node = cluster.nodes('master').find((each) => `${each.options.host}:${each.options.port}` === address);
+    if (node === undefined) throw new StoreUnavailableError(`no known master serves the slot of ${key}`);
+    return node;
+  }
+
+  /**
    * T10: the account's lock for `ttlMs` ms, or undefined while another holder has it. R7: a lock key
    * that is not a lock (another type, or no expiry) is set aside (one warning) and the lock taken;
    * extend and release never fail on junk (extend answers false). Rejects with StoreUnavailableError.
@@ -323,4 +350,10 @@ function copyRecord(record: StoredToken): StoredToken {
 /** As Redis's redis.sha1hex computes it over the bytes ioredis sends (UTF-8). */
 function sha1(value: string): string {
   return createHash('sha1').update(value, 'utf8').digest('hex');
+}
+
+/** `connected_slaves:N` of an `INFO replication` answer (0 when absent). */
+function connectedReplicas(info: string): number {
+  const match = /^connected_slaves:(\d+)/m.exec(info);
+  return match ? Number(match[1]) : 0;
 }

@@ -65,6 +65,12 @@ export interface TokenStore {
   obtainLock(account: string, ttlMs: number): Promise<StoreLock | undefined>;
   /** Calls `onChange` when another process saves this account's state; returns an unsubscribe. */
   subscribe(account: string, onChange: () => void): () => void;
+  /**
+   * H1: waits (at most `timeoutMs` ms) until a replica of a replicated store holds the account's
+   * last save; true when one does or there is none, false on a timeout. Absent on stores with no
+   * replicas (memory, file).
+   */
+  replicate?(account: string, timeoutMs: number): Promise<boolean>;
   /** Resolves once the store can be used (a network store's first connection); rejects if it cannot. */
   ready?(): Promise<void>;
   close(): Promise<void>;

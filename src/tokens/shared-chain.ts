@@ -158,6 +158,7 @@ export class SharedChain {
       this.#recovered();
       if (result.saved) {
         this.#revision = result.record.revision;
+        if (state.refreshToken !== undefined) await this.#replicate();
         return { type: 'saved' };
       }
       if (result.current !== undefined) {
@@ -192,6 +193,28 @@ export class SharedChain {
     } catch (error) {
       this.#failed('save', error);
     }
+  }
+
+  /**
+   * H1: a save that carries a refresh token waits (at most the token-request timeout) until a
+   * replica of the store has it, so a failover right after cannot bring back the spent one. A
+   * timeout is counted and logged, and the new state is used anyway: it is saved on the master.
+   */
+  async #replicate(): Promise<void> {
+    const { store, account, timeoutMs } = this.#o;
+    if (store.replicate === undefined) return;
+    let problem: string | undefined;
+    try {
+      if (!(await store.replicate(account, timeoutMs))) problem = `no replica acknowledged within ${timeoutMs} ms`;
+    } catch (error) {
+      problem = messageOf(error);
+    }
+    if (problem === undefined) return;
+    this.#o.events.storeError('replicate');
+    this.#o.log.warn(
+      { operation: 'replicate' },
+      `${store.type} store: the new refresh token is saved on the master but ${problem}; a failover now could lose it`,
+    );
   }
 
   #lockTtl(): number {

@@ -24,7 +24,7 @@ export interface TokenEvents {
   unlockedRefresh?(): void;
 }
 
-export type StoreOperation = 'load' | 'save' | 'lock';
+export type StoreOperation = 'load' | 'save' | 'lock' | 'replicate';
 
 export type SendTokenRequest = (request: TokenHttpRequest, options: TokenHttpOptions) => Promise<TokenHttpResponse>;
 

@@ -79,6 +79,18 @@ describe('H1 Redis Cluster', () => {
     }
   });
 
+  it("H1: waiting for a replica asks the master that serves the account's slot (none of these masters has a replica: true at once)", async () => {
+    const store = await openStore('replicate:');
+    try {
+      for (const account of ['account-a', 'account-b', 'account-c', 'account-d']) {
+        await store.save(account, makeTokenState(account));
+        expect(await store.replicate(account, 60_000)).toBe(true);
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
   it('H1: a record that cannot be used is set aside in its own slot (R7 in a Cluster): <key>:corrupt:<time>', async () => {
     const client = new Cluster(cluster.nodes.map(parseAddress));
     const now = Date.parse('2026-01-01T00:00:00Z');

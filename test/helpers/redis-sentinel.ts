@@ -51,6 +51,8 @@ export function redisCommand(port: number, ...args: string[]): Promise<string> {
 
 export interface RedisProcess {
   port: number;
+  /** Sends a signal to the process (SIGSTOP freezes it: its peers still see it connected). */
+  signal(name: NodeJS.Signals): void;
   kill(): Promise<void>;
 }
 
@@ -58,6 +60,8 @@ export interface RedisProcess {
 export async function startRedisProcess(
   args: (port: number) => string[],
   command = 'redis-server',
+  /** Whether the process answers on `port` (default: PING over plain TCP). */
+  answers: (port: number) => Promise<boolean> = async (port) => (await redisCommand(port, 'PING')).startsWith('+PONG'),
 ): Promise<RedisProcess> {
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort();
@@ -67,7 +71,7 @@ export async function startRedisProcess(
       `redis on ${port}`,
       async () => {
         if (child.exitCode !== null) throw new Error('exited');
-        return (await redisCommand(port, 'PING')).startsWith('+PONG');
+        return answers(port);
       },
       5_000,
     ).then(
@@ -78,7 +82,7 @@ export async function startRedisProcess(
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited;
     };
-    if (up) return { port, kill };
+    if (up) return { port, kill, signal: (name) => child.kill(name) };
     await kill();
   }
   throw new Error('redis-server did not start on a free port');

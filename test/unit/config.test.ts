@@ -812,4 +812,20 @@ describe('H1 Redis shapes in store', () => {
       'store.passwordFile',
     );
   });
+
+  it('H1: store.tls names files that must be readable, and a client certificate comes with its key', () => {
+    const pem = tempFile('redis-ca.pem', '-----BEGIN CERTIFICATE-----\n');
+    expect(store({ url: 'redis://r:6379', tls: { caFile: pem, certFile: pem, keyFile: pem } }).store).toMatchObject({
+      tls: { caFile: pem, certFile: pem, keyFile: pem },
+    });
+    expect(problemsOf(() => store({ url: 'redis://r', tls: { certFile: pem } })).map((p) => p.message)).toEqual([
+      'give certFile and keyFile together (a client certificate and its key)',
+    ]);
+    expect(problemsOf(() => store({ url: 'redis://r', tls: { caFile: join(dir, 'missing.pem') } }))[0]?.path).toBe(
+      'store.tls.caFile',
+    );
+    expect(problemsOf(() => store({ url: 'redis://r', tls: { caFile: pem, crtFile: pem } }))[0]?.message).toMatch(
+      /certFile/,
+    );
+  });
 });

@@ -1,0 +1,108 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TokenCodec } from '../../src/stores/codec.js';
+import { RedisTokenStore } from '../../src/stores/redis.js';
+import type { StoreOperation } from '../../src/tokens/types.js';
+import { captureLogger } from '../helpers/capture-logger.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { redisCommand, startRedisProcess, waitFor, type RedisProcess } from '../helpers/redis-sentinel.js';
+import { quietTokenEvents, testAccount, testTokenManager } from '../helpers/token-manager-setup.js';
+import { SoakTokenServer } from '../soak/world.js';
+
+/*
+ * H1: a save that carries a new refresh token waits (WAIT 1, at most refresh.timeout) until a
+ * replica has it. Real processes: a master with one replica, and a master with none.
+ */
+const NO_PERSISTENCE = ['--save', '', '--appendonly', 'no', '--bind', '127.0.0.1'];
+let master: RedisProcess;
+let replica: RedisProcess;
+let lonely: RedisProcess;
+
+beforeAll(async () => {
+  master = await startRedisProcess((port) => ['--port', String(port), ...NO_PERSISTENCE]);
+  replica = await startRedisProcess((port) => [
+    '--port',
+    String(port),
+    '--replicaof',
+    '127.0.0.1',
+    String(master.port),
+    ...NO_PERSISTENCE,
+  ]);
+  lonely = await startRedisProcess((port) => ['--port', String(port), ...NO_PERSISTENCE]);
+  await waitFor('the replica in sync', async () =>
+    /master_link_status:up/.test(await redisCommand(replica.port, 'INFO', 'replication')),
+  );
+}, 30_000);
+afterAll(async () => {
+  replica.signal('SIGCONT');
+  await Promise.all([master, replica, lonely].map((each) => each.kill()));
+});
+
+/** How often the server ran WAIT, from its own command statistics. */
+async function waitCalls(port: number): Promise<number> {
+  const match = /cmdstat_wait:calls=(\d+)/.exec(await redisCommand(port, 'INFO', 'commandstats'));
+  return match ? Number(match[1]) : 0;
+}
+
+let prefixes = 0;
+async function runOneLogin(port: number) {
+  const keyPrefix = `replication${(prefixes += 1)}:`;
+  const store = new RedisTokenStore({
+    url: `redis://127.0.0.1:${port}`,
+    keyPrefix,
+    codec: new TokenCodec(),
+    logger: captureLogger().logger,
+  });
+  await store.ready();
+  const clock = new FakeClock();
+  const server = new SoakTokenServer(() => clock.now(), 600);
+  const failed: StoreOperation[] = [];
+  const log = captureLogger();
+  const manager = testTokenManager({
+    clock,
+    store,
+    send: server.send,
+    account: testAccount(undefined, { refresh: { timeout: '1s' } }),
+    events: quietTokenEvents({ storeError: (operation) => failed.push(operation) }),
+    logger: log.logger,
+  });
+  try {
+    await manager.start();
+    await manager.settled();
+    return { failed, log, state: manager.status().state, key: `${keyPrefix}token:acct` };
+  } finally {
+    await manager.stop();
+    await store.close();
+  }
+}
+
+describe('H1 waiting for a replica after a refresh token rotates', () => {
+  it('H1: with a replica connected, the save of a new refresh token runs WAIT and the replica holds the record when the token request ends', async () => {
+    const before = await waitCalls(master.port);
+    const { failed, state, key } = await runOneLogin(master.port);
+    expect(await waitCalls(master.port)).toBeGreaterThan(before);
+    expect(failed).toEqual([]);
+    expect(state).toBe('valid');
+    expect(await redisCommand(replica.port, 'EXISTS', key)).toBe(':1\r\n');
+  });
+
+  it('H1: a frozen replica (connected, never acknowledging) bounds the wait by refresh.timeout: counted as store error "replicate", logged, and the new token used', async () => {
+    replica.signal('SIGSTOP');
+    try {
+      const { failed, log, state } = await runOneLogin(master.port);
+      expect(failed).toEqual(['replicate']);
+      expect(state).toBe('valid');
+      const warning = log.lines().find((line) => line.operation === 'replicate');
+      expect(warning?.msg).toMatch(/no replica acknowledged within 1000 ms; a failover now could lose it/);
+      expect(log.text()).not.toMatch(/tok-|ref-/);
+    } finally {
+      replica.signal('SIGCONT');
+    }
+  });
+
+  it('H1: a master with no replica connected is not asked to WAIT (no wait for a replica that does not exist)', async () => {
+    const { failed, state } = await runOneLogin(lonely.port);
+    expect(await waitCalls(lonely.port)).toBe(0);
+    expect(failed).toEqual([]);
+    expect(state).toBe('valid');
+  });
+});

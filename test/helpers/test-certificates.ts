@@ -1,0 +1,77 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** PEM files of a throw-away CA, a server certificate it signed and a client certificate it signed. */
+export interface TestCertificates {
+  dir: string;
+  caFile: string;
+  serverCertFile: string;
+  serverKeyFile: string;
+  clientCertFile: string;
+  clientKeyFile: string;
+  /** Contents of the CA certificate. */
+  ca: string;
+  remove(): void;
+}
+
+/**
+ * A CA, a server certificate for `127.0.0.1` / `localhost` and a client certificate (CN
+ * `bearer-sidecar`), made with openssl at run time in a temp directory: no key is ever committed.
+ * EC P-256 keys, valid one day.
+ */
+export function makeTestCertificates(): TestCertificates {
+  const dir = mkdtempSync(join(tmpdir(), 'bs-certs-'));
+  const file = (name: string) => join(dir, name);
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
+  const newKey = (name: string) => openssl('ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', file(name));
+  newKey('ca.key');
+  openssl(
+    'req',
+    '-x509',
+    '-new',
+    '-key',
+    file('ca.key'),
+    '-days',
+    '1',
+    '-subj',
+    '/CN=bearer-sidecar test CA',
+    '-out',
+    file('ca.crt'),
+  );
+  const issue = (name: string, subject: string, extensions: string) => {
+    newKey(`${name}.key`);
+    openssl('req', '-new', '-key', file(`${name}.key`), '-subj', subject, '-out', file(`${name}.csr`));
+    writeFileSync(file(`${name}.ext`), extensions);
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      file(`${name}.csr`),
+      '-CA',
+      file('ca.crt'),
+      '-CAkey',
+      file('ca.key'),
+      '-CAcreateserial',
+      '-days',
+      '1',
+      '-extfile',
+      file(`${name}.ext`),
+      '-out',
+      file(`${name}.crt`),
+    );
+  };
+  issue('server', '/CN=127.0.0.1', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  issue('client', '/CN=bearer-sidecar', 'extendedKeyUsage=clientAuth\n');
+  return {
+    dir,
+    caFile: file('ca.crt'),
+    serverCertFile: file('server.crt'),
+    serverKeyFile: file('server.key'),
+    clientCertFile: file('client.crt'),
+    clientKeyFile: file('client.key'),
+    ca: readFileSync(file('ca.crt'), 'utf8'),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
