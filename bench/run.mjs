@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // npm run bench [-- --smoke] [-- --passes N] [-- --duration S] [-- --only WORD] [-- --baseline OTHER/dist/cli.js] [-- --floor]
-//                [-- --node-options "--max-semi-space-size=2"]
+//                [-- --peers] [-- --node-options "--max-semi-space-size=2"]   (--help: the options)
 // Direct vs through the real built sidecar, interleaved, in one run. Load generator and upstream
 // share core 0, the sidecar has core 1 (taskset when available). A benchmark, not a test.
 // --baseline adds a second sidecar (another build, e.g. a worktree of main) measured in the same
@@ -9,6 +9,9 @@
 // measures an operator's memory/speed trade-off against the defaults, in one run.
 // --floor adds bench/floor-proxy.mjs (a bare node:http + undici proxy, with the same Node flags) as
 // one more side: the RSS and speed Node itself has under this load, without the sidecar's code.
+// --peers adds nginx and HAProxy (bench/peers.mjs; Debian packages, installed when missing) as
+// reference rows: the same upstream and load, a static Authorization header added by each.
+// The run prints every pass, each row's spread, and each goal with its verdict (bench/report.mjs).
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,9 +20,26 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
+import { ensurePeersInstalled, startPeers } from './peers.mjs';
+import { print } from './report.mjs';
 import { steadyLoad } from './steady-load.mjs';
 
 const args = process.argv.slice(2);
+const HELP = `npm run bench -- [options]   (or: node bench/run.mjs [options] after npm run build)
+  --smoke               one short pass (CI's check that the bench runs)
+  --passes N            interleaved passes per scenario (default 3)
+  --duration S          seconds per side and pass (default 5)
+  --only WORD[,WORD]    only the scenarios whose names contain a word (small, 64, upload, 1000)
+  --baseline CLI        another build's dist/cli.js, measured in the same passes (before/after)
+  --floor               a bare node:http + undici proxy: Node's own floor, the yardstick of the goals
+  --peers               nginx and HAProxy adding a static header (installed with apt-get when missing)
+  --node-options FLAGS  V8/Node flags for the sidecar (and the floor), e.g. "--max-semi-space-size=2"
+Results: a table of medians, every pass with the spread (min-median-max; over 25% is noisy), the
+goals with their verdicts, and a JSON file under bench/results/.`;
+if (args.includes('--help') || args.includes('-h')) {
+  console.log(HELP);
+  process.exit(0);
+}
 const smoke = args.includes('--smoke');
 /** The word after `--name`, or undefined when the option is not given. */
 const argument = (name) => {
@@ -33,6 +53,7 @@ const only = argument('only')?.split(',');
 const baselineCli = argument('baseline');
 const nodeFlags = (argument('node-options') ?? '').split(' ').filter(Boolean);
 const withFloor = args.includes('--floor');
+const withPeers = args.includes('--peers');
 const root = fileURLToPath(new URL('..', import.meta.url));
 const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0 && cpus().length >= 2;
 
@@ -76,6 +97,11 @@ function startOnProxyCore(argv, env = {}) {
   return hasTaskset
     ? startProcess('taskset', ['-c', '1', process.execPath, ...argv], env)
     : startProcess(process.execPath, argv, env);
+}
+
+/** Any program on the proxy's core (the peers of --peers); killed with the bench. */
+function startCommandOnProxyCore(command, argv) {
+  return hasTaskset ? startProcess('taskset', ['-c', '1', command, ...argv]).child : startProcess(command, argv).child;
 }
 
 function rssMiB(pid) {
@@ -178,6 +204,15 @@ async function main() {
     bases.floor = floor.data;
     pids.floor = floor.child.pid;
     cleanup.push(() => floor.child.kill('SIGTERM'));
+  }
+  if (withPeers) {
+    ensurePeersInstalled();
+    const peers = await startPeers(world.upstream, dir, startCommandOnProxyCore);
+    for (const [name, peer] of Object.entries(peers)) {
+      bases[name] = peer.data;
+      pids[name] = peer.pid;
+      cleanup.push(peer.stop);
+    }
   }
   const sides = Object.keys(bases);
   const extraSides = sides.filter((side) => side !== 'direct' && side !== 'sidecar');
@@ -310,40 +345,6 @@ async function expiryScenario(dir, concurrency) {
     sidecar.child.kill('SIGTERM');
     world.child.kill('SIGTERM');
   }
-}
-
-function print(report) {
-  const { machine } = report;
-  console.log(
-    `\nbearer-sidecar bench, ${report.date}: ${machine.cores} cores (${machine.model}), node ${machine.node}, ${machine.pinned ? 'load+upstream on core 0, sidecar on core 1' : 'not pinned'}`,
-  );
-  console.log(
-    `${report.passes} interleaved passes of ${report.durationSeconds} s, 50 connections (10 for uploads); medians`,
-  );
-  const extras = report.extraSides;
-  console.log(
-    `scenario                 direct rps  sidecar rps  ratio   p50 direct/sidecar  p99 direct/sidecar  added p99  RSS MiB${extras.map((side) => ` | ${side.padStart(8)} rps  ratio  added p99  RSS MiB`).join('')}`,
-  );
-  for (const row of report.rows) {
-    const others = extras.map(
-      (side) =>
-        ` | ${row[side].rps.toFixed(0).padStart(12)}  ${row.latencyOnly ? '  -  ' : `${row[`${side}Ratio`].toFixed(2)}x`}  ${row[`${side}AddedP99`].toFixed(2).padStart(6)} ms  ${row.rssPeakMiB[side].toFixed(0).padStart(7)}`,
-    );
-    console.log(
-      `${row.scenario.padEnd(24)} ${row.direct.rps.toFixed(0).padStart(10)}  ${row.sidecar.rps.toFixed(0).padStart(11)}  ${row.latencyOnly ? '  -  ' : `${row.ratio.toFixed(2)}x`}   ${`${row.direct.p50} / ${row.sidecar.p50} ms`.padStart(18)}  ${`${row.direct.p99} / ${row.sidecar.p99} ms`.padStart(18)}  ${row.addedP99.toFixed(2).padStart(6)} ms  ${row.rssPeakMiB.sidecar.toFixed(0).padStart(7)}${others.join('')}`,
-    );
-  }
-  if (report.baseline !== undefined) console.log(`baseline: ${report.baseline}`);
-  if (extras.includes('floor'))
-    console.log("floor: bench/floor-proxy.mjs, a bare node:http + undici proxy with the sidecar's Node flags");
-  if (report.nodeOptions !== '') console.log(`sidecar node options: ${report.nodeOptions}`);
-  const peaks = Object.entries(report.rssPeakMiB).map(([side, mib]) => `${side} ${mib.toFixed(1)} MiB`);
-  console.log(`RSS peak under load (whole run): ${peaks.join(', ')}`);
-  const e = report.expiry;
-  if (e === undefined) return;
-  console.log(
-    `${e.concurrency} concurrent requests at token expiry: ${e.tokenRequestsDuringExpiry} token request(s), all 200: ${e.all200}, finished after the token arrived: p50 ${e.afterReleaseMs.p50.toFixed(1)} ms, max ${e.afterReleaseMs.max.toFixed(1)} ms`,
-  );
 }
 
 // Pin this process (load generator) and the upstream to core 0; the sidecar gets core 1.
