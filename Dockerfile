@@ -66,7 +66,7 @@ EXPOSE 8080 9464
 # file's admin, else 127.0.0.1:9464); it cannot see flags on the command line.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=5s --retries=3 \
   CMD ["node", "/app/dist/healthcheck.js"]
-# V8 flags sized for a sidecar (README "Memory"): a young generation of at most 4 MiB per
+# V8 flags sized for a sidecar (docs/performance.md "Memory"): a young generation of at most 4 MiB per
 # semi-space (Node 24's default grows to 64 MiB of new space under load) and WebAssembly kept at
 # its baseline compiler (recompiling undici's llhttp parser once hot is a ~33 MiB transient).
 # Measured on Node 24 under load: RSS 105-180 MiB with them, up to 317 MiB without.

@@ -2,7 +2,7 @@
 // undici Pool with a fixed Authorization header; no config, token manager, metrics, logs, admin
 // server or error handling beyond a bare 502. `npm run bench -- --floor` measures it beside the
 // sidecar, with the same Node flags: its RSS is what Node itself needs under the bench's load,
-// the floor under any Node implementation of the sidecar (README "Memory").
+// the floor under any Node implementation of the sidecar (docs/performance.md "Memory").
 // Usage: UPSTREAM=http://127.0.0.1:PORT node bench/floor-proxy.mjs  (prints {"floor":"http://..."})
 import { createServer } from 'node:http';
 import { createRequire } from 'node:module';

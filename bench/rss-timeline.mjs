@@ -3,7 +3,7 @@
 // and it appends one JSON line every RSS_TIMELINE_MS (default 50) ms to RSS_TIMELINE_OUT
 // (default rss-timeline-PID.jsonl in the working directory): RSS split into private (anon) and
 // file-backed pages (the node binary), V8's heap by space, and external memory (Buffers).
-// A peak seen by `npm run bench` can then be traced to the part that grew (README "Memory").
+// A peak seen by `npm run bench` can then be traced to the part that grew (docs/performance.md "Memory").
 import { appendFileSync, readFileSync } from 'node:fs';
 import v8 from 'node:v8';
 
