@@ -100,6 +100,7 @@ function card(name: string, a: AccountStatusDocument, now: number): string {
         : `<span class="error">${escapeHtml(a.lastError.message)}</span> <span class="muted">${escapeHtml(a.lastError.at ?? '')}</span>`,
     ],
     ['token endpoint', `<code>${escapeHtml(a.tokenEndpoint)}</code>`],
+    ...(a.clientAuth === null ? [] : [['client authentication', escapeHtml(a.clientAuth)] as [string, string]]),
     ['upstream', `<code>${escapeHtml(a.upstream)}</code>`],
   ];
   if (a.requestsWaitingForToken > 0)

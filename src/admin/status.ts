@@ -42,6 +42,8 @@ export interface AccountStatusDocument {
   dialect: TokenFlow['dialect'];
   upstream: string;
   tokenEndpoint: string;
+  /** E1: how the client authenticates at the token endpoint (null for the session dialect). */
+  clientAuth: string | null;
   fingerprint: string | null;
   generation: number;
   obtainedAt: string | null;
@@ -78,6 +80,7 @@ export function accountStatusJson(view: AccountView, now: number): AccountStatus
     dialect: view.flow.dialect,
     upstream: displayUrl(view.upstream),
     tokenEndpoint: displayUrl(view.flow.endpoint('login')),
+    clientAuth: view.flow.clientAuth,
     fingerprint: status.fingerprint ?? null,
     generation: status.generation,
     obtainedAt: iso(status.obtainedAt),

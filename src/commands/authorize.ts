@@ -5,6 +5,7 @@ import { upstreamTls } from '../config/tls.js';
 import { sendTokenRequest } from '../flows/http-client.js';
 import {
   buildAuthorizationCodeRequest,
+  makeClientAssertion,
   buildAuthorizeUrl,
   parseOAuth2Response,
   pkceChallenge,
@@ -140,7 +141,9 @@ async function exchangeCode(
     {
       build: async () => {
         const clientSecret = auth.clientSecret === undefined ? undefined : await readSecret(auth.clientSecret);
-        return { kind: 'login', request: buildAuthorizationCodeRequest(auth, grant, clientSecret), spends: undefined };
+        const clientAssertion = await makeClientAssertion(auth, clientSecret);
+        const request = buildAuthorizationCodeRequest(auth, grant, { clientSecret, clientAssertion });
+        return { kind: 'login', request, spends: undefined };
       },
       send: (request) => send(request, { timeoutMs: account.refresh.timeoutMs, ...upstreamTls(account) }),
       parse: (response, secrets) => parseOAuth2Response(response, secrets),

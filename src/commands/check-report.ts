@@ -9,6 +9,7 @@ export function formatCheckReport(result: CheckResult): string {
     lines.push(`${mark} ${a.account} (${a.dialect})`);
     const rows: Array<[string, string | null]> = [
       ['token endpoint', a.tokenEndpoint],
+      ['client auth', a.clientAuth],
       [
         'checked',
         a.method === 'token_request'

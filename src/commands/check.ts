@@ -36,6 +36,8 @@ export interface AccountCheck {
   account: string;
   dialect: TokenFlow['dialect'];
   tokenEndpoint: string;
+  /** E1: how the client authenticates (null for the session dialect). */
+  clientAuth: string | null;
   method: CheckMethod;
   /** The token request sent (token_request only). */
   kind: TokenRequestKind | null;
@@ -164,6 +166,7 @@ function blankCheck(account: AccountConfig, flow: TokenFlow): AccountCheck {
     account: account.name,
     dialect: flow.dialect,
     tokenEndpoint: displayUrl(flow.endpoint('login')),
+    clientAuth: flow.clientAuth,
     method: 'none',
     kind: null,
     outcome: 'not_checked',

@@ -21,6 +21,7 @@ import {
   type TlsConfig,
 } from './schema.js';
 import { messageOf } from '../util/errors.js';
+import { readPrivateSigningKey } from '../util/signing-key.js';
 
 /** One problem with the configuration, named by its path (`accounts.crm.auth.tokenUrl`). */
 export interface ConfigProblem {
@@ -50,13 +51,16 @@ export interface OAuth2Auth extends Omit<
   clientSecret?: SecretSource;
   password?: SecretSource;
   refreshToken?: SecretSource;
+  /** E1: `privateKeyFile` as a watched file (R6: its last good content is used while it cannot be read). */
+  privateKey?: SecretFile;
 }
 
 export type AuthConfig = SessionAuth | OAuth2Auth;
 
 /** Every secret of an account that lives in a file (R6: watched for failed reads). */
 export function secretFilesOf(auth: AuthConfig): SecretFile[] {
-  const sources = auth.flow === 'session' ? [auth.password] : [auth.clientSecret, auth.password, auth.refreshToken];
+  const sources =
+    auth.flow === 'session' ? [auth.password] : [auth.clientSecret, auth.password, auth.refreshToken, auth.privateKey];
   return sources.filter((source): source is SecretFile => source?.kind === 'file');
 }
 
@@ -196,7 +200,63 @@ function resolveOAuth2(
   if (resolved.clientSecret !== undefined && resolved.clientId === undefined) {
     problems.push({ path: `${path}.clientId`, message: 'required when a client secret is set' });
   }
+  checkClientAuth(resolved, path, problems);
   return resolved;
+}
+
+/**
+ * E1: what each `clientAuth` needs, and settings no method would use. A private key is read and
+ * checked against `signingAlg` now, so a bad key stops start-up (exit 2) instead of every login.
+ */
+function checkClientAuth(auth: OAuth2Auth, path: string, problems: ConfigProblem[]): void {
+  const method = auth.clientAuth;
+  const jwt = method === 'private_key_jwt' || method === 'client_secret_jwt';
+  if ((jwt || method === 'none') && auth.clientId === undefined)
+    problems.push({ path: `${path}.clientId`, message: `required for clientAuth ${method}` });
+  if (!jwt)
+    for (const key of ['privateKeyFile', 'signingAlg', 'keyId'] as const)
+      if (auth[key] !== undefined)
+        problems.push({
+          path: `${path}.${key}`,
+          message: `only used with clientAuth private_key_jwt or client_secret_jwt (it is ${method})`,
+        });
+  if (method === 'none' && auth.clientSecret !== undefined)
+    problems.push({
+      path: `${path}.clientSecret`,
+      message:
+        'clientAuth none sends no client authentication: remove the secret, or use basic, body or client_secret_jwt',
+    });
+  if (method === 'client_secret_jwt') {
+    if (auth.clientSecret === undefined)
+      problems.push({
+        path: `${path}.clientSecret`,
+        message: 'required for clientAuth client_secret_jwt (clientSecret or clientSecretFile)',
+      });
+    if (auth.privateKeyFile !== undefined)
+      problems.push({ path: `${path}.privateKeyFile`, message: 'only used with clientAuth private_key_jwt' });
+    if (auth.signingAlg !== undefined && !auth.signingAlg.startsWith('HS'))
+      problems.push({ path: `${path}.signingAlg`, message: 'client_secret_jwt signs with HS256, HS384 or HS512' });
+  }
+  if (method === 'private_key_jwt') checkPrivateKey(auth, path, problems);
+}
+
+function checkPrivateKey(auth: OAuth2Auth, path: string, problems: ConfigProblem[]): void {
+  if (auth.privateKeyFile === undefined) {
+    problems.push({
+      path: `${path}.privateKeyFile`,
+      message: 'required for clientAuth private_key_jwt: a PKCS#8 PEM or a private JWK file',
+    });
+    return;
+  }
+  if (auth.clientSecret !== undefined)
+    problems.push({ path: `${path}.clientSecret`, message: 'not used with clientAuth private_key_jwt: remove it' });
+  try {
+    readPrivateSigningKey(auth.privateKeyFile, { alg: auth.signingAlg, keyId: auth.keyId });
+    auth.privateKey = new SecretFile(auth.privateKeyFile, readSecretFileAtStart(auth.privateKeyFile));
+  } catch (error) {
+    const message = messageOf(error);
+    problems.push({ path: `${path}.${message.includes('signingAlg') ? 'signingAlg' : 'privateKeyFile'}`, message });
+  }
 }
 
 /**

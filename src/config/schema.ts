@@ -1,3 +1,4 @@
+import { SIGNING_ALGS } from '../util/signing-key.js';
 import { nearestName } from '../util/nearest.js';
 import { z } from 'zod';
 import { parseDuration } from '../util/duration.js';
@@ -134,7 +135,13 @@ const oauth2AuthSchema = z.strictObject({
   passwordFile: z.string().min(1).optional(),
   refreshToken: z.string().optional(),
   refreshTokenFile: z.string().min(1).optional(),
-  clientAuth: z.enum(['basic', 'body']).default('basic'),
+  /** How the client proves itself (E1): a secret (basic, body), a signed JWT, or nothing (a public client). */
+  clientAuth: z.enum(['basic', 'body', 'client_secret_jwt', 'private_key_jwt', 'none']).default('basic'),
+  /** private_key_jwt: a PKCS#8 PEM or a private JWK, read again at every token request. */
+  privateKeyFile: z.string().min(1).optional(),
+  signingAlg: z.enum(SIGNING_ALGS).optional(),
+  /** The `kid` of the assertion's header (default: the JWK's own). */
+  keyId: z.string().min(1).optional(),
   bodyEncoding: z.enum(['form', 'json']).default('form'),
   extraParams: z.record(z.string(), z.union([z.string(), z.null()])).default({}),
   authorizeUrl: httpUrl.optional(),

@@ -3,6 +3,8 @@ import type { OAuth2Auth } from '../config/resolve.js';
 import { scrubServerText } from '../util/scrub.js';
 import { Secret } from '../util/secret.js';
 import { readSecret } from '../util/secret-source.js';
+import { clientSecretSigningKey, parsePrivateSigningKey, SigningKeyError } from '../util/signing-key.js';
+import { CLIENT_ASSERTION_TYPE, signClientAssertion } from './client-assertion.js';
 import {
   CredentialUnavailableError,
   describeBody,
@@ -24,6 +26,8 @@ export type OAuth2Grant = 'client_credentials' | 'password' | 'refresh_token';
 
 export interface OAuth2Secrets {
   clientSecret?: Secret;
+  /** E1: the signed client assertion of `private_key_jwt` / `client_secret_jwt` (made per request). */
+  clientAssertion?: Secret;
   password?: Secret;
   refreshToken?: Secret;
 }
@@ -53,7 +57,7 @@ export function buildOAuth2TokenRequest(
   }
   if (auth.scope !== undefined) params.scope = auth.scope;
   if (auth.audience !== undefined) params.audience = auth.audience;
-  return finishTokenRequest(auth, params, secrets.clientSecret, sent);
+  return finishTokenRequest(auth, params, secrets, sent);
 }
 
 /** What comes back to the redirect URI, and the PKCE verifier that goes with it (RFC 6749 §4.1.3, RFC 7636 §4.5). */
@@ -71,7 +75,7 @@ export interface AuthorizationCodeGrant {
 export function buildAuthorizationCodeRequest(
   auth: OAuth2Auth,
   grant: AuthorizationCodeGrant,
-  clientSecret: Secret | undefined,
+  client: Pick<OAuth2Secrets, 'clientSecret' | 'clientAssertion'>,
 ): TokenHttpRequest {
   const params: Record<string, string | null> = {
     grant_type: 'authorization_code',
@@ -79,11 +83,11 @@ export function buildAuthorizationCodeRequest(
     redirect_uri: grant.redirectUri,
     code_verifier: grant.codeVerifier.reveal(),
   };
-  if (clientSecret === undefined && auth.clientId !== undefined) {
+  if (client.clientSecret === undefined && client.clientAssertion === undefined && auth.clientId !== undefined) {
     params.client_id = auth.clientId;
-    return finishTokenRequest({ ...auth, clientId: undefined }, params, undefined, [grant.codeVerifier]);
+    return finishTokenRequest({ ...auth, clientId: undefined }, params, {}, [grant.codeVerifier]);
   }
-  return finishTokenRequest(auth, params, clientSecret, [grant.codeVerifier]);
+  return finishTokenRequest(auth, params, client, [grant.codeVerifier]);
 }
 
 /** What the browser is sent to (RFC 6749 §4.1.1 with PKCE S256, RFC 7636 §4.3). */
@@ -109,25 +113,33 @@ export function pkceChallenge(verifier: Secret): string {
 }
 
 /**
- * Client authentication (basic | body), extraParams, then the body encoding: shared by every grant.
- * `sent` lists the grant's own secrets; the client's are added, for R4 redaction.
+ * Client authentication as `clientAuth` says (basic, body, a client assertion, or none),
+ * extraParams, then the body encoding: shared by every grant. `sent` lists the grant's own
+ * secrets; the client's are added, for R4 redaction.
  */
 function finishTokenRequest(
   auth: OAuth2Auth,
   params: Record<string, string | null>,
-  clientSecret: Secret | undefined,
+  client: Pick<OAuth2Secrets, 'clientSecret' | 'clientAssertion'>,
   sent: Secret[],
 ): TokenHttpRequest {
   const headers: Record<string, string> = { accept: 'application/json' };
   const secrets = [...sent];
+  const { clientSecret, clientAssertion } = client;
   if (clientSecret !== undefined) secrets.push(clientSecret);
   if (auth.clientId !== undefined) {
     if (auth.clientAuth === 'basic') {
       headers.authorization = basicClientAuthorization(auth.clientId, clientSecret);
       secrets.push(new Secret(headers.authorization), new Secret(headers.authorization.slice('Basic '.length)));
     } else {
+      // body, none, and the JWT methods all name the client in the body (RFC 6749 §2.3.1, RFC 7523 §3).
       params.client_id = auth.clientId;
-      if (clientSecret !== undefined) params.client_secret = clientSecret.reveal();
+      if (auth.clientAuth === 'body' && clientSecret !== undefined) params.client_secret = clientSecret.reveal();
+      if (clientAssertion !== undefined) {
+        params.client_assertion_type = CLIENT_ASSERTION_TYPE;
+        params.client_assertion = clientAssertion.reveal();
+        secrets.push(clientAssertion);
+      }
     }
   }
   // extraParams come last so they can override or (with null) drop any default, e.g. grant_type.
@@ -211,8 +223,14 @@ function tokenTypeProblem(type: unknown, scrub: (text: string) => string): strin
 export function createOAuth2Flow(auth: OAuth2Auth): TokenFlow {
   const readOptional = async (source: OAuth2Auth['clientSecret']) =>
     source === undefined ? undefined : readSecret(source);
+  /** The client's credentials for one token request: its secret, and a new assertion (E1). */
+  const clientCredentials = async () => {
+    const clientSecret = await readOptional(auth.clientSecret);
+    return { clientSecret, clientAssertion: await makeClientAssertion(auth, clientSecret) };
+  };
   return {
     dialect: 'oauth2',
+    clientAuth: describeClientAuth(auth),
     canLogin: auth.grant !== 'refresh_token',
     rotatesRefreshTokens: false,
     canRefresh: true,
@@ -223,7 +241,7 @@ export function createOAuth2Flow(auth: OAuth2Auth): TokenFlow {
         );
       }
       const secrets: OAuth2Secrets = {
-        clientSecret: await readOptional(auth.clientSecret),
+        ...(await clientCredentials()),
         password: auth.grant === 'password' ? await readOptional(auth.password) : undefined,
         refreshToken: auth.grant === 'refresh_token' ? await readOptional(auth.refreshToken) : undefined,
       };
@@ -233,12 +251,44 @@ export function createOAuth2Flow(auth: OAuth2Auth): TokenFlow {
         : { kind: 'login', request };
     },
     async buildRefreshRequest(refreshToken) {
-      return buildOAuth2TokenRequest(auth, 'refresh_token', {
-        clientSecret: await readOptional(auth.clientSecret),
-        refreshToken,
-      });
+      return buildOAuth2TokenRequest(auth, 'refresh_token', { ...(await clientCredentials()), refreshToken });
     },
     parseResponse: (response, secrets) => parseOAuth2Response(response, secrets),
     endpoint: () => auth.tokenUrl,
   };
+}
+
+/**
+ * E1: a new client assertion for `private_key_jwt` (the key file read now: a rotated key is used
+ * at once) or `client_secret_jwt` (an HMAC of `clientSecret`); undefined for other methods.
+ * Throws SigningKeyError when the key cannot be used.
+ */
+export async function makeClientAssertion(
+  auth: OAuth2Auth,
+  clientSecret: Secret | undefined,
+): Promise<Secret | undefined> {
+  if (auth.clientAuth !== 'private_key_jwt' && auth.clientAuth !== 'client_secret_jwt') return undefined;
+  const options = { alg: auth.signingAlg, keyId: auth.keyId };
+  let signingKey;
+  if (auth.clientAuth === 'private_key_jwt') {
+    if (auth.privateKey === undefined) throw new SigningKeyError('private_key_jwt needs privateKeyFile');
+    signingKey = parsePrivateSigningKey((await auth.privateKey.read()).reveal(), auth.privateKey.path, options);
+  } else if (clientSecret === undefined)
+    throw new SigningKeyError('client_secret_jwt needs the client secret (clientSecret or clientSecretFile)');
+  else signingKey = clientSecretSigningKey(clientSecret, options);
+  return signClientAssertion({ clientId: auth.clientId ?? '', audience: auth.tokenUrl, signingKey });
+}
+
+/**
+ * E1: the client authentication in words, e.g. `private_key_jwt (key /secrets/key.pem, ES256, kid
+ * k1)`: the method, and for the JWT methods the key file, algorithm and kid as configured.
+ */
+export function describeClientAuth(auth: OAuth2Auth): string | null {
+  if (auth.clientId === undefined) return null;
+  const parts: string[] = [];
+  if (auth.clientAuth === 'private_key_jwt') parts.push(`key ${auth.privateKeyFile ?? ''}`);
+  if (auth.clientAuth === 'private_key_jwt' || auth.clientAuth === 'client_secret_jwt')
+    parts.push(auth.signingAlg ?? (auth.clientAuth === 'client_secret_jwt' ? 'HS256' : 'algorithm from the key'));
+  if (auth.keyId !== undefined) parts.push(`kid ${auth.keyId}`);
+  return parts.length === 0 ? auth.clientAuth : `${auth.clientAuth} (${parts.join(', ')})`;
 }

@@ -103,6 +103,7 @@ export function createSessionFlow(auth: SessionAuth): TokenFlow {
   const { refreshUrl } = auth;
   return {
     dialect: 'session',
+    clientAuth: null,
     canLogin: true,
     // Without a refresh endpoint every renewal is a login.
     rotatesRefreshTokens: true,

@@ -79,6 +79,8 @@ export interface TokenFlow {
   parseResponse(response: TokenHttpResponse, secrets: Iterable<Secret | undefined>): ParsedTokenResponse;
   /** Endpoint shown in logs and /status (no secrets in URLs here). */
   endpoint(kind: TokenRequestKind): string;
+  /** E1: how the client authenticates at the token endpoint, in words for /status and check (no secrets); null when the dialect has no client. */
+  readonly clientAuth: string | null;
 }
 
 /** A credential the flow needs is not there (no refresh token anywhere): a rejected login, not a crash (§8). */

@@ -55,11 +55,9 @@ describe('authorization_code grant (seed 004, RFC 6749 §4.1, RFC 7636)', () => 
   });
 
   it('seed 004: clientAuth body and bodyEncoding json put the client id and secret in a JSON body', () => {
-    const request = buildAuthorizationCodeRequest(
-      oauth2Auth({ clientAuth: 'body', bodyEncoding: 'json' }),
-      grant,
-      new Secret(CLIENT_SECRET),
-    );
+    const request = buildAuthorizationCodeRequest(oauth2Auth({ clientAuth: 'body', bodyEncoding: 'json' }), grant, {
+      clientSecret: new Secret(CLIENT_SECRET),
+    });
     expect(request.headers.authorization).toBeUndefined();
     expect(request.headers['content-type']).toBe('application/json');
     expect(JSON.parse(request.body)).toEqual({
@@ -100,7 +98,7 @@ describe('§2 commands', () => {
   });
 
   it('§2 authorize / §8: the code exchange uses clientAuth basic as configured (RFC 6749 §2.3.1) with a form body', () => {
-    const request = buildAuthorizationCodeRequest(oauth2Auth(), grant, new Secret(CLIENT_SECRET));
+    const request = buildAuthorizationCodeRequest(oauth2Auth(), grant, { clientSecret: new Secret(CLIENT_SECRET) });
     expect(request.url.href).toBe('https://auth.crm.example/token');
     expect(request.headers.authorization).toBe(
       `Basic ${Buffer.from(`${CLIENT_ID}:${CLIENT_SECRET}`).toString('base64')}`,
@@ -123,7 +121,7 @@ describe('§2 commands', () => {
 
 describe('§4 token behaviour', () => {
   it('RFC 6749 §4.1.3: a public client (no secret) sends its client_id in the body, never Basic with an empty secret', () => {
-    const request = buildAuthorizationCodeRequest(oauth2Auth(), grant, undefined);
+    const request = buildAuthorizationCodeRequest(oauth2Auth(), grant, {});
     expect(request.headers.authorization).toBeUndefined();
     expect(new URLSearchParams(request.body).get('client_id')).toBe(CLIENT_ID);
   });
@@ -134,7 +132,7 @@ describe('§3 configuration', () => {
     const request = buildAuthorizationCodeRequest(
       oauth2Auth({ extraParams: { resource: 'https://api.crm.example' } }),
       grant,
-      new Secret(CLIENT_SECRET),
+      { clientSecret: new Secret(CLIENT_SECRET) },
     );
     expect(new URLSearchParams(request.body).get('resource')).toBe('https://api.crm.example');
   });

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +8,13 @@ import { expandEnv } from '../../src/config/expand-env.js';
 import { loadConfig, parseConfig } from '../../src/config/load.js';
 import { envTwin, quickModeConfig, withEnvTwins } from '../../src/config/quick-mode.js';
 import { parseHostPort } from '../../src/util/host-port.js';
-import type { ConfigProblem, OAuth2Auth, SessionAuth, SidecarConfig } from '../../src/config/resolve.js';
+import {
+  secretFilesOf,
+  type ConfigProblem,
+  type OAuth2Auth,
+  type SessionAuth,
+  type SidecarConfig,
+} from '../../src/config/resolve.js';
 import { parseDuration } from '../../src/util/duration.js';
 import { Secret } from '../../src/util/secret.js';
 import { SecretFile } from '../../src/util/secret-file.js';
@@ -827,5 +833,56 @@ describe('H1 Redis shapes in store', () => {
     expect(problemsOf(() => store({ url: 'redis://r', tls: { caFile: pem, crtFile: pem } }))[0]?.message).toMatch(
       /certFile/,
     );
+  });
+});
+
+describe('E1 client authentication settings', () => {
+  const base = { flow: 'oauth2', tokenUrl: 'https://idp.example/token', clientId: 'svc' } as const;
+  const keyFile = () =>
+    tempFile(
+      'key.pem',
+      generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
+    );
+  const messages = (auth: Record<string, unknown>) =>
+    problemsOf(() => parse(oneAccount(auth))).map((problem) => `${problem.path}: ${problem.message}`);
+
+  it('E1: private_key_jwt needs a readable private key that fits signingAlg; the key file is watched like a secret file', () => {
+    const file = keyFile();
+    const auth = firstAccount(parse(oneAccount({ ...base, clientAuth: 'private_key_jwt', privateKeyFile: file }))).auth;
+    expect(secretFilesOf(auth).map((watched) => watched.path)).toEqual([file]);
+    expect(messages({ ...base, clientAuth: 'private_key_jwt' })).toEqual([
+      'accounts.crm.auth.privateKeyFile: required for clientAuth private_key_jwt: a PKCS#8 PEM or a private JWK file',
+    ]);
+    expect(messages({ ...base, clientAuth: 'private_key_jwt', privateKeyFile: file, signingAlg: 'RS256' })[0]).toMatch(
+      /^accounts\.crm\.auth\.signingAlg: private key .*key\.pem: signingAlg RS256 does not fit a ec key/,
+    );
+    expect(messages({ ...base, clientAuth: 'private_key_jwt', privateKeyFile: file, clientSecret: 'x' })).toEqual([
+      'accounts.crm.auth.clientSecret: not used with clientAuth private_key_jwt: remove it',
+    ]);
+  });
+
+  it('E1: client_secret_jwt needs the client secret and an HS algorithm; none sends no secret; key settings belong to the JWT methods only', () => {
+    expect(messages({ ...base, clientAuth: 'client_secret_jwt' })).toEqual([
+      'accounts.crm.auth.clientSecret: required for clientAuth client_secret_jwt (clientSecret or clientSecretFile)',
+    ]);
+    expect(messages({ ...base, clientAuth: 'client_secret_jwt', clientSecret: 's', signingAlg: 'ES256' })).toEqual([
+      'accounts.crm.auth.signingAlg: client_secret_jwt signs with HS256, HS384 or HS512',
+    ]);
+    expect(messages({ ...base, clientAuth: 'none', clientSecret: 's' })).toEqual([
+      'accounts.crm.auth.clientSecret: clientAuth none sends no client authentication: remove the secret, or use basic, body or client_secret_jwt',
+    ]);
+    expect(messages({ ...base, clientAuth: 'basic', clientSecret: 's', keyId: 'k' })).toEqual([
+      'accounts.crm.auth.keyId: only used with clientAuth private_key_jwt or client_secret_jwt (it is basic)',
+    ]);
+    expect(
+      messages({
+        flow: 'oauth2',
+        tokenUrl: 'https://idp.example/token',
+        grant: 'password',
+        username: 'u',
+        password: 'p',
+        clientAuth: 'none',
+      }),
+    ).toEqual(['accounts.crm.auth.clientId: required for clientAuth none']);
   });
 });

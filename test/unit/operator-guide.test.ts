@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -53,7 +54,11 @@ describe('README operator guide (issue 8)', () => {
           .replace(/\/secrets\/[\w./-]+/g, (path) => {
             const file = join(dir, path);
             mkdirSync(dirname(file), { recursive: true });
-            writeFileSync(file, 'generated-at-test-time\n');
+            // A private key must be one (it is checked at start-up); any other secret is just text.
+            const key = /key\.pem$/.test(path)
+              ? generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'pem', type: 'pkcs8' })
+              : 'generated-at-test-time\n';
+            writeFileSync(file, key);
             return file;
           })
           .replace(/\/var\/lib\/bearer-sidecar/g, () => {

@@ -36,6 +36,7 @@ function status(overrides: Partial<TokenStatus> = {}): TokenStatus {
 function view(history: TokenRequestHistory, overrides: Partial<TokenStatus> = {}): AccountView {
   const flow = {
     dialect: 'session',
+    clientAuth: null,
     endpoint: () => 'https://user:pw@auth.example/login?key=secret',
   } as unknown as TokenFlow;
   return {
