@@ -13,7 +13,6 @@ import {
   REFRESH_DEFAULTS,
   TIMEOUT_DEFAULTS,
   type ListenConfig,
-  type OAuth2AuthConfig,
   type RawAccount,
   type RawConfig,
   type RefreshPolicyInput,
@@ -21,13 +20,12 @@ import {
   type TlsConfig,
 } from './schema.js';
 import { messageOf } from '../util/errors.js';
-import { readPrivateSigningKey } from '../util/signing-key.js';
+import type { ConfigProblem } from './problems.js';
+import { resolveOAuth2, type OAuth2Auth } from './resolve-oauth2.js';
+import { secretSource } from './secret-settings.js';
 
-/** One problem with the configuration, named by its path (`accounts.crm.auth.tokenUrl`). */
-export interface ConfigProblem {
-  path: string;
-  message: string;
-}
+export type { ConfigProblem } from './problems.js';
+export type { OAuth2Auth } from './resolve-oauth2.js';
 
 export interface RefreshPolicy {
   at: number;
@@ -42,17 +40,6 @@ export interface RefreshPolicy {
 
 export interface SessionAuth extends Omit<SessionAuthConfig, 'password' | 'passwordFile'> {
   password: SecretSource;
-}
-
-export interface OAuth2Auth extends Omit<
-  OAuth2AuthConfig,
-  'clientSecret' | 'clientSecretFile' | 'password' | 'passwordFile' | 'refreshToken' | 'refreshTokenFile'
-> {
-  clientSecret?: SecretSource;
-  password?: SecretSource;
-  refreshToken?: SecretSource;
-  /** E1: `privateKeyFile` as a watched file (R6: its last good content is used while it cannot be read). */
-  privateKey?: SecretFile;
 }
 
 export type AuthConfig = SessionAuth | OAuth2Auth;
@@ -165,130 +152,6 @@ function resolveSession(auth: SessionAuthConfig, path: string, problems: ConfigP
   if (password === undefined)
     problems.push({ path: `${path}.password`, message: 'required for flow session (password or passwordFile)' });
   return { ...rest, password: password ?? { kind: 'value', secret: new Secret('') } };
-}
-
-function resolveOAuth2(
-  auth: OAuth2AuthConfig,
-  path: string,
-  problems: ConfigProblem[],
-  context: { chainInStore: boolean },
-): OAuth2Auth {
-  const { clientSecret, clientSecretFile, password, passwordFile, refreshToken, refreshTokenFile, ...rest } = auth;
-  const resolved: OAuth2Auth = {
-    ...rest,
-    clientSecret: secretSource(clientSecret, clientSecretFile, `${path}.clientSecret`, problems),
-    password: secretSource(password, passwordFile, `${path}.password`, problems),
-    refreshToken: secretSource(refreshToken, refreshTokenFile, `${path}.refreshToken`, problems),
-  };
-  if (resolved.grant === 'password') {
-    if (resolved.username === undefined)
-      problems.push({ path: `${path}.username`, message: 'required for grant password' });
-    if (resolved.password === undefined)
-      problems.push({ path: `${path}.password`, message: 'required for grant password (password or passwordFile)' });
-  }
-  // With a file/redis store the chain may live there alone (put there by `bearer-sidecar authorize`).
-  if (resolved.grant === 'refresh_token' && resolved.refreshToken === undefined && !context.chainInStore) {
-    problems.push({
-      path: `${path}.refreshToken`,
-      message:
-        'required for grant refresh_token with the memory store (refreshToken or refreshTokenFile; bearer-sidecar authorize makes one)',
-    });
-  }
-  if (resolved.grant === 'client_credentials' && resolved.clientId === undefined) {
-    problems.push({ path: `${path}.clientId`, message: 'required for grant client_credentials' });
-  }
-  if (resolved.clientSecret !== undefined && resolved.clientId === undefined) {
-    problems.push({ path: `${path}.clientId`, message: 'required when a client secret is set' });
-  }
-  checkClientAuth(resolved, path, problems);
-  return resolved;
-}
-
-/**
- * E1: what each `clientAuth` needs, and settings no method would use. A private key is read and
- * checked against `signingAlg` now, so a bad key stops start-up (exit 2) instead of every login.
- */
-function checkClientAuth(auth: OAuth2Auth, path: string, problems: ConfigProblem[]): void {
-  const method = auth.clientAuth;
-  const jwt = method === 'private_key_jwt' || method === 'client_secret_jwt';
-  if ((jwt || method === 'none') && auth.clientId === undefined)
-    problems.push({ path: `${path}.clientId`, message: `required for clientAuth ${method}` });
-  if (!jwt)
-    for (const key of ['privateKeyFile', 'signingAlg', 'keyId'] as const)
-      if (auth[key] !== undefined)
-        problems.push({
-          path: `${path}.${key}`,
-          message: `only used with clientAuth private_key_jwt or client_secret_jwt (it is ${method})`,
-        });
-  if (method === 'none' && auth.clientSecret !== undefined)
-    problems.push({
-      path: `${path}.clientSecret`,
-      message:
-        'clientAuth none sends no client authentication: remove the secret, or use basic, body or client_secret_jwt',
-    });
-  if (method === 'client_secret_jwt') {
-    if (auth.clientSecret === undefined)
-      problems.push({
-        path: `${path}.clientSecret`,
-        message: 'required for clientAuth client_secret_jwt (clientSecret or clientSecretFile)',
-      });
-    if (auth.privateKeyFile !== undefined)
-      problems.push({ path: `${path}.privateKeyFile`, message: 'only used with clientAuth private_key_jwt' });
-    if (auth.signingAlg !== undefined && !auth.signingAlg.startsWith('HS'))
-      problems.push({ path: `${path}.signingAlg`, message: 'client_secret_jwt signs with HS256, HS384 or HS512' });
-  }
-  if (method === 'private_key_jwt') checkPrivateKey(auth, path, problems);
-}
-
-function checkPrivateKey(auth: OAuth2Auth, path: string, problems: ConfigProblem[]): void {
-  if (auth.privateKeyFile === undefined) {
-    problems.push({
-      path: `${path}.privateKeyFile`,
-      message: 'required for clientAuth private_key_jwt: a PKCS#8 PEM or a private JWK file',
-    });
-    return;
-  }
-  if (auth.clientSecret !== undefined)
-    problems.push({ path: `${path}.clientSecret`, message: 'not used with clientAuth private_key_jwt: remove it' });
-  try {
-    readPrivateSigningKey(auth.privateKeyFile, { alg: auth.signingAlg, keyId: auth.keyId });
-    auth.privateKey = new SecretFile(auth.privateKeyFile, readSecretFileAtStart(auth.privateKeyFile));
-  } catch (error) {
-    const message = messageOf(error);
-    problems.push({ path: `${path}.${message.includes('signingAlg') ? 'signingAlg' : 'privateKeyFile'}`, message });
-  }
-}
-
-/**
- * A secret given both inline and as a file is ambiguous: which one would a rotation change?
- * R6: an empty secret is a problem, never sent; a file is read now (R5: a regular file or a pipe,
- * at most 1 MiB) and its value kept as the last good one.
- */
-function secretSource(
-  inline: string | undefined,
-  file: string | undefined,
-  path: string,
-  problems: ConfigProblem[],
-): SecretSource | undefined {
-  if (inline !== undefined && file !== undefined) {
-    problems.push({ path, message: `set either ${lastKey(path)} or ${lastKey(path)}File, not both` });
-  }
-  if (file !== undefined) return secretFile(file, `${path}File`, problems);
-  if (inline === '') problems.push({ path, message: 'is empty (an empty secret is never sent)' });
-  return inline === undefined ? undefined : { kind: 'value', secret: new Secret(inline) };
-}
-
-function secretFile(file: string, path: string, problems: ConfigProblem[]): SecretFile {
-  try {
-    return new SecretFile(file, readSecretFileAtStart(file));
-  } catch (error) {
-    problems.push({ path, message: messageOf(error) });
-    return new SecretFile(file);
-  }
-}
-
-function lastKey(path: string): string {
-  return path.slice(path.lastIndexOf('.') + 1);
 }
 
 /** R5: a CA, key or certificate file must be a regular file of at most 1 MiB. */
