@@ -200,11 +200,15 @@ function matching(pattern: RegExp, what: string, fix: string) {
   });
 }
 
-const hostName = matching(
-  HOST_NAME,
-  'a host name',
-  'write the name alone, without scheme, port or path, e.g. bearer-sidecar.tools.svc',
-);
+/** How to write an `inbound.hosts` entry (or a `--host`), for the problem that refuses one. */
+export const HOST_NAME_FIX = 'write the name alone, without scheme, port or path, e.g. bearer-sidecar.tools.svc';
+
+/** S1: a Host name as `inbound.hosts` and `--host` take it (`bearer-sidecar.tools.svc`). */
+export function isHostName(value: string): boolean {
+  return HOST_NAME.test(value);
+}
+
+const hostName = matching(HOST_NAME, 'a host name', HOST_NAME_FIX);
 const browserOrigin = matching(
   ORIGIN,
   'an origin',
