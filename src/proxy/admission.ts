@@ -47,7 +47,8 @@ function checkInbound(
   rules: AdmissionRules,
 ): Refusal | undefined {
   const forbidden =
-    rules.inbound.check(req, listenerAccount === undefined && rules.unixSocket) ?? rules.hostOrigin.problem(req.headers);
+    rules.inbound.check(req, listenerAccount === undefined && rules.unixSocket) ??
+    rules.hostOrigin.problem(req.headers);
   return forbidden === undefined ? undefined : { code: 'forbidden', message: forbidden };
 }
 

@@ -145,7 +145,12 @@ describe('F3 not a forward proxy', () => {
     ['CONNECT', 'CONNECT other.example:443 HTTP/1.1\r\nhost: other.example:443\r\n\r\n', 405, 'method_not_allowed'],
     ['/a/../b', 'GET /crm/../fleet/x HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
     ['%2e%2e', 'GET /crm/%2e%2e/x HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
-    ['%2E%2e mixed case', 'GET /crm/%2E%2e/x HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
+    [
+      '%2E%2e mixed case',
+      'GET /crm/%2E%2e/x HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n',
+      400,
+      'bad_request',
+    ],
     ['single dot', 'GET /crm/./x HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
     ['%2f', 'GET /crm/a%2f..%2fb HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
     ['%5c', 'GET /crm/a%5Cb HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n', 400, 'bad_request'],

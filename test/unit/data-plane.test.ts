@@ -231,7 +231,10 @@ describe('R3: upstream answers pass through as the upstream sent them', () => {
     async (_label, method, answer, statusLine) => {
       const upstream = await upstreamAnswering((_request, index) => (index === 0 ? answer : OK_ANSWER));
       const { url, observed } = await plane(upstream, { current: () => activeToken('good-token') });
-      const raw = await rawExchange(url, `${method} /first HTTP/1.1\r\nhost: localhost\r\n\r\n${getAndClose('/second')}`);
+      const raw = await rawExchange(
+        url,
+        `${method} /first HTTP/1.1\r\nhost: localhost\r\n\r\n${getAndClose('/second')}`,
+      );
       expect(statusLines(raw)).toEqual([statusLine, 'HTTP/1.1 200 OK']);
       const first = raw.slice(0, raw.indexOf('HTTP/1.1 200 OK', 1));
       const declared = /content-length: (\d+)/i.exec(answer)?.[1];

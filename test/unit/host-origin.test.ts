@@ -71,7 +71,14 @@ describe('S1 Host rule', () => {
 
   it('S1: names in the hosts setting and the listen hosts are accepted, in any case, with or without a port', () => {
     const configured = rules({ hosts: ['Sidecar.Tools.svc', 'gw.'], listenHosts: ['my-laptop', '0.0.0.0'] });
-    for (const host of ['sidecar.tools.svc', 'SIDECAR.tools.svc:8080', 'sidecar.tools.svc.', 'gw', 'gw.:1', 'my-laptop'])
+    for (const host of [
+      'sidecar.tools.svc',
+      'SIDECAR.tools.svc:8080',
+      'sidecar.tools.svc.',
+      'gw',
+      'gw.:1',
+      'my-laptop',
+    ])
       expect(configured.hostProblem(host)).toBeUndefined();
     for (const host of ['tools.svc', 'x.sidecar.tools.svc', 'my-laptop.attacker.example', 'gw..'])
       expect(configured.hostProblem(host)).toBeDefined();
@@ -120,8 +127,15 @@ describe('S1 Origin rule', () => {
     const configured = rules({ origins: ['https://App.example/', 'http://127.0.0.1:3000'] });
     for (const origin of ['https://app.example', 'https://APP.example', 'https://app.example/'])
       expect(configured.originProblem({ origin, 'sec-fetch-site': 'cross-site' })).toBeUndefined();
-    expect(configured.originProblem({ origin: 'http://127.0.0.1:3000', 'sec-fetch-site': 'same-site' })).toBeUndefined();
-    for (const origin of ['http://app.example', 'https://app.example:8443', 'https://app.example.attacker.example', 'null'])
+    expect(
+      configured.originProblem({ origin: 'http://127.0.0.1:3000', 'sec-fetch-site': 'same-site' }),
+    ).toBeUndefined();
+    for (const origin of [
+      'http://app.example',
+      'https://app.example:8443',
+      'https://app.example.attacker.example',
+      'null',
+    ])
       expect(configured.originProblem({ origin })).toBeDefined();
   });
 
