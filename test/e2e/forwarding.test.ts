@@ -42,6 +42,8 @@ async function setup(
   const sidecar = await harness.sidecar(
     {
       ...overrides.config,
+      // The Host names these tests send (S1 would refuse them otherwise).
+      inbound: { hosts: ['sidecar.test', 'other.example'], ...(overrides.config?.inbound as object | undefined) },
       accounts: {
         crm: { upstream: `${crm.url}/v2`, route: { pathPrefix: '/crm', port: 0 }, auth, ...overrides.crm },
         'crm-reports': { upstream: `${crm.url}/reports`, route: { pathPrefix: '/crm/reports' }, auth },

@@ -103,5 +103,5 @@ export function rawGet(
   const extra = Object.entries(headers)
     .map(([name, value]) => `${name}: ${value}\r\n`)
     .join('');
-  return rawRequest(url, `GET ${target} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n${extra}\r\n`);
+  return rawRequest(url, `GET ${target} HTTP/1.1\r\nhost: sidecar.test\r\nconnection: close\r\n${extra}\r\n`);
 }
