@@ -36,11 +36,11 @@ export function pathProblem(path: string): string | undefined {
   if (ENCODED_SEPARATOR.test(path)) return 'an encoded "/" or "\\" is not allowed in the path';
   if (DOT_SEGMENT.test(path)) return 'dot segments ("." or "..", raw or encoded) are not allowed in the path';
   if (SUSPICIOUS_ENCODING.test(path)) return 'double-encoded, NUL or overlong characters are not allowed in the path';
-  // Only a path with an escape or a non-ASCII character can hide a look-alike: the rest skip the slow look.
+  // Only an escape of a byte >= 0x80, a %u escape or a non-ASCII character can hide a look-alike: the rest skip the slow look.
   return NEEDS_UNICODE_LOOK.test(path) ? unicodeProblem(path) : undefined;
 }
 
-const NEEDS_UNICODE_LOOK = /[%\u0080-\uffff]/;
+const NEEDS_UNICODE_LOOK = /%[89a-fu]|[\u0080-\uffff]/i;
 const PERCENT_U = /%u[0-9a-f]{4}/i;
 const HEX_PAIR = /^[0-9a-f]{2}$/i;
 /** The smallest code point each UTF-8 sequence length may carry; anything smaller is overlong. */
