@@ -12,6 +12,7 @@ import { ClientConnections, dataServerOptions } from './proxy/client-limits.js';
 import { ConnectionSlots } from './proxy/connection-slots.js';
 import { errorBody } from './proxy/errors.js';
 import { DataPlane, hasRequestInFlight } from './proxy/forward.js';
+import { HostOriginRules } from './proxy/host-origin.js';
 import { InboundPolicy } from './proxy/inbound.js';
 import { Router } from './proxy/route.js';
 import { ReplayBudget } from './proxy/replay-budget.js';
@@ -90,6 +91,7 @@ export class Sidecar {
     this.#dataPlane = new DataPlane({
       router: new Router(this.#accounts),
       inbound: new InboundPolicy(config.inbound.allow, config.inbound.apiKeys),
+      hostOrigin: dataPlaneHostOrigin(config),
       unrouted: this.metrics.unroutedMetrics(),
       logger: this.#logger,
       clientIdleTimeoutMs: config.clientIdleTimeoutMs,
@@ -299,4 +301,19 @@ export class Sidecar {
   accountUrl(name: string): string {
     return serverUrl(this.#servers.find(({ role }) => role === `account ${name}`)?.server);
   }
+}
+
+/**
+ * S1 on the data plane: the listen host (which the per-account listeners share) is an accepted
+ * Host name besides inbound.hosts. A unix-socket listener gets both rules as well.
+ */
+function dataPlaneHostOrigin(config: SidecarConfig): HostOriginRules {
+  return new HostOriginRules(
+    {
+      hosts: config.inbound.hosts,
+      origins: config.inbound.origins,
+      listenHosts: 'host' in config.listen ? [config.listen.host] : [],
+    },
+    { hostsSetting: 'inbound.hosts (or --host in quick mode)', originsSetting: 'inbound.origins' },
+  );
 }

@@ -8,6 +8,7 @@ import { nearestName } from '../util/nearest.js';
 import {
   envTwin,
   flagLabel,
+  listFlag,
   OAUTH2_AUTH_FLAGS,
   quickModeFlow,
   SECRET_VARIABLES,
@@ -16,7 +17,7 @@ import {
   type SecretKey,
 } from './quick-mode.js';
 import { addressRangeOf, type ConfigProblem } from './resolve.js';
-import { FLOWS, guessFlow, isHttpUrl } from './schema.js';
+import { FLOWS, guessFlow, HOST_NAME_FIX, isHostName, isHttpUrl } from './schema.js';
 
 const GRANTS = ['client_credentials', 'password', 'refresh_token'] as const;
 const URL_FLAGS = ['upstream', 'token-url', 'login-url', 'refresh-url'];
@@ -83,6 +84,11 @@ export function quickModeProblems(flags: Record<string, string | undefined>, env
       for (const entry of value.split(',').filter((item) => item.trim() !== '')) {
         if (addressRangeOf(entry) === undefined)
           add(flagLabel('allow'), `${JSON.stringify(entry.trim())} is not an address or CIDR range`);
+      }
+    } else if (spec.name === 'host') {
+      for (const entry of listFlag(value) ?? []) {
+        if (!isHostName(entry))
+          add(flagLabel('host'), `${JSON.stringify(entry)} is not a host name (${HOST_NAME_FIX})`);
       }
     }
   }
@@ -164,6 +170,7 @@ export function quickModeLabelFor(path: string): string | undefined {
   const [first, second, third, key] = path.split('.');
   if (first === 'listen' || first === 'admin') return flagLabel(first);
   if (first === 'inbound' && second === 'allow') return flagLabel('allow');
+  if (first === 'inbound' && second === 'hosts') return flagLabel('host');
   if (first !== 'accounts' || second !== 'default') return undefined;
   if (third === 'upstream') return flagLabel('upstream');
   if (third !== 'auth' || key === undefined) return undefined;

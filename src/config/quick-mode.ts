@@ -77,6 +77,15 @@ export const QUICK_MODE_FLAGS: readonly FlagSpec[] = [
     quickMode: true,
     multiple: true,
   },
+  {
+    name: 'host',
+    value: 'NAME',
+    description:
+      'a Host name clients use besides localhost and IP addresses, e.g. a Service name (repeatable or comma-separated; others get 403)',
+    default: 'none',
+    quickMode: true,
+    multiple: true,
+  },
 ];
 
 /**
@@ -197,14 +206,21 @@ export function quickModeConfig(
     if (value !== undefined && value !== '' && (flow !== 'session' || key === 'password'))
       auth[key] = value.replace(/\$/g, '$$$$');
   }
-  const allow = flags.allow
+  const allow = listFlag(flags.allow);
+  const hosts = listFlag(flags.host);
+  const inbound = dropUndefined({ allow, hosts });
+  return {
+    ...(Object.keys(inbound).length === 0 ? {} : { inbound }),
+    accounts: { default: { upstream: flags.upstream, default: true, auth: dropUndefined({ flow, ...auth }) } },
+  };
+}
+
+/** A repeatable flag's entries (`a, b` -> `[a, b]`), or undefined when the flag is not given. */
+export function listFlag(value: string | undefined): string[] | undefined {
+  return value
     ?.split(',')
     .map((entry) => entry.trim())
     .filter((entry) => entry !== '');
-  return {
-    ...(allow === undefined ? {} : { inbound: { allow } }),
-    accounts: { default: { upstream: flags.upstream, default: true, auth: dropUndefined({ flow, ...auth }) } },
-  };
 }
 
 export function dropUndefined(record: Record<string, unknown>): Record<string, unknown> {

@@ -72,7 +72,8 @@ export interface SidecarConfig {
   /** R9: data-plane bounds. */
   limits: { headersTimeoutMs: number; maxConnections: number; replayBudgetBytes: number };
   store: RawConfig['store'];
-  inbound: { allow: BlockList; apiKeys: readonly Secret[] };
+  /** F5 and S1: who may use the data plane (addresses, keys) and which Host names and origins it accepts. */
+  inbound: { allow: BlockList; apiKeys: readonly Secret[]; hosts: readonly string[]; origins: readonly string[] };
   logLevel: RawConfig['logLevel'];
   accounts: AccountConfig[];
 }
@@ -97,6 +98,8 @@ export function resolveConfig(raw: RawConfig, problems: ConfigProblem[]): Sideca
     inbound: {
       allow: buildAllowList(raw.inbound.allow, problems),
       apiKeys: raw.inbound.apiKeys.map((key) => new Secret(key)),
+      hosts: raw.inbound.hosts,
+      origins: raw.inbound.origins,
     },
     logLevel: raw.logLevel,
     accounts,

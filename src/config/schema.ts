@@ -193,6 +193,35 @@ const redisAddress = z
   .string()
   .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/, 'not host:port (e.g. 10.0.0.1:26379)');
 
+const LABEL = '[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?';
+/** S1: a Host name alone (`bearer-sidecar.tools.svc`, at most 253 characters): no scheme, port or path. */
+const HOST_NAME = new RegExp(`^(?=.{1,253}$)${LABEL}(?:\\.${LABEL})*\\.?$`);
+/** S1: a browser origin as the `Origin` header shows it: scheme://host[:port], nothing after. */
+const ORIGIN = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::\d{1,5})?\/?$/;
+
+/** A string that must match `pattern`; else a problem quoting it, with `fix`. */
+function matching(pattern: RegExp, what: string, fix: string) {
+  return z.string().superRefine((value, ctx) => {
+    if (!pattern.test(value))
+      ctx.addIssue({ code: 'custom', message: `not ${what}: ${JSON.stringify(value)} (${fix})` });
+  });
+}
+
+/** How to write an `inbound.hosts` entry (or a `--host`), for the problem that refuses one. */
+export const HOST_NAME_FIX = 'write the name alone, without scheme, port or path, e.g. bearer-sidecar.tools.svc';
+
+/** S1: a Host name as `inbound.hosts` and `--host` take it (`bearer-sidecar.tools.svc`). */
+export function isHostName(value: string): boolean {
+  return HOST_NAME.test(value);
+}
+
+const hostName = matching(HOST_NAME, 'a host name', HOST_NAME_FIX);
+const browserOrigin = matching(
+  ORIGIN,
+  'an origin',
+  'write scheme://host[:port] as the browser sends it in Origin, with nothing after it, e.g. https://app.example',
+);
+
 const storeSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('memory') }),
   z.strictObject({
@@ -234,6 +263,10 @@ export const configSchema = z.strictObject({
     .strictObject({
       allow: z.array(z.string()).default(['127.0.0.0/8', '::1/128']),
       apiKeys: z.array(z.string().min(1)).default([]),
+      /** S1: more Host names accepted besides loopback names, IP literals and the listen hosts. */
+      hosts: z.array(hostName).default([]),
+      /** S1: browser origins whose requests are accepted (none by default: web pages are refused). */
+      origins: z.array(browserOrigin).default([]),
     })
     .prefault({}),
   refresh: refreshPolicySchema.prefault({}),

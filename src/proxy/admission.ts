@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import type { HostOriginRules } from './host-origin.js';
 import type { InboundPolicy } from './inbound.js';
 import { joinUpstreamPath, pathProblem, splitOriginForm, targetProblem, type SplitTarget } from './paths.js';
 import type { Refusal } from './refusals.js';
@@ -9,6 +10,8 @@ import { connectionHeaderProblem, type UpstreamAccount } from './upstream.js';
 export interface AdmissionRules {
   router: Router<UpstreamAccount>;
   inbound: InboundPolicy;
+  /** S1: the Host rule (DNS rebinding) and the Origin rule (web pages). */
+  hostOrigin: HostOriginRules;
   /** The main data-plane listener is a unix socket (clients have no address). */
   unixSocket: boolean;
 }
@@ -34,13 +37,18 @@ export function admit(
   return routeToAccount(req, target, listenerAccount, rules.router);
 }
 
-/** Inbound check: the client address is in inbound.allow and X-Sidecar-Key matches, else 403. */
+/**
+ * Inbound check: the client address is in inbound.allow, X-Sidecar-Key matches (F5), the Host is
+ * one this sidecar answers to and no web page sent the request (S1), else 403.
+ */
 function checkInbound(
   req: IncomingMessage,
   listenerAccount: UpstreamAccount | undefined,
   rules: AdmissionRules,
 ): Refusal | undefined {
-  const forbidden = rules.inbound.check(req, listenerAccount === undefined && rules.unixSocket);
+  const forbidden =
+    rules.inbound.check(req, listenerAccount === undefined && rules.unixSocket) ??
+    rules.hostOrigin.problem(req.headers);
   return forbidden === undefined ? undefined : { code: 'forbidden', message: forbidden };
 }
 

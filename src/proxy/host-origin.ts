@@ -21,6 +21,8 @@ export interface RuleNames {
 }
 
 const LONGEST_ECHO = 100;
+/** A DNS name is at most 253 characters; with `:65535` no acceptable Host is longer (nor is a bracketed IPv6 literal). */
+const LONGEST_HOST = 253 + 6;
 
 /**
  * S1: the Host rule (DNS rebinding) and the Origin rule (requests from web pages), as one object
@@ -35,7 +37,7 @@ export class HostOriginRules {
 
   constructor(settings: HostOriginSettings, names: RuleNames) {
     this.#hosts = new Set([...settings.hosts, ...settings.listenHosts].map((name) => normalName(name)));
-    this.#origins = new Set(settings.origins.map((origin) => normalOrigin(origin)));
+    this.#origins = new Set(settings.origins.map((origin) => configuredOrigin(origin)));
     this.#names = names;
   }
 
@@ -54,7 +56,7 @@ export class HostOriginRules {
    */
   hostProblem(host: string | undefined): string | undefined {
     if (host === undefined) return undefined;
-    let accepted = this.#hostDecisions.get(host);
+    let accepted = host.length > LONGEST_HOST ? false : this.#hostDecisions.get(host);
     if (accepted === undefined) {
       accepted = this.#hostAccepted(host);
       this.#hostDecisions.set(host, accepted);
@@ -119,6 +121,16 @@ function normalName(name: string): string {
 function normalOrigin(origin: string): string {
   const lower = origin.trim().toLowerCase();
   return lower.endsWith('/') ? lower.slice(0, -1) : lower;
+}
+
+/** A configured origin as a browser serialises it: `https://App.example:443/` -> `https://app.example`. */
+function configuredOrigin(origin: string): string {
+  try {
+    const parsed = new URL(origin.trim()).origin;
+    return parsed === 'null' ? normalOrigin(origin) : parsed;
+  } catch {
+    return normalOrigin(origin);
+  }
 }
 
 /** A client-sent value inside a message: JSON-quoted (no control characters survive) and bounded. */

@@ -84,7 +84,7 @@ describe('R9 data-plane limits', () => {
     const socket = connect(port(h.sidecar.dataUrl()), '127.0.0.1');
     const result = closed(socket);
     // Part of a head, and never the blank line that ends it.
-    socket.write('GET /api/ping HTTP/1.1\r\nhost: s\r\nx-slow: 1\r\n');
+    socket.write('GET /api/ping HTTP/1.1\r\nhost: localhost\r\nx-slow: 1\r\n');
     const received = await result;
     expect(received).toMatch(/^HTTP\/1\.1 400 /);
     expect(received).toContain('"error":"bad_request"');
@@ -101,7 +101,7 @@ describe('R9 data-plane limits', () => {
       socket.on('error', () => undefined);
       await new Promise<void>((resolve) => {
         socket.once('data', () => resolve());
-        socket.write('GET /api/ping HTTP/1.1\r\nhost: s\r\n\r\n');
+        socket.write('GET /api/ping HTTP/1.1\r\nhost: localhost\r\n\r\n');
       });
       held.push(socket);
     }
@@ -112,9 +112,9 @@ describe('R9 data-plane limits', () => {
     expect(h.log.text()).toContain('limits.maxConnections');
     // One is closed by the server (connection: close): a new client is served again.
     const left = closed(held[0] as Socket);
-    held[0]?.write('GET /api/ping HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n');
+    held[0]?.write('GET /api/ping HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n');
     await left;
-    const again = await sendRaw(port(url), 'GET /api/ping HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n');
+    const again = await sendRaw(port(url), 'GET /api/ping HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n');
     expect(again).toMatch(/^HTTP\/1\.1 \d{3} /);
     for (const socket of held) socket.destroy();
   });

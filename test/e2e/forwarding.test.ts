@@ -42,6 +42,8 @@ async function setup(
   const sidecar = await harness.sidecar(
     {
       ...overrides.config,
+      // The Host names these tests send (S1 would refuse them otherwise).
+      inbound: { hosts: ['sidecar.test', 'other.example'], ...(overrides.config?.inbound as object | undefined) },
       accounts: {
         crm: { upstream: `${crm.url}/v2`, route: { pathPrefix: '/crm', port: 0 }, auth, ...overrides.crm },
         'crm-reports': { upstream: `${crm.url}/reports`, route: { pathPrefix: '/crm/reports' }, auth },
@@ -85,7 +87,7 @@ describe('F1 request and response headers', () => {
     const smuggled = 'POST /capture HTTP/1.1\r\nHost: internal\r\nContent-Length: 120\r\n\r\n';
     const attack = await rawRequest(
       sidecar.dataUrl(),
-      `GET /x HTTP/1.1\r\nhost: s\r\nconnection: close, content-length\r\ncontent-length: ${smuggled.length}\r\n\r\n${smuggled}`,
+      `GET /x HTTP/1.1\r\nhost: localhost\r\nconnection: close, content-length\r\ncontent-length: ${smuggled.length}\r\n\r\n${smuggled}`,
     );
     expect(attack.status).toBe(400);
     expect(JSON.parse(attack.body)).toMatchObject({ error: 'bad_request' });
@@ -143,14 +145,19 @@ describe('F3 not a forward proxy', () => {
       'bad_request',
     ],
     ['CONNECT', 'CONNECT other.example:443 HTTP/1.1\r\nhost: other.example:443\r\n\r\n', 405, 'method_not_allowed'],
-    ['/a/../b', 'GET /crm/../fleet/x HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
-    ['%2e%2e', 'GET /crm/%2e%2e/x HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
-    ['%2E%2e mixed case', 'GET /crm/%2E%2e/x HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
-    ['single dot', 'GET /crm/./x HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
-    ['%2f', 'GET /crm/a%2f..%2fb HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
-    ['%5c', 'GET /crm/a%5Cb HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
-    ['raw backslash', 'GET /crm/a\\..\\b HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
-    ['asterisk-form', 'OPTIONS * HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
+    ['/a/../b', 'GET /crm/../fleet/x HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
+    ['%2e%2e', 'GET /crm/%2e%2e/x HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
+    [
+      '%2E%2e mixed case',
+      'GET /crm/%2E%2e/x HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n',
+      400,
+      'bad_request',
+    ],
+    ['single dot', 'GET /crm/./x HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
+    ['%2f', 'GET /crm/a%2f..%2fb HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
+    ['%5c', 'GET /crm/a%5Cb HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
+    ['raw backslash', 'GET /crm/a\\..\\b HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
+    ['asterisk-form', 'OPTIONS * HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n', 400, 'bad_request'],
   ])('F3: %s is refused and nothing reaches any upstream', async (_label, text, status, code) => {
     const { sidecar, crm, fleet } = await setup();
     const answer = await rawRequest(sidecar.dataUrl(), text);
@@ -316,7 +323,7 @@ describe('F4: TLS to the upstream', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     harness.defer(() => new Promise<void>((resolve) => server.close(() => resolve())));
     const crmUpstream = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const upgrade = `GET /crm/room HTTP/1.1\r\nhost: s\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
+    const upgrade = `GET /crm/room HTTP/1.1\r\nhost: localhost\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
     const untrusted = await setup({ crm: { upstream: crmUpstream } });
     const refused = await rawRequest(untrusted.sidecar.dataUrl(), upgrade);
     expect(refused.status).toBe(502);

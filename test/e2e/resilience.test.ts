@@ -310,7 +310,7 @@ describe('timeouts and aborts', () => {
     const { port } = new URL(sidecar.dataUrl());
     const closed = await new Promise<boolean>((resolve) => {
       const socket = connect(Number(port), '127.0.0.1', () =>
-        socket.write('POST /upload HTTP/1.1\r\nhost: s\r\ncontent-length: 1000\r\n\r\n0123456789'),
+        socket.write('POST /upload HTTP/1.1\r\nhost: localhost\r\ncontent-length: 1000\r\n\r\n0123456789'),
       );
       socket.on('close', () => resolve(true));
       socket.on('error', () => undefined);

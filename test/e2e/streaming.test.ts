@@ -141,7 +141,7 @@ describe('F2: streaming, server-sent events and WebSocket', () => {
     const upgrade = (target: string) =>
       rawRequest(
         sidecar.dataUrl(),
-        `GET ${target} HTTP/1.1\r\nhost: s\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: ${randomBytes(16).toString('base64')}\r\n\r\n`,
+        `GET ${target} HTTP/1.1\r\nhost: localhost\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: ${randomBytes(16).toString('base64')}\r\n\r\n`,
       );
     expect((await upgrade('/crm/%2e%2e/admin')).status).toBe(400);
     expect((await upgrade('/nowhere')).status).toBe(404);
@@ -154,7 +154,7 @@ describe('F2: streaming, server-sent events and WebSocket', () => {
     const { sidecar } = await setup();
     const answer = await rawRequest(
       sidecar.dataUrl(),
-      'GET /crm/plain HTTP/1.1\r\nhost: s\r\nconnection: Upgrade, HTTP2-Settings\r\nupgrade: h2c\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n',
+      'GET /crm/plain HTTP/1.1\r\nhost: localhost\r\nconnection: Upgrade, HTTP2-Settings\r\nupgrade: h2c\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n',
     );
     expect(answer.status).toBe(200);
     expect(JSON.parse(answer.body)).toEqual({ url: '/base/plain', upgrade: null });

@@ -140,7 +140,10 @@ describe('R3 upstream answers as sent', () => {
     );
     const running = await startCli({ upstream: upstream.url, ...(await goodTokenServer()) });
     await running.cli.waitForLog((entry) => entry.msg === 'token request: login succeeded');
-    const raw = await rawExchange(running.data, `GET /sized HTTP/1.1\r\nhost: s\r\n\r\n${getAndClose('/streamed')}`);
+    const raw = await rawExchange(
+      running.data,
+      `GET /sized HTTP/1.1\r\nhost: localhost\r\n\r\n${getAndClose('/streamed')}`,
+    );
     expect(statusLines(raw)).toEqual(['HTTP/1.1 200 Tr\xc3\xa8s bien', 'HTTP/1.1 200 OK']);
     const streamed = raw.slice(raw.indexOf('HTTP/1.1 200 OK'));
     for (const answer of [raw.slice(0, raw.indexOf('HTTP/1.1 200 OK')), streamed]) {
@@ -161,7 +164,7 @@ describe('R3 upstream answers as sent', () => {
     await running.cli.waitForLog((entry) => entry.msg === 'token request: login succeeded');
     const raw = await rawExchange(
       running.data,
-      `GET /cached HTTP/1.1\r\nhost: s\r\nif-none-match: "v1"\r\n\r\nDELETE /item HTTP/1.1\r\nhost: s\r\n\r\nHEAD /file HTTP/1.1\r\nhost: s\r\n\r\n${getAndClose('/last')}`,
+      `GET /cached HTTP/1.1\r\nhost: localhost\r\nif-none-match: "v1"\r\n\r\nDELETE /item HTTP/1.1\r\nhost: localhost\r\n\r\nHEAD /file HTTP/1.1\r\nhost: localhost\r\n\r\n${getAndClose('/last')}`,
     );
     expect(statusLines(raw)).toEqual([
       'HTTP/1.1 304 Not Modified',

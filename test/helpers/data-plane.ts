@@ -4,6 +4,7 @@ import { ConnectionSlots } from '../../src/proxy/connection-slots.js';
 import { DataPlane } from '../../src/proxy/forward.js';
 import { UNBOUNDED_REPLAY_BUDGET, type ReplayBudget } from '../../src/proxy/replay-budget.js';
 import { systemClock, type Clock } from '../../src/util/clock.js';
+import { HostOriginRules } from '../../src/proxy/host-origin.js';
 import { InboundPolicy } from '../../src/proxy/inbound.js';
 import { Router } from '../../src/proxy/route.js';
 import { createUndiciPool, sendWithUndici, type Transport } from '../../src/proxy/transport.js';
@@ -102,6 +103,10 @@ export async function startDataPlane(options: {
   const plane = new DataPlane({
     router: new Router([account]),
     inbound: new InboundPolicy(allow, []),
+    hostOrigin: new HostOriginRules(
+      { hosts: [], origins: [], listenHosts: ['127.0.0.1'] },
+      { hostsSetting: 'inbound.hosts', originsSetting: 'inbound.origins' },
+    ),
     unrouted: metrics,
     logger: log.logger,
     clientIdleTimeoutMs: 10_000,

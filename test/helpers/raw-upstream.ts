@@ -126,10 +126,10 @@ export function rawHead(url: string, text: string): Promise<string> {
 
 /** A WebSocket upgrade request for `target`, as a browser sends it (a fresh key each time). */
 export function websocketUpgrade(target = '/x'): string {
-  return `GET ${target} HTTP/1.1\r\nhost: s\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: ${randomBytes(16).toString('base64')}\r\n\r\n`;
+  return `GET ${target} HTTP/1.1\r\nhost: localhost\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: ${randomBytes(16).toString('base64')}\r\n\r\n`;
 }
 
 /** A GET for `target` that asks the server to close the connection after its answer. */
 export function getAndClose(target = '/x'): string {
-  return `GET ${target} HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n`;
+  return `GET ${target} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n`;
 }

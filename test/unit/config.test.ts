@@ -464,6 +464,55 @@ describe('§2, §8 validation problems', () => {
       ).toEqual(['accounts.crm.route.pathPrefix']);
     });
 
+    it('S1: inbound.hosts and inbound.origins default to none and keep what is written', () => {
+      expect(parse(oneAccount()).inbound).toMatchObject({ hosts: [], origins: [] });
+      const config = parse({
+        ...oneAccount(),
+        inbound: {
+          hosts: ['sidecar.tools.svc', 'my-laptop', 'gw.'],
+          origins: ['https://app.example', 'http://[::1]:3000/'],
+        },
+      });
+      expect(config.inbound).toMatchObject({
+        hosts: ['sidecar.tools.svc', 'my-laptop', 'gw.'],
+        origins: ['https://app.example', 'http://[::1]:3000/'],
+      });
+    });
+
+    it('S1: an inbound.hosts entry with a scheme, port or path, or an inbound.origins entry with a path, is a problem at its path saying how to write it', () => {
+      const problems = problemsOf(() =>
+        parse({
+          ...oneAccount(),
+          inbound: {
+            hosts: ['ok.example', 'http://x.example', 'x.example:8080', 'x.example/p', '', 'a..b', 'x'.repeat(254)],
+            origins: [
+              'https://app.example',
+              'app.example',
+              'https://app.example/path',
+              'https://app.example?x',
+              'null',
+            ],
+          },
+        }),
+      );
+      expect(problems.map((p) => p.path)).toEqual([
+        'inbound.hosts.1',
+        'inbound.hosts.2',
+        'inbound.hosts.3',
+        'inbound.hosts.4',
+        'inbound.hosts.5',
+        'inbound.hosts.6',
+        'inbound.origins.1',
+        'inbound.origins.2',
+        'inbound.origins.3',
+        'inbound.origins.4',
+      ]);
+      expect(problems[0]?.message).toBe(
+        'not a host name: "http://x.example" (write the name alone, without scheme, port or path, e.g. bearer-sidecar.tools.svc)',
+      );
+      expect(problems[6]?.message).toContain('scheme://host[:port]');
+    });
+
     it('§3: a bad inbound.allow entry is a problem at inbound.allow.N', () => {
       const problems = problemsOf(() =>
         parse({ ...oneAccount(), inbound: { allow: ['10.0.0.0/33', '127.0.0.0/8', 'localhost', '::1/129'] } }),

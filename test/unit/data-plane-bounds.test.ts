@@ -65,8 +65,8 @@ describe('R9 data-plane limits: pipelining and the replay budget', () => {
     const count = 20;
     const pipelined = Array.from({ length: count }, (_, i) =>
       i === count - 1
-        ? `GET /r${i} HTTP/1.1\r\nhost: s\r\nconnection: close\r\n\r\n`
-        : `GET /r${i} HTTP/1.1\r\nhost: s\r\n\r\n`,
+        ? `GET /r${i} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n`
+        : `GET /r${i} HTTP/1.1\r\nhost: localhost\r\n\r\n`,
     ).join('');
     const answers = sendRaw(port(url), pipelined, { silenceMs: 10_000 });
     for (let i = 0; i < count; i++) {

@@ -160,7 +160,7 @@ describe('F5: no throw on any entry point can crash the process; the client alwa
     expect(statusLines(await rawExchange(url, getAndClose()))).toEqual(['HTTP/1.1 502 Bad Gateway']);
     const h2c = await rawExchange(
       url,
-      'GET /x HTTP/1.1\r\nhost: s\r\nconnection: Upgrade, HTTP2-Settings\r\nupgrade: h2c\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n',
+      'GET /x HTTP/1.1\r\nhost: localhost\r\nconnection: Upgrade, HTTP2-Settings\r\nupgrade: h2c\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n',
     );
     expect(statusLines(h2c)).toEqual(['HTTP/1.1 502 Bad Gateway']);
   });
@@ -231,7 +231,10 @@ describe('R3: upstream answers pass through as the upstream sent them', () => {
     async (_label, method, answer, statusLine) => {
       const upstream = await upstreamAnswering((_request, index) => (index === 0 ? answer : OK_ANSWER));
       const { url, observed } = await plane(upstream, { current: () => activeToken('good-token') });
-      const raw = await rawExchange(url, `${method} /first HTTP/1.1\r\nhost: s\r\n\r\n${getAndClose('/second')}`);
+      const raw = await rawExchange(
+        url,
+        `${method} /first HTTP/1.1\r\nhost: localhost\r\n\r\n${getAndClose('/second')}`,
+      );
       expect(statusLines(raw)).toEqual([statusLine, 'HTTP/1.1 200 OK']);
       const first = raw.slice(0, raw.indexOf('HTTP/1.1 200 OK', 1));
       const declared = /content-length: (\d+)/i.exec(answer)?.[1];
@@ -248,7 +251,7 @@ describe('R3: upstream answers pass through as the upstream sent them', () => {
       index === 0 ? 'HTTP/1.1 401 Unauthorized\r\ncontent-length: 40\r\n\r\n' : OK_ANSWER,
     );
     const { url, replays } = await plane(upstream, { current: () => activeToken('good-token') });
-    const raw = await rawExchange(url, `HEAD /first HTTP/1.1\r\nhost: s\r\n\r\n${getAndClose('/second')}`);
+    const raw = await rawExchange(url, `HEAD /first HTTP/1.1\r\nhost: localhost\r\n\r\n${getAndClose('/second')}`);
     expect(statusLines(raw)).toEqual(['HTTP/1.1 401 Unauthorized', 'HTTP/1.1 200 OK']);
     expect(raw.slice(0, raw.indexOf('HTTP/1.1 200 OK'))).toMatch(/content-length: 40\r\n(.+\r\n)*\r\n$/i);
     expect(replays).toEqual(['no_token']);
@@ -266,7 +269,7 @@ describe('R3: upstream answers pass through as the upstream sent them', () => {
     async (_label, answer) => {
       const upstream = await upstreamAnswering((_request, index) => (index === 0 ? answer : OK_ANSWER));
       const { url } = await plane(upstream, { current: () => activeToken('good-token') });
-      const raw = await rawExchange(url, `GET /first HTTP/1.1\r\nhost: s\r\n\r\n${getAndClose('/second')}`);
+      const raw = await rawExchange(url, `GET /first HTTP/1.1\r\nhost: localhost\r\n\r\n${getAndClose('/second')}`);
       expect(statusLines(raw)).toEqual(['HTTP/1.1 502 Bad Gateway', 'HTTP/1.1 200 OK']);
       expect(raw).toContain('"error":"upstream_unreachable"');
     },
@@ -279,7 +282,7 @@ describe('R3: upstream answers pass through as the upstream sent them', () => {
         : OK_ANSWER,
     );
     const { url } = await plane(upstream, { current: () => activeToken('good-token') });
-    const raw = await rawExchange(url, `GET /first HTTP/1.1\r\nhost: s\r\n\r\n${getAndClose('/second')}`);
+    const raw = await rawExchange(url, `GET /first HTTP/1.1\r\nhost: localhost\r\n\r\n${getAndClose('/second')}`);
     expect(statusLines(raw)).toEqual(['HTTP/1.1 200 OK', 'HTTP/1.1 200 OK']);
     expect(raw).toContain('first');
   });

@@ -124,6 +124,77 @@ describe('§8 paths', () => {
   });
 });
 
+describe('S3 paths: look-alikes, overlong UTF-8 and %u escapes', () => {
+  it.each([
+    ['fullwidth full stops', '/a/%ef%bc%8e%ef%bc%8e/b/x'],
+    ['fullwidth full stops, upper case', '/a/%EF%BC%8E%EF%BC%8E/b/x'],
+    ['a fullwidth full stop inside a segment', '/a/x%ef%bc%8ey'],
+    ['fullwidth solidus', '/a%ef%bc%8fb'],
+    ['fullwidth reverse solidus', '/a%ef%bc%bcb'],
+    ['one-dot leader', '/a/%e2%80%a4%e2%80%a4/b'],
+    ['two-dot leader', '/a/%e2%80%a5/b'],
+    ['horizontal ellipsis', '/a/%e2%80%a6'],
+    ['small full stop', '/a/%ef%b9%92%ef%b9%92/b'],
+    ['care of (c/o)', '/a/%e2%84%85'],
+    ['digit one full stop', '/a/%e2%92%88'],
+    ['mixed with a plain dot', '/a/.%ef%bc%8e/b'],
+  ])('S3: an escape that decodes to a character NFKC turns into ".", "/" or "\\" is refused (%s)', (_label, path) => {
+    expect(pathProblem(path)).toMatch(/Unicode normalisation/);
+  });
+
+  it.each([
+    ['2-byte "."', '/a/%c0%ae%c0%ae/b'],
+    ['3-byte "."', '/a/%e0%80%ae%e0%80%ae/b'],
+    ['4-byte "."', '/a/%f0%80%80%ae'],
+    ['5-byte "."', '/a/%f8%80%80%80%ae'],
+    ['6-byte "/"', '/a/%fc%80%80%80%80%af'],
+    ['3-byte "/"', '/a%e0%80%afb'],
+    ['3-byte "a" (harmless, still overlong)', '/a%e0%81%a1'],
+    ['4-byte U+0800', '/a%f0%80%a0%80'],
+  ])('S3: an overlong UTF-8 encoding of any length is refused (%s)', (_label, path) => {
+    expect(pathProblem(path)).toBeDefined();
+  });
+
+  it.each(['/a/%u002e%u002e/b', '/a/%U002E', '/a%u2215b', '/a%uff0e'])(
+    'S3: a percent-u escape (%uXXXX) is refused: %s',
+    (path) => {
+      expect(pathProblem(path)).toBe('%u escapes are not allowed in the path');
+    },
+  );
+
+  it.each([
+    ['raw fullwidth full stops (as Node gives bytes: Latin-1)', '/a/\u00ef\u00bc\u008e\u00ef\u00bc\u008e/b'],
+    ['raw overlong', '/a/\u00e0\u0080\u00ae'],
+    ['a character above Latin-1 in the string', '/a/\uff0e\uff0e/b'],
+  ])('S3: raw non-ASCII bytes that decode to a look-alike or an overlong are refused (%s)', (_label, path) => {
+    expect(pathProblem(path)).toBeDefined();
+  });
+
+  it.each([
+    ['UTF-8 letters', '/users/m%c3%bcller/caf%C3%A9'],
+    ['CJK and emoji', '/q/%e6%97%a5%e6%9c%ac/%f0%9f%98%80'],
+    ['Latin-1 escapes (not UTF-8)', '/users/M%fcller/%e9t%e9'],
+    ['a lone continuation byte', '/a%80b'],
+    ['a truncated sequence', '/a%e2%80'],
+    ['a lead byte then ASCII', '/a%fcx/%f8y'],
+    ['an escaped space and plus', '/a%20b/c+d'],
+    ['an escaped dot inside a name', '/a%2eb/file%2Ejson'],
+    ['a lone percent sign', '/100%/x%zz'],
+    ['fullwidth letters (NFKC to plain letters)', '/%ef%bc%a1%ef%bd%82'],
+    ['a word with u after a percent sign', '/discount%u/x'],
+    ['a surrogate encoded (CESU-8)', '/a%ed%a0%80'],
+  ])('S3: escapes that are harmless pass (%s)', (_label, path) => {
+    expect(pathProblem(path)).toBeUndefined();
+  });
+
+  it('S3: the messages name no secret and quote nothing the client sent but a code point', () => {
+    expect(pathProblem('/a/%ef%bc%8e')).toBe(
+      'U+FF0E is not allowed in the path: Unicode normalisation turns it into ".", "/" or "\\"',
+    );
+    expect(pathProblem('/a/%e0%80%ae')).toBe('overlong UTF-8 encodings are not allowed in the path');
+  });
+});
+
 describe('§3 route precedence', () => {
   const crm: RoutableAccount = { name: 'crm', isDefault: false, route: { pathPrefix: '/crm' } };
   const crmV2: RoutableAccount = { name: 'crm-v2', isDefault: false, route: { pathPrefix: '/crm/v2' } };

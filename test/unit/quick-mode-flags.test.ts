@@ -152,6 +152,23 @@ describe('§2 quick mode speaks in flags', () => {
     expect(fromEnv.inbound.allow.check('::1', 'ipv6')).toBe(true);
     expect(fromEnv.inbound.allow.check('10.1.2.3', 'ipv4')).toBe(false);
   });
+
+  it('S5: --host adds to inbound.hosts; repeated values arrive comma-separated, as in BEARER_SIDECAR_HOST', () => {
+    const base = { upstream: UPSTREAM, 'token-url': TOKEN_URL, 'client-id': 'app' };
+    expect(quick({ ...base, host: 'my-laptop, sidecar.tools.svc' }).inbound.hosts).toEqual([
+      'my-laptop',
+      'sidecar.tools.svc',
+    ]);
+    expect(quick(base, { BEARER_SIDECAR_HOST: 'gw.example' }).inbound.hosts).toEqual(['gw.example']);
+    expect(quick(base).inbound.hosts).toEqual([]);
+  });
+
+  it('S5: a --host that is not a host name is a problem naming the flag', () => {
+    const base = { upstream: UPSTREAM, 'token-url': TOKEN_URL, 'client-id': 'app' };
+    expect(linesOf({ ...base, host: 'ok.example,http://my-laptop:8080' })).toEqual([
+      '--host (BEARER_SIDECAR_HOST): "http://my-laptop:8080" is not a host name (write the name alone, without scheme, port or path, e.g. bearer-sidecar.tools.svc)',
+    ]);
+  });
 });
 
 describe('R6 secrets in environment variables', () => {
