@@ -77,6 +77,13 @@ export const QUICK_MODE_FLAGS: readonly FlagSpec[] = [
     quickMode: true,
     multiple: true,
   },
+  {
+    name: 'api-key-file',
+    value: 'FILE',
+    description: 'file of API keys (one a line): clients must then send X-Sidecar-Key: <key>',
+    default: 'none: no key needed',
+    quickMode: true,
+  },
 ];
 
 /**
@@ -201,8 +208,10 @@ export function quickModeConfig(
     ?.split(',')
     .map((entry) => entry.trim())
     .filter((entry) => entry !== '');
+  const keyFile = flags['api-key-file'];
+  const inbound = dropUndefined({ allow, apiKeyFiles: keyFile === undefined ? undefined : [keyFile] });
   return {
-    ...(allow === undefined ? {} : { inbound: { allow } }),
+    ...(Object.keys(inbound).length === 0 ? {} : { inbound }),
     accounts: { default: { upstream: flags.upstream, default: true, auth: dropUndefined({ flow, ...auth }) } },
   };
 }
