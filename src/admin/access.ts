@@ -37,7 +37,8 @@ export class AdminAccess {
     this.#keys = new ApiKeys(settings.apiKeys);
     this.#rules = new HostOriginRules(
       { hosts: settings.hosts, origins: [], listenHosts: [settings.host] },
-      { hostsSetting: HOSTS_SETTING, originsSetting: 'admin' },
+      // Only the Host rule is asked: the admin port's Origin rule (below) accepts its own pages, no list.
+      { hostsSetting: HOSTS_SETTING, originsSetting: 'none' },
     );
   }
 

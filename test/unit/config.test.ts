@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { expandEnv } from '../../src/config/expand-env.js';
@@ -849,5 +849,31 @@ describe('S2 trusted proxies', () => {
     expect(problems).toHaveLength(1);
     expect(problems[0]?.path).toBe('inbound.trustedProxies.1');
     expect(problems[0]?.message).toContain(fix);
+  });
+});
+
+describe('S4 admin access settings in a file', () => {
+  it("S4: --admin sets the admin address only; the file's admin.allow and admin.apiKeys stay", () => {
+    const key = randomSecret();
+    const file = tempFile(
+      'config-admin-keys.yaml',
+      `admin: { host: 0.0.0.0, port: 19464, allow: [10.0.0.0/8], apiKeys: [${key}] }\naccounts:\n  crm:\n    upstream: https://api.crm.example\n    auth:\n      flow: oauth2\n      tokenUrl: https://a.example/t\n      clientId: x\n`,
+    );
+    const config = loadConfig({ file, flags: { admin: '9465' }, env: {} });
+    expect(config.admin).toMatchObject({ host: '127.0.0.1', port: 9465, allowsAnyAddress: false });
+    expect(config.admin.apiKeys.map((secret) => secret.reveal())).toEqual([key]);
+  });
+
+  it("S4: admin.apiKeyFiles and inbound.apiKeyFiles are relative to the config file's directory", () => {
+    const [adminKey, dataKey] = [randomSecret(), randomSecret()];
+    const adminFile = basename(tempFile('admin-keys.txt', `${adminKey}\n`));
+    const dataFile = basename(tempFile('data-keys.txt', `${dataKey}\n`));
+    const file = tempFile(
+      'config-key-files.yaml',
+      `admin: { port: 19464, apiKeyFiles: [${adminFile}] }\ninbound: { apiKeyFiles: [${dataFile}] }\naccounts:\n  crm:\n    upstream: https://api.crm.example\n    auth:\n      flow: oauth2\n      tokenUrl: https://a.example/t\n      clientId: x\n`,
+    );
+    const config = loadConfig({ file, env: {} });
+    expect(config.admin.apiKeys.map((secret) => secret.reveal())).toEqual([adminKey]);
+    expect(config.inbound.apiKeys.map((secret) => secret.reveal())).toEqual([dataKey]);
   });
 });
