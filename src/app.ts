@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { Registry } from 'prom-client';
+import { AdminAccess, adminExposureWarning } from './admin/access.js';
 import { createAdminApp } from './admin/server.js';
 import { SidecarMetrics } from './admin/metrics.js';
 import type { AccountView } from './admin/status.js';
@@ -14,6 +15,7 @@ import { errorBody } from './proxy/errors.js';
 import { DataPlane, hasRequestInFlight } from './proxy/forward.js';
 import { HostOriginRules } from './proxy/host-origin.js';
 import { InboundPolicy } from './proxy/inbound.js';
+import { TrustedProxies } from './proxy/trusted-proxies.js';
 import { Router } from './proxy/route.js';
 import { ReplayBudget } from './proxy/replay-budget.js';
 import { createUndiciPool, sendWithUndici } from './proxy/transport.js';
@@ -99,6 +101,7 @@ export class Sidecar {
       transport: sendWithUndici,
       replayBudget: new ReplayBudget(config.limits.replayBudgetBytes),
       clock: this.#clock,
+      trustedProxies: new TrustedProxies(config.inbound.trustedProxies),
     });
   }
 
@@ -190,10 +193,13 @@ export class Sidecar {
       now: () => this.#clock.now(),
       accepting: () => this.#accepting,
       storeType: this.#store.type,
+      access: new AdminAccess({ ...this.config.admin, hosts: this.config.inbound.hosts }),
     });
     this.#adminServer = createServer(admin);
     await listen(this.#adminServer, this.config.admin);
     if (this.#stopping) return;
+    const exposure = adminExposureWarning(this.config.admin);
+    if (exposure !== undefined) this.#logger.warn({ admin: this.adminUrl() }, exposure);
     this.#accepting = true;
     this.#logger.info(
       { data: this.dataUrl(), admin: this.adminUrl(), accounts: this.#accounts.map((a) => a.name) },

@@ -3,6 +3,7 @@ import type { Registry } from 'prom-client';
 import { errorBody } from '../proxy/errors.js';
 import { formatDuration } from '../util/duration.js';
 import type { TokenManager } from '../tokens/token-manager.js';
+import type { AdminAccess } from './access.js';
 import { accountStatusJson, type AccountView } from './status.js';
 import { STATUS_PAGE_CSP, statusPageHtml } from './status-page.js';
 
@@ -13,6 +14,8 @@ export interface AdminOptions {
   /** False while draining at shutdown: /readyz turns 503 at once. */
   accepting(): boolean;
   storeType: string;
+  /** S4: who may use the admin port (address, Host, Origin, API key). */
+  access: AdminAccess;
 }
 
 /** The admin endpoints (docs/contract.md §6) on their own port; Express is fine off the hot path. */
@@ -22,6 +25,8 @@ export function createAdminApp(options: AdminOptions): Express {
   // Express's own error page then never shows a stack trace, whatever NODE_ENV says.
   app.set('env', 'production');
   const byName = new Map(options.accounts.map((account) => [account.name, account]));
+  const { everyRequest, guarded } = options.access;
+  app.use(everyRequest);
 
   app.get('/metrics', async (_req, res) => {
     res.type(options.registry.contentType).send(await options.registry.metrics());
@@ -36,7 +41,7 @@ export function createAdminApp(options: AdminOptions): Express {
     res.status(readiness.ready ? 200 : 503).json(readiness);
   });
 
-  app.get('/status', (req, res) => {
+  app.get('/status', guarded, (req, res) => {
     const now = options.now();
     const accounts = Object.fromEntries(
       options.accounts.map((account) => [account.name, accountStatusJson(account, now)]),
@@ -53,7 +58,7 @@ export function createAdminApp(options: AdminOptions): Express {
     res.json({ now: new Date(now).toISOString(), store: options.storeType, accounts });
   });
 
-  app.post('/accounts/:name/refresh', async (req, res) => {
+  app.post('/accounts/:name/refresh', guarded, async (req: Request<{ name: string }>, res) => {
     const account = byName.get(req.params.name);
     if (account === undefined) {
       res

@@ -197,6 +197,10 @@ function readConfigFile(file: string, problems: ConfigProblem[]): unknown {
   }
 }
 
+function objectOrEmpty(value: unknown): Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+}
+
 /** --listen / --admin / --log-level override the file's values in both modes (a bad address is a problem at its flag). */
 function applyAddressFlags(
   config: unknown,
@@ -209,6 +213,8 @@ function applyAddressFlags(
   if (!problems.some((problem) => bad.some((other) => other.path === problem.path))) problems.push(...bad);
   const badPaths = new Set(bad.map((problem) => problem.path));
   if (flags.listen !== undefined && !badPaths.has(flagLabel('listen'))) target.listen = parseHostPort(flags.listen);
-  if (flags.admin !== undefined && !badPaths.has(flagLabel('admin'))) target.admin = parseHostPort(flags.admin);
+  // --admin sets the address only: the file's admin.allow and admin.apiKeys stay (S4).
+  if (flags.admin !== undefined && !badPaths.has(flagLabel('admin')))
+    target.admin = { ...objectOrEmpty(target.admin), host: undefined, ...parseHostPort(flags.admin) };
   if (flags['log-level'] !== undefined) target.logLevel = flags['log-level'];
 }

@@ -171,6 +171,7 @@ export function quickModeLabelFor(path: string): string | undefined {
   if (first === 'listen' || first === 'admin') return flagLabel(first);
   if (first === 'inbound' && second === 'allow') return flagLabel('allow');
   if (first === 'inbound' && second === 'hosts') return flagLabel('host');
+  if (first === 'inbound' && second === 'apiKeyFiles') return flagLabel('api-key-file');
   if (first !== 'accounts' || second !== 'default') return undefined;
   if (third === 'upstream') return flagLabel('upstream');
   if (third !== 'auth' || key === undefined) return undefined;

@@ -86,6 +86,13 @@ export const QUICK_MODE_FLAGS: readonly FlagSpec[] = [
     quickMode: true,
     multiple: true,
   },
+  {
+    name: 'api-key-file',
+    value: 'FILE',
+    description: 'file of API keys (one a line): clients must then send X-Sidecar-Key: <key>',
+    default: 'none: no key needed',
+    quickMode: true,
+  },
 ];
 
 /**
@@ -208,7 +215,8 @@ export function quickModeConfig(
   }
   const allow = listFlag(flags.allow);
   const hosts = listFlag(flags.host);
-  const inbound = dropUndefined({ allow, hosts });
+  const keyFile = flags['api-key-file'];
+  const inbound = dropUndefined({ allow, hosts, apiKeyFiles: keyFile === undefined ? undefined : [keyFile] });
   return {
     ...(Object.keys(inbound).length === 0 ? {} : { inbound }),
     accounts: { default: { upstream: flags.upstream, default: true, auth: dropUndefined({ flow, ...auth }) } },

@@ -66,14 +66,21 @@ export interface AccountConfig {
 
 export interface SidecarConfig {
   listen: ListenConfig;
-  admin: { host: string; port: number };
+  /** S4: `allowsAnyAddress` is true when `allow` holds a /0 range (the default). */
+  admin: { host: string; port: number; allow: BlockList; allowsAnyAddress: boolean; apiKeys: readonly Secret[] };
   shutdownTimeoutMs: number;
   clientIdleTimeoutMs: number;
   /** R9: data-plane bounds. */
   limits: { headersTimeoutMs: number; maxConnections: number; replayBudgetBytes: number };
   store: RawConfig['store'];
-  /** F5 and S1: who may use the data plane (addresses, keys) and which Host names and origins it accepts. */
-  inbound: { allow: BlockList; apiKeys: readonly Secret[]; hosts: readonly string[]; origins: readonly string[] };
+  /** F5, S1 and S2: who may use the data plane (addresses, keys), which Host names and origins it accepts, and whose forwarding headers are kept. */
+  inbound: {
+    allow: BlockList;
+    apiKeys: readonly Secret[];
+    hosts: readonly string[];
+    origins: readonly string[];
+    trustedProxies: BlockList;
+  };
   logLevel: RawConfig['logLevel'];
   accounts: AccountConfig[];
 }
@@ -86,7 +93,13 @@ export function resolveConfig(raw: RawConfig, problems: ConfigProblem[]): Sideca
   checkStore(raw.store, problems);
   return {
     listen: raw.listen,
-    admin: raw.admin,
+    admin: {
+      host: raw.admin.host,
+      port: raw.admin.port,
+      allow: buildAddressList(raw.admin.allow, 'admin.allow', problems),
+      allowsAnyAddress: raw.admin.allow.some((entry) => addressRangeOf(entry)?.prefix === 0),
+      apiKeys: apiKeysOf(raw.admin, 'admin', problems),
+    },
     shutdownTimeoutMs: raw.shutdownTimeout,
     clientIdleTimeoutMs: raw.clientIdleTimeout,
     limits: {
@@ -96,14 +109,38 @@ export function resolveConfig(raw: RawConfig, problems: ConfigProblem[]): Sideca
     },
     store: raw.store,
     inbound: {
-      allow: buildAllowList(raw.inbound.allow, problems),
-      apiKeys: raw.inbound.apiKeys.map((key) => new Secret(key)),
+      allow: buildAddressList(raw.inbound.allow, 'inbound.allow', problems),
+      apiKeys: apiKeysOf(raw.inbound, 'inbound', problems),
       hosts: raw.inbound.hosts,
       origins: raw.inbound.origins,
+      trustedProxies: buildAddressList(raw.inbound.trustedProxies, 'inbound.trustedProxies', problems),
     },
     logLevel: raw.logLevel,
     accounts,
   };
+}
+
+/**
+ * `apiKeys` and the keys in `apiKeyFiles` (one a line; blank lines ignored), read now: a file
+ * that cannot be read, or holds no key, is a problem at `path.apiKeyFiles.INDEX` (R5, R6).
+ */
+function apiKeysOf(
+  raw: { apiKeys: readonly string[]; apiKeyFiles: readonly string[] },
+  path: string,
+  problems: ConfigProblem[],
+): Secret[] {
+  const keys = raw.apiKeys.map((key) => new Secret(key));
+  raw.apiKeyFiles.forEach((file, index) => {
+    try {
+      const lines = readSecretFileAtStart(file).secret.reveal().split(/\r?\n/);
+      const found = lines.map((line) => line.trim()).filter((line) => line !== '');
+      if (found.length === 0) problems.push({ path: `${path}.apiKeyFiles.${index}`, message: `${file} holds no key` });
+      for (const key of found) keys.push(new Secret(key));
+    } catch (error) {
+      problems.push({ path: `${path}.apiKeyFiles.${index}`, message: messageOf(error) });
+    }
+  });
+  return keys;
 }
 
 function resolveAccount(name: string, raw: RawAccount, global: RawConfig, problems: ConfigProblem[]): AccountConfig {
@@ -285,20 +322,46 @@ function checkStatePath(path: string, problems: ConfigProblem[]): void {
   }
 }
 
-function buildAllowList(entries: readonly string[], problems: ConfigProblem[]): BlockList {
+/**
+ * A list of addresses and CIDR ranges (`inbound.allow`, `inbound.trustedProxies`, `admin.allow`)
+ * as a BlockList; each entry that is not one is a problem at `path.INDEX`, with the nearest fix.
+ */
+export function buildAddressList(entries: readonly string[], path: string, problems: ConfigProblem[]): BlockList {
   const list = new BlockList();
   entries.forEach((entry, index) => {
     const range = addressRangeOf(entry);
     if (range === undefined) {
+      const fix = addressRangeFix(entry);
       problems.push({
-        path: `inbound.allow.${index}`,
-        message: `not an address or CIDR range: ${JSON.stringify(entry)}`,
+        path: `${path}.${index}`,
+        message: `not an address or CIDR range: ${JSON.stringify(entry)}${fix === undefined ? '' : ` (${fix})`}`,
       });
       return;
     }
     list.addSubnet(range.address, range.prefix, range.family);
   });
   return list;
+}
+
+/**
+ * The nearest valid entry to a wrong one, in words: a prefix too long for its family, a host name
+ * (ranges are addresses), a wildcard (`10.0.*`) written as a range. Undefined when none is near.
+ */
+export function addressRangeFix(entry: string): string | undefined {
+  const text = entry.trim();
+  const [address = '', prefix] = text.split('/', 2);
+  const family = isIP(address);
+  if (family !== 0 && prefix !== undefined && /^\d+$/.test(prefix))
+    return `the prefix is at most /${family === 6 ? 128 : 32} for an IPv${family} address`;
+  if (family !== 0) return `write ${address}/PREFIX, e.g. ${address}/${family === 6 ? 64 : 24}`;
+  if (address === 'localhost') return 'for loopback write 127.0.0.0/8 and ::1/128';
+  const wildcard = /^(\d{1,3}(?:\.\d{1,3}){0,2})\.\*(?:\.\*)*$/.exec(text);
+  if (wildcard !== null) {
+    const octets = wildcard[1]!.split('.');
+    return `did you mean ${[...octets, ...Array<string>(4 - octets.length).fill('0')].join('.')}/${octets.length * 8}?`;
+  }
+  if (text === '*' || text === 'all' || text === 'any') return 'for any address write 0.0.0.0/0 and ::/0';
+  return /^[A-Za-z]/.test(text) ? 'host names are not allowed: write the address or range' : undefined;
 }
 
 /**

@@ -176,6 +176,8 @@ const PATH_KEYS: ReadonlyArray<readonly string[]> = [
   ['accounts', '*', 'auth', 'clientSecretFile'],
   ['accounts', '*', 'auth', 'refreshTokenFile'],
   ['accounts', '*', 'auth', 'privateKeyFile'],
+  ['inbound', 'apiKeyFiles', '*'],
+  ['admin', 'apiKeyFiles', '*'],
 ];
 
 /**
@@ -188,12 +190,19 @@ export function resolveRelativePaths(tree: unknown, baseDir: string): void {
     if (head === undefined || node === null || typeof node !== 'object') return;
     const record = node as Record<string, unknown>;
     if (head === '*') {
-      for (const child of Object.values(record)) visit(child, rest);
+      // A last `*` names every entry of a list of paths (apiKeyFiles).
+      for (const key of Object.keys(record)) {
+        if (rest.length > 0) visit(record[key], rest);
+        else resolveAt(record, key);
+      }
       return;
     }
-    const value = record[head];
-    if (rest.length > 0) visit(value, rest);
-    else if (typeof value === 'string' && value !== '' && !isAbsolute(value)) record[head] = resolve(baseDir, value);
+    if (rest.length > 0) visit(record[head], rest);
+    else resolveAt(record, head);
+  };
+  const resolveAt = (record: Record<string, unknown>, key: string): void => {
+    const value = record[key];
+    if (typeof value === 'string' && value !== '' && !isAbsolute(value)) record[key] = resolve(baseDir, value);
   };
   for (const keys of PATH_KEYS) visit(tree, keys);
 }

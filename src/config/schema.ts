@@ -52,6 +52,18 @@ const hostPort = z.strictObject({
   port,
 });
 
+/** S4: the admin port's address and who may use it (docs/contract.md S4). */
+const adminSchema = z.strictObject({
+  host: z.string().min(1).default('127.0.0.1'),
+  port,
+  /** Addresses and CIDR ranges that may connect at all (default: any). */
+  allow: z.array(z.string()).default(['0.0.0.0/0', '::/0']),
+  /** If any: /status and every POST need `Authorization: Bearer <key>`. */
+  apiKeys: z.array(z.string().min(1)).default([]),
+  /** More keys from files, one a line (read at start). */
+  apiKeyFiles: z.array(z.string().min(1)).default([]),
+});
+
 const listenSchema = z.union([hostPort, z.strictObject({ path: z.string().min(1) })]);
 
 /** The loop guard needs a floor: with 0, a zero lifetime would be a busy loop (T6). */
@@ -256,17 +268,21 @@ const storeSchema = z.discriminatedUnion('type', [
 
 export const configSchema = z.strictObject({
   listen: listenSchema.prefault({ host: '127.0.0.1', port: 8080 }),
-  admin: hostPort.prefault({ host: '127.0.0.1', port: 9464 }),
+  admin: adminSchema.prefault({ host: '127.0.0.1', port: 9464 }),
   shutdownTimeout: duration.default(20_000),
   store: storeSchema.prefault({ type: 'memory' }),
   inbound: z
     .strictObject({
       allow: z.array(z.string()).default(['127.0.0.0/8', '::1/128']),
       apiKeys: z.array(z.string().min(1)).default([]),
-      /** S1: more Host names accepted besides loopback names, IP literals and the listen hosts. */
+      /** S5: files holding more keys, one a line (`--api-key-file` in quick mode). */
+      apiKeyFiles: z.array(z.string().min(1)).default([]),
+      /** S1: more Host names accepted besides loopback names, IP literals and the listen hosts (data plane and admin port). */
       hosts: z.array(hostName).default([]),
       /** S1: browser origins whose requests are accepted (none by default: web pages are refused). */
       origins: z.array(browserOrigin).default([]),
+      /** S2: CIDRs of proxies whose Forwarded and X-Forwarded-* are kept (X-Forwarded-For appended to). */
+      trustedProxies: z.array(z.string()).default([]),
     })
     .prefault({}),
   refresh: refreshPolicySchema.prefault({}),

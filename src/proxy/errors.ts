@@ -10,6 +10,10 @@ export const SIDECAR_ERRORS = {
     status: 400,
     summary: 'The request target or path is not allowed (absolute-form, dot segments, encoded slashes).',
   },
+  unauthorized: {
+    status: 401,
+    summary: 'Admin port: /status or a POST without Authorization: Bearer <key> from admin.apiKeys.',
+  },
   forbidden: {
     status: 403,
     summary: 'The client address is not in inbound.allow, or X-Sidecar-Key is missing or wrong.',

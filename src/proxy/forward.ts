@@ -13,6 +13,7 @@ import { brokenAnswerRefusal, busyRefusal, sendRefusal, tokenRefusal, upstreamFa
 import type { ReplayBudget } from './replay-budget.js';
 import { ReplayableBody } from './replayable-body.js';
 import { ThrowFence } from './throw-fence.js';
+import type { TrustedProxies } from './trusted-proxies.js';
 import type { Transport, UpstreamAnswer, UpstreamCall, UpstreamFailure } from './transport.js';
 import type { ProxyMetrics } from './types.js';
 import { UpgradeEntry } from './upgrade-entry.js';
@@ -28,6 +29,8 @@ export interface DataPlaneOptions extends AdmissionRules {
   replayBudget: ReplayBudget;
   /** Tells whether a token that came while a request waited has expired since (T7). */
   clock: Clock;
+  /** S2: clients whose forwarding headers are kept (default: none). */
+  trustedProxies?: TrustedProxies;
 }
 
 /**
@@ -64,6 +67,7 @@ export class DataPlane {
       logger: options.logger,
       fence: this.#fence,
       clock: options.clock,
+      trustedProxies: options.trustedProxies,
       serveAsRequest: (req, res, listenerAccount) => this.handleRequest(req, res, listenerAccount),
     });
   }
@@ -226,7 +230,7 @@ export class DataPlane {
       account,
       method: req.method ?? 'GET',
       path: exchange.targetPath,
-      headers: upstreamRequestHeaders(req, account.upstream, token),
+      headers: upstreamRequestHeaders(req, account.upstream, token, { trustedProxies: this.#o.trustedProxies }),
       body,
       // Passing an answer on runs inside the transport's callbacks: a throw there is fenced here.
       onAnswer: (answer) => this.#fence.run(exchange.inbound, () => onAnswer(answer)),

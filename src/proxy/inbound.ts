@@ -1,20 +1,19 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { BlockList } from 'node:net';
-import { LRUCache } from 'lru-cache';
 import type { IncomingMessage } from 'node:http';
 import type { Secret } from '../util/secret.js';
+import { AddressList, unmappedAddress } from './address-list.js';
 
 export const API_KEY_HEADER = 'x-sidecar-key';
 
 /** Who may use the data plane: source addresses in `inbound.allow`, plus X-Sidecar-Key when keys are set. */
 export class InboundPolicy {
-  readonly #allow: BlockList;
-  readonly #keyDigests: Buffer[];
-  readonly #decisions = new LRUCache<string, boolean>({ max: 4096 });
+  readonly #allow: AddressList;
+  readonly #keys: ApiKeys;
 
   constructor(allow: BlockList, apiKeys: readonly Secret[]) {
-    this.#allow = allow;
-    this.#keyDigests = apiKeys.map((key) => sha256(key.reveal()));
+    this.#allow = new AddressList(allow);
+    this.#keys = new ApiKeys(apiKeys);
   }
 
   /**
@@ -25,41 +24,39 @@ export class InboundPolicy {
   check(req: IncomingMessage, unixSocket = false): string | undefined {
     const address = req.socket.remoteAddress;
     if (address === undefined && !unixSocket) return 'the client address is unknown (the connection is gone)';
-    if (address !== undefined && !this.#addressAllowed(address)) return notAllowedMessage(address);
-    if (this.#keyDigests.length > 0 && !this.#keyMatches(req.headers[API_KEY_HEADER]))
+    if (address !== undefined && !this.#allow.has(address)) return notAllowedMessage(address);
+    if (this.#keys.required && !this.#keys.matches(req.headers[API_KEY_HEADER]))
       return 'missing or invalid X-Sidecar-Key';
     return undefined;
   }
-
-  #addressAllowed(address: string): boolean {
-    // BlockList.check builds a SocketAddress per call; clients are few, so decisions are cached.
-    let allowed = this.#decisions.get(address);
-    if (allowed === undefined) {
-      const mapped = unmapped(address);
-      allowed = this.#allow.check(mapped, mapped.includes(':') ? 'ipv6' : 'ipv4');
-      this.#decisions.set(address, allowed);
-    }
-    return allowed;
-  }
-
-  /** Constant time: every configured key is compared, over fixed-length digests. */
-  #keyMatches(header: string | string[] | undefined): boolean {
-    if (typeof header !== 'string') return false;
-    const digest = sha256(header);
-    let matched = false;
-    for (const key of this.#keyDigests) matched = timingSafeEqual(digest, key) || matched;
-    return matched;
-  }
-}
-
-/** IPv4 clients of a dual-stack listener appear as ::ffff:a.b.c.d; the allow-list and messages use a.b.c.d. */
-function unmapped(address: string): string {
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
 
 /** F5: the 403 names the client's address and the setting that would let it in. */
 function notAllowedMessage(address: string): string {
-  return `client address ${unmapped(address)} is not allowed: add it (or a range holding it) to inbound.allow, or --allow in quick mode`;
+  return `client address ${unmappedAddress(address)} is not allowed: add it (or a range holding it) to inbound.allow, or --allow in quick mode`;
+}
+
+/** A set of API keys (`inbound.apiKeys`, `admin.apiKeys`), kept as digests and compared in constant time. */
+export class ApiKeys {
+  readonly #digests: Buffer[];
+
+  constructor(keys: readonly Secret[]) {
+    this.#digests = keys.map((key) => sha256(key.reveal()));
+  }
+
+  /** True when at least one key is configured: requests must then present one. */
+  get required(): boolean {
+    return this.#digests.length > 0;
+  }
+
+  /** Constant time: every configured key is compared, over fixed-length digests. False for no or several values. */
+  matches(value: string | string[] | undefined): boolean {
+    if (typeof value !== 'string') return false;
+    const digest = sha256(value);
+    let matched = false;
+    for (const key of this.#digests) matched = timingSafeEqual(digest, key) || matched;
+    return matched;
+  }
 }
 
 function sha256(value: string): Buffer {

@@ -11,6 +11,7 @@ import { PendingClient } from './pending-client.js';
 import { responseOnRawSocket } from './raw-socket.js';
 import { tokenRefusal, upstreamFailureRefusal, writeRawRefusal, type Refusal } from './refusals.js';
 import type { ThrowFence } from './throw-fence.js';
+import type { TrustedProxies } from './trusted-proxies.js';
 import type { ProxyMetrics } from './types.js';
 import { forwardUpgrade } from './upgrade.js';
 import { upstreamRequestHeaders, type UpstreamAccount } from './upstream.js';
@@ -23,6 +24,8 @@ export interface UpgradeEntryOptions {
   fence: ThrowFence;
   /** Runs the upgrade timeouts (R11). */
   clock: Clock;
+  /** S2: clients whose forwarding headers are kept (default: none). */
+  trustedProxies?: TrustedProxies;
   /** The data plane's request listener: an upgrade offer other than WebSocket is served as a plain request. */
   serveAsRequest(req: IncomingMessage, res: ServerResponse, listenerAccount: UpstreamAccount | undefined): void;
 }
@@ -114,7 +117,10 @@ export class UpgradeEntry {
       pending: upgrade.pending,
       clock: this.#o.clock,
       path: upgrade.targetPath,
-      headers: upstreamRequestHeaders(upgrade.req, account.upstream, token, true),
+      headers: upstreamRequestHeaders(upgrade.req, account.upstream, token, {
+        keepUpgrade: true,
+        trustedProxies: this.#o.trustedProxies,
+      }),
       onAnswer: (status) =>
         fence.contain('counting an upgrade', account, () =>
           account.metrics.observe(status, secondsSince(client.started)),

@@ -8,6 +8,7 @@ import { authorizationFor } from './bearer.js';
 import type { ConnectionSlots } from './connection-slots.js';
 import { ACCOUNT_HEADER } from './route.js';
 import { API_KEY_HEADER } from './inbound.js';
+import type { TrustedProxies } from './trusted-proxies.js';
 import type { ProxyMetrics } from './types.js';
 
 /** Everything the data plane needs about one account, built once at start-up. */
@@ -49,6 +50,7 @@ const DROPPED_REQUEST_HEADERS = new Set([
   'authorization',
   ACCOUNT_HEADER,
   API_KEY_HEADER,
+  // Set by the sidecar itself (S2), from the client's own only when it is a trusted proxy.
   'x-forwarded-for',
   'x-forwarded-proto',
   'x-forwarded-host',
@@ -89,40 +91,79 @@ export function answerHasNoBody(method: string, statusCode: number): boolean {
   return method === 'HEAD' || statusCode === 204 || statusCode === 304;
 }
 
+/** How one request's upstream head is built besides the token: upgrades, and whose forwarding headers count. */
+export interface UpstreamHeadOptions {
+  /** Keep `Upgrade` (and say `Connection: upgrade`): a WebSocket upgrade. */
+  keepUpgrade?: boolean;
+  /** S2: clients whose forwarding headers are kept (default: none). */
+  trustedProxies?: TrustedProxies;
+}
+
+/**
+ * S2: the headers a client uses to say where a request came from. From a client that is not a
+ * trusted proxy they are dropped: an upstream must not log or authorize on an address the client made up.
+ */
+function isForwardingHeader(name: string): boolean {
+  // Cheap first: nearly every header name fails on its first character.
+  const first = name.charCodeAt(0);
+  if (first === 120) return name.startsWith('x-forwarded-') || name === 'x-real-ip'; // "x"
+  return first === 102 && name === 'forwarded'; // "f"
+}
+
 /**
  * F1: the client's Authorization is replaced, sidecar and hop-by-hop headers removed, Host is
- * the upstream's, X-Forwarded-For/Proto/Host added. Headers named in Connection are hop-by-hop
- * too. Framing headers other than Content-Length are dropped: the transport frames the body.
- * `keepUpgrade` keeps `Upgrade` (and says `Connection: upgrade`) for a WebSocket upgrade.
- * Throws TokenNotHeaderSafeError (R1) rather than write a token that is not header-safe.
+ * the upstream's. Headers named in Connection are hop-by-hop too. Framing headers other than
+ * Content-Length are dropped: the transport frames the body. S2: the client's `Forwarded`,
+ * `X-Real-IP` and `X-Forwarded-*` are dropped and the sidecar's own set (X-Forwarded-For the
+ * client address, X-Forwarded-Proto `http`, X-Forwarded-Host the client's Host); a trusted proxy's
+ * are kept, its X-Forwarded-For appended to, its X-Forwarded-Proto/Host kept where it sent them.
+ * One pass over the client's headers. Throws TokenNotHeaderSafeError (R1) rather than write a
+ * token that is not header-safe.
  */
 export function upstreamRequestHeaders(
   req: IncomingMessage,
   upstream: URL,
   token: ActiveToken,
-  keepUpgrade = false,
+  options: UpstreamHeadOptions = {},
 ): Record<string, string | string[]> {
   const incoming = req.headers;
   const named = connectionTokens(incoming.connection);
+  const remote = req.socket.remoteAddress;
+  const trusted = options.trustedProxies?.trusts(remote) ?? false;
   const headers: Record<string, string | string[]> = {};
   for (const name in incoming) {
     const value = incoming[name];
     if (value === undefined || DROPPED_REQUEST_HEADERS.has(name) || named?.has(name)) continue;
+    if (!trusted && isForwardingHeader(name)) continue;
     headers[name] = value;
   }
-  if (keepUpgrade) {
+  if (options.keepUpgrade === true) {
     headers.connection = 'upgrade';
     if (incoming.upgrade !== undefined) headers.upgrade = incoming.upgrade;
   }
   headers.host = upstream.host;
   headers.authorization = authorizationFor(token);
-  const remote = req.socket.remoteAddress;
-  const prior = incoming['x-forwarded-for'];
-  if (remote !== undefined) headers['x-forwarded-for'] = prior === undefined ? remote : `${String(prior)}, ${remote}`;
-  else if (prior !== undefined) headers['x-forwarded-for'] = prior;
-  headers['x-forwarded-proto'] = 'http';
-  if (incoming.host !== undefined) headers['x-forwarded-host'] = incoming.host;
+  setForwardedFor(headers, remote, trusted ? listValue(incoming['x-forwarded-for']) : undefined);
+  const proto = trusted ? incoming['x-forwarded-proto'] : undefined;
+  headers['x-forwarded-proto'] = proto ?? 'http';
+  const host = (trusted ? incoming['x-forwarded-host'] : undefined) ?? incoming.host;
+  if (host !== undefined) headers['x-forwarded-host'] = host;
   return headers;
+}
+
+/** A list header sent more than once is one list (RFC 9110 §5.3). */
+function listValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+/** X-Forwarded-For: a trusted proxy's list with the client address appended, else the client address alone. */
+function setForwardedFor(
+  headers: Record<string, string | string[]>,
+  remote: string | undefined,
+  prior: string | undefined,
+): void {
+  if (remote !== undefined) headers['x-forwarded-for'] = prior === undefined ? remote : `${prior}, ${remote}`;
+  else if (prior !== undefined) headers['x-forwarded-for'] = prior;
 }
 
 export function clientResponseHeaders(upstream: IncomingHttpHeaders): OutgoingHttpHeaders {

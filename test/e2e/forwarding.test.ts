@@ -77,7 +77,8 @@ describe('F1 request and response headers', () => {
     expect(seen?.headers).not.toHaveProperty('proxy-authorization');
     expect(seen?.headers['x-trace']).toBe('kept');
     expect(seen?.headers.host).toBe(`127.0.0.1:${crm.port}`);
-    expect(seen?.headers['x-forwarded-for']).toBe('203.0.113.9, 127.0.0.1');
+    // S2: the client's own X-Forwarded-For is dropped (127.0.0.1 is not a trusted proxy).
+    expect(seen?.headers['x-forwarded-for']).toBe('127.0.0.1');
     expect(seen?.headers['x-forwarded-proto']).toBe('http');
     expect(seen?.headers['x-forwarded-host']).toBe('sidecar.test');
   });

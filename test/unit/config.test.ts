@@ -1,7 +1,7 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { expandEnv } from '../../src/config/expand-env.js';
@@ -73,7 +73,7 @@ describe('§3 defaults', () => {
   it('§3: listen defaults to 127.0.0.1:8080 and admin to 127.0.0.1:9464', () => {
     const config = parse(oneAccount());
     expect(config.listen).toEqual({ host: '127.0.0.1', port: 8080 });
-    expect(config.admin).toEqual({ host: '127.0.0.1', port: 9464 });
+    expect(config.admin).toMatchObject({ host: '127.0.0.1', port: 9464 });
   });
 
   it('§3: store defaults to memory, inbound.allow to loopback, apiKeys to none', () => {
@@ -614,7 +614,7 @@ describe('§2 files', () => {
       }),
     );
     const config = loadConfig({ file, env: {} });
-    expect(config.admin).toEqual({ host: '127.0.0.1', port: 19464 });
+    expect(config.admin).toMatchObject({ host: '127.0.0.1', port: 19464 });
     const account = firstAccount(config);
     expect(account.name).toBe('fleet-a');
     expect(account.isDefault).toBe(true);
@@ -649,7 +649,7 @@ describe('§2 files', () => {
     );
     const config = loadConfig({ file, flags: { listen: '0.0.0.0:9000', admin: '9465' }, env: {} });
     expect(config.listen).toEqual({ host: '0.0.0.0', port: 9000 });
-    expect(config.admin).toEqual({ host: '127.0.0.1', port: 9465 });
+    expect(config.admin).toMatchObject({ host: '127.0.0.1', port: 9465 });
   });
 
   it('§2: a --listen that is not [HOST:]PORT is a problem at its flag', () => {
@@ -933,5 +933,69 @@ describe('E1 client authentication settings', () => {
         clientAuth: 'none',
       }),
     ).toEqual(['accounts.crm.auth.clientId: required for clientAuth none']);
+  });
+});
+
+describe('S4 admin access settings', () => {
+  it('S4: admin.allow defaults to any address (IPv4 and IPv6), admin.apiKeys to none', () => {
+    const config = parse(oneAccount());
+    expect(config.admin.allowsAnyAddress).toBe(true);
+    expect(config.admin.allow.check('203.0.113.9', 'ipv4')).toBe(true);
+    expect(config.admin.allow.check('2001:db8::1', 'ipv6')).toBe(true);
+    expect(config.admin.apiKeys).toEqual([]);
+    const narrowed = parse({ ...oneAccount(), admin: { port: 9464, allow: ['10.0.0.0/8'] } });
+    expect(narrowed.admin.allowsAnyAddress).toBe(false);
+    expect(narrowed.admin.allow.check('203.0.113.9', 'ipv4')).toBe(false);
+  });
+
+  it('S4: admin.apiKeyFiles add their keys, one a line; an unreadable file is a problem at its path', () => {
+    const [first, second] = [randomSecret(), randomSecret()];
+    const file = tempFile('admin-keys', `${first}\n\n${second}\r\n`);
+    const config = parse({ ...oneAccount(), admin: { port: 9464, apiKeys: ['inline'], apiKeyFiles: [file] } });
+    expect(config.admin.apiKeys.map((key) => key.reveal())).toEqual(['inline', first, second]);
+    const problems = problemsOf(() =>
+      parse({ ...oneAccount(), admin: { port: 9464, apiKeyFiles: [join(dir, 'missing')] } }),
+    );
+    expect(problems.map((problem) => problem.path)).toEqual(['admin.apiKeyFiles.0']);
+  });
+});
+
+describe('S2 trusted proxies', () => {
+  it.each([
+    ['10.0.*', 'did you mean 10.0.0.0/16?'],
+    ['10.0.0.0/33', 'the prefix is at most /32'],
+    ['localhost', 'for loopback write 127.0.0.0/8 and ::1/128'],
+    ['proxy.internal', 'host names are not allowed'],
+  ])('S2: an inbound.trustedProxies entry %j is a problem with the nearest fix (%s)', (entry, fix) => {
+    const problems = problemsOf(() => parse({ ...oneAccount(), inbound: { trustedProxies: ['10.1.0.0/16', entry] } }));
+    expect(problems).toHaveLength(1);
+    expect(problems[0]?.path).toBe('inbound.trustedProxies.1');
+    expect(problems[0]?.message).toContain(fix);
+  });
+});
+
+describe('S4 admin access settings in a file', () => {
+  it("S4: --admin sets the admin address only; the file's admin.allow and admin.apiKeys stay", () => {
+    const key = randomSecret();
+    const file = tempFile(
+      'config-admin-keys.yaml',
+      `admin: { host: 0.0.0.0, port: 19464, allow: [10.0.0.0/8], apiKeys: [${key}] }\naccounts:\n  crm:\n    upstream: https://api.crm.example\n    auth:\n      flow: oauth2\n      tokenUrl: https://a.example/t\n      clientId: x\n`,
+    );
+    const config = loadConfig({ file, flags: { admin: '9465' }, env: {} });
+    expect(config.admin).toMatchObject({ host: '127.0.0.1', port: 9465, allowsAnyAddress: false });
+    expect(config.admin.apiKeys.map((secret) => secret.reveal())).toEqual([key]);
+  });
+
+  it("S4: admin.apiKeyFiles and inbound.apiKeyFiles are relative to the config file's directory", () => {
+    const [adminKey, dataKey] = [randomSecret(), randomSecret()];
+    const adminFile = basename(tempFile('admin-keys.txt', `${adminKey}\n`));
+    const dataFile = basename(tempFile('data-keys.txt', `${dataKey}\n`));
+    const file = tempFile(
+      'config-key-files.yaml',
+      `admin: { port: 19464, apiKeyFiles: [${adminFile}] }\ninbound: { apiKeyFiles: [${dataFile}] }\naccounts:\n  crm:\n    upstream: https://api.crm.example\n    auth:\n      flow: oauth2\n      tokenUrl: https://a.example/t\n      clientId: x\n`,
+    );
+    const config = loadConfig({ file, env: {} });
+    expect(config.admin.apiKeys.map((secret) => secret.reveal())).toEqual([adminKey]);
+    expect(config.inbound.apiKeys.map((secret) => secret.reveal())).toEqual([dataKey]);
   });
 });

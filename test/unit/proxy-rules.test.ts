@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { TrustedProxies } from '../../src/proxy/trusted-proxies.js';
 import { BlockList } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { errorBody, SIDECAR_ERRORS } from '../../src/proxy/errors.js';
@@ -388,17 +389,10 @@ describe('F1 request and response headers', () => {
     );
   });
 
-  it('F1: X-Forwarded-For is the client address, appended to an existing one', () => {
+  it('F1: X-Forwarded-For is the client address', () => {
     expect(upstreamRequestHeaders(fakeRequest({ host: 'h' }, '127.0.0.1'), upstream, token)['x-forwarded-for']).toBe(
       '127.0.0.1',
     );
-    expect(
-      upstreamRequestHeaders(
-        fakeRequest({ host: 'h', 'x-forwarded-for': '203.0.113.7' }, '127.0.0.1'),
-        upstream,
-        token,
-      )['x-forwarded-for'],
-    ).toBe('203.0.113.7, 127.0.0.1');
   });
 
   it('F1: X-Forwarded-Proto is http (the data plane speaks plain HTTP)', () => {
@@ -450,7 +444,9 @@ describe('R1/R3: what the data plane writes', () => {
       expect(attempt).not.toThrow(/Zq/);
       // The WebSocket upgrade's headers come from the same writer.
       expect(() =>
-        upstreamRequestHeaders(fakeRequest({ host: 'h', upgrade: 'websocket' }), upstream, token, true),
+        upstreamRequestHeaders(fakeRequest({ host: 'h', upgrade: 'websocket' }), upstream, token, {
+          keepUpgrade: true,
+        }),
       ).toThrow(TokenNotHeaderSafeError);
     },
   );
@@ -495,6 +491,7 @@ describe('F5 sidecar errors', () => {
     const table = Object.fromEntries(Object.entries(SIDECAR_ERRORS).map(([code, entry]) => [code, entry.status]));
     expect(table).toEqual({
       bad_request: 400,
+      unauthorized: 401,
       forbidden: 403,
       no_route: 404,
       method_not_allowed: 405,
@@ -515,5 +512,61 @@ describe('F5 sidecar errors', () => {
       message: 'no token yet',
       account: 'crm',
     });
+  });
+});
+
+describe('S2 forwarding headers', () => {
+  const token = new ActiveToken(new Secret('t'), 1, 0, 1e12, 1000);
+  const upstream = new URL('https://api.crm.example:8443/v2');
+  const claimed = {
+    host: 'localhost:8080',
+    forwarded: 'for=6.6.6.6;host=evil.example;proto=https',
+    'x-real-ip': '6.6.6.6',
+    'x-forwarded-for': '6.6.6.6',
+    'x-forwarded-port': '443',
+    'x-forwarded-proto': 'https',
+    'x-forwarded-host': 'evil.example',
+    'x-forwarded-prefix': '/admin',
+    'x-request-id': 'kept',
+  };
+  const proxies = new BlockList();
+  proxies.addSubnet('10.0.0.0', 8, 'ipv4');
+  const trustedProxies = new TrustedProxies(proxies);
+
+  it("S2: a client's Forwarded, X-Real-IP and every X-Forwarded-* are dropped; the sidecar sets its own", () => {
+    const headers = upstreamRequestHeaders(fakeRequest(claimed, '192.168.1.5'), upstream, token, { trustedProxies });
+    expect(headers).not.toHaveProperty('forwarded');
+    expect(headers).not.toHaveProperty('x-real-ip');
+    expect(headers).not.toHaveProperty('x-forwarded-port');
+    expect(headers).not.toHaveProperty('x-forwarded-prefix');
+    expect(headers['x-forwarded-for']).toBe('192.168.1.5');
+    expect(headers['x-forwarded-proto']).toBe('http');
+    expect(headers['x-forwarded-host']).toBe('localhost:8080');
+    expect(headers['x-request-id']).toBe('kept');
+  });
+
+  it('S2: from a trusted proxy (an IPv4-mapped address too) they are kept and X-Forwarded-For is appended to', () => {
+    for (const address of ['10.1.2.3', '::ffff:10.1.2.3']) {
+      const headers = upstreamRequestHeaders(fakeRequest(claimed, address), upstream, token, { trustedProxies });
+      expect(headers.forwarded).toBe(claimed.forwarded);
+      expect(headers['x-real-ip']).toBe('6.6.6.6');
+      expect(headers['x-forwarded-port']).toBe('443');
+      expect(headers['x-forwarded-for']).toBe(`6.6.6.6, ${address}`);
+      expect(headers['x-forwarded-proto']).toBe('https');
+      expect(headers['x-forwarded-host']).toBe('evil.example');
+    }
+  });
+
+  it("S2: a trusted proxy that sends no forwarding headers gets the sidecar's own", () => {
+    const headers = upstreamRequestHeaders(fakeRequest({ host: 'h' }, '10.1.2.3'), upstream, token, { trustedProxies });
+    expect(headers['x-forwarded-for']).toBe('10.1.2.3');
+    expect(headers['x-forwarded-proto']).toBe('http');
+    expect(headers['x-forwarded-host']).toBe('h');
+  });
+
+  it('S2: with no trusted proxies configured nobody is trusted, not even loopback', () => {
+    const headers = upstreamRequestHeaders(fakeRequest(claimed, '127.0.0.1'), upstream, token);
+    expect(headers['x-forwarded-for']).toBe('127.0.0.1');
+    expect(headers).not.toHaveProperty('forwarded');
   });
 });

@@ -133,6 +133,9 @@ Checks that span values; every message names the value to change.
 {{- fail "standalone mode admits clients from any address by default, so it needs a guard: keep networkPolicy.enabled=true, set apiKey.existingSecret, or set config.inbound.allow to the client addresses explicitly" -}}
 {{- end -}}
 {{- end -}}
+{{- if and (eq $v.mode "sidecar") $v.networkPolicy.sidecar.enabled (not $v.networkPolicy.sidecar.podSelector) -}}
+{{- fail "networkPolicy.sidecar.podSelector is required: the labels of the app pods that carry the sidecar (e.g. matchLabels: {app: legacy-app})" -}}
+{{- end -}}
 {{- if and (eq $v.mode "sidecar") $v.metrics.podMonitor.enabled (not $v.metrics.podMonitor.selector) -}}
 {{- fail "metrics.podMonitor.selector is required: the labels of the app pods that carry the sidecar (e.g. matchLabels: {app: legacy-app})" -}}
 {{- end -}}
@@ -189,7 +192,12 @@ encryptionKeyFile: {{ printf "%s/%s" (include "bearer-sidecar.storeKeyDir" .) $s
 {{- $config := deepCopy ($v.config | default dict) -}}
 {{- $host := $v.listen.host | default (ternary "127.0.0.1" "0.0.0.0" (eq $v.mode "sidecar")) -}}
 {{- $_ := set $config "listen" (dict "host" $host "port" (int $v.listen.port)) -}}
-{{- $_ := set $config "admin" (dict "host" $v.admin.host "port" (int $v.admin.port)) -}}
+{{- $admin := dict "host" $v.admin.host "port" (int $v.admin.port) -}}
+{{- with $v.admin.allow -}}{{- $_ := set $admin "allow" . -}}{{- end -}}
+{{- if $v.admin.apiKey.existingSecret -}}
+{{- $_ := set $admin "apiKeys" (list "${BEARER_SIDECAR_ADMIN_API_KEY}") -}}
+{{- end -}}
+{{- $_ := set $config "admin" $admin -}}
 {{- $_ := set $config "store" (include "bearer-sidecar.storeConfig" . | fromYaml) -}}
 {{- $inbound := deepCopy ($config.inbound | default dict) -}}
 {{- if and (eq $v.mode "standalone") (not (hasKey $inbound "allow")) -}}
@@ -197,6 +205,13 @@ encryptionKeyFile: {{ printf "%s/%s" (include "bearer-sidecar.storeKeyDir" .) $s
 {{- end -}}
 {{- if $v.apiKey.existingSecret -}}
 {{- $_ := set $inbound "apiKeys" (append ($inbound.apiKeys | default list) "${BEARER_SIDECAR_API_KEY}") -}}
+{{- end -}}
+{{- if eq $v.mode "standalone" -}}
+{{- /* Clients reach the sidecar by its Service's names: the Host rule accepts them. */ -}}
+{{- $name := include "bearer-sidecar.fullname" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- $names := list $name (printf "%s.%s" $name $ns) (printf "%s.%s.svc" $name $ns) (printf "%s.%s.svc.%s" $name $ns $v.clusterDomain) -}}
+{{- $_ := set $inbound "hosts" (concat ($inbound.hosts | default list) $names | uniq) -}}
 {{- end -}}
 {{- if $inbound -}}
 {{- $_ := set $config "inbound" $inbound -}}
@@ -226,8 +241,15 @@ restartPolicy: Always
 args:
   - --config
   - {{ printf "%s/config.yaml" (include "bearer-sidecar.configDir" .) }}
-{{- if or $v.apiKey.existingSecret $v.store.redis.existingSecret $v.extraEnv }}
+{{- if or $v.apiKey.existingSecret $v.admin.apiKey.existingSecret $v.store.redis.existingSecret $v.extraEnv }}
 env:
+  {{- if $v.admin.apiKey.existingSecret }}
+  - name: BEARER_SIDECAR_ADMIN_API_KEY
+    valueFrom:
+      secretKeyRef:
+        name: {{ $v.admin.apiKey.existingSecret }}
+        key: {{ $v.admin.apiKey.key }}
+  {{- end }}
   {{- if $v.apiKey.existingSecret }}
   - name: BEARER_SIDECAR_API_KEY
     valueFrom:
