@@ -8,11 +8,23 @@ import { secretSource } from './secret-settings.js';
 
 export interface OAuth2Auth extends Omit<
   OAuth2AuthConfig,
-  'clientSecret' | 'clientSecretFile' | 'password' | 'passwordFile' | 'refreshToken' | 'refreshTokenFile'
+  | 'clientSecret'
+  | 'clientSecretFile'
+  | 'password'
+  | 'passwordFile'
+  | 'refreshToken'
+  | 'refreshTokenFile'
+  | 'assertionFile'
+  | 'subjectTokenFile'
+  | 'actorTokenFile'
 > {
   clientSecret?: SecretSource;
   password?: SecretSource;
   refreshToken?: SecretSource;
+  /** E3: the jwt_bearer assertion, and token_exchange's subject and actor tokens (files, read at every request). */
+  assertion?: SecretSource;
+  subjectToken?: SecretSource;
+  actorToken?: SecretSource;
   /** E1: `privateKeyFile` as a watched file (R6: its last good content is used while it cannot be read). */
   privateKey?: SecretFile;
 }
@@ -24,13 +36,18 @@ export function resolveOAuth2(
   problems: ConfigProblem[],
   context: { chainInStore: boolean },
 ): OAuth2Auth {
-  const { clientSecret, clientSecretFile, password, passwordFile, refreshToken, refreshTokenFile, ...rest } = auth;
+  const { clientSecret, clientSecretFile, password, passwordFile, refreshToken, refreshTokenFile, ...others } = auth;
+  const { assertionFile, subjectTokenFile, actorTokenFile, ...rest } = others;
   const resolved: OAuth2Auth = {
     ...rest,
     clientSecret: secretSource(clientSecret, clientSecretFile, `${path}.clientSecret`, problems),
     password: secretSource(password, passwordFile, `${path}.password`, problems),
     refreshToken: secretSource(refreshToken, refreshTokenFile, `${path}.refreshToken`, problems),
+    assertion: secretSource(undefined, assertionFile, `${path}.assertion`, problems),
+    subjectToken: secretSource(undefined, subjectTokenFile, `${path}.subjectToken`, problems),
+    actorToken: secretSource(undefined, actorTokenFile, `${path}.actorToken`, problems),
   };
+  checkGrantInputs(resolved, path, problems);
   if (resolved.grant === 'password') {
     if (resolved.username === undefined)
       problems.push({ path: `${path}.username`, message: 'required for grant password' });
@@ -56,6 +73,40 @@ export function resolveOAuth2(
 }
 
 /**
+ * E3: what the jwt_bearer and token_exchange grants need, and their settings under other grants.
+ * jwt_bearer takes `assertionFile`, or signs its own assertion with `privateKeyFile` (checked as
+ * for private_key_jwt).
+ */
+function checkGrantInputs(auth: OAuth2Auth, path: string, problems: ConfigProblem[]): void {
+  const grant = auth.grant;
+  const misplaced = (key: string, owner: string) =>
+    problems.push({ path: `${path}.${key}`, message: `only used with grant ${owner} (it is ${grant})` });
+  if (grant !== 'jwt_bearer' && auth.assertion !== undefined) misplaced('assertionFile', 'jwt_bearer');
+  if (grant !== 'token_exchange')
+    for (const key of ['subjectToken', 'actorToken', 'actorTokenType', 'requestedTokenType', 'resource'] as const)
+      if (auth[key] !== undefined)
+        misplaced(key === 'subjectToken' || key === 'actorToken' ? `${key}File` : key, 'token_exchange');
+  if (grant === 'jwt_bearer' && auth.assertion === undefined) {
+    if (auth.privateKeyFile === undefined)
+      problems.push({
+        path: `${path}.assertionFile`,
+        message:
+          'required for grant jwt_bearer (e.g. a projected service-account token), or privateKeyFile to sign one',
+      });
+    else if (auth.clientId === undefined)
+      problems.push({ path: `${path}.clientId`, message: 'required to sign a jwt_bearer assertion (its iss and sub)' });
+    else if (auth.clientAuth !== 'private_key_jwt') checkPrivateKey(auth, path, problems, 'grant jwt_bearer');
+  }
+  if (grant === 'token_exchange' && auth.subjectToken === undefined)
+    problems.push({
+      path: `${path}.subjectTokenFile`,
+      message: 'required for grant token_exchange: the token to exchange',
+    });
+  if (auth.actorTokenType !== undefined && auth.actorToken === undefined)
+    problems.push({ path: `${path}.actorTokenType`, message: 'only used with actorTokenFile' });
+}
+
+/**
  * E1: what each `clientAuth` needs, and settings no method would use. A private key is read and
  * checked against `signingAlg` now, so a bad key stops start-up (exit 2) instead of every login.
  */
@@ -64,7 +115,8 @@ function checkClientAuth(auth: OAuth2Auth, path: string, problems: ConfigProblem
   const jwt = method === 'private_key_jwt' || method === 'client_secret_jwt';
   if ((jwt || method === 'none') && auth.clientId === undefined)
     problems.push({ path: `${path}.clientId`, message: `required for clientAuth ${method}` });
-  if (!jwt)
+  const signsGrant = auth.grant === 'jwt_bearer' && auth.assertion === undefined;
+  if (!jwt && !signsGrant)
     for (const key of ['privateKeyFile', 'signingAlg', 'keyId'] as const)
       if (auth[key] !== undefined)
         problems.push({
@@ -91,15 +143,20 @@ function checkClientAuth(auth: OAuth2Auth, path: string, problems: ConfigProblem
   if (method === 'private_key_jwt') checkPrivateKey(auth, path, problems);
 }
 
-function checkPrivateKey(auth: OAuth2Auth, path: string, problems: ConfigProblem[]): void {
+function checkPrivateKey(
+  auth: OAuth2Auth,
+  path: string,
+  problems: ConfigProblem[],
+  forWhat = 'clientAuth private_key_jwt',
+): void {
   if (auth.privateKeyFile === undefined) {
     problems.push({
       path: `${path}.privateKeyFile`,
-      message: 'required for clientAuth private_key_jwt: a PKCS#8 PEM or a private JWK file',
+      message: `required for ${forWhat}: a PKCS#8 PEM or a private JWK file`,
     });
     return;
   }
-  if (auth.clientSecret !== undefined)
+  if (auth.clientSecret !== undefined && auth.clientAuth === 'private_key_jwt')
     problems.push({ path: `${path}.clientSecret`, message: 'not used with clientAuth private_key_jwt: remove it' });
   try {
     readPrivateSigningKey(auth.privateKeyFile, { alg: auth.signingAlg, keyId: auth.keyId });

@@ -47,7 +47,17 @@ export type AuthConfig = SessionAuth | OAuth2Auth;
 /** Every secret of an account that lives in a file (R6: watched for failed reads). */
 export function secretFilesOf(auth: AuthConfig): SecretFile[] {
   const sources =
-    auth.flow === 'session' ? [auth.password] : [auth.clientSecret, auth.password, auth.refreshToken, auth.privateKey];
+    auth.flow === 'session'
+      ? [auth.password]
+      : [
+          auth.clientSecret,
+          auth.password,
+          auth.refreshToken,
+          auth.privateKey,
+          auth.assertion,
+          auth.subjectToken,
+          auth.actorToken,
+        ];
   return sources.filter((source): source is SecretFile => source?.kind === 'file');
 }
 

@@ -176,6 +176,9 @@ const PATH_KEYS: ReadonlyArray<readonly string[]> = [
   ['accounts', '*', 'auth', 'clientSecretFile'],
   ['accounts', '*', 'auth', 'refreshTokenFile'],
   ['accounts', '*', 'auth', 'privateKeyFile'],
+  ['accounts', '*', 'auth', 'assertionFile'],
+  ['accounts', '*', 'auth', 'subjectTokenFile'],
+  ['accounts', '*', 'auth', 'actorTokenFile'],
   ['inbound', 'apiKeyFiles', '*'],
   ['admin', 'apiKeyFiles', '*'],
 ];

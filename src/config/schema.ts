@@ -136,7 +136,18 @@ const sessionAuthSchema = z.strictObject({
 const oauth2AuthSchema = z.strictObject({
   flow: z.literal('oauth2'),
   tokenUrl: httpUrl,
-  grant: z.enum(['client_credentials', 'password', 'refresh_token']).default('client_credentials'),
+  grant: z
+    .enum(['client_credentials', 'password', 'refresh_token', 'jwt_bearer', 'token_exchange'])
+    .default('client_credentials'),
+  /** E3 jwt_bearer: the assertion (e.g. a projected service-account token), read at every token request. */
+  assertionFile: z.string().min(1).optional(),
+  /** E3 token_exchange (RFC 8693): the token to exchange, read at every token request, and its type. */
+  subjectTokenFile: z.string().min(1).optional(),
+  subjectTokenType: z.string().min(1).default('urn:ietf:params:oauth:token-type:jwt'),
+  actorTokenFile: z.string().min(1).optional(),
+  actorTokenType: z.string().min(1).optional(),
+  requestedTokenType: z.string().min(1).optional(),
+  resource: z.string().min(1).optional(),
   clientId: z.string().min(1).optional(),
   clientSecret: z.string().optional(),
   clientSecretFile: z.string().min(1).optional(),

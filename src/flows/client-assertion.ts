@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { Secret } from '../util/secret.js';
-import type { SigningKey } from '../util/signing-key.js';
+import type { OAuth2Auth } from '../config/resolve.js';
+import { parsePrivateSigningKey, SigningKeyError, type SigningKey } from '../util/signing-key.js';
 
 /*
  * E1: client authentication with a signed JWT instead of a shared secret in the request
@@ -39,4 +40,16 @@ export async function signClientAssertion(options: {
     .setExpirationTime(now + ASSERTION_LIFETIME_SECONDS)
     .sign(key);
   return new Secret(jwt);
+}
+
+/**
+ * E1, E3: the account's private key (`privateKeyFile`), read now through its watched file (R6:
+ * the last good content while the file cannot be read). Throws SigningKeyError.
+ */
+export async function readPrivateSigningKeyFile(
+  auth: Pick<OAuth2Auth, 'privateKey' | 'signingAlg' | 'keyId'>,
+): Promise<SigningKey> {
+  if (auth.privateKey === undefined) throw new SigningKeyError('no privateKeyFile is configured');
+  const text = (await auth.privateKey.read()).reveal();
+  return parsePrivateSigningKey(text, auth.privateKey.path, { alg: auth.signingAlg, keyId: auth.keyId });
 }

@@ -3,8 +3,9 @@ import type { OAuth2Auth } from '../config/resolve.js';
 import { scrubServerText } from '../util/scrub.js';
 import { Secret } from '../util/secret.js';
 import { readSecret } from '../util/secret-source.js';
-import { clientSecretSigningKey, parsePrivateSigningKey, SigningKeyError } from '../util/signing-key.js';
-import { CLIENT_ASSERTION_TYPE, signClientAssertion } from './client-assertion.js';
+import { clientSecretSigningKey, SigningKeyError } from '../util/signing-key.js';
+import { CLIENT_ASSERTION_TYPE, readPrivateSigningKeyFile, signClientAssertion } from './client-assertion.js';
+import { grantParams, readGrantSecrets, type GrantSecrets, type OAuth2Grant } from './oauth2-grants.js';
 import {
   CredentialUnavailableError,
   describeBody,
@@ -22,14 +23,12 @@ import {
  * `grant_type` says what is spent. Client authentication is a small strategy (basic | body).
  */
 
-export type OAuth2Grant = 'client_credentials' | 'password' | 'refresh_token';
+export type { OAuth2Grant } from './oauth2-grants.js';
 
-export interface OAuth2Secrets {
-  clientSecret?: Secret;
+export interface OAuth2Secrets extends GrantSecrets {
+  clientSecret?: Secret | undefined;
   /** E1: the signed client assertion of `private_key_jwt` / `client_secret_jwt` (made per request). */
-  clientAssertion?: Secret;
-  password?: Secret;
-  refreshToken?: Secret;
+  clientAssertion?: Secret | undefined;
 }
 
 /** RFC 6749 §2.3.1: id and secret are form-encoded first, then joined and Base64-encoded. */
@@ -44,17 +43,7 @@ export function buildOAuth2TokenRequest(
   grant: OAuth2Grant,
   secrets: OAuth2Secrets,
 ): TokenHttpRequest {
-  const params: Record<string, string | null> = { grant_type: grant };
-  const sent: Secret[] = [];
-  if (grant === 'password') {
-    params.username = auth.username ?? '';
-    params.password = secrets.password?.reveal() ?? '';
-    if (secrets.password !== undefined) sent.push(secrets.password);
-  }
-  if (grant === 'refresh_token') {
-    params.refresh_token = secrets.refreshToken?.reveal() ?? '';
-    if (secrets.refreshToken !== undefined) sent.push(secrets.refreshToken);
-  }
+  const { params, sent } = grantParams(auth, grant, secrets);
   if (auth.scope !== undefined) params.scope = auth.scope;
   if (auth.audience !== undefined) params.audience = auth.audience;
   return finishTokenRequest(auth, params, secrets, sent);
@@ -240,11 +229,7 @@ export function createOAuth2Flow(auth: OAuth2Auth): TokenFlow {
           'no refresh token: the store holds none for this account and none is configured; run bearer-sidecar authorize ACCOUNT, or set refreshTokenFile',
         );
       }
-      const secrets: OAuth2Secrets = {
-        ...(await clientCredentials()),
-        password: auth.grant === 'password' ? await readOptional(auth.password) : undefined,
-        refreshToken: auth.grant === 'refresh_token' ? await readOptional(auth.refreshToken) : undefined,
-      };
+      const secrets: OAuth2Secrets = { ...(await clientCredentials()), ...(await readGrantSecrets(auth)) };
       const request = buildOAuth2TokenRequest(auth, auth.grant, secrets);
       return auth.grant === 'refresh_token'
         ? { kind: 'refresh', request, sentRefreshToken: secrets.refreshToken }
@@ -270,10 +255,8 @@ export async function makeClientAssertion(
   if (auth.clientAuth !== 'private_key_jwt' && auth.clientAuth !== 'client_secret_jwt') return undefined;
   const options = { alg: auth.signingAlg, keyId: auth.keyId };
   let signingKey;
-  if (auth.clientAuth === 'private_key_jwt') {
-    if (auth.privateKey === undefined) throw new SigningKeyError('private_key_jwt needs privateKeyFile');
-    signingKey = parsePrivateSigningKey((await auth.privateKey.read()).reveal(), auth.privateKey.path, options);
-  } else if (clientSecret === undefined)
+  if (auth.clientAuth === 'private_key_jwt') signingKey = await readPrivateSigningKeyFile(auth);
+  else if (clientSecret === undefined)
     throw new SigningKeyError('client_secret_jwt needs the client secret (clientSecret or clientSecretFile)');
   else signingKey = clientSecretSigningKey(clientSecret, options);
   return signClientAssertion({ clientId: auth.clientId ?? '', audience: auth.tokenUrl, signingKey });

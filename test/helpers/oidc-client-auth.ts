@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { generateKeyPairSync } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { SignJWT } from 'jose';
 import Provider, { type ClientMetadata } from 'oidc-provider';
 import { closeServer } from '../../src/util/http-server.js';
 
@@ -38,7 +39,21 @@ const ALL_ALGS = [
   'EdDSA',
 ];
 
-export async function startClientAuthServer(clients: ClientMetadata[]): Promise<ClientAuthServer> {
+/** E3: the extra grants, each with the check that decides whether its input is good. */
+export interface ExtraGrants {
+  /** RFC 7523 §2.1: verifies the assertion (throws when it is bad). */
+  jwtBearer?: (assertion: string, tokenUrl: string) => Promise<void>;
+  /** RFC 8693: the subject token that may be exchanged; answered with a JWT access token and no expires_in. */
+  tokenExchange?: { subjectToken: () => string; lifetimeSeconds: number };
+}
+
+export const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+
+export async function startClientAuthServer(
+  clients: ClientMetadata[],
+  grants: ExtraGrants = {},
+): Promise<ClientAuthServer> {
   const server: Server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -66,6 +81,7 @@ export async function startClientAuthServer(clients: ClientMetadata[]): Promise<
     if (assertion !== undefined) assertions.push(assertion);
   });
   provider.on('grant.error', (_ctx, error: { error?: string }) => refusals.push(error.error ?? 'error'));
+  registerExtraGrants(provider, grants, `${issuer}/token`, issued, refusals);
   server.on('request', provider.callback());
   return {
     issuer,
@@ -75,4 +91,81 @@ export async function startClientAuthServer(clients: ClientMetadata[]): Promise<
     refusals,
     close: () => closeServer(server, { force: true }),
   };
+}
+
+/**
+ * The extra grants as node-oidc-provider extensions: the provider authenticates the client as
+ * registered; the handler checks the grant's own input and issues a token, or answers
+ * invalid_grant.
+ */
+function registerExtraGrants(
+  provider: Provider,
+  grants: ExtraGrants,
+  tokenUrl: string,
+  issued: Set<string>,
+  refusals: string[],
+): void {
+  const refuse = (ctx: { status: number; body: unknown }, description: string) => {
+    refusals.push('invalid_grant');
+    ctx.status = 400;
+    ctx.body = { error: 'invalid_grant', error_description: description };
+  };
+  const { jwtBearer, tokenExchange } = grants;
+  if (jwtBearer !== undefined)
+    provider.registerGrantType(
+      JWT_BEARER,
+      async (ctx, next) => {
+        const assertion = String((ctx.oidc.params as { assertion?: unknown }).assertion ?? '');
+        try {
+          await jwtBearer(assertion, tokenUrl);
+        } catch (error) {
+          refuse(ctx, (error as Error).message);
+          return next();
+        }
+        const token = new provider.ClientCredentials({ client: ctx.oidc.client!, scope: '' } as never);
+        const value = await token.save();
+        issued.add(value);
+        ctx.body = { access_token: value, token_type: 'Bearer', expires_in: token.expiration };
+        return next();
+      },
+      ['assertion'],
+    );
+  if (tokenExchange !== undefined)
+    provider.registerGrantType(
+      TOKEN_EXCHANGE,
+      async (ctx, next) => {
+        const params = ctx.oidc.params as Record<string, unknown>;
+        if (
+          params.subject_token !== tokenExchange.subjectToken() ||
+          params.subject_token_type !== 'urn:ietf:params:oauth:token-type:jwt'
+        ) {
+          refuse(ctx, 'subject token not accepted');
+          return next();
+        }
+        const now = Math.floor(Date.now() / 1000);
+        const jwt = await new SignJWT({ act: params.actor_token === undefined ? undefined : { sub: 'actor' } })
+          .setProtectedHeader({ alg: 'HS256' })
+          .setIssuedAt(now)
+          .setExpirationTime(now + tokenExchange.lifetimeSeconds)
+          .setAudience(String(params.audience ?? ''))
+          .sign(new TextEncoder().encode(randomBytes(32).toString('hex')));
+        issued.add(jwt);
+        // No expires_in: the sidecar takes the lifetime from the JWT's exp - iat.
+        ctx.body = {
+          access_token: jwt,
+          token_type: 'Bearer',
+          issued_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+        };
+        return next();
+      },
+      [
+        'subject_token',
+        'subject_token_type',
+        'actor_token',
+        'actor_token_type',
+        'requested_token_type',
+        'resource',
+        'audience',
+      ],
+    );
 }
