@@ -172,6 +172,7 @@ const PATH_KEYS: ReadonlyArray<readonly string[]> = [
   ['accounts', '*', 'auth', 'passwordFile'],
   ['accounts', '*', 'auth', 'clientSecretFile'],
   ['accounts', '*', 'auth', 'refreshTokenFile'],
+  ['accounts', '*', 'proxyAuthFile'],
 ];
 
 /**

@@ -113,8 +113,8 @@ export class UpgradeEntry {
       socket: client.socket,
       pending: upgrade.pending,
       clock: this.#o.clock,
-      path: upgrade.targetPath,
-      headers: upstreamRequestHeaders(upgrade.req, account.upstream, token, true),
+      path: account.inject.targetWithToken(upgrade.targetPath, token),
+      headers: upstreamRequestHeaders(upgrade.req, account.upstream, token, true, account.inject),
       onAnswer: (status) =>
         fence.contain('counting an upgrade', account, () =>
           account.metrics.observe(status, secondsSince(client.started)),

@@ -1,14 +1,18 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
-import type { Pool } from 'undici';
 import type { AccountConfig } from '../config/resolve.js';
 import type { TlsOptions } from '../config/tls.js';
+import type { EgressProxy } from '../config/egress.js';
+import type { Dispatcher } from 'undici';
 import type { TokenManager } from '../tokens/token-manager.js';
 import type { ActiveToken } from '../tokens/active-token.js';
-import { authorizationFor } from './bearer.js';
+import { TokenInjector } from './bearer.js';
 import type { ConnectionSlots } from './connection-slots.js';
 import { ACCOUNT_HEADER } from './route.js';
 import { API_KEY_HEADER } from './inbound.js';
 import type { ProxyMetrics } from './types.js';
+
+/** What the data plane sends an account's requests on: a Pool to the upstream, or an agent through a proxy (E6). */
+export type UpstreamPool = Pick<Dispatcher, 'dispatch' | 'destroy'>;
 
 /** Everything the data plane needs about one account, built once at start-up. */
 export interface UpstreamAccount {
@@ -21,7 +25,9 @@ export interface UpstreamAccount {
   manager: TokenManager;
   metrics: ProxyMetrics;
   /** Keep-alive connections to the upstream (F4), `connections` of them at most (R10). */
-  pool: Pool;
+  pool: UpstreamPool;
+  /** E6: the proxy the upstream is reached through, or undefined (direct). */
+  proxy: EgressProxy | undefined;
   /** R10: who may use a connection of the pool now, and who waits (at most `timeouts.queue`). */
   slots: ConnectionSlots;
   retryOn: ReadonlySet<number>;
@@ -30,7 +36,12 @@ export interface UpstreamAccount {
   timeouts: AccountConfig['timeouts'];
   /** TLS options for the token endpoint and WebSocket upgrades (same trust as the agent). */
   tls: TlsOptions;
+  /** E5: where the token goes in each upstream request. */
+  inject: TokenInjector;
 }
+
+/** The default placement: `Authorization: Bearer <token>`. */
+export const AUTHORIZATION_HEADER = new TokenInjector({ header: 'authorization', format: '{type} {token}' });
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) and the sidecar's own: never forwarded (F1). */
 const DROPPED_REQUEST_HEADERS = new Set([
@@ -94,6 +105,7 @@ export function answerHasNoBody(method: string, statusCode: number): boolean {
  * the upstream's, X-Forwarded-For/Proto/Host added. Headers named in Connection are hop-by-hop
  * too. Framing headers other than Content-Length are dropped: the transport frames the body.
  * `keepUpgrade` keeps `Upgrade` (and says `Connection: upgrade`) for a WebSocket upgrade.
+ * The token goes where `inject` says (E5: a header, replacing the client's own value of it).
  * Throws TokenNotHeaderSafeError (R1) rather than write a token that is not header-safe.
  */
 export function upstreamRequestHeaders(
@@ -101,6 +113,7 @@ export function upstreamRequestHeaders(
   upstream: URL,
   token: ActiveToken,
   keepUpgrade = false,
+  inject: TokenInjector = AUTHORIZATION_HEADER,
 ): Record<string, string | string[]> {
   const incoming = req.headers;
   const named = connectionTokens(incoming.connection);
@@ -115,7 +128,7 @@ export function upstreamRequestHeaders(
     if (incoming.upgrade !== undefined) headers.upgrade = incoming.upgrade;
   }
   headers.host = upstream.host;
-  headers.authorization = authorizationFor(token);
+  inject.writeHeader(headers, token);
   const remote = req.socket.remoteAddress;
   const prior = incoming['x-forwarded-for'];
   if (remote !== undefined) headers['x-forwarded-for'] = prior === undefined ? remote : `${String(prior)}, ${remote}`;
