@@ -52,6 +52,6 @@ export function formatCheckReport(result: CheckResult): string {
 
 /** E6: `direct`, one proxy for both, or each one named. */
 function formatProxies(proxy: { tokenEndpoint: string; upstream: string }): string {
-  if (proxy.tokenEndpoint === proxy.upstream) return `${proxy.tokenEndpoint} (token endpoint and upstream)`;
+  if (proxy.tokenEndpoint === proxy.upstream) return `${proxy.tokenEndpoint}, for the token endpoint and the upstream`;
   return `token endpoint: ${proxy.tokenEndpoint}; upstream: ${proxy.upstream}`;
 }
