@@ -24,7 +24,7 @@ export interface TokenHttpOptions {
 /** Thrown when no complete response arrived: the request may or may not have reached the server. */
 export class TokenTransportError extends SidecarError {
   constructor(
-    /** Why: a Node errno code (ECONNREFUSED, ...), `timeout` or `too_large`. */
+    /** Why: a Node errno code (ECONNREFUSED, ...), `timeout`, `too_large`, or `proxy_refused` (E6). */
     readonly transportCode: string,
     message: string,
   ) {
@@ -116,8 +116,11 @@ async function sendThroughProxy(
     const reason = timeout.signal.aborted ? (timeout.signal.reason as Error) : (error as Error);
     if (reason instanceof TokenTransportError) throw reason;
     const errno = reason as NodeJS.ErrnoException;
-    const why = proxyRefusalText(reason) ?? describeNetworkError(errno);
-    throw new TokenTransportError(errno.code ?? 'error', `via proxy ${displayUrl(route.proxy.url)}: ${why}`);
+    const refused = proxyRefusalText(reason);
+    // A proxy's refusal is certain: the token server never saw the request (T5: nothing spent).
+    const code = refused === undefined ? (errno.code ?? 'error') : 'proxy_refused';
+    const why = refused ?? describeNetworkError(errno);
+    throw new TokenTransportError(code, `via proxy ${displayUrl(route.proxy.url)}: ${why}`);
   } finally {
     clearTimeout(timer);
   }

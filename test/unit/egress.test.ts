@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { EnvHttpProxyAgent } from 'undici';
 import { describe, expect, it } from 'vitest';
@@ -5,6 +7,8 @@ import { NoProxyRule, proxyFor, resolveEgress, type EgressPolicy } from '../../s
 import { parseConfig } from '../../src/config/load.js';
 import type { ConfigProblem } from '../../src/config/resolve.js';
 import { TokenInjector, withQueryParameter } from '../../src/proxy/bearer.js';
+import { sendTokenRequest } from '../../src/flows/http-client.js';
+import { TokenEgress } from '../../src/flows/proxy-agent.js';
 import { ActiveToken } from '../../src/tokens/active-token.js';
 import { Secret } from '../../src/util/secret.js';
 
@@ -88,6 +92,26 @@ describe('E6 egress proxy choice', () => {
       problems,
     );
     expect(proxyFor(lower, new URL('https://api.example'))?.url.host).toBe('lower:1');
+  });
+
+  it('E6: a token request the proxy answers 407 fails as proxy_refused, naming the proxy and not its credentials', async () => {
+    const proxy = createServer((_req, res) => res.writeHead(407, { 'proxy-authenticate': 'Basic' }).end());
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    const problems: ConfigProblem[] = [];
+    const policy = resolveEgress({ proxy: url.replace('//', '//user:hidden-pw@') }, {}, 'accounts.a', problems);
+    const egress = new TokenEgress(policy, { tls: { rejectUnauthorized: true }, connectTimeoutMs: 1_000 });
+    try {
+      const request = { url: new URL('http://idp.example/token'), headers: {}, body: 'grant_type=x', secrets: [] };
+      const failure = await sendTokenRequest(request, { timeoutMs: 5_000, egress }).catch((error: unknown) => error);
+      expect(failure).toMatchObject({ transportCode: 'proxy_refused' });
+      expect((failure as Error).message).toBe(
+        `via proxy ${url}: the proxy answered 407 (proxy credentials missing or refused)`,
+      );
+    } finally {
+      await egress.close();
+      proxy.close();
+    }
   });
 
   it('E6: a proxy URL that is not http(s), or a proxyAuthFile without a colon, is a configuration problem that does not quote it', () => {
