@@ -111,12 +111,12 @@ export function resolveEgress(
   const auth = settings.proxyAuthFile === undefined ? undefined : readProxyAuth(settings.proxyAuthFile, path, problems);
   if (settings.proxy === null) return { kind: 'direct' };
   if (settings.proxy !== undefined) {
-    const proxy = egressProxy(settings.proxy, `${path}.proxy`, auth, `${path}.proxy`, problems);
+    const proxy = egressProxy(settings.proxy, `${path}.proxy`, auth, problems);
     return proxy === undefined ? { kind: 'direct' } : { kind: 'account', proxy };
   }
   const fromEnv = (name: string) => {
     const value = envValue(env, name);
-    return value === undefined ? undefined : egressProxy(value, name, auth, name, problems);
+    return value === undefined ? undefined : egressProxy(value, name, auth, problems);
   };
   const http = fromEnv('HTTP_PROXY');
   const https = fromEnv('HTTPS_PROXY');
@@ -124,11 +124,11 @@ export function resolveEgress(
   return { kind: 'env', http, https, noProxy: new NoProxyRule(envValue(env, 'NO_PROXY') ?? '') };
 }
 
+/** `value` as a proxy; `source` (the setting's name or path) is also where a problem with it is reported. */
 function egressProxy(
   value: string,
   source: string,
   auth: Secret | undefined,
-  problemPath: string,
   problems: ConfigProblem[],
 ): EgressProxy | undefined {
   let url: URL;
@@ -136,12 +136,12 @@ function egressProxy(
     url = new URL(value);
   } catch {
     // The value itself may hold credentials: never quoted.
-    problems.push({ path: problemPath, message: 'not a URL (expected http://host:port or https://host:port)' });
+    problems.push({ path: source, message: 'not a URL (expected http://host:port or https://host:port)' });
     return undefined;
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     problems.push({
-      path: problemPath,
+      path: source,
       message: `proxy scheme ${url.protocol} is not supported (use http: or https:)`,
     });
     return undefined;

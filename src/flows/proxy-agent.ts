@@ -8,7 +8,7 @@ import { proxyFor, type EgressPolicy, type EgressProxy } from '../config/egress.
  * class's module alone: the agent opens its tunnels with `connect()`, which undici's index adds
  * to every dispatcher.
  */
-export function undiciProxyAgent(): typeof ProxyAgent {
+function undiciProxyAgent(): typeof ProxyAgent {
   return (createRequire(import.meta.url)('undici') as typeof import('undici')).ProxyAgent;
 }
 
