@@ -5,7 +5,7 @@ import { createAdminApp } from './admin/server.js';
 import { SidecarMetrics } from './admin/metrics.js';
 import type { AccountView } from './admin/status.js';
 import { secretFilesOf, type AccountConfig, type SidecarConfig } from './config/resolve.js';
-import { upstreamTls } from './config/tls.js';
+import { upstreamTls, type TlsOptions } from './config/tls.js';
 import { sendTokenRequest } from './flows/http-client.js';
 import { createFlow } from './flows/index.js';
 import type { TokenFlow } from './flows/types.js';
@@ -18,7 +18,10 @@ import { InboundPolicy } from './proxy/inbound.js';
 import { TrustedProxies } from './proxy/trusted-proxies.js';
 import { Router } from './proxy/route.js';
 import { ReplayBudget } from './proxy/replay-budget.js';
-import { createUndiciPool, sendWithUndici } from './proxy/transport.js';
+import { createUpstreamPool, sendWithUndici } from './proxy/transport.js';
+import { TokenEgress } from './flows/proxy-agent.js';
+import { proxyFor } from './config/egress.js';
+import { TokenInjector } from './proxy/bearer.js';
 import type { UpstreamAccount } from './proxy/upstream.js';
 import { createStore } from './stores/index.js';
 import type { TokenStore } from './stores/types.js';
@@ -44,6 +47,24 @@ export interface SidecarDependencies {
 interface RunningAccount extends UpstreamAccount, AccountView {
   flow: TokenFlow;
   status: TokenManager['status'];
+  /** E6: the token endpoints' proxy agents (closed at stop). */
+  tokenEgress: TokenEgress;
+}
+
+/** E6: the account's upstream pool (direct or through its proxy), which proxy each target uses, the token endpoints' agents. */
+function egressOf(
+  account: AccountConfig,
+  flow: TokenFlow,
+  tls: TlsOptions,
+): Pick<RunningAccount, 'pool' | 'proxy' | 'proxies' | 'tokenEgress'> {
+  const proxy = proxyFor(account.egress, account.upstream);
+  const { upstream, timeouts, connections } = account;
+  return {
+    pool: createUpstreamPool({ upstream, tls, timeouts, connections }, proxy),
+    proxy,
+    proxies: { upstream: proxy, tokenEndpoint: proxyFor(account.egress, new URL(flow.endpoint('login'))) },
+    tokenEgress: new TokenEgress(account.egress, { tls, connectTimeoutMs: timeouts.connectMs }),
+  };
 }
 
 /** The whole product in one object: config in, servers and token managers out. */
@@ -121,6 +142,7 @@ export class Sidecar {
         reportSecretReads(file, { logger: this.#logger.child({ account: account.name }), countFailure }),
       );
     }
+    const egress = egressOf(account, flow, tls);
     const manager = new TokenManager({
       account: account.name,
       flow,
@@ -130,7 +152,7 @@ export class Sidecar {
       events: this.metrics.tokenEvents(account.name),
       logger: this.#logger,
       send: deps.send ?? sendTokenRequest,
-      tls,
+      tls: { ...tls, egress: egress.tokenEgress },
       random: deps.random,
       secretFiles,
     });
@@ -142,12 +164,7 @@ export class Sidecar {
       basePath: account.upstream.pathname,
       manager,
       metrics: this.metrics.proxyMetrics(account.name),
-      pool: createUndiciPool({
-        upstream: account.upstream,
-        tls,
-        timeouts: account.timeouts,
-        connections: account.connections,
-      }),
+      ...egress,
       slots: new ConnectionSlots({
         capacity: account.connections,
         queueMs: account.timeouts.queueMs,
@@ -157,6 +174,7 @@ export class Sidecar {
       replayMaxBody: account.refresh.replayMaxBody,
       timeouts: account.timeouts,
       tls,
+      inject: new TokenInjector(account.inject),
       flow,
       status: () => manager.status(),
       history: manager.history,
@@ -282,6 +300,7 @@ export class Sidecar {
     await Promise.all(this.#accounts.map((account) => account.manager.stop()));
     for (const account of this.#accounts) {
       await account.pool.destroy();
+      await account.tokenEgress.close();
     }
     this.#dataPlane.close();
     if (this.#adminServer !== undefined) {

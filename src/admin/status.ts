@@ -2,6 +2,7 @@ import type { TokenFlow } from '../flows/types.js';
 import type { TokenRequestCount, TokenRequestHistory } from '../tokens/history.js';
 import type { AccountState, TokenStatus, TokenTrigger } from '../tokens/types.js';
 import { displayUrl } from '../util/display-url.js';
+import { describeProxy, type EgressProxy } from '../config/egress.js';
 
 export interface AccountView {
   name: string;
@@ -12,6 +13,8 @@ export interface AccountView {
   history: TokenRequestHistory;
   /** `refresh.at`: the expected pace of token requests is one per `at` x lifetime. */
   refreshAt: number;
+  /** E6: the proxy (or none) for the upstream and for the login endpoint. */
+  proxies: { upstream: EgressProxy | undefined; tokenEndpoint: EgressProxy | undefined };
 }
 
 const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
@@ -44,6 +47,8 @@ export interface AccountStatusDocument {
   tokenEndpoint: string;
   /** E1: how the client authenticates at the token endpoint (null for the session dialect). */
   clientAuth: string | null;
+  /** E6: how each is reached: `direct`, or the proxy's URL (never its credentials) and where it was set. */
+  proxy: { upstream: string; tokenEndpoint: string };
   fingerprint: string | null;
   generation: number;
   obtainedAt: string | null;
@@ -81,6 +86,10 @@ export function accountStatusJson(view: AccountView, now: number): AccountStatus
     upstream: displayUrl(view.upstream),
     tokenEndpoint: displayUrl(view.flow.endpoint('login')),
     clientAuth: view.flow.clientAuth,
+    proxy: {
+      upstream: describeProxy(view.proxies.upstream),
+      tokenEndpoint: describeProxy(view.proxies.tokenEndpoint),
+    },
     fingerprint: status.fingerprint ?? null,
     generation: status.generation,
     obtainedAt: iso(status.obtainedAt),

@@ -3,6 +3,7 @@ import { ConfigError } from '../config/load.js';
 import type { AccountConfig, ConfigProblem, OAuth2Auth, SidecarConfig } from '../config/resolve.js';
 import { upstreamTls } from '../config/tls.js';
 import { sendTokenRequest } from '../flows/http-client.js';
+import { TokenEgress } from '../flows/proxy-agent.js';
 import {
   buildAuthorizationCodeRequest,
   makeClientAssertion,
@@ -137,6 +138,8 @@ async function exchangeCode(
   options: AuthorizeOptions,
 ): Promise<{ state: TokenState; refreshToken: Secret }> {
   const send = options.send ?? sendTokenRequest;
+  const tls = upstreamTls(account);
+  const egress = new TokenEgress(account.egress, { tls, connectTimeoutMs: account.timeouts.connectMs });
   const result = await exchangeToken(
     {
       build: async () => {
@@ -145,12 +148,12 @@ async function exchangeCode(
         const request = buildAuthorizationCodeRequest(auth, grant, { clientSecret, clientAssertion });
         return { kind: 'login', request, spends: undefined };
       },
-      send: (request) => send(request, { timeoutMs: account.refresh.timeoutMs, ...upstreamTls(account) }),
+      send: (request) => send(request, { timeoutMs: account.refresh.timeoutMs, ...tls, egress }),
       parse: (response, secrets) => parseOAuth2Response(response, secrets),
       rotatesRefreshTokens: false,
     },
     { clock: { now: options.now ?? Date.now }, policy: account.refresh },
-  );
+  ).finally(() => egress.close());
   if (result.outcome === 'unbuildable') throw result.error;
   if (result.outcome === 'error' && result.thrown !== undefined)
     throw new AuthorizeError(`code exchange at ${auth.tokenUrl} failed: ${result.thrown.message}`);

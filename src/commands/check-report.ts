@@ -10,6 +10,7 @@ export function formatCheckReport(result: CheckResult): string {
     const rows: Array<[string, string | null]> = [
       ['token endpoint', a.tokenEndpoint],
       ['client auth', a.clientAuth],
+      ['proxy', formatProxies(a.proxy)],
       [
         'checked',
         a.method === 'token_request'
@@ -48,4 +49,10 @@ export function formatCheckReport(result: CheckResult): string {
     `${result.accounts.length} account${result.accounts.length === 1 ? '' : 's'}: ${result.accounts.length - bad} good${bad > 0 ? `, ${bad} with a problem` : ''} (store: ${result.store}${result.login ? ', --login' : ''})`,
   );
   return `${lines.join('\n')}\n`;
+}
+
+/** E6: `direct`, one proxy for both, or each one named. */
+function formatProxies(proxy: { tokenEndpoint: string; upstream: string }): string {
+  if (proxy.tokenEndpoint === proxy.upstream) return `${proxy.tokenEndpoint}, for the token endpoint and the upstream`;
+  return `token endpoint: ${proxy.tokenEndpoint}; upstream: ${proxy.upstream}`;
 }

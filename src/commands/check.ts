@@ -1,5 +1,7 @@
 import type { AccountConfig, SidecarConfig } from '../config/resolve.js';
 import { upstreamTls } from '../config/tls.js';
+import { describeProxy, proxyFor } from '../config/egress.js';
+import { TokenEgress } from '../flows/proxy-agent.js';
 import { sendTokenRequest } from '../flows/http-client.js';
 import { createFlow } from '../flows/index.js';
 import type { TokenFlow, TokenRequestKind } from '../flows/types.js';
@@ -38,6 +40,8 @@ export interface AccountCheck {
   tokenEndpoint: string;
   /** E1: how the client authenticates (null for the session dialect). */
   clientAuth: string | null;
+  /** E6: how the token endpoint and the upstream are reached: `direct` or the proxy (no credentials). */
+  proxy: { tokenEndpoint: string; upstream: string };
   method: CheckMethod;
   /** The token request sent (token_request only). */
   kind: TokenRequestKind | null;
@@ -167,6 +171,10 @@ function blankCheck(account: AccountConfig, flow: TokenFlow): AccountCheck {
     dialect: flow.dialect,
     tokenEndpoint: displayUrl(flow.endpoint('login')),
     clientAuth: flow.clientAuth,
+    proxy: {
+      tokenEndpoint: describeProxy(proxyFor(account.egress, new URL(flow.endpoint('login')))),
+      upstream: describeProxy(proxyFor(account.egress, account.upstream)),
+    },
     method: 'none',
     kind: null,
     outcome: 'not_checked',
@@ -247,15 +255,16 @@ function fromStore(
 /** The account's first token request, through the same exchange the sidecar uses; what came back. */
 async function requestToken(account: AccountConfig, flow: TokenFlow, context: AccountContext): Promise<Finding> {
   const tls = upstreamTls(account);
+  const egress = new TokenEgress(account.egress, { tls, connectTimeoutMs: account.timeouts.connectMs });
   const result = await exchangeToken(
     {
       build: () => initialRequest(flow),
-      send: (request) => context.send(request, { timeoutMs: account.refresh.timeoutMs, ...tls }),
+      send: (request) => context.send(request, { timeoutMs: account.refresh.timeoutMs, ...tls, egress }),
       parse: (response, secrets) => flow.parseResponse(response, secrets),
       rotatesRefreshTokens: flow.rotatesRefreshTokens,
     },
     { clock: { now: context.now }, policy: account.refresh },
-  );
+  ).finally(() => egress.close());
   if (result.outcome === 'unbuildable' || result.outcome === 'already_spent') {
     return {
       method: 'none',

@@ -159,7 +159,7 @@ export function parseConfig(
     problems.push(...zodProblems(parsed.error, expanded));
     throw new ConfigError(withoutEchoes(problems, variablePaths));
   }
-  const config = resolveConfig(parsed.data, problems);
+  const config = resolveConfig(parsed.data, problems, options.env ?? process.env);
   const bootstrapping =
     options.authorizing === undefined ? undefined : `accounts.${options.authorizing}.auth.refreshToken`;
   const remaining = withoutEchoes(

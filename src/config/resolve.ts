@@ -18,11 +18,13 @@ import {
   type RefreshPolicyInput,
   type SessionAuthConfig,
   type TlsConfig,
+  type InjectConfig,
 } from './schema.js';
 import { messageOf } from '../util/errors.js';
 import type { ConfigProblem } from './problems.js';
 import { resolveOAuth2, type OAuth2Auth } from './resolve-oauth2.js';
 import { secretSource } from './secret-settings.js';
+import { resolveEgress, type EgressPolicy } from './egress.js';
 
 export type { ConfigProblem } from './problems.js';
 export type { OAuth2Auth } from './resolve-oauth2.js';
@@ -72,6 +74,18 @@ export interface AccountConfig {
   timeouts: { connectMs: number; responseMs: number; queueMs: number };
   /** R10: the size of the account's upstream pool. */
   connections: number;
+  /** E6: which proxy carries its token requests and upstream requests. */
+  egress: EgressPolicy;
+  /** E5: where the token goes (defaults filled in: `Authorization`, `{type} {token}`). */
+  inject: TokenPlacement;
+}
+
+/** E5: the token in a header, written by `format`, or in a query parameter. */
+export type TokenPlacement = { header: string; format: string } | { query: string };
+
+function tokenPlacement(inject: InjectConfig | undefined): TokenPlacement {
+  if (inject?.query !== undefined) return { query: inject.query };
+  return { header: (inject?.header ?? 'authorization').toLowerCase(), format: inject?.format ?? '{type} {token}' };
 }
 
 export interface SidecarConfig {
@@ -96,8 +110,14 @@ export interface SidecarConfig {
 }
 
 /** Turns a schema-valid config into the typed form the app runs on, checking what spans fields. */
-export function resolveConfig(raw: RawConfig, problems: ConfigProblem[]): SidecarConfig {
-  const accounts = Object.entries(raw.accounts).map(([name, account]) => resolveAccount(name, account, raw, problems));
+export function resolveConfig(
+  raw: RawConfig,
+  problems: ConfigProblem[],
+  env: NodeJS.ProcessEnv = process.env,
+): SidecarConfig {
+  const accounts = Object.entries(raw.accounts).map(([name, account]) =>
+    resolveAccount(name, account, { global: raw, env }, problems),
+  );
   if (accounts.length === 0) problems.push({ path: 'accounts', message: 'at least one account is required' });
   checkRoutes(raw, accounts, problems);
   checkStore(raw.store, problems);
@@ -153,7 +173,12 @@ function apiKeysOf(
   return keys;
 }
 
-function resolveAccount(name: string, raw: RawAccount, global: RawConfig, problems: ConfigProblem[]): AccountConfig {
+function resolveAccount(
+  name: string,
+  raw: RawAccount,
+  { global, env }: { global: RawConfig; env: NodeJS.ProcessEnv },
+  problems: ConfigProblem[],
+): AccountConfig {
   const path = `accounts.${name}`;
   const globalRefresh: RefreshPolicyInput = global.refresh;
   // The account's own value, else the top-level `refresh:`, else the built-in default.
@@ -193,6 +218,8 @@ function resolveAccount(name: string, raw: RawAccount, global: RawConfig, proble
       queueMs: raw.timeouts.queue ?? global.timeouts.queue ?? TIMEOUT_DEFAULTS.queue,
     },
     connections: raw.connections,
+    egress: resolveEgress(raw, env, path, problems),
+    inject: tokenPlacement(raw.inject),
   };
 }
 

@@ -181,6 +181,7 @@ const PATH_KEYS: ReadonlyArray<readonly string[]> = [
   ['accounts', '*', 'auth', 'actorTokenFile'],
   ['inbound', 'apiKeyFiles', '*'],
   ['admin', 'apiKeyFiles', '*'],
+  ['accounts', '*', 'proxyAuthFile'],
 ];
 
 /**

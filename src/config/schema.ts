@@ -187,6 +187,52 @@ export function guessFlow(given: unknown, hasLoginUrl: boolean): FlowName {
   return nearest ?? (hasLoginUrl ? 'session' : 'oauth2');
 }
 
+/** RFC 9110 §5.1 field-name characters. */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** Headers the sidecar writes or that frame the request: never a place for the token (E5). */
+const RESERVED_INJECT_HEADERS: ReadonlySet<string> = new Set([
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'upgrade',
+  'te',
+  'trailer',
+  'expect',
+  'proxy-authorization',
+  'proxy-connection',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-sidecar-account',
+  'x-sidecar-key',
+]);
+
+/** E5: where the token goes upstream. `header` + `format`, or `query`; defaults: Authorization, `{type} {token}`. */
+const injectSchema = z
+  .strictObject({
+    header: z
+      .string()
+      .regex(HEADER_NAME, 'not a header name')
+      .refine((name) => !RESERVED_INJECT_HEADERS.has(name.toLowerCase()), {
+        message: 'the sidecar writes or removes this header itself; choose another',
+      })
+      .optional(),
+    format: z
+      .string()
+      .refine((format) => format.includes('{token}'), { message: 'must contain {token}' })
+      .refine((format) => /^[\x21-\x7e]([\t\x20-\x7e]*[\x21-\x7e])?$/.test(format), {
+        message: 'must be visible ASCII, without leading or trailing whitespace',
+      })
+      .optional(),
+    query: z.string().min(1).optional(),
+  })
+  .refine((inject) => inject.query === undefined || (inject.header === undefined && inject.format === undefined), {
+    message: 'query cannot be combined with header or format (the token goes in one place)',
+  });
+
 const accountSchema = z.strictObject({
   upstream: httpUrl,
   default: z.boolean().default(false),
@@ -205,6 +251,11 @@ const accountSchema = z.strictObject({
   timeouts: timeoutsSchema.prefault({}),
   /** R10: the most connections open to this upstream at once; more requests queue (`timeouts.queue`). */
   connections: z.number().int().min(1).default(128),
+  /** E6: this account's egress proxy (http:// or https://), or null for none; unset: HTTPS_PROXY/HTTP_PROXY/NO_PROXY. */
+  proxy: z.union([httpUrl, z.null()]).optional(),
+  /** E6: `user:password` for whichever proxy the account uses. */
+  proxyAuthFile: z.string().min(1).optional(),
+  inject: injectSchema.optional(),
 });
 
 const redisUrl = z.string().refine((value) => /^(rediss?:\/\/[^\s]+|unix:\/\/\/[^\s]+)$/.test(value), {
@@ -315,6 +366,7 @@ export type SessionAuthConfig = z.output<typeof sessionAuthSchema>;
 export type OAuth2AuthConfig = z.output<typeof oauth2AuthSchema>;
 export type RefreshPolicyInput = z.output<typeof refreshPolicySchema>;
 export type TlsConfig = z.output<typeof tlsSchema>;
+export type InjectConfig = z.output<typeof injectSchema>;
 export type ListenConfig = z.output<typeof listenSchema>;
 export type StoreConfig = z.output<typeof storeSchema>;
 

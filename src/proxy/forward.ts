@@ -229,8 +229,11 @@ export class DataPlane {
     exchange.upstream = this.#transport({
       account,
       method: req.method ?? 'GET',
-      path: exchange.targetPath,
-      headers: upstreamRequestHeaders(req, account.upstream, token, { trustedProxies: this.#o.trustedProxies }),
+      path: account.inject.targetWithToken(exchange.targetPath, token),
+      headers: upstreamRequestHeaders(req, account.upstream, token, {
+        trustedProxies: this.#o.trustedProxies,
+        inject: account.inject,
+      }),
       body,
       // Passing an answer on runs inside the transport's callbacks: a throw there is fenced here.
       onAnswer: (answer) => this.#fence.run(exchange.inbound, () => onAnswer(answer)),

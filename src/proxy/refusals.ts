@@ -8,6 +8,8 @@ import type { UpstreamFailure } from './transport.js';
 import type { ProxyMetrics } from './types.js';
 import type { UpstreamAccount } from './upstream.js';
 import { errnoOf } from '../util/errors.js';
+import { displayUrl } from '../util/display-url.js';
+import { proxyRefusalText } from '../flows/proxy-agent.js';
 
 /** What the sidecar answers itself instead of an upstream answer (F5). */
 export interface Refusal {
@@ -47,7 +49,12 @@ export function upstreamFailureRefusal(
   account: UpstreamAccount,
   { error, timedOut }: Pick<UpstreamFailure, 'error' | 'timedOut'>,
 ): Refusal {
-  const where = `upstream ${account.upstream.origin}`;
+  const where =
+    account.proxy === undefined
+      ? `upstream ${account.upstream.origin}`
+      : `upstream ${account.upstream.origin} via proxy ${displayUrl(account.proxy.url)}`;
+  const refused = account.proxy === undefined ? undefined : proxyRefusalText(error);
+  if (refused !== undefined) return { code: 'upstream_unreachable', message: `${where}: ${refused}`, account };
   if (timedOut === 'connect' || error.code === 'ETIMEDOUT') {
     return {
       code: 'upstream_timeout',

@@ -1,8 +1,10 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { createRequire } from 'node:module';
 import type { Dispatcher, Pool } from 'undici';
+import type { EgressProxy } from '../config/egress.js';
+import { createProxyAgent } from '../flows/proxy-agent.js';
 import { AnswerBody } from './answer-body.js';
-import { answerHasNoBody, clientReasonPhrase, type UpstreamAccount } from './upstream.js';
+import { answerHasNoBody, clientReasonPhrase, type UpstreamAccount, type UpstreamPool } from './upstream.js';
 import { asError } from '../util/errors.js';
 
 /** What an upstream answered: the head, and the body as the transport pushes it. */
@@ -47,6 +49,34 @@ export const UndiciPool: typeof Pool = createRequire(import.meta.url)(
   'undici/lib/dispatcher/pool.js',
 ) as (typeof import('undici'))['Pool'];
 
+const POOL_LIMITS = {
+  // Drop idle pooled sockets before a Node upstream's 5 s keepAliveTimeout closes them under us.
+  keepAliveTimeout: 4_000,
+  keepAliveMaxTimeout: 60_000,
+};
+
+/**
+ * The account's upstream pool: undici's Pool when direct (the hot path as it always was), else
+ * undici's ProxyAgent through `proxy` (E6) with the same limits, the upstream origin added to
+ * each request as the agent needs it.
+ */
+export function createUpstreamPool(
+  account: Pick<UpstreamAccount, 'upstream' | 'tls' | 'timeouts'> & { connections: number },
+  proxy: EgressProxy | undefined,
+): UpstreamPool {
+  if (proxy === undefined) return createUndiciPool(account);
+  const agent = createProxyAgent(proxy, {
+    tls: account.tls,
+    connectTimeoutMs: account.timeouts.connectMs,
+    pool: { connections: account.connections, ...POOL_LIMITS },
+  });
+  const origin = account.upstream.origin;
+  return {
+    dispatch: (options, handler) => agent.dispatch({ ...options, origin }, handler),
+    destroy: () => agent.destroy(),
+  } as UpstreamPool;
+}
+
 /**
  * undici's Pool: the fastest way out of Node to an HTTP/1.1 upstream here (see the README's
  * bench table). One pool per account, connections kept alive and pipelined never.
@@ -57,9 +87,7 @@ export function createUndiciPool(
   return new UndiciPool(account.upstream.origin, {
     // R10: as many as ConnectionSlots hands out, so requests queue there (with a deadline), not here.
     connections: account.connections,
-    // Drop idle pooled sockets before a Node upstream's 5 s keepAliveTimeout closes them under us.
-    keepAliveTimeout: 4_000,
-    keepAliveMaxTimeout: 60_000,
+    ...POOL_LIMITS,
     connect: {
       timeout: account.timeouts.connectMs,
       ...(account.tls.ca === undefined ? {} : { ca: account.tls.ca }),

@@ -116,10 +116,11 @@ export class UpgradeEntry {
       socket: client.socket,
       pending: upgrade.pending,
       clock: this.#o.clock,
-      path: upgrade.targetPath,
+      path: account.inject.targetWithToken(upgrade.targetPath, token),
       headers: upstreamRequestHeaders(upgrade.req, account.upstream, token, {
         keepUpgrade: true,
         trustedProxies: this.#o.trustedProxies,
+        inject: account.inject,
       }),
       onAnswer: (status) =>
         fence.contain('counting an upgrade', account, () =>

@@ -1,15 +1,19 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
-import type { Pool } from 'undici';
 import type { AccountConfig } from '../config/resolve.js';
 import type { TlsOptions } from '../config/tls.js';
+import type { EgressProxy } from '../config/egress.js';
+import type { Dispatcher } from 'undici';
 import type { TokenManager } from '../tokens/token-manager.js';
 import type { ActiveToken } from '../tokens/active-token.js';
-import { authorizationFor } from './bearer.js';
+import { TokenInjector } from './bearer.js';
 import type { ConnectionSlots } from './connection-slots.js';
 import { ACCOUNT_HEADER } from './route.js';
 import { API_KEY_HEADER } from './inbound.js';
 import type { TrustedProxies } from './trusted-proxies.js';
 import type { ProxyMetrics } from './types.js';
+
+/** What the data plane sends an account's requests on: a Pool to the upstream, or an agent through a proxy (E6). */
+export type UpstreamPool = Pick<Dispatcher, 'dispatch' | 'destroy'>;
 
 /** Everything the data plane needs about one account, built once at start-up. */
 export interface UpstreamAccount {
@@ -22,7 +26,9 @@ export interface UpstreamAccount {
   manager: TokenManager;
   metrics: ProxyMetrics;
   /** Keep-alive connections to the upstream (F4), `connections` of them at most (R10). */
-  pool: Pool;
+  pool: UpstreamPool;
+  /** E6: the proxy the upstream is reached through, or undefined (direct). */
+  proxy: EgressProxy | undefined;
   /** R10: who may use a connection of the pool now, and who waits (at most `timeouts.queue`). */
   slots: ConnectionSlots;
   retryOn: ReadonlySet<number>;
@@ -31,7 +37,12 @@ export interface UpstreamAccount {
   timeouts: AccountConfig['timeouts'];
   /** TLS options for the token endpoint and WebSocket upgrades (same trust as the agent). */
   tls: TlsOptions;
+  /** E5: where the token goes in each upstream request. */
+  inject: TokenInjector;
 }
+
+/** The default placement: `Authorization: Bearer <token>`. */
+export const AUTHORIZATION_HEADER = new TokenInjector({ header: 'authorization', format: '{type} {token}' });
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) and the sidecar's own: never forwarded (F1). */
 const DROPPED_REQUEST_HEADERS = new Set([
@@ -97,6 +108,8 @@ export interface UpstreamHeadOptions {
   keepUpgrade?: boolean;
   /** S2: clients whose forwarding headers are kept (default: none). */
   trustedProxies?: TrustedProxies;
+  /** E5: where the token goes (default: `Authorization: Bearer <token>`). */
+  inject?: TokenInjector;
 }
 
 /**
@@ -117,8 +130,9 @@ function isForwardingHeader(name: string): boolean {
  * `X-Real-IP` and `X-Forwarded-*` are dropped and the sidecar's own set (X-Forwarded-For the
  * client address, X-Forwarded-Proto `http`, X-Forwarded-Host the client's Host); a trusted proxy's
  * are kept, its X-Forwarded-For appended to, its X-Forwarded-Proto/Host kept where it sent them.
- * One pass over the client's headers. Throws TokenNotHeaderSafeError (R1) rather than write a
- * token that is not header-safe.
+ * The token goes where `options.inject` says (E5: a header, replacing the client's own value of
+ * it; Authorization by default). One pass over the client's headers. Throws
+ * TokenNotHeaderSafeError (R1) rather than write a token that is not header-safe.
  */
 export function upstreamRequestHeaders(
   req: IncomingMessage,
@@ -142,7 +156,7 @@ export function upstreamRequestHeaders(
     if (incoming.upgrade !== undefined) headers.upgrade = incoming.upgrade;
   }
   headers.host = upstream.host;
-  headers.authorization = authorizationFor(token);
+  (options.inject ?? AUTHORIZATION_HEADER).writeHeader(headers, token);
   setForwardedFor(headers, remote, trusted ? listValue(incoming['x-forwarded-for']) : undefined);
   const proto = trusted ? incoming['x-forwarded-proto'] : undefined;
   headers['x-forwarded-proto'] = proto ?? 'http';

@@ -20,6 +20,8 @@ import { messageOf, asError } from '../util/errors.js';
 /** Transport failures where the request certainly never reached the server (nothing was consumed). */
 const NOT_DELIVERED = new Set([
   'ECONNREFUSED',
+  // E6: the egress proxy refused the request (407, or a CONNECT it would not open).
+  'proxy_refused',
   'ENOTFOUND',
   'EAI_AGAIN',
   'EHOSTUNREACH',

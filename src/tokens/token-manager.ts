@@ -51,8 +51,8 @@ export interface TokenManagerOptions {
   events: TokenEvents;
   logger: Logger;
   send: SendTokenRequest;
-  /** TLS settings for the token endpoint (same CA as the upstream). */
-  tls?: Pick<TokenHttpOptions, 'ca' | 'rejectUnauthorized'>;
+  /** TLS settings for the token endpoint (same CA as the upstream), and its egress proxy (E6). */
+  tls?: Pick<TokenHttpOptions, 'ca' | 'rejectUnauthorized' | 'egress'>;
   random?: () => number;
   /** P2: the account's secret files, watched for new credentials. */
   secretFiles?: readonly SecretFile[];

@@ -9,7 +9,7 @@ import { InboundPolicy } from '../../src/proxy/inbound.js';
 import { Router } from '../../src/proxy/route.js';
 import { createUndiciPool, sendWithUndici, type Transport } from '../../src/proxy/transport.js';
 import type { ProxyMetrics, ReplayOutcome } from '../../src/proxy/types.js';
-import type { UpstreamAccount } from '../../src/proxy/upstream.js';
+import { AUTHORIZATION_HEADER, type UpstreamAccount } from '../../src/proxy/upstream.js';
 import { ActiveToken } from '../../src/tokens/active-token.js';
 import type { TokenManager } from '../../src/tokens/token-manager.js';
 import { TokenUnavailableError } from '../../src/tokens/types.js';
@@ -96,6 +96,8 @@ export async function startDataPlane(options: {
     replayMaxBody: 1024 * 1024,
     timeouts,
     tls,
+    inject: AUTHORIZATION_HEADER,
+    proxy: undefined,
   };
   const allow = new BlockList();
   allow.addSubnet('127.0.0.0', 8, 'ipv4');

@@ -102,11 +102,11 @@ describe('§3 configuration', () => {
       const files = readdirSync(join(root, 'config')).filter((file) => /\.(ya?ml|json)$/.test(file));
       expect(files.length).toBeGreaterThanOrEqual(3);
       for (const file of files) {
-        // The examples point at /secrets/...: give them real files under a temp dir.
+        // The examples point at /secrets/...: give them real files (user:password shaped) under a temp dir.
         const text = readFileSync(join(root, 'config', file), 'utf8').replace(/\/secrets\/[\w./-]+/g, (path) => {
           const local = join(dir, path);
           mkdirSync(dirname(local), { recursive: true });
-          writeFileSync(local, 'generated-at-test-time\n');
+          writeFileSync(local, 'generated:at-test-time\n');
           return local;
         });
         writeFileSync(join(dir, file), text);

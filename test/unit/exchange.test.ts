@@ -183,6 +183,15 @@ describe('T5 transient failures back off', () => {
     });
   });
 
+  it('E6: a request an egress proxy refused (407) never reached the token server: it spent nothing', async () => {
+    const refused = await exchange({
+      spends: new Secret('ref-1'),
+      respond: () =>
+        Promise.reject(new TokenTransportError('proxy_refused', 'via proxy http://p:1: the proxy answered 407')),
+    });
+    expect(refused.result).toMatchObject({ outcome: 'error', delivered: false, spentRefreshToken: undefined });
+  });
+
   it('T5: a refused connection never reached the server; a timeout may have. Neither spent the refresh token for certain', async () => {
     const sent = new Secret('ref-1');
     const refused = await exchange({

@@ -46,6 +46,7 @@ function view(history: TokenRequestHistory, overrides: Partial<TokenStatus> = {}
     status: () => status(overrides),
     history,
     refreshAt: 0.8,
+    proxies: { upstream: undefined, tokenEndpoint: undefined },
   };
 }
 
