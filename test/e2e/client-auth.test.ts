@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
-import { startClientAuthServer, type ClientAuthServer } from '../helpers/oidc-client-auth.js';
+import { launchAgainst, startClientAuthServer, type ClientAuthServer } from '../helpers/oidc-client-auth.js';
 import { generatedSecret, useHarness } from '../helpers/harness.js';
 
 /*
@@ -33,25 +33,8 @@ function writeFile(name: string, content: string): string {
   return path;
 }
 
-async function launch(provider: ClientAuthServer, auth: Record<string, unknown>) {
-  const upstream = await harness.demoUpstream((token) => provider.issued.has(token));
-  const config = writeFile(
-    'sidecar.json',
-    JSON.stringify({
-      listen: { port: 0 },
-      admin: { port: 0 },
-      accounts: {
-        billing: {
-          upstream: upstream.url,
-          default: true,
-          refresh: { minInterval: '1s' },
-          auth: { flow: 'oauth2', tokenUrl: provider.tokenUrl, grant: 'client_credentials', ...auth },
-        },
-      },
-    }),
-  );
-  const cli = await harness.launchCli(['--config', config]);
-  return { ...cli, upstream };
+function launch(provider: ClientAuthServer, auth: Record<string, unknown>) {
+  return launchAgainst(harness, provider, { dir, account: 'billing', auth });
 }
 
 async function serve(provider: ClientAuthServer) {

@@ -6,6 +6,7 @@ import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { generatedSecret, useHarness } from '../helpers/harness.js';
 import {
   JWT_BEARER,
+  launchAgainst,
   startClientAuthServer,
   TOKEN_EXCHANGE,
   type ClientAuthServer,
@@ -47,30 +48,9 @@ async function provider(grantTypes: string[], grants: ExtraGrants): Promise<Clie
   return server;
 }
 
-async function launch(server: ClientAuthServer, auth: Record<string, unknown>) {
-  const upstream = await harness.demoUpstream((token) => server.issued.has(token));
-  const config = writeFile(
-    'sidecar.json',
-    JSON.stringify({
-      listen: { port: 0 },
-      admin: { port: 0 },
-      accounts: {
-        api: {
-          upstream: upstream.url,
-          default: true,
-          refresh: { minInterval: '1s' },
-          auth: {
-            flow: 'oauth2',
-            tokenUrl: server.tokenUrl,
-            clientId: 'workload',
-            clientSecretFile: writeFile('client-secret', clientSecret),
-            ...auth,
-          },
-        },
-      },
-    }),
-  );
-  return harness.launchCli(['--config', config]);
+function launch(server: ClientAuthServer, auth: Record<string, unknown>) {
+  const client = { clientId: 'workload', clientSecretFile: writeFile('client-secret', clientSecret) };
+  return launchAgainst(harness, server, { dir, account: 'api', auth: { ...client, ...auth } });
 }
 
 /** A stand-in for the cluster's service-account token issuer: signs projected tokens. */

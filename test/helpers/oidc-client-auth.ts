@@ -1,10 +1,14 @@
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT } from 'jose';
 import Provider, { type ClientMetadata } from 'oidc-provider';
 import { closeServer } from '../../src/util/http-server.js';
+import type { Harness, LaunchedCli } from './harness.js';
+import { SIGNING_ALGS } from '../../src/util/signing-key.js';
 
 /**
  * A real OAuth 2 authorization server (node-oidc-provider) for client authentication (E1):
@@ -23,21 +27,8 @@ export interface ClientAuthServer {
   close(): Promise<void>;
 }
 
-const ALL_ALGS = [
-  'HS256',
-  'HS384',
-  'HS512',
-  'RS256',
-  'RS384',
-  'RS512',
-  'PS256',
-  'PS384',
-  'PS512',
-  'ES256',
-  'ES384',
-  'ES512',
-  'EdDSA',
-];
+/** Every algorithm the sidecar may sign with: the provider accepts them all. */
+const ALL_ALGS = [...SIGNING_ALGS];
 
 /** E3: the extra grants, each with the check that decides whether its input is good. */
 export interface ExtraGrants {
@@ -168,4 +159,34 @@ function registerExtraGrants(
         'audience',
       ],
     );
+}
+
+/**
+ * The real CLI with one oauth2 account `account` against `server` (grant client_credentials
+ * unless `auth` says otherwise), in front of a demo upstream that accepts only tokens the server
+ * issued. The config file is written to `dir`.
+ */
+export async function launchAgainst(
+  harness: Harness,
+  server: ClientAuthServer,
+  options: { dir: string; account: string; auth: Record<string, unknown> },
+): Promise<LaunchedCli> {
+  const upstream = await harness.demoUpstream((token) => server.issued.has(token));
+  const config = join(options.dir, 'sidecar.json');
+  writeFileSync(
+    config,
+    JSON.stringify({
+      listen: { port: 0 },
+      admin: { port: 0 },
+      accounts: {
+        [options.account]: {
+          upstream: upstream.url,
+          default: true,
+          refresh: { minInterval: '1s' },
+          auth: { flow: 'oauth2', tokenUrl: server.tokenUrl, grant: 'client_credentials', ...options.auth },
+        },
+      },
+    }),
+  );
+  return harness.launchCli(['--config', config]);
 }
