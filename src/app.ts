@@ -5,7 +5,7 @@ import { createAdminApp } from './admin/server.js';
 import { SidecarMetrics } from './admin/metrics.js';
 import type { AccountView } from './admin/status.js';
 import { secretFilesOf, type AccountConfig, type SidecarConfig } from './config/resolve.js';
-import { upstreamTls, type TlsOptions } from './config/tls.js';
+import { tokenEndpointTls, upstreamTls, type TlsOptions } from './config/tls.js';
 import { sendTokenRequest } from './flows/http-client.js';
 import { createFlow } from './flows/index.js';
 import type { TokenFlow } from './flows/types.js';
@@ -152,7 +152,7 @@ export class Sidecar {
       events: this.metrics.tokenEvents(account.name),
       logger: this.#logger,
       send: deps.send ?? sendTokenRequest,
-      tls: { ...tls, egress: egress.tokenEgress },
+      tls: { ...tokenEndpointTls(account), egress: egress.tokenEgress },
       random: deps.random,
       secretFiles,
     });

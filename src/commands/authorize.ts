@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { ConfigError } from '../config/load.js';
 import type { AccountConfig, ConfigProblem, OAuth2Auth, SidecarConfig } from '../config/resolve.js';
-import { upstreamTls } from '../config/tls.js';
+import { tokenEndpointTls, upstreamTls } from '../config/tls.js';
 import { sendTokenRequest } from '../flows/http-client.js';
 import { TokenEgress } from '../flows/proxy-agent.js';
 import {
@@ -139,6 +139,7 @@ async function exchangeCode(
 ): Promise<{ state: TokenState; refreshToken: Secret }> {
   const send = options.send ?? sendTokenRequest;
   const tls = upstreamTls(account);
+  const tokenTls = tokenEndpointTls(account);
   const egress = new TokenEgress(account.egress, { tls, connectTimeoutMs: account.timeouts.connectMs });
   const result = await exchangeToken(
     {
@@ -148,7 +149,7 @@ async function exchangeCode(
         const request = buildAuthorizationCodeRequest(auth, grant, { clientSecret, clientAssertion });
         return { kind: 'login', request, spends: undefined };
       },
-      send: (request) => send(request, { timeoutMs: account.refresh.timeoutMs, ...tls, egress }),
+      send: (request) => send(request, { timeoutMs: account.refresh.timeoutMs, ...tokenTls, egress }),
       parse: (response, secrets) => parseOAuth2Response(response, secrets),
       rotatesRefreshTokens: false,
     },

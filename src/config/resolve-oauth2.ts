@@ -4,7 +4,7 @@ import type { SecretSource } from '../util/secret-source.js';
 import { readPrivateSigningKey } from '../util/signing-key.js';
 import type { ConfigProblem } from './problems.js';
 import type { OAuth2AuthConfig } from './schema.js';
-import { secretSource } from './secret-settings.js';
+import { checkCertificatePair, secretSource } from './secret-settings.js';
 
 export interface OAuth2Auth extends Omit<
   OAuth2AuthConfig,
@@ -113,7 +113,7 @@ function checkGrantInputs(auth: OAuth2Auth, path: string, problems: ConfigProble
 function checkClientAuth(auth: OAuth2Auth, path: string, problems: ConfigProblem[]): void {
   const method = auth.clientAuth;
   const jwt = method === 'private_key_jwt' || method === 'client_secret_jwt';
-  if ((jwt || method === 'none') && auth.clientId === undefined)
+  if ((jwt || method === 'none' || method === 'tls_client_auth') && auth.clientId === undefined)
     problems.push({ path: `${path}.clientId`, message: `required for clientAuth ${method}` });
   const signsGrant = auth.grant === 'jwt_bearer' && auth.assertion === undefined;
   if (!jwt && !signsGrant)
@@ -141,6 +141,11 @@ function checkClientAuth(auth: OAuth2Auth, path: string, problems: ConfigProblem
       problems.push({ path: `${path}.signingAlg`, message: 'client_secret_jwt signs with HS256, HS384 or HS512' });
   }
   if (method === 'private_key_jwt') checkPrivateKey(auth, path, problems);
+  if (method === 'tls_client_auth' && auth.tls === undefined)
+    problems.push({ path: `${path}.tls`, message: 'required for clientAuth tls_client_auth: { certFile, keyFile }' });
+  if (method !== 'tls_client_auth' && auth.tls !== undefined)
+    problems.push({ path: `${path}.tls`, message: `only used with clientAuth tls_client_auth (it is ${method})` });
+  if (method === 'tls_client_auth' && auth.tls !== undefined) checkCertificatePair(auth.tls, `${path}.tls`, problems);
 }
 
 function checkPrivateKey(

@@ -23,7 +23,7 @@ import {
 import { messageOf } from '../util/errors.js';
 import type { ConfigProblem } from './problems.js';
 import { resolveOAuth2, type OAuth2Auth } from './resolve-oauth2.js';
-import { secretSource } from './secret-settings.js';
+import { checkCertificatePair, secretSource } from './secret-settings.js';
 import { resolveEgress, type EgressPolicy } from './egress.js';
 
 export type { ConfigProblem } from './problems.js';
@@ -200,6 +200,7 @@ function resolveAccount(
   }
   const tls = raw.upstreamTls ?? global.upstreamTls;
   if (tls.caFile !== undefined) checkRegularFile(tls.caFile, `${path}.upstreamTls.caFile`, problems);
+  checkCertificatePair(tls, `${path}.upstreamTls`, problems);
 
   return {
     name,

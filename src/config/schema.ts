@@ -104,6 +104,15 @@ const limitsSchema = z.strictObject({
 const tlsSchema = z.strictObject({
   caFile: z.string().min(1).optional(),
   insecureSkipVerify: z.boolean().default(false),
+  /** E2: a client certificate and its key for mutual TLS to the upstream. */
+  certFile: z.string().min(1).optional(),
+  keyFile: z.string().min(1).optional(),
+});
+
+/** E2: the client certificate of `tls_client_auth` (RFC 8705), shown to the token endpoint. */
+const clientCertificateSchema = z.strictObject({
+  certFile: z.string().min(1),
+  keyFile: z.string().min(1),
 });
 
 const responseFieldsSchema = z.strictObject({
@@ -159,7 +168,10 @@ const oauth2AuthSchema = z.strictObject({
   refreshToken: z.string().optional(),
   refreshTokenFile: z.string().min(1).optional(),
   /** How the client proves itself (E1): a secret (basic, body), a signed JWT, or nothing (a public client). */
-  clientAuth: z.enum(['basic', 'body', 'client_secret_jwt', 'private_key_jwt', 'none']).default('basic'),
+  clientAuth: z
+    .enum(['basic', 'body', 'client_secret_jwt', 'private_key_jwt', 'tls_client_auth', 'none'])
+    .default('basic'),
+  tls: clientCertificateSchema.optional(),
   /** private_key_jwt: a PKCS#8 PEM or a private JWK, read again at every token request. */
   privateKeyFile: z.string().min(1).optional(),
   signingAlg: z.enum(SIGNING_ALGS).optional(),

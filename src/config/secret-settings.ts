@@ -1,3 +1,4 @@
+import { readCertificatePair } from '../util/client-certificate.js';
 import { messageOf } from '../util/errors.js';
 import { Secret } from '../util/secret.js';
 import { readSecretFileAtStart, SecretFile } from '../util/secret-file.js';
@@ -34,4 +35,25 @@ export function secretFile(file: string, path: string, problems: ConfigProblem[]
 
 function lastKey(path: string): string {
   return path.slice(path.lastIndexOf('.') + 1);
+}
+
+/**
+ * E2: `certFile` and `keyFile` come together and make a pair (the key belongs to the
+ * certificate); a problem at `path.certFile` otherwise.
+ */
+export function checkCertificatePair(
+  files: { certFile?: string | undefined; keyFile?: string | undefined },
+  path: string,
+  problems: ConfigProblem[],
+): void {
+  if (files.certFile === undefined && files.keyFile === undefined) return;
+  if (files.certFile === undefined || files.keyFile === undefined) {
+    problems.push({ path, message: 'give certFile and keyFile together (a client certificate and its key)' });
+    return;
+  }
+  try {
+    readCertificatePair(files.certFile, files.keyFile);
+  } catch (error) {
+    problems.push({ path: `${path}.certFile`, message: messageOf(error) });
+  }
 }

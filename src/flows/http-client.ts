@@ -19,6 +19,8 @@ export interface TokenHttpOptions {
   rejectUnauthorized?: boolean;
   /** E6: the proxy, if any, for each token endpoint; undefined: direct. */
   egress?: TokenEgress;
+  /** E2: the client certificate to present (`tls_client_auth`), as it is now. */
+  clientCertificate?: { current(): { cert: string; key: string } };
 }
 
 /** Thrown when no complete response arrived: the request may or may not have reached the server. */
@@ -43,6 +45,7 @@ export function sendTokenRequest(spec: TokenHttpRequest, options: TokenHttpOptio
       method: 'POST',
       headers: { ...spec.headers, 'content-length': String(body.length), 'user-agent': 'bearer-sidecar' },
       ...(options.ca ? { ca: options.ca } : {}),
+      ...(options.clientCertificate === undefined ? {} : options.clientCertificate.current()),
       rejectUnauthorized: options.rejectUnauthorized ?? true,
     });
     const timer = setTimeout(() => {

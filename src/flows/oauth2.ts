@@ -270,6 +270,7 @@ export function describeClientAuth(auth: OAuth2Auth): string | null {
   if (auth.clientId === undefined) return null;
   const parts: string[] = [];
   if (auth.clientAuth === 'private_key_jwt') parts.push(`key ${auth.privateKeyFile ?? ''}`);
+  if (auth.clientAuth === 'tls_client_auth') parts.push(`certificate ${auth.tls?.certFile ?? ''}`);
   if (auth.clientAuth === 'private_key_jwt' || auth.clientAuth === 'client_secret_jwt')
     parts.push(auth.signingAlg ?? (auth.clientAuth === 'client_secret_jwt' ? 'HS256' : 'algorithm from the key'));
   if (auth.keyId !== undefined) parts.push(`kid ${auth.keyId}`);

@@ -15,7 +15,7 @@ function undiciProxyAgent(): typeof ProxyAgent {
 /** How the agent reaches the target through the proxy, and the limits of its pool to the target. */
 export interface ProxyAgentOptions {
   /** TLS to an https target, inside the CONNECT tunnel (the account's `upstreamTls`). */
-  tls: { ca?: string[]; rejectUnauthorized: boolean };
+  tls: { ca?: string[]; rejectUnauthorized: boolean; clientCertificate?: { current(): { cert: string; key: string } } };
   connectTimeoutMs: number;
   /** Pool options for each target (connections, keep-alive), passed to undici's Agent. */
   pool?: { connections: number; keepAliveTimeout: number; keepAliveMaxTimeout: number };
@@ -38,6 +38,8 @@ export function createProxyAgent(proxy: EgressProxy, options: ProxyAgentOptions)
       timeout: options.connectTimeoutMs,
       ...(options.tls.ca === undefined ? {} : { ca: options.tls.ca }),
       rejectUnauthorized: options.tls.rejectUnauthorized,
+      // E2 through a proxy: the certificate as it is at start (a rotation takes a restart here).
+      ...options.tls.clientCertificate?.current(),
     },
     ...options.pool,
   });

@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { createRequire } from 'node:module';
-import type { Dispatcher, Pool } from 'undici';
+import type { buildConnector, Dispatcher, Pool } from 'undici';
+import type { CertificatePair } from '../util/client-certificate.js';
 import type { EgressProxy } from '../config/egress.js';
 import { createProxyAgent } from '../flows/proxy-agent.js';
 import { AnswerBody } from './answer-body.js';
@@ -88,13 +89,39 @@ export function createUndiciPool(
     // R10: as many as ConnectionSlots hands out, so requests queue there (with a deadline), not here.
     connections: account.connections,
     ...POOL_LIMITS,
-    connect: {
-      timeout: account.timeouts.connectMs,
-      ...(account.tls.ca === undefined ? {} : { ca: account.tls.ca }),
-      rejectUnauthorized: account.tls.rejectUnauthorized,
-    },
+    connect: connectOptions(account),
   });
 }
+
+/**
+ * How the pool opens a connection. E2: with a client certificate, a connector made anew whenever
+ * the certificate's files changed (undici's own buildConnector, which caches TLS sessions per
+ * connector), so new connections present the rotated certificate and open ones finish as they are.
+ */
+function connectOptions(account: Pick<UpstreamAccount, 'tls' | 'timeouts'>): Pool.Options['connect'] {
+  const base = {
+    timeout: account.timeouts.connectMs,
+    ...(account.tls.ca === undefined ? {} : { ca: account.tls.ca }),
+    rejectUnauthorized: account.tls.rejectUnauthorized,
+  };
+  const certificate = account.tls.clientCertificate;
+  if (certificate === undefined) return base;
+  let pair: CertificatePair | undefined;
+  let connector: buildConnector.connector | undefined;
+  return (options, callback) => {
+    const current = certificate.current();
+    if (connector === undefined || current !== pair) {
+      pair = current;
+      connector = buildUndiciConnector({ ...base, ...current });
+    }
+    return connector(options, callback);
+  };
+}
+
+/** undici's connector factory alone (see UndiciPool for why not `import 'undici'`). */
+const buildUndiciConnector: typeof buildConnector = createRequire(import.meta.url)(
+  'undici/lib/core/connect.js',
+) as typeof buildConnector;
 
 const UNDICI_TIMEOUTS: Record<string, 'connect' | 'response'> = {
   UND_ERR_CONNECT_TIMEOUT: 'connect',

@@ -51,7 +51,9 @@ export function forwardUpgrade(call: UpgradeCall): void {
     headers: call.headers,
     // One connection per upgrade: it becomes the WebSocket and never returns to a pool.
     agent: false,
-    ...(upstream.protocol === 'https:' ? { ca: tls.ca, rejectUnauthorized: tls.rejectUnauthorized } : {}),
+    ...(upstream.protocol === 'https:'
+      ? { ca: tls.ca, rejectUnauthorized: tls.rejectUnauthorized, ...tls.clientCertificate?.current() }
+      : {}),
   });
   let answered = false;
   const timer = new UpgradeTimer(call, outgoing);

@@ -14,7 +14,7 @@ export interface ServeStepsContext {
   policy: Pick<RefreshPolicy, 'timeoutMs'>;
   store: Pick<TokenStore, 'shared'>;
   send: SendTokenRequest;
-  tls?: Pick<TokenHttpOptions, 'ca' | 'rejectUnauthorized' | 'egress'>;
+  tls?: Pick<TokenHttpOptions, 'ca' | 'rejectUnauthorized' | 'egress' | 'clientCertificate'>;
   refresh: HeldRefreshToken;
   /** The access token held now (redacted from server text, R4). */
   heldToken: Secret | undefined;

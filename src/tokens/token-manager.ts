@@ -52,7 +52,7 @@ export interface TokenManagerOptions {
   logger: Logger;
   send: SendTokenRequest;
   /** TLS settings for the token endpoint (same CA as the upstream), and its egress proxy (E6). */
-  tls?: Pick<TokenHttpOptions, 'ca' | 'rejectUnauthorized' | 'egress'>;
+  tls?: Pick<TokenHttpOptions, 'ca' | 'rejectUnauthorized' | 'egress' | 'clientCertificate'>;
   random?: () => number;
   /** P2: the account's secret files, watched for new credentials. */
   secretFiles?: readonly SecretFile[];

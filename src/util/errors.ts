@@ -13,6 +13,7 @@ export const ERROR_CODES = {
   BS_ERR_UNSAFE_FILE: 'A file is not a regular file, is too large, or cannot be read without blocking.',
   BS_ERR_EMPTY_SECRET: 'A secret is empty.',
   BS_ERR_STORE_KEY: 'The store encryption key cannot be used (size or file).',
+  BS_ERR_CLIENT_CERTIFICATE: 'A client certificate for mutual TLS cannot be used (file, form, or not a pair).',
   BS_ERR_SIGNING_KEY: 'A key that signs client assertions cannot be used (file, form or algorithm).',
   BS_ERR_STATE_FILE: 'The token state file cannot be used and could not be set aside.',
   BS_ERR_STORE_FORMAT: 'A stored token record cannot be decoded; it is set aside.',

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenCodec } from '../../src/stores/codec.js';
 import { RedisTokenStore } from '../../src/stores/redis.js';
@@ -12,7 +15,9 @@ import { SoakTokenServer } from '../soak/world.js';
  * H1: a save that carries a new refresh token waits (WAIT 1, at most refresh.timeout) until a
  * replica has it. Real processes: a master with one replica, and a master with none.
  */
-const NO_PERSISTENCE = ['--save', '', '--appendonly', 'no', '--bind', '127.0.0.1'];
+// A replica's full sync makes the master write an RDB file: into a temp directory, never the working tree.
+const dir = mkdtempSync(join(tmpdir(), 'bs-replication-'));
+const NO_PERSISTENCE = ['--save', '', '--appendonly', 'no', '--bind', '127.0.0.1', '--dir', dir];
 let master: RedisProcess;
 let replica: RedisProcess;
 let lonely: RedisProcess;
@@ -35,6 +40,7 @@ beforeAll(async () => {
 afterAll(async () => {
   replica.signal('SIGCONT');
   await Promise.all([master, replica, lonely].map((each) => each.kill()));
+  rmSync(dir, { recursive: true, force: true });
 });
 
 /** How often the server ran WAIT, from its own command statistics. */

@@ -2,7 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { SignJWT } from 'jose';
 import Provider, { type ClientMetadata } from 'oidc-provider';
@@ -41,13 +45,22 @@ export interface ExtraGrants {
 export const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 
+/** E2: serve over TLS, asking every client for a certificate (the provider judges it). */
+export interface ProviderTls {
+  cert: string;
+  key: string;
+  ca: string;
+}
+
 export async function startClientAuthServer(
   clients: ClientMetadata[],
   grants: ExtraGrants = {},
+  tls?: ProviderTls,
 ): Promise<ClientAuthServer> {
-  const server: Server = createServer();
+  const server: Server =
+    tls === undefined ? createServer() : createHttpsServer({ ...tls, requestCert: true, rejectUnauthorized: false });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const issuer = `${tls === undefined ? 'http' : 'https'}://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const signingKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
   const provider = new Provider(issuer, {
     clients: clients.map((client) => ({
@@ -58,8 +71,27 @@ export async function startClientAuthServer(
     })),
     jwks: { keys: [{ ...signingKey, use: 'sig', alg: 'RS256' }] },
     cookies: { keys: [randomBytes(32).toString('hex')] },
-    features: { clientCredentials: { enabled: true }, devInteractions: { enabled: false } },
+    features: {
+      clientCredentials: { enabled: true },
+      devInteractions: { enabled: false },
+      mTLS: {
+        enabled: tls !== undefined,
+        tlsClientAuth: true,
+        getCertificate: (ctx) => peerCertificate(ctx.req.socket),
+        certificateAuthorized: (ctx) => (ctx.req.socket as TLSSocket).authorized,
+        certificateSubjectMatches: (ctx, property, expected) =>
+          property === 'tls_client_auth_subject_dn' && peerCertificate(ctx.req.socket)?.subject === expected,
+      },
+    },
     enabledJWA: { clientAuthSigningAlgValues: ALL_ALGS as never },
+    clientAuthMethods: [
+      'client_secret_basic',
+      'client_secret_post',
+      'client_secret_jwt',
+      'private_key_jwt',
+      'none',
+      ...(tls === undefined ? [] : ['tls_client_auth']),
+    ] as never,
     ttl: { ClientCredentials: 600 },
   });
   const issued = new Set<string>();
@@ -169,7 +201,7 @@ function registerExtraGrants(
 export async function launchAgainst(
   harness: Harness,
   server: ClientAuthServer,
-  options: { dir: string; account: string; auth: Record<string, unknown> },
+  options: { dir: string; account: string; auth: Record<string, unknown>; upstreamTls?: Record<string, unknown> },
 ): Promise<LaunchedCli> {
   const upstream = await harness.demoUpstream((token) => server.issued.has(token));
   const config = join(options.dir, 'sidecar.json');
@@ -183,10 +215,17 @@ export async function launchAgainst(
           upstream: upstream.url,
           default: true,
           refresh: { minInterval: '1s' },
+          ...(options.upstreamTls === undefined ? {} : { upstreamTls: options.upstreamTls }),
           auth: { flow: 'oauth2', tokenUrl: server.tokenUrl, grant: 'client_credentials', ...options.auth },
         },
       },
     }),
   );
   return harness.launchCli(['--config', config]);
+}
+
+/** The certificate the client presented on this TLS connection, if any. */
+function peerCertificate(socket: Socket): X509Certificate | undefined {
+  const raw = (socket as TLSSocket).getPeerCertificate?.(true)?.raw;
+  return raw === undefined ? undefined : new X509Certificate(raw);
 }

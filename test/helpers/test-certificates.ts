@@ -13,6 +13,8 @@ export interface TestCertificates {
   clientKeyFile: string;
   /** Contents of the CA certificate. */
   ca: string;
+  /** Another client certificate from the same CA, with common name `cn` (a rotation). */
+  issueClient(cn: string): { certFile: string; keyFile: string };
   remove(): void;
 }
 
@@ -72,6 +74,11 @@ export function makeTestCertificates(): TestCertificates {
     clientCertFile: file('client.crt'),
     clientKeyFile: file('client.key'),
     ca: readFileSync(file('ca.crt'), 'utf8'),
+    issueClient: (cn) => {
+      const name = `client-${cn.replace(/[^a-z0-9]/gi, '_')}`;
+      issue(name, `/CN=${cn}`, 'extendedKeyUsage=clientAuth\n');
+      return { certFile: file(`${name}.crt`), keyFile: file(`${name}.key`) };
+    },
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
 }

@@ -1,0 +1,165 @@
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { join } from 'node:path';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
+import { closeServer } from '../../src/util/http-server.js';
+import { useHarness } from '../helpers/harness.js';
+import { launchAgainst, startClientAuthServer } from '../helpers/oidc-client-auth.js';
+import { makeTestCertificates, type TestCertificates } from '../helpers/test-certificates.js';
+
+/*
+ * E2 through the real CLI: mutual TLS to the upstream (upstreamTls.certFile/keyFile) and
+ * tls_client_auth to node-oidc-provider's token endpoint (RFC 8705), certificates made at run time.
+ */
+const harness = useHarness();
+let certs: TestCertificates;
+let dir: string;
+
+beforeEach(() => {
+  certs = makeTestCertificates();
+  harness.defer(() => certs.remove());
+  dir = harness.tempDir('bs-mtls-');
+});
+
+/** An https upstream that demands a client certificate from the test CA and answers with its subject; one request per connection. */
+async function mtlsUpstream(): Promise<{ url: string; subjects: string[] }> {
+  const subjects: string[] = [];
+  const server: Server = createServer(
+    {
+      cert: readFileSync(certs.serverCertFile),
+      key: readFileSync(certs.serverKeyFile),
+      ca: certs.ca,
+      requestCert: true,
+      rejectUnauthorized: true,
+    },
+    (req, res) => {
+      const subject = String((req.socket as TLSSocket).getPeerCertificate().subject?.CN ?? '');
+      subjects.push(subject);
+      res.writeHead(200, { 'content-type': 'text/plain', connection: 'close' });
+      res.end(`hello ${subject}`);
+    },
+  );
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  harness.defer(() => closeServer(server, { force: true }));
+  return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, subjects };
+}
+
+describe('E2 mutual TLS: the upstream and tls_client_auth', () => {
+  it('E2: upstreamTls.certFile/keyFile are shown to an upstream that demands a client certificate; a rotated pair is used by new connections without a restart', async () => {
+    const upstream = await mtlsUpstream();
+    const tokenServer = await harness.sessionTokenServer({ username: 'u' });
+    const certFile = join(dir, 'client.crt');
+    const keyFile = join(dir, 'client.key');
+    copyFileSync(certs.clientCertFile, certFile);
+    copyFileSync(certs.clientKeyFile, keyFile);
+    writeFileSync(join(dir, 'pw'), tokenServer.password);
+    const config = join(dir, 'sidecar.json');
+    writeFileSync(
+      config,
+      JSON.stringify({
+        listen: { port: 0 },
+        admin: { port: 0 },
+        accounts: {
+          api: {
+            upstream: upstream.url,
+            default: true,
+            upstreamTls: { caFile: certs.caFile, certFile, keyFile },
+            auth: {
+              flow: 'session',
+              loginUrl: tokenServer.tokenServer.loginUrl,
+              username: 'u',
+              passwordFile: join(dir, 'pw'),
+            },
+          },
+        },
+      }),
+    );
+    const { data } = await harness.launchCli(['--config', config]);
+    const first = await fetch(`${data}/a`);
+    expect(first.status).toBe(200);
+    expect(await first.text()).toBe('hello bearer-sidecar');
+
+    const rotated = certs.issueClient('bearer-sidecar-rotated');
+    copyFileSync(rotated.certFile, certFile);
+    copyFileSync(rotated.keyFile, keyFile);
+    await vi.waitFor(async () => expect(await (await fetch(`${data}/b`)).text()).toBe('hello bearer-sidecar-rotated'), {
+      timeout: 10_000,
+    });
+  });
+
+  it('E2: without a client certificate the same upstream refuses the handshake: 502, and a pair that does not match stops start-up (exit 2)', async () => {
+    const upstream = await mtlsUpstream();
+    const tokenServer = await harness.sessionTokenServer({ username: 'u' });
+    writeFileSync(join(dir, 'pw'), tokenServer.password);
+    const account = (tls: Record<string, unknown>) => ({
+      upstream: upstream.url,
+      default: true,
+      upstreamTls: { caFile: certs.caFile, ...tls },
+      auth: {
+        flow: 'session',
+        loginUrl: tokenServer.tokenServer.loginUrl,
+        username: 'u',
+        passwordFile: join(dir, 'pw'),
+      },
+    });
+    const plain = join(dir, 'plain.json');
+    writeFileSync(plain, JSON.stringify({ listen: { port: 0 }, admin: { port: 0 }, accounts: { api: account({}) } }));
+    const { data } = await harness.launchCli(['--config', plain]);
+    expect((await fetch(`${data}/a`)).status).toBe(502);
+
+    const other = certs.issueClient('other');
+    const mismatched = join(dir, 'mismatched.json');
+    writeFileSync(
+      mismatched,
+      JSON.stringify({ accounts: { api: account({ certFile: certs.clientCertFile, keyFile: other.keyFile }) } }),
+    );
+    const { code, stderr } = await harness.runCli(['--config', mismatched]);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/accounts\.api\.upstreamTls\.certFile: .*are not a PEM certificate and its private key/);
+  });
+
+  it('E2: tls_client_auth presents auth.tls to the token endpoint: node-oidc-provider (mTLS) accepts the client by its certificate subject; another certificate is refused', async () => {
+    const server = await startClientAuthServer(
+      [
+        {
+          client_id: 'mtls-client',
+          token_endpoint_auth_method: 'tls_client_auth',
+          tls_client_auth_subject_dn: 'CN=bearer-sidecar',
+        } as never,
+      ],
+      {},
+      {
+        cert: readFileSync(certs.serverCertFile, 'utf8'),
+        key: readFileSync(certs.serverKeyFile, 'utf8'),
+        ca: certs.ca,
+      },
+    );
+    harness.defer(() => server.close());
+    const { data, admin } = await launchAgainst(harness, server, {
+      dir,
+      account: 'billing',
+      auth: {
+        clientId: 'mtls-client',
+        clientAuth: 'tls_client_auth',
+        tls: { certFile: certs.clientCertFile, keyFile: certs.clientKeyFile },
+      },
+      upstreamTls: { caFile: certs.caFile },
+    });
+    const answer = await fetch(`${data}/x`);
+    expect(answer.status).toBe(200);
+    const status = (await (await fetch(`${admin}/status`)).json()) as { accounts: { billing: { clientAuth: string } } };
+    expect(status.accounts.billing.clientAuth).toBe(`tls_client_auth (certificate ${certs.clientCertFile})`);
+
+    const stranger = certs.issueClient('someone-else');
+    const other = await launchAgainst(harness, server, {
+      dir: harness.tempDir('bs-mtls-other-'),
+      account: 'billing',
+      auth: { clientId: 'mtls-client', clientAuth: 'tls_client_auth', tls: stranger },
+      upstreamTls: { caFile: certs.caFile },
+    });
+    expect((await fetch(`${other.data}/x`)).status).toBe(503);
+    expect(server.refusals).toContain('invalid_client');
+  });
+});
