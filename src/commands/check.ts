@@ -126,6 +126,8 @@ const RETRY_UNREACHABLE =
   'the sidecar would retry with backoff (1s to 5m): check the token URL, DNS, firewall and TLS (upstreamTls.caFile)';
 const RETRY_BAD_ANSWER =
   'the sidecar would retry with backoff (1s to 5m): is the URL the token endpoint? see the README troubleshooting table';
+const FIX_TOKEN_URL =
+  'fix the token URL (tokenUrl, loginUrl, refreshUrl; --token-url in quick mode): the server has no token endpoint there; the sidecar would retry once a minute';
 const FIX_CREDENTIALS =
   'fix the credentials (username, password / client secret, accountId, clientAuth); the sidecar would retry once a minute';
 const REFRESH_TOKEN_DEAD =
@@ -288,7 +290,11 @@ async function requestToken(account: AccountConfig, flow: TokenFlow, context: Ac
       ...sent,
       outcome: 'rejected',
       detail: result.reason,
-      next: result.kind === 'login' ? FIX_CREDENTIALS : REFRESH_TOKEN_DEAD,
+      next: result.reason.includes('check the token URL')
+        ? FIX_TOKEN_URL
+        : result.kind === 'login'
+          ? FIX_CREDENTIALS
+          : REFRESH_TOKEN_DEAD,
     };
   const found = { ...sent, ...describeNewToken(account, flow, result) };
   // A refresh-only account spent its configured refresh token: keep the chain going if we can.

@@ -10,6 +10,7 @@ import {
   CredentialUnavailableError,
   describeBody,
   isRejectionStatus,
+  rejectionStatusText,
   parseJsonObject,
   type ParsedTokenResponse,
   type TokenFlow,
@@ -173,7 +174,7 @@ export function parseOAuth2Response(
     const description = typeof json?.error_description === 'string' ? `: ${json.error_description}` : '';
     return { outcome: 'rejected', reason: scrub(`${code}${description}`) };
   }
-  if (isRejectionStatus(response.status)) return { outcome: 'rejected', reason: `HTTP ${response.status}` };
+  if (isRejectionStatus(response.status)) return { outcome: 'rejected', reason: rejectionStatusText(response.status) };
   if (response.status < 200 || response.status > 299)
     return { outcome: 'error', reason: `HTTP ${response.status}${code ? ` (${scrub(code)})` : ''}` };
   if (json === undefined)

@@ -5,6 +5,7 @@ import { readSecret } from '../util/secret-source.js';
 import {
   describeBody,
   isRejectionStatus,
+  rejectionStatusText,
   parseJsonObject,
   type ParsedTokenResponse,
   type TokenFlow,
@@ -62,7 +63,7 @@ export function parseSessionResponse(
   // A `success: false` body is a rejection whatever the status (§8).
   if (json?.success === false) return { outcome: 'rejected', reason: `server answered success: false${said(json)}` };
   if (isRejectionStatus(response.status))
-    return { outcome: 'rejected', reason: `HTTP ${response.status}${json ? said(json) : ''}` };
+    return { outcome: 'rejected', reason: `${rejectionStatusText(response.status)}${json ? said(json) : ''}` };
   if (response.status < 200 || response.status > 299) return { outcome: 'error', reason: `HTTP ${response.status}` };
   if (json === undefined)
     return { outcome: 'error', reason: `HTTP ${response.status} with ${describeBody(response.body)}` };

@@ -102,6 +102,18 @@ export function parseJsonObject(body: string): Record<string, unknown> | undefin
   }
 }
 
+/**
+ * The reason for a rejection status, in words: a 404, 405 or 410 says the URL is not a token
+ * endpoint (a typo in the URL is likelier than wrong credentials), any other just `HTTP <status>`.
+ */
+export function rejectionStatusText(status: number): string {
+  return NOT_AN_ENDPOINT.has(status)
+    ? `HTTP ${status}: no token endpoint at this URL (check the token URL)`
+    : `HTTP ${status}`;
+}
+
+const NOT_AN_ENDPOINT = new Set([404, 405, 410]);
+
 /** 408 and 429 are "try again later", not "your credentials are wrong". */
 export function isRejectionStatus(status: number): boolean {
   return status >= 400 && status < 500 && status !== 408 && status !== 429;

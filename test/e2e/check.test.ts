@@ -98,6 +98,18 @@ describe('§2 bearer-sidecar check, the real CLI (issue 8)', () => {
     expect(tokenServer.stats.rejectedLogins).toBe(1);
   });
 
+  it('§2 check: a token URL the server has no endpoint at (404) says so and points at the URL, not the credentials; exit 1', async () => {
+    const file = writeConfig({
+      crm: `    upstream: https://api.crm.example
+    auth: { flow: oauth2, tokenUrl: "${new URL('/no-such-token-endpoint', tokenServer.loginUrl).href}", clientId: app, clientSecret: s3cret }
+`,
+    });
+    const run = await harness.runCli(['check', '--config', file]);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toMatch(/outcome +rejected: HTTP 404: no token endpoint at this URL \(check the token URL\)/);
+    expect(run.stdout).toMatch(/next +fix the token URL \(tokenUrl, loginUrl, refreshUrl; --token-url in quick mode\)/);
+  });
+
   it('§2 check: an unreachable token server is an error naming the cause; --json for scripts; exit 1', async () => {
     const port = await closedPort();
     const file = writeConfig({
