@@ -29,6 +29,7 @@ const HELP = `npm run bench -- [options]   (or: node bench/run.mjs [options] aft
   --smoke               one short pass (CI's check that the bench runs)
   --passes N            interleaved passes per scenario (default 3)
   --duration S          seconds per side and pass (default 5)
+  --warmup S            unmeasured seconds per side before each scenario (default 2; 0 in --smoke)
   --only WORD[,WORD]    only the scenarios whose names contain a word (small, 64, upload, 1000)
   --baseline CLI        another build's dist/cli.js, measured in the same passes (before/after)
   --floor               a bare node:http + undici proxy: Node's own floor, the yardstick of the goals
@@ -48,6 +49,8 @@ const argument = (name) => {
 };
 const passes = Number(argument('passes') ?? (smoke ? 1 : 3));
 const duration = Number(argument('duration') ?? (smoke ? 1 : 5));
+/** Seconds of unmeasured load per side before each scenario's passes (`--warmup 0`: none). */
+const warmupSeconds = Number(argument('warmup') ?? (smoke ? 0 : 2));
 /** `--only upload` (or `--only small,upload`) runs the scenarios whose names contain a word (focused before/after runs). */
 const only = argument('only')?.split(',');
 const baselineCli = argument('baseline');
@@ -146,12 +149,12 @@ function cannon(opts) {
 }
 
 /** One side of one pass: rps and latency (ms), from autocannon or the steady-rate generator. */
-async function measure(scenario, url) {
+async function measure(scenario, url, seconds = duration) {
   if (scenario.steadyRate !== undefined) {
-    const result = await steadyLoad({ url, rate: scenario.steadyRate, durationSeconds: duration });
+    const result = await steadyLoad({ url, rate: scenario.steadyRate, durationSeconds: seconds });
     return { ...result, p50: round2(result.p50), p99: round2(result.p99) };
   }
-  const result = await cannon({ url, ...scenario.opts });
+  const result = await cannon({ url, duration: seconds, ...scenario.opts });
   return {
     rps: result.requests.average,
     p50: result.latency.p50,
@@ -223,6 +226,10 @@ async function main() {
     )) {
       const samples = Object.fromEntries(sides.map((side) => [side, []]));
       const rowRss = Object.fromEntries(Object.keys(pids).map((side) => [side, 0]));
+      // Warm-up, not measured: each side's first pass used to be its slowest (V8 compiling the
+      // hot path, pools filling), which read as 30-50% spread between passes.
+      if (warmupSeconds > 0)
+        for (const side of sides) await measure(scenario, `${bases[side]}${scenario.path}`, warmupSeconds);
       for (let pass = 0; pass < passes; pass++) {
         // Interleaved, and the order turns every pass, so drift hits every side alike.
         const turn = pass % sides.length;
