@@ -167,6 +167,15 @@ username: {{ . | quote }}
 {{- if include "bearer-sidecar.redisPasswordFile" . }}
 passwordFile: {{ printf "%s/%s" (include "bearer-sidecar.redisPasswordDir" .) $store.redis.passwordKey | quote }}
 {{- end }}
+{{- if include "bearer-sidecar.redisTls" . }}
+{{- $dir := include "bearer-sidecar.redisTlsDir" . }}
+tls:
+  caFile: {{ printf "%s/ca.crt" $dir | quote }}
+  {{- if $store.redis.tls.clientCertificate }}
+  certFile: {{ printf "%s/tls.crt" $dir | quote }}
+  keyFile: {{ printf "%s/tls.key" $dir | quote }}
+  {{- end }}
+{{- end }}
 keyPrefix: {{ $store.redis.keyPrefix | quote }}
 {{- end }}
 {{- if include "bearer-sidecar.storeEncrypted" . }}
@@ -180,6 +189,12 @@ encryptionKeyFile: {{ printf "%s/%s" (include "bearer-sidecar.storeKeyDir" .) $s
 {{- if and (eq .Values.store.type "redis") $r.existingSecret (or $r.sentinels $r.cluster) -}}true{{- end -}}
 {{- end -}}
 {{- define "bearer-sidecar.redisPasswordDir" -}}/etc/bearer-sidecar/redis-password{{- end -}}
+
+{{/* Redis over TLS: a Secret with ca.crt (and tls.crt, tls.key for a client certificate), mounted as files. */}}
+{{- define "bearer-sidecar.redisTls" -}}
+{{- if and (eq .Values.store.type "redis") .Values.store.redis.tls.existingSecret -}}true{{- end -}}
+{{- end -}}
+{{- define "bearer-sidecar.redisTlsDir" -}}/etc/bearer-sidecar/redis-tls{{- end -}}
 
 {{- define "bearer-sidecar.storeEncrypted" -}}
 {{- if and (ne .Values.store.type "memory") .Values.store.encryptionKey.existingSecret -}}true{{- end -}}
@@ -338,6 +353,11 @@ volumeMounts:
     mountPath: {{ include "bearer-sidecar.redisPasswordDir" . }}
     readOnly: true
   {{- end }}
+  {{- if include "bearer-sidecar.redisTls" . }}
+  - name: bearer-sidecar-redis-tls
+    mountPath: {{ include "bearer-sidecar.redisTlsDir" . }}
+    readOnly: true
+  {{- end }}
   - name: bearer-sidecar-state
     mountPath: {{ include "bearer-sidecar.stateDir" . }}
   - name: bearer-sidecar-tmp
@@ -376,6 +396,12 @@ volumeMounts:
     items:
       - key: {{ $v.store.redis.passwordKey }}
         path: {{ $v.store.redis.passwordKey }}
+{{- end }}
+{{- if include "bearer-sidecar.redisTls" . }}
+- name: bearer-sidecar-redis-tls
+  secret:
+    secretName: {{ $v.store.redis.tls.existingSecret }}
+    defaultMode: {{ int $v.secret.defaultMode }}
 {{- end }}
 {{- if and (eq $v.mode "standalone") $v.store.file.existingClaim }}
 - name: bearer-sidecar-state
