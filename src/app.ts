@@ -55,15 +55,16 @@ interface RunningAccount extends UpstreamAccount, AccountView {
 function egressOf(
   account: AccountConfig,
   flow: TokenFlow,
-  tls: TlsOptions,
+  tls: { upstream: TlsOptions; tokenEndpoint: TlsOptions },
 ): Pick<RunningAccount, 'pool' | 'proxy' | 'proxies' | 'tokenEgress'> {
   const proxy = proxyFor(account.egress, account.upstream);
   const { upstream, timeouts, connections } = account;
   return {
-    pool: createUpstreamPool({ upstream, tls, timeouts, connections }, proxy),
+    pool: createUpstreamPool({ upstream, tls: tls.upstream, timeouts, connections }, proxy),
     proxy,
     proxies: { upstream: proxy, tokenEndpoint: proxyFor(account.egress, new URL(flow.endpoint('login'))) },
-    tokenEgress: new TokenEgress(account.egress, { tls, connectTimeoutMs: timeouts.connectMs }),
+    // The token endpoint's own TLS (its client certificate, never the upstream's: E2).
+    tokenEgress: new TokenEgress(account.egress, { tls: tls.tokenEndpoint, connectTimeoutMs: timeouts.connectMs }),
   };
 }
 
@@ -142,7 +143,8 @@ export class Sidecar {
         reportSecretReads(file, { logger: this.#logger.child({ account: account.name }), countFailure }),
       );
     }
-    const egress = egressOf(account, flow, tls);
+    const tokenTls = tokenEndpointTls(account);
+    const egress = egressOf(account, flow, { upstream: tls, tokenEndpoint: tokenTls });
     const manager = new TokenManager({
       account: account.name,
       flow,
@@ -152,7 +154,7 @@ export class Sidecar {
       events: this.metrics.tokenEvents(account.name),
       logger: this.#logger,
       send: deps.send ?? sendTokenRequest,
-      tls: { ...tokenEndpointTls(account), egress: egress.tokenEgress },
+      tls: { ...tokenTls, egress: egress.tokenEgress },
       random: deps.random,
       secretFiles,
     });

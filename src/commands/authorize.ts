@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { ConfigError } from '../config/load.js';
 import type { AccountConfig, ConfigProblem, OAuth2Auth, SidecarConfig } from '../config/resolve.js';
-import { tokenEndpointTls, upstreamTls } from '../config/tls.js';
+import { tokenEndpointTls } from '../config/tls.js';
 import { sendTokenRequest } from '../flows/http-client.js';
 import { TokenEgress } from '../flows/proxy-agent.js';
 import {
@@ -138,9 +138,8 @@ async function exchangeCode(
   options: AuthorizeOptions,
 ): Promise<{ state: TokenState; refreshToken: Secret }> {
   const send = options.send ?? sendTokenRequest;
-  const tls = upstreamTls(account);
   const tokenTls = tokenEndpointTls(account);
-  const egress = new TokenEgress(account.egress, { tls, connectTimeoutMs: account.timeouts.connectMs });
+  const egress = new TokenEgress(account.egress, { tls: tokenTls, connectTimeoutMs: account.timeouts.connectMs });
   const result = await exchangeToken(
     {
       build: async () => {

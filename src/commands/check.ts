@@ -1,5 +1,5 @@
 import type { AccountConfig, SidecarConfig } from '../config/resolve.js';
-import { tokenEndpointTls, upstreamTls } from '../config/tls.js';
+import { tokenEndpointTls } from '../config/tls.js';
 import { describeProxy, proxyFor } from '../config/egress.js';
 import { TokenEgress } from '../flows/proxy-agent.js';
 import { sendTokenRequest } from '../flows/http-client.js';
@@ -256,9 +256,8 @@ function fromStore(
 
 /** The account's first token request, through the same exchange the sidecar uses; what came back. */
 async function requestToken(account: AccountConfig, flow: TokenFlow, context: AccountContext): Promise<Finding> {
-  const tls = upstreamTls(account);
   const tokenTls = tokenEndpointTls(account);
-  const egress = new TokenEgress(account.egress, { tls, connectTimeoutMs: account.timeouts.connectMs });
+  const egress = new TokenEgress(account.egress, { tls: tokenTls, connectTimeoutMs: account.timeouts.connectMs });
   const result = await exchangeToken(
     {
       build: () => initialRequest(flow),

@@ -146,10 +146,17 @@ function egressProxy(
     });
     return undefined;
   }
-  const fromUrl =
-    url.username === '' && url.password === ''
-      ? undefined
-      : basicCredentials(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`);
+  let fromUrl: Secret | undefined;
+  try {
+    fromUrl =
+      url.username === '' && url.password === ''
+        ? undefined
+        : basicCredentials(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`);
+  } catch {
+    // A bad percent-escape in the user or password (never quoted: it is a credential).
+    problems.push({ path: source, message: 'the user or password in the proxy URL has a bad percent-escape (%XX)' });
+    return undefined;
+  }
   url.username = '';
   url.password = '';
   return { url, authorization: auth ?? fromUrl, source };

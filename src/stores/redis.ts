@@ -38,6 +38,11 @@ import { SidecarError, messageOf } from '../util/errors.js';
  * one atomic step, and none fails on a bad record.
  */
 
+/** Every store command's deadline (ms): a frozen server must not hang a token request. */
+const COMMAND_TIMEOUT_MS = 2_000;
+/** WAIT ends this long (ms) before the command deadline, so its own answer arrives in time. */
+const WAIT_MARGIN_MS = 500;
+
 /** How often one operation re-reads a record that changed while it was being set aside. */
 const MAX_ATTEMPTS = 10;
 
@@ -86,7 +91,7 @@ export class RedisTokenStore implements TokenStore {
       maxRetriesPerRequest: 1,
       connectTimeout: 2_000,
       // A frozen server must not hang a token request: every command has a deadline.
-      commandTimeout: 2_000,
+      commandTimeout: COMMAND_TIMEOUT_MS,
       retryStrategy: (attempt: number) => Math.min(5_000, 100 * 2 ** Math.min(attempt, 6)),
       lazyConnect: false,
     };
@@ -215,7 +220,8 @@ export class RedisTokenStore implements TokenStore {
 
   /**
    * H1: waits until one replica holds every write this process made to `account`'s keys (Redis
-   * `WAIT 1`), for at most `timeoutMs` ms. Resolves true when a replica acknowledged, or at once
+   * `WAIT 1`), for at most `timeoutMs` ms and never past 1.5 s (the command deadline is 2 s: a
+   * longer WAIT would be cut by the client while Redis kept the connection blocked). Resolves true when a replica acknowledged, or at once
    * when the master has no replica connected (nothing to wait for); false when the wait timed out.
    * While it waits, other commands on the same connection queue behind it (WAIT blocks its
    * connection, and must run on the connection that wrote). Rejects with StoreUnavailableError.
@@ -224,7 +230,9 @@ export class RedisTokenStore implements TokenStore {
     return this.#call(async () => {
       const node = await this.#nodeHolding(this.#accountKey('token', account));
       if (connectedReplicas(await node.info('replication')) === 0) return true;
-      return (await node.wait(1, Math.max(1, Math.round(timeoutMs)))) >= 1;
+      // Below the command deadline: WAIT must answer (0) before ioredis gives up on the connection.
+      const waitMs = Math.max(1, Math.min(Math.round(timeoutMs), COMMAND_TIMEOUT_MS - WAIT_MARGIN_MS));
+      return (await node.wait(1, waitMs)) >= 1;
     });
   }
 

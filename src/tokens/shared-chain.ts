@@ -205,7 +205,7 @@ export class SharedChain {
     if (store.replicate === undefined) return;
     let problem: string | undefined;
     try {
-      if (!(await store.replicate(account, timeoutMs))) problem = `no replica acknowledged within ${timeoutMs} ms`;
+      if (!(await store.replicate(account, timeoutMs))) problem = 'no replica acknowledged it in time';
     } catch (error) {
       problem = messageOf(error);
     }

@@ -50,7 +50,7 @@ async function waitCalls(port: number): Promise<number> {
 }
 
 let prefixes = 0;
-async function runOneLogin(port: number) {
+async function runOneLogin(port: number, refreshTimeout = '1s') {
   const keyPrefix = `replication${(prefixes += 1)}:`;
   const store = new RedisTokenStore({
     url: `redis://127.0.0.1:${port}`,
@@ -67,14 +67,18 @@ async function runOneLogin(port: number) {
     clock,
     store,
     send: server.send,
-    account: testAccount(undefined, { refresh: { timeout: '1s' } }),
+    account: testAccount(undefined, { refresh: { timeout: refreshTimeout } }),
     events: quietTokenEvents({ storeError: (operation) => failed.push(operation) }),
     logger: log.logger,
   });
   try {
     await manager.start();
     await manager.settled();
-    return { failed, log, state: manager.status().state, key: `${keyPrefix}token:acct` };
+    const afterwards = await store.load('acct').then(
+      () => 'loaded',
+      (error: unknown) => String(error),
+    );
+    return { failed, log, state: manager.status().state, key: `${keyPrefix}token:acct`, afterwards };
   } finally {
     await manager.stop();
     await store.close();
@@ -98,8 +102,22 @@ describe('H1 waiting for a replica after a refresh token rotates', () => {
       expect(failed).toEqual(['replicate']);
       expect(state).toBe('valid');
       const warning = log.lines().find((line) => line.operation === 'replicate');
-      expect(warning?.msg).toMatch(/no replica acknowledged within 1000 ms; a failover now could lose it/);
+      expect(warning?.msg).toMatch(/no replica acknowledged it in time; a failover now could lose it/);
       expect(log.text()).not.toMatch(/tok-|ref-/);
+    } finally {
+      replica.signal('SIGCONT');
+    }
+  });
+
+  it('H1: a wait longer than the store command deadline (refresh.timeout 10s) ends in time: WAIT answers before the client gives up, and the connection serves the next command', async () => {
+    replica.signal('SIGSTOP');
+    try {
+      const { failed, log, afterwards } = await runOneLogin(master.port, '10s');
+      expect(failed).toEqual(['replicate']);
+      expect(log.lines().find((line) => line.operation === 'replicate')?.msg).toMatch(
+        /no replica acknowledged it in time/,
+      );
+      expect(afterwards).toBe('loaded');
     } finally {
       replica.signal('SIGCONT');
     }

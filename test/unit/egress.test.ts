@@ -120,6 +120,17 @@ describe('E6 egress proxy choice', () => {
     expect(problems.map((problem) => problem.path)).toEqual(['HTTPS_PROXY']);
     expect(JSON.stringify(problems)).not.toContain('hidden');
   });
+
+  it('E6: a bad percent-escape in the proxy URL credentials is a configuration problem, not a crash, and is not quoted', () => {
+    const problems: ConfigProblem[] = [];
+    expect(() =>
+      resolveEgress({}, { HTTPS_PROXY: 'http://us%zz:hidden%@proxy:3128' }, 'accounts.a', problems),
+    ).not.toThrow();
+    expect(problems).toEqual([
+      { path: 'HTTPS_PROXY', message: 'the user or password in the proxy URL has a bad percent-escape (%XX)' },
+    ]);
+    expect(JSON.stringify(problems)).not.toContain('hidden');
+  });
 });
 
 const token = (value: string) => new ActiveToken(new Secret(value), 1, 0, 60_000, 60_000);
