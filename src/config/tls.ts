@@ -14,21 +14,13 @@ export interface TlsOptions {
   clientCertificate?: ClientCertificate;
 }
 
-/** Extra CAs are added to Node's own, never replacing them (F4). R5: a regular file of at most 1 MiB. */
+/** The upstream's TLS: its trust (F4) and, with `certFile`/`keyFile`, a client certificate (E2). */
 export function upstreamTls(account: AccountConfig): TlsOptions {
-  const caFile = account.tls.caFile;
-  const ca =
-    caFile === undefined
-      ? undefined
-      : [...rootCertificates, readRegularFileSync(caFile, { maxBytes: FILE_LIMITS.secretOrKey }).toString('utf8')];
   const { certFile, keyFile } = account.tls;
-  return {
-    ...(ca === undefined ? {} : { ca }),
-    rejectUnauthorized: !account.tls.insecureSkipVerify,
-    ...(certFile === undefined || keyFile === undefined
-      ? {}
-      : { clientCertificate: new ClientCertificate(certFile, keyFile) }),
-  };
+  const trust = tlsTrust(account);
+  return certFile === undefined || keyFile === undefined
+    ? trust
+    : { ...trust, clientCertificate: new ClientCertificate(certFile, keyFile) };
 }
 
 /**
@@ -37,8 +29,17 @@ export function upstreamTls(account: AccountConfig): TlsOptions {
  * Throws ClientCertificateError when the pair cannot be used (the configuration check said so).
  */
 export function tokenEndpointTls(account: AccountConfig): TlsOptions {
-  const { clientCertificate: _upstreamOnly, ...trust } = upstreamTls(account);
+  const trust = tlsTrust(account);
   const auth = account.auth;
   if (auth.flow !== 'oauth2' || auth.clientAuth !== 'tls_client_auth' || auth.tls === undefined) return trust;
   return { ...trust, clientCertificate: new ClientCertificate(auth.tls.certFile, auth.tls.keyFile) };
+}
+
+/** Extra CAs are added to Node's own, never replacing them (F4). R5: a regular file of at most 1 MiB. */
+function tlsTrust(account: AccountConfig): TlsOptions {
+  const caFile = account.tls.caFile;
+  const rejectUnauthorized = !account.tls.insecureSkipVerify;
+  if (caFile === undefined) return { rejectUnauthorized };
+  const ca = readRegularFileSync(caFile, { maxBytes: FILE_LIMITS.secretOrKey }).toString('utf8');
+  return { ca: [...rootCertificates, ca], rejectUnauthorized };
 }
