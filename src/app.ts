@@ -176,7 +176,7 @@ export class Sidecar {
       replayMaxBody: account.refresh.replayMaxBody,
       timeouts: account.timeouts,
       tls,
-      inject: new TokenInjector(account.inject),
+      inject: new TokenInjector(account.inject, flow.dpop),
       flow,
       status: () => manager.status(),
       history: manager.history,

@@ -30,6 +30,8 @@ export const METRIC_NAMES = {
   storeUnlockedRefreshes: 'bearer_sidecar_store_unlocked_refreshes_total',
   // P4: 1 for the account's current state, 0 for the others.
   accountState: 'bearer_sidecar_account_state',
+  // E7: requests sent again with a DPoP nonce the token endpoint or the upstream asked for.
+  dpopNonceRetries: 'bearer_sidecar_dpop_nonce_retries_total',
 } as const;
 
 type MetricKey = keyof typeof METRIC_NAMES;
@@ -51,6 +53,7 @@ const METRIC_HELP = {
   connectionsRefused: 'Data-plane client connections closed at once because limits.maxConnections were open.',
   storeUnlockedRefreshes:
     "Refreshes sent without the shared store's lock (store unreachable, no credentials, token about to expire): replicas may race.",
+  dpopNonceRetries: 'Requests sent again at once with the DPoP nonce the token endpoint or the upstream asked for.',
 } satisfies Partial<Record<MetricKey, string>>;
 type HelpedMetric = keyof typeof METRIC_HELP;
 
@@ -77,6 +80,7 @@ export class SidecarMetrics {
   readonly #secretReadErrors: Counter<'account'>;
   readonly #connectionsRefused: Counter;
   readonly #unlockedRefreshes: Counter<'account'>;
+  readonly #dpopNonceRetries: Counter<'account' | 'where'>;
 
   constructor(registry: Registry, source: TokenStatusSource, options: { defaultMetrics?: boolean } = {}) {
     this.registry = registry;
@@ -107,6 +111,7 @@ export class SidecarMetrics {
     this.#secretReadErrors = counter('secretReadErrors', ['account']);
     this.#connectionsRefused = counter('connectionsRefused', []);
     this.#unlockedRefreshes = counter('storeUnlockedRefreshes', ['account']);
+    this.#dpopNonceRetries = counter('dpopNonceRetries', ['account', 'where']);
     this.#skew = new Gauge({
       name: METRIC_NAMES.clockSkew,
       help: METRIC_HELP.clockSkew,
@@ -184,6 +189,7 @@ export class SidecarMetrics {
       clockSkew: (seconds: number) => this.#skew.set({ account }, seconds),
       storeError: (operation) => this.#storeErrors.inc({ account, operation }),
       unlockedRefresh: () => this.#unlockedRefreshes.inc({ account }),
+      dpopNonceRetry: () => this.#dpopNonceRetries.inc({ account, where: 'token' }),
     };
   }
 
@@ -217,6 +223,7 @@ export class SidecarMetrics {
       },
       upstreamRejection: (code) => this.#upstreamRejections.inc({ account, code: String(code) }),
       replay: (outcome) => this.#replays.inc({ account, outcome }),
+      dpopNonceRetry: () => this.#dpopNonceRetries.inc({ account, where: 'upstream' }),
     };
   }
 

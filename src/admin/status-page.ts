@@ -1,3 +1,4 @@
+import type { DpopKeyReport } from '../flows/dpop.js';
 import { createHash } from 'node:crypto';
 import { formatDuration } from '../util/duration.js';
 import { LOOP_WINDOW_MS, type AccountStatusDocument } from './status.js';
@@ -100,7 +101,7 @@ function card(name: string, a: AccountStatusDocument, now: number): string {
         : `<span class="error">${escapeHtml(a.lastError.message)}</span> <span class="muted">${escapeHtml(a.lastError.at ?? '')}</span>`,
     ],
     ['token endpoint', `<code>${escapeHtml(a.tokenEndpoint)}</code>`],
-    ...(a.clientAuth === null ? [] : [['client authentication', escapeHtml(a.clientAuth)] as [string, string]]),
+    ...clientRows(a),
     ['upstream', `<code>${escapeHtml(a.upstream)}</code>`],
   ];
   if (a.requestsWaitingForToken > 0)
@@ -213,3 +214,13 @@ code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}
 .spark rect{fill:#0969da}.spark.alarm rect{fill:var(--bad)}
 .spark .axis{stroke:var(--line)}.spark text{font-size:10px;fill:var(--muted)}
 `;
+
+/** E1, E4: how the client authenticates, and the DPoP key (algorithm, where it came from, thumbprint). */
+function clientRows(a: AccountStatusDocument): Array<[string, string]> {
+  const rows: Array<[string, string]> = [];
+  if (a.clientAuth !== null) rows.push(['client authentication', escapeHtml(a.clientAuth)]);
+  const key: DpopKeyReport | null = a.dpop;
+  if (key !== null)
+    rows.push(['DPoP key', escapeHtml(`${key.alg}, ${key.key}, jkt ${key.jkt ?? '(not computed yet)'}`)]);
+  return rows;
+}

@@ -1,3 +1,4 @@
+import type { DpopKeyReport } from '../flows/dpop.js';
 import type { TokenFlow } from '../flows/types.js';
 import type { TokenRequestCount, TokenRequestHistory } from '../tokens/history.js';
 import type { AccountState, TokenStatus, TokenTrigger } from '../tokens/types.js';
@@ -47,6 +48,8 @@ export interface AccountStatusDocument {
   tokenEndpoint: string;
   /** E1: how the client authenticates at the token endpoint (null for the session dialect). */
   clientAuth: string | null;
+  /** E4: the DPoP key (algorithm, file or `generated at start`, RFC 7638 thumbprint `jkt`); null without DPoP. */
+  dpop: DpopKeyReport | null;
   /** E6: how each is reached: `direct`, or the proxy's URL (never its credentials) and where it was set. */
   proxy: { upstream: string; tokenEndpoint: string };
   fingerprint: string | null;
@@ -86,6 +89,7 @@ export function accountStatusJson(view: AccountView, now: number): AccountStatus
     upstream: displayUrl(view.upstream),
     tokenEndpoint: displayUrl(view.flow.endpoint('login')),
     clientAuth: view.flow.clientAuth,
+    dpop: view.flow.dpop?.report() ?? null,
     proxy: {
       upstream: describeProxy(view.proxies.upstream),
       tokenEndpoint: describeProxy(view.proxies.tokenEndpoint),

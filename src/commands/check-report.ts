@@ -10,6 +10,7 @@ export function formatCheckReport(result: CheckResult): string {
     const rows: Array<[string, string | null]> = [
       ['token endpoint', a.tokenEndpoint],
       ['client auth', a.clientAuth],
+      ['dpop key', a.dpop === null ? null : `${a.dpop.alg}, ${a.dpop.key}, jkt ${a.dpop.jkt ?? ''}`],
       ['proxy', formatProxies(a.proxy)],
       [
         'checked',

@@ -1,3 +1,4 @@
+import type { DpopKeyReport } from '../flows/dpop.js';
 import type { AccountConfig, SidecarConfig } from '../config/resolve.js';
 import { tokenEndpointTls } from '../config/tls.js';
 import { describeProxy, proxyFor } from '../config/egress.js';
@@ -40,6 +41,8 @@ export interface AccountCheck {
   tokenEndpoint: string;
   /** E1: how the client authenticates (null for the session dialect). */
   clientAuth: string | null;
+  /** E4: the DPoP key (algorithm, file or `generated at start`, thumbprint `jkt`); null without DPoP. */
+  dpop: DpopKeyReport | null;
   /** E6: how the token endpoint and the upstream are reached: `direct` or the proxy (no credentials). */
   proxy: { tokenEndpoint: string; upstream: string };
   method: CheckMethod;
@@ -136,6 +139,7 @@ const REFRESH_TOKEN_DEAD =
 /** One account's record, built once (blank) and filled in with what the check found. */
 async function checkAccount(account: AccountConfig, context: AccountContext): Promise<AccountCheck> {
   const flow = createFlow(account.auth);
+  await flow.dpop?.ready;
   const check = blankCheck(account, flow);
   return Object.assign(check, await findOut(account, flow, context));
 }
@@ -173,6 +177,7 @@ function blankCheck(account: AccountConfig, flow: TokenFlow): AccountCheck {
     dialect: flow.dialect,
     tokenEndpoint: displayUrl(flow.endpoint('login')),
     clientAuth: flow.clientAuth,
+    dpop: flow.dpop?.report() ?? null,
     proxy: {
       tokenEndpoint: describeProxy(proxyFor(account.egress, new URL(flow.endpoint('login')))),
       upstream: describeProxy(proxyFor(account.egress, account.upstream)),

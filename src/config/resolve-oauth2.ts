@@ -2,6 +2,7 @@ import { messageOf } from '../util/errors.js';
 import { readSecretFileAtStart, SecretFile } from '../util/secret-file.js';
 import type { SecretSource } from '../util/secret-source.js';
 import { readPrivateSigningKey } from '../util/signing-key.js';
+import { loadDpopKey, type DpopKey } from '../util/dpop-key.js';
 import type { ConfigProblem } from './problems.js';
 import type { OAuth2AuthConfig } from './schema.js';
 import { checkCertificatePair, secretSource } from './secret-settings.js';
@@ -17,6 +18,7 @@ export interface OAuth2Auth extends Omit<
   | 'assertionFile'
   | 'subjectTokenFile'
   | 'actorTokenFile'
+  | 'dpop'
 > {
   clientSecret?: SecretSource;
   password?: SecretSource;
@@ -27,6 +29,8 @@ export interface OAuth2Auth extends Omit<
   actorToken?: SecretSource;
   /** E1: `privateKeyFile` as a watched file (R6: its last good content is used while it cannot be read). */
   privateKey?: SecretFile;
+  /** E4: the DPoP key, loaded (or generated) once at start; undefined without `auth.dpop`. */
+  dpop?: DpopKey;
 }
 
 /** The oauth2 dialect's settings: secrets read, and what each grant and client authentication needs. */
@@ -37,7 +41,7 @@ export function resolveOAuth2(
   context: { chainInStore: boolean },
 ): OAuth2Auth {
   const { clientSecret, clientSecretFile, password, passwordFile, refreshToken, refreshTokenFile, ...others } = auth;
-  const { assertionFile, subjectTokenFile, actorTokenFile, ...rest } = others;
+  const { assertionFile, subjectTokenFile, actorTokenFile, dpop, ...rest } = others;
   const resolved: OAuth2Auth = {
     ...rest,
     clientSecret: secretSource(clientSecret, clientSecretFile, `${path}.clientSecret`, problems),
@@ -69,6 +73,13 @@ export function resolveOAuth2(
     problems.push({ path: `${path}.clientId`, message: 'required when a client secret is set' });
   }
   checkClientAuth(resolved, path, problems);
+  if (dpop !== undefined) {
+    try {
+      resolved.dpop = loadDpopKey(dpop.keyFile);
+    } catch (error) {
+      problems.push({ path: `${path}.dpop.keyFile`, message: messageOf(error) });
+    }
+  }
   return resolved;
 }
 

@@ -176,6 +176,7 @@ const PATH_KEYS: ReadonlyArray<readonly string[]> = [
   ['accounts', '*', 'auth', 'clientSecretFile'],
   ['accounts', '*', 'auth', 'refreshTokenFile'],
   ['accounts', '*', 'auth', 'privateKeyFile'],
+  ['accounts', '*', 'auth', 'dpop', 'keyFile'],
   ['accounts', '*', 'auth', 'assertionFile'],
   ['accounts', '*', 'auth', 'subjectTokenFile'],
   ['accounts', '*', 'auth', 'actorTokenFile'],

@@ -178,6 +178,8 @@ const oauth2AuthSchema = z.strictObject({
   /** The `kid` of the assertion's header (default: the JWK's own). */
   keyId: z.string().min(1).optional(),
   bodyEncoding: z.enum(['form', 'json']).default('form'),
+  /** E4 DPoP (RFC 9449): the proof key, an EC P-256 or Ed25519 private key file; `{}`: an ES256 key made at start. */
+  dpop: z.strictObject({ keyFile: z.string().min(1).optional() }).optional(),
   extraParams: z.record(z.string(), z.union([z.string(), z.null()])).default({}),
   authorizeUrl: httpUrl.optional(),
   redirectPort: port.optional(),

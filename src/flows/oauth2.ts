@@ -5,6 +5,7 @@ import { Secret } from '../util/secret.js';
 import { readSecret } from '../util/secret-source.js';
 import { clientSecretSigningKey, SigningKeyError } from '../util/signing-key.js';
 import { CLIENT_ASSERTION_TYPE, readPrivateSigningKeyFile, signClientAssertion } from './client-assertion.js';
+import { DpopProver } from './dpop.js';
 import { grantParams, readGrantSecrets, type GrantSecrets, type OAuth2Grant } from './oauth2-grants.js';
 import {
   CredentialUnavailableError,
@@ -155,8 +156,12 @@ const REJECTION_CODES = new Set([
   'access_denied',
 ]);
 
-/** R2: the token types this sidecar can send (compared case-insensitively, RFC 6749 §7.1). */
-const SUPPORTED_TOKEN_TYPES = new Set(['bearer']);
+/**
+ * R2, E4: the token type an account can send (compared case-insensitively, RFC 6749 §7.1):
+ * Bearer, or with DPoP configured DPoP only (a Bearer answer to a DPoP request is a downgrade,
+ * refused rather than sent unbound).
+ */
+const tokenTypeFor = (dpop: boolean) => (dpop ? 'DPoP' : 'Bearer');
 
 /**
  * Any OAuth 2 token endpoint answer -> success | rejected | error (RFC 6749 §5.1, §5.2; T4, T5,
@@ -166,6 +171,7 @@ const SUPPORTED_TOKEN_TYPES = new Set(['bearer']);
 export function parseOAuth2Response(
   response: TokenHttpResponse,
   secrets: Iterable<Secret | undefined> = [],
+  options: { dpop?: boolean } = {},
 ): ParsedTokenResponse {
   const json = parseJsonObject(response.body);
   const scrub = (text: string) => scrubServerText(text, [...secrets]);
@@ -188,7 +194,7 @@ export function parseOAuth2Response(
     (typeof refreshToken === 'string' && refreshToken !== ''
       ? unusableToken('refresh_token', refreshToken)
       : undefined) ??
-    tokenTypeProblem(json.token_type, scrub);
+    tokenTypeProblem(json.token_type, scrub, tokenTypeFor(options.dpop === true));
   // The server took the request: a refresh token sent with it may be spent (T3), though the answer is unusable.
   if (problem !== undefined) return { outcome: 'error', reason: problem, consumed: true };
   return {
@@ -201,16 +207,31 @@ export function parseOAuth2Response(
   };
 }
 
-/** R2: undefined for Bearer (any case) or no type; otherwise a reason naming the type. */
-function tokenTypeProblem(type: unknown, scrub: (text: string) => string): string | undefined {
-  if (type === undefined || (typeof type === 'string' && SUPPORTED_TOKEN_TYPES.has(type.toLowerCase())))
-    return undefined;
+/**
+ * R2, E4: undefined for the `expected` type (any case; no type counts as Bearer); otherwise a
+ * reason naming the type.
+ */
+function tokenTypeProblem(type: unknown, scrub: (text: string) => string, expected: string): string | undefined {
+  const given = type === undefined ? 'bearer' : typeof type === 'string' ? type.toLowerCase() : undefined;
+  if (given === expected.toLowerCase()) return undefined;
   const named =
-    typeof type === 'string' ? `"${scrub(type.slice(0, 40))}"` : `a ${type === null ? 'null' : typeof type}`;
-  return `token_type ${named} is not supported (only Bearer): the sidecar cannot send this token`;
+    type === undefined
+      ? 'missing (Bearer)'
+      : typeof type === 'string'
+        ? `"${scrub(type.slice(0, 40))}"`
+        : `a ${type === null ? 'null' : typeof type}`;
+  const why =
+    expected === 'DPoP'
+      ? 'the account asked for a DPoP-bound token and will not send an unbound one'
+      : 'the sidecar cannot send this token (DPoP tokens need auth.dpop)';
+  return `token_type ${named} is not supported (only ${expected}): ${why}`;
 }
 
 export function createOAuth2Flow(auth: OAuth2Auth): TokenFlow {
+  const dpop = auth.dpop === undefined ? undefined : new DpopProver(auth.dpop);
+  // E4: the request signs its DPoP proof as it is sent (exchange.ts), with the nonce known then.
+  const withProof = (request: TokenHttpRequest): TokenHttpRequest =>
+    dpop === undefined ? request : { ...request, dpop };
   const readOptional = async (source: OAuth2Auth['clientSecret']) =>
     source === undefined ? undefined : readSecret(source);
   /** The client's credentials for one token request: its secret, and a new assertion (E1). */
@@ -231,15 +252,18 @@ export function createOAuth2Flow(auth: OAuth2Auth): TokenFlow {
         );
       }
       const secrets: OAuth2Secrets = { ...(await clientCredentials()), ...(await readGrantSecrets(auth)) };
-      const request = buildOAuth2TokenRequest(auth, auth.grant, secrets);
+      const request = withProof(buildOAuth2TokenRequest(auth, auth.grant, secrets));
       return auth.grant === 'refresh_token'
         ? { kind: 'refresh', request, sentRefreshToken: secrets.refreshToken }
         : { kind: 'login', request };
     },
     async buildRefreshRequest(refreshToken) {
-      return buildOAuth2TokenRequest(auth, 'refresh_token', { ...(await clientCredentials()), refreshToken });
+      return withProof(
+        buildOAuth2TokenRequest(auth, 'refresh_token', { ...(await clientCredentials()), refreshToken }),
+      );
     },
-    parseResponse: (response, secrets) => parseOAuth2Response(response, secrets),
+    parseResponse: (response, secrets) => parseOAuth2Response(response, secrets, { dpop: dpop !== undefined }),
+    dpop,
     endpoint: () => auth.tokenUrl,
   };
 }

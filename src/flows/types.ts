@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { headerSafeTokenProblem } from '../util/header-safe.js';
 import type { Secret } from '../util/secret.js';
 import { SidecarError } from '../util/errors.js';
+import type { DpopProver } from './dpop.js';
 
 /** `login` gets a token from credentials; `refresh` spends a refresh token (metric label `kind`). */
 export type TokenRequestKind = 'login' | 'refresh';
@@ -16,6 +17,8 @@ export interface TokenHttpRequest {
    * Authorization value): what a server may quote back, so it is redacted from its answer (R4).
    */
   secrets: readonly Secret[];
+  /** E4: signs the request's DPoP proof when it is sent (a new one for a nonce retry). */
+  dpop?: DpopProver | undefined;
 }
 
 export interface TokenHttpResponse {
@@ -81,6 +84,8 @@ export interface TokenFlow {
   endpoint(kind: TokenRequestKind): string;
   /** E1: how the client authenticates at the token endpoint, in words for /status and check (no secrets); null when the dialect has no client. */
   readonly clientAuth: string | null;
+  /** E4: the account's DPoP key and nonces (token requests and every proxied request); undefined without DPoP. */
+  readonly dpop?: DpopProver | undefined;
 }
 
 /** A credential the flow needs is not there (no refresh token anywhere): a rejected login, not a crash (§8). */

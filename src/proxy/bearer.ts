@@ -2,6 +2,7 @@ import type { TokenPlacement } from '../config/resolve.js';
 import type { ActiveToken } from '../tokens/active-token.js';
 import { headerSafeTokenProblem } from '../util/header-safe.js';
 import { SidecarError } from '../util/errors.js';
+import { accessTokenHash, type DpopProver } from '../flows/dpop.js';
 
 /**
  * R1 on the writer side: a token that is not header-safe never reaches a header. The token
@@ -20,8 +21,8 @@ export class TokenNotHeaderSafeError extends SidecarError {
   }
 }
 
-/** The token's type for `{type}`: tokens are bearer tokens in this version. */
-const TOKEN_TYPE = 'Bearer';
+/** The token's type for `{type}`: Bearer, or DPoP for an account with `auth.dpop` (E4). */
+const tokenType = (dpop: DpopProver | undefined) => (dpop === undefined ? 'Bearer' : 'DPoP');
 
 /**
  * E5: writes the token where the account's `inject` says: a header (`format` applied) or a query
@@ -33,14 +34,17 @@ export class TokenInjector {
   readonly header: string | undefined;
   /** The query parameter the token goes in, or undefined when it goes in a header. */
   readonly query: string | undefined;
+  /** E4: signs a DPoP proof for every upstream request; undefined without DPoP. */
+  readonly dpop: DpopProver | undefined;
   readonly #format: string;
-  /** Per token: its header value or encoded parameter value, or the R1 problem with it. */
-  readonly #values = new WeakMap<ActiveToken, { value: string } | { problem: string }>();
+  /** Per token: its header value or encoded parameter value (and E4's `ath`), or the R1 problem with it. */
+  readonly #values = new WeakMap<ActiveToken, { value: string; ath: string } | { problem: string }>();
 
-  constructor(placement: TokenPlacement) {
+  constructor(placement: TokenPlacement, dpop?: DpopProver) {
     this.header = 'header' in placement ? placement.header : undefined;
     this.query = 'query' in placement ? placement.query : undefined;
     this.#format = 'header' in placement ? placement.format : '{token}';
+    this.dpop = dpop;
   }
 
   /**
@@ -48,16 +52,31 @@ export class TokenInjector {
    * value for `token`. Throws TokenNotHeaderSafeError when the token fails R1 (util/header-safe.ts).
    */
   valueFor(token: ActiveToken): string {
+    return this.#entry(token).value;
+  }
+
+  #entry(token: ActiveToken): { value: string; ath: string } {
     const known = this.#values.get(token);
     const entry = known ?? this.#build(token);
     if (known === undefined) this.#values.set(token, entry);
     if ('problem' in entry) throw new TokenNotHeaderSafeError(entry.problem, known === undefined);
-    return entry.value;
+    return entry;
   }
 
-  /** Sets the token's header in `headers` (replacing the client's own value of it); query placement: nothing. */
-  writeHeader(headers: Record<string, string | string[]>, token: ActiveToken): void {
-    if (this.header !== undefined) headers[this.header] = this.valueFor(token);
+  /**
+   * Sets the token's header in `headers` (replacing the client's own value of it); query
+   * placement: nothing. E4: with DPoP, also a new `DPoP` proof for `proof` (method and the
+   * upstream URL without query), replacing the client's own `DPoP` header.
+   */
+  writeHeader(
+    headers: Record<string, string | string[]>,
+    token: ActiveToken,
+    proof?: { htm: string; htu: string },
+  ): void {
+    const entry = this.#entry(token);
+    if (this.header !== undefined) headers[this.header] = entry.value;
+    if (this.dpop !== undefined && proof !== undefined)
+      headers.dpop = this.dpop.requestProof(proof.htm, proof.htu, entry.ath);
   }
 
   /**
@@ -70,12 +89,14 @@ export class TokenInjector {
     return withQueryParameter(path, this.query, this.valueFor(token));
   }
 
-  #build(token: ActiveToken): { value: string } | { problem: string } {
+  #build(token: ActiveToken): { value: string; ath: string } | { problem: string } {
     const raw = token.secret.reveal();
     const problem = headerSafeTokenProblem(raw);
     if (problem !== undefined) return { problem };
-    if (this.query !== undefined) return { value: encodeURIComponent(raw) };
-    return { value: this.#format.replaceAll('{type}', TOKEN_TYPE).replaceAll('{token}', raw) };
+    // E4: `ath` once per token, not per request.
+    const ath = this.dpop === undefined ? '' : accessTokenHash(raw);
+    if (this.query !== undefined) return { value: encodeURIComponent(raw), ath };
+    return { value: this.#format.replaceAll('{type}', tokenType(this.dpop)).replaceAll('{token}', raw), ath };
   }
 }
 

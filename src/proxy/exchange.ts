@@ -39,6 +39,8 @@ export interface Exchange {
   /** The request body as read and kept for a replay; undefined when the request declared none. */
   body: ReplayableBody | undefined;
   retriedStaleSocket: boolean;
+  /** E4: sent again once with the upstream's DPoP nonce. */
+  nonceRetried?: boolean;
 }
 
 /** A client on a raw socket (an upgrade, a CONNECT), from its arrival to its answer. */

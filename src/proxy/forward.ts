@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks';
 import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
 import type { ActiveToken } from '../tokens/active-token.js';
+import { asksForDpopNonce } from '../flows/dpop.js';
 import { admit, type AdmissionRules } from './admission.js';
 import { passTurn, whenTurnComes } from './client-turns.js';
 import type { ReleaseSlot } from './connection-slots.js';
@@ -233,6 +234,7 @@ export class DataPlane {
       headers: upstreamRequestHeaders(req, account.upstream, token, {
         trustedProxies: this.#o.trustedProxies,
         inject: account.inject,
+        targetPath: exchange.targetPath,
       }),
       body,
       // Passing an answer on runs inside the transport's callbacks: a throw there is fenced here.
@@ -292,6 +294,7 @@ export class DataPlane {
   #onFirstAnswer(exchange: Exchange, token: ActiveToken, answer: UpstreamAnswer): void {
     const { account } = exchange;
     const status = answer.statusCode;
+    if (account.inject.dpop !== undefined && this.#retryWithNonce(exchange, token, answer)) return;
     if (!account.retryOn.has(status)) {
       account.manager.tokenAccepted(token); // P1: ends an escalation series
       this.#streamBack(exchange, answer);
@@ -310,6 +313,33 @@ export class DataPlane {
     answer.body.hold(MAX_HELD_REJECTION_BYTES, (held) =>
       this.#fence.run(exchange.inbound, () => this.#onRejectionHeld(exchange, answer, held, replacement)),
     );
+  }
+
+  /**
+   * E4: a 401 asking for a DPoP nonce is no token rejection (no refresh, not counted for T8): the
+   * request goes again at once with the nonce, once, when it can be replayed; otherwise (or when
+   * asked again) the answer goes to the client. False: not such an answer.
+   */
+  #retryWithNonce(exchange: Exchange, token: ActiveToken, answer: UpstreamAnswer): boolean {
+    const { account } = exchange;
+    if (!asksForDpopNonce(answer.statusCode, answer.headers['www-authenticate'])) return false;
+    const fresh = account.inject.dpop?.takeNonce('upstream', answer.headers['dpop-nonce']) === true;
+    if (exchange.nonceRetried === true || !fresh || !replayable(exchange)) {
+      this.#streamBack(exchange, answer);
+      return true;
+    }
+    exchange.nonceRetried = true;
+    account.metrics.dpopNonceRetry();
+    answer.body.hold(MAX_HELD_REJECTION_BYTES, (held) =>
+      this.#fence.run(exchange.inbound, () => {
+        if (exchange.res.destroyed) return;
+        if (held === undefined && answer.body.failed) sendRefusal(exchange.res, brokenAnswerRefusal(account));
+        else if (held === undefined) this.#streamBack(exchange, answer);
+        else
+          this.#open(exchange, token, exchange.body?.contents(), (next) => this.#onFirstAnswer(exchange, token, next));
+      }),
+    );
+    return true;
   }
 
   /** T8: the rejection is in hand (or could not be held): replay it with the new token, or pass it on. */

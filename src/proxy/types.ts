@@ -11,4 +11,6 @@ export interface ProxyMetrics {
   observe(code: number, durationSeconds: number): void;
   upstreamRejection(code: number): void;
   replay(outcome: ReplayOutcome): void;
+  /** E7: the upstream asked for a DPoP nonce and the request was sent again with it. */
+  dpopNonceRetry(): void;
 }

@@ -121,6 +121,7 @@ export class UpgradeEntry {
         keepUpgrade: true,
         trustedProxies: this.#o.trustedProxies,
         inject: account.inject,
+        targetPath: upgrade.targetPath,
       }),
       onAnswer: (status) =>
         fence.contain('counting an upgrade', account, () =>

@@ -110,6 +110,8 @@ export interface UpstreamHeadOptions {
   trustedProxies?: TrustedProxies;
   /** E5: where the token goes (default: `Authorization: Bearer <token>`). */
   inject?: TokenInjector;
+  /** E4: the upstream request target (path and query), for the DPoP proof's `htu`. */
+  targetPath?: string;
 }
 
 /**
@@ -156,13 +158,21 @@ export function upstreamRequestHeaders(
     if (incoming.upgrade !== undefined) headers.upgrade = incoming.upgrade;
   }
   headers.host = upstream.host;
-  (options.inject ?? AUTHORIZATION_HEADER).writeHeader(headers, token);
+  const inject = options.inject ?? AUTHORIZATION_HEADER;
+  if (inject.dpop === undefined) inject.writeHeader(headers, token);
+  else inject.writeHeader(headers, token, dpopTarget(req.method, upstream, options.targetPath));
   setForwardedFor(headers, remote, trusted ? listValue(incoming['x-forwarded-for']) : undefined);
   const proto = trusted ? incoming['x-forwarded-proto'] : undefined;
   headers['x-forwarded-proto'] = proto ?? 'http';
   const host = (trusted ? incoming['x-forwarded-host'] : undefined) ?? incoming.host;
   if (host !== undefined) headers['x-forwarded-host'] = host;
   return headers;
+}
+
+/** E4: the proof's `htm` and `htu` (RFC 9449 §4.2: the upstream URL without query and fragment). */
+function dpopTarget(method: string | undefined, upstream: URL, targetPath = '/'): { htm: string; htu: string } {
+  const mark = targetPath.indexOf('?');
+  return { htm: method ?? 'GET', htu: upstream.origin + (mark === -1 ? targetPath : targetPath.slice(0, mark)) };
 }
 
 /** A list header sent more than once is one list (RFC 9110 §5.3). */

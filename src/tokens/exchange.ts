@@ -1,8 +1,10 @@
 import { performance } from 'node:perf_hooks';
+import { USE_DPOP_NONCE } from '../flows/dpop.js';
 import { TokenTransportError } from '../flows/http-client.js';
 import { retryAfterMs } from '../flows/retry-after.js';
 import {
   CredentialUnavailableError,
+  parseJsonObject,
   type IssuedToken,
   type ParsedTokenResponse,
   type TokenFlow,
@@ -96,6 +98,11 @@ interface Sent {
   sentRefreshToken: Secret | undefined;
   /** The refresh token this exchange spent (T3): it must never be sent again. */
   spentRefreshToken: Secret | undefined;
+  /**
+   * E4: the first attempt, when the token endpoint asked for a DPoP nonce and the request was
+   * sent again at once with it (the fields above then describe the second attempt).
+   */
+  nonceRetry?: { durationMs: number; httpStatus: number | undefined };
 }
 
 export interface ExchangeSuccess extends Sent {
@@ -157,7 +164,13 @@ export async function exchangeToken(steps: ExchangeSteps, context: ExchangeConte
   steps.onSend?.(sentAt, sentReading);
   // R4: whatever the server says back is scrubbed of what we sent it and what we hold.
   const secrets = [...built.request.secrets, ...(steps.heldSecrets ?? [])];
-  const answer = await sendAndParse(built.request, secrets, steps, context);
+  let answer = await sendAndParse(built.request, secrets, steps, context);
+  let nonceRetry: Sent['nonceRetry'];
+  if (answer.asksForNonce) {
+    // E4: one more attempt at once with the nonce, part of this exchange (no loop guard between).
+    nonceRetry = { durationMs: answer.durationMs, httpStatus: answer.httpStatus };
+    answer = await sendAndParse(built.request, secrets, steps, context);
+  }
   const sent = {
     kind: built.kind,
     sentAt,
@@ -165,6 +178,7 @@ export async function exchangeToken(steps: ExchangeSteps, context: ExchangeConte
     durationMs: answer.durationMs,
     httpStatus: answer.httpStatus,
     sentRefreshToken: built.spends,
+    ...(nonceRetry === undefined ? {} : { nonceRetry }),
   };
   const { parsed } = answer;
   if (parsed.outcome === 'success')
@@ -191,6 +205,8 @@ interface Answer {
   delivered: boolean;
   retryAfterMs: number | undefined;
   thrown: Error | undefined;
+  /** E4: the token endpoint asked for a DPoP nonce (`use_dpop_nonce` with a `DPoP-Nonce` it sent). */
+  asksForNonce?: boolean;
 }
 
 /** The monotonic clock of the exchange: the caller's clock's, else `monotonicNow`, else performance.now. */
@@ -209,9 +225,21 @@ async function sendAndParse(
   const monotonicNow = context.monotonicNow ?? (() => performance.now());
   const started = monotonicNow();
   try {
-    const response = await steps.send(request);
+    const proof = request.dpop === undefined ? undefined : await request.dpop.tokenRequestProof(request.url);
+    const response = await steps.send(proof === undefined ? request : withHeader(request, 'dpop', proof));
     const durationMs = monotonicNow() - started;
     const parsed = steps.parse(response, secrets);
+    const newNonce = request.dpop?.takeNonce('token', response.headers['dpop-nonce']) ?? false;
+    if (newNonce && parsed.outcome !== 'success' && errorCodeOf(response.body) === USE_DPOP_NONCE)
+      return {
+        parsed,
+        httpStatus: response.status,
+        durationMs,
+        delivered: true,
+        retryAfterMs: undefined,
+        thrown: undefined,
+        asksForNonce: true,
+      };
     const retryAfter = parsed.outcome === 'error' ? retryAfterMs(response, context.clock.now()) : undefined;
     return {
       parsed,
@@ -237,6 +265,17 @@ async function sendAndParse(
       thrown: asError(error),
     };
   }
+}
+
+/** `request` with one more header (the DPoP proof of this attempt). */
+function withHeader(request: TokenHttpRequest, name: string, value: string): TokenHttpRequest {
+  return { ...request, headers: { ...request.headers, [name]: value } };
+}
+
+/** The `error` member of a JSON error answer (RFC 6749 §5.2), if any. */
+function errorCodeOf(body: string): string | undefined {
+  const code = parseJsonObject(body)?.error;
+  return typeof code === 'string' ? code : undefined;
 }
 
 /** T1, T3: the issued token's lifetime and the new state; which refresh token the exchange spent. */

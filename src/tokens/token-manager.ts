@@ -331,7 +331,14 @@ export class TokenManager {
       });
       return;
     }
-    const logFields = this.#report.requestSent(result, trigger);
+    let sentTrigger = trigger;
+    if (result.nonceRetry !== undefined) {
+      // E4: the attempt that brought the nonce counts on its own; the one sent with it is a `retry`.
+      this.#report.requestSent({ ...result, ...result.nonceRetry, outcome: 'error' }, trigger);
+      this.#o.events.dpopNonceRetry?.();
+      sentTrigger = 'retry';
+    }
+    const logFields = this.#report.requestSent(result, sentTrigger);
     if (result.outcome === 'success') await this.#takeNewToken(result, logFields);
     else if (result.outcome === 'rejected') await this.#onRefused(result, logFields);
     else await this.#onFailed(result, logFields);

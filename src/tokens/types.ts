@@ -22,6 +22,8 @@ export interface TokenEvents {
   storeError(operation: StoreOperation): void;
   /** P3: a refresh token of a shared chain was spent without the store's lock (the last resort before expiry). */
   unlockedRefresh?(): void;
+  /** E7: the token endpoint asked for a DPoP nonce and the request was sent again with it. */
+  dpopNonceRetry?(): void;
 }
 
 export type StoreOperation = 'load' | 'save' | 'lock' | 'replicate';

@@ -66,6 +66,7 @@ export async function startDataPlane(options: {
     observe: (code) => observed.push(code),
     upstreamRejection: () => undefined,
     replay: (outcome) => replays.push(outcome),
+    dpopNonceRetry: () => undefined,
     ...options.metrics,
   };
   const manager = {

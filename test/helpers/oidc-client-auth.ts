@@ -28,7 +28,18 @@ export interface ClientAuthServer {
   assertions: string[];
   /** Token requests the provider refused, with its error code. */
   refusals: string[];
+  /** E4: every token response the provider sent (status, token_type, DPoP-Nonce header). */
+  tokenAnswers: Array<{ status: number; tokenType: string | undefined; error: string | undefined }>;
+  /** E4: the DPoP proof header of every token request (undefined when it had none). */
+  tokenProofs: Array<string | undefined>;
+  /** E4: the thumbprint (`cnf.jkt`) an issued access token is bound to, as the provider stored it. */
+  jktOf(token: string): Promise<string | undefined>;
   close(): Promise<void>;
+}
+
+/** E4: DPoP at the provider: nonces required on every token request (RFC 9449 §8). */
+export interface ProviderOptions {
+  dpop?: boolean;
 }
 
 /** Every algorithm the sidecar may sign with: the provider accepts them all. */
@@ -56,6 +67,7 @@ export async function startClientAuthServer(
   clients: ClientMetadata[],
   grants: ExtraGrants = {},
   tls?: ProviderTls,
+  options: ProviderOptions = {},
 ): Promise<ClientAuthServer> {
   const server: Server =
     tls === undefined ? createServer() : createHttpsServer({ ...tls, requestCert: true, rejectUnauthorized: false });
@@ -73,6 +85,7 @@ export async function startClientAuthServer(
     cookies: { keys: [randomBytes(32).toString('hex')] },
     features: {
       clientCredentials: { enabled: true },
+      dPoP: { enabled: options.dpop === true, nonceSecret: randomBytes(32), requireNonce: () => true },
       devInteractions: { enabled: false },
       mTLS: {
         enabled: tls !== undefined,
@@ -105,6 +118,16 @@ export async function startClientAuthServer(
   });
   provider.on('grant.error', (_ctx, error: { error?: string }) => refusals.push(error.error ?? 'error'));
   registerExtraGrants(provider, grants, `${issuer}/token`, issued, refusals);
+  const tokenAnswers: ClientAuthServer['tokenAnswers'] = [];
+  const tokenProofs: Array<string | undefined> = [];
+  provider.use(async (ctx, next) => {
+    const isToken = ctx.path === '/token';
+    if (isToken) tokenProofs.push(ctx.get('DPoP') || undefined);
+    await next();
+    if (!isToken) return;
+    const body = ctx.body as { token_type?: string; error?: string } | undefined;
+    tokenAnswers.push({ status: ctx.status, tokenType: body?.token_type, error: body?.error });
+  });
   server.on('request', provider.callback());
   return {
     issuer,
@@ -112,6 +135,12 @@ export async function startClientAuthServer(
     issued,
     assertions,
     refusals,
+    tokenAnswers,
+    tokenProofs,
+    jktOf: async (token) => {
+      const found = (await provider.ClientCredentials.find(token)) as { jkt?: string } | undefined;
+      return found?.jkt;
+    },
     close: () => closeServer(server, { force: true }),
   };
 }
