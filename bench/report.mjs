@@ -13,6 +13,8 @@ const GOALS = {
   addedP99Ms: 1,
   expiryTokenRequests: 1,
   expiryLastAnswerMs: 600,
+  /** E4 (--dpop): the DPoP account's small GETs against the bearer account's, same run, same load. */
+  dpopRatio: 0.9,
 };
 
 /** min, median and max of numbers. */
@@ -149,6 +151,19 @@ export function goalVerdicts(report) {
         row,
         ['sidecar', 'direct'],
       );
+  }
+  const dpopRow = report.extraSides.includes('dpop')
+    ? report.rows.find((row) => row.scenario.startsWith('small GET') && !row.latencyOnly)
+    : undefined;
+  if (dpopRow !== undefined) {
+    const ratio = dpopRow.dpop.rps / dpopRow.sidecar.rps;
+    judge(
+      `${dpopRow.scenario}: DPoP / bearer account >= ${GOALS.dpopRatio}`,
+      ratio.toFixed(2),
+      ratio >= GOALS.dpopRatio,
+      dpopRow,
+      ['sidecar', 'dpop'],
+    );
   }
   const steady = report.rows.find((row) => row.latencyOnly);
   if (steady !== undefined)

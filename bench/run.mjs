@@ -32,6 +32,8 @@ const HELP = `npm run bench -- [options]   (or: node bench/run.mjs [options] aft
   --warmup S            unmeasured seconds per side before each scenario (default 2; 0 in --smoke)
   --only WORD[,WORD]    only the scenarios whose names contain a word (small, 64, upload, 1000)
   --baseline CLI        another build's dist/cli.js, measured in the same passes (before/after)
+  --dpop                a second sidecar with a DPoP account (oauth2, dpop: {}) on the same upstream and load;
+                        its goal: small GET >= 0.9x of the bearer account
   --floor               a bare node:http + undici proxy: Node's own floor, the yardstick of the goals
   --peers               nginx and HAProxy adding a static header (installed with apt-get when missing)
   --node-options FLAGS  V8/Node flags for the sidecar (and the floor), e.g. "--max-semi-space-size=2"
@@ -56,6 +58,7 @@ const only = argument('only')?.split(',');
 const baselineCli = argument('baseline');
 const nodeFlags = (argument('node-options') ?? '').split(' ').filter(Boolean);
 const withFloor = args.includes('--floor');
+const withDpop = args.includes('--dpop');
 const withPeers = args.includes('--peers');
 const root = fileURLToPath(new URL('..', import.meta.url));
 const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0 && cpus().length >= 2;
@@ -123,6 +126,19 @@ async function startSidecar(dir, name, world, refresh, cliPath = join(root, 'dis
   const line = await proc.firstLine((entry) => entry.msg === 'bearer-sidecar listening');
   await proc.firstLine((entry) => String(entry.msg).startsWith('token request: login'));
   return { child: proc.child, data: line.data, admin: line.admin };
+}
+
+/** E4 (--dpop): a sidecar whose account proves possession of its key on every request (ES256 key made at start). */
+async function startDpopSidecar(dir, world, flags) {
+  const config = join(dir, 'dpop.yaml');
+  writeFileSync(
+    config,
+    `listen: { port: 0 }\nadmin: { port: 0 }\nlogLevel: info\naccounts:\n  bench:\n    upstream: ${world.upstream}\n    default: true\n    refresh: { minInterval: 5s }\n    auth: { flow: oauth2, tokenUrl: ${world.control}/oauth/token, clientId: bench, clientSecret: bench-secret, dpop: {} }\n`,
+  );
+  const proc = startOnProxyCore([...flags, join(root, 'dist/cli.js'), '--config', config]);
+  const line = await proc.firstLine((entry) => entry.msg === 'bearer-sidecar listening');
+  await proc.firstLine((entry) => String(entry.msg).startsWith('token request: login'));
+  return { child: proc.child, data: line.data };
 }
 
 /** The bare proxy of --floor, on the sidecar's core and with its Node flags. */
@@ -201,6 +217,12 @@ async function main() {
     bases.baseline = baseline.data;
     pids.baseline = baseline.child.pid;
     cleanup.push(() => baseline.child.kill('SIGTERM'));
+  }
+  if (withDpop) {
+    const dpop = await startDpopSidecar(dir, world, nodeFlags);
+    bases.dpop = dpop.data;
+    pids.dpop = dpop.child.pid;
+    cleanup.push(() => dpop.child.kill('SIGTERM'));
   }
   if (withFloor) {
     const floor = await startFloorProxy(world, nodeFlags);

@@ -22,6 +22,21 @@ const tokenFront = createServer((req, res) => {
     return;
   }
   if (req.url === '/__control/stats') return void res.end(JSON.stringify(tokenServer.stats));
+  if (req.url === '/oauth/token') {
+    // E4: the DPoP account's token endpoint (--dpop): a DPoP token when the request carried a proof.
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          access_token: `dpop-${Math.random().toString(36).slice(2)}`,
+          token_type: req.headers.dpop === undefined ? 'Bearer' : 'DPoP',
+          expires_in: lifetime,
+        }),
+      );
+    });
+    return;
+  }
   const chunks = [];
   req.on('data', (chunk) => chunks.push(chunk));
   req.on('end', () => {
