@@ -43,6 +43,7 @@ export function print(report) {
   printTable(report);
   printRelative(report);
   printPasses(report);
+  printCpu(report);
   printNotes(report);
   printGoals(report);
 }
@@ -86,6 +87,23 @@ function printPasses(report) {
       return `${side} [${shown.join(', ')}] ${fmt(min)}-${fmt(median)}-${fmt(max)} (${pct(relative)}${mark})`;
     });
     console.log(`  ${row.scenario}: ${parts.join('; ')}`);
+  }
+}
+
+/** CPU time per request (user + system, median of the passes) of each Node side, per row. */
+function printCpu(report) {
+  const rows = report.rows.filter((row) => !row.latencyOnly);
+  const sides = Object.keys(rows[0]?.passes ?? {}).filter((side) =>
+    rows[0].passes[side].some((sample) => sample.cpuUsPerRequest !== undefined),
+  );
+  if (sides.length === 0) return;
+  console.log('\nCPU per request (user + system, us, median of the passes; steadier than rps on a busy machine):');
+  for (const row of rows) {
+    const parts = sides.map((side) => {
+      const values = row.passes[side].map((sample) => sample.cpuUsPerRequest).filter((value) => value !== undefined);
+      return `${side} ${values.length === 0 ? '-' : spreadOf(values).median}`;
+    });
+    console.log(`  ${row.scenario.padEnd(24)} ${parts.join('   ')}`);
   }
 }
 

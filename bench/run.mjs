@@ -107,6 +107,19 @@ function startCommandOnProxyCore(command, argv) {
   return hasTaskset ? startProcess('taskset', ['-c', '1', command, ...argv]).child : startProcess(command, argv).child;
 }
 
+/** Clock ticks per second of /proc/PID/stat's CPU times (USER_HZ; 100 on Linux). */
+const TICKS_PER_SECOND = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
+
+/**
+ * CPU seconds (user + system) a process has used so far. CPU time per request is the bench's
+ * steadiest figure on a busy machine: others' load lowers a proxy's rps, hardly its cost per request.
+ */
+function cpuSeconds(pid) {
+  // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
+
 function rssMiB(pid) {
   return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 }
@@ -157,6 +170,7 @@ async function measure(scenario, url, seconds = duration) {
   const result = await cannon({ url, duration: seconds, ...scenario.opts });
   return {
     rps: result.requests.average,
+    total: result.requests.total,
     p50: result.latency.p50,
     p99: result.latency.p99,
     non2xx: result.non2xx,
@@ -218,6 +232,8 @@ async function main() {
     }
   }
   const sides = Object.keys(bases);
+  /** The sides whose pid is the one Node process doing the work (CPU per request is read for these). */
+  const nodeSides = new Set(['sidecar', 'baseline', 'floor']);
   const extraSides = sides.filter((side) => side !== 'direct' && side !== 'sidecar');
   try {
     const rows = [];
@@ -241,11 +257,17 @@ async function main() {
             pid === undefined
               ? undefined
               : setInterval(() => (rowRss[side] = Math.max(rowRss[side], rssMiB(pid))), 100);
+          const cpuBefore = pid === undefined ? undefined : cpuSeconds(pid);
           const sample = await measure(scenario, `${base}${scenario.path}`);
           if (sampler) clearInterval(sampler);
+          // Node sides only: a peer's pid is its master process, not the worker doing the work.
+          const cpuUsPerRequest =
+            cpuBefore === undefined || !nodeSides.has(side) || !(sample.total > 0)
+              ? undefined
+              : Math.round(((cpuSeconds(pid) - cpuBefore) * 1e6) / sample.total);
           if (sample.non2xx > 0 || sample.errors > 0)
             throw new Error(`${scenario.name} via ${side}: ${sample.non2xx} non-2xx, ${sample.errors} errors`);
-          samples[side].push({ rps: sample.rps, p50: sample.p50, p99: sample.p99 });
+          samples[side].push({ rps: sample.rps, p50: sample.p50, p99: sample.p99, cpuUsPerRequest });
         }
       }
       const pick = (side, key) => median(samples[side].map((sample) => sample[key]));
