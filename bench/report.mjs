@@ -117,7 +117,9 @@ function printNotes(report) {
     console.log(
       'nginx, haproxy: bench/peers.mjs, a static Authorization header added, bodies streamed, one process each',
     );
-  if (report.nodeOptions !== '') console.log(`sidecar node options: ${report.nodeOptions}`);
+  console.log(
+    `node options of every Node proxy: ${report.nodeOptions === '' ? "(none: Node's defaults)" : report.nodeOptions}`,
+  );
   const peaks = Object.entries(report.rssPeakMiB).map(([side, mib]) => `${side} ${mib.toFixed(1)} MiB`);
   console.log(`RSS peak under load (whole run): ${peaks.join(', ')}`);
   const e = report.expiry;

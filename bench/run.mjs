@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // npm run bench [-- --smoke] [-- --passes N] [-- --duration S] [-- --only WORD] [-- --baseline OTHER/dist/cli.js] [-- --floor]
-//                [-- --peers] [-- --node-options "--max-semi-space-size=2"]   (--help: the options)
+//                [-- --peers] [-- --node-options "FLAGS"]   (--help: the options)
 // Direct vs through the real built sidecar, interleaved, in one run. Load generator and upstream
 // share core 0, the sidecar has core 1 (taskset when available). A benchmark, not a test.
 // --baseline adds a second sidecar (another build, e.g. a worktree of main) measured in the same
 // passes: the before/after of an optimisation, in one run.
-// --node-options gives V8/Node flags to the main sidecar only: with `--baseline dist/cli.js` it
-// measures an operator's memory/speed trade-off against the defaults, in one run.
+// Every Node proxy (sidecar, baseline, floor) runs with the container image's Node flags (the
+// Dockerfile's ENTRYPOINT), the goals being for the sidecar as shipped; --node-options replaces them
+// (--node-options "" for Node's defaults, or "--cpu-prof ..." to profile).
 // --floor adds bench/floor-proxy.mjs (a bare node:http + undici proxy, with the same Node flags) as
 // one more side: the RSS and speed Node itself has under this load, without the sidecar's code.
 // --peers adds nginx and HAProxy (bench/peers.mjs; Debian packages, installed when missing) as
@@ -34,7 +35,8 @@ const HELP = `npm run bench -- [options]   (or: node bench/run.mjs [options] aft
   --baseline CLI        another build's dist/cli.js, measured in the same passes (before/after)
   --floor               a bare node:http + undici proxy: Node's own floor, the yardstick of the goals
   --peers               nginx and HAProxy adding a static header (installed with apt-get when missing)
-  --node-options FLAGS  V8/Node flags for the sidecar (and the floor), e.g. "--max-semi-space-size=2"
+  --node-options FLAGS  V8/Node flags for the sidecar, the baseline and the floor (default: the container
+                        image's, from the Dockerfile's ENTRYPOINT; --node-options "" for Node's defaults)
 Results: a table of medians, every pass with the spread (min-median-max; over 25% is noisy), the
 goals with their verdicts, and a JSON file under bench/results/.`;
 if (args.includes('--help') || args.includes('-h')) {
@@ -54,7 +56,17 @@ const warmupSeconds = Number(argument('warmup') ?? (smoke ? 0 : 2));
 /** `--only upload` (or `--only small,upload`) runs the scenarios whose names contain a word (focused before/after runs). */
 const only = argument('only')?.split(',');
 const baselineCli = argument('baseline');
-const nodeFlags = (argument('node-options') ?? '').split(' ').filter(Boolean);
+/**
+ * The Node flags the container image starts the sidecar with (the Dockerfile's ENTRYPOINT): the
+ * bench's default, since its goals are for the sidecar as shipped.
+ */
+function imageNodeFlags() {
+  const dockerfile = readFileSync(fileURLToPath(new URL('../Dockerfile', import.meta.url)), 'utf8');
+  const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile)?.[1];
+  if (entrypoint === undefined) throw new Error('no ENTRYPOINT ["node", ...] in the Dockerfile');
+  return JSON.parse(entrypoint).filter((part) => part.startsWith('--'));
+}
+const nodeFlags = (argument('node-options') ?? imageNodeFlags().join(' ')).split(' ').filter(Boolean);
 const withFloor = args.includes('--floor');
 const withPeers = args.includes('--peers');
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -211,7 +223,7 @@ async function main() {
   ];
   if (baselineCli !== undefined) {
     // Another build, measured against the same direct runs (before/after tables).
-    const baseline = await startSidecar(dir, 'baseline', world, '{ minInterval: 5s }', baselineCli);
+    const baseline = await startSidecar(dir, 'baseline', world, '{ minInterval: 5s }', baselineCli, nodeFlags);
     bases.baseline = baseline.data;
     pids.baseline = baseline.child.pid;
     cleanup.push(() => baseline.child.kill('SIGTERM'));
