@@ -45,6 +45,7 @@ export function print(report) {
   printTable(report);
   printRelative(report);
   printPasses(report);
+  printCpu(report);
   printNotes(report);
   printGoals(report);
 }
@@ -91,6 +92,23 @@ function printPasses(report) {
   }
 }
 
+/** CPU time per request (user + system, median of the passes) of each Node side, per row. */
+function printCpu(report) {
+  const rows = report.rows.filter((row) => !row.latencyOnly);
+  const sides = Object.keys(rows[0]?.passes ?? {}).filter((side) =>
+    rows[0].passes[side].some((sample) => sample.cpuUsPerRequest !== undefined),
+  );
+  if (sides.length === 0) return;
+  console.log('\nCPU per request (user + system, us, median of the passes; steadier than rps on a busy machine):');
+  for (const row of rows) {
+    const parts = sides.map((side) => {
+      const values = row.passes[side].map((sample) => sample.cpuUsPerRequest).filter((value) => value !== undefined);
+      return `${side} ${values.length === 0 ? '-' : spreadOf(values).median}`;
+    });
+    console.log(`  ${row.scenario.padEnd(24)} ${parts.join('   ')}`);
+  }
+}
+
 const fmt = (value) => (value >= 100 ? value.toFixed(0) : value.toFixed(2));
 
 function printNotes(report) {
@@ -101,7 +119,9 @@ function printNotes(report) {
     console.log(
       'nginx, haproxy: bench/peers.mjs, a static Authorization header added, bodies streamed, one process each',
     );
-  if (report.nodeOptions !== '') console.log(`sidecar node options: ${report.nodeOptions}`);
+  console.log(
+    `node options of every Node proxy: ${report.nodeOptions === '' ? "(none: Node's defaults)" : report.nodeOptions}`,
+  );
   const peaks = Object.entries(report.rssPeakMiB).map(([side, mib]) => `${side} ${mib.toFixed(1)} MiB`);
   console.log(`RSS peak under load (whole run): ${peaks.join(', ')}`);
   const e = report.expiry;

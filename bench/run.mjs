@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // npm run bench [-- --smoke] [-- --passes N] [-- --duration S] [-- --only WORD] [-- --baseline OTHER/dist/cli.js] [-- --floor]
-//                [-- --peers] [-- --node-options "--max-semi-space-size=2"]   (--help: the options)
+//                [-- --peers] [-- --node-options "FLAGS"]   (--help: the options)
 // Direct vs through the real built sidecar, interleaved, in one run. Load generator and upstream
 // share core 0, the sidecar has core 1 (taskset when available). A benchmark, not a test.
 // --baseline adds a second sidecar (another build, e.g. a worktree of main) measured in the same
 // passes: the before/after of an optimisation, in one run.
-// --node-options gives V8/Node flags to the main sidecar only: with `--baseline dist/cli.js` it
-// measures an operator's memory/speed trade-off against the defaults, in one run.
+// Every Node proxy (sidecar, baseline, floor) runs with the container image's Node flags (the
+// Dockerfile's ENTRYPOINT), the goals being for the sidecar as shipped; --node-options replaces them
+// (--node-options "" for Node's defaults, or "--cpu-prof ..." to profile).
 // --floor adds bench/floor-proxy.mjs (a bare node:http + undici proxy, with the same Node flags) as
 // one more side: the RSS and speed Node itself has under this load, without the sidecar's code.
 // --peers adds nginx and HAProxy (bench/peers.mjs; Debian packages, installed when missing) as
@@ -36,7 +37,8 @@ const HELP = `npm run bench -- [options]   (or: node bench/run.mjs [options] aft
                         its goal: small GET >= 0.9x of the bearer account
   --floor               a bare node:http + undici proxy: Node's own floor, the yardstick of the goals
   --peers               nginx and HAProxy adding a static header (installed with apt-get when missing)
-  --node-options FLAGS  V8/Node flags for the sidecar (and the floor), e.g. "--max-semi-space-size=2"
+  --node-options FLAGS  V8/Node flags for the sidecar, the baseline and the floor (default: the container
+                        image's, from the Dockerfile's ENTRYPOINT; --node-options "" for Node's defaults)
 Results: a table of medians, every pass with the spread (min-median-max; over 25% is noisy), the
 goals with their verdicts, and a JSON file under bench/results/.`;
 if (args.includes('--help') || args.includes('-h')) {
@@ -56,7 +58,17 @@ const warmupSeconds = Number(argument('warmup') ?? (smoke ? 0 : 2));
 /** `--only upload` (or `--only small,upload`) runs the scenarios whose names contain a word (focused before/after runs). */
 const only = argument('only')?.split(',');
 const baselineCli = argument('baseline');
-const nodeFlags = (argument('node-options') ?? '').split(' ').filter(Boolean);
+/**
+ * The Node flags the container image starts the sidecar with (the Dockerfile's ENTRYPOINT): the
+ * bench's default, since its goals are for the sidecar as shipped.
+ */
+function imageNodeFlags() {
+  const dockerfile = readFileSync(fileURLToPath(new URL('../Dockerfile', import.meta.url)), 'utf8');
+  const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile)?.[1];
+  if (entrypoint === undefined) throw new Error('no ENTRYPOINT ["node", ...] in the Dockerfile');
+  return JSON.parse(entrypoint).filter((part) => part.startsWith('--'));
+}
+const nodeFlags = (argument('node-options') ?? imageNodeFlags().join(' ')).split(' ').filter(Boolean);
 const withFloor = args.includes('--floor');
 const withDpop = args.includes('--dpop');
 const withPeers = args.includes('--peers');
@@ -108,6 +120,19 @@ function startOnProxyCore(argv, env = {}) {
 /** Any program on the proxy's core (the peers of --peers); killed with the bench. */
 function startCommandOnProxyCore(command, argv) {
   return hasTaskset ? startProcess('taskset', ['-c', '1', command, ...argv]).child : startProcess(command, argv).child;
+}
+
+/** Clock ticks per second of /proc/PID/stat's CPU times (USER_HZ; 100 on Linux). */
+const TICKS_PER_SECOND = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
+
+/**
+ * CPU seconds (user + system) a process has used so far. CPU time per request is the bench's
+ * steadiest figure on a busy machine: others' load lowers a proxy's rps, hardly its cost per request.
+ */
+function cpuSeconds(pid) {
+  // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
 function rssMiB(pid) {
@@ -173,6 +198,7 @@ async function measure(scenario, url, seconds = duration) {
   const result = await cannon({ url, duration: seconds, ...scenario.opts });
   return {
     rps: result.requests.average,
+    total: result.requests.total,
     p50: result.latency.p50,
     p99: result.latency.p99,
     non2xx: result.non2xx,
@@ -213,7 +239,7 @@ async function main() {
   ];
   if (baselineCli !== undefined) {
     // Another build, measured against the same direct runs (before/after tables).
-    const baseline = await startSidecar(dir, 'baseline', world, '{ minInterval: 5s }', baselineCli);
+    const baseline = await startSidecar(dir, 'baseline', world, '{ minInterval: 5s }', baselineCli, nodeFlags);
     bases.baseline = baseline.data;
     pids.baseline = baseline.child.pid;
     cleanup.push(() => baseline.child.kill('SIGTERM'));
@@ -240,6 +266,8 @@ async function main() {
     }
   }
   const sides = Object.keys(bases);
+  /** The sides whose pid is the one Node process doing the work (CPU per request is read for these). */
+  const nodeSides = new Set(['sidecar', 'baseline', 'floor']);
   const extraSides = sides.filter((side) => side !== 'direct' && side !== 'sidecar');
   try {
     const rows = [];
@@ -263,11 +291,17 @@ async function main() {
             pid === undefined
               ? undefined
               : setInterval(() => (rowRss[side] = Math.max(rowRss[side], rssMiB(pid))), 100);
+          const cpuBefore = pid === undefined ? undefined : cpuSeconds(pid);
           const sample = await measure(scenario, `${base}${scenario.path}`);
           if (sampler) clearInterval(sampler);
+          // Node sides only: a peer's pid is its master process, not the worker doing the work.
+          const cpuUsPerRequest =
+            cpuBefore === undefined || !nodeSides.has(side) || !(sample.total > 0)
+              ? undefined
+              : Math.round(((cpuSeconds(pid) - cpuBefore) * 1e6) / sample.total);
           if (sample.non2xx > 0 || sample.errors > 0)
             throw new Error(`${scenario.name} via ${side}: ${sample.non2xx} non-2xx, ${sample.errors} errors`);
-          samples[side].push({ rps: sample.rps, p50: sample.p50, p99: sample.p99 });
+          samples[side].push({ rps: sample.rps, p50: sample.p50, p99: sample.p99, cpuUsPerRequest });
         }
       }
       const pick = (side, key) => median(samples[side].map((sample) => sample[key]));

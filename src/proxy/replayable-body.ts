@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
 import type { ReplayBudget } from './replay-budget.js';
 
 /**
@@ -7,7 +8,7 @@ import type { ReplayBudget } from './replay-budget.js';
  * replay budget (R9) has room for them; when it has none, no copy is kept.
  *
  * The chunks are kept as read, not copied: a pool of reusable copy blocks was measured
- * (README, Performance: uploads) and did not change the upload figures, so it was not kept.
+ * (docs/performance.md, uploads) and did not change the upload figures, so it was not kept.
  */
 export class ReplayableBody {
   #chunks: Buffer[] = [];
@@ -23,12 +24,38 @@ export class ReplayableBody {
     req.once('end', () => (this.#complete = true));
   }
 
-  /** The body as the transport reads it; each chunk is recorded on the way. */
-  async *stream(): AsyncGenerator<Buffer> {
-    for await (const chunk of this.req as AsyncIterable<Buffer>) {
+  /**
+   * The body as the transport reads it: a Readable fed from the request's `data` events, each
+   * chunk recorded on the way. Why not an async generator over the request (the first version):
+   * async iteration reads a paused stream with `read()`, which concatenates (copies) whatever has
+   * queued, and for 1 MiB uploads those copies were the external-memory churn behind the upload
+   * gap to a bare proxy (docs/performance.md). Why not the request itself: undici destroys a
+   * stream body when the upstream fails, and destroying the request would cut the client's
+   * connection before it got its 502.
+   */
+  stream(): Readable {
+    const req = this.req;
+    const body = new Readable({
+      // The request's chunks are queued here only while the upstream socket is full.
+      highWaterMark: 64 * 1024,
+      read: () => req.resume(),
+      destroy: (error, done) => {
+        req.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
+        done(error);
+      },
+    });
+    const onData = (chunk: Buffer): void => {
       if (!this.#overflow) this.#record(chunk);
-      yield chunk;
-    }
+      if (!body.push(chunk)) req.pause();
+    };
+    const onEnd = (): void => void body.push(null);
+    const onError = (error: Error): void => void body.destroy(error);
+    // A client that goes away mid-upload: the request closes without an end.
+    const onClose = (): void => {
+      if (!req.readableEnded) body.destroy(new Error('the client closed the request before its body ended'));
+    };
+    req.on('data', onData).once('end', onEnd).once('error', onError).once('close', onClose);
+    return body;
   }
 
   #record(chunk: Buffer): void {

@@ -304,6 +304,31 @@ describe('timeouts and aborts', () => {
     expect(await reset.json()).toMatchObject({ error: 'upstream_unreachable', account: 'extra' });
   });
 
+  it('F5: an upstream that resets the connection while the request body is still arriving: the client gets its 502, not a cut connection', async () => {
+    const s = await setup();
+    const { createServer } = await import('node:net');
+    const resetter = createServer((socket) => socket.on('data', () => socket.resetAndDestroy()));
+    await new Promise<void>((resolve) => resetter.listen(0, '127.0.0.1', resolve));
+    harness.defer(() => new Promise<void>((resolve) => resetter.close(() => resolve())));
+    const port = (resetter.address() as { port: number }).port;
+    const other = await extraSidecar(s, { upstream: `http://127.0.0.1:${port}` });
+    // The client has sent the head and a first part of the body; the rest never comes.
+    const answer = await new Promise<string>((resolve) => {
+      let received = '';
+      const socket = connect(Number(new URL(other.dataUrl()).port), '127.0.0.1', () =>
+        socket.write('POST /upload HTTP/1.1\r\nhost: localhost\r\ncontent-length: 100000\r\n\r\n0123456789'),
+      );
+      socket.on('data', (chunk: Buffer) => {
+        received += chunk.toString('latin1');
+        if (received.includes('}')) resolve(received);
+      });
+      socket.on('close', () => resolve(received));
+      socket.on('error', () => undefined);
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 502 /);
+    expect(answer).toContain('"error":"upstream_unreachable"');
+  });
+
   it('a stalled client upload is cut after clientIdleTimeout and its upstream request is aborted', async () => {
     const s = await setup();
     const sidecar = await extraSidecar(s, { upstream: s.upstream.url }, { clientIdleTimeout: '200ms' });
