@@ -30,6 +30,8 @@ export const METRIC_NAMES = {
   storeUnlockedRefreshes: 'bearer_sidecar_store_unlocked_refreshes_total',
   // P4: 1 for the account's current state, 0 for the others.
   accountState: 'bearer_sidecar_account_state',
+  // H2: configuration reloads, applied or rejected.
+  configReloads: 'bearer_sidecar_config_reloads_total',
 } as const;
 
 type MetricKey = keyof typeof METRIC_NAMES;
@@ -51,6 +53,7 @@ const METRIC_HELP = {
   connectionsRefused: 'Data-plane client connections closed at once because limits.maxConnections were open.',
   storeUnlockedRefreshes:
     "Refreshes sent without the shared store's lock (store unreachable, no credentials, token about to expire): replicas may race.",
+  configReloads: 'Configuration reloads (SIGHUP or a changed config file): applied, or rejected with the old one kept.',
 } satisfies Partial<Record<MetricKey, string>>;
 type HelpedMetric = keyof typeof METRIC_HELP;
 
@@ -77,6 +80,7 @@ export class SidecarMetrics {
   readonly #secretReadErrors: Counter<'account'>;
   readonly #connectionsRefused: Counter;
   readonly #unlockedRefreshes: Counter<'account'>;
+  readonly #configReloads: Counter<'outcome'>;
 
   constructor(registry: Registry, source: TokenStatusSource, options: { defaultMetrics?: boolean } = {}) {
     this.registry = registry;
@@ -107,6 +111,9 @@ export class SidecarMetrics {
     this.#secretReadErrors = counter('secretReadErrors', ['account']);
     this.#connectionsRefused = counter('connectionsRefused', []);
     this.#unlockedRefreshes = counter('storeUnlockedRefreshes', ['account']);
+    this.#configReloads = counter('configReloads', ['outcome']);
+    // Both series exist from the start, so an alert on an increase of `rejected` sees the first one.
+    for (const outcome of ['applied', 'rejected']) this.#configReloads.inc({ outcome }, 0);
     this.#skew = new Gauge({
       name: METRIC_NAMES.clockSkew,
       help: METRIC_HELP.clockSkew,
@@ -195,6 +202,11 @@ export class SidecarMetrics {
   }
 
   /** R9: counts one client connection refused past `limits.maxConnections`. */
+  /** H2: one reload, `applied` or `rejected`. */
+  configReload(outcome: 'applied' | 'rejected'): void {
+    this.#configReloads.inc({ outcome });
+  }
+
   connectionRefused(): void {
     this.#connectionsRefused.inc();
   }
