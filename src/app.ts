@@ -311,7 +311,14 @@ export class Sidecar {
     }
     const previous = this.#accounts;
     const { accounts, fresh } = await this.#nextAccounts(next, previous);
-    const retired = this.#servers.filter((listener) => !kept.includes(listener));
+    if (this.#stopping) {
+      // stop() came meanwhile: it stops what is running; what was built for the new config goes now.
+      await Promise.all(bound.map(({ server }) => closeServer(server, { force: true })));
+      if (admin !== undefined) await closeServer(admin, { force: true });
+      await Promise.all(fresh.map((account) => retireAccount(account, { tokenSide: true })));
+      return { outcome: 'rejected', reasons: [NOT_SERVING] };
+    }
+    const retired = this.#servers.filter((listener) => !kept.includes(listener)).map(({ server }) => server);
     this.#config = next;
     this.#accounts = accounts;
     this.#clients.resize(next.limits.maxConnections);
@@ -323,12 +330,12 @@ export class Sidecar {
     this.#adminApp = this.#createAdminApp();
     const oldAdmin = this.#adminServer;
     if (admin !== undefined) this.#adminServer = admin;
-    this.#retire(
-      admin === undefined ? retired : [...retired, { server: oldAdmin } as DataListener],
-      previous,
-      accounts,
-    );
-    for (const account of fresh) void account.manager.start();
+    this.#retire(admin === undefined || oldAdmin === undefined ? retired : [...retired, oldAdmin], previous, accounts);
+    for (const account of fresh) {
+      account.manager.start().catch((error: unknown) => {
+        this.#logger.error({ account: account.name, err: error }, 'account failed to start after a reload');
+      });
+    }
     const rebound = [...bound.map((listener) => listener.role), ...(admin === undefined ? [] : ['admin'])];
     return { outcome: 'applied', changes, rebound };
   }
@@ -390,14 +397,11 @@ export class Sidecar {
   }
 
   /** H2: replaced listeners and accounts finish their requests (at most shutdownTimeout), then close. */
-  #retire(servers: DataListener[], previous: RunningAccount[], running: RunningAccount[]): void {
+  #retire(servers: Server[], previous: RunningAccount[], running: RunningAccount[]): void {
     const timeoutMs = this.#config.shutdownTimeoutMs;
     const accounts = previous.filter((account) => !running.includes(account));
     const retiring = (async () => {
-      await drainServers(
-        servers.map(({ server }) => server),
-        timeoutMs,
-      );
+      await drainServers(servers, timeoutMs);
       await Promise.all(
         accounts.map(async (account) => {
           await Promise.race([account.slots.idle(), delay(timeoutMs)]);
