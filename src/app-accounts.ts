@@ -26,6 +26,15 @@ export async function retireAccount(account: RunningAccount, options: { tokenSid
   for (const unwatch of account.unwatchSecrets.splice(0)) unwatch();
 }
 
-export function delay(ms: number): Promise<void> {
+/** H2: retires a replaced account once its requests have ended, or after `timeoutMs` at the latest. */
+export async function retireWhenIdle(
+  account: RunningAccount,
+  options: { tokenSide: boolean; timeoutMs: number },
+): Promise<void> {
+  await Promise.race([account.slots.idle(), delay(options.timeoutMs)]);
+  await retireAccount(account, options);
+}
+
+function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

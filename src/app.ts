@@ -29,7 +29,7 @@ import { reportSecretReads } from './util/secret-file.js';
 import { messageOf } from './util/errors.js';
 import { diffConfigs, sameSetting, TOKEN_SIDE_PARTS, type ConfigChanges } from './config/reload-diff.js';
 import { newChainView } from './stores/new-chain.js';
-import { delay, retireAccount, type RunningAccount } from './app-accounts.js';
+import { retireAccount, retireWhenIdle, type RunningAccount } from './app-accounts.js';
 import {
   createDataServer,
   dataListenersOf,
@@ -399,17 +399,19 @@ export class Sidecar {
   /** H2: replaced listeners and accounts finish their requests (at most shutdownTimeout), then close. */
   #retire(servers: Server[], previous: RunningAccount[], running: RunningAccount[]): void {
     const timeoutMs = this.#config.shutdownTimeoutMs;
-    const accounts = previous.filter((account) => !running.includes(account));
-    const retiring = (async () => {
-      await drainServers(servers, timeoutMs);
-      await Promise.all(
-        accounts.map(async (account) => {
-          await Promise.race([account.slots.idle(), delay(timeoutMs)]);
+    // Listeners and accounts wind down side by side: each within shutdownTimeout of the reload.
+    const retiring = Promise.all([
+      drainServers(servers, timeoutMs),
+      ...previous
+        .filter((account) => !running.includes(account))
+        .map((account) => {
           const tokenSide = !running.some((other) => other.manager === account.manager);
-          await retireAccount(account, { tokenSide });
+          return retireWhenIdle(account, { tokenSide, timeoutMs });
         }),
-      );
-    })().catch((error: unknown) => this.#logger.error({ err: error }, 'error while closing what a reload replaced'));
+    ]).then(
+      () => undefined,
+      (error: unknown) => this.#logger.error({ err: error }, 'error while closing what a reload replaced'),
+    );
     this.#retiring.add(retiring);
     void retiring.finally(() => this.#retiring.delete(retiring));
   }
@@ -426,10 +428,8 @@ export class Sidecar {
       for (const socket of this.#clients.sockets()) if (!hasRequestInFlight(socket)) socket.destroy();
     };
     this.#dataPlane.startDraining(closeIdle);
-    const drained = drainServers(
-      this.#servers.map(({ server }) => server),
-      this.#config.shutdownTimeoutMs,
-    );
+    const servers = this.#servers.map(({ server }) => server);
+    const drained = drainServers(servers, this.#config.shutdownTimeoutMs);
     closeIdle();
     await drained;
     await Promise.all(this.#retiring);
