@@ -16,7 +16,7 @@
  * - tokens:   keeping one account's token fresh; tokens/types.ts holds what other layers see.
  * - proxy:    the data plane; declares the metrics it reports (proxy/types.ts).
  * - admin:    the admin port (status, metrics, refresh); implements the proxy's metrics interface.
- * - app.ts:   wires everything into a Sidecar (`serve`).
+ * - app.ts:   wires everything into a Sidecar (`serve`, live reload); app-*.ts are its parts.
  * - commands: `check` and `authorize`: the token side without the servers (no proxy, no admin).
  * - demo:     `bearer-sidecar demo` (runs a Sidecar against its own token server and API).
  * - cli:      cli.ts and cli-args.ts: argv to a command; the only place exit codes are chosen.
@@ -31,7 +31,10 @@ const LAYERS = {
   tokens: { path: '^src/tokens/', mayImport: ['util', 'stores', 'config', 'flows'] },
   proxy: { path: '^src/proxy/', mayImport: ['util', 'stores', 'config', 'flows', 'tokens'] },
   admin: { path: '^src/admin/', mayImport: ['util', 'stores', 'config', 'flows', 'tokens', 'proxy'] },
-  app: { path: '^src/app\\.ts$', mayImport: ['util', 'stores', 'config', 'flows', 'tokens', 'proxy', 'admin'] },
+  app: {
+    path: '^src/app(-accounts|-listeners|-reload)?\\.ts$',
+    mayImport: ['util', 'stores', 'config', 'flows', 'tokens', 'proxy', 'admin'],
+  },
   commands: { path: '^src/commands/', mayImport: ['util', 'stores', 'config', 'flows', 'tokens'] },
   demo: { path: '^src/demo/', mayImport: ['util', 'stores', 'config', 'flows', 'tokens', 'proxy', 'admin', 'app'] },
   cli: {

@@ -1,19 +1,15 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import { Registry } from 'prom-client';
 import { AdminAccess, adminExposureWarning } from './admin/access.js';
 import { createAdminApp } from './admin/server.js';
 import { SidecarMetrics } from './admin/metrics.js';
-import type { AccountView } from './admin/status.js';
 import { secretFilesOf, type AccountConfig, type SidecarConfig } from './config/resolve.js';
-import { tokenEndpointTls, upstreamTls, type TlsOptions } from './config/tls.js';
+import { tokenEndpointTls, upstreamTls } from './config/tls.js';
 import { sendTokenRequest } from './flows/http-client.js';
 import { createFlow } from './flows/index.js';
-import type { TokenFlow } from './flows/types.js';
-import { ClientConnections, dataServerOptions } from './proxy/client-limits.js';
+import { ClientConnections } from './proxy/client-limits.js';
 import { ConnectionSlots } from './proxy/connection-slots.js';
-import { errorBody } from './proxy/errors.js';
 import { DataPlane, hasRequestInFlight } from './proxy/forward.js';
-import { HostOriginRules } from './proxy/host-origin.js';
 import { InboundPolicy } from './proxy/inbound.js';
 import { TrustedProxies } from './proxy/trusted-proxies.js';
 import { Router } from './proxy/route.js';
@@ -22,7 +18,6 @@ import { createUpstreamPool, sendWithUndici } from './proxy/transport.js';
 import { TokenEgress } from './flows/proxy-agent.js';
 import { proxyFor } from './config/egress.js';
 import { TokenInjector } from './proxy/bearer.js';
-import type { UpstreamAccount } from './proxy/upstream.js';
 import { createStore } from './stores/index.js';
 import type { TokenStore } from './stores/types.js';
 import { TokenManager } from './tokens/token-manager.js';
@@ -31,6 +26,19 @@ import { systemClock, type Clock } from './util/clock.js';
 import { closeServer, listen, serverUrl } from './util/http-server.js';
 import { silentLogger, type Logger } from './util/logger.js';
 import { reportSecretReads } from './util/secret-file.js';
+import { messageOf } from './util/errors.js';
+import { diffConfigs, sameSetting, TOKEN_SIDE_PARTS, type ConfigChanges } from './config/reload-diff.js';
+import { newChainView } from './stores/new-chain.js';
+import { retireAccount, retireWhenIdle, type RunningAccount } from './app-accounts.js';
+import {
+  createDataServer,
+  dataListenersOf,
+  dataPlaneHostOrigin,
+  drainServers,
+  sameListener,
+  type DataListener,
+  type WantedListener,
+} from './app-listeners.js';
 
 /** What can be swapped in tests: time, randomness, the token transport, the registry, the log. */
 export interface SidecarDependencies {
@@ -44,45 +52,28 @@ export interface SidecarDependencies {
   defaultMetrics?: boolean;
 }
 
-interface RunningAccount extends UpstreamAccount, AccountView {
-  flow: TokenFlow;
-  status: TokenManager['status'];
-  /** E6: the token endpoints' proxy agents (closed at stop). */
-  tokenEgress: TokenEgress;
-}
+/** H2: the result of a reload: applied (what changed, which listeners were rebound) or rejected (why). */
+export type ReloadResult =
+  { outcome: 'applied'; changes: ConfigChanges; rebound: string[] } | { outcome: 'rejected'; reasons: string[] };
 
-/** E6: the account's upstream pool (direct or through its proxy), which proxy each target uses, the token endpoints' agents. */
-function egressOf(
-  account: AccountConfig,
-  flow: TokenFlow,
-  tls: { upstream: TlsOptions; tokenEndpoint: TlsOptions },
-): Pick<RunningAccount, 'pool' | 'proxy' | 'proxies' | 'tokenEgress'> {
-  const proxy = proxyFor(account.egress, account.upstream);
-  const { upstream, timeouts, connections } = account;
-  return {
-    pool: createUpstreamPool({ upstream, tls: tls.upstream, timeouts, connections }, proxy),
-    proxy,
-    proxies: { upstream: proxy, tokenEndpoint: proxyFor(account.egress, new URL(flow.endpoint('login'))) },
-    // The token endpoint's own TLS (its client certificate, never the upstream's: E2).
-    tokenEgress: new TokenEgress(account.egress, { tls: tls.tokenEndpoint, connectTimeoutMs: timeouts.connectMs }),
-  };
-}
-
-/** The whole product in one object: config in, servers and token managers out. */
+/** The whole product in one object: config in, servers and token managers out; reload() swaps the config live (H2). */
 export class Sidecar {
-  readonly config: SidecarConfig;
+  #config: SidecarConfig;
   readonly metrics: SidecarMetrics;
+  readonly #deps: SidecarDependencies;
   readonly #clock: Clock;
   readonly #logger: Logger;
   readonly #store: TokenStore;
-  readonly #accounts: RunningAccount[];
-  readonly #dataPlane: DataPlane;
-  readonly #servers: Array<{ server: Server; role: string }> = [];
+  #accounts: RunningAccount[];
+  #dataPlane: DataPlane;
+  readonly #servers: DataListener[] = [];
   /** Open data-plane client connections (R9: at most limits.maxConnections); shutdown closes the idle ones at once. */
   readonly #clients: ClientConnections;
-  /** Removes the R6 listeners from the secret files (the config, and its files, may outlive this sidecar). */
-  readonly #unwatchSecrets: Array<() => void> = [];
   #adminServer: Server | undefined;
+  /** H2: the admin app now serving (a reload builds a new one for the new accounts and access rules). */
+  #adminApp: RequestListener | undefined;
+  /** H2: listeners and accounts a reload replaced, still finishing their requests. */
+  readonly #retiring = new Set<Promise<void>>();
   #accepting = false;
   /** R5: stop() may come while start() is still running (a signal during start-up). */
   #stopping = false;
@@ -91,7 +82,8 @@ export class Sidecar {
   readonly #stopRequested = new Promise<void>((resolve) => (this.#requestStop = resolve));
 
   constructor(config: SidecarConfig, deps: SidecarDependencies = {}) {
-    this.config = config;
+    this.#config = config;
+    this.#deps = deps;
     this.#clock = deps.clock ?? systemClock;
     this.#logger = deps.logger ?? silentLogger();
     this.#store = deps.store ?? createStore(config.store, this.#logger);
@@ -111,9 +103,18 @@ export class Sidecar {
       logger: this.#logger,
       countRefusal: () => this.metrics.connectionRefused(),
     });
-    this.#accounts = config.accounts.map((account) => this.#buildAccount(account, deps));
-    this.#dataPlane = new DataPlane({
-      router: new Router(this.#accounts),
+    this.#accounts = config.accounts.map((account) => this.#buildAccount(account));
+    this.#dataPlane = this.#createDataPlane(config, this.#accounts);
+  }
+
+  /** The configuration running now (a reload replaces it). */
+  get config(): SidecarConfig {
+    return this.#config;
+  }
+
+  #createDataPlane(config: SidecarConfig, accounts: RunningAccount[]): DataPlane {
+    return new DataPlane({
+      router: new Router(accounts),
       inbound: new InboundPolicy(config.inbound.allow, config.inbound.apiKeys),
       hostOrigin: dataPlaneHostOrigin(config),
       unrouted: this.metrics.unroutedMetrics(),
@@ -127,46 +128,30 @@ export class Sidecar {
     });
   }
 
-  #buildAccount(account: AccountConfig, deps: SidecarDependencies): RunningAccount {
-    const flow = createFlow(account.auth);
+  /** One account's running parts; with `keep`, its token side (manager, flow, token egress) is reused (H2). */
+  #buildAccount(account: AccountConfig, keep?: RunningAccount, store: TokenStore = this.#store): RunningAccount {
     const tls = upstreamTls(account);
-    if (account.tls.insecureSkipVerify) {
+    if (account.tls.insecureSkipVerify && keep === undefined) {
       this.#logger.warn(
         { account: account.name },
         'upstreamTls.insecureSkipVerify is ON: upstream and token server certificates are NOT verified',
       );
     }
-    const countFailure = this.metrics.secretReadErrors(account.name);
-    const secretFiles = secretFilesOf(account.auth);
-    for (const file of secretFiles) {
-      this.#unwatchSecrets.push(
-        reportSecretReads(file, { logger: this.#logger.child({ account: account.name }), countFailure }),
-      );
-    }
-    const tokenTls = tokenEndpointTls(account);
-    const egress = egressOf(account, flow, { upstream: tls, tokenEndpoint: tokenTls });
-    const manager = new TokenManager({
-      account: account.name,
-      flow,
-      policy: account.refresh,
-      store: this.#store,
-      clock: this.#clock,
-      events: this.metrics.tokenEvents(account.name),
-      logger: this.#logger,
-      send: deps.send ?? sendTokenRequest,
-      tls: { ...tokenTls, egress: egress.tokenEgress },
-      random: deps.random,
-      secretFiles,
-    });
+    const tokenSide = keep ?? this.#buildTokenSide(account, store);
+    const proxy = proxyFor(account.egress, account.upstream);
+    const { upstream, timeouts, connections } = account;
     return {
       name: account.name,
       isDefault: account.isDefault,
       route: account.route,
       upstream: account.upstream,
       basePath: account.upstream.pathname,
-      manager,
+      manager: tokenSide.manager,
       metrics: this.metrics.proxyMetrics(account.name),
-      ...egress,
+      pool: createUpstreamPool({ upstream, tls, timeouts, connections }, proxy),
+      proxy,
+      proxies: tokenSide.proxies,
+      tokenEgress: tokenSide.tokenEgress,
       slots: new ConnectionSlots({
         capacity: account.connections,
         queueMs: account.timeouts.queueMs,
@@ -176,11 +161,57 @@ export class Sidecar {
       replayMaxBody: account.refresh.replayMaxBody,
       timeouts: account.timeouts,
       tls,
-      inject: new TokenInjector(account.inject, flow.dpop),
+      inject: new TokenInjector(account.inject, tokenSide.flow.dpop),
+      flow: tokenSide.flow,
+      status: tokenSide.status,
+      history: tokenSide.history,
+      refreshAt: account.refresh.at,
+      config: account,
+      unwatchSecrets: tokenSide.unwatchSecrets,
+    };
+  }
+
+  /** The token side of an account: its flow, token manager, token-endpoint egress and secret-file watch. */
+  #buildTokenSide(
+    account: AccountConfig,
+    store: TokenStore,
+  ): Pick<RunningAccount, 'manager' | 'flow' | 'tokenEgress' | 'proxies' | 'status' | 'history' | 'unwatchSecrets'> {
+    const flow = createFlow(account.auth);
+    const countFailure = this.metrics.secretReadErrors(account.name);
+    const secretFiles = secretFilesOf(account.auth);
+    const logger = this.#logger.child({ account: account.name });
+    const unwatchSecrets = secretFiles.map((file) => reportSecretReads(file, { logger, countFailure }));
+    const tokenTls = tokenEndpointTls(account);
+    // The token endpoint's own TLS (its client certificate, never the upstream's: E2).
+    const tokenEgress = new TokenEgress(account.egress, {
+      tls: tokenTls,
+      connectTimeoutMs: account.timeouts.connectMs,
+    });
+    const manager = new TokenManager({
+      account: account.name,
       flow,
+      policy: account.refresh,
+      store,
+      clock: this.#clock,
+      events: this.metrics.tokenEvents(account.name),
+      logger: this.#logger,
+      send: this.#deps.send ?? sendTokenRequest,
+      tls: { ...tokenTls, egress: tokenEgress },
+      random: this.#deps.random,
+      secretFiles,
+    });
+    const proxies = {
+      upstream: proxyFor(account.egress, account.upstream),
+      tokenEndpoint: proxyFor(account.egress, new URL(flow.endpoint('login'))),
+    };
+    return {
+      manager,
+      flow,
+      tokenEgress,
+      proxies,
       status: () => manager.status(),
       history: manager.history,
-      refreshAt: account.refresh.at,
+      unwatchSecrets,
     };
   }
 
@@ -199,26 +230,17 @@ export class Sidecar {
 
   async #startUp(): Promise<void> {
     if (this.#stopping) return;
-    const listenHost = 'host' in this.config.listen ? this.config.listen.host : '127.0.0.1';
-    await this.#listenData(undefined, this.config.listen, 'data plane');
-    for (const account of this.#accounts) {
+    for (const wanted of dataListenersOf(this.#config)) {
       if (this.#stopping) return;
-      if (account.route.port !== undefined)
-        await this.#listenData(account, { host: listenHost, port: account.route.port }, `account ${account.name}`);
+      this.#servers.push(await this.#bindData(wanted));
+      this.#pointListeners();
     }
     if (this.#stopping) return;
-    const admin = createAdminApp({
-      registry: this.metrics.registry,
-      accounts: this.#accounts,
-      now: () => this.#clock.now(),
-      accepting: () => this.#accepting,
-      storeType: this.#store.type,
-      access: new AdminAccess({ ...this.config.admin, hosts: this.config.inbound.hosts }),
-    });
-    this.#adminServer = createServer(admin);
-    await listen(this.#adminServer, this.config.admin);
+    this.#adminServer = createServer((req, res) => this.#adminApp?.(req, res));
+    this.#adminApp = this.#createAdminApp();
+    await listen(this.#adminServer, this.#config.admin);
     if (this.#stopping) return;
-    const exposure = adminExposureWarning(this.config.admin);
+    const exposure = adminExposureWarning(this.#config.admin);
     if (exposure !== undefined) this.#logger.warn({ admin: this.adminUrl() }, exposure);
     this.#accepting = true;
     this.#logger.info(
@@ -238,42 +260,160 @@ export class Sidecar {
     await this.#unlessStopped(Promise.all(this.#accounts.map((account) => account.manager.start())));
   }
 
+  #createAdminApp(): RequestListener {
+    return createAdminApp({
+      registry: this.metrics.registry,
+      accounts: this.#accounts,
+      now: () => this.#clock.now(),
+      accepting: () => this.#accepting,
+      storeType: this.#store.type,
+      access: new AdminAccess({ ...this.#config.admin, hosts: this.#config.inbound.hosts }),
+    });
+  }
+
   /** Waits for a start-up step that may be slow (the store), or only until stop() is called. */
   async #unlessStopped(step: Promise<unknown> | undefined): Promise<void> {
     await Promise.race([step, this.#stopRequested]);
   }
 
-  async #listenData(
-    account: RunningAccount | undefined,
-    address: SidecarConfig['listen'],
-    role: string,
-  ): Promise<void> {
-    const server = createServer(dataServerOptions(this.config.limits), (req, res) =>
-      this.#dataPlane.handleRequest(req, res, account),
-    );
-    server.on('connection', this.#clients.accept);
-    server.on('connect', (req, socket) => this.#dataPlane.handleConnect(req, socket));
-    server.on('upgrade', (req, socket, head) => this.#dataPlane.handleUpgrade(req, socket, head, account));
-    server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
-      // Requests Node's parser refuses still get the JSON error of F5.
-      if (!socket.writable) {
-        socket.destroy();
-        return;
-      }
-      const body = errorBody(
-        'bad_request',
-        error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? `the request head was not complete within ${this.config.limits.headersTimeoutMs}ms (limits.headersTimeout)`
-          : `malformed HTTP request (${error.code ?? 'parse error'})`,
-      );
-      // Closed both ways once written: a client that keeps sending (slow-loris) keeps no socket.
-      socket.end(
-        `HTTP/1.1 400 Bad Request\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-        () => socket.destroy(),
-      );
+  async #bindData(wanted: WantedListener): Promise<DataListener> {
+    const listener: DataListener = { ...wanted, account: undefined, server: undefined as unknown as Server };
+    listener.server = createDataServer(listener, {
+      dataPlane: () => this.#dataPlane,
+      limits: () => this.#config.limits,
+      clients: this.#clients,
     });
-    await listen(server, address);
-    this.#servers.push({ server, role });
+    await listen(listener.server, listener.address);
+    return listener;
+  }
+
+  /**
+   * H2: applies a new, already validated configuration while serving. Refused (nothing changes)
+   * when `store` changed or a new address cannot be bound. Unchanged accounts keep everything;
+   * changed ones keep their token manager (tokens, refresh chain) unless auth, refresh, tls or
+   * egress changed; requests in flight finish on what they started with; a listener is rebound
+   * only when its address changed.
+   */
+  async reload(next: SidecarConfig): Promise<ReloadResult> {
+    const changes = diffConfigs(this.#config, next);
+    if (changes.refusal !== undefined) return { outcome: 'rejected', reasons: [changes.refusal] };
+    if (!this.#accepting || this.#stopping) return { outcome: 'rejected', reasons: [NOT_SERVING] };
+    const wanted = dataListenersOf(next);
+    const kept = this.#servers.filter((listener) => wanted.some((w) => sameListener(listener, w)));
+    const bound: DataListener[] = [];
+    let admin: Server | undefined;
+    try {
+      for (const w of wanted) if (!kept.some((l) => sameListener(l, w))) bound.push(await this.#bindData(w));
+      admin = await this.#bindNewAdmin(next);
+    } catch (error) {
+      await Promise.all(bound.map(({ server }) => closeServer(server, { force: true })));
+      return { outcome: 'rejected', reasons: [`cannot listen: ${messageOf(error)}`] };
+    }
+    const previous = this.#accounts;
+    const { accounts, fresh } = await this.#nextAccounts(next, previous);
+    if (this.#stopping) {
+      // stop() came meanwhile: it stops what is running; what was built for the new config goes now.
+      await Promise.all(bound.map(({ server }) => closeServer(server, { force: true })));
+      if (admin !== undefined) await closeServer(admin, { force: true });
+      await Promise.all(fresh.map((account) => retireAccount(account, { tokenSide: true })));
+      return { outcome: 'rejected', reasons: [NOT_SERVING] };
+    }
+    const retired = this.#servers.filter((listener) => !kept.includes(listener)).map(({ server }) => server);
+    this.#config = next;
+    this.#accounts = accounts;
+    this.#clients.resize(next.limits.maxConnections);
+    this.#dataPlane = this.#createDataPlane(next, accounts);
+    this.#servers.splice(0, this.#servers.length, ...kept, ...bound);
+    this.#servers.sort((a, b) => Number(a.accountName !== undefined) - Number(b.accountName !== undefined));
+    this.#pointListeners();
+    for (const { server } of kept) server.headersTimeout = next.limits.headersTimeoutMs;
+    this.#adminApp = this.#createAdminApp();
+    const oldAdmin = this.#adminServer;
+    if (admin !== undefined) this.#adminServer = admin;
+    this.#retire(admin === undefined || oldAdmin === undefined ? retired : [...retired, oldAdmin], previous, accounts);
+    for (const account of fresh) {
+      account.manager.start().catch((error: unknown) => {
+        this.#logger.error({ account: account.name, err: error }, 'account failed to start after a reload');
+      });
+    }
+    const rebound = [...bound.map((listener) => listener.role), ...(admin === undefined ? [] : ['admin'])];
+    return { outcome: 'applied', changes, rebound };
+  }
+
+  /** Each data listener serves its account's current settings (after start-up and every reload). */
+  #pointListeners(): void {
+    for (const listener of this.#servers)
+      listener.account = this.#accounts.find((account) => account.name === listener.accountName);
+  }
+
+  /** H2: the accounts of `next`; `fresh` are those with a new token manager (started once applied). */
+  async #nextAccounts(
+    next: SidecarConfig,
+    previous: RunningAccount[],
+  ): Promise<{ accounts: RunningAccount[]; fresh: RunningAccount[] }> {
+    const fresh: RunningAccount[] = [];
+    const accounts: RunningAccount[] = [];
+    for (const config of next.accounts) {
+      const old = previous.find((account) => account.name === config.name);
+      if (old !== undefined && sameSetting(old.config, config)) {
+        accounts.push(old);
+        continue;
+      }
+      const keepTokenSide =
+        old !== undefined &&
+        TOKEN_SIDE_PARTS.every((part) => sameSetting(old.config[part], config[part])) &&
+        old.config.timeouts.connectMs === config.timeouts.connectMs;
+      if (keepTokenSide) {
+        accounts.push(this.#buildAccount(config, old));
+        continue;
+      }
+      // A new manager: the old one stops first, so its last save is in the store before the new one reads it.
+      await old?.manager.stop();
+      const authChanged = old !== undefined && !sameSetting(old.config.auth, config.auth);
+      const baseline = authChanged ? await this.#storedRevision(config.name) : undefined;
+      const account = this.#buildAccount(config, undefined, newChainView(this.#store, config.name, baseline));
+      accounts.push(account);
+      fresh.push(account);
+    }
+    return { accounts, fresh };
+  }
+
+  /** The revision of an account's stored state (a new chain hides it and what came before). */
+  async #storedRevision(account: string): Promise<number | undefined> {
+    try {
+      return (await this.#store.load(account))?.revision;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** H2: a new admin server when the admin address changed (bound, not serving yet), else undefined. */
+  async #bindNewAdmin(next: SidecarConfig): Promise<Server | undefined> {
+    const { host, port } = this.#config.admin;
+    if (this.#adminServer === undefined || (host === next.admin.host && port === next.admin.port)) return undefined;
+    const server = createServer((req, res) => this.#adminApp?.(req, res));
+    await listen(server, next.admin);
+    return server;
+  }
+
+  /** H2: replaced listeners and accounts finish their requests (at most shutdownTimeout), then close. */
+  #retire(servers: Server[], previous: RunningAccount[], running: RunningAccount[]): void {
+    const timeoutMs = this.#config.shutdownTimeoutMs;
+    // Listeners and accounts wind down side by side: each within shutdownTimeout of the reload.
+    const retiring = Promise.all([
+      drainServers(servers, timeoutMs),
+      ...previous
+        .filter((account) => !running.includes(account))
+        .map((account) => {
+          const tokenSide = !running.some((other) => other.manager === account.manager);
+          return retireWhenIdle(account, { tokenSide, timeoutMs });
+        }),
+    ]).then(
+      () => undefined,
+      (error: unknown) => this.#logger.error({ err: error }, 'error while closing what a reload replaced'),
+    );
+    this.#retiring.add(retiring);
+    void retiring.finally(() => this.#retiring.delete(retiring));
   }
 
   /** Stops accepting, lets in-flight requests finish (up to shutdownTimeout), stops the refreshers. */
@@ -288,28 +428,17 @@ export class Sidecar {
       for (const socket of this.#clients.sockets()) if (!hasRequestInFlight(socket)) socket.destroy();
     };
     this.#dataPlane.startDraining(closeIdle);
-    const drained = Promise.all(this.#servers.map(({ server }) => closeServer(server)));
+    const servers = this.#servers.map(({ server }) => server);
+    const drained = drainServers(servers, this.#config.shutdownTimeoutMs);
     closeIdle();
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<void>((resolve) => {
-      timer = setTimeout(() => {
-        for (const { server } of this.#servers) server.closeAllConnections();
-        resolve();
-      }, this.config.shutdownTimeoutMs);
-    });
-    await Promise.race([drained, deadline]);
-    clearTimeout(timer);
-    await Promise.all(this.#accounts.map((account) => account.manager.stop()));
-    for (const account of this.#accounts) {
-      await account.pool.destroy();
-      await account.tokenEgress.close();
-    }
+    await drained;
+    await Promise.all(this.#retiring);
+    await Promise.all(this.#accounts.map((account) => retireAccount(account, { tokenSide: true })));
     this.#dataPlane.close();
     if (this.#adminServer !== undefined) {
       await closeServer(this.#adminServer, { force: true });
     }
     await this.#store.close();
-    for (const unwatch of this.#unwatchSecrets.splice(0)) unwatch();
   }
 
   /** Resolves when no account has a token request in flight (tests drive the fake clock with it). */
@@ -318,7 +447,7 @@ export class Sidecar {
   }
 
   dataUrl(): string {
-    return serverUrl(this.#servers[0]?.server);
+    return serverUrl(this.#servers.find((listener) => listener.accountName === undefined)?.server);
   }
 
   adminUrl(): string {
@@ -326,21 +455,8 @@ export class Sidecar {
   }
 
   accountUrl(name: string): string {
-    return serverUrl(this.#servers.find(({ role }) => role === `account ${name}`)?.server);
+    return serverUrl(this.#servers.find((listener) => listener.accountName === name)?.server);
   }
 }
 
-/**
- * S1 on the data plane: the listen host (which the per-account listeners share) is an accepted
- * Host name besides inbound.hosts. A unix-socket listener gets both rules as well.
- */
-function dataPlaneHostOrigin(config: SidecarConfig): HostOriginRules {
-  return new HostOriginRules(
-    {
-      hosts: config.inbound.hosts,
-      origins: config.inbound.origins,
-      listenHosts: 'host' in config.listen ? [config.listen.host] : [],
-    },
-    { hostsSetting: 'inbound.hosts (or --host in quick mode)', originsSetting: 'inbound.origins' },
-  );
-}
+const NOT_SERVING = 'not serving (still starting, or stopping)';

@@ -3,6 +3,9 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import dotenv from 'dotenv';
 import { Sidecar } from './app.js';
+import { ConfigReloader } from './app-reload.js';
+import type { SidecarConfig } from './config/resolve.js';
+import { watchFileContent } from './util/file-watch.js';
 import { allFlagVariables, flagsOf, helpText, parseCli, UsageError, type ParsedCli } from './cli-args.js';
 import { AuthorizeError, DEFAULT_REDIRECT_TIMEOUT_MS, runAuthorize } from './commands/authorize.js';
 import { runCheck } from './commands/check.js';
@@ -67,18 +70,73 @@ async function main(argv: readonly string[]): Promise<number> {
     return stopped;
   }
 
+  return serve(flags, logger, signals);
+}
+
+/** The default command: the sidecar, until a stop signal; SIGHUP and --watch-config reload its config (H2). */
+async function serve(flags: Record<string, string | undefined>, logger: Logger, signals: StopSignals): Promise<number> {
   let sidecar: Sidecar;
+  const load = () => loadConfig({ file: flags.config, flags, knownEnv: allFlagVariables() });
   try {
-    const config = loadConfig({ file: flags.config, flags, knownEnv: allFlagVariables() });
+    if (flags['watch-config'] === 'true' && flags.config === undefined)
+      throw new UsageError(
+        `${flagLabel('watch-config')} needs ${flagLabel('config')} FILE: quick mode has no file to watch`,
+      );
+    const config = load();
     logger.level = config.logLevel;
     sidecar = new Sidecar(config, { logger });
   } catch (error) {
     return usageFailure(error);
   }
-  const stopped = signals.stopWith(() => sidecar.stop(), logger);
+  const unwatch = reloadOnRequest({
+    sidecar,
+    load,
+    logger,
+    file: flags.config,
+    watch: flags['watch-config'] === 'true',
+  });
+  const stopped = signals.stopWith(async () => {
+    unwatch();
+    await sidecar.stop();
+  }, logger);
   await sidecar.start();
   return stopped;
 }
+
+/**
+ * H2: SIGHUP reloads the config file, and with --watch-config so does any change of its content.
+ * In quick mode there is no file to read again: SIGHUP is logged and changes nothing. Returns the
+ * function that stops both.
+ */
+function reloadOnRequest(options: {
+  sidecar: Sidecar;
+  load: () => SidecarConfig;
+  logger: Logger;
+  file: string | undefined;
+  watch: boolean;
+}): () => void {
+  const { logger, file } = options;
+  const reloader = new ConfigReloader({ ...options, applied: (config) => (logger.level = config.logLevel) });
+  const onHangup = () => {
+    if (file === undefined) logger.warn({ signal: 'SIGHUP' }, QUICK_MODE_RELOAD);
+    else void reloader.reload('SIGHUP');
+  };
+  process.on('SIGHUP', onHangup);
+  const unwatch =
+    options.watch && file !== undefined
+      ? watchFileContent(file, {
+          onChange: () => void reloader.reload('file change'),
+          onError: (error) => logger.error({ err: error }, 'watching the config file failed; SIGHUP still reloads it'),
+        })
+      : () => undefined;
+  return () => {
+    process.off('SIGHUP', onHangup);
+    unwatch();
+  };
+}
+
+const QUICK_MODE_RELOAD =
+  'reload needs --config FILE: in quick mode the flags are the configuration, and they cannot change while running';
 
 /** `check`: the report goes to stdout (a table, or JSON for scripts); logs go to stderr. */
 async function check(flags: Record<string, string | undefined>, format: LogFormat | undefined): Promise<number> {

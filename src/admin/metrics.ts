@@ -32,6 +32,8 @@ export const METRIC_NAMES = {
   accountState: 'bearer_sidecar_account_state',
   // E7: requests sent again with a DPoP nonce the token endpoint or the upstream asked for.
   dpopNonceRetries: 'bearer_sidecar_dpop_nonce_retries_total',
+  // H2: configuration reloads, applied or rejected.
+  configReloads: 'bearer_sidecar_config_reloads_total',
 } as const;
 
 type MetricKey = keyof typeof METRIC_NAMES;
@@ -54,6 +56,7 @@ const METRIC_HELP = {
   storeUnlockedRefreshes:
     "Refreshes sent without the shared store's lock (store unreachable, no credentials, token about to expire): replicas may race.",
   dpopNonceRetries: 'Requests sent again at once with the DPoP nonce the token endpoint or the upstream asked for.',
+  configReloads: 'Configuration reloads (SIGHUP or a changed config file): applied, or rejected with the old one kept.',
 } satisfies Partial<Record<MetricKey, string>>;
 type HelpedMetric = keyof typeof METRIC_HELP;
 
@@ -81,6 +84,7 @@ export class SidecarMetrics {
   readonly #connectionsRefused: Counter;
   readonly #unlockedRefreshes: Counter<'account'>;
   readonly #dpopNonceRetries: Counter<'account' | 'where'>;
+  readonly #configReloads: Counter<'outcome'>;
 
   constructor(registry: Registry, source: TokenStatusSource, options: { defaultMetrics?: boolean } = {}) {
     this.registry = registry;
@@ -112,6 +116,9 @@ export class SidecarMetrics {
     this.#connectionsRefused = counter('connectionsRefused', []);
     this.#unlockedRefreshes = counter('storeUnlockedRefreshes', ['account']);
     this.#dpopNonceRetries = counter('dpopNonceRetries', ['account', 'where']);
+    this.#configReloads = counter('configReloads', ['outcome']);
+    // Both series exist from the start, so an alert on an increase of `rejected` sees the first one.
+    for (const outcome of ['applied', 'rejected']) this.#configReloads.inc({ outcome }, 0);
     this.#skew = new Gauge({
       name: METRIC_NAMES.clockSkew,
       help: METRIC_HELP.clockSkew,
@@ -201,6 +208,11 @@ export class SidecarMetrics {
   }
 
   /** R9: counts one client connection refused past `limits.maxConnections`. */
+  /** H2: one reload, `applied` or `rejected`. */
+  configReload(outcome: 'applied' | 'rejected'): void {
+    this.#configReloads.inc({ outcome });
+  }
+
   connectionRefused(): void {
     this.#connectionsRefused.inc();
   }

@@ -116,6 +116,11 @@ export const CONFIG_FLAG: FlagSpec = {
 
 export const SERVE_FLAGS: readonly FlagSpec[] = [
   CONFIG_FLAG,
+  {
+    name: 'watch-config',
+    description: 'reload the config file whenever it changes (SIGHUP always reloads it)',
+    default: 'off: reload on SIGHUP only',
+  },
   ...LOG_FLAGS,
   {
     name: 'listen',

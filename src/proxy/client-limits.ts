@@ -35,7 +35,7 @@ const REFUSAL_LOG_INTERVAL_MS = 60_000;
  */
 export class ClientConnections {
   readonly #sockets = new Set<Socket>();
-  readonly #max: number;
+  #max: number;
   readonly #clock: Clock;
   readonly #logger: Logger;
   readonly #countRefusal: () => void;
@@ -47,6 +47,11 @@ export class ClientConnections {
     this.#clock = options.clock;
     this.#logger = options.logger;
     this.#countRefusal = options.countRefusal;
+  }
+
+  /** H2: a reloaded `limits.maxConnections`; connections open beyond it stay open, new ones are refused until fewer are open. */
+  resize(max: number): void {
+    this.#max = max;
   }
 
   /** A server's 'connection' listener: keeps the socket, or closes it at once when the limit is reached. */

@@ -27,6 +27,7 @@ export class ConnectionSlots {
   readonly #clock: Clock;
   #inUse = 0;
   readonly #waiting = new Set<Waiter>();
+  #onIdle: Array<() => void> = [];
 
   constructor(options: { capacity: number; queueMs: number; clock: Clock }) {
     this.#capacity = options.capacity;
@@ -60,6 +61,12 @@ export class ConnectionSlots {
     };
   }
 
+  /** H2: resolves once no slot is in use or promised (a replaced account's requests have all ended). */
+  idle(): Promise<void> {
+    if (this.#inUse === 0 && this.#waiting.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#onIdle.push(resolve));
+  }
+
   #releaser(): ReleaseSlot {
     let released = false;
     return () => {
@@ -74,6 +81,7 @@ export class ConnectionSlots {
     const next = this.#waiting.values().next();
     if (next.done === true) {
       this.#inUse -= 1;
+      if (this.#inUse === 0) for (const wake of this.#onIdle.splice(0)) wake();
       return;
     }
     const waiter = next.value;

@@ -234,9 +234,17 @@ encryptionKeyFile: {{ printf "%s/%s" (include "bearer-sidecar.storeKeyDir" .) $s
 {{- toYaml $config -}}
 {{- end -}}
 
-{{/* Pod annotations that roll the pods when the configuration (or a chart-made Secret) changes. */}}
+{{/*
+Pod annotations that roll the pods when the configuration (or a chart-made Secret) changes. With
+watchConfig the sidecar applies a changed ConfigMap in place, so only a change of the store (which
+a running sidecar refuses: it needs a restart) rolls them.
+*/}}
 {{- define "bearer-sidecar.podAnnotations" -}}
+{{- if .Values.watchConfig }}
+checksum/bearer-sidecar-store: {{ toJson .Values.store | sha256sum }}
+{{- else }}
 checksum/bearer-sidecar-config: {{ include "bearer-sidecar.configYaml" . | sha256sum }}
+{{- end }}
 {{- if and .Values.secret.data (not .Values.secret.existingSecret) }}
 checksum/bearer-sidecar-secret: {{ toJson .Values.secret.data | sha256sum }}
 {{- end }}
@@ -256,6 +264,9 @@ restartPolicy: Always
 args:
   - --config
   - {{ printf "%s/config.yaml" (include "bearer-sidecar.configDir" .) }}
+  {{- if $v.watchConfig }}
+  - --watch-config
+  {{- end }}
 {{- if or $v.apiKey.existingSecret $v.admin.apiKey.existingSecret $v.store.redis.existingSecret $v.extraEnv }}
 env:
   {{- if $v.admin.apiKey.existingSecret }}

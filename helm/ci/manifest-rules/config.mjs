@@ -91,15 +91,22 @@ export function gracePeriod({ sidecarsWithConfig }, report) {
   }
 }
 
-/** The pod's checksum/bearer-sidecar-config annotation matches the ConfigMap (and a Helm-managed pod has one). */
+/**
+ * The pod's checksum/bearer-sidecar-config annotation matches the ConfigMap; a Helm-managed pod has
+ * one unless its sidecar reloads the config by itself (--watch-config: a change applies in place).
+ */
 export function configChecksum({ sidecarsWithConfig }, report) {
-  for (const { pod, text, where } of sidecarsWithConfig()) {
+  for (const { pod, container, text, where } of sidecarsWithConfig()) {
+    const watching = (container.args ?? []).includes('--watch-config');
     const checksum = pod.meta.annotations?.['checksum/bearer-sidecar-config'];
     const helmManaged = pod.object.metadata?.labels?.['helm.sh/chart'];
     const expected = createHash('sha256').update(text.replace(/\n$/, '')).digest('hex');
     if (checksum !== undefined && checksum !== expected)
       report(where, 'checksum/bearer-sidecar-config does not match the ConfigMap');
-    if (checksum === undefined && helmManaged)
-      report(where, 'no checksum/bearer-sidecar-config pod annotation: a config change would not roll the pods');
+    if (checksum === undefined && helmManaged && !watching)
+      report(
+        where,
+        'no checksum/bearer-sidecar-config pod annotation and no --watch-config: a config change would not reach the pods',
+      );
   }
 }

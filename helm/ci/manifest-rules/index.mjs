@@ -161,6 +161,6 @@ export const RULES = [
     name: 'config-checksum',
     check: configChecksum,
     description:
-      "the pod's checksum/bearer-sidecar-config annotation matches the ConfigMap (a Helm-managed pod has one)",
+      "the pod's checksum/bearer-sidecar-config annotation matches the ConfigMap (a Helm-managed pod has one, or runs --watch-config)",
   },
 ];

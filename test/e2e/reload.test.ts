@@ -1,0 +1,332 @@
+import { mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { request, Agent, type IncomingMessage } from 'node:http';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { describe, expect, it } from 'vitest';
+import { metricSum, useHarness } from '../helpers/harness.js';
+import { startHeldUpstream } from '../helpers/held-upstream.js';
+import type { RunningCli } from '../helpers/spawn-cli.js';
+
+const harness = useHarness();
+const APPLIED = 'configuration reload applied';
+const REJECTED = 'configuration reload rejected; the running configuration stays';
+const RELOADS = 'bearer_sidecar_config_reloads_total';
+
+interface World {
+  dir: string;
+  loginUrl: string;
+  refreshUrl: string;
+  passwordFile: string;
+  password: string;
+  logins: () => number;
+}
+
+async function world(): Promise<World> {
+  const dir = harness.tempDir('bs-reload-');
+  const { tokenServer, password } = await harness.sessionTokenServer();
+  const passwordFile = join(dir, 'pw');
+  writeFileSync(passwordFile, password);
+  return {
+    dir,
+    loginUrl: tokenServer.loginUrl,
+    refreshUrl: tokenServer.refreshUrl,
+    passwordFile,
+    password,
+    logins: () => tokenServer.stats.logins,
+  };
+}
+
+/** One account in YAML: routed by path prefix, session auth (the password file may be another copy). */
+function account(w: World, name: string, upstream: string, passwordFile = w.passwordFile): string {
+  return (
+    `  ${name}:\n    upstream: ${upstream}\n    route: { pathPrefix: /${name} }\n` +
+    `    auth: { flow: session, loginUrl: ${w.loginUrl}, refreshUrl: ${w.refreshUrl}, username: u, passwordFile: ${passwordFile} }\n`
+  );
+}
+
+function configText(accounts: string[], head = 'listen: { port: 0 }\nadmin: { port: 0 }\n'): string {
+  return `${head}shutdownTimeout: 30s\naccounts:\n${accounts.join('')}`;
+}
+
+async function loggedIn(cli: RunningCli, name: string): Promise<void> {
+  await cli.waitForLog((entry) => entry.msg === 'token request: login succeeded' && entry.account === name);
+}
+
+function appliedWith(cli: RunningCli, match: (entry: Record<string, unknown>) => boolean) {
+  return cli.waitForLog((entry) => entry.msg === APPLIED && match(entry));
+}
+
+async function reloads(admin: string, outcome: string): Promise<number> {
+  return metricSum(await (await fetch(`${admin}/metrics`)).text(), RELOADS, `outcome="${outcome}"`);
+}
+
+function connectionRefused(url: string): Promise<boolean> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const socket = connect(Number(port), hostname);
+    socket.on('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.on('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'));
+  });
+}
+
+/** A GET through `agent`: the status, and whether it went on a connection opened before. */
+function getWith(agent: Agent, url: string): Promise<{ status: number; reused: boolean }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { agent }, (res: IncomingMessage) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('H2 live reload', () => {
+  it('H2: SIGHUP applies a changed config: an added account serves, a removed one is gone, a changed upstream keeps its token (no login), a changed auth logs in anew', async () => {
+    const w = await world();
+    const first = await harness.recordingUpstream();
+    const second = await harness.recordingUpstream();
+    // The same password in another file: the account's auth changes, and its login still succeeds.
+    const copy = join(w.dir, 'pw-copy');
+    writeFileSync(copy, w.password);
+    const file = join(w.dir, 'c.yaml');
+    const names = ['keep', 'gone', 'moved', 'reauth'];
+    writeFileSync(file, configText(names.map((name) => account(w, name, first.url))));
+    const { cli, data, admin } = await harness.launchCli(['--config', file]);
+    for (const name of names) await loggedIn(cli, name);
+    expect(w.logins()).toBe(4);
+    expect((await fetch(`${data}/moved/x`)).status).toBe(200);
+    const tokenBefore = first.requests.at(-1)?.headers.authorization;
+
+    writeFileSync(
+      file,
+      configText([
+        account(w, 'keep', first.url),
+        account(w, 'moved', second.url),
+        account(w, 'reauth', first.url, copy),
+        account(w, 'fresh', first.url),
+      ]),
+    );
+    cli.child.kill('SIGHUP');
+    const applied = await appliedWith(cli, () => true);
+    expect(applied).toMatchObject({
+      trigger: 'SIGHUP',
+      added: ['fresh'],
+      removed: ['gone'],
+      changed: { moved: ['upstream'], reauth: ['auth'] },
+    });
+    await loggedIn(cli, 'fresh');
+    await loggedIn(cli, 'reauth');
+    expect((await fetch(`${data}/fresh/x`)).status).toBe(200);
+    expect((await fetch(`${data}/gone/x`)).status).toBe(404);
+    expect((await fetch(`${data}/moved/y`)).status).toBe(200);
+    expect(second.requests.at(-1)?.headers.authorization).toBe(tokenBefore);
+    expect((await fetch(`${data}/keep/x`)).status).toBe(200);
+    // fresh and reauth logged in; keep and moved did not.
+    expect(w.logins()).toBe(6);
+    expect(await reloads(admin, 'applied')).toBe(1);
+    expect(JSON.stringify(applied)).not.toContain(w.password);
+  });
+
+  it('H2: an invalid config is rejected, every problem logged and counted as rejected; the old one keeps serving', async () => {
+    const w = await world();
+    const upstream = await harness.recordingUpstream();
+    const file = join(w.dir, 'c.yaml');
+    writeFileSync(file, configText([account(w, 'a', upstream.url)]));
+    const { cli, data, admin } = await harness.launchCli(['--config', file]);
+    await loggedIn(cli, 'a');
+    writeFileSync(
+      file,
+      configText([account(w, 'a', 'not a url')], 'listen: { port: 0 }\nadmin: { port: 0 }\nlimitz: 1\n'),
+    );
+    cli.child.kill('SIGHUP');
+    const rejected = await cli.waitForLog((entry) => entry.msg === REJECTED);
+    const problems = rejected.problems as string[];
+    expect(problems.some((problem) => problem.includes('unknown key "limitz"'))).toBe(true);
+    expect(problems.some((problem) => problem.startsWith('accounts.a.upstream'))).toBe(true);
+    expect(await reloads(admin, 'rejected')).toBe(1);
+    expect(await reloads(admin, 'applied')).toBe(0);
+    expect((await fetch(`${data}/a/x`)).status).toBe(200);
+  });
+
+  it('H2: a changed store is refused with that reason; the running store stays', async () => {
+    const w = await world();
+    const upstream = await harness.recordingUpstream();
+    const file = join(w.dir, 'c.yaml');
+    writeFileSync(file, configText([account(w, 'a', upstream.url)]));
+    const { cli, data, admin } = await harness.launchCli(['--config', file]);
+    await loggedIn(cli, 'a');
+    writeFileSync(
+      file,
+      configText(
+        [account(w, 'a', upstream.url)],
+        `listen: { port: 0 }\nadmin: { port: 0 }\nstore: { type: file, path: ${join(w.dir, 'state')} }\n`,
+      ),
+    );
+    cli.child.kill('SIGHUP');
+    const rejected = await cli.waitForLog((entry) => entry.msg === REJECTED);
+    expect(rejected.problems).toEqual(['store changed: a different token store needs a restart']);
+    expect(await reloads(admin, 'rejected')).toBe(1);
+    expect((await fetch(`${data}/a/x`)).status).toBe(200);
+  });
+
+  it('H2: --watch-config reloads a file rewritten in place, then one renamed over it', async () => {
+    const w = await world();
+    const upstream = await harness.recordingUpstream();
+    const file = join(w.dir, 'c.yaml');
+    writeFileSync(file, configText([account(w, 'a', upstream.url)]));
+    const { cli, data, admin } = await harness.launchCli(['--config', file, '--watch-config']);
+    await loggedIn(cli, 'a');
+    writeFileSync(file, configText([account(w, 'a', upstream.url), account(w, 'b', upstream.url)]));
+    expect(await appliedWith(cli, (entry) => String(entry.added) === 'b')).toMatchObject({ trigger: 'file change' });
+    const next = join(w.dir, 'c.yaml.new');
+    writeFileSync(
+      next,
+      configText([account(w, 'a', upstream.url), account(w, 'b', upstream.url), account(w, 'c', upstream.url)]),
+    );
+    renameSync(next, file);
+    await appliedWith(cli, (entry) => String(entry.added) === 'c');
+    await loggedIn(cli, 'c');
+    expect((await fetch(`${data}/c/x`)).status).toBe(200);
+    expect(await reloads(admin, 'applied')).toBe(2);
+  });
+
+  it('H2: --watch-config follows a Kubernetes ConfigMap symlink swap (..data renamed to a new timestamped dir)', async () => {
+    const w = await world();
+    const upstream = await harness.recordingUpstream();
+    const volume = join(w.dir, 'volume');
+    const version = (name: string, text: string) => {
+      mkdirSync(join(volume, name), { recursive: true });
+      writeFileSync(join(volume, name, 'config.yaml'), text);
+    };
+    version('..2026_01_01_00_00_00.1', configText([account(w, 'a', upstream.url)]));
+    symlinkSync('..2026_01_01_00_00_00.1', join(volume, '..data'));
+    symlinkSync('..data/config.yaml', join(volume, 'config.yaml'));
+    const { cli, data } = await harness.launchCli(['--config', join(volume, 'config.yaml'), '--watch-config']);
+    await loggedIn(cli, 'a');
+    version('..2026_01_01_00_01_00.2', configText([account(w, 'a', upstream.url), account(w, 'k', upstream.url)]));
+    symlinkSync('..2026_01_01_00_01_00.2', join(volume, '..data_tmp'));
+    renameSync(join(volume, '..data_tmp'), join(volume, '..data'));
+    await appliedWith(cli, (entry) => String(entry.added) === 'k');
+    await loggedIn(cli, 'k');
+    expect((await fetch(`${data}/k/x`)).status).toBe(200);
+  });
+
+  it('H2: a changed listen address is rebound (old port closed, new one serves); an unchanged one keeps its sockets', async () => {
+    const w = await world();
+    const upstream = await harness.recordingUpstream();
+    const file = join(w.dir, 'c.yaml');
+    writeFileSync(file, configText([account(w, 'a', upstream.url)]));
+    const { cli, data } = await harness.launchCli(['--config', file]);
+    await loggedIn(cli, 'a');
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    harness.defer(() => agent.destroy());
+    expect(await getWith(agent, `${data}/a/1`)).toEqual({ status: 200, reused: false });
+
+    writeFileSync(file, configText([account(w, 'a', upstream.url), account(w, 'b', upstream.url)]));
+    cli.child.kill('SIGHUP');
+    expect(await appliedWith(cli, (entry) => String(entry.added) === 'b')).toMatchObject({ rebound: [], data });
+    // Same listener, same socket: the keep-alive connection opened before the reload still serves.
+    expect(await getWith(agent, `${data}/a/2`)).toEqual({ status: 200, reused: true });
+
+    writeFileSync(
+      file,
+      configText([account(w, 'a', upstream.url)], 'listen: { host: 127.0.0.2, port: 0 }\nadmin: { port: 0 }\n'),
+    );
+    cli.child.kill('SIGHUP');
+    const moved = await appliedWith(cli, (entry) => String(entry.removed) === 'b');
+    expect(moved).toMatchObject({ rebound: ['data plane'], settings: ['listen'] });
+    const newData = String(moved.data);
+    expect(newData).toMatch(/^http:\/\/127\.0\.0\.2:\d+$/);
+    expect((await fetch(`${newData}/a/3`)).status).toBe(200);
+    expect(await connectionRefused(data)).toBe(true);
+  });
+
+  it('H2: a request in flight when the config changes finishes on the config it started with', async () => {
+    const w = await world();
+    const held = await startHeldUpstream();
+    harness.defer(() => held.close());
+    const next = await harness.recordingUpstream();
+    const file = join(w.dir, 'c.yaml');
+    writeFileSync(file, configText([account(w, 'a', held.url)]));
+    const { cli, data } = await harness.launchCli(['--config', file]);
+    await loggedIn(cli, 'a');
+    const inFlight = fetch(`${data}/a/slow`).then(async (res) => ({ status: res.status, body: await res.text() }));
+    await held.arrived(1);
+
+    writeFileSync(file, configText([account(w, 'a', next.url)]));
+    cli.child.kill('SIGHUP');
+    await appliedWith(cli, () => true);
+    expect((await fetch(`${data}/a/after`)).status).toBe(200);
+    expect(next.requests.map((r) => r.url)).toEqual(['/after']);
+    held.received[0]?.answer(200);
+    expect(await inFlight).toEqual({ status: 200, body: JSON.stringify({ seen: '/slow', bodyLength: 0 }) });
+  });
+
+  it('H2: in quick mode SIGHUP is logged as needing --config and changes nothing; --watch-config there is a usage error', async () => {
+    const w = await world();
+    const upstream = await harness.recordingUpstream();
+    const flags = [
+      '--upstream',
+      upstream.url,
+      '--login-url',
+      w.loginUrl,
+      '--username',
+      'u',
+      '--password-file',
+      w.passwordFile,
+    ];
+    const { cli, data, admin } = await harness.launchCli([
+      ...flags,
+      '--listen',
+      '127.0.0.1:0',
+      '--admin',
+      '127.0.0.1:0',
+    ]);
+    cli.child.kill('SIGHUP');
+    const line = await cli.waitForLog((entry) => entry.signal === 'SIGHUP');
+    expect(line.msg).toMatch(/^reload needs --config FILE/);
+    expect((await fetch(`${data}/x`)).status).toBe(200);
+    expect(await reloads(admin, 'applied')).toBe(0);
+    expect(await reloads(admin, 'rejected')).toBe(0);
+
+    const usage = await harness.runCli([
+      ...flags,
+      '--listen',
+      '127.0.0.1:0',
+      '--admin',
+      '127.0.0.1:0',
+      '--watch-config',
+    ]);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toMatch(/--watch-config .*needs --config .*FILE/);
+  });
+
+  it('H2: reload time from SIGHUP to the applied log, with 1 and with 50 accounts (figures)', async () => {
+    const w = await world();
+    const upstream = await harness.recordingUpstream();
+    const figures: string[] = [];
+    for (const count of [1, 50]) {
+      const file = join(w.dir, `c${count}.yaml`);
+      const names = Array.from({ length: count }, (_, i) => `acct${i}`);
+      writeFileSync(file, configText(names.map((name) => account(w, name, upstream.url))));
+      const { cli } = await harness.launchCli(['--config', file]);
+      for (const name of names) await loggedIn(cli, name);
+      // Every account's upstream changes: each is rebuilt (its token kept).
+      writeFileSync(file, configText(names.map((name) => account(w, name, `${upstream.url}/v2`))));
+      const started = performance.now();
+      cli.child.kill('SIGHUP');
+      const applied = await appliedWith(cli, () => true);
+      const ms = performance.now() - started;
+      expect(Object.keys(applied.changed as object)).toHaveLength(count);
+      figures.push(`${count} account(s): ${ms.toFixed(1)} ms signal to log, ${String(applied.durationMs)} ms inside`);
+      cli.child.kill('SIGTERM');
+      await cli.exited;
+    }
+    process.stdout.write(`H2 reload time: ${figures.join('; ')}\n`);
+  });
+});
