@@ -31,6 +31,7 @@ import { systemClock, type Clock } from './util/clock.js';
 import { closeServer, listen, serverUrl } from './util/http-server.js';
 import { silentLogger, type Logger } from './util/logger.js';
 import { reportSecretReads } from './util/secret-file.js';
+import { startTracing, type Tracing } from './util/tracing.js';
 
 /** What can be swapped in tests: time, randomness, the token transport, the registry, the log. */
 export interface SidecarDependencies {
@@ -83,6 +84,8 @@ export class Sidecar {
   /** Removes the R6 listeners from the secret files (the config, and its files, may outlive this sidecar). */
   readonly #unwatchSecrets: Array<() => void> = [];
   #adminServer: Server | undefined;
+  /** H3: started (and the SDK loaded) by start() only when tracing is configured. */
+  #tracing: Tracing | undefined;
   #accepting = false;
   /** R5: stop() may come while start() is still running (a signal during start-up). */
   #stopping = false;
@@ -157,6 +160,7 @@ export class Sidecar {
       tls: { ...tokenTls, egress: egress.tokenEgress },
       random: deps.random,
       secretFiles,
+      tracing: this.config.tracing && (() => this.#tracing),
     });
     return {
       name: account.name,
@@ -199,6 +203,10 @@ export class Sidecar {
 
   async #startUp(): Promise<void> {
     if (this.#stopping) return;
+    if (this.config.tracing !== undefined) {
+      this.#tracing = await startTracing(this.config.tracing);
+      this.#dataPlane.traceWith(this.#tracing);
+    }
     const listenHost = 'host' in this.config.listen ? this.config.listen.host : '127.0.0.1';
     await this.#listenData(undefined, this.config.listen, 'data plane');
     for (const account of this.#accounts) {
@@ -310,6 +318,8 @@ export class Sidecar {
     }
     await this.#store.close();
     for (const unwatch of this.#unwatchSecrets.splice(0)) unwatch();
+    // H3: last, once every span has ended: the batch still buffered is exported.
+    await this.#tracing?.shutdown();
   }
 
   /** Resolves when no account has a token request in flight (tests drive the fake clock with it). */

@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
+import type { ProxySpan, Tracing } from '../util/tracing.js';
 import type { ActiveToken } from '../tokens/active-token.js';
 import { admit, type AdmissionRules } from './admission.js';
 import { passTurn, whenTurnComes } from './client-turns.js';
@@ -55,6 +56,8 @@ export class DataPlane {
   readonly #fence: ThrowFence;
   readonly #upgrades: UpgradeEntry;
   #draining = false;
+  /** H3: set once tracing has started; undefined when it is off (then a request has no span either). */
+  #tracing: Tracing | undefined;
   #closeIdleConnections: () => void = () => undefined;
 
   constructor(options: DataPlaneOptions) {
@@ -83,7 +86,9 @@ export class DataPlane {
       hasTurn: false,
       slot: undefined,
       slotWait: undefined,
+      span: undefined,
     };
+    if (this.#tracing !== undefined) inbound.span = startSpan(this.#tracing, req);
     const socket = req.socket as BusySocket;
     socket[IN_FLIGHT] = (socket[IN_FLIGHT] ?? 0) + 1;
     // One listener per request: it ends the exchange however it ends (a client gone first is 499).
@@ -101,6 +106,11 @@ export class DataPlane {
         this.#fence.answerFailure(inbound, error);
       }
     });
+  }
+
+  /** H3: proxied requests from now on are traced. */
+  traceWith(tracing: Tracing): void {
+    this.#tracing = tracing;
   }
 
   /** WebSocket upgrades pass the same checks as HTTP and carry the token (F2); other offers are served as requests. */
@@ -226,19 +236,29 @@ export class DataPlane {
     onAnswer: (answer: UpstreamAnswer) => void,
   ): void {
     const { req, account } = exchange;
+    const headers = upstreamRequestHeaders(req, account.upstream, token, {
+      trustedProxies: this.#o.trustedProxies,
+      inject: account.inject,
+    });
+    // H3: this attempt's span, whose traceparent the upstream gets instead of the client's.
+    const leg = exchange.inbound.span?.upstream(headers, account.upstream);
     exchange.upstream = this.#transport({
       account,
       method: req.method ?? 'GET',
       path: account.inject.targetWithToken(exchange.targetPath, token),
-      headers: upstreamRequestHeaders(req, account.upstream, token, {
-        trustedProxies: this.#o.trustedProxies,
-        inject: account.inject,
-      }),
+      headers,
       body,
       // Passing an answer on runs inside the transport's callbacks: a throw there is fenced here.
-      onAnswer: (answer) => this.#fence.run(exchange.inbound, () => onAnswer(answer)),
+      onAnswer: (answer) =>
+        this.#fence.run(exchange.inbound, () => {
+          leg?.answered(answer.statusCode);
+          onAnswer(answer);
+        }),
       onError: (failure) =>
-        this.#fence.run(exchange.inbound, () => this.#onUpstreamFailure(exchange, failure, token, onAnswer)),
+        this.#fence.run(exchange.inbound, () => {
+          leg?.failed(failure.error.code);
+          this.#onUpstreamFailure(exchange, failure, token, onAnswer);
+        }),
     });
   }
 
@@ -412,6 +432,7 @@ export class DataPlane {
     const status = res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST;
     const durationMs = performance.now() - inbound.started;
     (account?.metrics ?? this.#o.unrouted).observe(status, durationMs / 1000);
+    inbound.span?.end(status, account?.name);
     // Request logs only at debug (issue 8): the path without its query (which may carry a key); never headers.
     if (this.#o.logger.isLevelEnabled('debug')) {
       this.#o.logger.debug(
@@ -447,6 +468,12 @@ type BusySocket = Socket & { [IN_FLIGHT]?: number };
 
 export function hasRequestInFlight(socket: Socket): boolean {
   return ((socket as BusySocket)[IN_FLIGHT] ?? 0) > 0;
+}
+
+/** H3: a proxied request's span; its path has no query (the token may be in it, E5). */
+function startSpan(tracing: Tracing, req: IncomingMessage): ProxySpan {
+  const method = req.method ?? 'GET';
+  return tracing.startRequest(method, (req.url ?? '').split('?', 1)[0] ?? '', req.headers);
 }
 
 /** nginx's code for "the client closed the connection before an answer": counted, never sent. */
