@@ -3,19 +3,18 @@ import { Registry } from 'prom-client';
 import { AdminAccess, adminExposureWarning } from './admin/access.js';
 import { createAdminApp } from './admin/server.js';
 import { SidecarMetrics } from './admin/metrics.js';
-import { secretFilesOf, type AccountConfig, type SidecarConfig } from './config/resolve.js';
-import { tokenEndpointTls, upstreamTls } from './config/tls.js';
+import type { AccountConfig, SidecarConfig } from './config/resolve.js';
+import { upstreamTls } from './config/tls.js';
 import { sendTokenRequest } from './flows/http-client.js';
-import { createFlow } from './flows/index.js';
 import { ClientConnections } from './proxy/client-limits.js';
 import { ConnectionSlots } from './proxy/connection-slots.js';
-import { DataPlane, hasRequestInFlight } from './proxy/forward.js';
+import { DataPlane } from './proxy/forward.js';
+import { hasRequestInFlight } from './proxy/in-flight.js';
 import { InboundPolicy } from './proxy/inbound.js';
 import { TrustedProxies } from './proxy/trusted-proxies.js';
 import { Router } from './proxy/route.js';
 import { ReplayBudget } from './proxy/replay-budget.js';
 import { createUpstreamPool, sendWithUndici } from './proxy/transport.js';
-import { TokenEgress } from './flows/proxy-agent.js';
 import { proxyFor } from './config/egress.js';
 import { TokenInjector } from './proxy/bearer.js';
 import { createStore } from './stores/index.js';
@@ -25,11 +24,10 @@ import type { SendTokenRequest } from './tokens/types.js';
 import { systemClock, type Clock } from './util/clock.js';
 import { closeServer, listen, serverUrl } from './util/http-server.js';
 import { silentLogger, type Logger } from './util/logger.js';
-import { reportSecretReads } from './util/secret-file.js';
 import { messageOf } from './util/errors.js';
 import { diffConfigs, sameSetting, TOKEN_SIDE_PARTS, type ConfigChanges } from './config/reload-diff.js';
 import { newChainView } from './stores/new-chain.js';
-import { retireAccount, retireWhenIdle, type RunningAccount } from './app-accounts.js';
+import { buildTokenSide, retireAccount, retireWhenIdle, type RunningAccount } from './app-accounts.js';
 import {
   createDataServer,
   dataListenersOf,
@@ -39,6 +37,7 @@ import {
   type DataListener,
   type WantedListener,
 } from './app-listeners.js';
+import { startTracing, type Tracing } from './util/tracing.js';
 
 /** What can be swapped in tests: time, randomness, the token transport, the registry, the log. */
 export interface SidecarDependencies {
@@ -74,6 +73,8 @@ export class Sidecar {
   #adminApp: RequestListener | undefined;
   /** H2: listeners and accounts a reload replaced, still finishing their requests. */
   readonly #retiring = new Set<Promise<void>>();
+  /** H3: started (and the SDK loaded) by start() only when tracing is configured. */
+  #tracing: Tracing | undefined;
   #accepting = false;
   /** R5: stop() may come while start() is still running (a signal during start-up). */
   #stopping = false;
@@ -137,7 +138,16 @@ export class Sidecar {
         'upstreamTls.insecureSkipVerify is ON: upstream and token server certificates are NOT verified',
       );
     }
-    const tokenSide = keep ?? this.#buildTokenSide(account, store);
+    const tokenSide =
+      keep ??
+      buildTokenSide(account, store, {
+        metrics: this.metrics,
+        logger: this.#logger,
+        clock: this.#clock,
+        send: this.#deps.send ?? sendTokenRequest,
+        random: this.#deps.random,
+        tracing: this.#config.tracing && (() => this.#tracing),
+      });
     const proxy = proxyFor(account.egress, account.upstream);
     const { upstream, timeouts, connections } = account;
     return {
@@ -171,50 +181,6 @@ export class Sidecar {
     };
   }
 
-  /** The token side of an account: its flow, token manager, token-endpoint egress and secret-file watch. */
-  #buildTokenSide(
-    account: AccountConfig,
-    store: TokenStore,
-  ): Pick<RunningAccount, 'manager' | 'flow' | 'tokenEgress' | 'proxies' | 'status' | 'history' | 'unwatchSecrets'> {
-    const flow = createFlow(account.auth);
-    const countFailure = this.metrics.secretReadErrors(account.name);
-    const secretFiles = secretFilesOf(account.auth);
-    const logger = this.#logger.child({ account: account.name });
-    const unwatchSecrets = secretFiles.map((file) => reportSecretReads(file, { logger, countFailure }));
-    const tokenTls = tokenEndpointTls(account);
-    // The token endpoint's own TLS (its client certificate, never the upstream's: E2).
-    const tokenEgress = new TokenEgress(account.egress, {
-      tls: tokenTls,
-      connectTimeoutMs: account.timeouts.connectMs,
-    });
-    const manager = new TokenManager({
-      account: account.name,
-      flow,
-      policy: account.refresh,
-      store,
-      clock: this.#clock,
-      events: this.metrics.tokenEvents(account.name),
-      logger: this.#logger,
-      send: this.#deps.send ?? sendTokenRequest,
-      tls: { ...tokenTls, egress: tokenEgress },
-      random: this.#deps.random,
-      secretFiles,
-    });
-    const proxies = {
-      upstream: proxyFor(account.egress, account.upstream),
-      tokenEndpoint: proxyFor(account.egress, new URL(flow.endpoint('login'))),
-    };
-    return {
-      manager,
-      flow,
-      tokenEgress,
-      proxies,
-      status: () => manager.status(),
-      history: manager.history,
-      unwatchSecrets,
-    };
-  }
-
   manager(name: string): TokenManager | undefined {
     return this.#accounts.find((account) => account.name === name)?.manager;
   }
@@ -230,6 +196,10 @@ export class Sidecar {
 
   async #startUp(): Promise<void> {
     if (this.#stopping) return;
+    if (this.#config.tracing !== undefined) {
+      this.#tracing = await startTracing(this.#config.tracing);
+      this.#dataPlane.traceWith(this.#tracing);
+    }
     for (const wanted of dataListenersOf(this.#config)) {
       if (this.#stopping) return;
       this.#servers.push(await this.#bindData(wanted));
@@ -323,6 +293,7 @@ export class Sidecar {
     this.#accounts = accounts;
     this.#clients.resize(next.limits.maxConnections);
     this.#dataPlane = this.#createDataPlane(next, accounts);
+    if (this.#tracing !== undefined) this.#dataPlane.traceWith(this.#tracing);
     this.#servers.splice(0, this.#servers.length, ...kept, ...bound);
     this.#servers.sort((a, b) => Number(a.accountName !== undefined) - Number(b.accountName !== undefined));
     this.#pointListeners();
@@ -439,6 +410,8 @@ export class Sidecar {
       await closeServer(this.#adminServer, { force: true });
     }
     await this.#store.close();
+    // H3: last, once every span has ended: the batch still buffered is exported.
+    await this.#tracing?.shutdown();
   }
 
   /** Resolves when no account has a token request in flight (tests drive the fake clock with it). */

@@ -18,6 +18,8 @@ export interface ConfigChanges {
 /** Settings whose change needs a restart, with the reason logged. */
 const RESTART_ONLY: Partial<Record<keyof SidecarConfig, string>> = {
   store: 'store changed: a different token store needs a restart',
+  // H3: the OpenTelemetry SDK is loaded (or not) once, at start-up.
+  tracing: 'tracing changed: tracing is set up at start-up and needs a restart',
 };
 
 /** The settings of an account that its token manager is built from: a change starts a new one. */

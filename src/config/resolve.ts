@@ -25,6 +25,8 @@ import type { ConfigProblem } from './problems.js';
 import { resolveOAuth2, type OAuth2Auth } from './resolve-oauth2.js';
 import { checkCertificatePair, secretSource } from './secret-settings.js';
 import { resolveEgress, type EgressPolicy } from './egress.js';
+import { resolveTracing } from './tracing.js';
+import type { TracingOptions } from '../util/tracing.js';
 
 export type { ConfigProblem } from './problems.js';
 export type { OAuth2Auth } from './resolve-oauth2.js';
@@ -106,6 +108,8 @@ export interface SidecarConfig {
     trustedProxies: BlockList;
   };
   logLevel: RawConfig['logLevel'];
+  /** H3: where spans go; undefined: tracing is off (nothing of OpenTelemetry is loaded). */
+  tracing: TracingOptions | undefined;
   accounts: AccountConfig[];
 }
 
@@ -146,6 +150,7 @@ export function resolveConfig(
       trustedProxies: buildAddressList(raw.inbound.trustedProxies, 'inbound.trustedProxies', problems),
     },
     logLevel: raw.logLevel,
+    tracing: resolveTracing(raw.tracing, env, problems),
     accounts,
   };
 }

@@ -368,6 +368,8 @@ export const configSchema = z.strictObject({
   clientIdleTimeout: duration.default(60_000),
   limits: limitsSchema.prefault({}),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** H3: OpenTelemetry tracing to this OTLP/HTTP base URL (`/v1/traces` is appended); off when absent. */
+  tracing: z.strictObject({ endpoint: httpUrl.optional() }).optional(),
   accounts: z.record(
     z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'account names use letters, digits, "_", "." and "-"'),
     accountSchema,

@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type { ReleaseSlot, SlotWait } from './connection-slots.js';
 import type { ReplayableBody } from './replayable-body.js';
+import type { ProxySpan } from '../util/tracing.js';
 import type { UpstreamAccount } from './upstream.js';
 
 /*
@@ -25,6 +26,8 @@ export interface InboundRequest {
   slot: ReleaseSlot | undefined;
   /** R10: waiting for a slot. */
   slotWait: SlotWait | undefined;
+  /** H3: its span, when tracing is on. */
+  span: ProxySpan | undefined;
 }
 
 /** One client request and what it has led to upstream. */

@@ -1,9 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
+import type { Tracing } from '../util/tracing.js';
 import type { ActiveToken } from '../tokens/active-token.js';
 import { asksForDpopNonce } from '../flows/dpop.js';
 import { admit, type AdmissionRules } from './admission.js';
@@ -13,12 +13,19 @@ import { declaresBody, replayable, type Exchange, type InboundRequest } from './
 import { brokenAnswerRefusal, busyRefusal, sendRefusal, tokenRefusal, upstreamFailureRefusal } from './refusals.js';
 import type { ReplayBudget } from './replay-budget.js';
 import { ReplayableBody } from './replayable-body.js';
+import { requestEnded, requestStarted } from './in-flight.js';
 import { ThrowFence } from './throw-fence.js';
 import type { TrustedProxies } from './trusted-proxies.js';
 import type { Transport, UpstreamAnswer, UpstreamCall, UpstreamFailure } from './transport.js';
 import type { ProxyMetrics } from './types.js';
 import { UpgradeEntry } from './upgrade-entry.js';
-import { answerHasNoBody, clientResponseHeaders, upstreamRequestHeaders, type UpstreamAccount } from './upstream.js';
+import {
+  clientResponseHeaders,
+  sendHeadNow,
+  sendHeldAnswer,
+  upstreamRequestHeaders,
+  type UpstreamAccount,
+} from './upstream.js';
 
 export interface DataPlaneOptions extends AdmissionRules {
   /** Metrics for requests refused before an account was chosen. */
@@ -44,7 +51,7 @@ export interface DataPlaneOptions extends AdmissionRules {
  *     token as it is at that moment, now or once one comes (T7)
  *  3. #send, #open: the request upstream with the token (a stale pooled connection retried once)
  *  4. #onFirstAnswer: a rejection of the token replays the request once with a new one (T8)
- *  5. #streamBack, #sendHeld: the answer back to the client
+ *  5. #streamBack, sendHeldAnswer: the answer back to the client
  *  6. #finish: counted and logged, however the request ended
  *
  * Upgrades and CONNECT enter through upgrade-entry.ts; every pass and continuation runs inside
@@ -56,6 +63,8 @@ export class DataPlane {
   readonly #fence: ThrowFence;
   readonly #upgrades: UpgradeEntry;
   #draining = false;
+  /** H3: set once tracing has started; undefined when it is off (then a request has no span either). */
+  #tracing: Tracing | undefined;
   #closeIdleConnections: () => void = () => undefined;
 
   constructor(options: DataPlaneOptions) {
@@ -84,9 +93,16 @@ export class DataPlane {
       hasTurn: false,
       slot: undefined,
       slotWait: undefined,
+      span: undefined,
     };
-    const socket = req.socket as BusySocket;
-    socket[IN_FLIGHT] = (socket[IN_FLIGHT] ?? 0) + 1;
+    // H3: the path without its query (the token may be in it, E5).
+    if (this.#tracing !== undefined)
+      inbound.span = this.#tracing.startRequest(
+        req.method ?? 'GET',
+        (req.url ?? '').split('?', 1)[0] ?? '',
+        req.headers,
+      );
+    requestStarted(req.socket);
     // One listener per request: it ends the exchange however it ends (a client gone first is 499).
     res.once('close', () => this.#fence.contain('finishing a request', inbound.account, () => this.#finish(inbound)));
     whenTurnComes(req.socket, () => {
@@ -102,6 +118,11 @@ export class DataPlane {
         this.#fence.answerFailure(inbound, error);
       }
     });
+  }
+
+  /** H3: proxied requests from now on are traced. */
+  traceWith(tracing: Tracing): void {
+    this.#tracing = tracing;
   }
 
   /** WebSocket upgrades pass the same checks as HTTP and carry the token (F2); other offers are served as requests. */
@@ -227,20 +248,30 @@ export class DataPlane {
     onAnswer: (answer: UpstreamAnswer) => void,
   ): void {
     const { req, account } = exchange;
+    const headers = upstreamRequestHeaders(req, account.upstream, token, {
+      trustedProxies: this.#o.trustedProxies,
+      inject: account.inject,
+      targetPath: exchange.targetPath,
+    });
+    // H3: this attempt's span, whose traceparent the upstream gets instead of the client's.
+    const leg = exchange.inbound.span?.upstream(headers, account.upstream);
     exchange.upstream = this.#transport({
       account,
       method: req.method ?? 'GET',
       path: account.inject.targetWithToken(exchange.targetPath, token),
-      headers: upstreamRequestHeaders(req, account.upstream, token, {
-        trustedProxies: this.#o.trustedProxies,
-        inject: account.inject,
-        targetPath: exchange.targetPath,
-      }),
+      headers,
       body,
       // Passing an answer on runs inside the transport's callbacks: a throw there is fenced here.
-      onAnswer: (answer) => this.#fence.run(exchange.inbound, () => onAnswer(answer)),
+      onAnswer: (answer) =>
+        this.#fence.run(exchange.inbound, () => {
+          leg?.answered(answer.statusCode);
+          onAnswer(answer);
+        }),
       onError: (failure) =>
-        this.#fence.run(exchange.inbound, () => this.#onUpstreamFailure(exchange, failure, token, onAnswer)),
+        this.#fence.run(exchange.inbound, () => {
+          leg?.failed(failure.error.code);
+          this.#onUpstreamFailure(exchange, failure, token, onAnswer);
+        }),
     });
   }
 
@@ -370,7 +401,7 @@ export class DataPlane {
         this.#fence.run(exchange.inbound, () => {
           // No new token in time: the upstream's answer is passed through unchanged.
           account.metrics.replay('no_token');
-          this.#sendHeld(exchange, answer, held);
+          sendHeldAnswer(exchange.req, exchange.res, answer, held);
         }),
     );
   }
@@ -417,22 +448,10 @@ export class DataPlane {
     });
   }
 
-  /** Pass 5, for a rejection held whole (T8, no new token in time): sent as it came, sized. */
-  #sendHeld(exchange: Exchange, answer: UpstreamAnswer, body: Buffer): void {
-    const { req, res } = exchange;
-    if (res.destroyed) return;
-    const headers = clientResponseHeaders(answer.headers);
-    // R3: an answer with no body (to HEAD) keeps the Content-Length the upstream sent.
-    if (!answerHasNoBody(req.method ?? 'GET', answer.statusCode)) headers['content-length'] = body.length;
-    res.writeHead(answer.statusCode, answer.statusMessage, headers);
-    res.end(body);
-  }
-
   /** Pass 6: the request ended (answered, refused or left): its upstream request goes, it is counted and logged. */
   #finish(inbound: InboundRequest): void {
     const { req, res, account } = inbound;
-    const socket = req.socket as BusySocket;
-    socket[IN_FLIGHT] = (socket[IN_FLIGHT] ?? 1) - 1;
+    requestEnded(req.socket);
     // A client that goes away takes its upstream request with it.
     if (!res.writableFinished) inbound.exchange?.upstream?.abort();
     inbound.exchange?.body?.release();
@@ -442,6 +461,7 @@ export class DataPlane {
     const status = res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST;
     const durationMs = performance.now() - inbound.started;
     (account?.metrics ?? this.#o.unrouted).observe(status, durationMs / 1000);
+    inbound.span?.end(status, account?.name);
     // Request logs only at debug (issue 8): the path without its query (which may carry a key); never headers.
     if (this.#o.logger.isLevelEnabled('debug')) {
       this.#o.logger.debug(
@@ -471,27 +491,9 @@ export class DataPlane {
   close(): void {}
 }
 
-/** Requests in flight on a client connection: at shutdown, a connection with none is closed at once. */
-const IN_FLIGHT = Symbol('inFlight');
-type BusySocket = Socket & { [IN_FLIGHT]?: number };
-
-export function hasRequestInFlight(socket: Socket): boolean {
-  return ((socket as BusySocket)[IN_FLIGHT] ?? 0) > 0;
-}
-
 /** nginx's code for "the client closed the connection before an answer": counted, never sent. */
 const CLIENT_CLOSED_REQUEST = 499;
 const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 
 /** Rejection bodies are small; one larger than this is streamed through and not replayed. */
 const MAX_HELD_REJECTION_BYTES = 64 * 1024;
-
-/**
- * Sends a response head now, before any body. Not `flushHeaders()`: it writes the head as UTF-8,
- * so a header value's obs-text bytes (kept by Node as latin1 characters) would reach the client
- * re-encoded; a write of nothing in latin1 sends the head byte for byte (R3). An answer that may
- * have no body (HEAD, 204, 304) ignores the write and sends its head when it ends.
- */
-function sendHeadNow(res: ServerResponse): void {
-  res.write('', 'latin1');
-}

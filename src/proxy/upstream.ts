@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { AccountConfig } from '../config/resolve.js';
 import type { TlsOptions } from '../config/tls.js';
 import type { EgressProxy } from '../config/egress.js';
@@ -232,4 +232,29 @@ export function connectionTokens(value: string | string[] | undefined): Set<stri
 export function connectionHeaderProblem(value: string | undefined): string | undefined {
   const named = connectionNames(value)?.find((token) => FRAMING_HEADERS.has(token));
   return named === undefined ? undefined : `the Connection header may not name ${named}`;
+}
+
+/**
+ * Sends a response head now, before any body. Not `flushHeaders()`: it writes the head as UTF-8,
+ * so a header value's obs-text bytes (kept by Node as latin1 characters) would reach the client
+ * re-encoded; a write of nothing in latin1 sends the head byte for byte (R3). An answer that may
+ * have no body (HEAD, 204, 304) ignores the write and sends its head when it ends.
+ */
+export function sendHeadNow(res: ServerResponse): void {
+  res.write('', 'latin1');
+}
+
+/** A held answer (a rejection whose replay did not happen) sent whole, with its length (R3: none to HEAD). */
+export function sendHeldAnswer(
+  req: IncomingMessage,
+  res: ServerResponse,
+  answer: { statusCode: number; statusMessage: string | undefined; headers: IncomingHttpHeaders },
+  body: Buffer,
+): void {
+  if (res.destroyed) return;
+  const headers = clientResponseHeaders(answer.headers);
+  // R3: an answer with no body (to HEAD) keeps the Content-Length the upstream sent.
+  if (!answerHasNoBody(req.method ?? 'GET', answer.statusCode)) headers['content-length'] = body.length;
+  res.writeHead(answer.statusCode, answer.statusMessage, headers);
+  res.end(body);
 }

@@ -1,6 +1,7 @@
 import type { TokenRequestKind } from '../flows/types.js';
 import { formatDuration } from '../util/duration.js';
 import type { Logger } from '../util/logger.js';
+import type { Tracing } from '../util/tracing.js';
 import { TokenRequestHistory } from './history.js';
 import type { LifetimeAnomaly, ResolvedLifetime } from './lifetime.js';
 import type { TokenEvents, TokenOutcome, TokenStatus, TokenTrigger } from './types.js';
@@ -11,6 +12,14 @@ export interface SentRequest {
   outcome: TokenOutcome;
   sentAt: number;
   durationMs: number;
+  /** The token endpoint's answer status; undefined when none came. */
+  httpStatus?: number | undefined;
+}
+
+/** H3: the account's name and its tracer, once tracing has started (undefined: off). */
+export interface TokenSpans {
+  account: string;
+  tracing: () => Tracing | undefined;
 }
 
 /**
@@ -23,15 +32,17 @@ export class TokenRequestReport {
   readonly history = new TokenRequestHistory();
   readonly #events: TokenEvents;
   readonly #log: Logger;
+  readonly #spans: TokenSpans | undefined;
   readonly #loggedAnomalies = new Set<LifetimeAnomaly>();
   readonly #counts: TokenStatus['counts'] = {
     login: { success: 0, rejected: 0, error: 0 },
     refresh: { success: 0, rejected: 0, error: 0 },
   };
 
-  constructor(events: TokenEvents, log: Logger) {
+  constructor(events: TokenEvents, log: Logger, spans?: TokenSpans) {
     this.#events = events;
     this.#log = log;
+    this.#spans = spans;
   }
 
   /** A copy of the counts per kind and outcome. */
@@ -39,13 +50,20 @@ export class TokenRequestReport {
     return structuredClone(this.#counts);
   }
 
-  /** Counts one token request sent; returns the fields of the log line that tells how it went. */
+  /** Counts one token request sent (and records its span, H3); returns the fields of the log line that tells how it went. */
   requestSent(request: SentRequest, trigger: TokenTrigger): Record<string, unknown> {
     const durationSeconds = request.durationMs / 1000;
     this.#events.tokenRequest(request.kind, request.outcome, trigger, durationSeconds);
     this.#counts[request.kind][request.outcome] += 1;
     this.history.record({ at: request.sentAt, kind: request.kind, outcome: request.outcome, trigger });
+    if (this.#spans !== undefined) this.#recordSpan(this.#spans, request, trigger);
     return { kind: request.kind, trigger, outcome: request.outcome, durationMs: Math.round(durationSeconds * 1000) };
+  }
+
+  /** H3: a `token_request` span: kind, trigger, outcome and status; never a secret or the client id. */
+  #recordSpan(spans: TokenSpans, request: SentRequest, trigger: TokenTrigger): void {
+    const { kind, outcome, durationMs, httpStatus } = request;
+    spans.tracing()?.tokenRequest({ account: spans.account, kind, trigger, outcome, httpStatus, durationMs });
   }
 
   /** T1, §8: a new token's lifetime: its anomalies and the server's clock skew. */

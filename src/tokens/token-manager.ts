@@ -4,6 +4,7 @@ import type { TokenFlow, TokenRequestKind } from '../flows/types.js';
 import type { StoredToken, TokenState, TokenStore } from '../stores/types.js';
 import { readClock, type Clock, type ClockReading } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
+import type { Tracing } from '../util/tracing.js';
 import type { Secret } from '../util/secret.js';
 import type { SecretFile } from '../util/secret-file.js';
 import { composeStatus } from './account-state.js';
@@ -56,6 +57,8 @@ export interface TokenManagerOptions {
   random?: () => number;
   /** P2: the account's secret files, watched for new credentials. */
   secretFiles?: readonly SecretFile[];
+  /** H3: the tracer once tracing has started; absent or undefined: token requests are not traced. */
+  tracing?: () => Tracing | undefined;
 }
 
 /**
@@ -99,7 +102,8 @@ export class TokenManager {
     this.account = options.account;
     this.#log = options.logger.child({ account: options.account });
     this.#readiness = new Readiness(this.#log);
-    this.#report = new TokenRequestReport(options.events, this.#log);
+    const spans = options.tracing && { account: options.account, tracing: options.tracing };
+    this.#report = new TokenRequestReport(options.events, this.#log, spans);
     this.history = this.#report.history;
     const { clock, policy, events } = options;
     this.#escalation = new RejectionEscalation(policy.minIntervalMs, this.#log);

@@ -76,6 +76,15 @@ describe('H2 live reload: what changed, and whose chain goes on', () => {
     expect(changes.refusal).toBe('store changed: a different token store needs a restart');
   });
 
+  it('H2, H3: a changed tracing section is refused with the reason that it needs a restart', () => {
+    const accounts = { a: sessionAccount('http://127.0.0.1:9/login', 'p', { default: true }) };
+    const changes = diffConfigs(
+      parseConfig({ accounts }),
+      parseConfig({ accounts, tracing: { endpoint: 'http://127.0.0.1:4318' } }),
+    );
+    expect(changes.refusal).toBe('tracing changed: tracing is set up at start-up and needs a restart');
+  });
+
   it("H2: a new chain's view hides the old credentials' stored state, and its first save replaces it", async () => {
     const store = new MemoryTokenStore();
     const saved = await store.save('a', stateWith('old'), null);

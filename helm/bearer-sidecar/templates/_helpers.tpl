@@ -237,11 +237,14 @@ encryptionKeyFile: {{ printf "%s/%s" (include "bearer-sidecar.storeKeyDir" .) $s
 {{/*
 Pod annotations that roll the pods when the configuration (or a chart-made Secret) changes. With
 watchConfig the sidecar applies a changed ConfigMap in place, so only a change of the store (which
-a running sidecar refuses: it needs a restart) rolls them.
+a running sidecar refuses: it needs a restart) or of config.tracing (the same) rolls them.
 */}}
 {{- define "bearer-sidecar.podAnnotations" -}}
 {{- if .Values.watchConfig }}
 checksum/bearer-sidecar-store: {{ toJson .Values.store | sha256sum }}
+{{- with (.Values.config | default dict).tracing }}
+checksum/bearer-sidecar-tracing: {{ toJson . | sha256sum }}
+{{- end }}
 {{- else }}
 checksum/bearer-sidecar-config: {{ include "bearer-sidecar.configYaml" . | sha256sum }}
 {{- end }}
