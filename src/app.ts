@@ -144,6 +144,13 @@ export class Sidecar {
       );
     }
     const tokenTls = tokenEndpointTls(account);
+    // E2: a bad certificate rotation is said once per bad version, as a secret file's.
+    for (const certificate of [tls.clientCertificate, tokenTls.clientCertificate]) {
+      if (certificate === undefined) continue;
+      this.#unwatchSecrets.push(
+        reportSecretReads(certificate, { logger: this.#logger.child({ account: account.name }), countFailure }),
+      );
+    }
     const egress = egressOf(account, flow, { upstream: tls, tokenEndpoint: tokenTls });
     const manager = new TokenManager({
       account: account.name,

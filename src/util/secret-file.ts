@@ -105,11 +105,14 @@ export class SecretFile {
 }
 
 /**
- * R6: reports a secret file's reads on `logger` (the account's): one warning per run of failures,
+ * R6: reports a secret file's reads (or a client certificate's, E2) on `logger` (the account's): one warning per run of failures,
  * an info line when it reads well again, and `countFailure()` for every failed read (the metric).
  * Returns the removal of the listener.
  */
-export function reportSecretReads(file: SecretFile, options: { logger: Logger; countFailure: () => void }): () => void {
+export function reportSecretReads(
+  file: Pick<SecretFile, 'path' | 'pipe' | 'watch'>,
+  options: { logger: Logger; countFailure: () => void },
+): () => void {
   const { logger, countFailure } = options;
   if (file.pipe)
     logger.info({ path: file.path }, 'secret file is a pipe: read once at start-up and kept, never read again');
