@@ -136,9 +136,10 @@ function checkClientAuth(auth: OAuth2Auth, path: string, problems: ConfigProblem
         path: `${path}.clientSecret`,
         message: 'required for clientAuth client_secret_jwt (clientSecret or clientSecretFile)',
       });
-    if (auth.privateKeyFile !== undefined)
+    // E3: a jwt_bearer grant signed with privateKeyFile owns signingAlg; the client's HMAC is then HS256.
+    if (auth.privateKeyFile !== undefined && !signsGrant)
       problems.push({ path: `${path}.privateKeyFile`, message: 'only used with clientAuth private_key_jwt' });
-    if (auth.signingAlg !== undefined && !auth.signingAlg.startsWith('HS'))
+    if (auth.privateKeyFile === undefined && auth.signingAlg !== undefined && !auth.signingAlg.startsWith('HS'))
       problems.push({ path: `${path}.signingAlg`, message: 'client_secret_jwt signs with HS256, HS384 or HS512' });
   }
   if (method === 'private_key_jwt') checkPrivateKey(auth, path, problems);
