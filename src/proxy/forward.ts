@@ -236,7 +236,11 @@ export class DataPlane {
       }),
       body,
       // Passing an answer on runs inside the transport's callbacks: a throw there is fenced here.
-      onAnswer: (answer) => this.#fence.run(exchange.inbound, () => onAnswer(answer)),
+      onAnswer: (answer) =>
+        this.#fence.run(exchange.inbound, () => {
+          account.inject.scrubAnswerHeaders(answer.headers, token);
+          onAnswer(answer);
+        }),
       onError: (failure) =>
         this.#fence.run(exchange.inbound, () => this.#onUpstreamFailure(exchange, failure, token, onAnswer)),
     });

@@ -19,6 +19,8 @@ export interface UpgradeCall {
   path: string;
   /** Request headers as sent upstream (F1, with `Connection: upgrade` and the token). */
   headers: Record<string, string | string[]>;
+  /** E5: removes the token from a refusal's headers (query placement) before they reach the client. */
+  scrubAnswer?(headers: IncomingMessage['headers']): void;
   /** What the client got from the upstream: 101, or the status of the upstream's refusal. */
   onAnswer(statusCode: number): void;
   /**
@@ -91,6 +93,7 @@ export function forwardUpgrade(call: UpgradeCall): void {
     timer.stop();
     try {
       const client = responseOnRawSocket(call.req, socket);
+      call.scrubAnswer?.(res.headers);
       // Throws (nothing written) for what Node cannot write: the caller answers 502 instead.
       client.writeHead(res.statusCode ?? 502, res.statusMessage, clientResponseHeaders(res.headers));
       answered = true;

@@ -120,6 +120,22 @@ describe('E5 where the token goes', () => {
     expect(seen?.headers.authorization).toBeUndefined();
     expect(launched.cli.stdout() + launched.cli.stderr()).not.toContain(token);
   });
+
+  it('E5: in query placement an upstream redirect naming the token reaches the client without it', async () => {
+    const w = await world();
+    const file = writeConfig(w, account(w, 'crm', 'inject: { query: access_token }'));
+    const launched = await launch(file);
+    w.upstream.answerHeaders = (request) => ({ location: request.url, 'content-location': request.url });
+    const answer = await rawGet(launched.data, '/crm/items?a=1;access_token=EVIL&ACCESS_TOKEN=EVIL');
+    expect(answer.status).toBe(200);
+    const seen = w.upstream.requests[0];
+    const match = /^\/items\?a=1&access_token=([^&;]+)$/.exec(seen?.url ?? '');
+    expect(match, seen?.url).not.toBeNull();
+    const head = answer.raw.split('\r\n\r\n', 1)[0] ?? '';
+    expect(head).toMatch(/\r\nlocation: \/items\?a=1\r\n/i);
+    expect(head).not.toContain(match?.[1] ?? 'unmatched');
+    expect(head).not.toContain(decodeURIComponent(match?.[1] ?? 'unmatched'));
+  });
 });
 
 describe('E6 egress proxies', () => {
