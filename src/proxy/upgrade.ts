@@ -1,4 +1,4 @@
-import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
+import { request as httpRequest, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -20,7 +20,7 @@ export interface UpgradeCall {
   /** Request headers as sent upstream (F1, with `Connection: upgrade` and the token). */
   headers: Record<string, string | string[]>;
   /** E5: removes the token from a refusal's headers (query placement) before they reach the client. */
-  scrubAnswer?(headers: IncomingMessage['headers']): void;
+  scrubAnswer?(headers: OutgoingHttpHeaders): void;
   /** What the client got from the upstream: 101, or the status of the upstream's refusal. */
   onAnswer(statusCode: number): void;
   /**
@@ -93,9 +93,8 @@ export function forwardUpgrade(call: UpgradeCall): void {
     timer.stop();
     try {
       const client = responseOnRawSocket(call.req, socket);
-      call.scrubAnswer?.(res.headers);
       // Throws (nothing written) for what Node cannot write: the caller answers 502 instead.
-      client.writeHead(res.statusCode ?? 502, res.statusMessage, clientResponseHeaders(res.headers));
+      client.writeHead(res.statusCode ?? 502, res.statusMessage, clientResponseHeaders(res.headers, call.scrubAnswer));
       answered = true;
       res.on('error', () => client.destroy());
       res.pipe(client);

@@ -198,13 +198,18 @@ function setForwardedFor(
   else if (prior !== undefined) headers['x-forwarded-for'] = prior;
 }
 
-export function clientResponseHeaders(upstream: IncomingHttpHeaders): OutgoingHttpHeaders {
+/** The upstream's answer headers as the client gets them: hop-by-hop ones dropped, then `scrub` (E5) applied. */
+export function clientResponseHeaders(
+  upstream: IncomingHttpHeaders,
+  scrub?: (headers: OutgoingHttpHeaders) => void,
+): OutgoingHttpHeaders {
   const named = connectionTokens(upstream.connection);
   const headers: OutgoingHttpHeaders = {};
   for (const name in upstream) {
     if (DROPPED_RESPONSE_HEADERS.has(name) || named?.has(name)) continue;
     headers[name] = upstream[name];
   }
+  scrub?.(headers);
   return headers;
 }
 
