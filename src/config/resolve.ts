@@ -90,7 +90,7 @@ function tokenPlacement(inject: InjectConfig | undefined): TokenPlacement {
 
 export interface SidecarConfig {
   listen: ListenConfig;
-  /** S4: `allowsAnyAddress` is true when `allow` holds a /0 range (the default). */
+  /** S4: `allowsAnyAddress` is true when `allow`'s ranges together cover all of IPv4 or all of IPv6 (the default does). */
   admin: { host: string; port: number; allow: BlockList; allowsAnyAddress: boolean; apiKeys: readonly Secret[] };
   shutdownTimeoutMs: number;
   clientIdleTimeoutMs: number;
@@ -127,7 +127,7 @@ export function resolveConfig(
       host: raw.admin.host,
       port: raw.admin.port,
       allow: buildAddressList(raw.admin.allow, 'admin.allow', problems),
-      allowsAnyAddress: raw.admin.allow.some((entry) => addressRangeOf(entry)?.prefix === 0),
+      allowsAnyAddress: coversAFamily(raw.admin.allow),
       apiKeys: apiKeysOf(raw.admin, 'admin', problems),
     },
     shutdownTimeoutMs: raw.shutdownTimeout,
@@ -407,6 +407,49 @@ export function addressRangeFix(entry: string): string | undefined {
  * is not exactly an address or a CIDR range. Strict: "10.0.0.0/" or "10.0.0.0/8/16" must not
  * quietly become a wider range.
  */
+/**
+ * S4: true when `entries` (CIDRs or addresses; others ignored) together cover every IPv4 address
+ * or every IPv6 address, however the ranges are cut (`0.0.0.0/1` + `128.0.0.0/1` is everyone).
+ */
+export function coversAFamily(entries: readonly string[]): boolean {
+  return (['ipv4', 'ipv6'] as const).some((family) => {
+    const bits = family === 'ipv4' ? 32n : 128n;
+    const ranges = entries
+      .map((entry) => addressRangeOf(entry))
+      .filter((range) => range?.family === family)
+      .map((range) => {
+        const size = 1n << (bits - BigInt(range!.prefix));
+        const start = (addressValue(range!.address, family) / size) * size;
+        return { start, end: start + size };
+      })
+      .sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+    let covered = 0n;
+    for (const range of ranges) {
+      if (range.start > covered) return false;
+      if (range.end > covered) covered = range.end;
+    }
+    return covered === 1n << bits;
+  });
+}
+
+/** An IP address as a number (IPv6 with `::` and a dotted IPv4 tail expanded). */
+function addressValue(address: string, family: 'ipv4' | 'ipv6'): bigint {
+  if (family === 'ipv4') return address.split('.').reduce((value, part) => (value << 8n) | BigInt(Number(part)), 0n);
+  let text = address;
+  const tail = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (tail) {
+    const v4 = addressValue(tail[1]!, 'ipv4');
+    text = `${text.slice(0, -tail[1]!.length)}${(v4 >> 16n).toString(16)}:${(v4 & 0xffffn).toString(16)}`;
+  }
+  const [head = '', rest] = text.split('::');
+  const groups = (part: string | undefined) => (part === undefined || part === '' ? [] : part.split(':'));
+  const left = groups(head);
+  const right = groups(rest);
+  const all =
+    rest === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
+  return all.reduce((value, group) => (value << 16n) | BigInt(Number.parseInt(group, 16)), 0n);
+}
+
 export function addressRangeOf(
   entry: string,
 ): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
