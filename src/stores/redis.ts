@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { LRUCache } from 'lru-cache';
@@ -257,7 +258,7 @@ export class RedisTokenStore implements TokenStore {
     const client = this.#redis;
     if (!('nodes' in client) || typeof client.nodes !== 'function') return client as Redis;
     const cluster = client as Cluster;
-    const slot = Number(await cluster.cluster('KEYSLOT', key));
+    const slot = keySlot(key);
     const address = cluster.slots[slot]?.[0];
     const node = cluster.nodes('master').find((each) => `${each.options.host}:${each.options.port}` === address);
     if (node === undefined) throw new StoreUnavailableError(`no known master serves the slot of ${key}`);
@@ -377,6 +378,9 @@ function sha1(value: string): string {
 }
 
 /** `connected_slaves:N` of an `INFO replication` answer (0 when absent). */
+/** A key's Cluster hash slot (CRC16 of its hash tag, mod 16384), computed as ioredis computes it: no round trip. */
+const keySlot = createRequire(import.meta.url)('cluster-key-slot') as (key: string) => number;
+
 const REPLICA_GONE =
   'redis master reports no replica connected although one was before: new refresh tokens are not replicated until it reconnects, and a failover now could bring back a spent one; check the replica';
 const REPLICA_BACK = 'redis master has a replica connected again: new refresh tokens are replicated again';
