@@ -138,17 +138,12 @@ export class Sidecar {
     }
     const countFailure = this.metrics.secretReadErrors(account.name);
     const secretFiles = secretFilesOf(account.auth);
-    for (const file of secretFiles) {
+    const tokenTls = tokenEndpointTls(account);
+    // E2: a bad client-certificate rotation is reported as a secret file's failed read is.
+    const certificates = [tls.clientCertificate, tokenTls.clientCertificate].filter((each) => each !== undefined);
+    for (const file of [...secretFiles, ...certificates]) {
       this.#unwatchSecrets.push(
         reportSecretReads(file, { logger: this.#logger.child({ account: account.name }), countFailure }),
-      );
-    }
-    const tokenTls = tokenEndpointTls(account);
-    // E2: a bad certificate rotation is said once per bad version, as a secret file's.
-    for (const certificate of [tls.clientCertificate, tokenTls.clientCertificate]) {
-      if (certificate === undefined) continue;
-      this.#unwatchSecrets.push(
-        reportSecretReads(certificate, { logger: this.#logger.child({ account: account.name }), countFailure }),
       );
     }
     const egress = egressOf(account, flow, { upstream: tls, tokenEndpoint: tokenTls });

@@ -78,7 +78,7 @@ describe('E2 mutual TLS: the upstream and tls_client_auth', () => {
         },
       }),
     );
-    const { data } = await harness.launchCli(['--config', config], { env });
+    const { data, cli } = await harness.launchCli(['--config', config], { env });
     const first = await fetch(`${data}/a`);
     expect(first.status).toBe(200);
     expect(await first.text()).toBe('hello bearer-sidecar');
@@ -89,6 +89,11 @@ describe('E2 mutual TLS: the upstream and tls_client_auth', () => {
     await vi.waitFor(async () => expect(await (await fetch(`${data}/b`)).text()).toBe('hello bearer-sidecar-rotated'), {
       timeout: 10_000,
     });
+    // A bad rewrite: the last good pair stays in use, and the log says so (the path, never the key).
+    writeFileSync(keyFile, 'half-written');
+    expect(await (await fetch(`${data}/c`)).text()).toBe('hello bearer-sidecar-rotated');
+    await cli.waitForLog((entry) => entry.level === 40 && entry.path === certFile);
+    expect(cli.stdout() + cli.stderr()).not.toContain('half-written');
   }
 
   it('E2: upstreamTls.certFile/keyFile are shown to an upstream that demands a client certificate; a rotated pair is used by new connections without a restart', async () => {
