@@ -3,8 +3,15 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import type { EgressProxy } from '../config/egress.js';
-import { asError } from '../util/errors.js';
+import { asError, SidecarError } from '../util/errors.js';
 import type { UpstreamAccount } from './upstream.js';
+
+/** E6: the proxy refused an upgrade's tunnel; worded as undici's ProxyAgent words it (flows/proxy-agent.ts reads it). */
+export class ProxyTunnelError extends SidecarError {
+  constructor(statusCode: number) {
+    super('BS_ERR_PROXY_TUNNEL', `Proxy response (${statusCode}) !== 200 when HTTP Tunneling`);
+  }
+}
 
 /** Node's `createConnection` option, asynchronous form: the socket is handed over through `done`. */
 export type CreateConnection = (options: unknown, done: (error: Error | null, socket: Duplex) => void) => undefined;
@@ -45,7 +52,7 @@ async function openTunnel(account: Pick<UpstreamAccount, 'upstream' | 'tls'>, pr
     tunnel = answer.socket as Socket;
     if (answer.statusCode !== 200) {
       tunnel.on('error', () => undefined).destroy();
-      throw new Error(`Proxy response (${answer.statusCode}) !== 200 when HTTP Tunneling`);
+      throw new ProxyTunnelError(answer.statusCode);
     }
   } finally {
     // The tunnel's socket has left the client (an upgrade): closing it leaves the tunnel open.
