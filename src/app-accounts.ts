@@ -53,8 +53,10 @@ export function buildTokenSide(
   const countFailure = context.metrics.secretReadErrors(account.name);
   const secretFiles = secretFilesOf(account.auth);
   const logger = context.logger.child({ account: account.name });
-  const unwatchSecrets = secretFiles.map((file) => reportSecretReads(file, { logger, countFailure }));
   const tokenTls = tokenEndpointTls(account);
+  // E2: a bad rotation of the token endpoint's client certificate is reported as a secret file's failed read is.
+  const watched = [...secretFiles, ...(tokenTls.clientCertificate === undefined ? [] : [tokenTls.clientCertificate])];
+  const unwatchSecrets = watched.map((file) => reportSecretReads(file, { logger, countFailure }));
   // The token endpoint's own TLS (its client certificate, never the upstream's: E2).
   const tokenEgress = new TokenEgress(account.egress, {
     tls: tokenTls,

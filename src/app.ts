@@ -24,6 +24,7 @@ import type { SendTokenRequest } from './tokens/types.js';
 import { systemClock, type Clock } from './util/clock.js';
 import { closeServer, listen, serverUrl } from './util/http-server.js';
 import { silentLogger, type Logger } from './util/logger.js';
+import { reportSecretReads } from './util/secret-file.js';
 import { messageOf } from './util/errors.js';
 import { diffConfigs, sameSetting, TOKEN_SIDE_PARTS, type ConfigChanges } from './config/reload-diff.js';
 import { newChainView } from './stores/new-chain.js';
@@ -147,6 +148,13 @@ export class Sidecar {
         send: this.#deps.send ?? sendTokenRequest,
         random: this.#deps.random,
         tracing: this.#config.tracing && (() => this.#tracing),
+      });
+    // E2: a bad rotation of the upstream's client certificate is reported as a secret file's failed
+    // read is (the listener lives on the certificate, which lives as long as this upstream pool).
+    if (tls.clientCertificate !== undefined)
+      reportSecretReads(tls.clientCertificate, {
+        logger: this.#logger.child({ account: account.name }),
+        countFailure: this.metrics.secretReadErrors(account.name),
       });
     const proxy = proxyFor(account.egress, account.upstream);
     const { upstream, timeouts, connections } = account;

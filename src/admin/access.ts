@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import type { BlockList } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { AddressList, unmappedAddress } from '../proxy/address-list.js';
 import { errorBody } from '../proxy/errors.js';
@@ -103,10 +103,18 @@ function bearerValue(header: string | undefined): string | undefined {
   return match?.[1];
 }
 
-/** True for an address only this machine reaches: 127.0.0.0/8, ::1, `localhost`. */
+/** 127.0.0.0/8, ::1 and the IPv4-mapped 127.0.0.0/8: addresses only this machine reaches. */
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+LOOPBACK.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
+
+/** True for a host only this machine reaches: `localhost`, or a loopback address however written (`[::1]`, `0:0:0:0:0:0:0:1`). */
 function isLoopbackHost(host: string): boolean {
-  const name = host.toLowerCase();
-  return name === 'localhost' || name === '::1' || /^127\.\d+\.\d+\.\d+$/.test(name) || name === '::ffff:127.0.0.1';
+  const name = host.toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  if (name === 'localhost') return true;
+  const family = isIP(name);
+  return family !== 0 && LOOPBACK.check(name, family === 6 ? 'ipv6' : 'ipv4');
 }
 
 /**

@@ -50,7 +50,8 @@ const METRIC_HELP = {
   lifetimeAnomalies: 'Token lifetimes that were missing, invalid, non-positive, too short or too long.',
   storeErrors:
     'Token store operations that failed (load, save, lock), or a rotated refresh token no replica acknowledged in time (replicate); the valid token keeps being served.',
-  secretReadErrors: 'Secret file reads that failed or found the file empty; the last good value was used instead.',
+  secretReadErrors:
+    'Secret file reads that failed or found the file empty, and bad versions of client certificate files; the last good value was used instead.',
   clockSkew: "Token server's Date header minus local time, at the last token response.",
   connectionsRefused: 'Data-plane client connections closed at once because limits.maxConnections were open.',
   storeUnlockedRefreshes:

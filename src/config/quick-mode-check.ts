@@ -16,7 +16,8 @@ import {
   SESSION_AUTH_FLAGS,
   type SecretKey,
 } from './quick-mode.js';
-import { addressRangeOf, type ConfigProblem } from './resolve.js';
+import { addressRangeOf } from './address-ranges.js';
+import type { ConfigProblem } from './resolve.js';
 import { FLOWS, guessFlow, HOST_NAME_FIX, isHostName, isHttpUrl } from './schema.js';
 
 const GRANTS = ['client_credentials', 'password', 'refresh_token'] as const;

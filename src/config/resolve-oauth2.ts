@@ -1,7 +1,8 @@
 import { messageOf } from '../util/errors.js';
 import { readSecretFileAtStart, SecretFile } from '../util/secret-file.js';
 import type { SecretSource } from '../util/secret-source.js';
-import { readPrivateSigningKey } from '../util/signing-key.js';
+import { parsePrivateSigningKey, readPrivateSigningKey } from '../util/signing-key.js';
+import type { Secret } from '../util/secret.js';
 import { loadDpopKey, type DpopKey } from '../util/dpop-key.js';
 import type { ConfigProblem } from './problems.js';
 import type { OAuth2AuthConfig } from './schema.js';
@@ -146,9 +147,10 @@ function checkClientAuth(auth: OAuth2Auth, path: string, problems: ConfigProblem
         path: `${path}.clientSecret`,
         message: 'required for clientAuth client_secret_jwt (clientSecret or clientSecretFile)',
       });
-    if (auth.privateKeyFile !== undefined)
+    // E3: a jwt_bearer grant signed with privateKeyFile owns signingAlg; the client's HMAC is then HS256.
+    if (auth.privateKeyFile !== undefined && !signsGrant)
       problems.push({ path: `${path}.privateKeyFile`, message: 'only used with clientAuth private_key_jwt' });
-    if (auth.signingAlg !== undefined && !auth.signingAlg.startsWith('HS'))
+    if (auth.privateKeyFile === undefined && auth.signingAlg !== undefined && !auth.signingAlg.startsWith('HS'))
       problems.push({ path: `${path}.signingAlg`, message: 'client_secret_jwt signs with HS256, HS384 or HS512' });
   }
   if (method === 'private_key_jwt') checkPrivateKey(auth, path, problems);
@@ -175,8 +177,12 @@ function checkPrivateKey(
   if (auth.clientSecret !== undefined && auth.clientAuth === 'private_key_jwt')
     problems.push({ path: `${path}.clientSecret`, message: 'not used with clientAuth private_key_jwt: remove it' });
   try {
-    readPrivateSigningKey(auth.privateKeyFile, { alg: auth.signingAlg, keyId: auth.keyId });
-    auth.privateKey = new SecretFile(auth.privateKeyFile, readSecretFileAtStart(auth.privateKeyFile));
+    const file = auth.privateKeyFile;
+    const options = { alg: auth.signingAlg, keyId: auth.keyId };
+    readPrivateSigningKey(file, options);
+    // R6: a rewrite that is not a usable key keeps the last good one, as an unreadable file does.
+    const check = (text: Secret) => void parsePrivateSigningKey(text.reveal(), file, options);
+    auth.privateKey = new SecretFile(file, readSecretFileAtStart(file), check);
   } catch (error) {
     const message = messageOf(error);
     problems.push({ path: `${path}.${message.includes('signingAlg') ? 'signingAlg' : 'privateKeyFile'}`, message });

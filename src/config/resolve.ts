@@ -1,5 +1,5 @@
 import { accessSync, constants, lstatSync, type Stats } from 'node:fs';
-import { BlockList, isIP } from 'node:net';
+import type { BlockList } from 'node:net';
 import { dirname } from 'node:path';
 import { TokenCodec } from '../stores/codec.js';
 import { stateFileIsSymlink } from '../stores/file.js';
@@ -25,6 +25,7 @@ import type { ConfigProblem } from './problems.js';
 import { resolveOAuth2, type OAuth2Auth } from './resolve-oauth2.js';
 import { checkCertificatePair, secretSource } from './secret-settings.js';
 import { resolveEgress, type EgressPolicy } from './egress.js';
+import { buildAddressList, coversAFamily } from './address-ranges.js';
 import { resolveTracing } from './tracing.js';
 import type { TracingOptions } from '../util/tracing.js';
 
@@ -92,7 +93,7 @@ function tokenPlacement(inject: InjectConfig | undefined): TokenPlacement {
 
 export interface SidecarConfig {
   listen: ListenConfig;
-  /** S4: `allowsAnyAddress` is true when `allow` holds a /0 range (the default). */
+  /** S4: `allowsAnyAddress` is true when `allow`'s ranges together cover all of IPv4 or all of IPv6 (the default does). */
   admin: { host: string; port: number; allow: BlockList; allowsAnyAddress: boolean; apiKeys: readonly Secret[] };
   shutdownTimeoutMs: number;
   clientIdleTimeoutMs: number;
@@ -131,7 +132,7 @@ export function resolveConfig(
       host: raw.admin.host,
       port: raw.admin.port,
       allow: buildAddressList(raw.admin.allow, 'admin.allow', problems),
-      allowsAnyAddress: raw.admin.allow.some((entry) => addressRangeOf(entry)?.prefix === 0),
+      allowsAnyAddress: coversAFamily(raw.admin.allow),
       apiKeys: apiKeysOf(raw.admin, 'admin', problems),
     },
     shutdownTimeoutMs: raw.shutdownTimeout,
@@ -363,63 +364,4 @@ function checkStatePath(path: string, problems: ConfigProblem[]): void {
   } else if (!stats.isFile()) {
     problems.push({ path: 'store.path', message: `${path} is ${describeFileType(stats)}, not a regular file` });
   }
-}
-
-/**
- * A list of addresses and CIDR ranges (`inbound.allow`, `inbound.trustedProxies`, `admin.allow`)
- * as a BlockList; each entry that is not one is a problem at `path.INDEX`, with the nearest fix.
- */
-export function buildAddressList(entries: readonly string[], path: string, problems: ConfigProblem[]): BlockList {
-  const list = new BlockList();
-  entries.forEach((entry, index) => {
-    const range = addressRangeOf(entry);
-    if (range === undefined) {
-      const fix = addressRangeFix(entry);
-      problems.push({
-        path: `${path}.${index}`,
-        message: `not an address or CIDR range: ${JSON.stringify(entry)}${fix === undefined ? '' : ` (${fix})`}`,
-      });
-      return;
-    }
-    list.addSubnet(range.address, range.prefix, range.family);
-  });
-  return list;
-}
-
-/**
- * The nearest valid entry to a wrong one, in words: a prefix too long for its family, a host name
- * (ranges are addresses), a wildcard (`10.0.*`) written as a range. Undefined when none is near.
- */
-export function addressRangeFix(entry: string): string | undefined {
-  const text = entry.trim();
-  const [address = '', prefix] = text.split('/', 2);
-  const family = isIP(address);
-  if (family !== 0 && prefix !== undefined && /^\d+$/.test(prefix))
-    return `the prefix is at most /${family === 6 ? 128 : 32} for an IPv${family} address`;
-  if (family !== 0) return `write ${address}/PREFIX, e.g. ${address}/${family === 6 ? 64 : 24}`;
-  if (address === 'localhost') return 'for loopback write 127.0.0.0/8 and ::1/128';
-  const wildcard = /^(\d{1,3}(?:\.\d{1,3}){0,2})\.\*(?:\.\*)*$/.exec(text);
-  if (wildcard !== null) {
-    const octets = wildcard[1]!.split('.');
-    return `did you mean ${[...octets, ...Array<string>(4 - octets.length).fill('0')].join('.')}/${octets.length * 8}?`;
-  }
-  if (text === '*' || text === 'all' || text === 'any') return 'for any address write 0.0.0.0/0 and ::/0';
-  return /^[A-Za-z]/.test(text) ? 'host names are not allowed: write the address or range' : undefined;
-}
-
-/**
- * An `inbound.allow` entry (`10.0.0.0/8`, `::1`, `192.168.1.7`) as a subnet, or undefined when it
- * is not exactly an address or a CIDR range. Strict: "10.0.0.0/" or "10.0.0.0/8/16" must not
- * quietly become a wider range.
- */
-export function addressRangeOf(
-  entry: string,
-): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
-  const match = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(entry.trim());
-  const address = match?.[1] ?? '';
-  const family = isIP(address);
-  const maxPrefix = family === 6 ? 128 : 32;
-  const prefix = match?.[2] === undefined ? maxPrefix : Number(match[2]);
-  if (match === null || family === 0 || prefix > maxPrefix) return undefined;
-  return { address, prefix, family: family === 6 ? 'ipv6' : 'ipv4' };
 }

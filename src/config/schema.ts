@@ -3,6 +3,7 @@ import { nearestName } from '../util/nearest.js';
 import { z } from 'zod';
 import { parseDuration } from '../util/duration.js';
 import { parseSize } from '../util/size.js';
+import { HOST_NAME } from '../util/host-port.js';
 
 /*
  * The configuration file's schema (docs/contract.md §3). Defaults live here and nowhere else.
@@ -281,9 +282,6 @@ const redisAddress = z
   .string()
   .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/, 'not host:port (e.g. 10.0.0.1:26379)');
 
-const LABEL = '[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?';
-/** S1: a Host name alone (`bearer-sidecar.tools.svc`, at most 253 characters): no scheme, port or path. */
-const HOST_NAME = new RegExp(`^(?=.{1,253}$)${LABEL}(?:\\.${LABEL})*\\.?$`);
 /** S1: a browser origin as the `Origin` header shows it: scheme://host[:port], nothing after. */
 const ORIGIN = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::\d{1,5})?\/?$/;
 

@@ -270,7 +270,8 @@ export function createOAuth2Flow(auth: OAuth2Auth): TokenFlow {
 
 /**
  * E1: a new client assertion for `private_key_jwt` (the key file read now: a rotated key is used
- * at once) or `client_secret_jwt` (an HMAC of `clientSecret`); undefined for other methods.
+ * at once) or `client_secret_jwt` (an HMAC of `clientSecret`, `signingAlg` or HS256, and HS256
+ * when `privateKeyFile` signs a jwt_bearer grant); undefined for other methods.
  * Throws SigningKeyError when the key cannot be used.
  */
 export async function makeClientAssertion(
@@ -278,7 +279,8 @@ export async function makeClientAssertion(
   clientSecret: Secret | undefined,
 ): Promise<Secret | undefined> {
   if (auth.clientAuth !== 'private_key_jwt' && auth.clientAuth !== 'client_secret_jwt') return undefined;
-  const options = { alg: auth.signingAlg, keyId: auth.keyId };
+  // E3: with privateKeyFile for the grant, signingAlg and keyId are the key's; the HMAC is HS256.
+  const options = auth.privateKey === undefined ? { alg: auth.signingAlg, keyId: auth.keyId } : {};
   let signingKey;
   if (auth.clientAuth === 'private_key_jwt') signingKey = await readPrivateSigningKeyFile(auth);
   else if (clientSecret === undefined)

@@ -3,19 +3,23 @@ import type { Dispatcher, ProxyAgent } from 'undici';
 import { proxyFor, type EgressPolicy, type EgressProxy } from '../config/egress.js';
 
 /**
- * undici's ProxyAgent class, loaded only when an account uses a proxy (E6): the direct path keeps
- * loading Pool alone (README, Performance: memory). The whole package is loaded here, not the
- * class's module alone: the agent opens its tunnels with `connect()`, which undici's index adds
- * to every dispatcher.
+ * undici, loaded only when an account uses a proxy (E6): the direct path keeps loading Pool alone
+ * (README, Performance: memory). The whole package is loaded here, not the class's module alone:
+ * the agent opens its tunnels with `connect()`, which undici's index adds to every dispatcher.
  */
-function undiciProxyAgent(): typeof ProxyAgent {
-  return (createRequire(import.meta.url)('undici') as typeof import('undici')).ProxyAgent;
+function undici(): typeof import('undici') {
+  return createRequire(import.meta.url)('undici') as typeof import('undici');
+}
+
+/** A client certificate read again when its files change (util/client-certificate.ts). */
+interface RotatingCertificate {
+  current(): { cert: string; key: string };
 }
 
 /** How the agent reaches the target through the proxy, and the limits of its pool to the target. */
 export interface ProxyAgentOptions {
   /** TLS to an https target, inside the CONNECT tunnel (the account's `upstreamTls`). */
-  tls: { ca?: string[]; rejectUnauthorized: boolean; clientCertificate?: { current(): { cert: string; key: string } } };
+  tls: { ca?: string[]; rejectUnauthorized: boolean; clientCertificate?: RotatingCertificate };
   connectTimeoutMs: number;
   /** Pool options for each target (connections, keep-alive), passed to undici's Agent. */
   pool?: { connections: number; keepAliveTimeout: number; keepAliveMaxTimeout: number };
@@ -24,12 +28,48 @@ export interface ProxyAgentOptions {
 /**
  * E6: undici's ProxyAgent for `proxy`: https targets through a CONNECT tunnel, http targets as
  * absolute-form requests to the proxy (`proxyTunnel: false`), `Proxy-Authorization` from the
- * proxy's credentials (a secret: handed to undici only, never shown).
+ * proxy's credentials (a secret: handed to undici only, never shown). E2: with a client
+ * certificate, a new agent is made whenever the certificate's files changed (undici's ProxyAgent
+ * takes the certificate once), so new tunnels present the rotated one; the old agent is closed
+ * gracefully (its requests in flight finish, its idle tunnels close).
  */
 export function createProxyAgent(proxy: EgressProxy, options: ProxyAgentOptions): Dispatcher {
-  const Agent = undiciProxyAgent();
+  const certificate = options.tls.clientCertificate;
+  if (certificate === undefined) return proxyAgent(proxy, options, undefined);
+  let pair = certificate.current();
+  let agent = proxyAgent(proxy, options, pair);
+  const retiring = new Set<Dispatcher>();
+  const current = (): Dispatcher => {
+    const now = certificate.current();
+    if (now === pair) return agent;
+    const old = agent;
+    retiring.add(old);
+    void old
+      .close()
+      .catch(() => undefined)
+      .finally(() => retiring.delete(old));
+    pair = now;
+    agent = proxyAgent(proxy, options, pair);
+    return agent;
+  };
+  const all = () => [agent, ...retiring];
+  // A Dispatcher of undici's own class, so request() and the other helpers it adds work on it.
+  const rotating = new (undici().Dispatcher)();
+  return Object.assign(rotating, {
+    dispatch: (opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler) =>
+      current().dispatch(opts, handler),
+    close: async () => void (await Promise.all(all().map((each) => each.close()))),
+    destroy: async () => void (await Promise.all(all().map((each) => each.destroy()))),
+  }) as Dispatcher;
+}
+
+function proxyAgent(
+  proxy: EgressProxy,
+  options: ProxyAgentOptions,
+  pair: { cert: string; key: string } | undefined,
+): ProxyAgent {
   const token = proxy.authorization?.reveal();
-  return new Agent({
+  return new (undici().ProxyAgent)({
     uri: proxy.url.href,
     ...(token === undefined ? {} : { token }),
     proxyTunnel: false,
@@ -38,8 +78,7 @@ export function createProxyAgent(proxy: EgressProxy, options: ProxyAgentOptions)
       timeout: options.connectTimeoutMs,
       ...(options.tls.ca === undefined ? {} : { ca: options.tls.ca }),
       rejectUnauthorized: options.tls.rejectUnauthorized,
-      // E2 through a proxy: the certificate as it is at start (a rotation takes a restart here).
-      ...options.tls.clientCertificate?.current(),
+      ...pair,
     },
     ...options.pool,
   });

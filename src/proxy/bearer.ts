@@ -89,6 +89,28 @@ export class TokenInjector {
     return withQueryParameter(path, this.query, this.valueFor(token));
   }
 
+  /**
+   * E5, query placement: the token never reaches the client in an answer's headers (an upstream
+   * redirect naming its own URL would echo it). The token's parameter is cut from `Location` and
+   * `Content-Location`; any other header (or list item) still holding the token, as sent or
+   * percent-encoded, is dropped. Header placement: nothing to do. Changes `headers` in place.
+   */
+  scrubAnswerHeaders(headers: Record<string, string | string[] | number | undefined>, token: ActiveToken): void {
+    if (this.query === undefined) return;
+    const entry = this.#values.get(token) ?? this.#build(token);
+    if ('problem' in entry) return;
+    const forms = [entry.value, token.secret.reveal()];
+    const holds = (value: string) => forms.some((form) => value.includes(form));
+    for (const name of Object.keys(headers)) {
+      const value = headers[name];
+      if (typeof value === 'string' && holds(value)) {
+        const cut = URL_HEADERS.has(name) ? withoutQueryParameter(value, this.query) : value;
+        if (holds(cut)) delete headers[name];
+        else headers[name] = cut.endsWith('?') ? cut.slice(0, -1) : cut;
+      } else if (Array.isArray(value) && value.some(holds)) headers[name] = value.filter((item) => !holds(item));
+    }
+  }
+
   #build(token: ActiveToken): { value: string; ath: string } | { problem: string } {
     const raw = token.secret.reveal();
     const problem = headerSafeTokenProblem(raw);
@@ -100,19 +122,47 @@ export class TokenInjector {
   }
 }
 
-/** `path` with every `name` parameter (as sent or percent-decoded) dropped and `name=value` appended. */
+/**
+ * `path` with the client's own `name` parameter dropped (withoutQueryParameter) and `name=value`
+ * appended: the sidecar's is the only one, whichever of several an upstream would read.
+ */
 export function withQueryParameter(path: string, name: string, encodedValue: string): string {
-  const mark = path.indexOf('?');
   const parameter = `${encodeURIComponent(name)}=${encodedValue}`;
-  if (mark === -1) return `${path}?${parameter}`;
-  const query = path.slice(mark + 1);
-  const kept = (query === '' ? [] : query.split('&')).filter((pair) => {
-    const sentName = pair.split('=', 1)[0] as string;
-    return sentName !== name && percentDecoded(sentName) !== name;
-  });
-  kept.push(parameter);
-  return `${path.slice(0, mark)}?${kept.join('&')}`;
+  const rest = withoutQueryParameter(path, name);
+  const mark = rest.indexOf('?');
+  if (mark === -1) return `${rest}?${parameter}`;
+  return rest.length === mark + 1 ? `${rest}${parameter}` : `${rest}&${parameter}`;
 }
+
+/**
+ * E5: `url` without any `name` parameter. A name matches as sent or percent-decoded, in any case
+ * (ASP.NET reads queries case-insensitively). Choice made: a `;` inside a `&`-separated parameter
+ * starts another one (older Python, some Java stacks split on it too), so `a=1;name=x` loses only
+ * `;name=x`; the rest, and every other parameter, keep their bytes and order.
+ */
+export function withoutQueryParameter(url: string, name: string): string {
+  const mark = url.indexOf('?');
+  if (mark === -1) return url;
+  const wanted = name.toLowerCase();
+  const matches = (piece: string) => {
+    const sentName = piece.split('=', 1)[0] as string;
+    return sentName.toLowerCase() === wanted || percentDecoded(sentName)?.toLowerCase() === wanted;
+  };
+  const query = url.slice(mark + 1);
+  const kept: string[] = [];
+  for (const pair of query === '' ? [] : query.split('&')) {
+    if (!pair.includes(';')) {
+      if (!matches(pair)) kept.push(pair);
+      continue;
+    }
+    const pieces = pair.split(';').filter((piece) => !matches(piece));
+    if (pieces.length > 0) kept.push(pieces.join(';'));
+  }
+  return `${url.slice(0, mark)}?${kept.join('&')}`;
+}
+
+/** Answer headers whose value is a URL: the token's parameter is cut from them rather than the header dropped. */
+const URL_HEADERS: ReadonlySet<string> = new Set(['location', 'content-location']);
 
 function percentDecoded(text: string): string | undefined {
   try {

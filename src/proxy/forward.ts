@@ -265,6 +265,7 @@ export class DataPlane {
       onAnswer: (answer) =>
         this.#fence.run(exchange.inbound, () => {
           leg?.answered(answer.statusCode);
+          account.inject.scrubAnswerHeaders(answer.headers, token);
           onAnswer(answer);
         }),
       onError: (failure) =>

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import type { IncomingHttpHeaders } from 'node:http';
 import { LRUCache } from 'lru-cache';
+import { HOST_NAME } from '../util/host-port.js';
 
 /** The settings behind S1's two rules; every name lower-case. */
 export interface HostOriginSettings {
@@ -33,7 +34,7 @@ export class HostOriginRules {
   readonly #hosts: ReadonlySet<string>;
   readonly #origins: ReadonlySet<string>;
   readonly #names: RuleNames;
-  readonly #hostDecisions = new LRUCache<string, boolean>({ max: 1024 });
+  readonly #hostDecisions = new LRUCache<string, HostDecision>({ max: 1024 });
 
   constructor(settings: HostOriginSettings, names: RuleNames) {
     this.#hosts = new Set([...settings.hosts, ...settings.listenHosts].map((name) => normalName(name)));
@@ -52,16 +53,22 @@ export class HostOriginRules {
   /**
    * S1 Host rule: accepted are no Host at all (HTTP/1.0; a browser always sends one), a loopback
    * name (`localhost`, `*.localhost`), an IP literal (a page cannot rebind a literal), a listen
-   * address or a name in `inbound.hosts`; the port is ignored.
+   * address or a name in `inbound.hosts`; the port is ignored. A name with a character no DNS
+   * name holds (`evil.com/.localhost`, `a@b.localhost`) is refused whatever it ends with.
    */
   hostProblem(host: string | undefined): string | undefined {
     if (host === undefined) return undefined;
-    let accepted = host.length > LONGEST_HOST ? false : this.#hostDecisions.get(host);
-    if (accepted === undefined) {
-      accepted = this.#hostAccepted(host);
-      this.#hostDecisions.set(host, accepted);
+    let decision: HostDecision | undefined = host.length > LONGEST_HOST ? 'unknown' : this.#hostDecisions.get(host);
+    if (decision === undefined) {
+      decision = this.#hostDecision(host);
+      this.#hostDecisions.set(host, decision);
     }
-    if (accepted) return undefined;
+    if (decision === 'accepted') return undefined;
+    if (decision === 'malformed')
+      return (
+        `Host ${quoted(host)} is not a valid host name (letters, digits, "-", "_" and dots, ` +
+        `or an IP address, then optionally ":port")`
+      );
     return (
       `Host ${quoted(host)} is not a loopback name, an IP address or a name this sidecar listens on ` +
       `(this protects against DNS rebinding): if clients really use this name, add it to ${this.#names.hostsSetting}`
@@ -91,14 +98,19 @@ export class HostOriginRules {
     return undefined;
   }
 
-  #hostAccepted(host: string): boolean {
+  #hostDecision(host: string): HostDecision {
     const name = hostName(host);
-    if (name === undefined) return false;
-    if (name === 'localhost' || name.endsWith('.localhost')) return true;
-    if (isIP(name) !== 0) return true;
-    return this.#hosts.has(name);
+    if (name === undefined) return 'malformed';
+    if (isIP(name) !== 0) return 'accepted';
+    // The name goes upstream as X-Forwarded-Host: only what a DNS name may hold passes.
+    if (!HOST_NAME.test(name)) return 'malformed';
+    if (name === 'localhost' || name.endsWith('.localhost')) return 'accepted';
+    return this.#hosts.has(name) ? 'accepted' : 'unknown';
   }
 }
+
+/** What the Host rule decided about one Host value (cached). */
+type HostDecision = 'accepted' | 'malformed' | 'unknown';
 
 /** The name part of a Host value (`[::1]:8080` -> `::1`, `Api.Example.:80` -> `api.example`), or undefined if malformed. */
 function hostName(host: string): string | undefined {

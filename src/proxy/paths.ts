@@ -30,8 +30,29 @@ export function targetProblem(target: string): string | undefined {
   return undefined;
 }
 
-/** Why a path is refused (400 bad_request), or undefined when it is fine (§8, then S3). */
+/** How many times a path is percent-decoded to look for what an upstream decoding again would see. */
+const MAX_DECODINGS = 4;
+const ENCODED_PERCENT = /%25/i;
+const ESCAPE = /%([0-9a-f]{2})/gi;
+
+/**
+ * Why a path is refused (400 bad_request), or undefined when it is fine (§8, then S3). S3: a path
+ * with an encoded `%` is percent-decoded again (bytes as Latin-1 characters) and each decoding is
+ * checked the same way, until no `%25` is left; one needing more than MAX_DECODINGS is refused.
+ */
 export function pathProblem(path: string): string | undefined {
+  let stage = path;
+  for (let decodings = 0; ; decodings += 1) {
+    const problem = stageProblem(stage);
+    if (problem !== undefined) return decodings === 0 ? problem : `${problem} (once the path is percent-decoded again)`;
+    if (!ENCODED_PERCENT.test(stage)) return undefined;
+    if (decodings === MAX_DECODINGS) return 'a path percent-encoded this many times is not allowed';
+    stage = stage.replace(ESCAPE, (_escape, byte: string) => String.fromCharCode(Number.parseInt(byte, 16)));
+  }
+}
+
+/** The checks of one decoding of the path. */
+function stageProblem(path: string): string | undefined {
   if (path.includes('\\')) return 'a backslash is not allowed in the path';
   if (ENCODED_SEPARATOR.test(path)) return 'an encoded "/" or "\\" is not allowed in the path';
   if (DOT_SEGMENT.test(path)) return 'dot segments ("." or "..", raw or encoded) are not allowed in the path';

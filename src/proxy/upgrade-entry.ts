@@ -117,6 +117,7 @@ export class UpgradeEntry {
       pending: upgrade.pending,
       clock: this.#o.clock,
       path: account.inject.targetWithToken(upgrade.targetPath, token),
+      scrubAnswer: (headers) => account.inject.scrubAnswerHeaders(headers, token),
       headers: upstreamRequestHeaders(upgrade.req, account.upstream, token, {
         keepUpgrade: true,
         trustedProxies: this.#o.trustedProxies,

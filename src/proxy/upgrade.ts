@@ -1,4 +1,4 @@
-import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
+import { request as httpRequest, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -7,6 +7,7 @@ import { SidecarError } from '../util/errors.js';
 import type { PendingClient } from './pending-client.js';
 import { responseOnRawSocket } from './raw-socket.js';
 import { clientResponseHeaders, type UpstreamAccount } from './upstream.js';
+import { tunnelThroughProxy } from './upgrade-tunnel.js';
 
 export interface UpgradeCall {
   account: UpstreamAccount;
@@ -19,6 +20,8 @@ export interface UpgradeCall {
   path: string;
   /** Request headers as sent upstream (F1, with `Connection: upgrade` and the token). */
   headers: Record<string, string | string[]>;
+  /** E5: removes the token from a refusal's headers (query placement) before they reach the client. */
+  scrubAnswer?(headers: OutgoingHttpHeaders): void;
   /** What the client got from the upstream: 101, or the status of the upstream's refusal. */
   onAnswer(statusCode: number): void;
   /**
@@ -39,22 +42,8 @@ export interface UpgradeCall {
  * one character) and the 101's head is written back as latin1, from the raw header list.
  */
 export function forwardUpgrade(call: UpgradeCall): void {
-  const { account, socket } = call;
-  const { upstream, tls } = account;
-  const send = upstream.protocol === 'https:' ? httpsRequest : httpRequest;
-  const outgoing: ClientRequest = send({
-    // URL.hostname keeps an IPv6 literal's brackets; a socket address has none.
-    host: upstream.hostname.replace(/^\[(.*)\]$/, '$1'),
-    port: upstream.port === '' ? undefined : Number(upstream.port),
-    method: 'GET',
-    path: call.path,
-    headers: call.headers,
-    // One connection per upgrade: it becomes the WebSocket and never returns to a pool.
-    agent: false,
-    ...(upstream.protocol === 'https:'
-      ? { ca: tls.ca, rejectUnauthorized: tls.rejectUnauthorized, ...tls.clientCertificate?.current() }
-      : {}),
-  });
+  const { socket } = call;
+  const outgoing = sendUpgrade(call);
   let answered = false;
   const timer = new UpgradeTimer(call, outgoing);
   /** Every failure, whenever it comes: the caller answers the client, or its socket is cut. */
@@ -92,7 +81,7 @@ export function forwardUpgrade(call: UpgradeCall): void {
     try {
       const client = responseOnRawSocket(call.req, socket);
       // Throws (nothing written) for what Node cannot write: the caller answers 502 instead.
-      client.writeHead(res.statusCode ?? 502, res.statusMessage, clientResponseHeaders(res.headers));
+      client.writeHead(res.statusCode ?? 502, res.statusMessage, clientResponseHeaders(res.headers, call.scrubAnswer));
       answered = true;
       res.on('error', () => client.destroy());
       res.pipe(client);
@@ -103,6 +92,27 @@ export function forwardUpgrade(call: UpgradeCall): void {
     }
   });
   outgoing.end();
+}
+
+/**
+ * The upgrade request, on a connection of its own (it becomes the WebSocket and never returns to a
+ * pool): direct, or E6 through the account's proxy in a CONNECT tunnel (TLS inside it for wss).
+ */
+function sendUpgrade(call: UpgradeCall): ClientRequest {
+  const { upstream, tls, proxy } = call.account;
+  const request = { method: 'GET', path: call.path, headers: call.headers };
+  if (proxy !== undefined)
+    return httpRequest({ ...request, createConnection: tunnelThroughProxy(call.account, proxy) });
+  return (upstream.protocol === 'https:' ? httpsRequest : httpRequest)({
+    ...request,
+    // URL.hostname keeps an IPv6 literal's brackets; a socket address has none.
+    host: upstream.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: upstream.port === '' ? undefined : Number(upstream.port),
+    agent: false,
+    ...(upstream.protocol === 'https:'
+      ? { ca: tls.ca, rejectUnauthorized: tls.rejectUnauthorized, ...tls.clientCertificate?.current() }
+      : {}),
+  });
 }
 
 /**

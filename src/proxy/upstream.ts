@@ -121,17 +121,28 @@ export interface UpstreamHeadOptions {
 function isForwardingHeader(name: string): boolean {
   // Cheap first: nearly every header name fails on its first character.
   const first = name.charCodeAt(0);
-  if (first === 120) return name.startsWith('x-forwarded-') || name === 'x-real-ip'; // "x"
-  return first === 102 && name === 'forwarded'; // "f"
+  if (first === 120) return name.startsWith('x-forwarded-') || X_CLIENT_ADDRESS_HEADERS.has(name); // "x"
+  if (first === 102) return name === 'forwarded' || name === 'fastly-client-ip'; // "f"
+  return (first === 116 || first === 99) && OTHER_CLIENT_ADDRESS_HEADERS.has(name); // "t", "c"
 }
+
+/** Client-address headers CDNs and load balancers set, read first by some frameworks (npm request-ip). */
+const X_CLIENT_ADDRESS_HEADERS: ReadonlySet<string> = new Set([
+  'x-real-ip',
+  'x-client-ip',
+  'x-cluster-client-ip',
+  'x-original-forwarded-for',
+]);
+const OTHER_CLIENT_ADDRESS_HEADERS: ReadonlySet<string> = new Set(['true-client-ip', 'cf-connecting-ip']);
 
 /**
  * F1: the client's Authorization is replaced, sidecar and hop-by-hop headers removed, Host is
  * the upstream's. Headers named in Connection are hop-by-hop too. Framing headers other than
  * Content-Length are dropped: the transport frames the body. S2: the client's `Forwarded`,
- * `X-Real-IP` and `X-Forwarded-*` are dropped and the sidecar's own set (X-Forwarded-For the
+ * `X-Real-IP`, `X-Forwarded-*` and other client-address headers (`X-Client-IP`, `True-Client-IP`,
+ * ...) are dropped and the sidecar's own set (X-Forwarded-For the
  * client address, X-Forwarded-Proto `http`, X-Forwarded-Host the client's Host); a trusted proxy's
- * are kept, its X-Forwarded-For appended to, its X-Forwarded-Proto/Host kept where it sent them.
+ * are kept, its X-Forwarded-For (and a Forwarded it sent) appended to, its X-Forwarded-Proto/Host kept where it sent them.
  * The token goes where `options.inject` says (E5: a header, replacing the client's own value of
  * it; Authorization by default). One pass over the client's headers. Throws
  * TokenNotHeaderSafeError (R1) rather than write a token that is not header-safe.
@@ -162,6 +173,8 @@ export function upstreamRequestHeaders(
   if (inject.dpop === undefined) inject.writeHeader(headers, token);
   else inject.writeHeader(headers, token, dpopTarget(req.method, upstream, options.targetPath));
   setForwardedFor(headers, remote, trusted ? listValue(incoming['x-forwarded-for']) : undefined);
+  if (trusted && remote !== undefined && incoming.forwarded !== undefined)
+    headers.forwarded = `${listValue(incoming.forwarded) ?? ''}, for=${forwardedNode(remote)}`;
   const proto = trusted ? incoming['x-forwarded-proto'] : undefined;
   headers['x-forwarded-proto'] = proto ?? 'http';
   const host = (trusted ? incoming['x-forwarded-host'] : undefined) ?? incoming.host;
@@ -173,6 +186,11 @@ export function upstreamRequestHeaders(
 function dpopTarget(method: string | undefined, upstream: URL, targetPath = '/'): { htm: string; htu: string } {
   const mark = targetPath.indexOf('?');
   return { htm: method ?? 'GET', htu: upstream.origin + (mark === -1 ? targetPath : targetPath.slice(0, mark)) };
+}
+
+/** RFC 7239 §6: an IPv6 address as a `for=` node is bracketed and quoted. */
+function forwardedNode(address: string): string {
+  return address.includes(':') ? `"[${address}]"` : address;
 }
 
 /** A list header sent more than once is one list (RFC 9110 §5.3). */
@@ -190,13 +208,18 @@ function setForwardedFor(
   else if (prior !== undefined) headers['x-forwarded-for'] = prior;
 }
 
-export function clientResponseHeaders(upstream: IncomingHttpHeaders): OutgoingHttpHeaders {
+/** The upstream's answer headers as the client gets them: hop-by-hop ones dropped, then `scrub` (E5) applied. */
+export function clientResponseHeaders(
+  upstream: IncomingHttpHeaders,
+  scrub?: (headers: OutgoingHttpHeaders) => void,
+): OutgoingHttpHeaders {
   const named = connectionTokens(upstream.connection);
   const headers: OutgoingHttpHeaders = {};
   for (const name in upstream) {
     if (DROPPED_RESPONSE_HEADERS.has(name) || named?.has(name)) continue;
     headers[name] = upstream[name];
   }
+  scrub?.(headers);
   return headers;
 }
 

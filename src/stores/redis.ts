@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { LRUCache } from 'lru-cache';
@@ -82,6 +83,8 @@ export class RedisTokenStore implements TokenStore {
    */
   readonly #seen = new LRUCache<string, { digest: string; record: StoredToken }>({ max: 1000 });
   readonly #owner = `${hostname()}:${process.pid}`;
+  /** H1, per master (`host:port`): whether a replica was connected at the last look, or has gone since. */
+  readonly #replicaSeen = new Map<string, 'connected' | 'gone' | undefined>();
 
   constructor(options: RedisStoreOptions) {
     this.#o = options;
@@ -229,11 +232,25 @@ export class RedisTokenStore implements TokenStore {
   async replicate(account: string, timeoutMs: number): Promise<boolean> {
     return this.#call(async () => {
       const node = await this.#nodeHolding(this.#accountKey('token', account));
-      if (connectedReplicas(await node.info('replication')) === 0) return true;
+      if (!this.#hasReplica(node, connectedReplicas(await node.info('replication')))) return true;
       // Below the command deadline: WAIT must answer (0) before ioredis gives up on the connection.
       const waitMs = Math.max(1, Math.min(Math.round(timeoutMs), COMMAND_TIMEOUT_MS - WAIT_MARGIN_MS));
       return (await node.wait(1, waitMs)) >= 1;
     });
+  }
+
+  /**
+   * H1: whether `node` (a master) has a replica to wait for. A master that had one and now reports
+   * none is said once, as a warning (nothing is replicated until a replica reconnects, so a
+   * failover meanwhile could bring back a spent refresh token), and once more when one is back.
+   */
+  #hasReplica(node: Redis, replicas: number): boolean {
+    const where = `${node.options.host ?? ''}:${node.options.port ?? ''}`;
+    const before = this.#replicaSeen.get(where);
+    this.#replicaSeen.set(where, replicas > 0 ? 'connected' : before === undefined ? undefined : 'gone');
+    if (replicas > 0 && before === 'gone') this.#o.logger.info({ redis: where }, REPLICA_BACK);
+    if (replicas === 0 && before === 'connected') this.#o.logger.warn({ redis: where }, REPLICA_GONE);
+    return replicas > 0;
   }
 
   /** The connection that writes `key`: the one client, or in a Cluster the master serving its slot. */
@@ -241,7 +258,7 @@ export class RedisTokenStore implements TokenStore {
     const client = this.#redis;
     if (!('nodes' in client) || typeof client.nodes !== 'function') return client as Redis;
     const cluster = client as Cluster;
-    const slot = Number(await cluster.cluster('KEYSLOT', key));
+    const slot = keySlot(key);
     const address = cluster.slots[slot]?.[0];
     const node = cluster.nodes('master').find((each) => `${each.options.host}:${each.options.port}` === address);
     if (node === undefined) throw new StoreUnavailableError(`no known master serves the slot of ${key}`);
@@ -361,6 +378,13 @@ function sha1(value: string): string {
 }
 
 /** `connected_slaves:N` of an `INFO replication` answer (0 when absent). */
+/** A key's Cluster hash slot (CRC16 of its hash tag, mod 16384), computed as ioredis computes it: no round trip. */
+const keySlot = createRequire(import.meta.url)('cluster-key-slot') as (key: string) => number;
+
+const REPLICA_GONE =
+  'redis master reports no replica connected although one was before: new refresh tokens are not replicated until it reconnects, and a failover now could bring back a spent one; check the replica';
+const REPLICA_BACK = 'redis master has a replica connected again: new refresh tokens are replicated again';
+
 function connectedReplicas(info: string): number {
   const match = /^connected_slaves:(\d+)/m.exec(info);
   return match ? Number(match[1]) : 0;

@@ -23,6 +23,7 @@ export const ERROR_CODES = {
   BS_ERR_TOKEN_UNAVAILABLE: 'No valid token came in time: 503 token_unavailable with Retry-After.',
   BS_ERR_TOKEN_NOT_HEADER_SAFE: 'A token cannot travel in an HTTP header, so it is never sent.',
   BS_ERR_UPSTREAM_TIMEOUT: 'A WebSocket upgrade got no connection or no answer in time: 504 upstream_timeout.',
+  BS_ERR_PROXY_TUNNEL: 'The egress proxy refused the tunnel a WebSocket upgrade asked for: 502.',
   BS_ERR_AUTHORIZE: '`bearer-sidecar authorize` did not complete: exit 1.',
   BS_ERR_INTERNAL: 'A state the code rules out was reached: a bug, reported and contained.',
 } as const;

@@ -52,7 +52,7 @@ export async function readSecretFile(path: string): Promise<Secret> {
 
 /**
  * One secret file, read again at every use (§3: a rotated Kubernetes Secret takes effect without
- * a restart). R6: a read that fails or finds the file empty returns the last good value instead,
+ * a restart). R6: a read that fails, finds the file empty or fails `check` returns the last good value instead,
  * and tells its listeners (once per run of failures as `first`, every time for counting); with no
  * good value yet, the error is thrown (a rejected login, §8). A pipe is read once, at start-up.
  */
@@ -65,11 +65,17 @@ export class SecretFile {
   #failing = false;
   readonly #listeners = new Set<SecretReadListener>();
 
-  /** `initial`: the value read at start-up (readSecretFileAtStart), if any. */
-  constructor(path: string, initial?: { secret: Secret; pipe: boolean }) {
+  readonly #check: ((secret: Secret) => void) | undefined;
+
+  /**
+   * `initial`: the value read at start-up (readSecretFileAtStart), if any. `check`: throws when a
+   * value read is not usable (a key file that is not a key); such a value is a failed read (R6).
+   */
+  constructor(path: string, initial?: { secret: Secret; pipe: boolean }, check?: (secret: Secret) => void) {
     this.path = path;
     this.#lastGood = initial?.secret;
     this.pipe = initial?.pipe ?? false;
+    this.#check = check;
   }
 
   async read(): Promise<Secret> {
@@ -77,6 +83,7 @@ export class SecretFile {
     let secret: Secret;
     try {
       secret = await readSecretFile(this.path);
+      this.#check?.(secret);
     } catch (error) {
       const lastGood = this.#lastGood;
       if (lastGood === undefined) throw error;
@@ -105,11 +112,14 @@ export class SecretFile {
 }
 
 /**
- * R6: reports a secret file's reads on `logger` (the account's): one warning per run of failures,
+ * R6: reports a secret file's reads (or a client certificate's, E2) on `logger` (the account's): one warning per run of failures,
  * an info line when it reads well again, and `countFailure()` for every failed read (the metric).
  * Returns the removal of the listener.
  */
-export function reportSecretReads(file: SecretFile, options: { logger: Logger; countFailure: () => void }): () => void {
+export function reportSecretReads(
+  file: Pick<SecretFile, 'path' | 'pipe' | 'watch'>,
+  options: { logger: Logger; countFailure: () => void },
+): () => void {
   const { logger, countFailure } = options;
   if (file.pipe)
     logger.info({ path: file.path }, 'secret file is a pipe: read once at start-up and kept, never read again');

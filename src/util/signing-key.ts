@@ -60,7 +60,8 @@ export function readPrivateSigningKey(path: string, options: SigningOptions = {}
  * E1: a private key's text (PEM or JWK) as a signing key. The algorithm is `alg` if given, else
  * the JWK's own `alg`, else the key's usual one (RSA: RS256, RSA-PSS: PS256, EC P-256/384/521:
  * ES256/384/512, Ed25519: EdDSA); the `kid` is `keyId` if given, else the JWK's. `path` only
- * names the key in messages. Throws SigningKeyError (never quoting the text).
+ * names the key in messages. An RSA key under 2048 bits is refused (jose would refuse every
+ * signature). Throws SigningKeyError (never quoting the text).
  */
 export function parsePrivateSigningKey(text: string, path: string, options: SigningOptions = {}): SigningKey {
   const jwk = parseJwk(text);
@@ -72,11 +73,19 @@ export function parsePrivateSigningKey(text: string, path: string, options: Sign
       `private key ${path} is not a private key: give a PKCS#8 PEM ("BEGIN PRIVATE KEY") or a private JWK`,
     );
   }
+  const bits = key.asymmetricKeyDetails?.modulusLength;
+  if (bits !== undefined && bits < MIN_RSA_BITS)
+    throw new SigningKeyError(
+      `private key ${path} is a ${bits}-bit RSA key: signatures need at least ${MIN_RSA_BITS} bits (RFC 7518 §3.3)`,
+    );
   const alg = options.alg ?? jwkAlg(jwk) ?? defaultAlg(key, path);
   const problem = algProblem(key, alg);
   if (problem !== undefined) throw new SigningKeyError(`private key ${path}: ${problem}`);
   return { key, alg, kid: options.keyId ?? (typeof jwk?.kid === 'string' ? jwk.kid : undefined) };
 }
+
+/** RFC 7518 §3.3: the smallest RSA key that may sign (jose refuses smaller ones when signing). */
+const MIN_RSA_BITS = 2048;
 
 /** The account's choices for its assertions: `signingAlg` and `keyId`. */
 export interface SigningOptions {

@@ -6,6 +6,7 @@ import { RedisTokenStore } from '../../src/stores/redis.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { startRedisCluster, type RedisClusterGroup } from '../helpers/redis-cluster.js';
+import { redisCommand } from '../helpers/redis-sentinel.js';
 import { testTokenManager } from '../helpers/token-manager-setup.js';
 import { SoakTokenServer } from '../soak/world.js';
 import { describeTokenStore, makeTokenState } from './token-store.suite.js';
@@ -79,13 +80,23 @@ describe('H1 Redis Cluster', () => {
     }
   });
 
-  it("H1: waiting for a replica asks the master that serves the account's slot (none of these masters has a replica: true at once)", async () => {
+  it("H1: waiting for a replica asks the master that serves the account's slot, the slot computed locally (no CLUSTER KEYSLOT per save; none of these masters has a replica: true at once)", async () => {
+    const keyslotCalls = async () => {
+      let calls = 0;
+      for (const node of cluster.nodes) {
+        const stats = await redisCommand(parseAddress(node).port, 'INFO', 'commandstats');
+        calls += Number(/cmdstat_cluster\|keyslot:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+      }
+      return calls;
+    };
     const store = await openStore('replicate:');
     try {
+      const before = await keyslotCalls();
       for (const account of ['account-a', 'account-b', 'account-c', 'account-d']) {
         await store.save(account, makeTokenState(account));
         expect(await store.replicate(account, 60_000)).toBe(true);
       }
+      expect(await keyslotCalls()).toBe(before);
     } finally {
       await store.close();
     }

@@ -129,4 +129,44 @@ describe('H1 waiting for a replica after a refresh token rotates', () => {
     expect(failed).toEqual([]);
     expect(state).toBe('valid');
   });
+
+  it('H1: a master whose replica was connected and is gone says so once (nothing is replicated until it is back), not on a master that never had one', async () => {
+    const log = captureLogger();
+    const store = new RedisTokenStore({
+      url: `redis://127.0.0.1:${master.port}`,
+      keyPrefix: 'replica-gone:',
+      codec: new TokenCodec(),
+      logger: log.logger,
+    });
+    await store.ready();
+    try {
+      expect(await store.replicate('acct', 500)).toBe(true);
+      await redisCommand(replica.port, 'REPLICAOF', 'NO', 'ONE');
+      await waitFor('the master without replica', async () =>
+        /connected_slaves:0/.test(await redisCommand(master.port, 'INFO', 'replication')),
+      );
+      await store.replicate('acct', 500);
+      await store.replicate('acct', 500);
+      const warnings = log.lines().filter((line) => line.level === 40);
+      expect(warnings).toHaveLength(1);
+      expect(String(warnings[0]?.msg)).toMatch(/no replica connected/);
+    } finally {
+      await redisCommand(replica.port, 'REPLICAOF', '127.0.0.1', String(master.port));
+      await waitFor('the replica in sync again', async () =>
+        /master_link_status:up/.test(await redisCommand(replica.port, 'INFO', 'replication')),
+      );
+      await store.close();
+    }
+    const lonelyLog = captureLogger();
+    const lonelyStore = new RedisTokenStore({
+      url: `redis://127.0.0.1:${lonely.port}`,
+      keyPrefix: 'never-replicated:',
+      codec: new TokenCodec(),
+      logger: lonelyLog.logger,
+    });
+    await lonelyStore.ready();
+    await lonelyStore.replicate('acct', 500);
+    await lonelyStore.close();
+    expect(lonelyLog.lines().filter((line) => line.level === 40)).toEqual([]);
+  }, 30_000);
 });

@@ -212,7 +212,7 @@ describe('S2 forwarding headers', () => {
     const { data } = await startCli({ upstream: upstream.url, inbound: { trustedProxies: ['127.0.0.0/8'] } });
     expect((await send(data, '/x', { headers: { host: `127.0.0.1:${portOf(data)}`, ...CLAIMED } })).status).toBe(200);
     const seen = upstream.requests.at(-1)?.headers ?? {};
-    expect(seen.forwarded).toBe(CLAIMED.forwarded);
+    expect(seen.forwarded).toBe(`${CLAIMED.forwarded}, for=127.0.0.1`);
     expect(seen['x-real-ip']).toBe('6.6.6.6');
     expect(seen['x-forwarded-port']).toBe('443');
     expect(seen['x-forwarded-for']).toBe('6.6.6.6, 127.0.0.1');
@@ -238,7 +238,7 @@ describe('S2 forwarding headers', () => {
         expect(seen['x-forwarded-for']).toBe('127.0.0.1');
         expect(seen['x-forwarded-proto']).toBe('http');
       } else {
-        expect(seen.forwarded).toBe(CLAIMED.forwarded);
+        expect(seen.forwarded).toBe(`${CLAIMED.forwarded}, for=127.0.0.1`);
         expect(seen['x-forwarded-for']).toBe('6.6.6.6, 127.0.0.1');
         expect(seen['x-forwarded-port']).toBe('443');
       }

@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { SessionTokenServer } from '../../src/demo/session-token-server.js';
 import { startForwardProxy, type ForwardProxy } from '../helpers/forward-proxy.js';
+import { startHeaderRecordingUpstream } from '../helpers/ws-upstream.js';
+import WebSocket from 'ws';
 import { generatedSecret, useHarness, type LaunchedCli } from '../helpers/harness.js';
 import { rawGet, type RecordingUpstream } from '../helpers/recording-upstream.js';
 
@@ -120,6 +122,22 @@ describe('E5 where the token goes', () => {
     expect(seen?.headers.authorization).toBeUndefined();
     expect(launched.cli.stdout() + launched.cli.stderr()).not.toContain(token);
   });
+
+  it('E5: in query placement an upstream redirect naming the token reaches the client without it', async () => {
+    const w = await world();
+    const file = writeConfig(w, account(w, 'crm', 'inject: { query: access_token }'));
+    const launched = await launch(file);
+    w.upstream.answerHeaders = (request) => ({ location: request.url, 'content-location': request.url });
+    const answer = await rawGet(launched.data, '/crm/items?a=1;access_token=EVIL&ACCESS_TOKEN=EVIL');
+    expect(answer.status).toBe(200);
+    const seen = w.upstream.requests[0];
+    const match = /^\/items\?a=1&access_token=([^&;]+)$/.exec(seen?.url ?? '');
+    expect(match, seen?.url).not.toBeNull();
+    const head = answer.raw.split('\r\n\r\n', 1)[0] ?? '';
+    expect(head).toMatch(/\r\nlocation: \/items\?a=1\r\n/i);
+    expect(head).not.toContain(match?.[1] ?? 'unmatched');
+    expect(head).not.toContain(decodeURIComponent(match?.[1] ?? 'unmatched'));
+  });
 });
 
 describe('E6 egress proxies', () => {
@@ -147,6 +165,25 @@ describe('E6 egress proxies', () => {
     expect(proxy.requests().filter((line) => line.startsWith('POST'))).toHaveLength(2);
   });
 
+  it('E6: a WebSocket upgrade goes through the proxy too, in a CONNECT tunnel, with the token', async () => {
+    const w = await world();
+    const wsUpstream = await startHeaderRecordingUpstream();
+    harness.defer(() => wsUpstream.close());
+    const proxy = await forwardProxy();
+    const file = writeConfig(w, account(w, 'crm', '', wsUpstream.url));
+    const launched = await launch(file, { HTTP_PROXY: proxy.url });
+    const socket = new WebSocket(`${launched.data.replace('http', 'ws')}/crm/live`);
+    harness.defer(() => socket.terminate());
+    await new Promise<void>((resolve, reject) => {
+      socket.once('open', () => resolve());
+      socket.once('error', reject);
+      socket.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+    });
+    expect(proxy.requests()).toContain(`CONNECT ${new URL(wsUpstream.url).host} HTTP/1.1`);
+    const upgrade = wsUpstream.received.find((each) => each.kind === 'upgrade');
+    expect(w.tokenServer.isValidToken(String(upgrade?.headers.authorization).slice('Bearer '.length))).toBe(true);
+  });
+
   it('E6: NO_PROXY excludes a host:port as undici reads it: that target goes direct, the others through the proxy', async () => {
     const w = await world();
     const proxy = await forwardProxy();
@@ -164,7 +201,7 @@ describe('E6 egress proxies', () => {
     });
   });
 
-  it('E6: an https upstream is reached through a CONNECT tunnel (HTTPS_PROXY), its certificate still verified', async () => {
+  it('E6: an https upstream is reached through a CONNECT tunnel (HTTPS_PROXY), its certificate still verified; a wss upgrade too', async () => {
     const tlsDir = harness.tempDir('bs-egress-tls-');
     // Made at run time: no private key is ever committed.
     execFileSync(
@@ -194,6 +231,20 @@ describe('E6 egress proxies', () => {
     expect((await rawGet(launched.data, '/crm/secure')).status).toBe(200);
     expect(w.upstream.requests.map((request) => request.url)).toEqual(['/secure']);
     expect(proxy.requests()).toEqual([`CONNECT 127.0.0.1:${w.upstream.port} HTTP/1.1`]);
+    // A wss upgrade takes a tunnel of its own, TLS inside it; this upstream refuses it (200): passed on.
+    const socket = new WebSocket(`${launched.data.replace('http', 'ws')}/crm/live`);
+    harness.defer(() => socket.terminate());
+    const status = await new Promise<number | undefined>((resolve) => {
+      socket.once('open', () => resolve(101));
+      socket.once('error', () => resolve(undefined));
+      socket.once('unexpected-response', (_req, res) => resolve(res.statusCode));
+    });
+    expect(status).toBe(200);
+    expect(w.upstream.requests.at(-1)).toMatchObject({ url: '/live', headers: { upgrade: 'websocket' } });
+    expect(proxy.requests()).toEqual([
+      `CONNECT 127.0.0.1:${w.upstream.port} HTTP/1.1`,
+      `CONNECT 127.0.0.1:${w.upstream.port} HTTP/1.1`,
+    ]);
   });
 
   it('E6: accounts.NAME.proxy overrides the environment for that account; proxy: null goes direct', async () => {

@@ -1,7 +1,8 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeJwt, jwtVerify, SignJWT } from 'jose';
+import { decodeJwt, decodeProtectedHeader, jwtVerify, SignJWT } from 'jose';
+import type { ClientMetadata } from 'oidc-provider';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { generatedSecret, useHarness } from '../helpers/harness.js';
 import {
@@ -32,14 +33,18 @@ function writeFile(name: string, content: string): string {
   return path;
 }
 
-async function provider(grantTypes: string[], grants: ExtraGrants): Promise<ClientAuthServer> {
+async function provider(
+  grantTypes: string[],
+  grants: ExtraGrants,
+  authMethod: ClientMetadata['token_endpoint_auth_method'] = 'client_secret_basic',
+): Promise<ClientAuthServer> {
   const server = await startClientAuthServer(
     [
       {
         client_id: 'workload',
         client_secret: clientSecret,
         grant_types: grantTypes,
-        token_endpoint_auth_method: 'client_secret_basic',
+        token_endpoint_auth_method: authMethod,
       },
     ],
     grants,
@@ -106,6 +111,28 @@ describe('E3 jwt_bearer and token_exchange against oidc-provider', () => {
     });
     expect((await fetch(`${data}/x`)).status).toBe(200);
     expect(server.refusals).toEqual([]);
+  });
+
+  it('E3: jwt_bearer signed with privateKeyFile (signingAlg names the key) works with clientAuth client_secret_jwt (HS256)', async () => {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const server = await provider(
+      [JWT_BEARER],
+      {
+        jwtBearer: async (assertion, tokenUrl) => {
+          await jwtVerify(assertion, publicKey, { issuer: 'workload', audience: tokenUrl, algorithms: ['ES256'] });
+        },
+      },
+      'client_secret_jwt',
+    );
+    const { data } = await launch(server, {
+      grant: 'jwt_bearer',
+      clientAuth: 'client_secret_jwt',
+      signingAlg: 'ES256',
+      privateKeyFile: writeFile('key.pem', privateKey.export({ format: 'pem', type: 'pkcs8' }).toString()),
+    });
+    expect((await fetch(`${data}/x`)).status).toBe(200);
+    expect(server.refusals).toEqual([]);
+    expect(server.assertions.map((assertion) => decodeProtectedHeader(assertion).alg)).toEqual(['HS256']);
   });
 
   it('E3: a jwt_bearer assertion the server does not accept is a rejected login: 503 to clients, the reason in /status, no crash', async () => {

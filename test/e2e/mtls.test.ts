@@ -5,6 +5,7 @@ import type { TLSSocket } from 'node:tls';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { closeServer } from '../../src/util/http-server.js';
+import { startForwardProxy } from '../helpers/forward-proxy.js';
 import { useHarness } from '../helpers/harness.js';
 import { launchAgainst, startClientAuthServer } from '../helpers/oidc-client-auth.js';
 import { makeTestCertificates, type TestCertificates } from '../helpers/test-certificates.js';
@@ -47,7 +48,8 @@ async function mtlsUpstream(): Promise<{ url: string; subjects: string[] }> {
 }
 
 describe('E2 mutual TLS: the upstream and tls_client_auth', () => {
-  it('E2: upstreamTls.certFile/keyFile are shown to an upstream that demands a client certificate; a rotated pair is used by new connections without a restart', async () => {
+  /** The sidecar with upstreamTls.certFile/keyFile in `dir`, the pair rotated after the first request (through `env`'s proxy, if any). */
+  async function rotationThrough(env: NodeJS.ProcessEnv = {}): Promise<void> {
     const upstream = await mtlsUpstream();
     const tokenServer = await harness.sessionTokenServer({ username: 'u' });
     const certFile = join(dir, 'client.crt');
@@ -76,7 +78,7 @@ describe('E2 mutual TLS: the upstream and tls_client_auth', () => {
         },
       }),
     );
-    const { data } = await harness.launchCli(['--config', config]);
+    const { data, cli } = await harness.launchCli(['--config', config], { env });
     const first = await fetch(`${data}/a`);
     expect(first.status).toBe(200);
     expect(await first.text()).toBe('hello bearer-sidecar');
@@ -87,6 +89,23 @@ describe('E2 mutual TLS: the upstream and tls_client_auth', () => {
     await vi.waitFor(async () => expect(await (await fetch(`${data}/b`)).text()).toBe('hello bearer-sidecar-rotated'), {
       timeout: 10_000,
     });
+    // A bad rewrite: the last good pair stays in use, and the log says so (the path, never the key).
+    writeFileSync(keyFile, 'half-written');
+    expect(await (await fetch(`${data}/c`)).text()).toBe('hello bearer-sidecar-rotated');
+    await cli.waitForLog((entry) => entry.level === 40 && entry.path === certFile);
+    expect(cli.stdout() + cli.stderr()).not.toContain('half-written');
+  }
+
+  it('E2: upstreamTls.certFile/keyFile are shown to an upstream that demands a client certificate; a rotated pair is used by new connections without a restart', async () => {
+    await rotationThrough();
+  });
+
+  it('E2: behind an egress proxy (E6) too, new tunnels present the rotated certificate without a restart', async () => {
+    const proxy = await startForwardProxy();
+    harness.defer(() => proxy.close());
+    // The token server is plain http: only the https upstream goes through HTTPS_PROXY.
+    await rotationThrough({ HTTPS_PROXY: proxy.url });
+    expect(proxy.requests().filter((line) => line.startsWith('CONNECT 127.0.0.1:')).length).toBeGreaterThanOrEqual(2);
   });
 
   it('E2: without a client certificate the same upstream refuses the handshake: 502, and a pair that does not match stops start-up (exit 2)', async () => {

@@ -46,7 +46,26 @@ const piece = fc.oneof(
   fc.integer({ min: 0x80, max: 0xff }).map((byte) => String.fromCharCode(byte)),
   fc.constantFrom(...LOOK_ALIKES).map((codePoint) => Buffer.from(String.fromCodePoint(codePoint)).toString('latin1')),
 );
-const paths = fc.array(piece, { maxLength: 12 }).map((pieces) => `/${pieces.join('')}`);
+/** Encodes again: every character as an escape of its bytes, or only each `%` as `%25`. */
+function encodeAgain(text: string, everyCharacter: boolean): string {
+  if (!everyCharacter) return text.replaceAll('%', '%25');
+  return [...text]
+    .map((char) => [...Buffer.from(char, char.charCodeAt(0) <= 0xff ? 'latin1' : 'utf8')].map(hex).join(''))
+    .join('');
+}
+
+/** A dot, a separator or a look-alike (raw or escaped) encoded once to three times more, each time either way (S3). */
+const reEncoded = fc
+  .tuple(
+    fc.oneof(
+      fc.constantFrom('.', '..', '/', '\\', ';', '%2e', '%2e%2e', '%2f', '%5c', '%00', '%c0%ae'),
+      fc.constantFrom(...LOOK_ALIKES).map(percentUtf8),
+    ),
+    fc.array(fc.boolean(), { minLength: 1, maxLength: 3 }),
+  )
+  .map(([text, levels]) => levels.reduce(encodeAgain, text));
+
+const paths = fc.array(fc.oneof(piece, reEncoded), { maxLength: 12 }).map((pieces) => `/${pieces.join('')}`);
 
 /** The path's bytes: %XX decoded, %uXXXX as the character's UTF-8, other characters as Latin-1 bytes. */
 function bytesOf(path: string): number[] {
@@ -94,14 +113,22 @@ function lenientDecode(bytes: readonly number[]): string {
   return text;
 }
 
-/** What a normalising upstream could see: each decoding, then NFKC. */
+/** What a normalising upstream could see: each decoding, then NFKC; decoded once, twice or three times. */
 function upstreamViews(path: string): string[] {
-  const bytes = bytesOf(path);
-  return [
-    lenientDecode(bytes),
-    new TextDecoder('utf-8').decode(Uint8Array.from(bytes)),
-    Buffer.from(bytes).toString('latin1'),
-  ].map((text) => text.normalize('NFKC'));
+  const views: string[] = [];
+  let text = path;
+  for (let depth = 1; depth <= 3; depth += 1) {
+    const bytes = bytesOf(text);
+    views.push(
+      ...[
+        lenientDecode(bytes),
+        new TextDecoder('utf-8').decode(Uint8Array.from(bytes)),
+        Buffer.from(bytes).toString('latin1'),
+      ].map((view) => view.normalize('NFKC')),
+    );
+    text = Buffer.from(bytes).toString('latin1');
+  }
+  return views;
 }
 
 const separators = (text: string) => [...text].filter((char) => char === '/' || char === '\\').length;
@@ -121,6 +148,18 @@ describe('S3 paths (property)', () => {
       }),
       fuzzSettings(2_000),
     );
+  });
+
+  it('S3: a path encoded twice or three times, character by character, is refused like the once-encoded one', () => {
+    for (const path of [
+      '/v2/%25%32%65%25%32%65/admin',
+      '/v2/%25ef%25bc%258e%25ef%25bc%258e/admin',
+      '/v2/%25%32%35%25%33%32%25%36%35%25%32%35%25%33%32%25%36%35/admin',
+      '/v2/%25%32%66admin',
+    ])
+      expect(pathProblem(path), path).toBeDefined();
+    for (const path of ['/v2/100%25', '/v2/50%25off', '/v2/a%2520b', '/v2/%25ff', '/v2/file%2525json.bak'])
+      expect(pathProblem(path), path).toBeUndefined();
   });
 
   it('S3: the generator does reach both sides (some paths accepted, look-alikes refused)', () => {

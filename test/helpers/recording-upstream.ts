@@ -27,6 +27,8 @@ export interface RecordingUpstream {
   decide: ((request: RecordedRequest) => number) | undefined;
   /** If set, answers wait for this promise (slow requests, shutdown tests). */
   hold: Promise<void> | undefined;
+  /** If set, more headers for each answer (a redirect naming the request's own URL ...). */
+  answerHeaders: ((request: RecordedRequest) => Record<string, string>) | undefined;
   close(): Promise<void>;
 }
 
@@ -50,6 +52,7 @@ export async function startRecordingUpstream(tls?: { key: string; cert: string }
           'content-type': 'application/json',
           'x-upstream': 'yes',
           'content-length': Buffer.byteLength(body),
+          ...upstream.answerHeaders?.(recorded),
         });
         res.end(body);
       };
@@ -66,6 +69,7 @@ export async function startRecordingUpstream(tls?: { key: string; cert: string }
     status: 200,
     decide: undefined,
     hold: undefined,
+    answerHeaders: undefined,
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections();

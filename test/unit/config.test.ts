@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { adminExposureWarning } from '../../src/admin/access.js';
 import { expandEnv } from '../../src/config/expand-env.js';
 import { loadConfig, parseConfig } from '../../src/config/load.js';
 import { envTwin, quickModeConfig, withEnvTwins } from '../../src/config/quick-mode.js';
@@ -937,6 +938,24 @@ describe('E1 client authentication settings', () => {
 });
 
 describe('S4 admin access settings', () => {
+  it('S4: admin.allow is open to any address when its ranges together cover all of IPv4 or all of IPv6, however they are cut', () => {
+    const open = (allow: string[]) => parse({ ...oneAccount(), admin: { port: 9464, allow } }).admin.allowsAnyAddress;
+    expect(open(['0.0.0.0/1', '128.0.0.0/1'])).toBe(true);
+    expect(open(['::/1', '8000::/1'])).toBe(true);
+    expect(open(['0.0.0.0/2', '64.0.0.0/2', '128.0.0.0/1', '10.0.0.0/8'])).toBe(true);
+    expect(open(['0.0.0.0/1', '128.0.0.0/2'])).toBe(false);
+    expect(open(['0.0.0.0/1', '::/1'])).toBe(false);
+    expect(open(['10.0.0.0/8', '2001:db8::/32'])).toBe(false);
+  });
+
+  it.each(['127.0.0.1', '127.1.2.3', 'localhost', '::1', '[::1]', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1'])(
+    'S4: an admin port bound to a loopback address (%s) gives no exposure warning',
+    (host) => {
+      expect(adminExposureWarning({ host, allowsAnyAddress: true, apiKeys: [] })).toBeUndefined();
+      expect(adminExposureWarning({ host: '0.0.0.0', allowsAnyAddress: true, apiKeys: [] })).toBeDefined();
+    },
+  );
+
   it('S4: admin.allow defaults to any address (IPv4 and IPv6), admin.apiKeys to none', () => {
     const config = parse(oneAccount());
     expect(config.admin.allowsAnyAddress).toBe(true);

@@ -157,6 +157,41 @@ describe('E5 where the token goes', () => {
     expect(inject.targetWithToken('/p?a=1', token('a/b+c='))).toBe('/p?a=1&access_token=a%2Fb%2Bc%3D');
   });
 
+  it("E5: the client's own parameter is dropped whatever its case, and after a ';' inside a parameter", () => {
+    expect(
+      withQueryParameter(
+        '/p?a=1;access_token=EVIL&ACCESS_TOKEN=EVIL&b=2;Access%5FToken=EVIL;c=3&d;e',
+        'access_token',
+        'T',
+      ),
+    ).toBe('/p?a=1&b=2;c=3&d;e&access_token=T');
+    expect(withQueryParameter('/p?access_token=EVIL;a=1', 'access_token', 'T')).toBe('/p?a=1&access_token=T');
+  });
+
+  it('E5: in query placement, no header of the answer carries the token: its parameter is cut from Location and Content-Location, other headers holding it are dropped', () => {
+    const inject = new TokenInjector({ query: 'access_token' });
+    const secret = token('tok/en+1');
+    const encoded = 'tok%2Fen%2B1';
+    const headers: Record<string, string | string[] | undefined> = {
+      location: `https://api.example/v2/users/?page=2&access_token=${encoded}`,
+      'content-location': `/v2/users?ACCESS_TOKEN=${encoded};x=1`,
+      'x-debug': `upstream saw tok/en+1`,
+      'set-cookie': ['a=1', `t=${encoded}`],
+      'x-other': 'fine',
+    };
+    inject.scrubAnswerHeaders(headers, secret);
+    expect(headers).toEqual({
+      location: 'https://api.example/v2/users/?page=2',
+      'content-location': '/v2/users?x=1',
+      'set-cookie': ['a=1'],
+      'x-other': 'fine',
+    });
+    const header = new TokenInjector({ header: 'authorization', format: '{type} {token}' });
+    const untouched = { location: '/x?access_token=tok/en+1' };
+    header.scrubAnswerHeaders(untouched, secret);
+    expect(untouched).toEqual({ location: '/x?access_token=tok/en+1' });
+  });
+
   it('E5: inject settings are checked: a reserved header, a format without {token}, query with header', () => {
     const base = {
       upstream: 'http://u',

@@ -61,6 +61,20 @@ describe('S1 Host rule', () => {
     expect(rules().hostProblem(host)).toBeDefined();
   });
 
+  it.each([
+    'evil.com/.localhost',
+    'a@b.localhost',
+    'a%2e.localhost',
+    'a..localhost',
+    '-a.localhost',
+    'a b.localhost',
+    'a?x.localhost:80',
+    'a/b.example',
+  ])('S1: a Host that is not a valid name is refused, even under .localhost or in the hosts setting: %j', (host) => {
+    const problem = rules({ hosts: ['a/b.example'] }).hostProblem(host);
+    expect(problem).toMatch(/is not a valid host name/);
+  });
+
   it('S1: a Host longer than any DNS name is refused, even under .localhost', () => {
     const shared = rules();
     expect(shared.hostProblem('x'.repeat(10_000))).toBeDefined();

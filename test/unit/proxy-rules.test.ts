@@ -528,7 +528,21 @@ describe('S2 forwarding headers', () => {
     'x-forwarded-host': 'evil.example',
     'x-forwarded-prefix': '/admin',
     'x-request-id': 'kept',
+    'x-client-ip': '6.6.6.6',
+    'true-client-ip': '6.6.6.6',
+    'cf-connecting-ip': '6.6.6.6',
+    'x-cluster-client-ip': '6.6.6.6',
+    'fastly-client-ip': '6.6.6.6',
+    'x-original-forwarded-for': '6.6.6.6',
   };
+  const clientIpHeaders = [
+    'x-client-ip',
+    'true-client-ip',
+    'cf-connecting-ip',
+    'x-cluster-client-ip',
+    'fastly-client-ip',
+    'x-original-forwarded-for',
+  ];
   const proxies = new BlockList();
   proxies.addSubnet('10.0.0.0', 8, 'ipv4');
   const trustedProxies = new TrustedProxies(proxies);
@@ -545,10 +559,32 @@ describe('S2 forwarding headers', () => {
     expect(headers['x-request-id']).toBe('kept');
   });
 
+  it("S2: a client's other client-address headers (X-Client-IP, True-Client-IP, CF-Connecting-IP, X-Cluster-Client-IP, Fastly-Client-IP, X-Original-Forwarded-For) are dropped too", () => {
+    const headers = upstreamRequestHeaders(fakeRequest(claimed, '192.168.1.5'), upstream, token, { trustedProxies });
+    for (const name of clientIpHeaders) expect(headers, name).not.toHaveProperty(name);
+    const fromProxy = upstreamRequestHeaders(fakeRequest(claimed, '10.1.2.3'), upstream, token, { trustedProxies });
+    for (const name of clientIpHeaders) expect(fromProxy[name], name).toBe('6.6.6.6');
+  });
+
+  it("S2: a trusted proxy's Forwarded gets the sidecar's hop appended (for=, an IPv6 address quoted in brackets), as X-Forwarded-For does", () => {
+    const ipv6Proxies = new BlockList();
+    ipv6Proxies.addSubnet('fd00::', 8, 'ipv6');
+    const trusted = new TrustedProxies(ipv6Proxies);
+    const headers = upstreamRequestHeaders(fakeRequest(claimed, 'fd00::7'), upstream, token, {
+      trustedProxies: trusted,
+    });
+    expect(headers.forwarded).toBe(`${claimed.forwarded}, for="[fd00::7]"`);
+    expect(headers['x-forwarded-for']).toBe('6.6.6.6, fd00::7');
+    const noForwarded = upstreamRequestHeaders(fakeRequest({ host: 'h' }, '10.1.2.3'), upstream, token, {
+      trustedProxies,
+    });
+    expect(noForwarded).not.toHaveProperty('forwarded');
+  });
+
   it('S2: from a trusted proxy (an IPv4-mapped address too) they are kept and X-Forwarded-For is appended to', () => {
     for (const address of ['10.1.2.3', '::ffff:10.1.2.3']) {
       const headers = upstreamRequestHeaders(fakeRequest(claimed, address), upstream, token, { trustedProxies });
-      expect(headers.forwarded).toBe(claimed.forwarded);
+      expect(headers.forwarded).toBe(`${claimed.forwarded}, for=${address.includes(':') ? `"[${address}]"` : address}`);
       expect(headers['x-real-ip']).toBe('6.6.6.6');
       expect(headers['x-forwarded-port']).toBe('443');
       expect(headers['x-forwarded-for']).toBe(`6.6.6.6, ${address}`);

@@ -5,6 +5,10 @@ import { join } from 'node:path';
 import { compactVerify, decodeJwt } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { signClientAssertion } from '../../src/flows/client-assertion.js';
+import { makeClientAssertion } from '../../src/flows/oauth2.js';
+import { parseConfig } from '../../src/config/load.js';
+import type { SecretReadEvent } from '../../src/util/secret-file.js';
+import { problemsOf } from '../helpers/config-problems.js';
 import { Secret } from '../../src/util/secret.js';
 import { clientSecretSigningKey, parsePrivateSigningKey, readPrivateSigningKey } from '../../src/util/signing-key.js';
 
@@ -88,5 +92,57 @@ describe('E1 signing keys and client assertions', () => {
     });
     expect(decodeJwt(one.reveal()).jti).not.toBe(decodeJwt(two.reveal()).jti);
     expect(String(one)).not.toContain(one.reveal().slice(0, 20));
+  });
+});
+
+describe('E1 the private key file at run time', () => {
+  const keyDir = mkdtempSync(join(tmpdir(), 'bs-signing-key-'));
+  const oauth2 = (auth: Record<string, unknown>) => ({
+    accounts: {
+      a: {
+        upstream: 'https://api.example',
+        auth: { flow: 'oauth2', tokenUrl: 'https://idp.example/token', clientId: 'svc', ...auth },
+      },
+    },
+  });
+
+  it('E1: a key file rewritten with something that is not a usable key keeps the last good key (said once); a good key is used again', async () => {
+    const file = join(keyDir, 'rotating.pem');
+    const first = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    writeFileSync(file, pem(first.privateKey));
+    const config = parseConfig(oauth2({ clientAuth: 'private_key_jwt', privateKeyFile: file, signingAlg: 'ES256' }), {
+      env: {},
+    });
+    const auth = config.accounts[0]!.auth;
+    if (auth.flow !== 'oauth2') throw new Error('oauth2 expected');
+    const events: SecretReadEvent[] = [];
+    auth.privateKey!.watch((event) => events.push(event));
+    writeFileSync(file, '-----BEGIN PRIVATE KEY-----\nMIGH'); // half written
+    for (let login = 0; login < 3; login += 1) {
+      const assertion = await makeClientAssertion(auth, undefined);
+      await compactVerify(assertion!.reveal(), first.publicKey);
+    }
+    writeFileSync(file, pem(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey)); // fits no longer (ES256)
+    await compactVerify((await makeClientAssertion(auth, undefined))!.reveal(), first.publicKey);
+    expect(events.filter((event) => event.type === 'failed' && event.first)).toHaveLength(1);
+    expect(JSON.stringify(events)).not.toContain('MIGH');
+    const second = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    writeFileSync(file, pem(second.privateKey));
+    await compactVerify((await makeClientAssertion(auth, undefined))!.reveal(), second.publicKey);
+    expect(events.at(-1)).toEqual({ type: 'recovered', path: file });
+  });
+
+  it('E1: an RSA key under 2048 bits stops start-up, naming the setting and the 2048-bit minimum', () => {
+    const file = join(keyDir, 'small-rsa.pem');
+    writeFileSync(file, pem(generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey));
+    const problems = problemsOf(() =>
+      parseConfig(oauth2({ clientAuth: 'private_key_jwt', privateKeyFile: file }), { env: {} }),
+    );
+    expect(problems).toEqual([
+      expect.objectContaining({ path: 'accounts.a.auth.privateKeyFile', message: expect.stringMatching(/2048/) }),
+    ]);
+    expect(() =>
+      parsePrivateSigningKey(pem(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey), 'k'),
+    ).not.toThrow();
   });
 });

@@ -1,0 +1,77 @@
+import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { connect as tlsConnect } from 'node:tls';
+import type { EgressProxy } from '../config/egress.js';
+import { asError, SidecarError } from '../util/errors.js';
+import type { UpstreamAccount } from './upstream.js';
+
+/** E6: the proxy refused an upgrade's tunnel; worded as undici's ProxyAgent words it (flows/proxy-agent.ts reads it). */
+export class ProxyTunnelError extends SidecarError {
+  constructor(statusCode: number) {
+    super('BS_ERR_PROXY_TUNNEL', `Proxy response (${statusCode}) !== 200 when HTTP Tunneling`);
+  }
+}
+
+/** Node's `createConnection` option, asynchronous form: the socket is handed over through `done`. */
+export type CreateConnection = (options: unknown, done: (error: Error | null, socket: Duplex) => void) => undefined;
+
+/**
+ * E6 for WebSocket upgrades: a `createConnection` for node:http that opens a CONNECT tunnel to the
+ * upstream through `proxy` (undici's Client.connect, `Proxy-Authorization` from the proxy's
+ * credentials, never shown) for ws and wss targets alike, then for wss the TLS handshake inside it
+ * (the upstream's certificate verified as without a proxy, E2's client certificate as it is now).
+ * A proxy's refusal fails as undici's ProxyAgent words it (`Proxy response (407) !== 200 ...`).
+ */
+export function tunnelThroughProxy(
+  account: Pick<UpstreamAccount, 'upstream' | 'tls'>,
+  proxy: EgressProxy,
+): CreateConnection {
+  return (_options, done) => {
+    openTunnel(account, proxy).then(
+      (socket) => done(null, socket),
+      // Node's own callback takes no socket with an error.
+      (error: unknown) => done(asError(error), undefined as unknown as Duplex),
+    );
+    return undefined;
+  };
+}
+
+async function openTunnel(account: Pick<UpstreamAccount, 'upstream' | 'tls'>, proxy: EgressProxy): Promise<Socket> {
+  const { Client } = createRequire(import.meta.url)('undici') as typeof import('undici');
+  const { upstream, tls } = account;
+  const secure = upstream.protocol === 'https:';
+  const client = new Client(proxy.url.origin);
+  const token = proxy.authorization?.reveal();
+  let tunnel: Socket;
+  try {
+    const answer = await client.connect({
+      path: `${upstream.hostname}:${upstream.port === '' ? (secure ? 443 : 80) : upstream.port}`,
+      headers: token === undefined ? {} : { 'proxy-authorization': token },
+    });
+    tunnel = answer.socket as Socket;
+    if (answer.statusCode !== 200) {
+      tunnel.on('error', () => undefined).destroy();
+      throw new ProxyTunnelError(answer.statusCode);
+    }
+  } finally {
+    // The tunnel's socket has left the client (an upgrade): closing it leaves the tunnel open.
+    void client.close().catch(() => undefined);
+  }
+  if (!secure) return tunnel;
+  const name = upstream.hostname.replace(/^\[(.*)\]$/, '$1');
+  const secured = tlsConnect({
+    socket: tunnel,
+    // The name the certificate must hold (an IP literal too); SNI only for a name.
+    host: name,
+    ...(/^[\d.]+$|:/.test(name) ? {} : { servername: name }),
+    ca: tls.ca,
+    rejectUnauthorized: tls.rejectUnauthorized,
+    ...tls.clientCertificate?.current(),
+  });
+  await new Promise<void>((resolve, reject) => {
+    secured.once('secureConnect', resolve);
+    secured.once('error', reject);
+  });
+  return secured;
+}
