@@ -219,7 +219,10 @@ interface SpecItem {
 
 /** Items are list entries that open with their code in bold (`- **T3** ...`); sections are `## 8. Title`. */
 function readSpec(): { text: string; items: Map<string, SpecItem>; sections: Set<string> } {
-  const text = existsSync(join(root, SPEC_PATH)) ? readFileSync(join(root, SPEC_PATH), 'utf8') : '';
+  return parseSpec(existsSync(join(root, SPEC_PATH)) ? readFileSync(join(root, SPEC_PATH), 'utf8') : '');
+}
+
+function parseSpec(text: string): { text: string; items: Map<string, SpecItem>; sections: Set<string> } {
   const items = new Map<string, SpecItem>();
   const starts = [...text.matchAll(/^- \*\*([TFRPSEH]\d{1,2})\*\*/gm)];
   starts.forEach((match, index) => {
@@ -337,8 +340,12 @@ describe('docs/contract.md: the spec every citation points at', () => {
   });
 
   it('an item marked planned is not yet cited by name in a test title (a test for it means it is built: update its status)', () => {
+    // Every item is built in this version, so the marker's reading is checked on a sample.
+    const sample = parseSpec(
+      '## 1. A\n\n- **T1** built.\n- **T2** not yet.\n  Status: planned (not in this version).\n',
+    );
+    expect([sample.items.get('T1')?.planned, sample.items.get('T2')?.planned]).toEqual([false, true]);
     const planned = [...spec.items.values()].filter((item) => item.planned).map((item) => item.code);
-    expect(planned.length).toBeGreaterThan(0);
     const cited = new Set(
       testFiles.flatMap((file) => testTitles(file).flatMap((title) => citations(title, { expandRanges: false }))),
     );
