@@ -1,5 +1,4 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Readable } from 'node:stream';
 import { createRequire } from 'node:module';
 import type { buildConnector, Dispatcher, Pool } from 'undici';
 import type { CertificatePair } from '../util/client-certificate.js';
@@ -24,7 +23,7 @@ export interface UpstreamCall {
   /** Request headers as undici takes them: no hop-by-hop or framing headers (undici frames the body). */
   headers: Record<string, string | string[]>;
   /** The client's request body as it is read, a kept body for a replay, or none. */
-  body: Readable | Buffer | undefined;
+  body: AsyncIterable<Buffer> | Buffer | undefined;
   onAnswer(answer: UpstreamAnswer): void;
   onError(failure: UpstreamFailure): void;
 }
@@ -141,7 +140,7 @@ export const sendWithUndici: Transport = (call) => {
       method: call.method as Dispatcher.HttpMethod,
       path: call.path,
       headers: call.headers,
-      // undici streams a Readable body, pausing it while the upstream socket is full.
+      // undici streams an async iterable as the body, pulling chunks as the socket drains.
       body: call.body as Dispatcher.DispatchOptions['body'],
       // Time to the response head; once streaming, a quiet stream (SSE) is never cut.
       headersTimeout: call.account.timeouts.responseMs,
