@@ -267,7 +267,7 @@ async function main() {
   }
   const sides = Object.keys(bases);
   /** The sides whose pid is the one Node process doing the work (CPU per request is read for these). */
-  const nodeSides = new Set(['sidecar', 'baseline', 'floor']);
+  const nodeSides = new Set(['sidecar', 'baseline', 'floor', 'dpop']);
   const extraSides = sides.filter((side) => side !== 'direct' && side !== 'sidecar');
   try {
     const rows = [];
