@@ -20,6 +20,8 @@ export interface ConfigReloaderOptions {
 
 export const RELOAD_APPLIED = 'configuration reload applied';
 export const RELOAD_REJECTED = 'configuration reload rejected; the running configuration stays';
+export const RELOAD_FAILED =
+  'configuration reload failed while it was being applied; restart the sidecar so that every account runs on one configuration';
 
 /**
  * H2: reloads the configuration when asked: reads it, validates it, hands it to the sidecar, and
@@ -65,7 +67,16 @@ export class ConfigReloader {
       this.#rejected(trigger, problems);
       return;
     }
-    const result = await sidecar.reload(config);
+    let result: Awaited<ReturnType<Sidecar['reload']>>;
+    try {
+      result = await sidecar.reload(config);
+    } catch (error) {
+      // A file read between validation and use failed (a certificate rotated away meanwhile):
+      // never a crash; part of the new configuration may be in place, so the log says to restart.
+      sidecar.metrics.configReload('rejected');
+      logger.error({ trigger, err: error }, RELOAD_FAILED);
+      return;
+    }
     if (result.outcome === 'rejected') {
       this.#rejected(trigger, result.reasons);
       return;

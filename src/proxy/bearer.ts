@@ -92,22 +92,26 @@ export class TokenInjector {
   /**
    * E5, query placement: the token never reaches the client in an answer's headers (an upstream
    * redirect naming its own URL would echo it). The token's parameter is cut from `Location` and
-   * `Content-Location`; any other header (or list item) still holding the token, as sent or
-   * percent-encoded, is dropped. Header placement: nothing to do. Changes `headers` in place.
+   * `Content-Location` by its name (whatever its value: a re-encoded or an older token too); any
+   * other header (or list item) still holding the token, as sent or percent-encoded in any case,
+   * is dropped. Header placement: nothing to do. Changes `headers` in place.
    */
   scrubAnswerHeaders(headers: Record<string, string | string[] | number | undefined>, token: ActiveToken): void {
     if (this.query === undefined) return;
     const entry = this.#values.get(token) ?? this.#build(token);
     if ('problem' in entry) return;
-    const forms = [entry.value, token.secret.reveal()];
-    const holds = (value: string) => forms.some((form) => value.includes(form));
+    // Compared without case: an upstream may re-encode the token with lower-case hex (%2b for %2B).
+    const forms = [entry.value.toLowerCase(), token.secret.reveal().toLowerCase()];
+    const holds = (value: string) => forms.some((form) => value.toLowerCase().includes(form));
     for (const name of Object.keys(headers)) {
       const value = headers[name];
-      if (typeof value === 'string' && holds(value)) {
-        const cut = URL_HEADERS.has(name) ? withoutQueryParameter(value, this.query) : value;
+      if (typeof value === 'string' && URL_HEADERS.has(name)) {
+        // The token's parameter goes by its name, whatever form its value takes (even an older token's).
+        const cut = withoutQueryParameter(value, this.query);
         if (holds(cut)) delete headers[name];
-        else headers[name] = cut.endsWith('?') ? cut.slice(0, -1) : cut;
-      } else if (Array.isArray(value) && value.some(holds)) headers[name] = value.filter((item) => !holds(item));
+        else if (cut !== value) headers[name] = cut.endsWith('?') ? cut.slice(0, -1) : cut;
+      } else if (typeof value === 'string' && holds(value)) delete headers[name];
+      else if (Array.isArray(value) && value.some(holds)) headers[name] = value.filter((item) => !holds(item));
     }
   }
 

@@ -57,8 +57,26 @@ function stageProblem(path: string): string | undefined {
   if (ENCODED_SEPARATOR.test(path)) return 'an encoded "/" or "\\" is not allowed in the path';
   if (DOT_SEGMENT.test(path)) return 'dot segments ("." or "..", raw or encoded) are not allowed in the path';
   if (SUSPICIOUS_ENCODING.test(path)) return 'double-encoded, NUL or overlong characters are not allowed in the path';
+  if (path.includes('%') && hidesAnEscape(path))
+    return 'a "%" that is not an escape but becomes one once the path is decoded is not allowed in the path';
   // Only an escape of a byte >= 0x80, a %u escape or a non-ASCII character can hide a look-alike: the rest skip the slow look.
   return NEEDS_UNICODE_LOOK.test(path) ? unicodeProblem(path) : undefined;
+}
+
+const STRAY_PERCENT = /%(?![0-9a-f]{2})/gi;
+
+/**
+ * S3: a `%` that is no escape (`%%32%65`, `%2%65`) is kept as it is by lenient decoders (Python's
+ * `unquote`, PHP's `urldecode`, nginx), and the escapes after it decode into its two hex digits:
+ * a second decoding then sees `%2e`. A literal `%` (sent as `%25`) followed by anything else passes.
+ */
+function hidesAnEscape(path: string): boolean {
+  for (const match of path.matchAll(STRAY_PERCENT)) {
+    const next = path.slice(match.index + 1, match.index + 7);
+    const decoded = next.replace(ESCAPE, (_escape, byte: string) => String.fromCharCode(Number.parseInt(byte, 16)));
+    if (/^[0-9a-f]{2}/i.test(decoded)) return true;
+  }
+  return false;
 }
 
 const NEEDS_UNICODE_LOOK = /%[89a-fu]|[\u0080-\uffff]/i;

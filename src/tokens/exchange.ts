@@ -169,7 +169,14 @@ export async function exchangeToken(steps: ExchangeSteps, context: ExchangeConte
   if (answer.asksForNonce) {
     // E4: one more attempt at once with the nonce, part of this exchange (no loop guard between).
     nonceRetry = { durationMs: answer.durationMs, httpStatus: answer.httpStatus };
-    answer = await sendAndParse(built.request, secrets, steps, context);
+    // Built anew: a client assertion's jti is single-use (E1), and the server has seen this one.
+    const again = await steps.build().catch(() => built);
+    answer = await sendAndParse(
+      again.request,
+      [...again.request.secrets, ...(steps.heldSecrets ?? [])],
+      steps,
+      context,
+    );
   }
   const sent = {
     kind: built.kind,

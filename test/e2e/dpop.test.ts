@@ -105,6 +105,46 @@ describe('E4 DPoP token requests (oidc-provider requires nonces)', () => {
     expect(metricSum(text, 'bearer_sidecar_dpop_nonce_retries_total', 'where="token"')).toBe(1);
   });
 
+  it('E4, E1: the nonce retry of a token request carries a new client assertion too (the provider refuses a reused jti)', async () => {
+    const client = {
+      client_id: 'jwt-client',
+      client_secret: 'jwt-client-secret-0123456789-abcdefghijklmnop',
+      token_endpoint_auth_method: 'client_secret_jwt' as const,
+    };
+    const provider = await startClientAuthServer([client], {}, undefined, { dpop: true });
+    harness.defer(() => provider.close());
+    const upstream = await startDpopUpstream((token) => provider.jktOf(token));
+    harness.defer(() => upstream.close());
+    const config = join(dir, 'jwt.json');
+    writeFileSync(
+      config,
+      JSON.stringify({
+        listen: { port: 0 },
+        admin: { port: 0 },
+        accounts: {
+          billing: {
+            upstream: upstream.url,
+            default: true,
+            auth: {
+              flow: 'oauth2',
+              tokenUrl: provider.tokenUrl,
+              clientId: client.client_id,
+              clientSecret: client.client_secret,
+              clientAuth: 'client_secret_jwt',
+              dpop: {},
+            },
+          },
+        },
+      }),
+    );
+    const { data } = await harness.launchCli(['--config', config]);
+    expect((await fetch(`${data}/invoices`)).status).toBe(200);
+    expect(provider.tokenAnswers.map((a) => [a.status, a.error ?? a.tokenType])).toEqual([
+      [400, 'use_dpop_nonce'],
+      [200, 'DPoP'],
+    ]);
+  });
+
   it("E4: every proxied request gets a fresh proof (jti unique, ath of the token, htu the upstream URL without query); the client's own DPoP header is dropped", async () => {
     const s = await setup({});
     for (const path of ['/invoices?page=2&x=y', '/invoices/7', '/invoices?page=3']) {

@@ -49,6 +49,17 @@ function configText(accounts: string[], head = 'listen: { port: 0 }\nadmin: { po
   return `${head}shutdownTimeout: 30s\naccounts:\n${accounts.join('')}`;
 }
 
+/** One account `a` on a recording upstream, started from a config file (with `flags`), logged in. */
+async function oneAccountSidecar(flags: string[] = []) {
+  const w = await world();
+  const upstream = await harness.recordingUpstream();
+  const file = join(w.dir, 'c.yaml');
+  writeFileSync(file, configText([account(w, 'a', upstream.url)]));
+  const running = await harness.launchCli(['--config', file, ...flags]);
+  await loggedIn(running.cli, 'a');
+  return { w, upstream, file, ...running };
+}
+
 async function loggedIn(cli: RunningCli, name: string): Promise<void> {
   await cli.waitForLog((entry) => entry.msg === 'token request: login succeeded' && entry.account === name);
 }
@@ -133,12 +144,7 @@ describe('H2 live reload', () => {
   });
 
   it('H2: an invalid config is rejected, every problem logged and counted as rejected; the old one keeps serving', async () => {
-    const w = await world();
-    const upstream = await harness.recordingUpstream();
-    const file = join(w.dir, 'c.yaml');
-    writeFileSync(file, configText([account(w, 'a', upstream.url)]));
-    const { cli, data, admin } = await harness.launchCli(['--config', file]);
-    await loggedIn(cli, 'a');
+    const { w, file, cli, data, admin } = await oneAccountSidecar();
     writeFileSync(
       file,
       configText([account(w, 'a', 'not a url')], 'listen: { port: 0 }\nadmin: { port: 0 }\nlimitz: 1\n'),
@@ -154,12 +160,7 @@ describe('H2 live reload', () => {
   });
 
   it('H2: a changed store is refused with that reason; the running store stays', async () => {
-    const w = await world();
-    const upstream = await harness.recordingUpstream();
-    const file = join(w.dir, 'c.yaml');
-    writeFileSync(file, configText([account(w, 'a', upstream.url)]));
-    const { cli, data, admin } = await harness.launchCli(['--config', file]);
-    await loggedIn(cli, 'a');
+    const { w, upstream, file, cli, data, admin } = await oneAccountSidecar();
     writeFileSync(
       file,
       configText(
@@ -175,12 +176,7 @@ describe('H2 live reload', () => {
   });
 
   it('H2: --watch-config reloads a file rewritten in place, then one renamed over it', async () => {
-    const w = await world();
-    const upstream = await harness.recordingUpstream();
-    const file = join(w.dir, 'c.yaml');
-    writeFileSync(file, configText([account(w, 'a', upstream.url)]));
-    const { cli, data, admin } = await harness.launchCli(['--config', file, '--watch-config']);
-    await loggedIn(cli, 'a');
+    const { w, upstream, file, cli, data, admin } = await oneAccountSidecar(['--watch-config']);
     writeFileSync(file, configText([account(w, 'a', upstream.url), account(w, 'b', upstream.url)]));
     expect(await appliedWith(cli, (entry) => String(entry.added) === 'b')).toMatchObject({ trigger: 'file change' });
     const next = join(w.dir, 'c.yaml.new');
@@ -217,12 +213,7 @@ describe('H2 live reload', () => {
   });
 
   it('H2: a changed listen address is rebound (old port closed, new one serves); an unchanged one keeps its sockets', async () => {
-    const w = await world();
-    const upstream = await harness.recordingUpstream();
-    const file = join(w.dir, 'c.yaml');
-    writeFileSync(file, configText([account(w, 'a', upstream.url)]));
-    const { cli, data } = await harness.launchCli(['--config', file]);
-    await loggedIn(cli, 'a');
+    const { w, upstream, file, cli, data } = await oneAccountSidecar();
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     harness.defer(() => agent.destroy());
     expect(await getWith(agent, `${data}/a/1`)).toEqual({ status: 200, reused: false });

@@ -282,6 +282,17 @@ async function extraSidecar(
   );
 }
 
+/** A sidecar whose upstream resets every connection as soon as request bytes arrive. */
+async function sidecarBeforeResettingUpstream() {
+  const s = await setup();
+  const { createServer } = await import('node:net');
+  const resetter = createServer((socket) => socket.on('data', () => socket.resetAndDestroy()));
+  await new Promise<void>((resolve) => resetter.listen(0, '127.0.0.1', resolve));
+  harness.defer(() => new Promise<void>((resolve) => resetter.close(() => resolve())));
+  const port = (resetter.address() as { port: number }).port;
+  return extraSidecar(s, { upstream: `http://127.0.0.1:${port}` });
+}
+
 describe('timeouts and aborts', () => {
   it('an upstream that does not answer within timeouts.response gives 504 upstream_timeout', async () => {
     const s = await setup({ account: { timeouts: { response: '200ms' } } });
@@ -292,26 +303,14 @@ describe('timeouts and aborts', () => {
   });
 
   it('an upstream that resets the connection gives 502 upstream_unreachable', async () => {
-    const s = await setup();
-    const { createServer } = await import('node:net');
-    const resetter = createServer((socket) => socket.on('data', () => socket.resetAndDestroy()));
-    await new Promise<void>((resolve) => resetter.listen(0, '127.0.0.1', resolve));
-    harness.defer(() => new Promise<void>((resolve) => resetter.close(() => resolve())));
-    const port = (resetter.address() as { port: number }).port;
-    const other = await extraSidecar(s, { upstream: `http://127.0.0.1:${port}` });
+    const other = await sidecarBeforeResettingUpstream();
     const reset = await fetch(`${other.dataUrl()}/x`);
     expect(reset.status).toBe(502);
     expect(await reset.json()).toMatchObject({ error: 'upstream_unreachable', account: 'extra' });
   });
 
   it('F5: an upstream that resets the connection while the request body is still arriving: the client gets its 502, not a cut connection', async () => {
-    const s = await setup();
-    const { createServer } = await import('node:net');
-    const resetter = createServer((socket) => socket.on('data', () => socket.resetAndDestroy()));
-    await new Promise<void>((resolve) => resetter.listen(0, '127.0.0.1', resolve));
-    harness.defer(() => new Promise<void>((resolve) => resetter.close(() => resolve())));
-    const port = (resetter.address() as { port: number }).port;
-    const other = await extraSidecar(s, { upstream: `http://127.0.0.1:${port}` });
+    const other = await sidecarBeforeResettingUpstream();
     // The client has sent the head and a first part of the body; the rest never comes.
     const answer = await new Promise<string>((resolve) => {
       let received = '';

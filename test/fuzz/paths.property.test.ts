@@ -162,6 +162,13 @@ describe('S3 paths (property)', () => {
       expect(pathProblem(path), path).toBeUndefined();
   });
 
+  it('S3: a "%" that is no escape but turns into one once a lenient decoder decodes what follows it is refused', () => {
+    for (const path of ['/a/%%32%65%%32%65/x', '/a/%2%65%2%65/x', '/v2/%25%2532%2565/admin', '/v2/%%36%36'])
+      expect(pathProblem(path), path).toBeDefined();
+    for (const path of ['/v2/100%25', '/v2/50%25off', '/v2/100%25/x', '/v2/a%25%20b'])
+      expect(pathProblem(path), path).toBeUndefined();
+  });
+
   it('S3: the generator does reach both sides (some paths accepted, look-alikes refused)', () => {
     const sample = fc.sample(paths, { numRuns: 500, seed: 7 });
     expect(sample.filter((path) => pathProblem(path) === undefined).length).toBeGreaterThan(50);

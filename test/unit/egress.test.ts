@@ -186,6 +186,14 @@ describe('E5 where the token goes', () => {
       'set-cookie': ['a=1'],
       'x-other': 'fine',
     });
+    // Re-encoded with lower-case hex, or an older token: cut by the parameter's name all the same.
+    const reencoded: Record<string, string | string[] | undefined> = {
+      location: '/v2/x?a=1&access_token=tok%2fen%2b1',
+      'content-location': '/v2/x?access_token=an-older-token&b=2',
+      link: '</v2/x?access_token=tok%2fen%2b1>; rel="next"',
+    };
+    inject.scrubAnswerHeaders(reencoded, secret);
+    expect(reencoded).toEqual({ location: '/v2/x?a=1', 'content-location': '/v2/x?b=2' });
     const header = new TokenInjector({ header: 'authorization', format: '{type} {token}' });
     const untouched = { location: '/x?access_token=tok/en+1' };
     header.scrubAnswerHeaders(untouched, secret);

@@ -1,5 +1,7 @@
 import { createServer } from 'node:net';
 import { describe, expect, it, vi } from 'vitest';
+import { ConfigReloader, RELOAD_FAILED } from '../../src/app-reload.js';
+import type { Sidecar } from '../../src/app.js';
 import { parseConfig } from '../../src/config/load.js';
 import { diffConfigs } from '../../src/config/reload-diff.js';
 import { MemoryTokenStore } from '../../src/stores/memory.js';
@@ -83,6 +85,27 @@ describe('H2 live reload: what changed, and whose chain goes on', () => {
       parseConfig({ accounts, tracing: { endpoint: 'http://127.0.0.1:4318' } }),
     );
     expect(changes.refusal).toBe('tracing changed: tracing is set up at start-up and needs a restart');
+  });
+
+  it('H2: a reload that throws while it is applied (a file gone between validation and use) is logged and counted, never a crash', async () => {
+    const counted: string[] = [];
+    const logged: Array<{ fields: Record<string, unknown>; msg: string }> = [];
+    const sidecar = {
+      start: async () => undefined,
+      reload: async () => {
+        throw new Error('ENOENT: no such file or directory, open /tls/ca.crt');
+      },
+      metrics: { configReload: (outcome: string) => counted.push(outcome) },
+    } as unknown as Sidecar;
+    const logger = {
+      error: (fields: Record<string, unknown>, msg: string) => logged.push({ fields, msg }),
+      info: () => undefined,
+    } as unknown as ConstructorParameters<typeof ConfigReloader>[0]['logger'];
+    const accounts = { a: sessionAccount('http://127.0.0.1:9/login', 'p', { default: true }) };
+    const reloader = new ConfigReloader({ sidecar, load: () => parseConfig({ accounts }), logger });
+    await expect(reloader.reload('SIGHUP')).resolves.toBeUndefined();
+    expect(counted).toEqual(['rejected']);
+    expect(logged.map((entry) => [entry.fields.trigger, entry.msg])).toEqual([['SIGHUP', RELOAD_FAILED]]);
   });
 
   it("H2: a new chain's view hides the old credentials' stored state, and its first save replaces it", async () => {
