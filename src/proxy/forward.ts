@@ -13,7 +13,7 @@ import { declaresBody, replayable, type Exchange, type InboundRequest } from './
 import { brokenAnswerRefusal, busyRefusal, sendRefusal, tokenRefusal, upstreamFailureRefusal } from './refusals.js';
 import type { ReplayBudget } from './replay-budget.js';
 import { ReplayableBody } from './replayable-body.js';
-import { requestEnded, requestStarted } from './in-flight.js';
+import { logProxiedRequest, requestEnded, requestStarted } from './in-flight.js';
 import { ThrowFence } from './throw-fence.js';
 import type { TrustedProxies } from './trusted-proxies.js';
 import type { Transport, UpstreamAnswer, UpstreamCall, UpstreamFailure } from './transport.js';
@@ -352,7 +352,12 @@ export class DataPlane {
    * request goes again at once with the nonce, once, when it can be replayed; otherwise (or when
    * asked again) the answer goes to the client. False: not such an answer.
    */
-  #retryWithNonce(exchange: Exchange, token: ActiveToken, answer: UpstreamAnswer): boolean {
+  #retryWithNonce(
+    exchange: Exchange,
+    token: ActiveToken,
+    answer: UpstreamAnswer,
+    then: (next: UpstreamAnswer) => void = (next) => this.#onFirstAnswer(exchange, token, next),
+  ): boolean {
     const { account } = exchange;
     if (!asksForDpopNonce(answer.statusCode, answer.headers['www-authenticate'])) return false;
     const fresh = account.inject.dpop?.takeNonce('upstream', answer.headers['dpop-nonce']) === true;
@@ -367,8 +372,7 @@ export class DataPlane {
         if (exchange.res.destroyed) return;
         if (held === undefined && answer.body.failed) sendRefusal(exchange.res, brokenAnswerRefusal(account));
         else if (held === undefined) this.#streamBack(exchange, answer);
-        else
-          this.#open(exchange, token, exchange.body?.contents(), (next) => this.#onFirstAnswer(exchange, token, next));
+        else this.#open(exchange, token, exchange.body?.contents(), then);
       }),
     );
     return true;
@@ -411,7 +415,9 @@ export class DataPlane {
   #replay(exchange: Exchange, token: ActiveToken): void {
     if (exchange.res.destroyed) return;
     const { account } = exchange;
-    this.#open(exchange, token, exchange.body?.contents(), (answer) => {
+    const onReplayAnswer = (answer: UpstreamAnswer): void => {
+      // E4: a nonce demand is no rejection of the new token: one retry with the nonce.
+      if (account.inject.dpop !== undefined && this.#retryWithNonce(exchange, token, answer, onReplayAnswer)) return;
       const status = answer.statusCode;
       if (account.retryOn.has(status)) {
         account.metrics.upstreamRejection(status);
@@ -422,7 +428,8 @@ export class DataPlane {
         account.manager.tokenAccepted(token);
       }
       this.#streamBack(exchange, answer);
-    });
+    };
+    this.#open(exchange, token, exchange.body?.contents(), onReplayAnswer);
   }
 
   /** Pass 5: the upstream's answer streams back to the client as it comes (F4: backpressure both ways). */
@@ -463,19 +470,7 @@ export class DataPlane {
     const durationMs = performance.now() - inbound.started;
     (account?.metrics ?? this.#o.unrouted).observe(status, durationMs / 1000);
     inbound.span?.end(status, account?.name);
-    // Request logs only at debug (issue 8): the path without its query (which may carry a key); never headers.
-    if (this.#o.logger.isLevelEnabled('debug')) {
-      this.#o.logger.debug(
-        {
-          account: account?.name,
-          method: req.method,
-          path: (req.url ?? '').split('?', 1)[0],
-          status,
-          durationMs: Math.round(durationMs),
-        },
-        'proxied request',
-      );
-    }
+    logProxiedRequest(this.#o.logger, req, account?.name, status, durationMs);
     if (this.#draining) setImmediate(this.#closeIdleConnections);
   }
 

@@ -1,4 +1,8 @@
+import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Logger } from '../util/logger.js';
+
+// A request's bookkeeping on its client connection: in flight or not, and its log line once it ended.
 
 /** Requests in flight on a client connection: at shutdown, a connection with none is closed at once. */
 const IN_FLIGHT = Symbol('inFlight');
@@ -19,4 +23,20 @@ export function requestEnded(socket: Socket): void {
 /** True while a request on this client connection has not ended (R5: shutdown leaves it open). */
 export function hasRequestInFlight(socket: Socket): boolean {
   return ((socket as BusySocket)[IN_FLIGHT] ?? 0) > 0;
+}
+
+/**
+ * The log line of a request that ended, at debug only (request logs are opt-in): the path
+ * without its query (which may carry a key or, with inject.query, the token); never headers.
+ */
+export function logProxiedRequest(
+  logger: Logger,
+  req: IncomingMessage,
+  account: string | undefined,
+  status: number,
+  durationMs: number,
+): void {
+  if (!logger.isLevelEnabled('debug')) return;
+  const path = (req.url ?? '').split('?', 1)[0];
+  logger.debug({ account, method: req.method, path, status, durationMs: Math.round(durationMs) }, 'proxied request');
 }

@@ -187,6 +187,19 @@ describe('E4 DPoP nonces at the upstream', () => {
     expect(metricSum(text, 'bearer_sidecar_replays_total')).toBe(0);
   });
 
+  it('E4: a use_dpop_nonce 401 met by a T8 replay is retried with its nonce, not counted as the new token rejected again', async () => {
+    const s = await setup({});
+    expect((await fetch(`${s.data}/warm`)).status).toBe(200);
+    s.upstream.revokeOnceThenDemandNonce();
+    const answer = await fetch(`${s.data}/upload`, { method: 'POST', body: 'replayable body' });
+    expect(answer.status).toBe(200);
+    expect(s.upstream.refused).toEqual(['token revoked', 'use_dpop_nonce']);
+    const text = await s.metrics();
+    expect(metricSum(text, 'bearer_sidecar_replays_total', 'outcome="success"')).toBe(1);
+    expect(metricSum(text, 'bearer_sidecar_replays_total', 'outcome="rejected_again"')).toBe(0);
+    expect(metricSum(text, 'bearer_sidecar_dpop_nonce_retries_total', 'where="upstream"')).toBe(1);
+  });
+
   it("E4: when the body cannot be replayed, the upstream's use_dpop_nonce 401 goes to the client as it came", async () => {
     const s = await setup({}, { refresh: { minInterval: '1s', replayMaxBody: 4 } });
     expect((await fetch(`${s.data}/warm`)).status).toBe(200);

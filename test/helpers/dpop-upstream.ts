@@ -23,6 +23,8 @@ export interface DpopUpstream {
   bodies: string[];
   /** From now on every proof must carry a new nonce of the upstream's (the first one without gets RFC 9449 §9's 401). */
   demandNonce(): void;
+  /** The next request with a good proof gets 401 invalid_token (its token revoked), and from then on a nonce is demanded. */
+  revokeOnceThenDemandNonce(): void;
   close(): Promise<void>;
 }
 
@@ -32,6 +34,7 @@ export async function startDpopUpstream(jktOf: (token: string) => Promise<string
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const seenJti = new Set<string>();
   let nonce: string | undefined;
+  let revokeNext = false;
   const state: DpopUpstream = {
     url,
     accepted: [],
@@ -40,6 +43,9 @@ export async function startDpopUpstream(jktOf: (token: string) => Promise<string
     bodies: [],
     demandNonce: () => {
       nonce = randomBytes(12).toString('base64url');
+    },
+    revokeOnceThenDemandNonce: () => {
+      revokeNext = true;
     },
     close: () => closeServer(server, { force: true }),
   };
@@ -71,6 +77,11 @@ export async function startDpopUpstream(jktOf: (token: string) => Promise<string
     if (jwk === undefined || (await calculateJwkThumbprint(jwk as never)) !== (await jktOf(token)))
       return 'key is not the one the token is bound to';
     if (nonce !== undefined && payload.nonce !== nonce) return 'use_dpop_nonce';
+    if (revokeNext) {
+      revokeNext = false;
+      state.demandNonce();
+      return 'token revoked';
+    }
     state.accepted.push(payload);
     return undefined;
   };
