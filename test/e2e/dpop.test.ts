@@ -45,8 +45,13 @@ function keyFile(name: string, key: KeyObject, format: 'jwk' | 'pem'): string {
   return path;
 }
 
-async function setup(dpop: Record<string, unknown>, account: Record<string, unknown> = {}): Promise<Setup> {
-  const provider = await startClientAuthServer([CLIENT], {}, undefined, { dpop: true });
+async function setup(
+  dpop: Record<string, unknown>,
+  account: Record<string, unknown> = {},
+  client: { client_id: string; client_secret: string; token_endpoint_auth_method: string } = CLIENT,
+  auth: Record<string, unknown> = {},
+): Promise<Setup> {
+  const provider = await startClientAuthServer([client as typeof CLIENT], {}, undefined, { dpop: true });
   harness.defer(() => provider.close());
   const upstream = await startDpopUpstream((token) => provider.jktOf(token));
   harness.defer(() => upstream.close());
@@ -65,8 +70,9 @@ async function setup(dpop: Record<string, unknown>, account: Record<string, unkn
           auth: {
             flow: 'oauth2',
             tokenUrl: provider.tokenUrl,
-            clientId: CLIENT.client_id,
-            clientSecret: CLIENT.client_secret,
+            clientId: client.client_id,
+            clientSecret: client.client_secret,
+            ...auth,
             dpop,
           },
         },
@@ -111,35 +117,9 @@ describe('E4 DPoP token requests (oidc-provider requires nonces)', () => {
       client_secret: 'jwt-client-secret-0123456789-abcdefghijklmnop',
       token_endpoint_auth_method: 'client_secret_jwt' as const,
     };
-    const provider = await startClientAuthServer([client], {}, undefined, { dpop: true });
-    harness.defer(() => provider.close());
-    const upstream = await startDpopUpstream((token) => provider.jktOf(token));
-    harness.defer(() => upstream.close());
-    const config = join(dir, 'jwt.json');
-    writeFileSync(
-      config,
-      JSON.stringify({
-        listen: { port: 0 },
-        admin: { port: 0 },
-        accounts: {
-          billing: {
-            upstream: upstream.url,
-            default: true,
-            auth: {
-              flow: 'oauth2',
-              tokenUrl: provider.tokenUrl,
-              clientId: client.client_id,
-              clientSecret: client.client_secret,
-              clientAuth: 'client_secret_jwt',
-              dpop: {},
-            },
-          },
-        },
-      }),
-    );
-    const { data } = await harness.launchCli(['--config', config]);
-    expect((await fetch(`${data}/invoices`)).status).toBe(200);
-    expect(provider.tokenAnswers.map((a) => [a.status, a.error ?? a.tokenType])).toEqual([
+    const s = await setup({}, {}, client, { clientAuth: 'client_secret_jwt' });
+    expect((await fetch(`${s.data}/invoices`)).status).toBe(200);
+    expect(s.provider.tokenAnswers.map((a) => [a.status, a.error ?? a.tokenType])).toEqual([
       [400, 'use_dpop_nonce'],
       [200, 'DPoP'],
     ]);
