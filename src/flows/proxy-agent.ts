@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import type { Dispatcher, ProxyAgent } from 'undici';
+import type { Agent, buildConnector, Dispatcher, Pool } from 'undici';
 import { proxyFor, type EgressPolicy, type EgressProxy } from '../config/egress.js';
 
 /**
@@ -29,59 +29,65 @@ export interface ProxyAgentOptions {
  * E6: undici's ProxyAgent for `proxy`: https targets through a CONNECT tunnel, http targets as
  * absolute-form requests to the proxy (`proxyTunnel: false`), `Proxy-Authorization` from the
  * proxy's credentials (a secret: handed to undici only, never shown). E2: with a client
- * certificate, a new agent is made whenever the certificate's files changed (undici's ProxyAgent
- * takes the certificate once), so new tunnels present the rotated one; the old agent is closed
- * gracefully (its requests in flight finish, its idle tunnels close).
+ * certificate, each new tunnel's TLS handshake presents the certificate as it is when the tunnel
+ * opens (asked once per new tunnel, as the direct path asks once per new connection): a rotated
+ * one reaches new tunnels, open ones finish with the old one, and requests pay nothing for it.
  */
 export function createProxyAgent(proxy: EgressProxy, options: ProxyAgentOptions): Dispatcher {
-  const certificate = options.tls.clientCertificate;
-  if (certificate === undefined) return proxyAgent(proxy, options, undefined);
-  let pair = certificate.current();
-  let agent = proxyAgent(proxy, options, pair);
-  const retiring = new Set<Dispatcher>();
-  const current = (): Dispatcher => {
-    const now = certificate.current();
-    if (now === pair) return agent;
-    const old = agent;
-    retiring.add(old);
-    void old
-      .close()
-      .catch(() => undefined)
-      .finally(() => retiring.delete(old));
-    pair = now;
-    agent = proxyAgent(proxy, options, pair);
-    return agent;
-  };
-  const all = () => [agent, ...retiring];
-  // A Dispatcher of undici's own class, so request() and the other helpers it adds work on it.
-  const rotating = new (undici().Dispatcher)();
-  return Object.assign(rotating, {
-    dispatch: (opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler) =>
-      current().dispatch(opts, handler),
-    close: async () => void (await Promise.all(all().map((each) => each.close()))),
-    destroy: async () => void (await Promise.all(all().map((each) => each.destroy()))),
-  }) as Dispatcher;
-}
-
-function proxyAgent(
-  proxy: EgressProxy,
-  options: ProxyAgentOptions,
-  pair: { cert: string; key: string } | undefined,
-): ProxyAgent {
   const token = proxy.authorization?.reveal();
+  const requestTls = {
+    timeout: options.connectTimeoutMs,
+    ...(options.tls.ca === undefined ? {} : { ca: options.tls.ca }),
+    rejectUnauthorized: options.tls.rejectUnauthorized,
+  };
+  const certificate = options.tls.clientCertificate;
   return new (undici().ProxyAgent)({
     uri: proxy.url.href,
     ...(token === undefined ? {} : { token }),
     proxyTunnel: false,
     proxyTls: { timeout: options.connectTimeoutMs },
-    requestTls: {
-      timeout: options.connectTimeoutMs,
-      ...(options.tls.ca === undefined ? {} : { ca: options.tls.ca }),
-      rejectUnauthorized: options.tls.rejectUnauthorized,
-      ...pair,
-    },
+    requestTls,
     ...options.pool,
+    ...(certificate === undefined ? {} : { factory: tunnelsWithCertificate(certificate, requestTls) }),
   });
+}
+
+/**
+ * E2 behind a proxy: the pool factory undici's ProxyAgent calls for each target (AgentOptions
+ * `factory`; `opts.connect` is its CONNECT tunnel). undici's ProxyAgent takes `requestTls` once,
+ * so for an https target the tunnel is opened as a plain one and the TLS handshake inside it is
+ * ours: undici's own connector, made anew when the certificate's files changed (it caches TLS
+ * sessions per connector). Connections to the proxy itself, and http targets, are left as they are.
+ */
+function tunnelsWithCertificate(
+  certificate: RotatingCertificate,
+  requestTls: buildConnector.BuildOptions,
+): NonNullable<Agent.Options['factory']> {
+  const { buildConnector: build, Client, Pool } = undici();
+  let pair: { cert: string; key: string } | undefined;
+  let handshake: buildConnector.connector | undefined;
+  const connectorNow = (): buildConnector.connector => {
+    const now = certificate.current();
+    if (handshake === undefined || now !== pair) {
+      pair = now;
+      handshake = build({ ...requestTls, ...now });
+    }
+    return handshake;
+  };
+  return (origin, opts: Pool.Options) => {
+    const tunnel = opts.connect as buildConnector.connector;
+    const connect: buildConnector.connector = (target, callback) => {
+      if (target.protocol !== 'https:') return tunnel(target, callback);
+      // A plain tunnel to the target's port (undici would add http's default port to a bare host).
+      const port = target.port === '' ? '443' : target.port;
+      const host = target.port === '' ? `${target.host}:443` : target.host;
+      tunnel({ ...target, protocol: 'http:', host, port }, (error, socket) => {
+        if (error !== null) callback(error, null);
+        else connectorNow()({ ...target, httpSocket: socket }, callback);
+      });
+    };
+    return opts.connections === 1 ? new Client(origin, { ...opts, connect }) : new Pool(origin, { ...opts, connect });
+  };
 }
 
 /**
