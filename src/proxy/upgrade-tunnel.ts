@@ -22,32 +22,49 @@ export type CreateConnection = (options: unknown, done: (error: Error | null, so
  * credentials, never shown) for ws and wss targets alike, then for wss the TLS handshake inside it
  * (the upstream's certificate verified as without a proxy, E2's client certificate as it is now).
  * A proxy's refusal fails as undici's ProxyAgent words it (`Proxy response (407) !== 200 ...`).
+ * R11: the attempt lives no longer than its upgrade: once `abandoned` is aborted (the upgrade's
+ * timeout passed, or its client left) every socket it opened is destroyed, whichever step it was
+ * at, and nothing is handed to the request any more.
  */
 export function tunnelThroughProxy(
   account: Pick<UpstreamAccount, 'upstream' | 'tls'>,
   proxy: EgressProxy,
+  abandoned: AbortSignal,
 ): CreateConnection {
   return (_options, done) => {
-    openTunnel(account, proxy).then(
-      (socket) => done(null, socket),
-      // Node's own callback takes no socket with an error.
-      (error: unknown) => done(asError(error), undefined as unknown as Duplex),
+    openTunnel(account, proxy, abandoned).then(
+      (socket) => {
+        if (abandoned.aborted) socket.destroy();
+        else done(null, socket);
+      },
+      (error: unknown) => {
+        // Node's own callback takes no socket with an error.
+        if (!abandoned.aborted) done(asError(error), undefined as unknown as Duplex);
+      },
     );
     return undefined;
   };
 }
 
-async function openTunnel(account: Pick<UpstreamAccount, 'upstream' | 'tls'>, proxy: EgressProxy): Promise<Socket> {
+async function openTunnel(
+  account: Pick<UpstreamAccount, 'upstream' | 'tls'>,
+  proxy: EgressProxy,
+  abandoned: AbortSignal,
+): Promise<Socket> {
   const { Client } = createRequire(import.meta.url)('undici') as typeof import('undici');
-  const { upstream, tls } = account;
+  const { upstream } = account;
   const secure = upstream.protocol === 'https:';
   const client = new Client(proxy.url.origin);
   const token = proxy.authorization?.reveal();
+  // Until the tunnel is ours, the client holds the connection to the proxy: destroying it cuts it.
+  const cutClient = () => void client.destroy().catch(() => undefined);
+  abandoned.addEventListener('abort', cutClient, { once: true });
   let tunnel: Socket;
   try {
     const answer = await client.connect({
       path: `${upstream.hostname}:${upstream.port === '' ? (secure ? 443 : 80) : upstream.port}`,
       headers: token === undefined ? {} : { 'proxy-authorization': token },
+      signal: abandoned,
     });
     tunnel = answer.socket as Socket;
     if (answer.statusCode !== 200) {
@@ -55,10 +72,20 @@ async function openTunnel(account: Pick<UpstreamAccount, 'upstream' | 'tls'>, pr
       throw new ProxyTunnelError(answer.statusCode);
     }
   } finally {
+    abandoned.removeEventListener('abort', cutClient);
     // The tunnel's socket has left the client (an upgrade): closing it leaves the tunnel open.
     void client.close().catch(() => undefined);
   }
-  if (!secure) return tunnel;
+  if (!secure || abandoned.aborted) return tunnel;
+  return await secureInside(tunnel, account, abandoned);
+}
+
+/** wss: the TLS handshake inside the tunnel, cut with the tunnel when the upgrade is abandoned. */
+async function secureInside(
+  tunnel: Socket,
+  { upstream, tls }: Pick<UpstreamAccount, 'upstream' | 'tls'>,
+  abandoned: AbortSignal,
+): Promise<Socket> {
   const name = upstream.hostname.replace(/^\[(.*)\]$/, '$1');
   const secured = tlsConnect({
     socket: tunnel,
@@ -69,9 +96,22 @@ async function openTunnel(account: Pick<UpstreamAccount, 'upstream' | 'tls'>, pr
     rejectUnauthorized: tls.rejectUnauthorized,
     ...tls.clientCertificate?.current(),
   });
-  await new Promise<void>((resolve, reject) => {
-    secured.once('secureConnect', resolve);
-    secured.once('error', reject);
-  });
+  const cut = () => {
+    secured.destroy();
+    tunnel.destroy();
+  };
+  abandoned.addEventListener('abort', cut, { once: true });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      secured.once('secureConnect', resolve);
+      secured.once('error', reject);
+      secured.once('close', () => reject(new Error('the tunnel closed during the TLS handshake')));
+    });
+  } catch (error) {
+    cut();
+    throw error;
+  } finally {
+    abandoned.removeEventListener('abort', cut);
+  }
   return secured;
 }

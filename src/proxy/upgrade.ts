@@ -43,12 +43,15 @@ export interface UpgradeCall {
  */
 export function forwardUpgrade(call: UpgradeCall): void {
   const { socket } = call;
-  const outgoing = sendUpgrade(call);
+  // E6: a tunnel through a proxy is still being opened after the request is given up: cut it too.
+  const abandon = new AbortController();
+  const outgoing = sendUpgrade(call, abandon.signal);
   let answered = false;
   const timer = new UpgradeTimer(call, outgoing);
   /** Every failure, whenever it comes: the caller answers the client, or its socket is cut. */
   const fail = (error: unknown, timedOut?: 'connect' | 'response') => {
     timer.stop();
+    abandon.abort();
     outgoing.destroy();
     if (answered || socket.destroyed) socket.destroy();
     else call.onError(error as NodeJS.ErrnoException, timedOut);
@@ -57,7 +60,9 @@ export function forwardUpgrade(call: UpgradeCall): void {
   // A client that leaves before the upstream answers takes the upstream request with it.
   socket.once('close', () => {
     timer.stop();
-    if (!answered) outgoing.destroy();
+    if (answered) return;
+    abandon.abort();
+    outgoing.destroy();
   });
 
   outgoing.on('error', (error) => fail(error));
@@ -96,13 +101,14 @@ export function forwardUpgrade(call: UpgradeCall): void {
 
 /**
  * The upgrade request, on a connection of its own (it becomes the WebSocket and never returns to a
- * pool): direct, or E6 through the account's proxy in a CONNECT tunnel (TLS inside it for wss).
+ * pool): direct, or E6 through the account's proxy in a CONNECT tunnel (TLS inside it for wss),
+ * whose opening stops when `abandoned` is aborted.
  */
-function sendUpgrade(call: UpgradeCall): ClientRequest {
+function sendUpgrade(call: UpgradeCall, abandoned: AbortSignal): ClientRequest {
   const { upstream, tls, proxy } = call.account;
   const request = { method: 'GET', path: call.path, headers: call.headers };
   if (proxy !== undefined)
-    return httpRequest({ ...request, createConnection: tunnelThroughProxy(call.account, proxy) });
+    return httpRequest({ ...request, createConnection: tunnelThroughProxy(call.account, proxy, abandoned) });
   return (upstream.protocol === 'https:' ? httpsRequest : httpRequest)({
     ...request,
     // URL.hostname keeps an IPv6 literal's brackets; a socket address has none.

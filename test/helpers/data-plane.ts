@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { BlockList, type Socket } from 'node:net';
+import type { EgressProxy } from '../../src/config/egress.js';
 import { ConnectionSlots } from '../../src/proxy/connection-slots.js';
 import { DataPlane } from '../../src/proxy/forward.js';
 import { UNBOUNDED_REPLAY_BUDGET, type ReplayBudget } from '../../src/proxy/replay-budget.js';
@@ -59,6 +60,8 @@ export async function startDataPlane(options: {
   timeouts?: Partial<UpstreamAccount['timeouts']>;
   /** R9: the shared bound on replay copies (default none). */
   replayBudget?: ReplayBudget;
+  /** E6: the egress proxy WebSocket upgrades go through (default none; plain requests stay on the pool). */
+  proxy?: EgressProxy;
 }): Promise<DataPlaneHarness> {
   const observed: number[] = [];
   const replays: ReplayOutcome[] = [];
@@ -98,7 +101,7 @@ export async function startDataPlane(options: {
     timeouts,
     tls,
     inject: AUTHORIZATION_HEADER,
-    proxy: undefined,
+    proxy: options.proxy,
   };
   const allow = new BlockList();
   allow.addSubnet('127.0.0.0', 8, 'ipv4');

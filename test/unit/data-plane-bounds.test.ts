@@ -1,6 +1,7 @@
 import { request, type IncomingHttpHeaders } from 'node:http';
-import { connect } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { EgressProxy } from '../../src/config/egress.js';
 import { ReplayBudget } from '../../src/proxy/replay-budget.js';
 import { sendWithUndici, type Transport } from '../../src/proxy/transport.js';
 import type { ActiveToken } from '../../src/tokens/active-token.js';
@@ -246,5 +247,105 @@ describe('R11 WebSocket upgrades have bounds', () => {
     // Figures for the report: 40 clients hold ~120 fds (client, sidecar side, upstream side) while waiting.
     console.info(`R11 fds: before ${before}, while waiting ${during}, after the clients left ${after}`);
     expect(after).toBeLessThanOrEqual(before + 2);
+  });
+});
+
+/**
+ * An egress proxy that takes connections and never finishes what it was asked: `silent` never
+ * answers the CONNECT; `nowhere` answers 200 and then passes nothing on (a TLS handshake inside
+ * the tunnel waits forever). It counts the connections the sidecar keeps open to it.
+ */
+async function stuckProxy(mode: 'silent' | 'nowhere'): Promise<{
+  proxy: EgressProxy;
+  connects: () => number;
+  open: () => number;
+  allClosed: () => Promise<boolean>;
+}> {
+  const sockets = new Set<Socket>();
+  let connects = 0;
+  const closed: Array<() => void> = [];
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    socket.once('close', () => {
+      sockets.delete(socket);
+      if (sockets.size === 0) closed.splice(0).forEach((wake) => wake());
+    });
+    socket.once('data', (head: Buffer) => {
+      if (!head.toString('latin1').startsWith('CONNECT ')) return;
+      connects += 1;
+      if (mode === 'nowhere') socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
+      // Reads on, so the sidecar's FIN is seen and answered with one.
+      socket.on('end', () => socket.end());
+      socket.resume();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  const url = new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  return {
+    proxy: { url, authorization: undefined, source: 'HTTPS_PROXY' },
+    connects: () => connects,
+    open: () => sockets.size,
+    allClosed: () => {
+      // A hang detector, not a timing assertion: what is still open after it is a leak.
+      let timer: NodeJS.Timeout | undefined;
+      const hung = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 5_000)));
+      const done =
+        sockets.size === 0
+          ? Promise.resolve(true)
+          : new Promise<boolean>((resolve) => closed.push(() => resolve(true)));
+      return Promise.race([done, hung]).finally(() => clearTimeout(timer));
+    },
+  };
+}
+
+describe('E6 WebSocket upgrades through an egress proxy: bounded', () => {
+  it.each([
+    ['a CONNECT the proxy never answers', 'silent', 'http://127.0.0.1:9'],
+    ['a TLS handshake inside the tunnel that never finishes', 'nowhere', 'https://127.0.0.1:9'],
+  ] as const)(
+    'E6: %s gets 504 upstream_timeout after timeouts.connect, and every socket to the proxy is closed',
+    async (_what, mode, upstream) => {
+      const stuck = await stuckProxy(mode);
+      const clock = new FakeClock();
+      const { url } = await plane({
+        upstream,
+        tokens: { current: () => activeToken('tok') },
+        timeouts: { connectMs: 2_000, responseMs: 3_000 },
+        clock,
+        proxy: stuck.proxy,
+      });
+      const client = connect(port(url), '127.0.0.1', () => client.write(websocketUpgrade()));
+      client.on('error', () => undefined);
+      let raw = '';
+      client.on('data', (chunk: Buffer) => (raw += chunk.toString('latin1')));
+      const clientClosed = new Promise((resolve) => client.once('close', resolve));
+      while (stuck.connects() < 1) await flushIo();
+      await clock.advance(1_999);
+      expect(stuck.open()).toBe(1);
+      await clock.advance(1);
+      await clientClosed;
+      expect(statusLines(raw)).toEqual(['HTTP/1.1 504 upstream timeout']);
+      // The tunnel attempt ends with the answer: nothing stays open to the proxy.
+      expect(await stuck.allClosed()).toBe(true);
+    },
+  );
+
+  it('E6: a client that leaves while its tunnel waits for the proxy takes the tunnel attempt with it', async () => {
+    const stuck = await stuckProxy('silent');
+    const { url } = await plane({
+      upstream: 'http://127.0.0.1:9',
+      tokens: { current: () => activeToken('tok') },
+      proxy: stuck.proxy,
+    });
+    const client = connect(port(url), '127.0.0.1', () => client.write(websocketUpgrade()));
+    client.on('error', () => undefined);
+    while (stuck.connects() < 1) await flushIo();
+    client.destroy();
+    expect(await stuck.allClosed()).toBe(true);
   });
 });
