@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type { ReleaseSlot, SlotWait } from './connection-slots.js';
 import type { ReplayableBody } from './replayable-body.js';
-import type { ProxySpan } from '../util/tracing.js';
+import type { ProxySpan, UpstreamLeg } from '../util/tracing.js';
 import type { UpstreamAccount } from './upstream.js';
 
 /*
@@ -39,6 +39,8 @@ export interface Exchange {
   targetPath: string;
   /** The upstream request in progress (the first, a stale-socket retry, or the replay). */
   upstream: { abort(): void } | undefined;
+  /** H3: the span of that upstream request, when tracing is on. */
+  leg?: UpstreamLeg;
   /** The request body as read and kept for a replay; undefined when the request declared none. */
   body: ReplayableBody | undefined;
   retriedStaleSocket: boolean;

@@ -255,6 +255,7 @@ export class DataPlane {
     });
     // H3: this attempt's span, whose traceparent the upstream gets instead of the client's.
     const leg = exchange.inbound.span?.upstream(headers, account.upstream);
+    exchange.leg = leg;
     exchange.upstream = this.#transport({
       account,
       method: req.method ?? 'GET',
@@ -462,6 +463,8 @@ export class DataPlane {
     requestEnded(req.socket);
     // A client that goes away takes its upstream request with it.
     if (!res.writableFinished) inbound.exchange?.upstream?.abort();
+    // H3: an attempt still unanswered here was given up (the client left, or a throw answered it).
+    inbound.exchange?.leg?.abandoned(res.writableFinished ? 'sidecar_error' : 'client_gone');
     inbound.exchange?.body?.release();
     inbound.slotWait?.cancel();
     inbound.slot?.();

@@ -131,15 +131,13 @@ class OtelProxySpan implements ProxySpan {
     propagator.inject(trace.setSpan(ROOT_CONTEXT, leg), headers, defaultTextMapSetter);
     return {
       answered: (statusCode) => {
+        if (!leg.isRecording()) return;
         leg.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, statusCode);
         if (statusCode >= 400) leg.setStatus({ code: SpanStatusCode.ERROR });
         leg.end();
       },
-      failed: (code) => {
-        leg.setAttribute(ATTR_ERROR_TYPE, code ?? 'unknown');
-        leg.setStatus({ code: SpanStatusCode.ERROR });
-        leg.end();
-      },
+      failed: (code) => endWithError(leg, code ?? 'unknown'),
+      abandoned: (why) => endWithError(leg, why),
     };
   }
 
@@ -150,4 +148,12 @@ class OtelProxySpan implements ProxySpan {
     if (statusCode >= 500) this.#span.setStatus({ code: SpanStatusCode.ERROR });
     this.#span.end();
   }
+}
+
+/** Ends an upstream attempt's span as an error of type `type` (once: an ended span is left as it is). */
+function endWithError(leg: Span, type: string): void {
+  if (!leg.isRecording()) return;
+  leg.setAttribute(ATTR_ERROR_TYPE, type);
+  leg.setStatus({ code: SpanStatusCode.ERROR });
+  leg.end();
 }

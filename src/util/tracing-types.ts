@@ -6,10 +6,12 @@ export interface TracingOptions {
   tracesUrl: string | undefined;
 }
 
-/** One upstream attempt of a proxied request (a CLIENT span): its answer's status, or why none came. */
+/** One upstream attempt of a proxied request (a CLIENT span): its answer's status, or why none came. Ends once: later calls do nothing. */
 export interface UpstreamLeg {
   answered(statusCode: number): void;
   failed(code: string | undefined): void;
+  /** The attempt was given up before its answer (`client_gone`: the client left first); an error. */
+  abandoned(why: 'client_gone' | 'sidecar_error'): void;
 }
 
 /** One proxied request (a SERVER span), from its arrival to its end, however it ends. */

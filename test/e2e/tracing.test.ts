@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
-import { useHarness } from '../helpers/harness.js';
-import { SPAN_KIND, startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.js';
+import { describe, expect, it, vi } from 'vitest';
+import { metricSum, useHarness } from '../helpers/harness.js';
+import { SPAN_KIND, SPAN_STATUS, startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.js';
 
 const harness = useHarness();
 const RECORD_IMPORTS = fileURLToPath(new URL('../helpers/record-imports.mjs', import.meta.url));
@@ -141,6 +141,51 @@ describe('H3 tracing', () => {
     expect(legs.every((leg) => leg.parentSpanId === server?.spanId && leg.traceId === server.traceId)).toBe(true);
     const sentParents = upstream.requests.map((request) => String(request.headers.traceparent).split('-')[2]);
     expect(sentParents).toEqual(legs.map((leg) => leg.spanId));
+  });
+
+  it('H3: a client that leaves before the upstream answers still yields an ended upstream span, an error marked client_gone, under its 499 request span', async () => {
+    const collector = await receiver();
+    const { file, upstream } = await writeConfig(`tracing: { endpoint: ${collector.url} }\n`);
+    const { cli, data, admin } = await harness.launchCli(['--config', file]);
+    await cli.waitForLog((entry) => entry.msg === 'token request: login succeeded');
+    let release = () => undefined as void;
+    upstream.hold = new Promise<void>((resolve) => (release = resolve));
+    harness.defer(() => release());
+    let arrived = () => undefined as void;
+    const atUpstream = new Promise<void>((resolve) => (arrived = resolve));
+    upstream.decide = () => (arrived(), 200);
+
+    const leaving = new AbortController();
+    const answer = fetch(`${data}/slow`, { signal: leaving.signal }).catch((error: unknown) => error);
+    await atUpstream;
+    leaving.abort();
+    expect(await answer).toBeInstanceOf(Error);
+    await vi.waitFor(
+      async () =>
+        expect(
+          metricSum(
+            await (await fetch(`${admin}/metrics`)).text(),
+            'bearer_sidecar_proxy_requests_total',
+            'code="499"',
+          ),
+        ).toBe(1),
+      { timeout: 10_000 },
+    );
+    cli.child.kill('SIGTERM');
+    expect(await cli.exited).toBe(0);
+
+    const spans = collector.spans();
+    const server = spans.find((span) => span.kind === SPAN_KIND.SERVER);
+    expect(server?.attributes['http.response.status_code']).toBe(499);
+    const legs = spans.filter((span) => span.kind === SPAN_KIND.CLIENT && span.name === 'GET');
+    expect(legs).toHaveLength(1);
+    expect(legs[0]).toMatchObject({
+      traceId: server?.traceId,
+      parentSpanId: server?.spanId,
+      status: SPAN_STATUS.ERROR,
+    });
+    expect(legs[0]?.attributes['error.type']).toBe('client_gone');
+    expect(legs[0]?.attributes['http.response.status_code']).toBeUndefined();
   });
 
   it('H3: without tracing nothing of OpenTelemetry is loaded and nothing is sent, even with OTEL_EXPORTER_OTLP_ENDPOINT when OTEL_SDK_DISABLED=true', async () => {

@@ -20,7 +20,9 @@ message Span {
   string name = 5;
   int32 kind = 6;
   repeated KeyValue attributes = 9;
+  Status status = 15;
 }
+message Status { string message = 2; int32 code = 3; }
 message KeyValue { string key = 1; AnyValue value = 2; }
 message AnyValue {
   oneof value { string string_value = 1; bool bool_value = 2; int64 int_value = 3; double double_value = 4; }
@@ -31,6 +33,8 @@ const ExportTraceServiceRequest = protobuf.parse(OTLP_TRACE_PROTO).root.lookupTy
 
 /** OTLP's SpanKind numbers. */
 export const SPAN_KIND = { SERVER: 2, CLIENT: 3 } as const;
+/** OTLP's StatusCode numbers. */
+export const SPAN_STATUS = { UNSET: 0, OK: 1, ERROR: 2 } as const;
 
 /** One exported span, decoded: ids as hex, attributes as plain values. */
 export interface ReceivedSpan {
@@ -41,6 +45,8 @@ export interface ReceivedSpan {
   name: string;
   kind: number;
   attributes: Record<string, string | number | boolean>;
+  /** The span's status code (SPAN_STATUS). */
+  status: number;
   /** The resource's attributes (service.name ...). */
   resource: Record<string, string | number | boolean>;
 }
@@ -81,6 +87,7 @@ interface DecodedRequest {
         name: string;
         kind: number;
         attributes?: DecodedKeyValue[];
+        status?: { code?: number };
       }>;
     }>;
   }>;
@@ -103,6 +110,7 @@ export function decodeTraces(body: Buffer): ReceivedSpan[] {
           name: span.name,
           kind: span.kind,
           attributes: attributesOf(span.attributes),
+          status: span.status?.code ?? 0,
           resource,
         });
       }
