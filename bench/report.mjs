@@ -129,6 +129,10 @@ function printNotes(report) {
   console.log(
     `${e.concurrency} concurrent requests at token expiry: ${e.tokenRequestsDuringExpiry} token request(s), all 200: ${e.all200}, finished after the token arrived: p50 ${e.afterReleaseMs.p50.toFixed(1)} ms, max ${e.afterReleaseMs.max.toFixed(1)} ms`,
   );
+  if (e.directBurstMs !== undefined)
+    console.log(
+      `  for scale, the same ${e.concurrency} requests at once with no wait, last answer after: direct ${e.directBurstMs.toFixed(1)} ms, through the sidecar with a valid token ${e.validTokenBurstMs.toFixed(1)} ms`,
+    );
 }
 
 /**

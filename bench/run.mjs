@@ -325,7 +325,8 @@ async function main() {
         passes: samples,
       });
     }
-    const expiry = only === undefined ? await expiryScenario(dir, smoke ? 200 : 1000) : undefined;
+    const expiry =
+      only === undefined || only.includes('expiry') ? await expiryScenario(dir, smoke ? 200 : 1000) : undefined;
     const report = {
       date: new Date().toISOString(),
       machine: { cores: cpus().length, model: cpus()[0]?.model, node: process.version, pinned: hasTaskset },
@@ -352,11 +353,52 @@ async function main() {
   }
 }
 
-/** 1000 concurrent requests meet an expired token while its refresh is held: one token request, then all go. */
+/**
+ * `concurrency` requests at once on new connections (as the expiry scenario sends them), each
+ * resolving with its status; `finished` gets each one's end time (performance.now()).
+ */
+function burst(url, concurrency, finished) {
+  const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
+  return Array.from(
+    { length: concurrency },
+    () =>
+      new Promise((resolve, reject) => {
+        request(url, { agent }, (res) => {
+          res.resume();
+          res.on('end', () => {
+            finished.push(performance.now());
+            resolve(res.statusCode);
+          });
+        })
+          .on('error', reject)
+          .end();
+      }),
+  );
+}
+
+/** Milliseconds from `start` until the last of a burst's requests ended (all sent at `start`). */
+async function burstMs(url, concurrency) {
+  const finished = [];
+  const start = performance.now();
+  await Promise.all(burst(url, concurrency, finished));
+  return Math.max(...finished) - start;
+}
+
+/**
+ * 1000 concurrent requests meet an expired token while its refresh is held: one token request,
+ * then all go. For scale, the same burst is first sent directly to the upstream and through the
+ * sidecar holding a valid token (the last answer's time from sending): what answering 1000 new
+ * connections costs on this machine, token wait or not.
+ */
 async function expiryScenario(dir, concurrency) {
   const world = await startWorld(6);
   const sidecar = await startSidecar(dir, 'expiry', world, '{ minInterval: 1s, timeout: 60s, waitForToken: 60s }');
   try {
+    // Warm both paths once, then the reference bursts.
+    await burstMs(`${world.upstream}/small`, concurrency);
+    await burstMs(`${sidecar.data}/small`, concurrency);
+    const directBurstMs = await burstMs(`${world.upstream}/small`, concurrency);
+    const validTokenBurstMs = await burstMs(`${sidecar.data}/small`, concurrency);
     await fetch(`${world.control}/__control/stall-refresh?on=1`, { method: 'POST' });
     // Wait (polling /status) until the held refresh has let the token expire.
     for (;;) {
@@ -366,23 +408,8 @@ async function expiryScenario(dir, concurrency) {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     const before = (await (await fetch(`${world.control}/__control/stats`)).json()).requests;
-    const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
     const finished = [];
-    const requests = Array.from(
-      { length: concurrency },
-      () =>
-        new Promise((resolve, reject) => {
-          request(`${sidecar.data}/small`, { agent }, (res) => {
-            res.resume();
-            res.on('end', () => {
-              finished.push(performance.now());
-              resolve(res.statusCode);
-            });
-          })
-            .on('error', reject)
-            .end();
-        }),
-    );
+    const requests = burst(`${sidecar.data}/small`, concurrency, finished);
     const deadline = Date.now() + 30_000;
     for (;;) {
       const status = await (await fetch(`${sidecar.admin}/status`)).json();
@@ -403,6 +430,8 @@ async function expiryScenario(dir, concurrency) {
       tokenRequestsDuringExpiry: after - before,
       all200: statuses.every((status) => status === 200),
       afterReleaseMs: { p50: waits[Math.floor(waits.length / 2)], max: waits.at(-1) },
+      directBurstMs,
+      validTokenBurstMs,
     };
   } finally {
     sidecar.child.kill('SIGTERM');

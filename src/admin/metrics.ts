@@ -4,6 +4,7 @@ import type { ProxyMetrics } from '../proxy/types.js';
 import { ACCOUNT_STATES } from '../tokens/account-state.js';
 import type { LifetimeAnomaly } from '../tokens/lifetime.js';
 import type { SuppressionReason, TokenEvents, TokenOutcome, TokenStatus, TokenTrigger } from '../tokens/types.js';
+import { RequestTally } from './request-tally.js';
 
 /** Metric names are part of the spec (docs/contract.md §7): dashboards and alerts use them. */
 export const METRIC_NAMES = {
@@ -74,8 +75,8 @@ export class SidecarMetrics {
   readonly #tokenRequests: Counter<'account' | 'kind' | 'outcome' | 'trigger'>;
   readonly #tokenDuration: Histogram<'account' | 'kind'>;
   readonly #suppressed: Counter<'account' | 'reason'>;
-  readonly #proxyRequests: Counter<'account' | 'code'>;
-  readonly #proxyDuration: Histogram<'account'>;
+  /** Requests by code and their duration: counted without prom-client on the hot path (request-tally.ts). */
+  readonly #proxyRequests: RequestTally;
   readonly #upstreamRejections: Counter<'account' | 'code'>;
   readonly #replays: Counter<'account' | 'outcome'>;
   readonly #skew: Gauge<'account'>;
@@ -103,12 +104,18 @@ export class SidecarMetrics {
       [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     );
     this.#suppressed = counter('tokenRequestsSuppressed', ['account', 'reason']);
-    this.#proxyRequests = counter('proxyRequests', ['account', 'code']);
-    this.#proxyDuration = histogram(
-      'proxyRequestDuration',
-      ['account'],
-      [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-    );
+    const requestCounter: Counter<'account' | 'code'> = new Counter({
+      name: METRIC_NAMES.proxyRequests,
+      help: METRIC_HELP.proxyRequests,
+      labelNames: ['account', 'code'],
+      registers,
+      collect: () => this.#proxyRequests.flushRequestCounts(),
+    });
+    this.#proxyRequests = new RequestTally(registry, requestCounter, {
+      name: METRIC_NAMES.proxyRequestDuration,
+      help: METRIC_HELP.proxyRequestDuration,
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    });
     this.#upstreamRejections = counter('upstreamRejections', ['account', 'code']);
     this.#replays = counter('replays', ['account', 'outcome']);
     this.#anomalies = counter('lifetimeAnomalies', ['account', 'reason']);
@@ -219,21 +226,9 @@ export class SidecarMetrics {
   }
 
   proxyMetrics(account: string): ProxyMetrics {
-    const duration = this.#proxyDuration.labels(account);
-    const byCode = new Map<number, Counter.Internal>();
-    const counterFor = (code: number) => {
-      let child = byCode.get(code);
-      if (child === undefined) {
-        child = this.#proxyRequests.labels(account, String(code));
-        byCode.set(code, child);
-      }
-      return child;
-    };
+    const tally = this.#proxyRequests.account(account);
     return {
-      observe: (code, durationSeconds) => {
-        counterFor(code).inc();
-        duration.observe(durationSeconds);
-      },
+      observe: (code, durationSeconds) => tally.observe(code, durationSeconds),
       upstreamRejection: (code) => this.#upstreamRejections.inc({ account, code: String(code) }),
       replay: (outcome) => this.#replays.inc({ account, outcome }),
       dpopNonceRetry: () => this.#dpopNonceRetries.inc({ account, where: 'upstream' }),

@@ -9,6 +9,8 @@ import { LRUCache } from 'lru-cache';
 export class AddressList {
   readonly #list: BlockList;
   readonly #decisions = new LRUCache<string, boolean>({ max: 4096 });
+  /** The last address asked and its answer: most requests come from one client, and this skips the LRU's bookkeeping. */
+  #last: { address: string; found: boolean } | undefined;
 
   constructor(list: BlockList) {
     this.#list = list;
@@ -21,12 +23,14 @@ export class AddressList {
 
   /** True when `address` (a socket's remoteAddress, IPv4-mapped or not) is in the list. Never throws. */
   has(address: string): boolean {
+    if (this.#last?.address === address) return this.#last.found;
     let found = this.#decisions.get(address);
     if (found === undefined) {
       const plain = unmappedAddress(address);
       found = this.#list.check(plain, plain.includes(':') ? 'ipv6' : 'ipv4');
       this.#decisions.set(address, found);
     }
+    this.#last = { address, found };
     return found;
   }
 }

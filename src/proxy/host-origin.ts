@@ -35,6 +35,8 @@ export class HostOriginRules {
   readonly #origins: ReadonlySet<string>;
   readonly #names: RuleNames;
   readonly #hostDecisions = new LRUCache<string, HostDecision>({ max: 1024 });
+  /** The last Host asked and its decision: clients send one Host again and again, and this skips the LRU's bookkeeping. */
+  #lastHost: { host: string; decision: HostDecision } | undefined;
 
   constructor(settings: HostOriginSettings, names: RuleNames) {
     this.#hosts = new Set([...settings.hosts, ...settings.listenHosts].map((name) => normalName(name)));
@@ -58,11 +60,7 @@ export class HostOriginRules {
    */
   hostProblem(host: string | undefined): string | undefined {
     if (host === undefined) return undefined;
-    let decision: HostDecision | undefined = host.length > LONGEST_HOST ? 'unknown' : this.#hostDecisions.get(host);
-    if (decision === undefined) {
-      decision = this.#hostDecision(host);
-      this.#hostDecisions.set(host, decision);
-    }
+    const decision = this.#lastHost?.host === host ? this.#lastHost.decision : this.#decide(host);
     if (decision === 'accepted') return undefined;
     if (decision === 'malformed')
       return (
@@ -73,6 +71,17 @@ export class HostOriginRules {
       `Host ${quoted(host)} is not a loopback name, an IP address or a name this sidecar listens on ` +
       `(this protects against DNS rebinding): if clients really use this name, add it to ${this.#names.hostsSetting}`
     );
+  }
+
+  /** The Host rule's decision on `host`, from the cache or decided now, remembered as the last one asked. */
+  #decide(host: string): HostDecision {
+    let decision: HostDecision | undefined = host.length > LONGEST_HOST ? 'unknown' : this.#hostDecisions.get(host);
+    if (decision === undefined) {
+      decision = this.#hostDecision(host);
+      this.#hostDecisions.set(host, decision);
+    }
+    if (host.length <= LONGEST_HOST) this.#lastHost = { host, decision };
+    return decision;
   }
 
   /**
