@@ -13,7 +13,8 @@ import { declaresBody, replayable, type Exchange, type InboundRequest } from './
 import { brokenAnswerRefusal, busyRefusal, sendRefusal, tokenRefusal, upstreamFailureRefusal } from './refusals.js';
 import type { ReplayBudget } from './replay-budget.js';
 import { ReplayableBody } from './replayable-body.js';
-import { logProxiedRequest, requestEnded, requestStarted } from './in-flight.js';
+import { requestEnded, requestStarted } from './in-flight.js';
+import { logProxiedRequest } from './request-log.js';
 import { ThrowFence } from './throw-fence.js';
 import type { TrustedProxies } from './trusted-proxies.js';
 import type { Transport, UpstreamAnswer, UpstreamCall, UpstreamFailure } from './transport.js';

@@ -1,8 +1,6 @@
-import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Logger } from '../util/logger.js';
 
-// A request's bookkeeping on its client connection: in flight or not, and its log line once it ended.
+// A request's bookkeeping on its client connection: in flight or not (shutdown closes idle connections at once).
 
 /** Requests in flight on a client connection: at shutdown, a connection with none is closed at once. */
 const IN_FLIGHT = Symbol('inFlight');
@@ -20,23 +18,7 @@ export function requestEnded(socket: Socket): void {
   busy[IN_FLIGHT] = (busy[IN_FLIGHT] ?? 1) - 1;
 }
 
-/** True while a request on this client connection has not ended (R5: shutdown leaves it open). */
+/** True while a request on this client connection has not ended (§2 SIGTERM: shutdown leaves its connection open). */
 export function hasRequestInFlight(socket: Socket): boolean {
   return ((socket as BusySocket)[IN_FLIGHT] ?? 0) > 0;
-}
-
-/**
- * The log line of a request that ended, at debug only (request logs are opt-in): the path
- * without its query (which may carry a key or, with inject.query, the token); never headers.
- */
-export function logProxiedRequest(
-  logger: Logger,
-  req: IncomingMessage,
-  account: string | undefined,
-  status: number,
-  durationMs: number,
-): void {
-  if (!logger.isLevelEnabled('debug')) return;
-  const path = (req.url ?? '').split('?', 1)[0];
-  logger.debug({ account, method: req.method, path, status, durationMs: Math.round(durationMs) }, 'proxied request');
 }

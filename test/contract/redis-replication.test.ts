@@ -49,16 +49,22 @@ async function waitCalls(port: number): Promise<number> {
   return match ? Number(match[1]) : 0;
 }
 
-let prefixes = 0;
-async function runOneLogin(port: number, refreshTimeout = '1s') {
-  const keyPrefix = `replication${(prefixes += 1)}:`;
+/** A Redis store on the server at `port`, its keys under `keyPrefix`, logging to `log`; ready. */
+async function readyStore(port: number, keyPrefix: string, log = captureLogger()): Promise<RedisTokenStore> {
   const store = new RedisTokenStore({
     url: `redis://127.0.0.1:${port}`,
     keyPrefix,
     codec: new TokenCodec(),
-    logger: captureLogger().logger,
+    logger: log.logger,
   });
   await store.ready();
+  return store;
+}
+
+let prefixes = 0;
+async function runOneLogin(port: number, refreshTimeout = '1s') {
+  const keyPrefix = `replication${(prefixes += 1)}:`;
+  const store = await readyStore(port, keyPrefix);
   const clock = new FakeClock();
   const server = new SoakTokenServer(() => clock.now(), 600);
   const failed: StoreOperation[] = [];
@@ -132,13 +138,7 @@ describe('H1 waiting for a replica after a refresh token rotates', () => {
 
   it('H1: a master whose replica was connected and is gone says so once (nothing is replicated until it is back), not on a master that never had one', async () => {
     const log = captureLogger();
-    const store = new RedisTokenStore({
-      url: `redis://127.0.0.1:${master.port}`,
-      keyPrefix: 'replica-gone:',
-      codec: new TokenCodec(),
-      logger: log.logger,
-    });
-    await store.ready();
+    const store = await readyStore(master.port, 'replica-gone:', log);
     try {
       expect(await store.replicate('acct', 500)).toBe(true);
       await redisCommand(replica.port, 'REPLICAOF', 'NO', 'ONE');
@@ -158,13 +158,7 @@ describe('H1 waiting for a replica after a refresh token rotates', () => {
       await store.close();
     }
     const lonelyLog = captureLogger();
-    const lonelyStore = new RedisTokenStore({
-      url: `redis://127.0.0.1:${lonely.port}`,
-      keyPrefix: 'never-replicated:',
-      codec: new TokenCodec(),
-      logger: lonelyLog.logger,
-    });
-    await lonelyStore.ready();
+    const lonelyStore = await readyStore(lonely.port, 'never-replicated:', lonelyLog);
     await lonelyStore.replicate('acct', 500);
     await lonelyStore.close();
     expect(lonelyLog.lines().filter((line) => line.level === 40)).toEqual([]);

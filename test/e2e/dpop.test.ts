@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { EmbeddedJWK, jwtVerify } from 'jose';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { startDpopUpstream, type DpopUpstream } from '../helpers/dpop-upstream.js';
-import { metricSum, useHarness } from '../helpers/harness.js';
+import { metricSum, useHarness, writeAccountConfig } from '../helpers/harness.js';
 import { startClientAuthServer, type ClientAuthServer } from '../helpers/oidc-client-auth.js';
 import { rawRequest } from '../helpers/recording-upstream.js';
 
@@ -55,30 +55,19 @@ async function setup(
   harness.defer(() => provider.close());
   const upstream = await startDpopUpstream((token) => provider.jktOf(token));
   harness.defer(() => upstream.close());
-  const config = join(dir, 'sidecar.json');
-  writeFileSync(
-    config,
-    JSON.stringify({
-      listen: { port: 0 },
-      admin: { port: 0 },
-      accounts: {
-        billing: {
-          upstream: upstream.url,
-          default: true,
-          refresh: { minInterval: '1s' },
-          ...account,
-          auth: {
-            flow: 'oauth2',
-            tokenUrl: provider.tokenUrl,
-            clientId: client.client_id,
-            clientSecret: client.client_secret,
-            ...auth,
-            dpop,
-          },
-        },
-      },
-    }),
-  );
+  const config = writeAccountConfig(dir, 'billing', {
+    upstream: upstream.url,
+    refresh: { minInterval: '1s' },
+    ...account,
+    auth: {
+      flow: 'oauth2',
+      tokenUrl: provider.tokenUrl,
+      clientId: client.client_id,
+      clientSecret: client.client_secret,
+      ...auth,
+      dpop,
+    },
+  });
   const { cli, data, admin } = await harness.launchCli(['--config', config]);
   const metrics = async () => (await fetch(`${admin}/metrics`)).text();
   return { provider, upstream, data, admin, stdout: cli.stdout, metrics };
@@ -149,11 +138,19 @@ describe('E4 DPoP token requests (oidc-provider requires nonces)', () => {
 });
 
 describe('E4 DPoP nonces at the upstream', () => {
+  /**
+   * A first request (the token obtained and bound), then `arm` readies the upstream, then a
+   * POST /upload of `body`: its answer.
+   */
+  async function uploadAfter(s: Setup, arm: (upstream: DpopUpstream) => void, body = 'replayable body') {
+    expect((await fetch(`${s.data}/warm`)).status).toBe(200);
+    arm(s.upstream);
+    return fetch(`${s.data}/upload`, { method: 'POST', body });
+  }
+
   it('E4: a use_dpop_nonce 401 from the upstream is retried once at once with its nonce: no token request, no T8 rejection or replay, counted as where="upstream"', async () => {
     const s = await setup({});
-    expect((await fetch(`${s.data}/warm`)).status).toBe(200);
-    s.upstream.demandNonce();
-    const answer = await fetch(`${s.data}/upload`, { method: 'POST', body: 'replayable body' });
+    const answer = await uploadAfter(s, (upstream) => upstream.demandNonce());
     expect(answer.status).toBe(200);
     expect(await answer.json()).toMatchObject({ body: 'replayable body' });
     expect(s.upstream.refused).toEqual(['use_dpop_nonce']);
@@ -169,9 +166,7 @@ describe('E4 DPoP nonces at the upstream', () => {
 
   it('E4: a use_dpop_nonce 401 met by a T8 replay is retried with its nonce, not counted as the new token rejected again', async () => {
     const s = await setup({});
-    expect((await fetch(`${s.data}/warm`)).status).toBe(200);
-    s.upstream.revokeOnceThenDemandNonce();
-    const answer = await fetch(`${s.data}/upload`, { method: 'POST', body: 'replayable body' });
+    const answer = await uploadAfter(s, (upstream) => upstream.revokeOnceThenDemandNonce());
     expect(answer.status).toBe(200);
     expect(s.upstream.refused).toEqual(['token revoked', 'use_dpop_nonce']);
     const text = await s.metrics();
@@ -182,9 +177,7 @@ describe('E4 DPoP nonces at the upstream', () => {
 
   it("E4: when the body cannot be replayed, the upstream's use_dpop_nonce 401 goes to the client as it came", async () => {
     const s = await setup({}, { refresh: { minInterval: '1s', replayMaxBody: 4 } });
-    expect((await fetch(`${s.data}/warm`)).status).toBe(200);
-    s.upstream.demandNonce();
-    const answer = await fetch(`${s.data}/upload`, { method: 'POST', body: 'a body longer than four bytes' });
+    const answer = await uploadAfter(s, (upstream) => upstream.demandNonce(), 'a body longer than four bytes');
     expect(answer.status).toBe(401);
     expect(answer.headers.get('www-authenticate')).toContain('use_dpop_nonce');
     const text = await s.metrics();

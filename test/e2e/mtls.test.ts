@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { closeServer } from '../../src/util/http-server.js';
 import { startForwardProxy } from '../helpers/forward-proxy.js';
-import { useHarness } from '../helpers/harness.js';
+import { useHarness, writeAccountConfig } from '../helpers/harness.js';
 import { launchAgainst, startClientAuthServer } from '../helpers/oidc-client-auth.js';
 import { makeTestCertificates, type TestCertificates } from '../helpers/test-certificates.js';
 
@@ -47,37 +47,37 @@ async function mtlsUpstream(): Promise<{ url: string; subjects: string[] }> {
   return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, subjects };
 }
 
+/**
+ * An mTLS upstream and a session token server (its password in `<dir>/pw`); `account(tls)` is a
+ * sidecar account for the two, with upstreamTls `tls` beside the test CA.
+ */
+async function mtlsAccount(): Promise<{ account: (tls: Record<string, unknown>) => Record<string, unknown> }> {
+  const upstream = await mtlsUpstream();
+  const tokenServer = await harness.sessionTokenServer({ username: 'u' });
+  writeFileSync(join(dir, 'pw'), tokenServer.password);
+  const account = (tls: Record<string, unknown>) => ({
+    upstream: upstream.url,
+    default: true,
+    upstreamTls: { caFile: certs.caFile, ...tls },
+    auth: {
+      flow: 'session',
+      loginUrl: tokenServer.tokenServer.loginUrl,
+      username: 'u',
+      passwordFile: join(dir, 'pw'),
+    },
+  });
+  return { account };
+}
+
 describe('E2 mutual TLS: the upstream and tls_client_auth', () => {
   /** The sidecar with upstreamTls.certFile/keyFile in `dir`, the pair rotated after the first request (through `env`'s proxy, if any). */
   async function rotationThrough(env: NodeJS.ProcessEnv = {}): Promise<void> {
-    const upstream = await mtlsUpstream();
-    const tokenServer = await harness.sessionTokenServer({ username: 'u' });
+    const { account } = await mtlsAccount();
     const certFile = join(dir, 'client.crt');
     const keyFile = join(dir, 'client.key');
     copyFileSync(certs.clientCertFile, certFile);
     copyFileSync(certs.clientKeyFile, keyFile);
-    writeFileSync(join(dir, 'pw'), tokenServer.password);
-    const config = join(dir, 'sidecar.json');
-    writeFileSync(
-      config,
-      JSON.stringify({
-        listen: { port: 0 },
-        admin: { port: 0 },
-        accounts: {
-          api: {
-            upstream: upstream.url,
-            default: true,
-            upstreamTls: { caFile: certs.caFile, certFile, keyFile },
-            auth: {
-              flow: 'session',
-              loginUrl: tokenServer.tokenServer.loginUrl,
-              username: 'u',
-              passwordFile: join(dir, 'pw'),
-            },
-          },
-        },
-      }),
-    );
+    const config = writeAccountConfig(dir, 'api', account({ certFile, keyFile }));
     const { data, cli } = await harness.launchCli(['--config', config], { env });
     const first = await fetch(`${data}/a`);
     expect(first.status).toBe(200);
@@ -109,22 +109,8 @@ describe('E2 mutual TLS: the upstream and tls_client_auth', () => {
   });
 
   it('E2: without a client certificate the same upstream refuses the handshake: 502, and a pair that does not match stops start-up (exit 2)', async () => {
-    const upstream = await mtlsUpstream();
-    const tokenServer = await harness.sessionTokenServer({ username: 'u' });
-    writeFileSync(join(dir, 'pw'), tokenServer.password);
-    const account = (tls: Record<string, unknown>) => ({
-      upstream: upstream.url,
-      default: true,
-      upstreamTls: { caFile: certs.caFile, ...tls },
-      auth: {
-        flow: 'session',
-        loginUrl: tokenServer.tokenServer.loginUrl,
-        username: 'u',
-        passwordFile: join(dir, 'pw'),
-      },
-    });
-    const plain = join(dir, 'plain.json');
-    writeFileSync(plain, JSON.stringify({ listen: { port: 0 }, admin: { port: 0 }, accounts: { api: account({}) } }));
+    const { account } = await mtlsAccount();
+    const plain = writeAccountConfig(dir, 'api', account({}), 'plain.json');
     const { data } = await harness.launchCli(['--config', plain]);
     expect((await fetch(`${data}/a`)).status).toBe(502);
 

@@ -1,11 +1,11 @@
 import { mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request, Agent, type IncomingMessage } from 'node:http';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { describe, expect, it } from 'vitest';
 import { metricSum, useHarness } from '../helpers/harness.js';
 import { startHeldUpstream } from '../helpers/held-upstream.js';
+import { connectionRefused } from '../helpers/raw-client.js';
 import type { RunningCli } from '../helpers/spawn-cli.js';
 
 const harness = useHarness();
@@ -70,18 +70,6 @@ function appliedWith(cli: RunningCli, match: (entry: Record<string, unknown>) =>
 
 async function reloads(admin: string, outcome: string): Promise<number> {
   return metricSum(await (await fetch(`${admin}/metrics`)).text(), RELOADS, `outcome="${outcome}"`);
-}
-
-function connectionRefused(url: string): Promise<boolean> {
-  const { hostname, port } = new URL(url);
-  return new Promise((resolve) => {
-    const socket = connect(Number(port), hostname);
-    socket.on('connect', () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.on('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'));
-  });
 }
 
 /** A GET through `agent`: the status, and whether it went on a connection opened before. */

@@ -1,8 +1,8 @@
 import { writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { useHarness } from '../helpers/harness.js';
+import { connectionRefused } from '../helpers/raw-client.js';
 import type { RecordingUpstream } from '../helpers/recording-upstream.js';
 import type { RunningCli } from '../helpers/spawn-cli.js';
 
@@ -29,18 +29,6 @@ async function startCli(): Promise<{
   const { cli, data, admin } = await harness.launchCli(['--config', join(dir, 'c.yaml')]);
   await cli.waitForLog((entry) => entry.msg === 'token request: login succeeded');
   return { cli, data, admin, release, upstream };
-}
-
-function connectionRefused(url: string): Promise<boolean> {
-  const { hostname, port } = new URL(url);
-  return new Promise((resolve) => {
-    const socket = connect(Number(port), hostname);
-    socket.on('connect', () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.on('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'));
-  });
 }
 
 describe('§2: graceful shutdown', () => {

@@ -1,9 +1,9 @@
-import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { MemoryTokenStore } from '../../src/stores/memory.js';
 import { captureLogger } from '../helpers/capture-logger.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { useHarness } from '../helpers/harness.js';
+import { connectionRefused } from '../helpers/raw-client.js';
 
 const harness = useHarness();
 
@@ -21,18 +21,6 @@ class FrozenStore extends MemoryTokenStore {
     this.#startedWaiting();
     return new Promise(() => undefined);
   }
-}
-
-function refused(url: string): Promise<boolean> {
-  const { hostname, port } = new URL(url);
-  return new Promise((resolve) => {
-    const socket = connect(Number(port), hostname);
-    socket.on('connect', () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.on('error', () => resolve(true));
-  });
 }
 
 describe('R5: a stop during start-up', () => {
@@ -72,8 +60,8 @@ describe('R5: a stop during start-up', () => {
 
     expect(tokenRequests).toBe(0);
     expect(sidecar.manager('crm')?.status().state).toBe('stopped');
-    expect(await refused(data)).toBe(true);
-    expect(await refused(admin)).toBe(true);
+    expect(await connectionRefused(data)).toBe(true);
+    expect(await connectionRefused(admin)).toBe(true);
   });
 
   it('R5: stop() before start(): start() then binds nothing', async () => {

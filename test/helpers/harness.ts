@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OAuth2Server } from 'oauth2-mock-server';
@@ -20,6 +20,23 @@ import { FakeClock } from './fake-clock.js';
 import { FaultTokenServer, startHostileTokenServer, type HostileTokenServer } from './fault-token-server.js';
 import { startRecordingUpstream, type RecordingUpstream } from './recording-upstream.js';
 import { runCli, spawnCli, type RunningCli } from './spawn-cli.js';
+
+/**
+ * Writes the config file an e2e test starts the CLI with, as JSON: data and admin ports 0, and
+ * the one account `name`, the default, with `account`'s settings. The file is `<dir>/<file>`
+ * (`sidecar.json` unless given); returns its path.
+ */
+export function writeAccountConfig(
+  dir: string,
+  name: string,
+  account: Record<string, unknown>,
+  file = 'sidecar.json',
+): string {
+  const path = join(dir, file);
+  const config = { listen: { port: 0 }, admin: { port: 0 }, accounts: { [name]: { default: true, ...account } } };
+  writeFileSync(path, JSON.stringify(config));
+  return path;
+}
 
 /** A secret made at run time: no credential is ever committed. */
 export function generatedSecret(label: string): string {

@@ -1,6 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
 import { X509Certificate } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
@@ -11,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { SignJWT } from 'jose';
 import Provider, { type ClientMetadata } from 'oidc-provider';
 import { closeServer } from '../../src/util/http-server.js';
-import type { Harness, LaunchedCli } from './harness.js';
+import { writeAccountConfig, type Harness, type LaunchedCli } from './harness.js';
 import { SIGNING_ALGS } from '../../src/util/signing-key.js';
 
 /**
@@ -233,23 +231,12 @@ export async function launchAgainst(
   options: { dir: string; account: string; auth: Record<string, unknown>; upstreamTls?: Record<string, unknown> },
 ): Promise<LaunchedCli> {
   const upstream = await harness.demoUpstream((token) => server.issued.has(token));
-  const config = join(options.dir, 'sidecar.json');
-  writeFileSync(
-    config,
-    JSON.stringify({
-      listen: { port: 0 },
-      admin: { port: 0 },
-      accounts: {
-        [options.account]: {
-          upstream: upstream.url,
-          default: true,
-          refresh: { minInterval: '1s' },
-          ...(options.upstreamTls === undefined ? {} : { upstreamTls: options.upstreamTls }),
-          auth: { flow: 'oauth2', tokenUrl: server.tokenUrl, grant: 'client_credentials', ...options.auth },
-        },
-      },
-    }),
-  );
+  const config = writeAccountConfig(options.dir, options.account, {
+    upstream: upstream.url,
+    refresh: { minInterval: '1s' },
+    ...(options.upstreamTls === undefined ? {} : { upstreamTls: options.upstreamTls }),
+    auth: { flow: 'oauth2', tokenUrl: server.tokenUrl, grant: 'client_credentials', ...options.auth },
+  });
   return harness.launchCli(['--config', config]);
 }
 

@@ -5,6 +5,22 @@ export const WEBSOCKET_UPGRADE =
   'GET /ws HTTP/1.1\r\nhost: 127.0.0.1\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n';
 
 /**
+ * True when a TCP connection to `url`'s host and port is refused (nothing listens there); false
+ * when it opens or fails otherwise.
+ */
+export function connectionRefused(url: string): Promise<boolean> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const socket = connect(Number(port), hostname);
+    socket.on('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.on('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'));
+  });
+}
+
+/**
  * Writes raw bytes to a loopback port (no client-side checks) and resolves with what came back,
  * as latin1 text: until the server closes, or, with `untilHead`, until the answer's head is in.
  * A server that stays silent past `silenceMs` (a hang detector, not a timing assertion) yields

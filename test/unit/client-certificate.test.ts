@@ -17,13 +17,18 @@ vi.mock('../../src/util/safe-file.js', async (importOriginal) => {
 const certs = makeTestCertificates();
 afterAll(() => certs.remove());
 
+/** A copy of the test client pair as `<name>.crt` and `<name>.key`, and a ClientCertificate that reads them. */
+function copiedPair(name: string): { certFile: string; keyFile: string; certificate: ClientCertificate } {
+  const certFile = join(certs.dir, `${name}.crt`);
+  const keyFile = join(certs.dir, `${name}.key`);
+  copyFileSync(certs.clientCertFile, certFile);
+  copyFileSync(certs.clientKeyFile, keyFile);
+  return { certFile, keyFile, certificate: new ClientCertificate(certFile, keyFile) };
+}
+
 describe('E2 client certificates', () => {
   it('E2: a pair is read again only when its files change; a bad rewrite keeps the last good pair and says why', () => {
-    const certFile = join(certs.dir, 'live.crt');
-    const keyFile = join(certs.dir, 'live.key');
-    copyFileSync(certs.clientCertFile, certFile);
-    copyFileSync(certs.clientKeyFile, keyFile);
-    const certificate = new ClientCertificate(certFile, keyFile);
+    const { certFile, keyFile, certificate } = copiedPair('live');
     const first = certificate.current();
     expect(certificate.current()).toBe(first); // unchanged files: the same pair, nothing read
     const rotated = certs.issueClient('rotated');
@@ -39,11 +44,7 @@ describe('E2 client certificates', () => {
   });
 
   it('E2: a bad rotation is reported once per bad version (path, never content) and not read again for every connection', () => {
-    const certFile = join(certs.dir, 'bad-rotation.crt');
-    const keyFile = join(certs.dir, 'bad-rotation.key');
-    copyFileSync(certs.clientCertFile, certFile);
-    copyFileSync(certs.clientKeyFile, keyFile);
-    const certificate = new ClientCertificate(certFile, keyFile);
+    const { certFile, keyFile, certificate } = copiedPair('bad-rotation');
     const good = certificate.current();
     const events: SecretReadEvent[] = [];
     certificate.watch((event) => events.push(event));
