@@ -1,11 +1,14 @@
 import type { SidecarMetrics } from './admin/metrics.js';
 import type { AccountView } from './admin/status.js';
-import { proxyFor } from './config/egress.js';
+import { proxyFor, type EgressProxy } from './config/egress.js';
+import { sameSetting, TOKEN_SIDE_PARTS } from './config/reload-diff.js';
 import { secretFilesOf } from './config/resolve.js';
 import { tokenEndpointTls } from './config/tls.js';
 import { createFlow } from './flows/index.js';
 import { TokenEgress } from './flows/proxy-agent.js';
+import { newChainView } from './stores/new-chain.js';
 import type { TokenStore } from './stores/types.js';
+import { SpentRefreshTokens } from './tokens/spent-tokens.js';
 import { TokenManager } from './tokens/token-manager.js';
 import type { SendTokenRequest } from './tokens/types.js';
 import type { Clock } from './util/clock.js';
@@ -26,6 +29,8 @@ export interface RunningAccount extends UpstreamAccount, AccountView {
   config: AccountConfig;
   /** Removes the R6 listeners from its secret files (the config, and its files, may outlive it). */
   unwatchSecrets: Array<() => void>;
+  /** T3: the refresh tokens its token manager spent (H2: a new manager for the same credentials goes on with them). */
+  spentRefreshTokens: SpentRefreshTokens;
 }
 
 /** What building an account's token side needs from the sidecar. */
@@ -37,18 +42,25 @@ export interface TokenSideContext {
   random: (() => number) | undefined;
   /** H3: the running tracer, when tracing is configured. */
   tracing: (() => Tracing | undefined) | undefined;
+  /** H2: the spent refresh tokens of the token manager this one replaces (same credentials). */
+  spentRefreshTokens?: SpentRefreshTokens;
 }
+
+/** What an account's token side is made of (a reload keeps it whole or replaces it whole: H2). */
+export type TokenSide = Pick<
+  RunningAccount,
+  'manager' | 'flow' | 'tokenEgress' | 'status' | 'history' | 'unwatchSecrets' | 'spentRefreshTokens'
+> & {
+  /** E6: the proxy (or none) for the token endpoint; the upstream's follows the upstream, built with the pool. */
+  tokenEndpointProxy: EgressProxy | undefined;
+};
 
 /**
  * An account's token side: its flow, token manager, token-endpoint egress (its own TLS: E2) and
  * the watch on its secret files (R6). A reload keeps it while `auth` and the other token-side
  * settings are unchanged (H2).
  */
-export function buildTokenSide(
-  account: AccountConfig,
-  store: TokenStore,
-  context: TokenSideContext,
-): Pick<RunningAccount, 'manager' | 'flow' | 'tokenEgress' | 'proxies' | 'status' | 'history' | 'unwatchSecrets'> {
+export function buildTokenSide(account: AccountConfig, store: TokenStore, context: TokenSideContext): TokenSide {
   const flow = createFlow(account.auth);
   const countFailure = context.metrics.secretReadErrors(account.name);
   const secretFiles = secretFilesOf(account.auth);
@@ -62,6 +74,7 @@ export function buildTokenSide(
     tls: tokenTls,
     connectTimeoutMs: account.timeouts.connectMs,
   });
+  const spentRefreshTokens = context.spentRefreshTokens ?? new SpentRefreshTokens();
   const manager = new TokenManager({
     account: account.name,
     flow,
@@ -75,20 +88,114 @@ export function buildTokenSide(
     random: context.random,
     secretFiles,
     tracing: context.tracing,
+    spentRefreshTokens,
   });
-  const proxies = {
-    upstream: proxyFor(account.egress, account.upstream),
-    tokenEndpoint: proxyFor(account.egress, new URL(flow.endpoint('login'))),
-  };
   return {
     manager,
     flow,
     tokenEgress,
-    proxies,
+    tokenEndpointProxy: proxyFor(account.egress, new URL(flow.endpoint('login'))),
     status: () => manager.status(),
     history: manager.history,
     unwatchSecrets,
+    spentRefreshTokens,
   };
+}
+
+/** H2: a changed account keeps its token side when `auth`, `refresh`, `upstreamTls`, `proxy` and `timeouts.connect` are unchanged. */
+export function keepsTokenSide(old: AccountConfig, next: AccountConfig): boolean {
+  const same = TOKEN_SIDE_PARTS.every((part) => sameSetting(old[part], next[part]));
+  return same && old.timeouts.connectMs === next.timeouts.connectMs;
+}
+
+/** H2: the token side a rebuilt account keeps from its running one. */
+export function tokenSideOf(running: RunningAccount): TokenSide {
+  const { manager, flow, tokenEgress, status, history, unwatchSecrets, spentRefreshTokens } = running;
+  const tokenEndpointProxy = running.proxies.tokenEndpoint;
+  return { manager, flow, tokenEgress, status, history, unwatchSecrets, spentRefreshTokens, tokenEndpointProxy };
+}
+
+/** How a reload builds one account: anew (on `store`, going on with `spent`), or on a running account's token side (`keep`). */
+export type BuildAccount = (
+  config: AccountConfig,
+  from?: { keep?: RunningAccount; store?: TokenStore; spent?: SpentRefreshTokens },
+) => RunningAccount;
+
+/** H2: a reload's accounts by name; `added` are new, `replaced` still need a new token manager. */
+export interface AccountsPlan {
+  accounts: Map<string, RunningAccount>;
+  added: RunningAccount[];
+  replaced: AccountConfig[];
+}
+
+/**
+ * H2: the accounts of a reload that are built at once: unchanged ones as they run, changed ones
+ * on their running token side, added ones anew. Those that need a new token manager are left in
+ * `replaced` for replaceManagers.
+ */
+export function buildAccountsAtOnce(
+  next: readonly AccountConfig[],
+  previous: readonly RunningAccount[],
+  build: BuildAccount,
+): AccountsPlan {
+  const plan: AccountsPlan = { accounts: new Map(), added: [], replaced: [] };
+  for (const config of next) {
+    const old = previous.find((account) => account.name === config.name);
+    if (old === undefined) {
+      const account = build(config);
+      plan.accounts.set(config.name, account);
+      plan.added.push(account);
+    } else if (sameSetting(old.config, config)) plan.accounts.set(config.name, old);
+    else if (keepsTokenSide(old.config, config)) plan.accounts.set(config.name, build(config, { keep: old }));
+    else plan.replaced.push(config);
+  }
+  return plan;
+}
+
+/**
+ * H2: a new token manager for each of `plan.replaced` (put in `plan.accounts`; returned, to be
+ * started once the reload is applied). The old one stops first, so its last save is in the store
+ * before the new one reads it. Same auth: the new one goes on with the old one's spent refresh
+ * tokens (T3); new auth: a new chain that does not adopt the stored state. Ends early once
+ * `stopping()` says so.
+ */
+export async function replaceManagers(
+  plan: AccountsPlan,
+  previous: readonly RunningAccount[],
+  options: { build: BuildAccount; store: TokenStore; stopping: () => boolean },
+): Promise<RunningAccount[]> {
+  const fresh: RunningAccount[] = [];
+  for (const config of plan.replaced) {
+    if (options.stopping()) break;
+    const old = previous.find((account) => account.name === config.name) as RunningAccount;
+    await old.manager.stop();
+    const authChanged = !sameSetting(old.config.auth, config.auth);
+    const baseline = authChanged ? await storedRevision(options.store, config.name) : undefined;
+    const store = newChainView(options.store, config.name, baseline);
+    const account = options.build(config, { store, spent: authChanged ? undefined : old.spentRefreshTokens });
+    plan.accounts.set(config.name, account);
+    fresh.push(account);
+  }
+  return fresh;
+}
+
+/** The revision of an account's stored state (a new chain hides it and what came before). */
+async function storedRevision(store: TokenStore, account: string): Promise<number | undefined> {
+  try {
+    return (await store.load(account))?.revision;
+  } catch {
+    return undefined;
+  }
+}
+
+/** H2: closes what a reload cancelled by stop() built: new upstream pools, and new token managers with their token side. */
+export async function retireBuilt(
+  built: readonly RunningAccount[],
+  previous: readonly RunningAccount[],
+): Promise<void> {
+  const fresh = built.filter((account) => !previous.includes(account));
+  const ownManager = (account: RunningAccount) => !previous.some((old) => old.manager === account.manager);
+  await Promise.all(fresh.map((account) => retireAccount(account, { tokenSide: ownManager(account) })));
 }
 
 /** Closes an account's upstream pool; with `tokenSide`, also stops its token manager, agents and secret watch. */

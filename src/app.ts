@@ -19,6 +19,7 @@ import { proxyFor } from './config/egress.js';
 import { TokenInjector } from './proxy/bearer.js';
 import { createStore } from './stores/index.js';
 import type { TokenStore } from './stores/types.js';
+import type { SpentRefreshTokens } from './tokens/spent-tokens.js';
 import { TokenManager } from './tokens/token-manager.js';
 import type { SendTokenRequest } from './tokens/types.js';
 import { systemClock, type Clock } from './util/clock.js';
@@ -26,9 +27,18 @@ import { closeServer, listen, serverUrl } from './util/http-server.js';
 import { silentLogger, type Logger } from './util/logger.js';
 import { reportSecretReads } from './util/secret-file.js';
 import { messageOf } from './util/errors.js';
-import { diffConfigs, sameSetting, TOKEN_SIDE_PARTS, type ConfigChanges } from './config/reload-diff.js';
-import { newChainView } from './stores/new-chain.js';
-import { buildTokenSide, retireAccount, retireWhenIdle, type RunningAccount } from './app-accounts.js';
+import { diffConfigs, type ConfigChanges } from './config/reload-diff.js';
+import {
+  buildAccountsAtOnce,
+  buildTokenSide,
+  replaceManagers,
+  retireAccount,
+  retireBuilt,
+  retireWhenIdle,
+  tokenSideOf,
+  type BuildAccount,
+  type RunningAccount,
+} from './app-accounts.js';
 import {
   createDataServer,
   dataListenersOf,
@@ -72,6 +82,8 @@ export class Sidecar {
   #adminServer: Server | undefined;
   /** H2: the admin app now serving (a reload builds a new one for the new accounts and access rules). */
   #adminApp: RequestListener | undefined;
+  /** H2: the reload in progress; stop() waits for it. */
+  #reloading: Promise<ReloadResult> | undefined;
   /** H2: listeners and accounts a reload replaced, still finishing their requests. */
   readonly #retiring = new Set<Promise<void>>();
   /** H3: started (and the SDK loaded) by start() only when tracing is configured. */
@@ -130,25 +142,33 @@ export class Sidecar {
     });
   }
 
-  /** One account's running parts; with `keep`, its token side (manager, flow, token egress) is reused (H2). */
-  #buildAccount(account: AccountConfig, keep?: RunningAccount, store: TokenStore = this.#store): RunningAccount {
+  /**
+   * One account's running parts. With `keep`, its token side (manager, flow, token egress) is
+   * reused (H2); else a new one is built on `store`, going on with `spent` (H2: same credentials).
+   */
+  #buildAccount(
+    account: AccountConfig,
+    from: { keep?: RunningAccount; store?: TokenStore; spent?: SpentRefreshTokens } = {},
+  ): RunningAccount {
     const tls = upstreamTls(account);
-    if (account.tls.insecureSkipVerify && keep === undefined) {
+    if (account.tls.insecureSkipVerify && from.keep === undefined) {
       this.#logger.warn(
         { account: account.name },
         'upstreamTls.insecureSkipVerify is ON: upstream and token server certificates are NOT verified',
       );
     }
     const tokenSide =
-      keep ??
-      buildTokenSide(account, store, {
-        metrics: this.metrics,
-        logger: this.#logger,
-        clock: this.#clock,
-        send: this.#deps.send ?? sendTokenRequest,
-        random: this.#deps.random,
-        tracing: this.#config.tracing && (() => this.#tracing),
-      });
+      from.keep === undefined
+        ? buildTokenSide(account, from.store ?? this.#store, {
+            metrics: this.metrics,
+            logger: this.#logger,
+            clock: this.#clock,
+            send: this.#deps.send ?? sendTokenRequest,
+            random: this.#deps.random,
+            tracing: this.#config.tracing && (() => this.#tracing),
+            spentRefreshTokens: from.spent,
+          })
+        : tokenSideOf(from.keep);
     // E2: a bad rotation of the upstream's client certificate is reported as a secret file's failed
     // read is (the listener lives on the certificate, which lives as long as this upstream pool).
     if (tls.clientCertificate !== undefined)
@@ -158,18 +178,19 @@ export class Sidecar {
       });
     const proxy = proxyFor(account.egress, account.upstream);
     const { upstream, timeouts, connections } = account;
+    const { tokenEndpointProxy, ...kept } = tokenSide;
     return {
+      ...kept,
       name: account.name,
       isDefault: account.isDefault,
       route: account.route,
       upstream: account.upstream,
       basePath: account.upstream.pathname,
-      manager: tokenSide.manager,
       metrics: this.metrics.proxyMetrics(account.name),
       pool: createUpstreamPool({ upstream, tls, timeouts, connections }, proxy),
       proxy,
-      proxies: tokenSide.proxies,
-      tokenEgress: tokenSide.tokenEgress,
+      // What /status shows: this upstream's proxy (a reload may move the upstream alone).
+      proxies: { upstream: proxy, tokenEndpoint: tokenEndpointProxy },
       slots: new ConnectionSlots({
         capacity: account.connections,
         queueMs: account.timeouts.queueMs,
@@ -179,13 +200,9 @@ export class Sidecar {
       replayMaxBody: account.refresh.replayMaxBody,
       timeouts: account.timeouts,
       tls,
-      inject: new TokenInjector(account.inject, tokenSide.flow.dpop),
-      flow: tokenSide.flow,
-      status: tokenSide.status,
-      history: tokenSide.history,
+      inject: new TokenInjector(account.inject, kept.flow.dpop),
       refreshAt: account.refresh.at,
       config: account,
-      unwatchSecrets: tokenSide.unwatchSecrets,
     };
   }
 
@@ -270,12 +287,23 @@ export class Sidecar {
    * when `store` changed or a new address cannot be bound. Unchanged accounts keep everything;
    * changed ones keep their token manager (tokens, refresh chain) unless auth, refresh, tls or
    * egress changed; requests in flight finish on what they started with; a listener is rebound
-   * only when its address changed.
+   * only when its address changed. stop() waits for a reload in progress, which then closes what
+   * it built and resolves as rejected.
    */
   async reload(next: SidecarConfig): Promise<ReloadResult> {
     const changes = diffConfigs(this.#config, next);
     if (changes.refusal !== undefined) return { outcome: 'rejected', reasons: [changes.refusal] };
     if (!this.#accepting || this.#stopping) return { outcome: 'rejected', reasons: [NOT_SERVING] };
+    const reloading = this.#reload(next, changes);
+    this.#reloading = reloading;
+    try {
+      return await reloading;
+    } finally {
+      if (this.#reloading === reloading) this.#reloading = undefined;
+    }
+  }
+
+  async #reload(next: SidecarConfig, changes: ConfigChanges): Promise<ReloadResult> {
     const wanted = dataListenersOf(next);
     const kept = this.#servers.filter((listener) => wanted.some((w) => sameListener(listener, w)));
     const bound: DataListener[] = [];
@@ -288,12 +316,23 @@ export class Sidecar {
       return { outcome: 'rejected', reasons: [`cannot listen: ${messageOf(error)}`] };
     }
     const previous = this.#accounts;
-    const { accounts, fresh } = await this.#nextAccounts(next, previous);
+    const build: BuildAccount = (config, from) => this.#buildAccount(config, from);
+    const plan = buildAccountsAtOnce(next.accounts, previous, build);
+    // A new port serves its own account from its first request (on the running data plane until
+    // the swap below): as built, or as it runs while its token manager is being replaced.
+    for (const listener of bound) {
+      const name = listener.accountName ?? '';
+      listener.account = plan.accounts.get(name) ?? previous.find((account) => account.name === name);
+    }
+    for (const account of plan.added) this.#startManager(account);
+    const stopping = () => this.#stopping;
+    const fresh = await replaceManagers(plan, previous, { build, store: this.#store, stopping });
+    const accounts = next.accounts.flatMap((config) => plan.accounts.get(config.name) ?? []);
     if (this.#stopping) {
       // stop() came meanwhile: it stops what is running; what was built for the new config goes now.
       await Promise.all(bound.map(({ server }) => closeServer(server, { force: true })));
       if (admin !== undefined) await closeServer(admin, { force: true });
-      await Promise.all(fresh.map((account) => retireAccount(account, { tokenSide: true })));
+      await retireBuilt(accounts, previous);
       return { outcome: 'rejected', reasons: [NOT_SERVING] };
     }
     const retired = this.#servers.filter((listener) => !kept.includes(listener)).map(({ server }) => server);
@@ -310,60 +349,22 @@ export class Sidecar {
     const oldAdmin = this.#adminServer;
     if (admin !== undefined) this.#adminServer = admin;
     this.#retire(admin === undefined || oldAdmin === undefined ? retired : [...retired, oldAdmin], previous, accounts);
-    for (const account of fresh) {
-      account.manager.start().catch((error: unknown) => {
-        this.#logger.error({ account: account.name, err: error }, 'account failed to start after a reload');
-      });
-    }
+    for (const account of fresh) this.#startManager(account);
     const rebound = [...bound.map((listener) => listener.role), ...(admin === undefined ? [] : ['admin'])];
     return { outcome: 'applied', changes, rebound };
+  }
+
+  /** H2: starts the token manager of an account a reload added or gave a new one (a failure is logged). */
+  #startManager(account: RunningAccount): void {
+    account.manager.start().catch((error: unknown) => {
+      this.#logger.error({ account: account.name, err: error }, 'account failed to start after a reload');
+    });
   }
 
   /** Each data listener serves its account's current settings (after start-up and every reload). */
   #pointListeners(): void {
     for (const listener of this.#servers)
       listener.account = this.#accounts.find((account) => account.name === listener.accountName);
-  }
-
-  /** H2: the accounts of `next`; `fresh` are those with a new token manager (started once applied). */
-  async #nextAccounts(
-    next: SidecarConfig,
-    previous: RunningAccount[],
-  ): Promise<{ accounts: RunningAccount[]; fresh: RunningAccount[] }> {
-    const fresh: RunningAccount[] = [];
-    const accounts: RunningAccount[] = [];
-    for (const config of next.accounts) {
-      const old = previous.find((account) => account.name === config.name);
-      if (old !== undefined && sameSetting(old.config, config)) {
-        accounts.push(old);
-        continue;
-      }
-      const keepTokenSide =
-        old !== undefined &&
-        TOKEN_SIDE_PARTS.every((part) => sameSetting(old.config[part], config[part])) &&
-        old.config.timeouts.connectMs === config.timeouts.connectMs;
-      if (keepTokenSide) {
-        accounts.push(this.#buildAccount(config, old));
-        continue;
-      }
-      // A new manager: the old one stops first, so its last save is in the store before the new one reads it.
-      await old?.manager.stop();
-      const authChanged = old !== undefined && !sameSetting(old.config.auth, config.auth);
-      const baseline = authChanged ? await this.#storedRevision(config.name) : undefined;
-      const account = this.#buildAccount(config, undefined, newChainView(this.#store, config.name, baseline));
-      accounts.push(account);
-      fresh.push(account);
-    }
-    return { accounts, fresh };
-  }
-
-  /** The revision of an account's stored state (a new chain hides it and what came before). */
-  async #storedRevision(account: string): Promise<number | undefined> {
-    try {
-      return (await this.#store.load(account))?.revision;
-    } catch {
-      return undefined;
-    }
   }
 
   /** H2: a new admin server when the admin address changed (bound, not serving yet), else undefined. */
@@ -411,6 +412,8 @@ export class Sidecar {
     const drained = drainServers(servers, this.#config.shutdownTimeoutMs);
     closeIdle();
     await drained;
+    // H2: a reload in progress closes what it built (its own listeners too) and applies nothing.
+    await this.#reloading?.catch(() => undefined);
     await Promise.all(this.#retiring);
     await Promise.all(this.#accounts.map((account) => retireAccount(account, { tokenSide: true })));
     this.#dataPlane.close();

@@ -10,9 +10,15 @@ const UNCLEAR_ANSWERS_TO_DOUBT = 2;
  * server but got no clear answer (T5: then it may be consumed, and a login is tried instead).
  */
 export class HeldRefreshToken {
-  readonly #spent = new SpentRefreshTokens();
+  /** T3: the spent ones; H2: a reload's new token manager for the same credentials takes them over. */
+  readonly spent: SpentRefreshTokens;
   #token: Secret | undefined;
   #unclearAnswers = 0;
+
+  /** `spent`: the memory of spent refresh tokens to go on with (H2: the replaced manager's), else a new one. */
+  constructor(spent = new SpentRefreshTokens()) {
+    this.spent = spent;
+  }
 
   get current(): Secret | undefined {
     return this.#token;
@@ -38,17 +44,17 @@ export class HeldRefreshToken {
 
   /** T3: true for a refresh token this process has spent. */
   isSpent(refreshToken: Secret): boolean {
-    return this.#spent.has(refreshToken);
+    return this.spent.has(refreshToken);
   }
 
   /** T3: `refreshToken` was spent (rotated away, or another replica's chain replaces it): never send it again. */
   markSpent(refreshToken: Secret): void {
-    this.#spent.add(refreshToken);
+    this.spent.add(refreshToken);
   }
 
   /** T3: `refreshToken` is dead (rejected, or consumed by an unusable answer): remembered as spent, and dropped if held. */
   discard(refreshToken: Secret): void {
-    this.#spent.add(refreshToken);
+    this.spent.add(refreshToken);
     if (refreshToken.equals(this.#token)) this.#token = undefined;
     this.#unclearAnswers = 0;
   }

@@ -59,6 +59,8 @@ export interface TokenManagerOptions {
   secretFiles?: readonly SecretFile[];
   /** H3: the tracer once tracing has started; absent or undefined: token requests are not traced. */
   tracing?: () => Tracing | undefined;
+  /** T3: where the spent refresh tokens are remembered (H2: a reload's new manager for the same credentials goes on with the old one's). */
+  spentRefreshTokens?: HeldRefreshToken['spent'];
 }
 
 /**
@@ -83,7 +85,7 @@ export class TokenManager {
   readonly #renewal: RenewalSchedule;
   readonly #waiters: Waiters;
   readonly #chain: SharedChain;
-  readonly #refresh = new HeldRefreshToken();
+  readonly #refresh: HeldRefreshToken;
   readonly #readiness: Readiness;
   readonly #report: TokenRequestReport;
   readonly #escalation: RejectionEscalation;
@@ -100,6 +102,7 @@ export class TokenManager {
   constructor(options: TokenManagerOptions) {
     this.#o = options;
     this.account = options.account;
+    this.#refresh = new HeldRefreshToken(options.spentRefreshTokens);
     this.#log = options.logger.child({ account: options.account });
     this.#readiness = new Readiness(this.#log);
     const spans = options.tracing && { account: options.account, tracing: options.tracing };
@@ -276,9 +279,7 @@ export class TokenManager {
         this.#log.error({ err: error }, 'unexpected error in token request; retrying with backoff');
         this.#retryAfterFailure(TRANSIENT_BACKOFF);
       })
-      .finally(() => {
-        this.#inFlight = undefined;
-      });
+      .finally(() => (this.#inFlight = undefined));
   }
 
   /**

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { metricSum, useHarness } from '../helpers/harness.js';
 import { startHeldUpstream } from '../helpers/held-upstream.js';
 import { connectionRefused } from '../helpers/raw-client.js';
+import { freePort, waitFor } from '../helpers/redis-sentinel.js';
 import type { RunningCli } from '../helpers/spawn-cli.js';
 
 const harness = useHarness();
@@ -244,6 +245,58 @@ describe('H2 live reload', () => {
     expect(next.requests.map((r) => r.url)).toEqual(['/after']);
     held.received[0]?.answer(200);
     expect(await inFlight).toEqual({ status: 200, body: JSON.stringify({ seen: '/slow', bodyLength: 0 }) });
+  });
+
+  it('H2: a port added by a reload serves its own account from the first request, before the reload ends', async () => {
+    const w = await world();
+    const front = await harness.faultFront(new URL(w.loginUrl).origin);
+    const [shared, own] = [await harness.recordingUpstream(), await harness.recordingUpstream()];
+    const viaFront: World = { ...w, loginUrl: front.url('/auth/login'), refreshUrl: front.url('/auth/refresh') };
+    const slow = (refresh: string) =>
+      `${account(viaFront, 'a', shared.url)}    default: true\n    refresh: ${refresh}\n`;
+    const file = join(w.dir, 'c.yaml');
+    writeFileSync(file, configText([slow('{ minInterval: 1s }')]));
+    const { cli, admin } = await harness.launchCli(['--config', file]);
+    await loggedIn(cli, 'a');
+    // a's token request stalls: the reload replacing a's token manager waits for it to end.
+    front.mode = 'stall';
+    // Started at once, or held by the loop guard (minInterval) for at most a second after the login.
+    const asked = await fetch(`${admin}/accounts/a/refresh`, { method: 'POST' });
+    expect(['started', 'deferred']).toContain(((await asked.json()) as { result: string }).result);
+    await waitFor('the stalled refresh', async () => front.received === 2);
+    const port = await freePort();
+    const b = account(w, 'b', own.url).replace('route: { pathPrefix: /b }', `route: { port: ${port} }`);
+    writeFileSync(file, configText([slow('{ minInterval: 1s, timeout: 20s }'), b]));
+    cli.child.kill('SIGHUP');
+    const bUrl = `http://127.0.0.1:${port}`;
+    await waitFor('the new port', async () => !(await connectionRefused(bUrl)));
+    expect((await fetch(`${bUrl}/x`)).status).toBe(200);
+    expect(own.requests.map((r) => r.url)).toEqual(['/x']);
+    expect(shared.requests).toEqual([]);
+    expect(cli.stdout()).not.toContain(APPLIED);
+    await front.down();
+    await appliedWith(cli, (entry) => String(entry.added) === 'b');
+    expect((await fetch(`${bUrl}/y`)).status).toBe(200);
+    expect(own.requests.map((r) => r.url)).toEqual(['/x', '/y']);
+  });
+
+  it('H2: /status shows the proxy of the upstream a reload moved the account to', async () => {
+    const w = await world();
+    const [first, second] = [await harness.recordingUpstream(), await harness.recordingUpstream()];
+    const hostPort = (url: string) => new URL(url).host;
+    const env = { HTTP_PROXY: 'http://127.0.0.1:9', NO_PROXY: [w.loginUrl, first.url].map(hostPort).join(',') };
+    const file = join(w.dir, 'c.yaml');
+    writeFileSync(file, configText([account(w, 'a', first.url)]));
+    const { cli, admin } = await harness.launchCli(['--config', file], { env });
+    await loggedIn(cli, 'a');
+    const proxyOf = async () =>
+      ((await (await fetch(`${admin}/status?format=json`)).json()) as { accounts: Record<string, { proxy: unknown }> })
+        .accounts.a?.proxy;
+    expect(await proxyOf()).toEqual({ upstream: 'direct', tokenEndpoint: 'direct' });
+    writeFileSync(file, configText([account(w, 'a', second.url)]));
+    cli.child.kill('SIGHUP');
+    await appliedWith(cli, () => true);
+    expect(await proxyOf()).toEqual({ upstream: 'http://127.0.0.1:9 (HTTP_PROXY)', tokenEndpoint: 'direct' });
   });
 
   it('H2: in quick mode SIGHUP is logged as needing --config and changes nothing; --watch-config there is a usage error', async () => {

@@ -1,0 +1,120 @@
+import type { Pool } from 'undici';
+import { describe, expect, it, vi } from 'vitest';
+import { parseConfig } from '../../src/config/load.js';
+import type { SidecarConfig } from '../../src/config/resolve.js';
+import type { UpstreamPool } from '../../src/proxy/upstream.js';
+import { MemoryTokenStore } from '../../src/stores/memory.js';
+import type { StoredToken } from '../../src/stores/types.js';
+import { useHarness } from '../helpers/harness.js';
+
+// Every upstream pool the sidecar builds, to check that each one is closed in the end.
+const pools = vi.hoisted(() => [] as UpstreamPool[]);
+vi.mock('../../src/proxy/transport.js', async (importOriginal) => {
+  const original = await importOriginal<typeof import('../../src/proxy/transport.js')>();
+  return {
+    ...original,
+    createUpstreamPool: (...args: Parameters<typeof original.createUpstreamPool>) => {
+      const pool = original.createUpstreamPool(...args);
+      pools.push(pool);
+      return pool;
+    },
+  };
+});
+
+const harness = useHarness();
+
+/** The reference store, whose next `load` can be held until the test releases it. */
+class HeldLoadStore extends MemoryTokenStore {
+  #hold: { reached: () => void; gate: Promise<void> } | undefined;
+
+  /** Holds the next load: `reached` resolves when it comes, `release` lets it go on. */
+  holdNextLoad(): { reached: Promise<void>; release: () => void } {
+    let release: () => void = () => undefined;
+    let reached: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const arrival = new Promise<void>((resolve) => (reached = resolve));
+    this.#hold = { reached, gate };
+    return { reached: arrival, release };
+  }
+
+  override async load(account: string): Promise<StoredToken | undefined> {
+    const hold = this.#hold;
+    this.#hold = undefined;
+    if (hold !== undefined) {
+      hold.reached();
+      await hold.gate;
+    }
+    return super.load(account);
+  }
+}
+
+function sessionAccount(loginUrl: string, password: string, extra: Record<string, unknown> = {}) {
+  return { upstream: 'http://127.0.0.1:9/api', auth: { flow: 'session', loginUrl, username: 'u', password }, ...extra };
+}
+
+/** `config` with account `name`'s refresh timeout changed: a token-side setting, so a new token manager. */
+function withRefreshTimeout(config: SidecarConfig, name: string, timeoutMs: number): SidecarConfig {
+  return {
+    ...config,
+    accounts: config.accounts.map((account) =>
+      account.name === name ? { ...account, refresh: { ...account.refresh, timeoutMs } } : account,
+    ),
+  };
+}
+
+describe('H2 live reload: races with stop, and what a new token manager inherits', () => {
+  it('H2: a reload racing stop() closes every upstream pool it built', async () => {
+    const { tokenServer, password } = await harness.sessionTokenServer();
+    const store = new HeldLoadStore();
+    const raw = (changed: boolean) => ({
+      accounts: {
+        // Upstream changed: rebuilt on the same token manager (a new pool).
+        moved: sessionAccount(tokenServer.loginUrl, password, {
+          default: true,
+          ...(changed ? { upstream: 'http://127.0.0.1:9/v2' } : {}),
+        }),
+        // Auth changed: a new token manager, after the store is read (held here) for the old chain's revision.
+        reauth: sessionAccount(tokenServer.loginUrl, password, {
+          route: { pathPrefix: '/r' },
+          ...(changed
+            ? { auth: { flow: 'session', loginUrl: tokenServer.loginUrl, username: 'u', password, accountId: 7 } }
+            : {}),
+        }),
+      },
+    });
+    const sidecar = await harness.sidecar(raw(false), { deps: { store } });
+    const before = pools.length;
+    const held = store.holdNextLoad();
+    const reload = sidecar.reload(
+      parseConfig({ listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, ...raw(true) }),
+    );
+    await held.reached;
+    const stopped = sidecar.stop();
+    held.release();
+    await Promise.all([reload, stopped]);
+    expect(pools.length).toBeGreaterThan(before);
+    expect(pools.map((pool) => (pool as Pool).destroyed)).toEqual(pools.map(() => true));
+  });
+
+  it('H2: a new token manager of a reload (same auth) never sends a refresh token the old one spent', async () => {
+    const store = new MemoryTokenStore();
+    const session = await harness.session({ deps: { store } });
+    const { sidecar, tokenServer } = session;
+    await sidecar.settled();
+    const first = await store.load('fleet');
+    expect(first?.state.refreshToken).toBeDefined();
+    // The scheduled refresh (at 0.8 of 60 s) spends the first refresh token.
+    await session.advance(50_000);
+    expect(tokenServer.stats.refreshes).toBe(1);
+    // A failover loses that refresh: the store holds the first state again, spent refresh token and all.
+    await store.save('fleet', (first as StoredToken).state);
+    const result = await sidecar.reload(withRefreshTimeout(sidecar.config, 'fleet', 7_000));
+    expect(result.outcome === 'applied' && result.changes.changed).toEqual([{ account: 'fleet', parts: ['refresh'] }]);
+    // The new manager adopts the stored state; its renewal is overdue, so it asks for a token at once.
+    await session.advance(1_000);
+    const { stats } = tokenServer;
+    await vi.waitFor(() => expect(stats.logins + stats.refreshTokenReuse).toBeGreaterThan(1));
+    expect(stats.refreshTokenReuse).toBe(0);
+    expect(stats.logins).toBe(2);
+  });
+});
