@@ -16,6 +16,8 @@ const LAZY = {
   'ioredis (a Redis store)': '/node_modules/ioredis/',
   "undici's whole package (an egress proxy)": '/node_modules/undici/index.js',
   'the OpenTelemetry SDK (tracing)': '/node_modules/@opentelemetry/sdk-trace-base/',
+  // Never needed: an ES import of node:http reads its lazy WebSocket getters, which load it.
+  "Node's own bundled undici (fetch, WebSocket)": 'internal/deps/undici/undici',
 };
 
 /** Starts the CLI with `config` (YAML), sends one request, stops it; every module it loaded, one per line. */
