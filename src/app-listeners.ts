@@ -1,4 +1,5 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import { createServer } from './util/node-http.js';
 import type { SidecarConfig } from './config/resolve.js';
 import type { ClientConnections } from './proxy/client-limits.js';
 import { dataServerOptions } from './proxy/client-limits.js';

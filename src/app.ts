@@ -1,4 +1,5 @@
-import { createServer, type RequestListener, type Server } from 'node:http';
+import type { RequestListener, Server } from 'node:http';
+import { createServer } from './util/node-http.js';
 import { Registry } from 'prom-client';
 import { AdminAccess, adminExposureWarning } from './admin/access.js';
 import { createAdminApp } from './admin/server.js';

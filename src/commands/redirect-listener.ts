@@ -1,5 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer } from '../util/node-http.js';
 import { closeServer, listen } from '../util/http-server.js';
 import type { Logger } from '../util/logger.js';
 import { scrubServerText } from '../util/scrub.js';

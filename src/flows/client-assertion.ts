@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { SignJWT } from 'jose';
 import { Secret } from '../util/secret.js';
 import type { OAuth2Auth } from '../config/resolve.js';
 import { parsePrivateSigningKey, SigningKeyError, type SigningKey } from '../util/signing-key.js';
@@ -7,7 +6,8 @@ import { parsePrivateSigningKey, SigningKeyError, type SigningKey } from '../uti
 /*
  * E1: client authentication with a signed JWT instead of a shared secret in the request
  * (RFC 7523 §2.2, OpenID Connect Core §9): `private_key_jwt` signs with the client's private
- * key, `client_secret_jwt` with an HMAC of the client secret. jose makes every JWS.
+ * key, `client_secret_jwt` with an HMAC of the client secret. jose makes every JWS; it is
+ * imported at the first assertion (dpop.ts says why).
  */
 
 /** RFC 7523 §2.2: the value of `client_assertion_type`. */
@@ -30,6 +30,7 @@ export async function signClientAssertion(options: {
 }): Promise<Secret> {
   const now = options.nowSeconds ?? Math.floor(Date.now() / 1000);
   const { key, alg, kid } = options.signingKey;
+  const { SignJWT } = await import('jose');
   const jwt = await new SignJWT({})
     .setProtectedHeader(kid === undefined ? { alg, typ: 'JWT' } : { alg, kid, typ: 'JWT' })
     .setIssuer(options.clientId)

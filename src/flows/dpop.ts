@@ -1,5 +1,5 @@
 import { createHash, createPublicKey, randomUUID, sign, type KeyObject } from 'node:crypto';
-import { calculateJwkThumbprint, exportJWK, SignJWT, type JWK } from 'jose';
+import type { JWK } from 'jose';
 import type { DpopAlg, DpopKey } from '../util/dpop-key.js';
 import { SidecarError } from '../util/errors.js';
 import { headerSafeTokenProblem } from '../util/header-safe.js';
@@ -7,7 +7,8 @@ import { headerSafeTokenProblem } from '../util/header-safe.js';
 /*
  * E4 DPoP (RFC 9449): one account's proof key and the nonces its servers asked for. jose
  * exports the public key, computes its thumbprint (RFC 7638) and signs the token requests'
- * proofs. The proof on every proxied request is signed with node:crypto's synchronous `sign`
+ * proofs; it is imported when a prover first needs it, so a sidecar without DPoP or client
+ * assertions never loads it (0.6 MiB of heap, docs/performance.md "Memory"). The proof on every proxied request is signed with node:crypto's synchronous `sign`
  * over a header encoded once per key: no await on the hot path, about a third of jose's cost
  * (figures in docs/performance.md).
  */
@@ -59,6 +60,7 @@ export class DpopProver {
   }
 
   async #prepare(): Promise<void> {
+    const { calculateJwkThumbprint, exportJWK } = await import('jose');
     const { kty, crv, x, y } = await exportJWK(createPublicKey(this.#key));
     const jwk: JWK = y === undefined ? { kty, crv, x } : { kty, crv, x, y };
     this.#jwk = jwk;
@@ -96,6 +98,7 @@ export class DpopProver {
    */
   async tokenRequestProof(tokenUrl: URL): Promise<string> {
     await this.ready;
+    const { SignJWT } = await import('jose');
     const nonce = this.#nonces.token;
     return new SignJWT({ htm: 'POST', htu: `${tokenUrl.origin}${tokenUrl.pathname}`, ...(nonce ? { nonce } : {}) })
       .setProtectedHeader({ typ: 'dpop+jwt', alg: this.alg, jwk: this.#jwk as JWK })

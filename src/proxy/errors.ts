@@ -1,4 +1,5 @@
-import { STATUS_CODES, type ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
+import { STATUS_CODES } from '../util/node-http.js';
 import type { Duplex } from 'node:stream';
 
 /**

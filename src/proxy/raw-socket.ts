@@ -1,4 +1,5 @@
-import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import { ServerResponse } from '../util/node-http.js';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
