@@ -28,7 +28,9 @@ export function spreadOf(values) {
 
 /** True when any of `sides` moved more than NOISY_SPREAD between passes in this row. */
 function noisy(row, sides) {
-  return sides.some((side) => spreadOf(row.passes[side].map((sample) => sample.rps)).relative > NOISY_SPREAD);
+  // A steady-rate row's figure is its p99 (every side sends the same rps).
+  const figure = (sample) => (row.latencyOnly ? sample.p99 : sample.rps);
+  return sides.some((side) => spreadOf(row.passes[side].map(figure)).relative > NOISY_SPREAD);
 }
 
 const pct = (value) => `${(value * 100).toFixed(0)}%`;
@@ -195,6 +197,8 @@ export function goalVerdicts(report) {
       `${steady.scenario}: added p99 <= ${GOALS.addedP99Ms} ms`,
       `${steady.addedP99.toFixed(2)} ms`,
       steady.addedP99 <= GOALS.addedP99Ms,
+      steady,
+      ['sidecar', 'direct'],
     );
   const e = report.expiry;
   if (e !== undefined) {

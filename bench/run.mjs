@@ -31,7 +31,7 @@ const HELP = `npm run bench -- [options]   (or: node bench/run.mjs [options] aft
   --passes N            interleaved passes per scenario (default 3)
   --duration S          seconds per side and pass (default 5)
   --warmup S            unmeasured seconds per side before each scenario (default 2; 0 in --smoke)
-  --only WORD[,WORD]    only the scenarios whose names contain a word (small, 64, upload, 1000)
+  --only WORD[,WORD]    only the scenarios whose names contain a word (small, 64, upload, 1000; expiry: the expired-token burst)
   --baseline CLI        another build's dist/cli.js, measured in the same passes (before/after)
   --dpop                a second sidecar with a DPoP account (oauth2, dpop: {}) on the same upstream and load;
                         its goal: small GET >= 0.9x of the bearer account
@@ -380,7 +380,10 @@ function burst(url, concurrency, finished) {
 async function burstMs(url, concurrency) {
   const finished = [];
   const start = performance.now();
-  await Promise.all(burst(url, concurrency, finished));
+  const statuses = await Promise.all(burst(url, concurrency, finished));
+  const refused = statuses.filter((status) => status !== 200);
+  if (refused.length > 0)
+    throw new Error(`${refused.length} of ${concurrency} answers to ${url} were not 200: ${refused[0]}`);
   return Math.max(...finished) - start;
 }
 

@@ -37,6 +37,7 @@ import {
   retireBuilt,
   retireWhenIdle,
   tokenSideOf,
+  type AccountsPlan,
   type BuildAccount,
   type RunningAccount,
 } from './app-accounts.js';
@@ -272,10 +273,11 @@ export class Sidecar {
     await Promise.race([step, this.#stopRequested]);
   }
 
-  async #bindData(wanted: WantedListener): Promise<DataListener> {
+  /** Binds a data listener; its requests go to `dataPlane()` (the running one unless a reload gives its own). */
+  async #bindData(wanted: WantedListener, dataPlane = () => this.#dataPlane): Promise<DataListener> {
     const listener: DataListener = { ...wanted, account: undefined, server: undefined as unknown as Server };
     listener.server = createDataServer(listener, {
-      dataPlane: () => this.#dataPlane,
+      dataPlane,
       limits: () => this.#config.limits,
       clients: this.#clients,
     });
@@ -309,31 +311,39 @@ export class Sidecar {
     const kept = this.#servers.filter((listener) => wanted.some((w) => sameListener(listener, w)));
     const bound: DataListener[] = [];
     let admin: Server | undefined;
+    // New ports answer with the new configuration's rules (inbound, Host/Origin) from their first
+    // request: on `interim` until the swap below, then on the new data plane like every port.
+    let interim: DataPlane | undefined;
+    const dataPlaneOfNewPorts = () => interim ?? this.#dataPlane;
     try {
-      for (const w of wanted) if (!kept.some((l) => sameListener(l, w))) bound.push(await this.#bindData(w));
+      for (const w of wanted)
+        if (!kept.some((l) => sameListener(l, w))) bound.push(await this.#bindData(w, dataPlaneOfNewPorts));
       admin = await this.#bindNewAdmin(next);
     } catch (error) {
       await Promise.all(bound.map(({ server }) => closeServer(server, { force: true })));
       return { outcome: 'rejected', reasons: [`cannot listen: ${messageOf(error)}`] };
     }
     const previous = this.#accounts;
-    const build: BuildAccount = (config, from) => this.#buildAccount(config, from);
-    const plan = buildAccountsAtOnce(next.accounts, previous, build);
-    // A new port serves its own account from its first request (on the running data plane until
-    // the swap below): as built, or as it runs while its token manager is being replaced.
-    for (const listener of bound) {
-      const name = listener.accountName ?? '';
-      listener.account = plan.accounts.get(name) ?? previous.find((account) => account.name === name);
+    let plan: AccountsPlan | undefined;
+    /** Closes what this reload bound and built (stop() came, or a build threw). */
+    const undo = async () => {
+      await Promise.all(bound.map(({ server }) => closeServer(server, { force: true })));
+      if (admin !== undefined) await closeServer(admin, { force: true });
+      if (plan !== undefined) await retireBuilt([...plan.accounts.values()], previous);
+    };
+    let fresh: RunningAccount[];
+    try {
+      ({ plan, interim } = this.#buildAtOnce(next, previous, bound));
+      const build: BuildAccount = (config, from) => this.#buildAccount(config, from);
+      fresh = await replaceManagers(plan, previous, { build, store: this.#store, stopping: () => this.#stopping });
+    } catch (error) {
+      await undo();
+      throw error;
     }
-    for (const account of plan.added) this.#startManager(account);
-    const stopping = () => this.#stopping;
-    const fresh = await replaceManagers(plan, previous, { build, store: this.#store, stopping });
     const accounts = next.accounts.flatMap((config) => plan.accounts.get(config.name) ?? []);
     if (this.#stopping) {
       // stop() came meanwhile: it stops what is running; what was built for the new config goes now.
-      await Promise.all(bound.map(({ server }) => closeServer(server, { force: true })));
-      if (admin !== undefined) await closeServer(admin, { force: true });
-      await retireBuilt(accounts, previous);
+      await undo();
       return { outcome: 'rejected', reasons: [NOT_SERVING] };
     }
     const retired = this.#servers.filter((listener) => !kept.includes(listener)).map(({ server }) => server);
@@ -342,6 +352,7 @@ export class Sidecar {
     this.#clients.resize(next.limits.maxConnections);
     this.#dataPlane = this.#createDataPlane(next, accounts);
     if (this.#tracing !== undefined) this.#dataPlane.traceWith(this.#tracing);
+    interim = undefined; // the new ports now serve on the new data plane, as every port
     this.#servers.splice(0, this.#servers.length, ...kept, ...bound);
     this.#servers.sort((a, b) => Number(a.accountName !== undefined) - Number(b.accountName !== undefined));
     this.#pointListeners();
@@ -353,6 +364,27 @@ export class Sidecar {
     for (const account of fresh) this.#startManager(account);
     const rebound = [...bound.map((listener) => listener.role), ...(admin === undefined ? [] : ['admin'])];
     return { outcome: 'applied', changes, rebound };
+  }
+
+  /**
+   * H2: the accounts of `next` that need no old token manager stopped first, built now; the added
+   * ones started; and the new ports pointed at their account on a data plane of `next`'s rules (a
+   * changed account's port serves it as it runs until its new token manager is in place).
+   */
+  #buildAtOnce(
+    next: SidecarConfig,
+    previous: RunningAccount[],
+    bound: DataListener[],
+  ): { plan: AccountsPlan; interim: DataPlane } {
+    const plan = buildAccountsAtOnce(next.accounts, previous, (config, from) => this.#buildAccount(config, from));
+    const accounts = next.accounts.flatMap(
+      ({ name }) => plan.accounts.get(name) ?? previous.find((account) => account.name === name) ?? [],
+    );
+    const interim = this.#createDataPlane(next, accounts);
+    if (this.#tracing !== undefined) interim.traceWith(this.#tracing);
+    for (const listener of bound) listener.account = accounts.find((account) => account.name === listener.accountName);
+    if (!this.#stopping) for (const account of plan.added) this.#startManager(account);
+    return { plan, interim };
   }
 
   /** H2: starts the token manager of an account a reload added or gave a new one (a failure is logged). */

@@ -8,7 +8,7 @@ import type { Counter, Metric, Registry } from 'prom-client';
  * Why not prom-client's own `inc`/`observe`: both build, check and hash the label set on every
  * call, even through a child from `labels()` (prometheus/client_js#38, open since 2016): 6-7 µs of
  * the ~190 µs of CPU a small GET costs on Node 24, measured in a CPU profile of the bench
- * (docs/performance.md). Here a request costs a Map lookup, a bucket search and three additions.
+ * (docs/performance.md). Here a request costs three Map operations, a bucket search and three additions.
  * The exposition is the same text prom-client writes for a Counter and a Histogram (a property
  * test compares the two).
  */
@@ -139,9 +139,13 @@ class TalliedHistogram {
     return Promise.resolve({ name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator });
   }
 
-  /** Registry.resetMetrics(): every account's histogram back to zero. */
+  /**
+   * Registry.resetMetrics(): every account's histogram back to zero, and the status-code counts not
+   * yet handed to the counter dropped (prom-client resets the counter itself).
+   */
   reset(): void {
     for (const tally of this.#accounts.values()) {
+      tally.unflushedCodes.clear();
       tally.bucketCounts.fill(0);
       tally.sum = 0;
       tally.count = 0;

@@ -40,7 +40,7 @@ export interface Exchange {
   /** The upstream request in progress (the first, a stale-socket retry, or the replay). */
   upstream: { abort(): void } | undefined;
   /** H3: the span of that upstream request, when tracing is on. */
-  leg?: UpstreamLeg;
+  leg: UpstreamLeg | undefined;
   /** The request body as read and kept for a replay; undefined when the request declared none. */
   body: ReplayableBody | undefined;
   retriedStaleSocket: boolean;

@@ -226,6 +226,7 @@ export class DataPlane {
       upstream: undefined,
       body: undefined,
       retriedStaleSocket: false,
+      leg: undefined, // set by #open; here so every Exchange has one shape from its start
     };
     inbound.exchange = exchange;
     // A request that declared no body is sent with none (Node reads its empty end by itself).

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { metricSum, useHarness } from '../helpers/harness.js';
 import { startHeldUpstream } from '../helpers/held-upstream.js';
 import { connectionRefused } from '../helpers/raw-client.js';
-import { freePort, waitFor } from '../helpers/redis-sentinel.js';
+import { freePort, waitFor } from '../helpers/ports.js';
 import type { RunningCli } from '../helpers/spawn-cli.js';
 
 const harness = useHarness();
@@ -247,7 +247,7 @@ describe('H2 live reload', () => {
     expect(await inFlight).toEqual({ status: 200, body: JSON.stringify({ seen: '/slow', bodyLength: 0 }) });
   });
 
-  it('H2: a port added by a reload serves its own account from the first request, before the reload ends', async () => {
+  it('H2: a port added by a reload serves its own account from the first request, before the reload ends, under the new inbound rules', async () => {
     const w = await world();
     const front = await harness.faultFront(new URL(w.loginUrl).origin);
     const [shared, own] = [await harness.recordingUpstream(), await harness.recordingUpstream()];
@@ -266,17 +266,21 @@ describe('H2 live reload', () => {
     await waitFor('the stalled refresh', async () => front.received === 2);
     const port = await freePort();
     const b = account(w, 'b', own.url).replace('route: { pathPrefix: /b }', `route: { port: ${port} }`);
-    writeFileSync(file, configText([slow('{ minInterval: 1s, timeout: 20s }'), b]));
+    // The same reload asks for an API key: the new port asks for it at once, not after the swap.
+    const key = `k-${port}`;
+    const withKey = `listen: { port: 0 }\nadmin: { port: 0 }\ninbound: { apiKeys: [${key}] }\n`;
+    writeFileSync(file, configText([slow('{ minInterval: 1s, timeout: 20s }'), b], withKey));
     cli.child.kill('SIGHUP');
     const bUrl = `http://127.0.0.1:${port}`;
     await waitFor('the new port', async () => !(await connectionRefused(bUrl)));
-    expect((await fetch(`${bUrl}/x`)).status).toBe(200);
+    expect((await fetch(`${bUrl}/x`)).status).toBe(403);
+    expect((await fetch(`${bUrl}/x`, { headers: { 'x-sidecar-key': key } })).status).toBe(200);
     expect(own.requests.map((r) => r.url)).toEqual(['/x']);
     expect(shared.requests).toEqual([]);
     expect(cli.stdout()).not.toContain(APPLIED);
     await front.down();
     await appliedWith(cli, (entry) => String(entry.added) === 'b');
-    expect((await fetch(`${bUrl}/y`)).status).toBe(200);
+    expect((await fetch(`${bUrl}/y`, { headers: { 'x-sidecar-key': key } })).status).toBe(200);
     expect(own.requests.map((r) => r.url)).toEqual(['/x', '/y']);
   });
 

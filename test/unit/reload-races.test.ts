@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Pool } from 'undici';
 import { describe, expect, it, vi } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
@@ -6,6 +9,7 @@ import type { UpstreamPool } from '../../src/proxy/upstream.js';
 import { MemoryTokenStore } from '../../src/stores/memory.js';
 import type { StoredToken } from '../../src/stores/types.js';
 import { useHarness } from '../helpers/harness.js';
+import { makeTestCertificates } from '../helpers/test-certificates.js';
 
 // Every upstream pool the sidecar builds, to check that each one is closed in the end.
 const pools = vi.hoisted(() => [] as UpstreamPool[]);
@@ -94,6 +98,46 @@ describe('H2 live reload: races with stop, and what a new token manager inherits
     await Promise.all([reload, stopped]);
     expect(pools.length).toBeGreaterThan(before);
     expect(pools.map((pool) => (pool as Pool).destroyed)).toEqual(pools.map(() => true));
+  });
+
+  it('H2: a reload whose account cannot be built closes every pool it built and leaves the running accounts as they were', async () => {
+    const { tokenServer, password } = await harness.sessionTokenServer();
+    const store = new HeldLoadStore();
+    const certificates = makeTestCertificates();
+    const caFile = join(mkdtempSync(join(tmpdir(), 'reload-ca-')), 'ca.pem');
+    writeFileSync(caFile, certificates.ca);
+    certificates.remove();
+    const raw = (changed: boolean) => ({
+      accounts: {
+        kept: sessionAccount(tokenServer.loginUrl, password, { default: true }),
+        // Auth changed: its new token manager is built after the store read (held here), and reads caFile.
+        reauth: sessionAccount(tokenServer.loginUrl, password, {
+          route: { pathPrefix: '/r' },
+          ...(changed
+            ? {
+                upstreamTls: { caFile },
+                auth: { flow: 'session', loginUrl: tokenServer.loginUrl, username: 'u', password, accountId: 7 },
+              }
+            : {}),
+        }),
+        // Added by the reload: built (a pool) and started at once.
+        ...(changed ? { added: sessionAccount(tokenServer.loginUrl, password, { route: { pathPrefix: '/a' } }) } : {}),
+      },
+    });
+    const sidecar = await harness.sidecar(raw(false), { deps: { store } });
+    const before = pools.length;
+    const held = store.holdNextLoad();
+    const reload = sidecar.reload(
+      parseConfig({ listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, ...raw(true) }),
+    );
+    await held.reached;
+    rmSync(caFile); // gone between validation and use
+    held.release();
+    await expect(reload).rejects.toThrow();
+    const built = pools.slice(before);
+    expect(built.length).toBeGreaterThan(0);
+    expect(built.map((pool) => (pool as Pool).destroyed)).toEqual(built.map(() => true));
+    expect(sidecar.config.accounts.map((account) => account.name)).toEqual(['kept', 'reauth']);
   });
 
   it('H2: a new token manager of a reload (same auth) never sends a refresh token the old one spent', async () => {
