@@ -66,6 +66,21 @@ function withRefreshTimeout(config: SidecarConfig, name: string, timeoutMs: numb
   };
 }
 
+/**
+ * A sidecar started from `raw(false)`, then reloaded with `raw(true)` while the reload's read of
+ * the store is held (`held.release()` lets it go on); `before` is how many pools existed before it.
+ */
+async function reloadHeldAtStoreRead(store: HeldLoadStore, raw: (changed: boolean) => Record<string, unknown>) {
+  const sidecar = await harness.sidecar(raw(false), { deps: { store } });
+  const before = pools.length;
+  const held = store.holdNextLoad();
+  const reload = sidecar.reload(
+    parseConfig({ listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, ...raw(true) }),
+  );
+  await held.reached;
+  return { sidecar, before, held, reload };
+}
+
 describe('H2 live reload: races with stop, and what a new token manager inherits', () => {
   it('H2: a reload racing stop() closes every upstream pool it built', async () => {
     const { tokenServer, password } = await harness.sessionTokenServer();
@@ -86,13 +101,7 @@ describe('H2 live reload: races with stop, and what a new token manager inherits
         }),
       },
     });
-    const sidecar = await harness.sidecar(raw(false), { deps: { store } });
-    const before = pools.length;
-    const held = store.holdNextLoad();
-    const reload = sidecar.reload(
-      parseConfig({ listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, ...raw(true) }),
-    );
-    await held.reached;
+    const { sidecar, before, held, reload } = await reloadHeldAtStoreRead(store, raw);
     const stopped = sidecar.stop();
     held.release();
     await Promise.all([reload, stopped]);
@@ -124,13 +133,7 @@ describe('H2 live reload: races with stop, and what a new token manager inherits
         ...(changed ? { added: sessionAccount(tokenServer.loginUrl, password, { route: { pathPrefix: '/a' } }) } : {}),
       },
     });
-    const sidecar = await harness.sidecar(raw(false), { deps: { store } });
-    const before = pools.length;
-    const held = store.holdNextLoad();
-    const reload = sidecar.reload(
-      parseConfig({ listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, ...raw(true) }),
-    );
-    await held.reached;
+    const { sidecar, before, held, reload } = await reloadHeldAtStoreRead(store, raw);
     rmSync(caFile); // gone between validation and use
     held.release();
     await expect(reload).rejects.toThrow();
