@@ -170,22 +170,12 @@ export async function replaceManagers(
     const old = previous.find((account) => account.name === config.name) as RunningAccount;
     await old.manager.stop();
     const authChanged = !sameSetting(old.config.auth, config.auth);
-    const baseline = authChanged ? await storedRevision(options.store, config.name) : undefined;
-    const store = newChainView(options.store, config.name, baseline);
+    const store = authChanged ? newChainView(options.store, config.name) : options.store;
     const account = options.build(config, { store, spent: authChanged ? undefined : old.spentRefreshTokens });
     plan.accounts.set(config.name, account);
     fresh.push(account);
   }
   return fresh;
-}
-
-/** The revision of an account's stored state (a new chain hides it and what came before). */
-async function storedRevision(store: TokenStore, account: string): Promise<number | undefined> {
-  try {
-    return (await store.load(account))?.revision;
-  } catch {
-    return undefined;
-  }
 }
 
 /** H2: closes what a reload cancelled by stop() built: new upstream pools, and new token managers with their token side. */

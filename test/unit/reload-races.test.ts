@@ -41,7 +41,18 @@ class HeldLoadStore extends MemoryTokenStore {
     return { reached: arrival, release };
   }
 
+  #failNext = false;
+
+  /** The next load fails, as a store in a failover does. */
+  failNextLoad(): void {
+    this.#failNext = true;
+  }
+
   override async load(account: string): Promise<StoredToken | undefined> {
+    if (this.#failNext) {
+      this.#failNext = false;
+      throw new Error('store unreachable (a failover)');
+    }
     const hold = this.#hold;
     this.#hold = undefined;
     if (hold !== undefined) {
@@ -79,6 +90,16 @@ async function reloadHeldAtStoreRead(store: HeldLoadStore, raw: (changed: boolea
   );
   await held.reached;
   return { sidecar, before, held, reload };
+}
+
+/** `config` with account `name`'s credentials changed (another account id): a new chain. */
+function withNewCredentials(config: SidecarConfig, name: string): SidecarConfig {
+  return {
+    ...config,
+    accounts: config.accounts.map((account) =>
+      account.name === name ? { ...account, auth: { ...account.auth, accountId: 7 } as typeof account.auth } : account,
+    ),
+  };
 }
 
 describe('H2 live reload: races with stop, and what a new token manager inherits', () => {
@@ -163,5 +184,22 @@ describe('H2 live reload: races with stop, and what a new token manager inherits
     await vi.waitFor(() => expect(stats.logins + stats.refreshTokenReuse).toBeGreaterThan(1));
     expect(stats.refreshTokenReuse).toBe(0);
     expect(stats.logins).toBe(2);
+  });
+
+  it('H2: new credentials never adopt the old chain, even when the store cannot be read as the token manager is replaced', async () => {
+    const store = new HeldLoadStore();
+    const session = await harness.session({ deps: { store } });
+    const { sidecar, tokenServer } = session;
+    await sidecar.settled();
+    const old = (await store.load('fleet'))?.state.accessToken.reveal();
+    store.failNextLoad(); // the first read after the old token manager stopped: a failover
+    const result = await sidecar.reload(withNewCredentials(sidecar.config, 'fleet'));
+    expect(result.outcome === 'applied' && result.changes.changed).toEqual([{ account: 'fleet', parts: ['auth'] }]);
+    await session.advance(1_000);
+    await vi.waitFor(() => expect(tokenServer.stats.logins).toBe(2));
+    const stored = (await store.load('fleet'))?.state.accessToken.reveal();
+    expect(stored).toBeDefined();
+    expect(stored).not.toBe(old);
+    expect(tokenServer.stats.refreshes).toBe(0);
   });
 });

@@ -112,7 +112,7 @@ describe('H2 live reload: what changed, and whose chain goes on', () => {
     const store = new MemoryTokenStore();
     const saved = await store.save('a', stateWith('old'), null);
     expect(saved.saved).toBe(true);
-    const view = newChainView(store, 'a', 1);
+    const view = newChainView(store, 'a');
     expect(await view.load('a')).toBeUndefined();
     const result = await view.save('a', stateWith('new'), null);
     expect(result.saved).toBe(true);
