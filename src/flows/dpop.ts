@@ -7,9 +7,10 @@ import { headerSafeTokenProblem } from '../util/header-safe.js';
 /*
  * E4 DPoP (RFC 9449): one account's proof key and the nonces its servers asked for. jose
  * exports the public key, computes its thumbprint (RFC 7638) and signs the token requests'
- * proofs; it is imported when a prover first needs it, so a sidecar without DPoP or client
- * assertions never loads it (0.6 MiB of heap, docs/performance.md "Memory"). The proof on every proxied request is signed with node:crypto's synchronous `sign`
- * over a header encoded once per key: no await on the hot path, about a third of jose's cost
+ * proofs; it is imported when the first prover is built (an account with `auth.dpop`), not with
+ * this module, so a sidecar without DPoP or client assertions never loads it (0.6 MiB of heap,
+ * docs/performance.md "Memory"). The proof on every proxied request is signed with node:crypto's
+ * synchronous `sign` over a header encoded once per key: no await on the hot path, about a third of jose's cost
  * (figures in docs/performance.md).
  */
 
