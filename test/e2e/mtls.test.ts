@@ -1,14 +1,11 @@
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { closeServer } from '../../src/util/http-server.js';
 import { startForwardProxy } from '../helpers/forward-proxy.js';
 import { useHarness, writeAccountConfig } from '../helpers/harness.js';
 import { launchAgainst, startClientAuthServer } from '../helpers/oidc-client-auth.js';
-import { makeTestCertificates, type TestCertificates } from '../helpers/test-certificates.js';
+import { makeTestCertificates, startMtlsUpstream, type TestCertificates } from '../helpers/test-certificates.js';
 
 /*
  * E2 through the real CLI: mutual TLS to the upstream (upstreamTls.certFile/keyFile) and
@@ -26,25 +23,9 @@ beforeEach(() => {
 
 /** An https upstream that demands a client certificate from the test CA and answers with its subject; one request per connection. */
 async function mtlsUpstream(): Promise<{ url: string; subjects: string[] }> {
-  const subjects: string[] = [];
-  const server: Server = createServer(
-    {
-      cert: readFileSync(certs.serverCertFile),
-      key: readFileSync(certs.serverKeyFile),
-      ca: certs.ca,
-      requestCert: true,
-      rejectUnauthorized: true,
-    },
-    (req, res) => {
-      const subject = String((req.socket as TLSSocket).getPeerCertificate().subject?.CN ?? '');
-      subjects.push(subject);
-      res.writeHead(200, { 'content-type': 'text/plain', connection: 'close' });
-      res.end(`hello ${subject}`);
-    },
-  );
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  harness.defer(() => closeServer(server, { force: true }));
-  return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, subjects };
+  const upstream = await startMtlsUpstream(certs, { close: true, answer: (subject) => `hello ${subject}` });
+  harness.defer(() => closeServer(upstream.server, { force: true }));
+  return upstream;
 }
 
 /**

@@ -1,7 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
 
 /** PEM files of a throw-away CA, a server certificate it signed and a client certificate it signed. */
 export interface TestCertificates {
@@ -81,4 +84,33 @@ export function makeTestCertificates(): TestCertificates {
     },
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
+}
+
+/**
+ * An https upstream on a free port that demands a client certificate from `certs`' CA and answers
+ * 200 with `answer(subject)`, the subject being the client certificate's CN; with `close`, one
+ * request per connection. `subjects` lists each request's CN. The caller closes `server`.
+ */
+export async function startMtlsUpstream(
+  certs: TestCertificates,
+  options: { close: boolean; answer?: (subject: string) => string },
+): Promise<{ url: string; subjects: string[]; server: Server }> {
+  const subjects: string[] = [];
+  const server = createServer(
+    {
+      cert: readFileSync(certs.serverCertFile),
+      key: readFileSync(certs.serverKeyFile),
+      ca: certs.ca,
+      requestCert: true,
+      rejectUnauthorized: true,
+    },
+    (req, res) => {
+      const subject = String((req.socket as TLSSocket).getPeerCertificate().subject?.CN ?? '');
+      subjects.push(subject);
+      res.writeHead(200, { 'content-type': 'text/plain', ...(options.close ? { connection: 'close' } : {}) });
+      res.end(options.answer?.(subject) ?? subject);
+    },
+  );
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, subjects, server };
 }

@@ -1,12 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { createServer as createHttpsServer } from 'node:https';
 import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { EgressProxy } from '../../src/config/egress.js';
 import { createProxyAgent } from '../../src/flows/proxy-agent.js';
 import { closeServer } from '../../src/util/http-server.js';
-import { makeTestCertificates, type TestCertificates } from '../helpers/test-certificates.js';
+import { makeTestCertificates, startMtlsUpstream, type TestCertificates } from '../helpers/test-certificates.js';
 
 let certs: TestCertificates;
 const cleanups: (() => unknown)[] = [];
@@ -22,23 +20,9 @@ afterEach(async () => {
 
 /** An https upstream that demands a client certificate from the test CA and answers with its subject. */
 async function mtlsUpstream(options: { close: boolean }): Promise<string> {
-  const server = createHttpsServer(
-    {
-      cert: readFileSync(certs.serverCertFile),
-      key: readFileSync(certs.serverKeyFile),
-      ca: certs.ca,
-      requestCert: true,
-      rejectUnauthorized: true,
-    },
-    (req, res) => {
-      const subject = String((req.socket as TLSSocket).getPeerCertificate().subject?.CN ?? '');
-      res.writeHead(200, options.close ? { connection: 'close' } : {});
-      res.end(subject);
-    },
-  );
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { url, server } = await startMtlsUpstream(certs, options);
   cleanups.push(() => closeServer(server, { force: true }));
-  return `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return url;
 }
 
 /** A bare CONNECT proxy: counts tunnels, pipes each to its target. */
