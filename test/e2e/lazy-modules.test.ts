@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -59,5 +60,22 @@ describe('E4 libraries loaded only for the features that use them', () => {
       false,
     );
     expect(withDpop).toContain(LAZY['jose (client assertions, DPoP)']);
+
+    // And with an egress proxy (never reached: the account is not asked to send), undici's whole package.
+    const withProxy = await modulesLoaded(
+      `listen: { port: 0 }\nadmin: { port: 0 }\naccounts:\n  a:\n    upstream: ${upstream.url}\n    default: true\n    proxy: http://127.0.0.1:9\n    auth: { flow: session, loginUrl: ${tokenServer.url}/auth/login, refreshUrl: ${tokenServer.url}/auth/refresh, username: u, passwordFile: ${join(dir, 'pw')} }\n`,
+      false,
+    );
+    expect(withProxy).toContain(LAZY["undici's whole package (an egress proxy)"]);
+  });
+
+  it("E4: the record sees Node's bundled undici when a process uses fetch (no blind spot of the record)", async () => {
+    const dir = harness.tempDir('bs-lazy-fetch-');
+    const requires = join(dir, 'requires.txt');
+    const run = spawnSync(process.execPath, ['--import', RECORD_IMPORTS, '-e', "fetch('data:,x')"], {
+      env: { ...process.env, RECORD_IMPORTS_FILE: join(dir, 'imports.txt'), RECORD_REQUIRES_FILE: requires },
+    });
+    expect(run.status).toBe(0);
+    expect(readFileSync(requires, 'utf8')).toContain(LAZY["Node's own bundled undici (fetch, WebSocket)"]);
   });
 });
