@@ -104,14 +104,8 @@ export class SidecarMetrics {
       [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     );
     this.#suppressed = counter('tokenRequestsSuppressed', ['account', 'reason']);
-    const requestCounter: Counter<'account' | 'code'> = new Counter({
-      name: METRIC_NAMES.proxyRequests,
-      help: METRIC_HELP.proxyRequests,
-      labelNames: ['account', 'code'],
-      registers,
-      collect: () => this.#proxyRequests.flushRequestCounts(),
-    });
-    this.#proxyRequests = new RequestTally(registry, requestCounter, {
+    const requests = { name: METRIC_NAMES.proxyRequests, help: METRIC_HELP.proxyRequests };
+    this.#proxyRequests = new RequestTally(registry, requests, {
       name: METRIC_NAMES.proxyRequestDuration,
       help: METRIC_HELP.proxyRequestDuration,
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],

@@ -1,4 +1,4 @@
-import type { Counter, Metric, Registry } from 'prom-client';
+import { Counter, type Metric, type Registry } from 'prom-client';
 
 /**
  * The data plane's two per-request metrics, `bearer_sidecar_proxy_requests_total{account, code}` and
@@ -18,12 +18,17 @@ export class RequestTally {
   readonly #accounts = new Map<string, AccountTally>();
 
   /**
-   * Registers the duration histogram on `registry` as `name`; `requests` is the (already registered)
-   * counter the status-code counts are added to at scrape time. `buckets`: upper bounds in seconds,
-   * ascending.
+   * Registers both metrics on `registry`: the requests counter (labels account, code; the counts
+   * gathered since the last scrape are added to it when it is collected) and the duration
+   * histogram (label account; `buckets` are upper bounds in seconds, ascending).
    */
-  constructor(registry: Registry, requests: Counter<'account' | 'code'>, histogram: HistogramShape) {
-    this.#requests = requests;
+  constructor(registry: Registry, requests: MetricShape, histogram: MetricShape & { buckets: readonly number[] }) {
+    this.#requests = new Counter({
+      ...requests,
+      labelNames: ['account', 'code'],
+      registers: [registry],
+      collect: () => this.#flushRequestCounts(),
+    });
     this.#duration = new TalliedHistogram(histogram, this.#accounts);
     // prom-client's Registry calls get() and reset() only; the cast is for its union type of its own classes.
     registry.registerMetric(this.#duration as unknown as Metric);
@@ -43,7 +48,7 @@ export class RequestTally {
   }
 
   /** Adds the status-code counts gathered since the last scrape to the counter (its `collect` hook). */
-  flushRequestCounts(): void {
+  #flushRequestCounts(): void {
     for (const tally of this.#accounts.values()) {
       for (const [code, count] of tally.unflushedCodes) this.#requests.inc({ account: tally.account, code }, count);
       tally.unflushedCodes.clear();
@@ -51,11 +56,10 @@ export class RequestTally {
   }
 }
 
-/** A histogram's name, help text and bucket upper bounds (seconds, ascending). */
-export interface HistogramShape {
+/** A metric's name and help text. */
+export interface MetricShape {
   name: string;
   help: string;
-  buckets: readonly number[];
 }
 
 /** One account's requests: status-code counts not yet given to prom-client, and its histogram. */
@@ -112,7 +116,7 @@ class TalliedHistogram {
   readonly upperBounds: readonly number[];
   readonly #accounts: ReadonlyMap<string, AccountTally>;
 
-  constructor(shape: HistogramShape, accounts: ReadonlyMap<string, AccountTally>) {
+  constructor(shape: MetricShape & { buckets: readonly number[] }, accounts: ReadonlyMap<string, AccountTally>) {
     this.name = shape.name;
     this.help = shape.help;
     this.upperBounds = shape.buckets;
