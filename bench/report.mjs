@@ -148,7 +148,15 @@ export function goalVerdicts(report) {
     verdicts.push({
       goal,
       figure,
-      verdict: row !== undefined && noisy(row, sides) ? 'noisy' : met ? 'met' : 'NOT MET',
+      // One pass (--smoke) has no spread to tell a figure from noise: it is shown, not judged.
+      verdict:
+        report.passes < 2
+          ? 'one pass: not judged'
+          : row !== undefined && noisy(row, sides)
+            ? 'noisy'
+            : met
+              ? 'met'
+              : 'NOT MET',
     });
   const hasFloor = report.extraSides.includes('floor');
   for (const row of report.rows.filter((candidate) => !candidate.latencyOnly)) {

@@ -156,12 +156,17 @@ export function sparkline(perMinute: readonly number[], alarming: boolean): stri
     .map((count, i) => {
       if (count === 0) return '';
       const h = Math.max(2, Math.round((count / peak) * (height - 4)));
-      return `<rect x="${(i * slot + 0.5).toFixed(1)}" y="${height - h}" width="${Math.max(1, slot - 1).toFixed(1)}" height="${h}"><title>${perMinute.length - i} min ago: ${count}</title></rect>`;
+      return `<rect x="${(i * slot + 0.5).toFixed(1)}" y="${height - h}" width="${Math.max(1, slot - 1).toFixed(1)}" height="${h}"><title>${minuteName(perMinute.length - 1 - i)}: ${count}</title></rect>`;
     })
     .join('');
   return `<svg class="spark${alarming ? ' alarm' : ''}" role="img" aria-label="token requests per minute over the last hour, peak ${Math.max(0, ...perMinute)}" viewBox="0 0 ${width} ${height + 14}" width="${width}" height="${height + 14}">
 <line x1="0" y1="${height + 0.5}" x2="${width}" y2="${height + 0.5}" class="axis"/>${bars}
 <text x="0" y="${height + 12}">−60 min</text><text x="${width}" y="${height + 12}" text-anchor="end">now</text></svg>`;
+}
+
+/** The minute a sparkline bar counts, `age` whole minutes before the last 60 seconds. */
+function minuteName(age: number): string {
+  return age === 0 ? 'in the last minute' : `${age}-${age + 1} min ago`;
 }
 
 function countdown(at: string, now: number): string {

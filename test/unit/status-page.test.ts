@@ -123,4 +123,9 @@ describe('§6 /status document and page (issue 8)', () => {
     expect(Math.max(...heights(loop))).toBe(44);
     expect(loop).toContain('class="spark alarm"');
   });
+
+  it('issue 8: each bar names the minute it counts: the last one is the last 60 seconds, not "1 min ago"', () => {
+    const titles = [...sparkline([3, 0, 1, 2], false).matchAll(/<title>([^<]*)<\/title>/g)].map((m) => m[1]);
+    expect(titles).toEqual(['3-4 min ago: 3', '1-2 min ago: 1', 'in the last minute: 2']);
+  });
 });
