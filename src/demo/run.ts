@@ -30,6 +30,7 @@ export async function startDemo(options: {
     password,
     accountId: 42,
     lifetimeSeconds: DEMO_TOKEN_LIFETIME_SECONDS,
+    outageSwitch: true,
   });
   const upstream = await startDemoUpstream({
     isValidToken: (token) => tokenServer.isValidToken(token),
@@ -101,6 +102,11 @@ export function demoInstructions(demo: DemoHandle): string {
         `curl -s -X POST ${admin}/accounts/fleet/refresh`,
         '# ask for a token now; "deferred" is no failure: the loop guard holds it until "at" (see "reason")',
       ],
+      [
+        `curl -s -X POST '${demo.tokenServer.outageUrl}?on=1'`,
+        '# break the token server: requests go on with the valid token, /status turns degraded, then expired',
+      ],
+      [`curl -s -X POST '${demo.tokenServer.outageUrl}?on=0'`, '# mend it: the next retry gets a token'],
     ]),
     '',
     `A refresh happens about every ${Math.round(DEMO_TOKEN_LIFETIME_SECONDS * 0.8)} s; watch the counters move. Ctrl-C stops.`,

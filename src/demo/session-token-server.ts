@@ -26,6 +26,11 @@ export interface SessionTokenServerOptions {
   now?: () => number;
   host?: string;
   port?: number;
+  /**
+   * The demo's outage switch: `POST /demo/outage?on=1` makes every token request a 503 until
+   * `?on=0`, so a user can watch the sidecar ride out a broken token server (/status, metrics).
+   */
+  outageSwitch?: boolean;
 }
 
 export interface SessionTokenServerStats {
@@ -42,6 +47,8 @@ export interface SessionTokenServer {
   loginUrl: string;
   refreshUrl: string;
   stats: SessionTokenServerStats;
+  /** With `outageSwitch`: the URL to POST `?on=1` / `?on=0` to. */
+  outageUrl?: string;
   /** True for a token this server issued that has not expired per now(). */
   isValidToken(token: string): boolean;
   setLifetime(seconds: number): void;
@@ -88,6 +95,8 @@ class SessionIssuer {
   };
   readonly #state: TokenState;
   readonly #options: SessionTokenServerOptions;
+  /** The demo's outage switch is on: token requests get 503. */
+  #down = false;
   readonly now: () => number;
 
   constructor(options: SessionTokenServerOptions) {
@@ -107,9 +116,16 @@ class SessionIssuer {
   }
 
   async route(req: IncomingMessage): Promise<Reply> {
-    const path = (req.url ?? '/').split('?', 1)[0];
+    const [path, query = ''] = (req.url ?? '/').split('?', 2);
+    if (path === OUTAGE_PATH && this.#options.outageSwitch === true && req.method === 'POST') {
+      this.#down = new URLSearchParams(query).get('on') === '1';
+      return { status: 200, body: { success: true, outage: this.#down } };
+    }
     if (path !== '/auth/login' && path !== '/auth/refresh') return failure(404, 'not found');
     if (req.method !== 'POST') return failure(405, 'method not allowed');
+    // Down as a gateway answers, not as the API: no `success: false` (that is a rejection of the
+    // credentials, which a client does not retry), so the sidecar sees a server fault and retries.
+    if (this.#down) return { status: 503, body: { message: 'token server down (the demo outage switch is on)' } };
     const body = await readJsonObject(req);
     if (body === undefined) return failure(400, 'bad request');
     return path === '/auth/login' ? this.#login(body) : this.#refresh(body);
@@ -180,6 +196,9 @@ class SessionIssuer {
   }
 }
 
+/** Where the demo's outage switch is (with `outageSwitch`). */
+const OUTAGE_PATH = '/demo/outage';
+
 export async function startSessionTokenServer(options: SessionTokenServerOptions): Promise<SessionTokenServer> {
   const issuer = new SessionIssuer(options);
   const server = createServer((req, res) => {
@@ -195,6 +214,7 @@ export async function startSessionTokenServer(options: SessionTokenServerOptions
     url,
     loginUrl: `${url}/auth/login`,
     refreshUrl: `${url}/auth/refresh`,
+    ...(options.outageSwitch === true ? { outageUrl: `${url}${OUTAGE_PATH}` } : {}),
     stats: issuer.stats,
     isValidToken: (token) => issuer.isValidToken(token),
     setLifetime: (seconds) => issuer.setLifetime(seconds),

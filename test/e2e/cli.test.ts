@@ -165,6 +165,12 @@ describe('the bearer-sidecar command', () => {
     );
     const status = (await (await fetch(`${admin}/status`)).json()) as { accounts: { fleet: { state: string } } };
     expect(status.accounts.fleet.state).toBe('valid');
+    // The printed outage switch breaks the token server; requests go on with the valid token.
+    const outage = /curl -s -X POST '([^']+)\?on=1'/.exec(cli.stdout())?.[1];
+    expect(outage).toBeDefined();
+    expect(await (await fetch(`${outage}?on=1`, { method: 'POST' })).json()).toMatchObject({ outage: true });
+    expect((await fetch(`${data}/vehicles`)).status).toBe(200);
+    expect(await (await fetch(`${outage}?on=0`, { method: 'POST' })).json()).toMatchObject({ outage: false });
     cli.child.kill('SIGINT');
     expect(await cli.exited).toBe(0);
   });

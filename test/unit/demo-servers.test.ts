@@ -57,6 +57,23 @@ function login(server: SessionTokenServer, password = 's3cret') {
 }
 
 describe('demo session token server', () => {
+  it('the demo outage switch: while on, every token request gets 503; off again, logins work; without the option there is no switch', async () => {
+    const server = await tokenServer({ outageSwitch: true });
+    expect(server.outageUrl).toBe(`${server.url}/demo/outage`);
+    const outage = async (on: boolean) =>
+      (await fetch(`${server.outageUrl}?on=${on ? 1 : 0}`, { method: 'POST' })).status;
+    expect(await outage(true)).toBe(200);
+    const down = await login(server);
+    expect(down.status).toBe(503);
+    expect(down.json.success).toBeUndefined(); // a server fault, not a rejection of the credentials
+    expect((await postJson(server.refreshUrl, { refreshToken: 'x' })).status).toBe(503);
+    expect(await outage(false)).toBe(200);
+    expect((await login(server)).status).toBe(200);
+    const plain = await tokenServer();
+    expect(plain.outageUrl).toBeUndefined();
+    expect((await fetch(`${plain.url}/demo/outage?on=1`, { method: 'POST' })).status).toBe(404);
+  });
+
   it('answers a login in the shape of seed 001, with tokenLifetime', async () => {
     const server = await tokenServer();
     const { status, json } = await login(server);
