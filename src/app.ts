@@ -230,7 +230,7 @@ export class Sidecar {
     for (const wanted of dataListenersOf(this.#config)) {
       if (this.#stopping) return;
       this.#servers.push(await this.#bindData(wanted));
-      this.#pointListeners();
+      pointListeners(this.#servers, this.#accounts);
     }
     if (this.#stopping) return;
     this.#adminServer = createServer((req, res) => this.#adminApp?.(req, res));
@@ -355,7 +355,7 @@ export class Sidecar {
     interim = undefined; // the new ports now serve on the new data plane, as every port
     this.#servers.splice(0, this.#servers.length, ...kept, ...bound);
     this.#servers.sort((a, b) => Number(a.accountName !== undefined) - Number(b.accountName !== undefined));
-    this.#pointListeners();
+    pointListeners(this.#servers, this.#accounts);
     for (const { server } of kept) server.headersTimeout = next.limits.headersTimeoutMs;
     this.#adminApp = this.#createAdminApp();
     const oldAdmin = this.#adminServer;
@@ -382,7 +382,7 @@ export class Sidecar {
     );
     const interim = this.#createDataPlane(next, accounts);
     if (this.#tracing !== undefined) interim.traceWith(this.#tracing);
-    for (const listener of bound) listener.account = accounts.find((account) => account.name === listener.accountName);
+    pointListeners(bound, accounts);
     if (!this.#stopping) for (const account of plan.added) this.#startManager(account);
     return { plan, interim };
   }
@@ -392,12 +392,6 @@ export class Sidecar {
     account.manager.start().catch((error: unknown) => {
       this.#logger.error({ account: account.name, err: error }, 'account failed to start after a reload');
     });
-  }
-
-  /** Each data listener serves its account's current settings (after start-up and every reload). */
-  #pointListeners(): void {
-    for (const listener of this.#servers)
-      listener.account = this.#accounts.find((account) => account.name === listener.accountName);
   }
 
   /** H2: a new admin server when the admin address changed (bound, not serving yet), else undefined. */
@@ -477,3 +471,9 @@ export class Sidecar {
 }
 
 const NOT_SERVING = 'not serving (still starting, or stopping)';
+
+/** Points each data listener at its account in `accounts` (after start-up, and by every reload). */
+function pointListeners(listeners: readonly DataListener[], accounts: readonly RunningAccount[]): void {
+  for (const listener of listeners)
+    listener.account = accounts.find((account) => account.name === listener.accountName);
+}

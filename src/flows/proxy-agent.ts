@@ -3,11 +3,12 @@ import type { Agent, buildConnector, Dispatcher, Pool } from 'undici';
 import { proxyFor, type EgressPolicy, type EgressProxy } from '../config/egress.js';
 
 /**
- * undici, loaded only when an account uses a proxy (E6): the direct path keeps loading Pool alone
- * (README, Performance: memory). The whole package is loaded here, not the class's module alone:
- * the agent opens its tunnels with `connect()`, which undici's index adds to every dispatcher.
+ * undici's whole package, loaded only when an account uses a proxy (E6: this agent, and the
+ * WebSocket tunnels of proxy/upgrade-tunnel.ts): the direct path keeps loading Pool alone
+ * (docs/performance.md "Memory"). The whole package, not a class's module alone: tunnels are opened
+ * with `connect()`, which undici's index adds to every dispatcher.
  */
-function undici(): typeof import('undici') {
+export function loadUndici(): typeof import('undici') {
   return createRequire(import.meta.url)('undici') as typeof import('undici');
 }
 
@@ -41,7 +42,7 @@ export function createProxyAgent(proxy: EgressProxy, options: ProxyAgentOptions)
     rejectUnauthorized: options.tls.rejectUnauthorized,
   };
   const certificate = options.tls.clientCertificate;
-  return new (undici().ProxyAgent)({
+  return new (loadUndici().ProxyAgent)({
     uri: proxy.url.href,
     ...(token === undefined ? {} : { token }),
     proxyTunnel: false,
@@ -63,7 +64,7 @@ function tunnelsWithCertificate(
   certificate: RotatingCertificate,
   requestTls: buildConnector.BuildOptions,
 ): NonNullable<Agent.Options['factory']> {
-  const { buildConnector: build, Client, Pool } = undici();
+  const { buildConnector: build, Client, Pool } = loadUndici();
   let pair: { cert: string; key: string } | undefined;
   let handshake: buildConnector.connector | undefined;
   const connectorNow = (): buildConnector.connector => {

@@ -47,8 +47,13 @@ export function pathProblem(path: string): string | undefined {
     if (problem !== undefined) return decodings === 0 ? problem : `${problem} (once the path is percent-decoded again)`;
     if (!ENCODED_PERCENT.test(stage)) return undefined;
     if (decodings === MAX_DECODINGS) return 'a path percent-encoded this many times is not allowed';
-    stage = stage.replace(ESCAPE, (_escape, byte: string) => String.fromCharCode(Number.parseInt(byte, 16)));
+    stage = decodedOnce(stage);
   }
+}
+
+/** `text` percent-decoded once, each escaped byte as the Latin-1 character of that byte (no UTF-8 step to fail). */
+function decodedOnce(text: string): string {
+  return text.replace(ESCAPE, (_escape, byte: string) => String.fromCharCode(Number.parseInt(byte, 16)));
 }
 
 /** The checks of one decoding of the path. */
@@ -73,7 +78,7 @@ const STRAY_PERCENT = /%(?![0-9a-f]{2})/gi;
 function hidesAnEscape(path: string): boolean {
   for (const match of path.matchAll(STRAY_PERCENT)) {
     const next = path.slice(match.index + 1, match.index + 7);
-    const decoded = next.replace(ESCAPE, (_escape, byte: string) => String.fromCharCode(Number.parseInt(byte, 16)));
+    const decoded = decodedOnce(next);
     if (/^[0-9a-f]{2}/i.test(decoded)) return true;
   }
   return false;

@@ -1,8 +1,8 @@
-import { createRequire } from 'node:module';
-import type { Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import type { EgressProxy } from '../config/egress.js';
+import { loadUndici } from '../flows/proxy-agent.js';
 import { asError, SidecarError } from '../util/errors.js';
 import type { UpstreamAccount } from './upstream.js';
 
@@ -51,7 +51,7 @@ async function openTunnel(
   proxy: EgressProxy,
   abandoned: AbortSignal,
 ): Promise<Socket> {
-  const { Client } = createRequire(import.meta.url)('undici') as typeof import('undici');
+  const { Client } = loadUndici();
   const { upstream } = account;
   const secure = upstream.protocol === 'https:';
   const client = new Client(proxy.url.origin);
@@ -91,7 +91,7 @@ async function secureInside(
     socket: tunnel,
     // The name the certificate must hold (an IP literal too); SNI only for a name.
     host: name,
-    ...(/^[\d.]+$|:/.test(name) ? {} : { servername: name }),
+    ...(isIP(name) === 0 ? { servername: name } : {}),
     ca: tls.ca,
     rejectUnauthorized: tls.rejectUnauthorized,
     ...tls.clientCertificate?.current(),
