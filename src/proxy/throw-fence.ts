@@ -62,10 +62,13 @@ export class ThrowFence {
     }
   }
 
-  /** Last fence, where no answer is possible any longer: what was thrown is logged, nothing more. */
-  contain(what: string, account: UpstreamAccount | undefined, work: () => void): void {
+  /**
+   * Last fence, where no answer is possible any longer: what was thrown is logged, nothing more.
+   * `argument` is passed to `work`, so a hot caller can pass a function made once, not a closure per call.
+   */
+  contain<T>(what: string, account: UpstreamAccount | undefined, work: (argument: T) => void, argument?: T): void {
     try {
-      work();
+      work(argument as T);
     } catch (error) {
       this.#reportThrow(what, account, error);
     }

@@ -165,6 +165,28 @@ describe('F5: no throw on any entry point can crash the process; the client alwa
     expect(statusLines(h2c)).toEqual(['HTTP/1.1 502 Bad Gateway']);
   });
 
+  it('F5: a throw while counting a finished request is logged; the client has its answer and the connection goes on', async () => {
+    const upstream = await upstreamAnswering();
+    const harness = await startDataPlane({
+      upstream: upstream.url,
+      tokens: { current: () => activeToken('good-token') },
+      metrics: {
+        observe: () => {
+          throw new Error('metrics broke');
+        },
+      },
+    });
+    cleanups.push(() => harness.close());
+    const raw = await rawExchange(
+      harness.url,
+      'GET /a HTTP/1.1\r\nhost: localhost\r\n\r\nGET /b HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n',
+    );
+    expect(statusLines(raw)).toEqual(['HTTP/1.1 200 OK', 'HTTP/1.1 200 OK']);
+    const logged = harness.log.lines().filter((line) => line.level === 50);
+    expect(logged.length).toBe(2);
+    expect(JSON.stringify(logged[0])).toContain('finishing a request');
+  });
+
   it('F5: a throw while refusing a CONNECT is logged; the client has its 405 and the process lives', async () => {
     const upstream = await upstreamAnswering();
     const harness = await startDataPlane({
