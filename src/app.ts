@@ -355,6 +355,7 @@ export class Sidecar {
     if (this.#stopping) {
       // stop() came meanwhile: it stops what is running and drains the new ports with the running
       // ones; what was built for the new config goes once their requests have ended.
+      ports.interim.startDraining(this.#shutdown.closeIdle); // in case stop() has not drained yet
       if (admin !== undefined) await closeServer(admin, { force: true });
       this.#retiring.builtAtStop(this.#shutdown.drained, { bound, built: [...plan.accounts.values()], previous });
       return { outcome: 'rejected', reasons: [NOT_SERVING] };
