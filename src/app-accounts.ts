@@ -18,6 +18,8 @@ import type { Tracing } from './util/tracing.js';
 import type { AccountConfig } from './config/resolve.js';
 import type { TokenFlow } from './flows/types.js';
 import type { UpstreamAccount } from './proxy/upstream.js';
+import type { Server } from 'node:http';
+import { drainServers, type DataListener } from './app-listeners.js';
 
 /** One account as the sidecar runs it: the data plane's view, the admin view, and what a reload compares. */
 export interface RunningAccount extends UpstreamAccount, AccountView {
@@ -204,6 +206,64 @@ export async function retireWhenIdle(
 ): Promise<void> {
   await Promise.race([account.slots.idle(), delay(options.timeoutMs)]);
   await retireAccount(account, options);
+}
+
+/**
+ * H2: what reloads replaced, or built before a stop cut them short, closing in the background;
+ * stop() waits for it. Each part closes once its requests have ended, at most `timeoutMs()`
+ * (shutdownTimeout) after it was handed over.
+ */
+export class Retiring {
+  readonly #pending = new Set<Promise<void>>();
+  readonly #o: { logger: Logger; timeoutMs: () => number };
+
+  constructor(options: { logger: Logger; timeoutMs: () => number }) {
+    this.#o = options;
+  }
+
+  /** Replaced listeners and the accounts not `running` any more finish their requests, then close. */
+  replaced(what: { servers: Server[]; previous: RunningAccount[]; running: RunningAccount[] }): void {
+    const { servers, previous, running } = what;
+    const timeoutMs = this.#o.timeoutMs();
+    // Listeners and accounts wind down side by side: each within timeoutMs of the reload.
+    const retiring = Promise.all([
+      drainServers(servers, timeoutMs),
+      ...previous
+        .filter((account) => !running.includes(account))
+        .map((account) => {
+          const tokenSide = !running.some((other) => other.manager === account.manager);
+          return retireWhenIdle(account, { tokenSide, timeoutMs });
+        }),
+    ]);
+    this.#track(retiring.then(() => undefined));
+  }
+
+  /**
+   * What a reload cut short by a stop bound and built: once the stop has drained the ports it
+   * `bound` (`drained`), those bound after the stop began drain too, then the accounts `built` for
+   * them close (their requests on those ports have ended by then).
+   */
+  builtAtStop(
+    drained: Promise<void>,
+    what: { bound: DataListener[]; built: RunningAccount[]; previous: RunningAccount[] },
+  ): void {
+    const servers = what.bound.map(({ server }) => server);
+    const late = () => drainServers(servers, this.#o.timeoutMs());
+    this.#track(drained.then(late).then(() => retireBuilt(what.built, what.previous)));
+  }
+
+  /** Resolves once everything retiring now has closed. */
+  async settled(): Promise<void> {
+    await Promise.all(this.#pending);
+  }
+
+  #track(retiring: Promise<void>): void {
+    const tracked = retiring.catch((error: unknown) =>
+      this.#o.logger.error({ err: error }, 'error while closing what a reload replaced'),
+    );
+    this.#pending.add(tracked);
+    void tracked.finally(() => this.#pending.delete(tracked));
+  }
 }
 
 function delay(ms: number): Promise<void> {

@@ -4,6 +4,7 @@ import type { SidecarConfig } from './config/resolve.js';
 import type { ClientConnections } from './proxy/client-limits.js';
 import { dataServerOptions } from './proxy/client-limits.js';
 import { errorBody } from './proxy/errors.js';
+import { hasRequestInFlight } from './proxy/in-flight.js';
 import { HostOriginRules } from './proxy/host-origin.js';
 import { sameSetting } from './config/reload-diff.js';
 import type { DataPlane } from './proxy/forward.js';
@@ -106,4 +107,58 @@ export function dataPlaneHostOrigin(config: SidecarConfig): HostOriginRules {
     },
     { hostsSetting: 'inbound.hosts (or --host in quick mode)', originsSetting: 'inbound.origins' },
   );
+}
+
+/** Points each data listener at its account in `accounts` (after start-up, and by every reload). */
+export function pointListeners(listeners: readonly DataListener[], accounts: readonly UpstreamAccount[]): void {
+  for (const listener of listeners)
+    listener.account = accounts.find((account) => account.name === listener.accountName);
+}
+
+/** H2: the ports a reload has bound, not running yet, and the data plane they serve on until it applies. */
+export interface NewPorts {
+  listeners: DataListener[];
+  interim: DataPlane | undefined;
+}
+
+/** H2: no reload has ports of its own pending. */
+export function noNewPorts(): NewPorts {
+  return { listeners: [], interim: undefined };
+}
+
+/**
+ * Shutdown of the data listeners (§2 SIGTERM): answers say `connection: close`, idle client
+ * connections close at once, listeners stop accepting and their requests finish (cut after the
+ * timeout). H2: it covers the ports a reload in progress bound too, and tells such a reload when
+ * the drain is over (`drained`), so what it built for those ports closes only after.
+ */
+export class ShutdownDrain {
+  readonly #clients: ClientConnections;
+  #over: () => void = () => undefined;
+  /** Resolves once run() has drained the data listeners. */
+  readonly drained = new Promise<void>((resolve) => (this.#over = resolve));
+
+  constructor(clients: ClientConnections) {
+    this.#clients = clients;
+  }
+
+  /** Closes every client connection with no request in flight (Node's closeIdleConnections() skips those that never sent one). */
+  readonly closeIdle = (): void => {
+    for (const socket of this.#clients.sockets()) if (!hasRequestInFlight(socket)) socket.destroy();
+  };
+
+  /** Drains `listeners` (served by `dataPlanes`) for at most `timeoutMs`; resolves once all are closed. */
+  async run(
+    serving: { dataPlanes: ReadonlyArray<DataPlane | undefined>; listeners: readonly DataListener[] },
+    timeoutMs: number,
+  ): Promise<void> {
+    for (const dataPlane of serving.dataPlanes) dataPlane?.startDraining(this.closeIdle);
+    const drained = drainServers(
+      serving.listeners.map(({ server }) => server),
+      timeoutMs,
+    );
+    this.closeIdle();
+    await drained;
+    this.#over();
+  }
 }

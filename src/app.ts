@@ -10,7 +10,6 @@ import { sendTokenRequest } from './flows/http-client.js';
 import { ClientConnections } from './proxy/client-limits.js';
 import { ConnectionSlots } from './proxy/connection-slots.js';
 import { DataPlane } from './proxy/forward.js';
-import { hasRequestInFlight } from './proxy/in-flight.js';
 import { InboundPolicy } from './proxy/inbound.js';
 import { TrustedProxies } from './proxy/trusted-proxies.js';
 import { Router } from './proxy/route.js';
@@ -35,7 +34,7 @@ import {
   replaceManagers,
   retireAccount,
   retireBuilt,
-  retireWhenIdle,
+  Retiring,
   tokenSideOf,
   type AccountsPlan,
   type BuildAccount,
@@ -45,9 +44,12 @@ import {
   createDataServer,
   dataListenersOf,
   dataPlaneHostOrigin,
-  drainServers,
+  noNewPorts,
+  pointListeners,
   sameListener,
+  ShutdownDrain,
   type DataListener,
+  type NewPorts,
   type WantedListener,
 } from './app-listeners.js';
 import { startTracing, type Tracing } from './util/tracing.js';
@@ -86,8 +88,10 @@ export class Sidecar {
   #adminApp: RequestListener | undefined;
   /** H2: the reload in progress; stop() waits for it. */
   #reloading: Promise<ReloadResult> | undefined;
-  /** H2: listeners and accounts a reload replaced, still finishing their requests. */
-  readonly #retiring = new Set<Promise<void>>();
+  /** H2: listeners and accounts a reload replaced (or built, when a stop cut it short), still finishing their requests. */
+  readonly #retiring: Retiring;
+  /** H2: the ports the reload in progress has bound, and the data plane they serve on until it applies; stop() drains them too. */
+  #newPorts: NewPorts = noNewPorts();
   /** H3: started (and the SDK loaded) by start() only when tracing is configured. */
   #tracing: Tracing | undefined;
   #accepting = false;
@@ -96,6 +100,8 @@ export class Sidecar {
   #starting: Promise<void> | undefined;
   #requestStop: () => void = () => undefined;
   readonly #stopRequested = new Promise<void>((resolve) => (this.#requestStop = resolve));
+  /** Shutdown of every data listener (and of the ports a reload in progress bound). */
+  readonly #shutdown: ShutdownDrain;
 
   constructor(config: SidecarConfig, deps: SidecarDependencies = {}) {
     this.#config = config;
@@ -119,6 +125,8 @@ export class Sidecar {
       logger: this.#logger,
       countRefusal: () => this.metrics.connectionRefused(),
     });
+    this.#shutdown = new ShutdownDrain(this.#clients);
+    this.#retiring = new Retiring({ logger: this.#logger, timeoutMs: () => this.#config.shutdownTimeoutMs });
     this.#accounts = config.accounts.map((account) => this.#buildAccount(account));
     this.#dataPlane = this.#createDataPlane(config, this.#accounts);
   }
@@ -302,19 +310,22 @@ export class Sidecar {
     try {
       return await reloading;
     } finally {
-      if (this.#reloading === reloading) this.#reloading = undefined;
+      if (this.#reloading === reloading) {
+        this.#reloading = undefined;
+        this.#newPorts = noNewPorts();
+      }
     }
   }
 
   async #reload(next: SidecarConfig, changes: ConfigChanges): Promise<ReloadResult> {
     const wanted = dataListenersOf(next);
     const kept = this.#servers.filter((listener) => wanted.some((w) => sameListener(listener, w)));
-    const bound: DataListener[] = [];
+    const ports: NewPorts = (this.#newPorts = noNewPorts());
+    const bound = ports.listeners;
     let admin: Server | undefined;
     // New ports answer with the new configuration's rules (inbound, Host/Origin) from their first
     // request: on `interim` until the swap below, then on the new data plane like every port.
-    let interim: DataPlane | undefined;
-    const dataPlaneOfNewPorts = () => interim ?? this.#dataPlane;
+    const dataPlaneOfNewPorts = () => ports.interim ?? this.#dataPlane;
     try {
       for (const w of wanted)
         if (!kept.some((l) => sameListener(l, w))) bound.push(await this.#bindData(w, dataPlaneOfNewPorts));
@@ -325,7 +336,7 @@ export class Sidecar {
     }
     const previous = this.#accounts;
     let plan: AccountsPlan | undefined;
-    /** Closes what this reload bound and built (stop() came, or a build threw). */
+    /** Closes what this reload bound and built (a build threw). */
     const undo = async () => {
       await Promise.all(bound.map(({ server }) => closeServer(server, { force: true })));
       if (admin !== undefined) await closeServer(admin, { force: true });
@@ -333,7 +344,7 @@ export class Sidecar {
     };
     let fresh: RunningAccount[];
     try {
-      ({ plan, interim } = this.#buildAtOnce(next, previous, bound));
+      ({ plan, interim: ports.interim } = this.#buildAtOnce(next, previous, bound));
       const build: BuildAccount = (config, from) => this.#buildAccount(config, from);
       fresh = await replaceManagers(plan, previous, { build, store: this.#store, stopping: () => this.#stopping });
     } catch (error) {
@@ -342,8 +353,11 @@ export class Sidecar {
     }
     const accounts = next.accounts.flatMap((config) => plan.accounts.get(config.name) ?? []);
     if (this.#stopping) {
-      // stop() came meanwhile: it stops what is running; what was built for the new config goes now.
-      await undo();
+      // stop() came meanwhile: it stops what is running and drains the new ports with the running
+      // ones; what was built for the new config goes once their requests have ended.
+      ports.interim.startDraining(this.#shutdown.closeIdle); // in case stop() has not drained yet
+      if (admin !== undefined) await closeServer(admin, { force: true });
+      this.#retiring.builtAtStop(this.#shutdown.drained, { bound, built: [...plan.accounts.values()], previous });
       return { outcome: 'rejected', reasons: [NOT_SERVING] };
     }
     const retired = this.#servers.filter((listener) => !kept.includes(listener)).map(({ server }) => server);
@@ -352,7 +366,7 @@ export class Sidecar {
     this.#clients.resize(next.limits.maxConnections);
     this.#dataPlane = this.#createDataPlane(next, accounts);
     if (this.#tracing !== undefined) this.#dataPlane.traceWith(this.#tracing);
-    interim = undefined; // the new ports now serve on the new data plane, as every port
+    this.#newPorts = noNewPorts(); // the new ports now serve on the new data plane, as every port
     this.#servers.splice(0, this.#servers.length, ...kept, ...bound);
     this.#servers.sort((a, b) => Number(a.accountName !== undefined) - Number(b.accountName !== undefined));
     pointListeners(this.#servers, this.#accounts);
@@ -360,7 +374,8 @@ export class Sidecar {
     this.#adminApp = this.#createAdminApp();
     const oldAdmin = this.#adminServer;
     if (admin !== undefined) this.#adminServer = admin;
-    this.#retire(admin === undefined || oldAdmin === undefined ? retired : [...retired, oldAdmin], previous, accounts);
+    const servers = admin === undefined || oldAdmin === undefined ? retired : [...retired, oldAdmin];
+    this.#retiring.replaced({ servers, previous, running: accounts });
     for (const account of fresh) this.#startManager(account);
     const rebound = [...bound.map((listener) => listener.role), ...(admin === undefined ? [] : ['admin'])];
     return { outcome: 'applied', changes, rebound };
@@ -382,6 +397,7 @@ export class Sidecar {
     );
     const interim = this.#createDataPlane(next, accounts);
     if (this.#tracing !== undefined) interim.traceWith(this.#tracing);
+    if (this.#stopping) interim.startDraining(this.#shutdown.closeIdle);
     pointListeners(bound, accounts);
     if (!this.#stopping) for (const account of plan.added) this.#startManager(account);
     return { plan, interim };
@@ -403,26 +419,6 @@ export class Sidecar {
     return server;
   }
 
-  /** H2: replaced listeners and accounts finish their requests (at most shutdownTimeout), then close. */
-  #retire(servers: Server[], previous: RunningAccount[], running: RunningAccount[]): void {
-    const timeoutMs = this.#config.shutdownTimeoutMs;
-    // Listeners and accounts wind down side by side: each within shutdownTimeout of the reload.
-    const retiring = Promise.all([
-      drainServers(servers, timeoutMs),
-      ...previous
-        .filter((account) => !running.includes(account))
-        .map((account) => {
-          const tokenSide = !running.some((other) => other.manager === account.manager);
-          return retireWhenIdle(account, { tokenSide, timeoutMs });
-        }),
-    ]).then(
-      () => undefined,
-      (error: unknown) => this.#logger.error({ err: error }, 'error while closing what a reload replaced'),
-    );
-    this.#retiring.add(retiring);
-    void retiring.finally(() => this.#retiring.delete(retiring));
-  }
-
   /** Stops accepting, lets in-flight requests finish (up to shutdownTimeout), stops the refreshers. */
   async stop(): Promise<void> {
     this.#stopping = true;
@@ -430,18 +426,16 @@ export class Sidecar {
     this.#accepting = false;
     // A start-up in progress ends at its next step; what it bound by then is closed below.
     await this.#starting?.catch(() => undefined);
-    // Node's closeIdleConnections() skips connections that never sent a request (clients pre-open them).
-    const closeIdle = () => {
-      for (const socket of this.#clients.sockets()) if (!hasRequestInFlight(socket)) socket.destroy();
-    };
-    this.#dataPlane.startDraining(closeIdle);
-    const servers = this.#servers.map(({ server }) => server);
-    const drained = drainServers(servers, this.#config.shutdownTimeoutMs);
-    closeIdle();
-    await drained;
-    // H2: a reload in progress closes what it built (its own listeners too) and applies nothing.
+    // H2: the ports a reload in progress bound drain as the running ones do.
+    const { listeners: newPorts, interim } = this.#newPorts;
+    const timeoutMs = this.#config.shutdownTimeoutMs;
+    await this.#shutdown.run(
+      { dataPlanes: [this.#dataPlane, interim], listeners: [...this.#servers, ...newPorts] },
+      timeoutMs,
+    );
+    // H2: a reload in progress applies nothing and closes what it built once its ports drained.
     await this.#reloading?.catch(() => undefined);
-    await Promise.all(this.#retiring);
+    await this.#retiring.settled();
     await Promise.all(this.#accounts.map((account) => retireAccount(account, { tokenSide: true })));
     this.#dataPlane.close();
     if (this.#adminServer !== undefined) {
@@ -471,9 +465,3 @@ export class Sidecar {
 }
 
 const NOT_SERVING = 'not serving (still starting, or stopping)';
-
-/** Points each data listener at its account in `accounts` (after start-up, and by every reload). */
-function pointListeners(listeners: readonly DataListener[], accounts: readonly RunningAccount[]): void {
-  for (const listener of listeners)
-    listener.account = accounts.find((account) => account.name === listener.accountName);
-}

@@ -85,6 +85,36 @@ function getWith(agent: Agent, url: string): Promise<{ status: number; reused: b
   });
 }
 
+interface Answered {
+  status: number;
+  body: string;
+  connection: string | undefined;
+  /** Resolves once its connection has closed. */
+  closed: Promise<void>;
+  /** Whether its connection is still open. */
+  open: () => boolean;
+}
+
+/** A GET through `agent`: its answer, and what becomes of its connection. */
+function getOn(agent: Agent, url: string): Promise<Answered> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { agent }, (res: IncomingMessage) => {
+      let open = true;
+      const closed = new Promise<void>((done) => req.socket?.once('close', () => done()));
+      void closed.then(() => (open = false));
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => {
+        const { statusCode = 0, headers } = res;
+        resolve({ status: statusCode, body, connection: headers.connection, closed, open: () => open });
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 describe('H2 live reload', () => {
   it('H2: SIGHUP applies a changed config: an added account serves, a removed one is gone, a changed upstream keeps its token (no login), a changed auth logs in anew', async () => {
     const w = await world();
@@ -282,6 +312,59 @@ describe('H2 live reload', () => {
     await appliedWith(cli, (entry) => String(entry.added) === 'b');
     expect((await fetch(`${bUrl}/y`, { headers: { 'x-sidecar-key': key } })).status).toBe(200);
     expect(own.requests.map((r) => r.url)).toEqual(['/x', '/y']);
+  });
+
+  it('H2: a stop during a reload drains the port it added: the request in flight there gets its whole answer with connection: close, an idle connection there closes at once, exit 0', async () => {
+    const w = await world();
+    const front = await harness.faultFront(new URL(w.loginUrl).origin);
+    const held = await startHeldUpstream();
+    harness.defer(() => held.close());
+    const viaFront: World = { ...w, loginUrl: front.url('/auth/login'), refreshUrl: front.url('/auth/refresh') };
+    const slow = (refresh: string) => `${account(viaFront, 'a', held.url)}    refresh: ${refresh}\n`;
+    const file = join(w.dir, 'c.yaml');
+    writeFileSync(file, configText([slow('{ minInterval: 1s }')]));
+    const { cli, admin } = await harness.launchCli(['--config', file]);
+    await loggedIn(cli, 'a');
+    // a's token request stalls: the reload replacing a's token manager waits for it to end.
+    front.mode = 'stall';
+    const asked = await fetch(`${admin}/accounts/a/refresh`, { method: 'POST' });
+    expect(['started', 'deferred']).toContain(((await asked.json()) as { result: string }).result);
+    await waitFor('the stalled refresh', async () => front.received === 2);
+    const port = await freePort();
+    const b = account(w, 'b', held.url).replace('route: { pathPrefix: /b }', `route: { port: ${port} }`);
+    writeFileSync(file, configText([slow('{ minInterval: 1s, timeout: 20s }'), b]));
+    cli.child.kill('SIGHUP');
+    const bUrl = `http://127.0.0.1:${port}`;
+    await waitFor('the new port', async () => !(await connectionRefused(bUrl)));
+    // One keep-alive connection answered and idle, one with a request held at the upstream.
+    const first = getOn(new Agent({ keepAlive: true }), `${bUrl}/first`);
+    await held.arrived(1);
+    held.received[0]?.answer(200);
+    const idle = await first;
+    expect(idle.status).toBe(200);
+    // A request cut by the sidecar reads as the error it got (a `socket hang up`).
+    const inFlight = getOn(new Agent({ keepAlive: true }), `${bUrl}/slow`).catch((error: Error) => error.message);
+    await held.arrived(2);
+
+    expect(idle.open()).toBe(true);
+    cli.child.kill('SIGTERM');
+    await cli.waitForLog((entry) => String(entry.msg).startsWith('stopping'));
+    await idle.closed;
+    await waitFor('the new port to stop accepting', () => connectionRefused(bUrl));
+    // The old token request ends: the reload ends, applying nothing, while the new port drains.
+    await front.down();
+    const rejected = await cli.waitForLog((entry) => entry.msg === REJECTED);
+    expect(rejected.problems).toEqual(['not serving (still starting, or stopping)']);
+    expect(await reloads(admin, 'rejected')).toBe(1);
+    held.received[1]?.answer(200);
+    const answer = await inFlight;
+    expect(typeof answer === 'string' ? answer : { ...answer, closed: undefined, open: undefined }).toEqual({
+      status: 200,
+      body: JSON.stringify({ seen: '/slow', bodyLength: 0 }),
+      connection: 'close',
+    });
+    expect(await cli.exited).toBe(0);
+    expect(cli.stdout()).not.toContain(APPLIED);
   });
 
   it('H2: /status shows the proxy of the upstream a reload moved the account to', async () => {
