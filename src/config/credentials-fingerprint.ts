@@ -31,7 +31,7 @@ const scryptAsync = promisify(scrypt) as (
  * user name, scope, audience, client authentication, the paths of secret files ...). A secret that
  * lives in a file is named by its path: a rotated file is the same `auth`, as a reload sees it.
  * Reading it teaches nothing a dictionary attack on the secret gets cheaply (scrypt, 16 MiB per
- * guess). Computed once per token manager start (kept per process for the same settings).
+ * guess). Computed once per token manager (kept per process for the same settings), never per request.
  */
 export function credentialsFingerprint(auth: AuthConfig): Promise<string> {
   const secrets: string[] = [];

@@ -43,10 +43,11 @@ const BASE64URL = /^[A-Za-z0-9_-]*$/;
 type SecretField = 'accessToken' | 'refreshToken' | 'credentials';
 
 /**
- * Turns token state into a versioned, JSON-able record and back. With a key, both secrets are
- * AES-256-GCM encrypted, each with its own random IV and its account and field name as associated
- * data, so a value cannot be moved to another field or another account unnoticed. With a key set, a plaintext secret
- * is refused too: the key then also vouches that nobody planted a token in the store.
+ * Turns token state into a versioned, JSON-able record and back. With a key, both secrets and
+ * the credentials fingerprint (H2) are AES-256-GCM encrypted, each with its own random IV and its
+ * account and field name as associated data, so a value cannot be moved to another field or
+ * another account unnoticed. With a key set, a plaintext secret is refused too: the key then also
+ * vouches that nobody planted a token in the store.
  */
 export class TokenCodec {
   readonly #key: Buffer | undefined;

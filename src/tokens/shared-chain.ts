@@ -19,7 +19,10 @@ export interface SharedChainOptions {
   events: Pick<TokenEvents, 'storeError'>;
   /** The account's logger. */
   log: Logger;
-  /** H2: the fingerprint of the account's credentials, computed at start; absent: every record is ours. */
+  /**
+   * H2: the fingerprint of the account's credentials, computed once from construction on (reading
+   * a record and saving wait for it); absent: every record is ours.
+   */
   credentials?: (() => Promise<string>) | undefined;
   /** H2: what a record without a fingerprint (an older version's) is taken for; default `adopt`. */
   unmarkedRecords?: UnmarkedRecords | undefined;
@@ -68,6 +71,9 @@ export class SharedChain {
 
   constructor(options: SharedChainOptions) {
     this.#o = options;
+    // H2: computed once, from construction on, so a first login's save rarely waits for it.
+    const { credentials } = options;
+    if (credentials !== undefined) this.#credentialsKnown = credentials().then((known) => (this.#credentials = known));
   }
 
   get revision(): number | undefined {
@@ -84,14 +90,8 @@ export class SharedChain {
     return { storeProblem: this.#problem, revision: this.#revision };
   }
 
-  /**
-   * Begins: H2: the credentials' fingerprint is computed (while the store is first read: reads and
-   * saves wait for it), and from then on only records of these credentials are read as ours, and
-   * every save carries it; T10: replicas hear of each other's saves (shared stores only).
-   */
-  start(onChange: () => void): void {
-    const { credentials } = this.#o;
-    if (credentials !== undefined) this.#credentialsKnown = credentials().then((known) => (this.#credentials = known));
+  /** Replicas hear of each other's saves (shared stores only). */
+  watch(onChange: () => void): void {
     if (this.#o.store.shared) this.#unsubscribe = this.#o.store.subscribe(this.#o.account, onChange);
   }
 
@@ -133,6 +133,8 @@ export class SharedChain {
     try {
       const stored = await this.#o.store.load(this.#o.account);
       this.#recovered();
+      // An empty store needs no fingerprint: a first start logs in without waiting for it.
+      if (stored === undefined) return undefined;
       await this.#credentialsKnown;
       return this.#ours(stored);
     } catch (error) {

@@ -144,8 +144,8 @@ export class TokenManager {
 
   /** Adopts a still-valid stored token (T9) or asks for one at once (trigger `startup`). */
   async start(): Promise<void> {
-    // Replicas hear of each other's saves and adopt the newest token (T10); H2: only their credentials' chain.
-    this.#chain.start(() => void this.#onStoreChange());
+    // Replicas hear of each other's saves and adopt the newest token (T10).
+    this.#chain.watch(() => void this.#onStoreChange());
     // R8: a wall-clock jump may make the renewal overdue while its monotonic timer still waits.
     this.#unwatchJumps = this.#o.clock.watchJumps(() => {
       if (this.#inFlight === undefined) this.#renewal.clockJumped();

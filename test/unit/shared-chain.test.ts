@@ -205,12 +205,12 @@ describe('T10 the chain shared with other replicas', () => {
       events: { storeError: () => undefined },
       log: captureLogger().logger,
     });
-    replica.start(() => calls.push('changed'));
+    replica.watch(() => calls.push('changed'));
     replica.stop();
     expect(calls).toEqual(['subscribe acct', 'changed', 'unsubscribe']);
     // A store no other process writes to is not watched.
     const local = chain();
-    local.start(() => calls.push('never'));
+    local.watch(() => calls.push('never'));
     local.stop();
     expect(calls).toHaveLength(3);
   });
