@@ -161,6 +161,29 @@ describe('H2 a stored chain belongs to the credentials that made it', () => {
     await stopAll();
   });
 
+  it('T10, H2: a replica whose chain other credentials overwrote in the store logs in rather than send a refresh token a replica with its credentials may have spent', async () => {
+    const { group, manager, advance, stopAll } = world();
+    const store = new MemoryTokenStore();
+    const [oldCreds, newCreds] = [group(OLD_AUTH), group(NEW_AUTH)];
+    const [first, second] = [manager(oldCreds, store), manager(oldCreds, store)];
+    await first.start();
+    await advance(SECOND);
+    await second.start();
+    await advance(20 * SECOND);
+    // The first rotates the chain both hold; the new credentials overwrite that save before the second reads it.
+    first.requestRefresh('admin');
+    await advance(SECOND);
+    expect(oldCreds.server.count('refresh')).toBe(1);
+    await manager(newCreds, store).start();
+    await advance(SECOND);
+    second.requestRefresh('admin');
+    await advance(SECOND);
+    expect(oldCreds.server.reuse).toBe(0);
+    expect(oldCreds.server.count('login')).toBe(2);
+    expect(holdsTokenOf(second, oldCreds)).toBe(true);
+    await stopAll();
+  });
+
   it('H2: the stored fingerprint holds no secret, nor a plain SHA-256 of one; only the secret changed is a new fingerprint', async () => {
     const { group, manager, advance, stopAll } = world();
     const clientSecret = 'client-secret-value-1234';
