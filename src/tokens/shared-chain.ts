@@ -48,7 +48,7 @@ export type SaveOutcome =
   | { type: 'saved' }
   /** Another replica saved meanwhile (our lock expired): `newer` is its state, to adopt instead. */
   | { type: 'superseded'; newer: StoredToken | undefined }
-  /** The store cannot be reached: the newest state stays in memory only (never lost). */
+  /** The store cannot be reached, or (H2) other credentials saved meanwhile: the newest state stays in memory only (never lost). */
   | { type: 'unsaved' };
 
 /**
