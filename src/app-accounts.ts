@@ -2,11 +2,11 @@ import type { SidecarMetrics } from './admin/metrics.js';
 import type { AccountView } from './admin/status.js';
 import { proxyFor, type EgressProxy } from './config/egress.js';
 import { sameSetting, TOKEN_SIDE_PARTS } from './config/reload-diff.js';
+import { credentialsFingerprint } from './config/credentials-fingerprint.js';
 import { secretFilesOf } from './config/resolve.js';
 import { tokenEndpointTls } from './config/tls.js';
 import { createFlow } from './flows/index.js';
 import { TokenEgress } from './flows/proxy-agent.js';
-import { newChainView } from './stores/new-chain.js';
 import type { TokenStore } from './stores/types.js';
 import { SpentRefreshTokens } from './tokens/spent-tokens.js';
 import { TokenManager } from './tokens/token-manager.js';
@@ -46,6 +46,8 @@ export interface TokenSideContext {
   tracing: (() => Tracing | undefined) | undefined;
   /** H2: the spent refresh tokens of the token manager this one replaces (same credentials). */
   spentRefreshTokens?: SpentRefreshTokens;
+  /** H2: replaces a token manager of other credentials: a stored record without a fingerprint is not adopted. */
+  newChain?: boolean;
 }
 
 /** What an account's token side is made of (a reload keeps it whole or replaces it whole: H2). */
@@ -91,6 +93,8 @@ export function buildTokenSide(account: AccountConfig, store: TokenStore, contex
     secretFiles,
     tracing: context.tracing,
     spentRefreshTokens,
+    credentials: () => credentialsFingerprint(account.auth),
+    unmarkedRecords: context.newChain === true ? 'foreign' : 'adopt',
   });
   return {
     manager,
@@ -117,10 +121,16 @@ export function tokenSideOf(running: RunningAccount): TokenSide {
   return { manager, flow, tokenEgress, status, history, unwatchSecrets, spentRefreshTokens, tokenEndpointProxy };
 }
 
-/** How a reload builds one account: anew (on `store`, going on with `spent`), or on a running account's token side (`keep`). */
+/**
+ * H2: what a new token manager takes over from the one it replaces: its spent refresh tokens
+ * (same `auth`), or the knowledge that it begins a new chain (`newChain`: `auth` changed).
+ */
+export type ChainInheritance = Pick<TokenSideContext, 'spentRefreshTokens' | 'newChain'>;
+
+/** How a reload builds one account: anew (taking over `chain`), or on a running account's token side (`keep`). */
 export type BuildAccount = (
   config: AccountConfig,
-  from?: { keep?: RunningAccount; store?: TokenStore; spent?: SpentRefreshTokens },
+  from?: { keep?: RunningAccount; chain?: ChainInheritance },
 ) => RunningAccount;
 
 /** H2: a reload's accounts by name; `added` are new, `replaced` still need a new token manager. */
@@ -158,13 +168,14 @@ export function buildAccountsAtOnce(
  * H2: a new token manager for each of `plan.replaced` (put in `plan.accounts`; returned, to be
  * started once the reload is applied). The old one stops first, so its last save is in the store
  * before the new one reads it. Same auth: the new one goes on with the old one's spent refresh
- * tokens (T3); new auth: a new chain that does not adopt the stored state. Ends early once
+ * tokens (T3); new auth: a new chain that does not adopt the stored state (its records carry
+ * the old credentials' fingerprint, or none: `newChain`). Ends early once
  * `stopping()` says so.
  */
 export async function replaceManagers(
   plan: AccountsPlan,
   previous: readonly RunningAccount[],
-  options: { build: BuildAccount; store: TokenStore; stopping: () => boolean },
+  options: { build: BuildAccount; stopping: () => boolean },
 ): Promise<RunningAccount[]> {
   const fresh: RunningAccount[] = [];
   for (const config of plan.replaced) {
@@ -172,8 +183,8 @@ export async function replaceManagers(
     const old = previous.find((account) => account.name === config.name) as RunningAccount;
     await old.manager.stop();
     const authChanged = !sameSetting(old.config.auth, config.auth);
-    const store = authChanged ? newChainView(options.store, config.name) : options.store;
-    const account = options.build(config, { store, spent: authChanged ? undefined : old.spentRefreshTokens });
+    const chain = authChanged ? { newChain: true } : { spentRefreshTokens: old.spentRefreshTokens };
+    const account = options.build(config, { chain });
     plan.accounts.set(config.name, account);
     fresh.push(account);
   }

@@ -19,7 +19,6 @@ import { proxyFor } from './config/egress.js';
 import { TokenInjector } from './proxy/bearer.js';
 import { createStore } from './stores/index.js';
 import type { TokenStore } from './stores/types.js';
-import type { SpentRefreshTokens } from './tokens/spent-tokens.js';
 import { TokenManager } from './tokens/token-manager.js';
 import type { SendTokenRequest } from './tokens/types.js';
 import { systemClock, type Clock } from './util/clock.js';
@@ -38,6 +37,7 @@ import {
   tokenSideOf,
   type AccountsPlan,
   type BuildAccount,
+  type ChainInheritance,
   type RunningAccount,
 } from './app-accounts.js';
 import {
@@ -154,11 +154,11 @@ export class Sidecar {
 
   /**
    * One account's running parts. With `keep`, its token side (manager, flow, token egress) is
-   * reused (H2); else a new one is built on `store`, going on with `spent` (H2: same credentials).
+   * reused (H2); else a new one is built, taking over `chain` from the one it replaces (H2).
    */
   #buildAccount(
     account: AccountConfig,
-    from: { keep?: RunningAccount; store?: TokenStore; spent?: SpentRefreshTokens } = {},
+    from: { keep?: RunningAccount; chain?: ChainInheritance } = {},
   ): RunningAccount {
     const tls = upstreamTls(account);
     if (account.tls.insecureSkipVerify && from.keep === undefined) {
@@ -169,14 +169,14 @@ export class Sidecar {
     }
     const tokenSide =
       from.keep === undefined
-        ? buildTokenSide(account, from.store ?? this.#store, {
+        ? buildTokenSide(account, this.#store, {
             metrics: this.metrics,
             logger: this.#logger,
             clock: this.#clock,
             send: this.#deps.send ?? sendTokenRequest,
             random: this.#deps.random,
             tracing: this.#config.tracing && (() => this.#tracing),
-            spentRefreshTokens: from.spent,
+            ...from.chain,
           })
         : tokenSideOf(from.keep);
     // E2: a bad rotation of the upstream's client certificate is reported as a secret file's failed
@@ -346,7 +346,7 @@ export class Sidecar {
     try {
       ({ plan, interim: ports.interim } = this.#buildAtOnce(next, previous, bound));
       const build: BuildAccount = (config, from) => this.#buildAccount(config, from);
-      fresh = await replaceManagers(plan, previous, { build, store: this.#store, stopping: () => this.#stopping });
+      fresh = await replaceManagers(plan, previous, { build, stopping: () => this.#stopping });
     } catch (error) {
       await undo();
       throw error;

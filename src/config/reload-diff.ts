@@ -76,14 +76,24 @@ function changedKeys<T extends object>(a: T, b: T, skip: ReadonlyArray<keyof T>)
 /** SHA-256 of a canonical form: object keys sorted, class instances by their own enumerable fields. */
 function settingDigest(value: unknown): string {
   return createHash('sha256')
-    .update(JSON.stringify(canonical(value)) ?? 'undefined')
+    .update(JSON.stringify(canonicalSetting(value)) ?? 'undefined')
     .digest('hex');
 }
 
-function canonical(value: unknown): unknown {
+/** A secret's value, hashed: its own toJSON would redact it and hide a change. */
+function hashedSecret(secret: Secret): unknown {
+  return { secret: createHash('sha256').update(secret.reveal()).digest('hex') };
+}
+
+/**
+ * A setting as plain JSON-able data: object keys sorted, class instances by their own enumerable
+ * fields, URLs and address lists by content. `secret` says what stands for each secret's value
+ * (by default its SHA-256, for comparisons that never leave the process).
+ */
+export function canonicalSetting(value: unknown, secret: (value: Secret) => unknown = hashedSecret): unknown {
+  const canonical = (inner: unknown) => canonicalSetting(inner, secret);
   if (value === null || typeof value !== 'object') return typeof value === 'function' ? undefined : value;
-  // A secret's value, hashed: its own toJSON would redact it and hide a change.
-  if (value instanceof Secret) return { secret: createHash('sha256').update(value.reveal()).digest('hex') };
+  if (value instanceof Secret) return secret(value);
   if (value instanceof URL) return value.href;
   if (value instanceof BlockList) return { blockList: value.rules };
   if (value instanceof RegExp) return value.source;

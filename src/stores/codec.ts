@@ -17,6 +17,8 @@ export interface EncodedToken {
   lifetimeMs: number;
   accessToken: string;
   refreshToken: string | null;
+  /** H2: the fingerprint of the credentials that made the chain (sealed like the tokens); absent in older records. */
+  credentials?: string;
   /** When the record was written (ISO 8601), for people reading the store; never used. */
   updatedAt: string;
 }
@@ -38,13 +40,14 @@ const TAG_BYTES = 16;
 const CIPHER = 'aes-256-gcm';
 const ENCRYPTED_PREFIX = 'enc:v1:';
 const BASE64URL = /^[A-Za-z0-9_-]*$/;
-type SecretField = 'accessToken' | 'refreshToken';
+type SecretField = 'accessToken' | 'refreshToken' | 'credentials';
 
 /**
- * Turns token state into a versioned, JSON-able record and back. With a key, both secrets are
- * AES-256-GCM encrypted, each with its own random IV and its account and field name as associated
- * data, so a value cannot be moved to another field or another account unnoticed. With a key set, a plaintext secret
- * is refused too: the key then also vouches that nobody planted a token in the store.
+ * Turns token state into a versioned, JSON-able record and back. With a key, both secrets and
+ * the credentials fingerprint (H2) are AES-256-GCM encrypted, each with its own random IV and its
+ * account and field name as associated data, so a value cannot be moved to another field or
+ * another account unnoticed. With a key set, a plaintext secret is refused too: the key then also
+ * vouches that nobody planted a token in the store.
  */
 export class TokenCodec {
   readonly #key: Buffer | undefined;
@@ -102,6 +105,9 @@ export class TokenCodec {
       lifetimeMs: state.lifetimeMs,
       accessToken: this.#seal(account, 'accessToken', state.accessToken),
       refreshToken: state.refreshToken === undefined ? null : this.#seal(account, 'refreshToken', state.refreshToken),
+      ...(state.credentials === undefined
+        ? {}
+        : { credentials: this.#seal(account, 'credentials', new Secret(state.credentials)) }),
       updatedAt: new Date(now).toISOString(),
     };
   }
@@ -135,6 +141,10 @@ export class TokenCodec {
     if (refreshToken !== null && (typeof refreshToken !== 'string' || refreshToken === '')) {
       throw missingField('refreshToken', 'a non-empty string or null');
     }
+    const credentials = record.credentials;
+    if (credentials !== undefined && (typeof credentials !== 'string' || credentials === '')) {
+      throw missingField('credentials', 'a non-empty string when present');
+    }
     return {
       revision,
       state: {
@@ -143,6 +153,8 @@ export class TokenCodec {
         expiresAt,
         lifetimeMs,
         refreshToken: refreshToken === null ? undefined : this.#open(account, 'refreshToken', refreshToken),
+        // H2: a record of an older version has none (its chain is adopted as before).
+        ...(credentials === undefined ? {} : { credentials: this.#open(account, 'credentials', credentials).reveal() }),
       },
     };
   }

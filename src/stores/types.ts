@@ -9,6 +9,11 @@ export interface TokenState {
   lifetimeMs: number;
   /** The newest refresh token of the chain (T3); absent when the server issues none. */
   refreshToken: Secret | undefined;
+  /**
+   * H2: the fingerprint of the credentials that made this chain (config/credentials-fingerprint.ts);
+   * undefined for a record written by an older version, or by a token manager told none.
+   */
+  credentials?: string | undefined;
 }
 
 /** A stored state and its revision: every save makes a new, higher revision. */

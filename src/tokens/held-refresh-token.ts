@@ -14,6 +14,8 @@ export class HeldRefreshToken {
   readonly spent: SpentRefreshTokens;
   #token: Secret | undefined;
   #unclearAnswers = 0;
+  /** H2: another credentials' record replaced our chain in the store since this token was taken. */
+  #replacedInStore = false;
 
   /** `spent`: the memory of spent refresh tokens to go on with (H2: the replaced manager's), else a new one. */
   constructor(spent = new SpentRefreshTokens()) {
@@ -32,13 +34,15 @@ export class HeldRefreshToken {
   /**
    * The refresh token to send, or undefined when a login is the safer choice because it may be
    * consumed (T5), is known to be spent (T3: a stored chain brought it back), or is shared and not
-   * locked (`unlockedShared`, T10: another replica may be spending it now). Without `canLogin` the
+   * locked (`unlockedShared`, T10: another replica may be spending it now), or the store's copy
+   * of the chain was replaced by other credentials' (H2: a replica with our credentials may have
+   * spent it and its save been overwritten before we read it). Without `canLogin` the
    * risk is taken, there being no other way (a spent token is then refused by the exchange).
    */
   toSend(options: { canLogin: boolean; unlockedShared: boolean }): Secret | undefined {
     const token = this.#token;
     if (token === undefined) return undefined;
-    const risky = this.doubtful || this.isSpent(token) || options.unlockedShared;
+    const risky = this.doubtful || this.isSpent(token) || options.unlockedShared || this.#replacedInStore;
     return risky && options.canLogin ? undefined : token;
   }
 
@@ -59,15 +63,25 @@ export class HeldRefreshToken {
     this.#unclearAnswers = 0;
   }
 
+  /**
+   * H2: a record of other credentials replaced the one of our chain in the store: a replica with
+   * our credentials may have spent the held token unseen, so a login is preferred to it.
+   */
+  replacedInStore(): void {
+    this.#replacedInStore = true;
+  }
+
   /** T3: the refresh token of a new state replaces the held one, before anything else happens. */
   replaceWith(refreshToken: Secret | undefined): void {
     this.#token = refreshToken;
+    this.#replacedInStore = false;
   }
 
   /** A state taken from the store: its refresh token is the newest of the chain, with nothing against it. */
   adopt(refreshToken: Secret | undefined): void {
     this.#token = refreshToken;
     this.#unclearAnswers = 0;
+    this.#replacedInStore = false;
   }
 
   /** A token was obtained: nothing is held against the refresh token any more. */

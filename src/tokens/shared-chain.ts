@@ -19,7 +19,19 @@ export interface SharedChainOptions {
   events: Pick<TokenEvents, 'storeError'>;
   /** The account's logger. */
   log: Logger;
+  /**
+   * H2: the fingerprint of the account's credentials, computed once from construction on (reading
+   * a record and saving wait for it); absent: every record is ours.
+   */
+  credentials?: (() => Promise<string>) | undefined;
+  /** H2: what a record without a fingerprint (an older version's) is taken for; default `adopt`. */
+  unmarkedRecords?: UnmarkedRecords | undefined;
+  /** H2: a record of other credentials, newer than the state held, was read: our chain in the store is gone. */
+  onOtherCredentials?: () => void;
 }
+
+/** H2: what a record without a credentials fingerprint (written by an older version) is taken for. */
+export type UnmarkedRecords = 'adopt' | 'foreign';
 
 /** What taking the account's lock before a token request came to (T10). */
 export type LockAttempt =
@@ -36,7 +48,7 @@ export type SaveOutcome =
   | { type: 'saved' }
   /** Another replica saved meanwhile (our lock expired): `newer` is its state, to adopt instead. */
   | { type: 'superseded'; newer: StoredToken | undefined }
-  /** The store cannot be reached: the newest state stays in memory only (never lost). */
+  /** The store cannot be reached, or (H2) other credentials saved meanwhile: the newest state stays in memory only (never lost). */
   | { type: 'unsaved' };
 
 /**
@@ -52,9 +64,16 @@ export class SharedChain {
   #revision: number | undefined;
   #problem: string | undefined;
   #unsubscribe: () => void = () => undefined;
+  /** H2: the fingerprint of our credentials, stamped on every save; undefined: none (every record is ours). */
+  #credentials: string | undefined;
+  /** H2: until the fingerprint is known, reads and saves wait for it (the first read is sent meanwhile). */
+  #credentialsKnown: Promise<unknown> = Promise.resolve();
 
   constructor(options: SharedChainOptions) {
     this.#o = options;
+    // H2: computed once, from construction on, so a first login's save rarely waits for it.
+    const { credentials } = options;
+    if (credentials !== undefined) this.#credentialsKnown = credentials().then((known) => (this.#credentials = known));
   }
 
   get revision(): number | undefined {
@@ -80,6 +99,25 @@ export class SharedChain {
     this.#unsubscribe();
   }
 
+  /** H2: `stored` when it belongs to our credentials, else undefined (reported when newer than ours). */
+  #ours(stored: StoredToken | undefined): StoredToken | undefined {
+    if (stored === undefined || this.#isOurs(stored)) return stored;
+    if (this.isNewer(stored)) {
+      this.#o.log.info(
+        { revision: stored.revision },
+        "the store holds this account's chain of other credentials (a change of auth rolling out?): not adopting it",
+      );
+      this.#o.onOtherCredentials?.();
+    }
+    return undefined;
+  }
+
+  #isOurs(stored: StoredToken): boolean {
+    const marked = stored.state.credentials;
+    if (this.#credentials === undefined || marked === this.#credentials) return true;
+    return marked === undefined && this.#o.unmarkedRecords !== 'foreign';
+  }
+
   /** True when `stored` is newer than the state this process holds. */
   isNewer(stored: StoredToken): boolean {
     return stored.revision > (this.#revision ?? 0);
@@ -95,7 +133,10 @@ export class SharedChain {
     try {
       const stored = await this.#o.store.load(this.#o.account);
       this.#recovered();
-      return stored;
+      // An empty store needs no fingerprint: a first start logs in without waiting for it.
+      if (stored === undefined) return undefined;
+      await this.#credentialsKnown;
+      return this.#ours(stored);
     } catch (error) {
       this.#failed('load', error);
       return undefined;
@@ -150,24 +191,33 @@ export class SharedChain {
    * restart) gets ours afresh, with a revision above the one we held, so replicas still holding
    * that one see ours as newer and adopt it instead of spending their (already spent) refresh token.
    */
-  async save(state: TokenState): Promise<SaveOutcome> {
+  async save(given: TokenState): Promise<SaveOutcome> {
+    await this.#credentialsKnown;
+    const state = this.#credentials === undefined ? given : { ...given, credentials: this.#credentials };
     try {
       let result = await this.#o.store.save(this.#o.account, state, this.#revision ?? null);
       if (!result.saved && result.current === undefined)
         result = await this.#o.store.save(this.#o.account, state, null, this.#revision);
+      else if (!result.saved && result.current !== undefined && !this.#isOurs(result.current))
+        // H2: another credentials' record reads as absent: replace that very record, once.
+        result = await this.#o.store.save(this.#o.account, state, result.current.revision, this.#revision);
       this.#recovered();
       if (result.saved) {
         this.#revision = result.record.revision;
         if (state.refreshToken !== undefined) await this.#replicate();
         return { type: 'saved' };
       }
-      if (result.current !== undefined) {
-        this.#o.log.warn(
-          { revision: result.current.revision },
-          'another replica saved a newer state during this token request: adopting it',
-        );
+      const newer = result.current;
+      if (newer === undefined || !this.#isOurs(newer)) {
+        // Never a loop of writes: the new state is used from memory and saved with the next one.
+        this.#o.log.warn('another replica with other credentials saved meanwhile: keeping the new token in memory');
+        return { type: 'unsaved' };
       }
-      return { type: 'superseded', newer: result.current };
+      this.#o.log.warn(
+        { revision: newer.revision },
+        'another replica saved a newer state during this token request: adopting it',
+      );
+      return { type: 'superseded', newer };
     } catch (error) {
       this.#failed('save', error);
       return { type: 'unsaved' };

@@ -30,7 +30,7 @@ import {
   type RetryBounds,
 } from './renewal-schedule.js';
 import { TokenRequestReport } from './request-report.js';
-import { SharedChain } from './shared-chain.js';
+import { SharedChain, type SharedChainOptions } from './shared-chain.js';
 import {
   TokenUnavailableError,
   type RefreshRequestResult,
@@ -61,6 +61,9 @@ export interface TokenManagerOptions {
   tracing?: () => Tracing | undefined;
   /** T3: where the spent refresh tokens are remembered (H2: a reload's new manager for the same credentials goes on with the old one's). */
   spentRefreshTokens?: HeldRefreshToken['spent'];
+  /** H2: the fingerprint of the account's credentials, and what a record without one is taken for (SharedChain). */
+  credentials?: SharedChainOptions['credentials'];
+  unmarkedRecords?: SharedChainOptions['unmarkedRecords'];
 }
 
 /**
@@ -130,13 +133,12 @@ export class TokenManager {
       rejectionGapMs: () => this.#escalation.gapMs(),
     });
     this.#waiters = new Waiters({ clock, unavailable: (now) => this.#unavailable(now) });
+    // The account, its store, clock and events, and its credentials (H2), as the manager has them.
     this.#chain = new SharedChain({
-      account: options.account,
-      store: options.store,
-      clock,
+      ...options,
       timeoutMs: policy.timeoutMs,
-      events,
       log: this.#log,
+      onOtherCredentials: () => this.#refresh.replacedInStore(),
     });
   }
 

@@ -39,6 +39,7 @@ function expectSameState(actual: TokenState | undefined, expected: TokenState): 
   expect(actual.obtainedAt).toBe(expected.obtainedAt);
   expect(actual.expiresAt).toBe(expected.expiresAt);
   expect(actual.lifetimeMs).toBe(expected.lifetimeMs);
+  expect(actual.credentials).toBe(expected.credentials);
 }
 
 function secretsOf(state: TokenState): string[] {
@@ -84,6 +85,27 @@ export function describeTokenStore(
         expectSameState(loaded?.state, state);
         expect(loaded?.state.accessToken).toBeInstanceOf(Secret);
         expect(loaded?.state.refreshToken).toBeInstanceOf(Secret);
+      });
+    });
+
+    describe('H2 whose chain a record is', () => {
+      it("H2: a record keeps the fingerprint of its chain's credentials; one saved without it loads without it", async () => {
+        const marked = makeTokenState('marked', { credentials: `cf1:${'A'.repeat(43)}` });
+        await store.save('marked', marked);
+        expectSameState((await store.load('marked'))?.state, marked);
+        if (fixture.other !== undefined) {
+          const other = await fixture.other();
+          expectSameState((await other.load('marked'))?.state, marked);
+          await other.close();
+        }
+        const unmarked = makeTokenState('unmarked');
+        await store.save('unmarked', unmarked);
+        expect((await store.load('unmarked'))?.state.credentials).toBeUndefined();
+        // Another credentials' chain replaces it by compare-and-set on the revision read.
+        const current = await store.load('marked');
+        const replaced = await store.save('marked', unmarked, current?.revision ?? null);
+        expect(replaced.saved).toBe(true);
+        expect((await store.load('marked'))?.state.credentials).toBeUndefined();
       });
     });
 

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { request, type IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import { generatedSecret, useHarness, type LaunchedCli } from '../helpers/harness.js';
 import { startHeaderRecordingUpstream } from '../helpers/ws-upstream.js';
@@ -161,8 +161,11 @@ describe('S4 admin port access', () => {
   it('S4: /metrics, /healthz and /readyz need no key (probes and scrapes by IP literal)', async () => {
     const upstream = await harness.recordingUpstream();
     const { admin } = await startCli({ upstream: upstream.url, admin: { apiKeys: [generatedSecret('k')] } });
+    const byIp = { headers: { host: `127.0.0.1:${portOf(admin)}` } };
+    // Ready once the first token is in: the listening line comes before the first login ends.
+    await vi.waitFor(async () => expect((await send(admin, '/readyz', byIp)).status).toBe(200));
     for (const path of ['/metrics', '/healthz', '/readyz'])
-      expect((await send(admin, path, { headers: { host: `127.0.0.1:${portOf(admin)}` } })).status, path).toBe(200);
+      expect((await send(admin, path, byIp)).status, path).toBe(200);
   });
 
   it('S4: an admin port bound to all addresses, open to any address and without keys, logs one warning at start naming both settings', async () => {

@@ -61,8 +61,18 @@ async function oneAccountSidecar(flags: string[] = []) {
   return { w, upstream, file, ...running };
 }
 
-async function loggedIn(cli: RunningCli, name: string): Promise<void> {
-  await cli.waitForLog((entry) => entry.msg === 'token request: login succeeded' && entry.account === name);
+async function loggedIn(cli: RunningCli, name: string): Promise<Record<string, unknown>> {
+  return cli.waitForLog((entry) => entry.msg === 'token request: login succeeded' && entry.account === name);
+}
+
+/** A login of `name` after the one logged as `before` (the log is searched from its start). */
+async function loggedInAgain(cli: RunningCli, name: string, before: Record<string, unknown>): Promise<void> {
+  await cli.waitForLog(
+    (entry) =>
+      entry.msg === 'token request: login succeeded' &&
+      entry.account === name &&
+      entry.fingerprint !== before.fingerprint,
+  );
 }
 
 function appliedWith(cli: RunningCli, match: (entry: Record<string, unknown>) => boolean) {
@@ -128,6 +138,7 @@ describe('H2 live reload', () => {
     writeFileSync(file, configText(names.map((name) => account(w, name, first.url))));
     const { cli, data, admin } = await harness.launchCli(['--config', file]);
     for (const name of names) await loggedIn(cli, name);
+    const reauthBefore = await loggedIn(cli, 'reauth');
     expect(w.logins()).toBe(4);
     expect((await fetch(`${data}/moved/x`)).status).toBe(200);
     const tokenBefore = first.requests.at(-1)?.headers.authorization;
@@ -150,7 +161,7 @@ describe('H2 live reload', () => {
       changed: { moved: ['upstream'], reauth: ['auth'] },
     });
     await loggedIn(cli, 'fresh');
-    await loggedIn(cli, 'reauth');
+    await loggedInAgain(cli, 'reauth', reauthBefore);
     expect((await fetch(`${data}/fresh/x`)).status).toBe(200);
     expect((await fetch(`${data}/gone/x`)).status).toBe(404);
     expect((await fetch(`${data}/moved/y`)).status).toBe(200);

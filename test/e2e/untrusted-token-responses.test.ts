@@ -66,14 +66,16 @@ accounts:
 async function tokenRequests(count: number, admin: string): Promise<void> {
   for (;;) {
     const status = (await (await fetch(`${admin}/status`)).json()) as {
-      accounts: Record<string, { tokenRequests: Record<string, Record<string, number>> }>;
+      accounts: Record<string, { state: string; tokenRequests: Record<string, Record<string, number>> }>;
     };
-    const counts = Object.values(status.accounts)[0]?.tokenRequests ?? {};
+    const account = Object.values(status.accounts)[0];
+    const counts = account?.tokenRequests ?? {};
     const total = Object.values(counts).reduce(
       (sum, byOutcome) => sum + Object.values(byOutcome).reduce((a, b) => a + b, 0),
       0,
     );
-    if (total >= count) return;
+    // Counted when the answer came; its token is used once saved, when the request has ended.
+    if (total >= count && account?.state !== 'refreshing') return;
     await new Promise((resolve) => setImmediate(resolve));
   }
 }

@@ -51,6 +51,9 @@ export interface TestManagerOptions {
   random?: () => number;
   /** Secret files the manager watches (P2). */
   secretFiles?: TokenManagerOptions['secretFiles'];
+  /** H2: the fingerprint of the account's credentials, as buildTokenSide gives it (none: every record is adopted). */
+  credentials?: TokenManagerOptions['credentials'];
+  unmarkedRecords?: TokenManagerOptions['unmarkedRecords'];
 }
 
 /** A TokenManager for account `acct` on the fake clock; everything not given is quiet or in memory. */
@@ -67,5 +70,7 @@ export function testTokenManager(options: TestManagerOptions): TokenManager {
     send: options.send,
     random: options.random ?? (() => 0.5),
     secretFiles: options.secretFiles,
+    credentials: options.credentials,
+    unmarkedRecords: options.unmarkedRecords,
   });
 }

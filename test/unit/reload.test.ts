@@ -4,10 +4,6 @@ import { ConfigReloader, RELOAD_FAILED } from '../../src/app-reload.js';
 import type { Sidecar } from '../../src/app.js';
 import { parseConfig } from '../../src/config/load.js';
 import { diffConfigs } from '../../src/config/reload-diff.js';
-import { MemoryTokenStore } from '../../src/stores/memory.js';
-import { newChainView } from '../../src/stores/new-chain.js';
-import type { TokenState } from '../../src/stores/types.js';
-import { Secret } from '../../src/util/secret.js';
 import { generatedSecret, useHarness } from '../helpers/harness.js';
 
 const harness = useHarness();
@@ -17,17 +13,6 @@ function sessionAccount(loginUrl: string, password: string, extra: Record<string
     upstream: 'http://127.0.0.1:9/api',
     auth: { flow: 'session', loginUrl, username: 'u', password },
     ...extra,
-  };
-}
-
-function stateWith(token: string): TokenState {
-  const now = Date.now();
-  return {
-    accessToken: new Secret(token),
-    obtainedAt: now,
-    expiresAt: now + 3_600_000,
-    lifetimeMs: 3_600_000,
-    refreshToken: undefined,
   };
 }
 
@@ -106,18 +91,6 @@ describe('H2 live reload: what changed, and whose chain goes on', () => {
     await expect(reloader.reload('SIGHUP')).resolves.toBeUndefined();
     expect(counted).toEqual(['rejected']);
     expect(logged.map((entry) => [entry.fields.trigger, entry.msg])).toEqual([['SIGHUP', RELOAD_FAILED]]);
-  });
-
-  it("H2: a new chain's view hides the old credentials' stored state, and its first save replaces it", async () => {
-    const store = new MemoryTokenStore();
-    const saved = await store.save('a', stateWith('old'), null);
-    expect(saved.saved).toBe(true);
-    const view = newChainView(store, 'a');
-    expect(await view.load('a')).toBeUndefined();
-    const result = await view.save('a', stateWith('new'), null);
-    expect(result.saved).toBe(true);
-    expect((await view.load('a'))?.state.accessToken.reveal()).toBe('new');
-    expect((await store.load('a'))?.state.accessToken.reveal()).toBe('new');
   });
 
   it('H2: a changed refresh policy keeps the token (a new manager adopts the stored chain); a changed auth logs in anew', async () => {
