@@ -31,7 +31,7 @@ const scryptAsync = promisify(scrypt) as (
  * user name, scope, audience, client authentication, the paths of secret files ...). A secret that
  * lives in a file is named by its path: a rotated file is the same `auth`, as a reload sees it.
  * Reading it teaches nothing a dictionary attack on the secret gets cheaply (scrypt, 16 MiB per
- * guess). Computed once per token manager (kept per process for the same settings), never per request.
+ * guess). With no inline secret there is nothing to protect: a SHA-256 of the settings, no scrypt. Computed once per token manager (kept per process for the same settings), never per request.
  */
 export function credentialsFingerprint(auth: AuthConfig): Promise<string> {
   const secrets: string[] = [];
@@ -45,6 +45,12 @@ export function credentialsFingerprint(auth: AuthConfig): Promise<string> {
   const key = createHash('sha256').update(settings).update('\0').update(material).digest('base64url');
   const known = computed.get(key);
   if (known !== undefined) return known;
+  // Nothing secret in the settings themselves (secrets in files are named by path): a plain digest
+  // teaches nothing, and a start spends no scrypt (16 MiB, tens of ms) before its first save.
+  if (secrets.length === 0)
+    return Promise.resolve(
+      `${RECIPE}:${createHash('sha256').update(`bearer-sidecar/${RECIPE}\0${settings}`).digest('base64url')}`,
+    );
   const fingerprint = scryptAsync(material, `bearer-sidecar/${RECIPE}\0${settings}`, DIGEST_BYTES, SCRYPT).then(
     (digest) => `${RECIPE}:${digest.toString('base64url')}`,
   );

@@ -1,4 +1,7 @@
 import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { credentialsFingerprint } from '../../src/config/credentials-fingerprint.js';
 import type { AccountConfig } from '../../src/config/resolve.js';
@@ -234,6 +237,25 @@ describe('H2 a stored chain belongs to the credentials that made it', () => {
     expect(first).toBe(again);
     expect(other).not.toBe(first);
     await stopAll();
+  });
+
+  it('H2: credentials whose secrets are all in files are fingerprinted by their settings: the same settings the same, another file or user another', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bs-fingerprint-'));
+    const [a, b] = [join(dir, 'a'), join(dir, 'b')];
+    writeFileSync(a, 'same-secret', { mode: 0o600 });
+    writeFileSync(b, 'same-secret', { mode: 0o600 });
+    const { password: _inline, ...fileAuth } = { ...OLD_AUTH, passwordFile: a };
+    const fingerprints = await Promise.all([
+      credentialsFingerprint(testAccount(fileAuth).auth),
+      credentialsFingerprint(testAccount(fileAuth).auth),
+      credentialsFingerprint(testAccount({ ...fileAuth, passwordFile: b }).auth),
+      credentialsFingerprint(testAccount({ ...fileAuth, username: 'someone-else' }).auth),
+      credentialsFingerprint(testAccount(OLD_AUTH).auth),
+    ]);
+    expect(fingerprints[0]).toMatch(/^cf1:[A-Za-z0-9_-]{43}$/);
+    expect(fingerprints[1]).toBe(fingerprints[0]);
+    expect(new Set(fingerprints).size).toBe(4);
+    rmSync(dir, { recursive: true });
   });
 });
 
