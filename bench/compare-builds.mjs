@@ -22,8 +22,12 @@ const args = process.argv.slice(2);
 const option = (name, fallback) => {
   const at = args.indexOf(`--${name}`);
   if (at === -1) return fallback;
-  const [value] = args.splice(at, 2).slice(1);
-  return Number(value);
+  const value = Number(args.splice(at, 2)[1]);
+  if (!Number.isInteger(value) || value < 1) {
+    console.error(`--${name} takes a whole number of at least 1`);
+    process.exit(2);
+  }
+  return value;
 };
 const passes = option('passes', 7);
 const seconds = option('duration', 4);
@@ -34,7 +38,12 @@ if (args.length === 0) {
 const NODE_FLAGS = ['--max-semi-space-size=4', '--liftoff-only'];
 const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 const children = [];
-process.on('exit', () => children.forEach((child) => child.kill('SIGTERM')));
+let dir;
+// However it ends (a failed side throws): the processes go, and the directory with the password file.
+process.on('exit', () => {
+  children.forEach((child) => child.kill('SIGTERM'));
+  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+});
 
 /** A process whose JSON stdout lines can be waited for. */
 function start(core, argv, env = {}) {
@@ -72,7 +81,7 @@ function cpuSeconds(pid) {
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
-const dir = mkdtempSync(join(tmpdir(), 'bs-compare-'));
+dir = mkdtempSync(join(tmpdir(), 'bs-compare-'));
 const password = `pw-${process.pid}-${Date.now()}`;
 const world = start('0', [process.execPath, join(root, 'bench/upstream.mjs')], { BENCH_PASSWORD: password });
 const { upstream, loginUrl, refreshUrl } = await world.firstLine((entry) => entry.upstream !== undefined);
@@ -94,7 +103,7 @@ for (const side of args) {
   const [name, cli] = side.split('=');
   const proc = start('1', [process.execPath, ...NODE_FLAGS, cli, '--config', join(dir, 'config.yaml')]);
   const { data } = await proc.firstLine((entry) => entry.msg === 'bearer-sidecar listening');
-  await proc.firstLine((entry) => String(entry.msg).startsWith('token request: login'));
+  await proc.firstLine((entry) => entry.msg === 'token request: login succeeded');
   sides.push({ name, proc, url: data });
 }
 
@@ -140,5 +149,4 @@ for (const side of sides) {
   );
   console.log(`${''.padEnd(14)}passes (rps): ${side.rps.map((value) => Math.round(value)).join(' ')}`);
 }
-rmSync(dir, { recursive: true, force: true });
 process.exit(0);

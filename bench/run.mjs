@@ -149,7 +149,7 @@ async function startSidecar(dir, name, world, refresh, cliPath = join(root, 'dis
   const cli = [...flags, cliPath, '--config', config];
   const proc = startOnProxyCore(cli);
   const line = await proc.firstLine((entry) => entry.msg === 'bearer-sidecar listening');
-  await proc.firstLine((entry) => String(entry.msg).startsWith('token request: login'));
+  await proc.firstLine((entry) => entry.msg === 'token request: login succeeded');
   return { child: proc.child, data: line.data, admin: line.admin };
 }
 
@@ -162,7 +162,7 @@ async function startDpopSidecar(dir, world, flags) {
   );
   const proc = startOnProxyCore([...flags, join(root, 'dist/cli.js'), '--config', config]);
   const line = await proc.firstLine((entry) => entry.msg === 'bearer-sidecar listening');
-  await proc.firstLine((entry) => String(entry.msg).startsWith('token request: login'));
+  await proc.firstLine((entry) => entry.msg === 'token request: login succeeded');
   return { child: proc.child, data: line.data };
 }
 

@@ -67,7 +67,7 @@ export class DataPlane {
   /** H3: set once tracing has started; undefined when it is off (then a request has no span either). */
   #tracing: Tracing | undefined;
   #closeIdleConnections: () => void = () => undefined;
-  /** Pass 6 as one function made once (no closure per request). */
+  /** Pass 6 as one function made once: the 'close' listener passes it the request (no second closure per request). */
   readonly #finishRequest = (inbound: InboundRequest): void => this.#finish(inbound);
 
   constructor(options: DataPlaneOptions) {
