@@ -19,7 +19,7 @@ import type { AccountConfig } from './config/resolve.js';
 import type { TokenFlow } from './flows/types.js';
 import type { UpstreamAccount } from './proxy/upstream.js';
 import type { Server } from 'node:http';
-import { drainServers, type DataListener } from './app-listeners.js';
+import { drainServers } from './app-listeners.js';
 
 /** One account as the sidecar runs it: the data plane's view, the admin view, and what a reload compares. */
 export interface RunningAccount extends UpstreamAccount, AccountView {
@@ -250,17 +250,13 @@ export class Retiring {
   }
 
   /**
-   * What a reload cut short by a stop bound and built: once the stop has drained the ports it
-   * `bound` (`drained`), those bound after the stop began drain too, then the accounts `built` for
-   * them close (their requests on those ports have ended by then).
+   * What a reload cut short by a stop built: the accounts `built` for its new ports close once the
+   * stop has drained those ports (`drained`), so their requests there have ended by then. Every
+   * such port was bound before the stop began (one bound after is closed at once), so the stop's
+   * own drain, with its one deadline, covers them all.
    */
-  builtAtStop(
-    drained: Promise<void>,
-    what: { bound: DataListener[]; built: RunningAccount[]; previous: RunningAccount[] },
-  ): void {
-    const servers = what.bound.map(({ server }) => server);
-    const late = () => drainServers(servers, this.#o.timeoutMs());
-    this.#track(drained.then(late).then(() => retireBuilt(what.built, what.previous)));
+  builtAtStop(drained: Promise<void>, what: { built: RunningAccount[]; previous: RunningAccount[] }): void {
+    this.#track(drained.then(() => retireBuilt(what.built, what.previous)));
   }
 
   /** Resolves once everything retiring now has closed. */

@@ -294,6 +294,25 @@ export class Sidecar {
   }
 
   /**
+   * H2: binds the data ports of `wanted` not `kept` (a reload's new ones), one by one, into
+   * `ports.listeners`; false (no more bound) when stop() began meanwhile. stop() drains the ports
+   * it found listed when it began: one bound after that is closed at once (with any connection it
+   * took), so none outlives the stop's drain. A bind that fails throws (those listed stay for the
+   * caller to close).
+   */
+  async #bindNewPorts(wanted: WantedListener[], kept: DataListener[], ports: NewPorts): Promise<boolean> {
+    // New ports answer with the new configuration's rules (inbound, Host/Origin) from their first
+    // request: on `interim` once the reload has built it, then on the new data plane like every port.
+    const dataPlaneOfNewPorts = () => ports.interim ?? this.#dataPlane;
+    for (const w of wanted.filter((one) => !kept.some((listener) => sameListener(listener, one)))) {
+      const listener = await this.#bindData(w, dataPlaneOfNewPorts);
+      if (this.#stopping) return closeServer(listener.server, { force: true }).then(() => false);
+      ports.listeners.push(listener);
+    }
+    return true;
+  }
+
+  /**
    * H2: applies a new, already validated configuration while serving. Refused (nothing changes)
    * when `store` changed or a new address cannot be bound. Unchanged accounts keep everything;
    * changed ones keep their token manager (tokens, refresh chain) unless auth, refresh, tls or
@@ -323,12 +342,8 @@ export class Sidecar {
     const ports: NewPorts = (this.#newPorts = noNewPorts());
     const bound = ports.listeners;
     let admin: Server | undefined;
-    // New ports answer with the new configuration's rules (inbound, Host/Origin) from their first
-    // request: on `interim` until the swap below, then on the new data plane like every port.
-    const dataPlaneOfNewPorts = () => ports.interim ?? this.#dataPlane;
     try {
-      for (const w of wanted)
-        if (!kept.some((l) => sameListener(l, w))) bound.push(await this.#bindData(w, dataPlaneOfNewPorts));
+      if (!(await this.#bindNewPorts(wanted, kept, ports))) return { outcome: 'rejected', reasons: [NOT_SERVING] };
       admin = await this.#bindNewAdmin(next);
     } catch (error) {
       await Promise.all(bound.map(({ server }) => closeServer(server, { force: true })));
@@ -357,7 +372,7 @@ export class Sidecar {
       // ones; what was built for the new config goes once their requests have ended.
       ports.interim.startDraining(this.#shutdown.closeIdle); // in case stop() has not drained yet
       if (admin !== undefined) await closeServer(admin, { force: true });
-      this.#retiring.builtAtStop(this.#shutdown.drained, { bound, built: [...plan.accounts.values()], previous });
+      this.#retiring.builtAtStop(this.#shutdown.drained, { built: [...plan.accounts.values()], previous });
       return { outcome: 'rejected', reasons: [NOT_SERVING] };
     }
     const retired = this.#servers.filter((listener) => !kept.includes(listener)).map(({ server }) => server);

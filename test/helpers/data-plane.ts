@@ -38,6 +38,8 @@ export interface DataPlaneHarness {
   observed: number[];
   replays: ReplayOutcome[];
   log: ReturnType<typeof captureLogger>;
+  /** R10: the account's upstream connection slots (a test can see that every request gave its slot back). */
+  slots: ConnectionSlots;
   close(): Promise<void>;
 }
 
@@ -137,6 +139,7 @@ export async function startDataPlane(options: {
     observed,
     replays,
     log,
+    slots: account.slots,
     async close() {
       for (const socket of sockets) socket.destroy();
       await closeServer(server, { force: true });

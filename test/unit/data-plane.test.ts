@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AnswerBody } from '../../src/proxy/answer-body.js';
 import type { Transport } from '../../src/proxy/transport.js';
 import type { ActiveToken } from '../../src/tokens/active-token.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { activeToken, startDataPlane, type DataPlaneHarness, type StubTokens } from '../helpers/data-plane.js';
 import {
   getAndClose,
@@ -18,6 +19,11 @@ afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()?.();
 });
 
+/** What Java's HttpClient sends on plain http by default: a GET that offers an upgrade to h2c. */
+function h2cOffer(target = '/x'): string {
+  return `GET ${target} HTTP/1.1\r\nhost: localhost\r\nconnection: Upgrade, HTTP2-Settings\r\nupgrade: h2c\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n`;
+}
+
 const OK_ANSWER = 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok';
 
 async function upstreamAnswering(
@@ -31,7 +37,7 @@ async function upstreamAnswering(
 async function plane(
   upstream: RawUpstream,
   tokens: StubTokens,
-  options: { retryOn?: number[]; transport?: Transport } = {},
+  options: { retryOn?: number[]; transport?: Transport; connections?: number; clock?: FakeClock } = {},
 ): Promise<DataPlaneHarness> {
   const harness = await startDataPlane({ upstream: upstream.url, tokens, ...options });
   cleanups.push(() => harness.close());
@@ -382,6 +388,27 @@ describe('F5: upgrades the upstream cannot take', () => {
       message: expect.stringContaining('connection refused'),
     });
     expect(observed).toEqual([502]);
+  });
+});
+
+describe('R10 upgrade offers served as plain requests give their connection back', () => {
+  it('R10: h2c upgrade offers in a row on a pool of one are each answered and counted, and each gives its slot back', async () => {
+    const upstream = await upstreamAnswering();
+    // A fake clock that never moves: a slot not given back would leave the next offer queued for good.
+    const { url, observed, slots } = await plane(
+      upstream,
+      { current: () => activeToken('good-token') },
+      { connections: 1, clock: new FakeClock() },
+    );
+    for (const expected of [[200], [200, 200]]) {
+      const raw = await rawExchange(url, h2cOffer());
+      expect(statusLines(raw)).toEqual(['HTTP/1.1 200 OK']);
+      expect(raw.endsWith('ok')).toBe(true);
+      expect(observed).toEqual(expected);
+      const release = slots.take();
+      expect(release).toBeDefined();
+      release?.();
+    }
   });
 });
 

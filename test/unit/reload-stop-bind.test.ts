@@ -1,0 +1,91 @@
+import type { Server } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { describe, expect, it, vi } from 'vitest';
+import { parseConfig } from '../../src/config/load.js';
+import type { ListenAddress } from '../../src/util/http-server.js';
+import { useHarness } from '../helpers/harness.js';
+import { freePort, waitFor } from '../helpers/ports.js';
+
+// The seam: a bind of the held port completes, then waits for the test before the reload hears of it.
+const held = vi.hoisted(() => ({
+  port: 0,
+  bound: (): void => undefined,
+  release: Promise.resolve(),
+}));
+vi.mock('../../src/util/http-server.js', async (importOriginal) => {
+  const original = await importOriginal<typeof import('../../src/util/http-server.js')>();
+  return {
+    ...original,
+    listen: async (server: Server, address: ListenAddress) => {
+      await original.listen(server, address);
+      if ('port' in address && address.port === held.port && held.port !== 0) {
+        held.bound();
+        await held.release;
+      }
+    },
+  };
+});
+
+const harness = useHarness();
+
+/** True once a connection to `port` is refused (nothing listens there any more). */
+function refused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', () => resolve(true));
+  });
+}
+
+/** A client connection to `port` that sends nothing (a pre-opened keep-alive connection), once connected. */
+function idleConnection(port: number): Promise<{ socket: Socket; closed: Promise<void> }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    const closed = new Promise<void>((done) => socket.once('close', () => done()));
+    socket.once('connect', () => resolve({ socket, closed }));
+    socket.once('error', reject);
+  });
+}
+
+describe('H2 live reload: a stop during the reload binding its new ports', () => {
+  it('H2: a port a reload binds after stop() began is closed at once, not drained later on a fresh shutdownTimeout; stop ends with its idle connection closed', async () => {
+    const { tokenServer, password } = await harness.sessionTokenServer();
+    const account = (extra: Record<string, unknown> = {}) => ({
+      upstream: 'http://127.0.0.1:9/api',
+      auth: { flow: 'session', loginUrl: tokenServer.loginUrl, username: 'u', password },
+      ...extra,
+    });
+    // Longer than the test's own timeout: a port left to a later drain would hold stop() that long.
+    const base = { shutdownTimeout: '5m', accounts: { a: account({ default: true }) } };
+    const sidecar = await harness.sidecar(base);
+    const [first, second] = [await freePort(), await freePort()];
+    let release: () => void = () => undefined;
+    held.release = new Promise<void>((resolve) => (release = resolve));
+    const bound = new Promise<void>((resolve) => (held.bound = resolve));
+    held.port = second;
+    const next = parseConfig({
+      listen: { host: '127.0.0.1', port: 0 },
+      admin: { host: '127.0.0.1', port: 0 },
+      ...base,
+      accounts: {
+        ...base.accounts,
+        b: account({ route: { port: first } }),
+        c: account({ route: { port: second } }),
+      },
+    });
+    const reload = sidecar.reload(next);
+    await bound;
+    const stopped = sidecar.stop();
+    // stop() has drained what it knew of (the first new port) while the second bind was under way.
+    await waitFor('the first new port to close', () => refused(first));
+    const idle = await idleConnection(second);
+    release();
+    expect(await reload).toEqual({ outcome: 'rejected', reasons: ['not serving (still starting, or stopping)'] });
+    await stopped;
+    await idle.closed;
+    expect(await refused(second)).toBe(true);
+  }, 15_000);
+});
