@@ -33,6 +33,8 @@ export interface RunningAccount extends UpstreamAccount, AccountView {
   unwatchSecrets: Array<() => void>;
   /** T3: the refresh tokens its token manager spent (H2: a new manager for the same credentials goes on with them). */
   spentRefreshTokens: SpentRefreshTokens;
+  /** H2: its token manager began a new chain after a change of `auth` (a later manager of the same `auth` inherits it). */
+  newChain: boolean;
 }
 
 /** What building an account's token side needs from the sidecar. */
@@ -53,7 +55,7 @@ export interface TokenSideContext {
 /** What an account's token side is made of (a reload keeps it whole or replaces it whole: H2). */
 export type TokenSide = Pick<
   RunningAccount,
-  'manager' | 'flow' | 'tokenEgress' | 'status' | 'history' | 'unwatchSecrets' | 'spentRefreshTokens'
+  'manager' | 'flow' | 'tokenEgress' | 'status' | 'history' | 'unwatchSecrets' | 'spentRefreshTokens' | 'newChain'
 > & {
   /** E6: the proxy (or none) for the token endpoint; the upstream's follows the upstream, built with the pool. */
   tokenEndpointProxy: EgressProxy | undefined;
@@ -79,6 +81,7 @@ export function buildTokenSide(account: AccountConfig, store: TokenStore, contex
     connectTimeoutMs: account.timeouts.connectMs,
   });
   const spentRefreshTokens = context.spentRefreshTokens ?? new SpentRefreshTokens();
+  const newChain = context.newChain === true;
   const manager = new TokenManager({
     account: account.name,
     flow,
@@ -93,8 +96,9 @@ export function buildTokenSide(account: AccountConfig, store: TokenStore, contex
     secretFiles,
     tracing: context.tracing,
     spentRefreshTokens,
-    credentials: () => credentialsFingerprint(account.auth),
-    unmarkedRecords: context.newChain === true ? 'foreign' : 'adopt',
+    // H2: the memory store's records never leave the process: no scrypt for them.
+    credentials: () => credentialsFingerprint(account.auth, { inProcess: store.type === 'memory' }),
+    unmarkedRecords: newChain ? 'foreign' : 'adopt',
   });
   return {
     manager,
@@ -105,6 +109,7 @@ export function buildTokenSide(account: AccountConfig, store: TokenStore, contex
     history: manager.history,
     unwatchSecrets,
     spentRefreshTokens,
+    newChain,
   };
 }
 
@@ -116,14 +121,16 @@ export function keepsTokenSide(old: AccountConfig, next: AccountConfig): boolean
 
 /** H2: the token side a rebuilt account keeps from its running one. */
 export function tokenSideOf(running: RunningAccount): TokenSide {
-  const { manager, flow, tokenEgress, status, history, unwatchSecrets, spentRefreshTokens } = running;
+  const { manager, flow, tokenEgress, status, history, unwatchSecrets, spentRefreshTokens, newChain } = running;
   const tokenEndpointProxy = running.proxies.tokenEndpoint;
-  return { manager, flow, tokenEgress, status, history, unwatchSecrets, spentRefreshTokens, tokenEndpointProxy };
+  const kept = { manager, flow, tokenEgress, status, history, unwatchSecrets, spentRefreshTokens, newChain };
+  return { ...kept, tokenEndpointProxy };
 }
 
 /**
  * H2: what a new token manager takes over from the one it replaces: its spent refresh tokens
- * (same `auth`), or the knowledge that it begins a new chain (`newChain`: `auth` changed).
+ * (same `auth`), or the knowledge that it begins a new chain (`newChain`: `auth` changed, or
+ * the one it replaces began one).
  */
 export type ChainInheritance = Pick<TokenSideContext, 'spentRefreshTokens' | 'newChain'>;
 
@@ -169,8 +176,8 @@ export function buildAccountsAtOnce(
  * started once the reload is applied). The old one stops first, so its last save is in the store
  * before the new one reads it. Same auth: the new one goes on with the old one's spent refresh
  * tokens (T3); new auth: a new chain that does not adopt the stored state (its records carry
- * the old credentials' fingerprint, or none: `newChain`). Ends early once
- * `stopping()` says so.
+ * the old credentials' fingerprint, or none: `newChain`), and so does a manager of the same auth
+ * replacing one that began a new chain. Ends early once `stopping()` says so.
  */
 export async function replaceManagers(
   plan: AccountsPlan,
@@ -183,7 +190,9 @@ export async function replaceManagers(
     const old = previous.find((account) => account.name === config.name) as RunningAccount;
     await old.manager.stop();
     const authChanged = !sameSetting(old.config.auth, config.auth);
-    const chain = authChanged ? { newChain: true } : { spentRefreshTokens: old.spentRefreshTokens };
+    const chain = authChanged
+      ? { newChain: true }
+      : { spentRefreshTokens: old.spentRefreshTokens, newChain: old.newChain };
     const account = options.build(config, { chain });
     plan.accounts.set(config.name, account);
     fresh.push(account);

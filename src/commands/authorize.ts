@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { credentialsFingerprint } from '../config/credentials-fingerprint.js';
 import { ConfigError } from '../config/load.js';
 import type { AccountConfig, ConfigProblem, OAuth2Auth, SidecarConfig } from '../config/resolve.js';
 import { tokenEndpointTls } from '../config/tls.js';
@@ -76,7 +77,15 @@ export async function runAuthorize(config: SidecarConfig, options: AuthorizeOpti
   );
 
   const storedRevision =
-    config.store.type === 'memory' ? undefined : await saveToStore(config, account.name, state, options.store, logger);
+    config.store.type === 'memory'
+      ? undefined
+      : await saveToStore(
+          config,
+          account.name,
+          { ...state, credentials: await runningFingerprint(auth) },
+          options.store,
+          logger,
+        );
   if (options.out !== undefined) await writeSecretFile(options.out, refreshToken);
   options.print(
     nextSteps(config, account.name, { storedRevision, out: options.out, refreshToken, expiresAt: state.expiresAt }),
@@ -193,6 +202,15 @@ function authorizableAccount(config: SidecarConfig, name: string): AccountConfig
     problems.push({ path: `${path}.clientId`, message: 'required for bearer-sidecar authorize' });
   if (problems.length > 0) throw new ConfigError(problems);
   return account;
+}
+
+/**
+ * H2: the fingerprint of the credentials that will run the stored chain: the account's `auth` with
+ * `grant: refresh_token`, as the printed next step says to set it, so only replicas running them
+ * adopt it (not those still on other credentials).
+ */
+function runningFingerprint(auth: OAuth2Auth): Promise<string> {
+  return credentialsFingerprint({ ...auth, grant: 'refresh_token' });
 }
 
 /** Compare-and-set against what is stored, so a chain saved meanwhile is replaced knowingly, never blindly. */

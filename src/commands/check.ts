@@ -1,5 +1,6 @@
 import type { DpopKeyReport } from '../flows/dpop.js';
 import type { AccountConfig, SidecarConfig } from '../config/resolve.js';
+import { credentialsFingerprint } from '../config/credentials-fingerprint.js';
 import { tokenEndpointTls } from '../config/tls.js';
 import { describeProxy, proxyFor } from '../config/egress.js';
 import { TokenEgress } from '../flows/proxy-agent.js';
@@ -368,7 +369,9 @@ async function keepRotatedChain(
       next: `run bearer-sidecar authorize ${account.name} --out FILE for a new chain, or use a file/redis store so check --login keeps it`,
     };
   }
-  const saved = await context.store.save(account.name, state, null).catch((error: unknown) => asError(error));
+  // H2: marked with the credentials' fingerprint, so only replicas running these credentials adopt it.
+  const marked = { ...state, credentials: await credentialsFingerprint(account.auth) };
+  const saved = await context.store.save(account.name, marked, null).catch((error: unknown) => asError(error));
   if (saved instanceof Error || !saved.saved) {
     return {
       good: false,

@@ -21,7 +21,9 @@ export interface SharedChainOptions {
   log: Logger;
   /**
    * H2: the fingerprint of the account's credentials, computed once from construction on (reading
-   * a record and saving wait for it); absent: every record is ours.
+   * a record and saving wait for it); absent: every record is ours. A failed computation is
+   * logged, every record is taken as ours meanwhile (saved unmarked), and it is tried again at
+   * the next read or save.
    */
   credentials?: (() => Promise<string>) | undefined;
   /** H2: what a record without a fingerprint (an older version's) is taken for; default `adopt`. */
@@ -66,14 +68,45 @@ export class SharedChain {
   #unsubscribe: () => void = () => undefined;
   /** H2: the fingerprint of our credentials, stamped on every save; undefined: none (every record is ours). */
   #credentials: string | undefined;
-  /** H2: until the fingerprint is known, reads and saves wait for it (the first read is sent meanwhile). */
-  #credentialsKnown: Promise<unknown> = Promise.resolve();
+  /** H2: until the fingerprint is known, reads and saves wait for it (the first read is sent meanwhile); never rejects. */
+  #credentialsKnown: Promise<void> = Promise.resolve();
+  /** H2: the last computation of the fingerprint failed: the next read or save tries again. */
+  #credentialsFailed = false;
 
   constructor(options: SharedChainOptions) {
     this.#o = options;
     // H2: computed once, from construction on, so a first login's save rarely waits for it.
-    const { credentials } = options;
-    if (credentials !== undefined) this.#credentialsKnown = credentials().then((known) => (this.#credentials = known));
+    this.#computeCredentials();
+  }
+
+  #computeCredentials(): void {
+    const { credentials } = this.#o;
+    if (credentials === undefined) return;
+    this.#credentialsKnown = Promise.resolve()
+      .then(credentials)
+      .then(
+        (known) => {
+          if (this.#credentialsFailed) this.#o.log.info("the credentials' fingerprint is computed again");
+          this.#credentials = known;
+          this.#credentialsFailed = false;
+        },
+        (error: unknown) => {
+          if (!this.#credentialsFailed)
+            this.#o.log.error(
+              { err: messageOf(error) },
+              "cannot compute the credentials' fingerprint: every stored record is taken as this account's own and saved without one until it is computed (tried again at each read and save)",
+            );
+          this.#credentialsFailed = true;
+        },
+      );
+  }
+
+  /** H2: waits for the fingerprint; after a failed computation, computes it once more first. */
+  async #knowCredentials(): Promise<void> {
+    await this.#credentialsKnown;
+    if (!this.#credentialsFailed) return;
+    this.#computeCredentials();
+    await this.#credentialsKnown;
   }
 
   get revision(): number | undefined {
@@ -135,7 +168,7 @@ export class SharedChain {
       this.#recovered();
       // An empty store needs no fingerprint: a first start logs in without waiting for it.
       if (stored === undefined) return undefined;
-      await this.#credentialsKnown;
+      await this.#knowCredentials();
       return this.#ours(stored);
     } catch (error) {
       this.#failed('load', error);
@@ -192,9 +225,9 @@ export class SharedChain {
    * that one see ours as newer and adopt it instead of spending their (already spent) refresh token.
    */
   async save(given: TokenState): Promise<SaveOutcome> {
-    await this.#credentialsKnown;
-    const state = this.#credentials === undefined ? given : { ...given, credentials: this.#credentials };
     try {
+      await this.#knowCredentials();
+      const state = this.#credentials === undefined ? given : { ...given, credentials: this.#credentials };
       let result = await this.#o.store.save(this.#o.account, state, this.#revision ?? null);
       if (!result.saved && result.current === undefined)
         result = await this.#o.store.save(this.#o.account, state, null, this.#revision);

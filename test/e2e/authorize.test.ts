@@ -2,7 +2,9 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { Sidecar } from '../../src/app.js';
+import { credentialsFingerprint } from '../../src/config/credentials-fingerprint.js';
 import { loadConfig } from '../../src/config/load.js';
+import type { AuthConfig } from '../../src/config/resolve.js';
 import { TokenCodec } from '../../src/stores/codec.js';
 import { FileTokenStore } from '../../src/stores/file.js';
 import { silentLogger } from '../../src/util/logger.js';
@@ -135,6 +137,24 @@ describe('§2 bearer-sidecar authorize against oidc-provider (seed 004)', () => 
     const again = await fetch(`${sidecar.dataUrl()}/me`);
     expect(again.status).toBe(200);
     expect(await again.json()).toMatchObject({ sub: 'jsmith' });
+  });
+
+  it('H2, T10: authorize marks the stored chain with the fingerprint of the credentials that will run it (grant refresh_token), not with none that any replica adopts', async () => {
+    const state = join(dir, 'state.json');
+    const store = `{ type: file, path: ${state} }`;
+    const { cli, url } = await startAuthorize(['--config', writeConfig({ grant: 'client_credentials', store })]);
+    await signInAndConsent(url.href, { login: 'jsmith', password: generatedSecret('pw') });
+    expect(await cli.exited).toBe(0);
+    const stored = await new FileTokenStore({ path: state, codec: new TokenCodec(), logger: silentLogger() }).load(
+      'crm',
+    );
+    const running = loadConfig({ file: writeConfig({ grant: 'refresh_token', store }), env: {} }).accounts[0];
+    if (running === undefined) throw new Error('no account');
+    expect(stored?.state.credentials).toBe(await credentialsFingerprint(running.auth));
+    // Other credentials (another client) do not take it for theirs.
+    expect(stored?.state.credentials).not.toBe(
+      await credentialsFingerprint({ ...running.auth, clientId: 'another-client' } as AuthConfig),
+    );
   });
 
   it('§2 authorize: with the memory store, --out writes the refresh token (mode 0600) for refreshTokenFile, and the sidecar runs on it', async () => {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { OAuth2Server } from 'oauth2-mock-server';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { runCheck, type CheckResult } from '../../src/commands/check.js';
+import { credentialsFingerprint } from '../../src/config/credentials-fingerprint.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { SessionTokenServer } from '../../src/demo/session-token-server.js';
 import { TokenCodec } from '../../src/stores/codec.js';
@@ -322,6 +323,21 @@ describe('§2 check never disturbs a running sidecar chain (issue 8)', () => {
       const issued = JSON.parse(recorder.responses[0]?.body ?? '{}') as { refresh_token: string };
       const stored = await new FileTokenStore({ path, codec: new TokenCodec(), logger: silentLogger() }).load('crm');
       expect(stored?.state.refreshToken?.reveal()).toBe(issued.refresh_token);
+    });
+
+    it('H2, T10: the rotated chain check --login stores is marked with the fingerprint of the credentials checked, so replicas on other credentials do not adopt it', async () => {
+      writeFileSync(join(dir, 'rt'), generatedSecret('rt'));
+      const path = join(dir, 'state.json');
+      const config = parseConfig(
+        { store: { type: 'file', path }, accounts: { crm: refreshOnly(join(dir, 'rt')) } },
+        { env: {} },
+      );
+      const result = await runCheck(config, { login: true, send: recordingSend().send });
+      expect(result.accounts[0]).toMatchObject({ outcome: 'ok', revision: 1 });
+      const stored = await new FileTokenStore({ path, codec: new TokenCodec(), logger: silentLogger() }).load('crm');
+      const account = config.accounts[0];
+      if (account === undefined) throw new Error('no account');
+      expect(stored?.state.credentials).toBe(await credentialsFingerprint(account.auth));
     });
 
     it('§2 check / T3: with --login and the memory store, a rotated refresh token cannot be kept: not good, and says what to do', async () => {

@@ -12,6 +12,7 @@ import type { TokenStore } from '../../src/stores/types.js';
 import type { TokenManager } from '../../src/tokens/token-manager.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { Secret } from '../../src/util/secret.js';
+import { captureLogger } from '../helpers/capture-logger.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { startPrivateRedis, type PrivateRedis } from '../helpers/redis-server.js';
 import { ScriptedTokenServer } from '../helpers/scripted-token-server.js';
@@ -185,6 +186,38 @@ describe('H2 a stored chain belongs to the credentials that made it', () => {
     expect(oldCreds.server.count('login')).toBe(2);
     expect(holdsTokenOf(second, oldCreds)).toBe(true);
     await stopAll();
+  });
+
+  it('H2: a fingerprint that cannot be computed is logged as its own error, not a store problem: the manager logs in, serves and saves (unmarked), and computes it again at the next save', async () => {
+    const { group, clock } = world();
+    const creds = group(OLD_AUTH);
+    const store = new MemoryTokenStore();
+    const log = captureLogger();
+    let attempts = 0;
+    const failingOnce = () => {
+      attempts++;
+      return attempts === 1 ? Promise.reject(new Error('scrypt: memory limit exceeded')) : Promise.resolve('cf1:known');
+    };
+    const made = testTokenManager({
+      clock,
+      store,
+      account: creds.account,
+      logger: log.logger,
+      send: (request, sendOptions) => creds.server.send(request, sendOptions),
+      credentials: failingOnce,
+    });
+    const advance = (ms: number) => clock.advance(ms, () => made.settled());
+    await made.start();
+    await advance(SECOND);
+    expect(holdsTokenOf(made, creds)).toBe(true);
+    expect(made.status().storeProblem).toBeUndefined();
+    expect((await store.load('acct'))?.state.accessToken.reveal()).toBe(made.current()?.secret.reveal());
+    expect(log.text()).toMatch(/cannot compute the credentials' fingerprint/);
+    expect(log.text()).not.toMatch(/memory store: /);
+    made.requestRefresh('admin');
+    await advance(SECOND);
+    expect((await store.load('acct'))?.state.credentials).toBe('cf1:known');
+    await made.stop();
   });
 
   it('H2: the stored fingerprint holds no secret, nor a plain SHA-256 of one; only the secret changed is a new fingerprint', async () => {
