@@ -13,7 +13,6 @@
 // --peers adds nginx and HAProxy (bench/peers.mjs; Debian packages, installed when missing) as
 // reference rows: the same upstream and load, a static Authorization header added by each.
 // The run prints every pass, each row's spread, and each goal with its verdict (bench/report.mjs).
-import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -22,6 +21,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { ensurePeersInstalled, startPeers } from './peers.mjs';
+import { cpuSeconds, hasTaskset, onLoadCore, startOnProxyCore, startProcess } from './processes.mjs';
 import { print } from './report.mjs';
 import { steadyLoad } from './steady-load.mjs';
 
@@ -73,66 +73,9 @@ const withFloor = args.includes('--floor');
 const withDpop = args.includes('--dpop');
 const withPeers = args.includes('--peers');
 const root = fileURLToPath(new URL('..', import.meta.url));
-const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0 && cpus().length >= 2;
-
-/** Every process the bench started: killed when it exits, even on a crash, so none is left running. */
-const children = new Set();
-process.on('exit', () => {
-  for (const child of children) child.kill('SIGKILL');
-});
-
-function startProcess(command, argv, env = {}) {
-  const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
-  children.add(child);
-  child.on('exit', () => children.delete(child));
-  const lines = [];
-  const waiters = new Set();
-  let partial = '';
-  child.stdout.on('data', (chunk) => {
-    const parts = (partial + chunk).split('\n');
-    partial = parts.pop() ?? '';
-    for (const line of parts) if (line.startsWith('{')) lines.push(JSON.parse(line));
-    for (const check of waiters) check();
-  });
-  /** Resolves with the first JSON line (already seen or still to come) that matches. */
-  const firstLine = (match) =>
-    new Promise((resolve, reject) => {
-      const check = () => {
-        const found = lines.find(match);
-        if (found === undefined) return;
-        waiters.delete(check);
-        resolve(found);
-      };
-      waiters.add(check);
-      child.on('exit', (code) => reject(new Error(`${command} exited (${code})`)));
-      check();
-    });
-  return { child, firstLine };
-}
-
-/** A Node process on the proxy's core (core 1, when taskset can pin), where every measured proxy runs. */
-function startOnProxyCore(argv, env = {}) {
-  return hasTaskset
-    ? startProcess('taskset', ['-c', '1', process.execPath, ...argv], env)
-    : startProcess(process.execPath, argv, env);
-}
-
 /** Any program on the proxy's core (the peers of --peers); killed with the bench. */
 function startCommandOnProxyCore(command, argv) {
   return hasTaskset ? startProcess('taskset', ['-c', '1', command, ...argv]).child : startProcess(command, argv).child;
-}
-
-/** Clock ticks per second of /proc/PID/stat's CPU times (USER_HZ; 100 on Linux). */
-const TICKS_PER_SECOND = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
-
-/**
- * CPU seconds (user + system) a process has used so far. CPU time per request is the bench's
- * steadiest figure on a busy machine: others' load lowers a proxy's rps, hardly its cost per request.
- */
-function cpuSeconds(pid) {
-  // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
 function rssMiB(pid) {
@@ -443,12 +386,4 @@ async function expiryScenario(dir, concurrency) {
 }
 
 // Pin this process (load generator) and the upstream to core 0; the sidecar gets core 1.
-if (hasTaskset && process.env.BENCH_PINNED !== '1') {
-  const child = spawn('taskset', ['-c', '0', process.execPath, fileURLToPath(import.meta.url), ...args], {
-    stdio: 'inherit',
-    env: { ...process.env, BENCH_PINNED: '1' },
-  });
-  child.on('exit', (code) => process.exit(code ?? 1));
-} else {
-  await main();
-}
+await onLoadCore(import.meta.url, args, main);

@@ -3,6 +3,7 @@ import { request, Agent, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { describe, expect, it } from 'vitest';
+import type { FaultTokenServer } from '../helpers/fault-token-server.js';
 import { metricSum, useHarness } from '../helpers/harness.js';
 import { startHeldUpstream } from '../helpers/held-upstream.js';
 import { connectionRefused } from '../helpers/raw-client.js';
@@ -73,6 +74,26 @@ async function loggedInAgain(cli: RunningCli, name: string, before: Record<strin
       entry.account === name &&
       entry.fingerprint !== before.fingerprint,
   );
+}
+
+/**
+ * H2: a sidecar on `config` whose account `a` logged in and whose next token request (asked for
+ * through the admin port) stalls at `front`: a reload replacing a's token manager waits for it.
+ */
+async function sidecarWithStalledRefresh(
+  file: string,
+  config: string,
+  front: FaultTokenServer,
+): Promise<{ cli: RunningCli; admin: string }> {
+  writeFileSync(file, config);
+  const { cli, admin } = await harness.launchCli(['--config', file]);
+  await loggedIn(cli, 'a');
+  front.mode = 'stall';
+  // Started at once, or held by the loop guard (minInterval) for at most a second after the login.
+  const asked = await fetch(`${admin}/accounts/a/refresh`, { method: 'POST' });
+  expect(['started', 'deferred']).toContain(((await asked.json()) as { result: string }).result);
+  await waitFor('the stalled refresh', async () => front.received === 2);
+  return { cli, admin };
 }
 
 function appliedWith(cli: RunningCli, match: (entry: Record<string, unknown>) => boolean) {
@@ -296,15 +317,7 @@ describe('H2 live reload', () => {
     const slow = (refresh: string) =>
       `${account(viaFront, 'a', shared.url)}    default: true\n    refresh: ${refresh}\n`;
     const file = join(w.dir, 'c.yaml');
-    writeFileSync(file, configText([slow('{ minInterval: 1s }')]));
-    const { cli, admin } = await harness.launchCli(['--config', file]);
-    await loggedIn(cli, 'a');
-    // a's token request stalls: the reload replacing a's token manager waits for it to end.
-    front.mode = 'stall';
-    // Started at once, or held by the loop guard (minInterval) for at most a second after the login.
-    const asked = await fetch(`${admin}/accounts/a/refresh`, { method: 'POST' });
-    expect(['started', 'deferred']).toContain(((await asked.json()) as { result: string }).result);
-    await waitFor('the stalled refresh', async () => front.received === 2);
+    const { cli } = await sidecarWithStalledRefresh(file, configText([slow('{ minInterval: 1s }')]), front);
     const port = await freePort();
     const b = account(w, 'b', own.url).replace('route: { pathPrefix: /b }', `route: { port: ${port} }`);
     // The same reload asks for an API key: the new port asks for it at once, not after the swap.
@@ -333,14 +346,7 @@ describe('H2 live reload', () => {
     const viaFront: World = { ...w, loginUrl: front.url('/auth/login'), refreshUrl: front.url('/auth/refresh') };
     const slow = (refresh: string) => `${account(viaFront, 'a', held.url)}    refresh: ${refresh}\n`;
     const file = join(w.dir, 'c.yaml');
-    writeFileSync(file, configText([slow('{ minInterval: 1s }')]));
-    const { cli, admin } = await harness.launchCli(['--config', file]);
-    await loggedIn(cli, 'a');
-    // a's token request stalls: the reload replacing a's token manager waits for it to end.
-    front.mode = 'stall';
-    const asked = await fetch(`${admin}/accounts/a/refresh`, { method: 'POST' });
-    expect(['started', 'deferred']).toContain(((await asked.json()) as { result: string }).result);
-    await waitFor('the stalled refresh', async () => front.received === 2);
+    const { cli, admin } = await sidecarWithStalledRefresh(file, configText([slow('{ minInterval: 1s }')]), front);
     const port = await freePort();
     const b = account(w, 'b', held.url).replace('route: { pathPrefix: /b }', `route: { port: ${port} }`);
     writeFileSync(file, configText([slow('{ minInterval: 1s, timeout: 20s }'), b]));

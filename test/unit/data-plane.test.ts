@@ -62,6 +62,22 @@ function explodingToken(): ActiveToken {
   } as unknown as ActiveToken;
 }
 
+/** A data plane with a good token whose request counting throws: stands for a bug after the answer. */
+async function planeWhoseMetricsThrow(): Promise<DataPlaneHarness> {
+  const upstream = await upstreamAnswering();
+  const harness = await startDataPlane({
+    upstream: upstream.url,
+    tokens: { current: () => activeToken('good-token') },
+    metrics: {
+      observe: () => {
+        throw new Error('metrics broke');
+      },
+    },
+  });
+  cleanups.push(() => harness.close());
+  return harness;
+}
+
 /** Answers written on a raw socket (upgrades, CONNECT) name their code in the status line. */
 const RAW_503 = 'HTTP/1.1 503 token unavailable';
 const RAW_502 = 'HTTP/1.1 502 upstream unreachable';
@@ -172,17 +188,7 @@ describe('F5: no throw on any entry point can crash the process; the client alwa
   });
 
   it('F5: a throw while counting a finished request is logged; the client has its answer and the connection goes on', async () => {
-    const upstream = await upstreamAnswering();
-    const harness = await startDataPlane({
-      upstream: upstream.url,
-      tokens: { current: () => activeToken('good-token') },
-      metrics: {
-        observe: () => {
-          throw new Error('metrics broke');
-        },
-      },
-    });
-    cleanups.push(() => harness.close());
+    const harness = await planeWhoseMetricsThrow();
     const raw = await rawExchange(
       harness.url,
       'GET /a HTTP/1.1\r\nhost: localhost\r\n\r\nGET /b HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n',
@@ -194,17 +200,7 @@ describe('F5: no throw on any entry point can crash the process; the client alwa
   });
 
   it('F5: a throw while refusing a CONNECT is logged; the client has its 405 and the process lives', async () => {
-    const upstream = await upstreamAnswering();
-    const harness = await startDataPlane({
-      upstream: upstream.url,
-      tokens: { current: () => activeToken('good-token') },
-      metrics: {
-        observe: () => {
-          throw new Error('metrics broke');
-        },
-      },
-    });
-    cleanups.push(() => harness.close());
+    const harness = await planeWhoseMetricsThrow();
     const raw = await rawExchange(harness.url, 'CONNECT other.example:443 HTTP/1.1\r\nhost: other.example:443\r\n\r\n');
     expect(statusLines(raw)).toEqual(['HTTP/1.1 405 method not allowed']);
     expect(harness.log.lines().some((line) => line.level === 50)).toBe(true);
