@@ -8,7 +8,7 @@
 //   && (cd /tmp/b-X && npx tsc -p tsconfig.build.json)
 // Proxies run on core 1 and the load generator and upstream on core 0 (taskset, when present),
 // with the image's Node flags, as in bench/run.mjs. On a shared machine give it many passes: the
-// medians are what to read (docs/performance.md, "What the gap to the floor is made of").
+// medians are what to read, and a difference under the passes' spread says nothing (docs/performance.md, "Latest").
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
