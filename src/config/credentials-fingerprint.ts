@@ -61,6 +61,8 @@ export function credentialsFingerprint(auth: AuthConfig, options: FingerprintOpt
     }),
   );
   const material = JSON.stringify(secrets);
+  // The scrypt salt, and what the plain digest covers when there is no secret: the settings, tagged.
+  const salt = `bearer-sidecar/${RECIPE}\0${settings}`;
   if (options.inProcess === true) {
     const local = createHmac('sha256', LOCAL_KEY).update(settings).update('\0').update(material).digest('base64url');
     return Promise.resolve(`${LOCAL_RECIPE}:${local}`);
@@ -68,13 +70,11 @@ export function credentialsFingerprint(auth: AuthConfig, options: FingerprintOpt
   // Nothing secret in the settings themselves (secrets in files are named by path): a plain digest
   // teaches nothing, and a start spends no scrypt (16 MiB, tens of ms) before its first save.
   if (secrets.length === 0 && !settingsHoldSecrets(auth))
-    return Promise.resolve(
-      `${RECIPE}:${createHash('sha256').update(`bearer-sidecar/${RECIPE}\0${settings}`).digest('base64url')}`,
-    );
+    return Promise.resolve(`${RECIPE}:${createHash('sha256').update(salt).digest('base64url')}`);
   const key = createHash('sha256').update(settings).update('\0').update(material).digest('base64url');
   const known = computed.get(key);
   if (known !== undefined) return known;
-  const run = () => scryptAsync(material, `bearer-sidecar/${RECIPE}\0${settings}`, DIGEST_BYTES, SCRYPT);
+  const run = () => scryptAsync(material, salt, DIGEST_BYTES, SCRYPT);
   const digest = scryptQueue.then(run, run);
   scryptQueue = digest.catch(() => undefined);
   const fingerprint = digest.then((value) => `${RECIPE}:${value.toString('base64url')}`);
