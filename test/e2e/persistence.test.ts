@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { statSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
+import { Redis, type ChainableCommander } from 'ioredis';
 import { describe, expect, it, vi } from 'vitest';
 import type { SessionTokenServer } from '../../src/demo/session-token-server.js';
 import type { FaultTokenServer } from '../helpers/fault-token-server.js';
@@ -73,6 +73,39 @@ async function waitForOneNewToken(replicas: Array<{ admin: string }>, previous: 
       const fingerprints = await Promise.all(replicas.map(fingerprintOf));
       expect(fingerprints[0]).not.toBe(previous);
       expect(new Set(fingerprints).size).toBe(1);
+    },
+    { timeout: 20_000 },
+  );
+}
+
+/**
+ * Writes junk over the account's record atomically (WATCH/MULTI), and only while the record holds
+ * the token every replica serves. Junk written over a save that another replica has not read yet
+ * would be a different fault: that save is lost, and the replica still holding the refresh token
+ * it spent may send it once (docs/contract.md, R7's last choice). Under load that window is real.
+ */
+async function plantOverSharedRecord(
+  client: Redis,
+  key: string,
+  replicas: Array<{ admin: string }>,
+  plant: (multi: ChainableCommander) => unknown,
+): Promise<void> {
+  await vi.waitFor(
+    async () => {
+      await client.watch(key);
+      try {
+        const served = new Set(await Promise.all(replicas.map(fingerprintOf)));
+        const raw = await client.get(key);
+        const stored = raw === null ? undefined : new TokenCodec().decode('fleet', JSON.parse(raw) as unknown);
+        expect([...served]).toEqual([stored?.state.accessToken.fingerprint()]);
+      } catch (error) {
+        await client.unwatch();
+        throw error;
+      }
+      const multi = client.multi();
+      plant(multi);
+      // Null: the record changed after WATCH (a save), so nothing was planted: look again.
+      expect(await multi.exec()).not.toBeNull();
     },
     { timeout: 20_000 },
   );
@@ -257,15 +290,15 @@ describe('T10: replicas sharing Redis', () => {
           lifetimeMs: 60_000,
         },
       });
-      const junk: Array<() => Promise<unknown>> = [
-        () => client.set(key, '{"accessToken": "planted-not-json'),
-        () => client.del(key).then(() => client.hset(key, 'accessToken', 'planted-hash')),
-        () => client.set(key, JSON.stringify(foreign)),
+      const junk: Array<(multi: ChainableCommander) => unknown> = [
+        (multi) => multi.set(key, '{"accessToken": "planted-not-json'),
+        (multi) => multi.del(key).hset(key, 'accessToken', 'planted-hash'),
+        (multi) => multi.set(key, JSON.stringify(foreign)),
       ];
 
       for (const plant of junk) {
         const before = await fingerprintOf(replicas[0] as (typeof replicas)[number]);
-        await plant();
+        await plantOverSharedRecord(client, key, replicas, plant);
         // The next scheduled refresh finds the junk, sets it aside, and writes a record the other replica adopts.
         await waitForOneNewToken(replicas, before);
         for (const replica of replicas) expect((await fetch(`${replica.data}/vehicles`)).status).toBe(200);
