@@ -310,5 +310,47 @@ describe('T10: replicas sharing Redis', () => {
       expect(replicas.reduce((sum, replica) => sum + countLines(replica.cli, setAside), 0)).toBe(3);
       for (const replica of replicas) expect(replica.cli.stdout()).not.toContain('planted');
     }, 120_000);
+
+    it('R7: junk written over a save that a paused replica has not read: that replica sends its spent refresh token at most once, then both go on sharing one chain, no loop of token requests', async () => {
+      const w = await world(6);
+      await startRedis();
+      const config = writeConfig(w, 'clobber', `{ type: redis, url: "${redis.url}", keyPrefix: "r7c:" }`);
+      const [active, paused] = (await Promise.all([launch(config), launch(config)])) as [LaunchedCli, LaunchedCli];
+      for (const replica of [active, paused])
+        await vi.waitFor(async () => expect((await fetch(`${replica.admin}/readyz`)).status).toBe(200), {
+          timeout: 10_000,
+        });
+      const client = new Redis({ path: new URL(redis.url).pathname });
+      harness.defer(() => client.disconnect());
+      const key = 'r7c:token:fleet';
+      const before = await fingerprintOf(active);
+      // Paused (as a process starved of CPU is), it cannot read the next save before the junk lands.
+      paused.cli.child.kill('SIGSTOP');
+      harness.defer(() => paused.cli.child.kill('SIGCONT'));
+      await vi.waitFor(
+        async () => {
+          const served = await fingerprintOf(active);
+          const raw = await client.get(key);
+          const stored = raw === null ? undefined : new TokenCodec().decode('fleet', JSON.parse(raw) as unknown);
+          expect(served).not.toBe(before);
+          expect(stored?.state.accessToken.fingerprint()).toBe(served);
+        },
+        { timeout: 15_000 },
+      );
+      await client.set(key, '{"accessToken": "planted-over-a-save');
+      paused.cli.child.kill('SIGCONT');
+
+      // Both serve one token again, newer than the one the junk hid.
+      const hidden = await fingerprintOf(active);
+      await waitForOneNewToken([active, paused], hidden);
+      for (const replica of [active, paused]) expect((await fetch(`${replica.data}/vehicles`)).status).toBe(200);
+      expect(w.tokenServer.stats.refreshTokenReuse).toBeLessThanOrEqual(1);
+      expect(w.tokenServer.stats.logins).toBeLessThanOrEqual(2);
+      // And the chain goes on from there with refreshes alone: one more shared token, no more logins.
+      const { logins, rejectedRefreshes } = w.tokenServer.stats;
+      await waitForOneNewToken([active, paused], await fingerprintOf(active));
+      expect(w.tokenServer.stats).toMatchObject({ logins, rejectedRefreshes });
+      for (const replica of [active, paused]) expect(replica.cli.stdout()).not.toContain('planted');
+    }, 120_000);
   });
 });
