@@ -346,6 +346,9 @@ export class Sidecar {
       if (!(await this.#bindNewPorts(wanted, kept, ports))) return { outcome: 'rejected', reasons: [NOT_SERVING] };
       admin = await this.#bindNewAdmin(next);
     } catch (error) {
+      // A port stop() has begun to drain no longer listens: closeServer leaves it, with the requests
+      // in flight on it, to that drain. Closing here still matters when a stop begins right after
+      // (the ports would no longer be listed for it).
       await Promise.all(bound.map(({ server }) => closeServer(server, { force: true })));
       return { outcome: 'rejected', reasons: [`cannot listen: ${messageOf(error)}`] };
     }

@@ -19,6 +19,7 @@ export function listen(server: Server, address: ListenAddress): Promise<void> {
 /**
  * Stops accepting and resolves once open connections are gone. `force` also cuts idle and
  * busy keep-alive sockets at once (demo servers, the admin port), instead of letting them drain.
+ * A server no longer listening is being closed already (a drain): it is left as it is, forced or not.
  */
 export function closeServer(server: Server, options: { force?: boolean } = {}): Promise<void> {
   return new Promise((resolve) => {
