@@ -16,18 +16,24 @@ process.on('exit', () => {
 /**
  * Starts `command` with stdout read as JSON lines; `firstLine(match)` resolves with the first line
  * (already seen or still to come) that matches, and rejects if the process exits first.
+ * `fullGcs` counts the full mark-compact collections V8's `--trace-gc` reported (0 without it).
  */
 export function startProcess(command, argv, env = {}) {
   const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
   children.add(child);
   child.on('exit', () => children.delete(child));
+  const proc = { child, firstLine: undefined, fullGcs: 0 };
   const lines = [];
   const waiters = new Set();
   let partial = '';
   child.stdout.on('data', (chunk) => {
     const parts = (partial + chunk).split('\n');
     partial = parts.pop() ?? '';
-    for (const line of parts) if (line.startsWith('{')) lines.push(JSON.parse(line));
+    for (const line of parts) {
+      if (line.startsWith('{')) lines.push(JSON.parse(line));
+      // --trace-gc's lines (bench/run.mjs --trace-gc): full collections are counted, the rest dropped.
+      else if (line.includes('Mark-Compact')) proc.fullGcs++;
+    }
     for (const check of waiters) check();
   });
   const firstLine = (match) =>
@@ -42,7 +48,8 @@ export function startProcess(command, argv, env = {}) {
       child.on('exit', (code) => reject(new Error(`${command} exited (${code})`)));
       check();
     });
-  return { child, firstLine };
+  proc.firstLine = firstLine;
+  return proc;
 }
 
 /** A Node process on the proxy's core (core 1, when taskset can pin), where every measured proxy runs. */

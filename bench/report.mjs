@@ -48,6 +48,7 @@ export function print(report) {
   printRelative(report);
   printPasses(report);
   printCpu(report);
+  printFullGcs(report);
   printNotes(report);
   printGoals(report);
 }
@@ -107,6 +108,20 @@ function printCpu(report) {
       const values = row.passes[side].map((sample) => sample.cpuUsPerRequest).filter((value) => value !== undefined);
       return `${side} ${values.length === 0 ? '-' : spreadOf(values).median}`;
     });
+    console.log(`  ${row.scenario.padEnd(24)} ${parts.join('   ')}`);
+  }
+}
+
+/** --trace-gc: each Node side's full (mark-compact) collections in each pass; V8's slow mode shows as many. */
+function printFullGcs(report) {
+  const rows = report.rows.filter((row) => !row.latencyOnly);
+  const sides = Object.keys(rows[0]?.passes ?? {}).filter((side) =>
+    rows[0].passes[side].some((sample) => sample.fullGcs !== undefined),
+  );
+  if (sides.length === 0) return;
+  console.log('\nfull (mark-compact) collections per pass (--trace-gc):');
+  for (const row of rows) {
+    const parts = sides.map((side) => `${side} [${row.passes[side].map((sample) => sample.fullGcs).join(', ')}]`);
     console.log(`  ${row.scenario.padEnd(24)} ${parts.join('   ')}`);
   }
 }

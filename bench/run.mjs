@@ -39,6 +39,8 @@ const HELP = `npm run bench -- [options]   (or: node bench/run.mjs [options] aft
   --peers               nginx and HAProxy adding a static header (installed with apt-get when missing)
   --node-options FLAGS  V8/Node flags for the sidecar, the baseline and the floor (default: the container
                         image's, from the Dockerfile's ENTRYPOINT; --node-options "" for Node's defaults)
+  --trace-gc            adds V8's --trace-gc to those flags and prints each Node side's full (mark-compact)
+                        collections per pass: a pass in V8's slow mode shows as many of them
 Results: a table of medians, every pass with the spread (min-median-max; over 25% is noisy), the
 goals with their verdicts, and a JSON file under bench/results/.`;
 if (args.includes('--help') || args.includes('-h')) {
@@ -68,7 +70,11 @@ function imageNodeFlags() {
   if (entrypoint === undefined) throw new Error('no ENTRYPOINT ["node", ...] in the Dockerfile');
   return JSON.parse(entrypoint).filter((part) => part.startsWith('--'));
 }
-const nodeFlags = (argument('node-options') ?? imageNodeFlags().join(' ')).split(' ').filter(Boolean);
+const traceGc = args.includes('--trace-gc');
+const nodeFlags = [
+  ...(argument('node-options') ?? imageNodeFlags().join(' ')).split(' ').filter(Boolean),
+  ...(traceGc ? ['--trace-gc'] : []),
+];
 const withFloor = args.includes('--floor');
 const withDpop = args.includes('--dpop');
 const withPeers = args.includes('--peers');
@@ -93,7 +99,7 @@ async function startSidecar(dir, name, world, refresh, cliPath = join(root, 'dis
   const proc = startOnProxyCore(cli);
   const line = await proc.firstLine((entry) => entry.msg === 'bearer-sidecar listening');
   await proc.firstLine((entry) => entry.msg === 'token request: login succeeded');
-  return { child: proc.child, data: line.data, admin: line.admin };
+  return { child: proc.child, proc, data: line.data, admin: line.admin };
 }
 
 /** E4 (--dpop): a sidecar whose account proves possession of its key on every request (ES256 key made at start). */
@@ -106,14 +112,14 @@ async function startDpopSidecar(dir, world, flags) {
   const proc = startOnProxyCore([...flags, join(root, 'dist/cli.js'), '--config', config]);
   const line = await proc.firstLine((entry) => entry.msg === 'bearer-sidecar listening');
   await proc.firstLine((entry) => entry.msg === 'token request: login succeeded');
-  return { child: proc.child, data: line.data };
+  return { child: proc.child, proc, data: line.data };
 }
 
 /** The bare proxy of --floor, on the sidecar's core and with its Node flags. */
 async function startFloorProxy(world, flags) {
   const proc = startOnProxyCore([...flags, join(root, 'bench/floor-proxy.mjs')], { UPSTREAM: world.upstream });
   const line = await proc.firstLine((entry) => entry.floor !== undefined);
-  return { child: proc.child, data: line.floor };
+  return { child: proc.child, proc, data: line.floor };
 }
 
 async function startWorld(lifetime) {
@@ -175,6 +181,8 @@ async function main() {
   const bases = { direct: world.upstream, sidecar: sidecar.data };
   /** The processes whose RSS is sampled while their side is under load. */
   const pids = { sidecar: sidecar.child.pid };
+  /** The Node sides' processes, whose --trace-gc lines are counted (--trace-gc). */
+  const procs = { sidecar: sidecar.proc };
   const cleanup = [
     () => world.child.kill('SIGTERM'),
     () => sidecar.child.kill('SIGTERM'),
@@ -185,18 +193,21 @@ async function main() {
     const baseline = await startSidecar(dir, 'baseline', world, '{ minInterval: 5s }', baselineCli, nodeFlags);
     bases.baseline = baseline.data;
     pids.baseline = baseline.child.pid;
+    procs.baseline = baseline.proc;
     cleanup.push(() => baseline.child.kill('SIGTERM'));
   }
   if (withDpop) {
     const dpop = await startDpopSidecar(dir, world, nodeFlags);
     bases.dpop = dpop.data;
     pids.dpop = dpop.child.pid;
+    procs.dpop = dpop.proc;
     cleanup.push(() => dpop.child.kill('SIGTERM'));
   }
   if (withFloor) {
     const floor = await startFloorProxy(world, nodeFlags);
     bases.floor = floor.data;
     pids.floor = floor.child.pid;
+    procs.floor = floor.proc;
     cleanup.push(() => floor.child.kill('SIGTERM'));
   }
   if (withPeers) {
@@ -235,7 +246,9 @@ async function main() {
               ? undefined
               : setInterval(() => (rowRss[side] = Math.max(rowRss[side], rssMiB(pid))), 100);
           const cpuBefore = pid === undefined ? undefined : cpuSeconds(pid);
+          const gcsBefore = procs[side]?.fullGcs;
           const sample = await measure(scenario, `${base}${scenario.path}`);
+          const fullGcs = traceGc && gcsBefore !== undefined ? procs[side].fullGcs - gcsBefore : undefined;
           if (sampler) clearInterval(sampler);
           // Node sides only: a peer's pid is its master process, not the worker doing the work.
           const cpuUsPerRequest =
@@ -244,7 +257,7 @@ async function main() {
               : Math.round(((cpuSeconds(pid) - cpuBefore) * 1e6) / sample.total);
           if (sample.non2xx > 0 || sample.errors > 0)
             throw new Error(`${scenario.name} via ${side}: ${sample.non2xx} non-2xx, ${sample.errors} errors`);
-          samples[side].push({ rps: sample.rps, p50: sample.p50, p99: sample.p99, cpuUsPerRequest });
+          samples[side].push({ rps: sample.rps, p50: sample.p50, p99: sample.p99, cpuUsPerRequest, fullGcs });
         }
       }
       const pick = (side, key) => median(samples[side].map((sample) => sample[key]));
