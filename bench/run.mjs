@@ -285,6 +285,7 @@ async function main() {
       only === undefined || only.includes('expiry') ? await expiryScenario(dir, smoke ? 200 : 1000) : undefined;
     const report = {
       date: new Date().toISOString(),
+      smoke,
       machine: { cores: cpus().length, model: cpus()[0]?.model, node: process.version, pinned: hasTaskset },
       baseline: baselineCli,
       extraSides,
