@@ -32,7 +32,7 @@ export function startProcess(command, argv, env = {}) {
     for (const line of parts) {
       if (line.startsWith('{')) lines.push(JSON.parse(line));
       // --trace-gc's lines (bench/run.mjs --trace-gc): full collections are counted, the rest dropped.
-      else if (line.includes('Mark-Compact')) proc.fullGcs++;
+      else if (/ms: Mark-Compact/.test(line)) proc.fullGcs++;
     }
     for (const check of waiters) check();
   });

@@ -44,8 +44,7 @@ export function print(report) {
   console.log(
     `${report.passes} interleaved passes of ${report.durationSeconds} s, 50 connections (10 for uploads); medians`,
   );
-  if (report.smoke)
-    console.log('--smoke: a check that the bench works, one short pass without warm-up; its figures mean nothing');
+  if (report.smoke) console.log('--smoke: a check that the bench works; its figures mean nothing');
   printTable(report);
   printRelative(report);
   printPasses(report);

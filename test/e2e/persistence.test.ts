@@ -105,7 +105,10 @@ async function plantOverSharedRecord(
       const multi = client.multi();
       plant(multi);
       // Null: the record changed after WATCH (a save), so nothing was planted: look again.
-      expect(await multi.exec()).not.toBeNull();
+      const results = await multi.exec();
+      expect(results).not.toBeNull();
+      // Each planted command succeeded (a reply error would leave the record as it was).
+      expect(results?.map(([error]) => error)).toEqual(results?.map(() => null));
     },
     { timeout: 20_000 },
   );
@@ -323,16 +326,17 @@ describe('T10: replicas sharing Redis', () => {
       const client = new Redis({ path: new URL(redis.url).pathname });
       harness.defer(() => client.disconnect());
       const key = 'r7c:token:fleet';
-      const before = await fingerprintOf(active);
       // Paused (as a process starved of CPU is), it cannot read the next save before the junk lands.
-      paused.cli.child.kill('SIGSTOP');
+      expect(paused.cli.child.kill('SIGSTOP')).toBe(true);
       harness.defer(() => paused.cli.child.kill('SIGCONT'));
+      // A refresh after the pause is the active replica's, and its save one the paused replica has not read.
+      const refreshesBefore = w.tokenServer.stats.refreshes;
       await vi.waitFor(
         async () => {
           const served = await fingerprintOf(active);
           const raw = await client.get(key);
           const stored = raw === null ? undefined : new TokenCodec().decode('fleet', JSON.parse(raw) as unknown);
-          expect(served).not.toBe(before);
+          expect(w.tokenServer.stats.refreshes).toBeGreaterThan(refreshesBefore);
           expect(stored?.state.accessToken.fingerprint()).toBe(served);
         },
         { timeout: 15_000 },
@@ -344,6 +348,10 @@ describe('T10: replicas sharing Redis', () => {
       const hidden = await fingerprintOf(active);
       await waitForOneNewToken([active, paused], hidden);
       for (const replica of [active, paused]) expect((await fetch(`${replica.data}/vehicles`)).status).toBe(200);
+      // The fault happened: the paused replica read the junk, not the save it hid.
+      expect(
+        countLines(paused.cli, 'redis record cannot be used: set aside, the account goes on as with no stored state'),
+      ).toBe(1);
       expect(w.tokenServer.stats.refreshTokenReuse).toBeLessThanOrEqual(1);
       expect(w.tokenServer.stats.logins).toBeLessThanOrEqual(2);
       // And the chain goes on from there with refreshes alone: one more shared token, no more logins.

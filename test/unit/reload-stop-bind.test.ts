@@ -73,6 +73,7 @@ describe('H2 live reload: a stop during the reload binding its new ports', () =>
     held.release = new Promise<void>((resolve) => (release = resolve));
     const bound = new Promise<void>((resolve) => (held.bound = resolve));
     held.port = second;
+    harness.defer(() => (held.port = 0));
     const next = parseConfig({
       listen: { host: '127.0.0.1', port: 0 },
       admin: { host: '127.0.0.1', port: 0 },
@@ -104,6 +105,8 @@ describe('H2 live reload: a stop during the reload binding its new ports', () =>
     const auth = { flow: 'session', loginUrl: tokenServer.loginUrl, username: 'u', password };
     const base = { shutdownTimeout: '5m', accounts: { a: { upstream: upstream.url, default: true, auth } } };
     const sidecar = await harness.sidecar(base);
+    // Registered after the sidecar, so they run before its stop: a failing test leaves nothing held.
+    harness.defer(() => answerUpstream());
     const moved = await freePort();
     // The second new port is taken by another program: its bind fails.
     const taken = createNetServer();
@@ -114,7 +117,10 @@ describe('H2 live reload: a stop during the reload binding its new ports', () =>
     held.release = new Promise<void>((resolve) => (release = resolve));
     const reached = new Promise<void>((resolve) => (held.reached = resolve));
     held.portBefore = takenPort;
-    harness.defer(() => (held.portBefore = 0));
+    harness.defer(() => {
+      held.portBefore = 0;
+      release();
+    });
     const next = parseConfig({
       listen: { host: '127.0.0.1', port: moved },
       admin: { host: '127.0.0.1', port: 0 },
@@ -131,7 +137,7 @@ describe('H2 live reload: a stop during the reload binding its new ports', () =>
     await waitFor('the request to reach the upstream', async () => upstream.requests.length === 1);
     const stopped = sidecar.stop();
     release();
-    expect((await reload).outcome).toBe('rejected');
+    expect(await reload).toMatchObject({ outcome: 'rejected', reasons: [expect.stringMatching(/^cannot listen/)] });
     answerUpstream();
     expect((await answer).status).toBe(200);
     await stopped;
