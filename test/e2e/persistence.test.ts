@@ -329,14 +329,16 @@ describe('T10: replicas sharing Redis', () => {
       // Paused (as a process starved of CPU is), it cannot read the next save before the junk lands.
       expect(paused.cli.child.kill('SIGSTOP')).toBe(true);
       harness.defer(() => paused.cli.child.kill('SIGCONT'));
-      // A refresh after the pause is the active replica's, and its save one the paused replica has not read.
-      const refreshesBefore = w.tokenServer.stats.refreshes;
+      // The active replica serves a new token only once it has saved it (T3): a save made after the
+      // pause, which the paused replica has not read. (The token server counts a refresh earlier,
+      // when it answers: junk planted then would land before that save, which sets it aside.)
+      const before = await fingerprintOf(active);
       await vi.waitFor(
         async () => {
           const served = await fingerprintOf(active);
           const raw = await client.get(key);
           const stored = raw === null ? undefined : new TokenCodec().decode('fleet', JSON.parse(raw) as unknown);
-          expect(w.tokenServer.stats.refreshes).toBeGreaterThan(refreshesBefore);
+          expect(served).not.toBe(before);
           expect(stored?.state.accessToken.fingerprint()).toBe(served);
         },
         { timeout: 15_000 },
@@ -348,10 +350,9 @@ describe('T10: replicas sharing Redis', () => {
       const hidden = await fingerprintOf(active);
       await waitForOneNewToken([active, paused], hidden);
       for (const replica of [active, paused]) expect((await fetch(`${replica.data}/vehicles`)).status).toBe(200);
-      // The fault happened: the paused replica read the junk, not the save it hid.
-      expect(
-        countLines(paused.cli, 'redis record cannot be used: set aside, the account goes on as with no stored state'),
-      ).toBe(1);
+      // The junk was found and set aside once (by whichever replica read it first), never written over.
+      const setAside = 'redis record cannot be used: set aside, the account goes on as with no stored state';
+      expect(countLines(paused.cli, setAside) + countLines(active.cli, setAside)).toBe(1);
       expect(w.tokenServer.stats.refreshTokenReuse).toBeLessThanOrEqual(1);
       expect(w.tokenServer.stats.logins).toBeLessThanOrEqual(2);
       // And the chain goes on from there with refreshes alone: one more shared token, no more logins.
