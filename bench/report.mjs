@@ -96,12 +96,18 @@ function printPasses(report) {
   }
 }
 
-/** CPU time per request (user + system, median of the passes) of each Node side, per row. */
-function printCpu(report) {
+/** The throughput rows, and the sides whose passes carry `field` (the Node sides, for CPU and GC counts). */
+function sidesWith(report, field) {
   const rows = report.rows.filter((row) => !row.latencyOnly);
   const sides = Object.keys(rows[0]?.passes ?? {}).filter((side) =>
-    rows[0].passes[side].some((sample) => sample.cpuUsPerRequest !== undefined),
+    rows[0].passes[side].some((sample) => sample[field] !== undefined),
   );
+  return { rows, sides };
+}
+
+/** CPU time per request (user + system, median of the passes) of each Node side, per row. */
+function printCpu(report) {
+  const { rows, sides } = sidesWith(report, 'cpuUsPerRequest');
   if (sides.length === 0) return;
   console.log('\nCPU per request (user + system, us, median of the passes; steadier than rps on a busy machine):');
   for (const row of rows) {
@@ -115,10 +121,7 @@ function printCpu(report) {
 
 /** --trace-gc: each Node side's full (mark-compact) collections in each pass; V8's slow mode shows as many. */
 function printFullGcs(report) {
-  const rows = report.rows.filter((row) => !row.latencyOnly);
-  const sides = Object.keys(rows[0]?.passes ?? {}).filter((side) =>
-    rows[0].passes[side].some((sample) => sample.fullGcs !== undefined),
-  );
+  const { rows, sides } = sidesWith(report, 'fullGcs');
   if (sides.length === 0) return;
   console.log('\nfull (mark-compact) collections per pass (--trace-gc):');
   for (const row of rows) {
