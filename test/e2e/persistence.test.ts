@@ -78,6 +78,14 @@ async function waitForOneNewToken(replicas: Array<{ admin: string }>, previous: 
   );
 }
 
+/** The fingerprint of the access token in the account's record (these replicas seal nothing: no key), or undefined. */
+async function storedFingerprint(client: Redis, key: string): Promise<string | undefined> {
+  const raw = await client.get(key);
+  return raw === null
+    ? undefined
+    : new TokenCodec().decode('fleet', JSON.parse(raw) as unknown).state.accessToken.fingerprint();
+}
+
 /**
  * Writes junk over the account's record atomically (WATCH/MULTI), and only while the record holds
  * the token every replica serves. Junk written over a save that another replica has not read yet
@@ -95,9 +103,7 @@ async function plantOverSharedRecord(
       await client.watch(key);
       try {
         const served = new Set(await Promise.all(replicas.map(fingerprintOf)));
-        const raw = await client.get(key);
-        const stored = raw === null ? undefined : new TokenCodec().decode('fleet', JSON.parse(raw) as unknown);
-        expect([...served]).toEqual([stored?.state.accessToken.fingerprint()]);
+        expect([...served]).toEqual([await storedFingerprint(client, key)]);
       } catch (error) {
         await client.unwatch();
         throw error;
@@ -113,6 +119,9 @@ async function plantOverSharedRecord(
     { timeout: 20_000 },
   );
 }
+
+/** The warning of a replica that found a record it cannot use (R7). */
+const SET_ASIDE = 'redis record cannot be used: set aside, the account goes on as with no stored state';
 
 function countLines(cli: RunningCli, msg: string): number {
   return cli
@@ -309,8 +318,7 @@ describe('T10: replicas sharing Redis', () => {
 
       expect(w.tokenServer.stats).toMatchObject({ logins: 1, refreshTokenReuse: 0, rejectedRefreshes: 0 });
       expect(await client.keys(`${key}:corrupt:*`)).toHaveLength(3);
-      const setAside = 'redis record cannot be used: set aside, the account goes on as with no stored state';
-      expect(replicas.reduce((sum, replica) => sum + countLines(replica.cli, setAside), 0)).toBe(3);
+      expect(replicas.reduce((sum, replica) => sum + countLines(replica.cli, SET_ASIDE), 0)).toBe(3);
       for (const replica of replicas) expect(replica.cli.stdout()).not.toContain('planted');
     }, 120_000);
 
@@ -336,10 +344,8 @@ describe('T10: replicas sharing Redis', () => {
       await vi.waitFor(
         async () => {
           const served = await fingerprintOf(active);
-          const raw = await client.get(key);
-          const stored = raw === null ? undefined : new TokenCodec().decode('fleet', JSON.parse(raw) as unknown);
           expect(served).not.toBe(before);
-          expect(stored?.state.accessToken.fingerprint()).toBe(served);
+          expect(await storedFingerprint(client, key)).toBe(served);
         },
         { timeout: 15_000 },
       );
@@ -351,8 +357,7 @@ describe('T10: replicas sharing Redis', () => {
       await waitForOneNewToken([active, paused], hidden);
       for (const replica of [active, paused]) expect((await fetch(`${replica.data}/vehicles`)).status).toBe(200);
       // The junk was found and set aside once (by whichever replica read it first), never written over.
-      const setAside = 'redis record cannot be used: set aside, the account goes on as with no stored state';
-      expect(countLines(paused.cli, setAside) + countLines(active.cli, setAside)).toBe(1);
+      expect(countLines(paused.cli, SET_ASIDE) + countLines(active.cli, SET_ASIDE)).toBe(1);
       expect(w.tokenServer.stats.refreshTokenReuse).toBeLessThanOrEqual(1);
       expect(w.tokenServer.stats.logins).toBeLessThanOrEqual(2);
       // And the chain goes on from there with refreshes alone: one more shared token, no more logins.

@@ -4,6 +4,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import type { ListenAddress } from '../../src/util/http-server.js';
 import { useHarness } from '../helpers/harness.js';
+import { connectionRefused } from '../helpers/raw-client.js';
 import { freePort, waitFor } from '../helpers/ports.js';
 
 // The seams: a bind of the held port completes, then waits for the test before the reload hears of
@@ -37,14 +38,7 @@ const harness = useHarness();
 
 /** True once a connection to `port` is refused (nothing listens there any more). */
 function refused(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.once('error', () => resolve(true));
-  });
+  return connectionRefused(`http://127.0.0.1:${port}`);
 }
 
 /** A client connection to `port` that sends nothing (a pre-opened keep-alive connection), once connected. */
