@@ -74,6 +74,34 @@ export function connectRedis(target: RedisTarget, options: RedisOptions): RedisC
   return new RedisClass(url, { ...options, ...credentials });
 }
 
+/**
+ * Connects `client` again whenever it ends while it is still wanted, `delayMs` after it ended,
+ * until the returned function is called (call it before closing the client on purpose). Why:
+ * ioredis 6 ends a Sentinel client for good when a switch-master notice lands while the client is
+ * asking a sentinel where the master is (its failover detector closes the connector mid-question,
+ * the connect rejects, the status becomes `end` and no retry follows), so one failover could leave
+ * a sidecar without its store until restarted (H1, T10: the store is retried, never given up).
+ * `onRevive` is told each time, for a log line.
+ */
+export function reconnectWhenEnded(client: RedisClient, delayMs: number, onRevive: () => void): () => void {
+  let wanted = true;
+  let timer: NodeJS.Timeout | undefined;
+  client.on('end', () => {
+    if (!wanted || timer !== undefined) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      if (!wanted) return;
+      onRevive();
+      // A failed attempt ends the client again, which schedules the next one.
+      client.connect().catch(() => undefined);
+    }, delayMs);
+  });
+  return () => {
+    wanted = false;
+    clearTimeout(timer);
+  };
+}
+
 function connectCluster(ClusterClass: typeof Cluster, nodes: readonly string[], options: RedisOptions): Cluster {
   const { enableOfflineQueue, retryStrategy, ...redisOptions } = options;
   return new ClusterClass(nodes.map(parseAddress), {

@@ -15,7 +15,7 @@ import {
   type Inspection,
   type RedisClient,
 } from './redis-scripts.js';
-import { connectRedis, describeRedisTarget, type RedisTarget } from './redis-connect.js';
+import { connectRedis, describeRedisTarget, reconnectWhenEnded, type RedisTarget } from './redis-connect.js';
 import {
   nextRevision,
   type SaveResult,
@@ -51,6 +51,10 @@ const RECORD_SET_ASIDE = 'redis record cannot be used: set aside, the account go
 const LOCK_SET_ASIDE = 'redis lock key held something that is not a lock: set aside';
 
 /** A record found bad was replaced before it could be set aside: read it again. */
+/** How long after a client ended without our asking it is connected again (see reconnectWhenEnded). */
+const REVIVE_DELAY_MS = 1_000;
+const REDIS_CLIENT_REVIVED =
+  'redis client had stopped reconnecting (a failover notice during a reconnection): connecting again';
 const CHANGED = Symbol('changed while being set aside');
 
 export interface RedisStoreOptions extends RedisTarget {
@@ -101,6 +105,13 @@ export class RedisTokenStore implements TokenStore {
     this.#redis = connectRedis(options, connection);
     // The subscriber only listens; it may queue its SUBSCRIBE until the server is back.
     this.#subscriber = connectRedis(options, { ...connection, enableOfflineQueue: true, commandTimeout: undefined });
+    // A client that ends without our asking is connected again (see reconnectWhenEnded).
+    const revive = (client: string) => () =>
+      options.logger.warn({ redis: this.#where(), client }, REDIS_CLIENT_REVIVED);
+    this.#stopReviving = [
+      reconnectWhenEnded(this.#redis, REVIVE_DELAY_MS, revive('commands')),
+      reconnectWhenEnded(this.#subscriber, REVIVE_DELAY_MS, revive('notifications')),
+    ];
     // Connection errors are reported where an operation fails; here they would only be noise.
     this.#redis.on('error', () => undefined);
     this.#subscriber.on('error', () => undefined);
@@ -119,6 +130,7 @@ export class RedisTokenStore implements TokenStore {
   }
 
   readonly #subscribed: Promise<void>;
+  readonly #stopReviving: (() => void)[];
 
   /** Resolves once commands can be sent and notifications will arrive (rejects after `readyTimeoutMs`, 3 s). */
   async ready(): Promise<void> {
@@ -294,6 +306,7 @@ export class RedisTokenStore implements TokenStore {
 
   async close(): Promise<void> {
     this.#listeners.clear();
+    for (const stop of this.#stopReviving) stop();
     this.#subscriber.disconnect();
     await this.#redis.quit().catch(() => this.#redis.disconnect());
   }
@@ -377,7 +390,6 @@ function sha1(value: string): string {
   return createHash('sha1').update(value, 'utf8').digest('hex');
 }
 
-/** `connected_slaves:N` of an `INFO replication` answer (0 when absent). */
 /** A key's Cluster hash slot (CRC16 of its hash tag, mod 16384), computed as ioredis computes it: no round trip. */
 const keySlot = createRequire(import.meta.url)('cluster-key-slot') as (key: string) => number;
 
@@ -385,6 +397,7 @@ const REPLICA_GONE =
   'redis master reports no replica connected although one was before: new refresh tokens are not replicated until it reconnects, and a failover now could bring back a spent one; check the replica';
 const REPLICA_BACK = 'redis master has a replica connected again: new refresh tokens are replicated again';
 
+/** `connected_slaves:N` of an `INFO replication` answer (0 when absent). */
 function connectedReplicas(info: string): number {
   const match = /^connected_slaves:(\d+)/m.exec(info);
   return match ? Number(match[1]) : 0;

@@ -2,11 +2,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenCodec } from '../../src/stores/codec.js';
 import { RedisTokenStore } from '../../src/stores/redis.js';
 import { silentLogger } from '../../src/util/logger.js';
+import { captureLogger } from '../helpers/capture-logger.js';
 import { FakeClock } from '../helpers/fake-clock.js';
-import { startSentinelGroup, waitFor, type SentinelGroup } from '../helpers/redis-sentinel.js';
+import { FakeSentinel } from '../helpers/fake-sentinel.js';
+import {
+  redisCommand,
+  startRedisProcess,
+  startSentinelGroup,
+  waitFor,
+  type SentinelGroup,
+} from '../helpers/redis-sentinel.js';
 import { testTokenManager } from '../helpers/token-manager-setup.js';
 import { SoakTokenServer } from '../soak/world.js';
-import { describeTokenStore } from './token-store.suite.js';
+import { describeTokenStore, makeTokenState } from './token-store.suite.js';
 
 /*
  * H1: the Redis store on a Sentinel group (a master, a replica, three sentinels: real processes on
@@ -88,4 +96,65 @@ describe('H1 Redis Sentinel failover', () => {
       await Promise.all(stores.map((store) => store.close()));
     }
   }, 60_000);
+});
+
+describe('H1 Redis Sentinel: a switch-master notice during a reconnection', () => {
+  it('H1: a switch-master notice that arrives while the client asks a sentinel for the master does not leave the store disconnected for good: it reaches the new master', async () => {
+    const first = await startRedisProcess((port) => ['--port', String(port), '--save', '', '--appendonly', 'no']);
+    const second = await startRedisProcess((port) => ['--port', String(port), '--save', '', '--appendonly', 'no']);
+    const sentinel = await new FakeSentinel({ host: '127.0.0.1', port: first.port }).start();
+    const log = captureLogger();
+    const openFakeSentinelStore = (logger = silentLogger()) =>
+      new RedisTokenStore({
+        sentinels: [`127.0.0.1:${sentinel.port}`],
+        name: 'mymaster',
+        keyPrefix: 'switch:',
+        codec: new TokenCodec(),
+        logger,
+      });
+    const store = openFakeSentinelStore(log.logger);
+    let other: RedisTokenStore | undefined;
+    try {
+      await store.ready();
+      await waitFor('the failover detector subscribed', async () => sentinel.subscriberCount > 0);
+
+      // The master dies; the client's reconnection asks the sentinel where the master is now, and
+      // the switch-master notice lands while that question is unanswered.
+      const release = sentinel.holdAnswers();
+      const asked = sentinel.nextQuestion();
+      await first.kill();
+      await asked;
+      sentinel.setMaster({ host: '127.0.0.1', port: second.port });
+      expect(sentinel.publishSwitchMaster('mymaster', { host: '127.0.0.1', port: first.port })).toBeGreaterThan(0);
+      release();
+
+      await waitFor('the store on the new master', async () => {
+        await store.load('acct');
+        return true;
+      });
+      await store.save('acct', makeTokenState('after-switch'));
+      expect(await redisCommand(second.port, 'EXISTS', 'switch:token:acct')).toBe(':1\r\n');
+
+      // Its notifications connection came back too: another replica's save reaches it.
+      let notified = 0;
+      store.subscribe('acct', () => (notified += 1));
+      other = await openFakeSentinelStore();
+      await waitFor('a save by another replica notified', async () => {
+        await other?.save('acct', makeTokenState('from-another-replica'));
+        return notified > 0;
+      });
+      // Said once per client it had to start again, where, and nothing more.
+      const revived = log.lines().filter((line) => String(line.msg).includes('stopped reconnecting'));
+      const where = `sentinels 127.0.0.1:${sentinel.port} (mymaster)`;
+      expect(revived.map((line) => [line.level, line.client, line.redis]).sort()).toEqual([
+        [40, 'commands', where],
+        [40, 'notifications', where],
+      ]);
+    } finally {
+      await other?.close();
+      await store.close();
+      await sentinel.close();
+      await Promise.all([first.kill(), second.kill()]);
+    }
+  }, 30_000);
 });
