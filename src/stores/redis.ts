@@ -16,6 +16,7 @@ import {
   type RedisClient,
 } from './redis-scripts.js';
 import { connectRedis, describeRedisTarget, reconnectWhenEnded, type RedisTarget } from './redis-connect.js';
+import { REDIS_CLIENT_REVIVED, REVIVE_DELAY_MS, RedisNotifications } from './redis-notifications.js';
 import {
   nextRevision,
   type SaveResult,
@@ -51,10 +52,6 @@ const RECORD_SET_ASIDE = 'redis record cannot be used: set aside, the account go
 const LOCK_SET_ASIDE = 'redis lock key held something that is not a lock: set aside';
 
 /** A record found bad was replaced before it could be set aside: read it again. */
-/** How long after a client ended without our asking it is connected again (see reconnectWhenEnded). */
-const REVIVE_DELAY_MS = 1_000;
-const REDIS_CLIENT_REVIVED =
-  'redis client had stopped reconnecting (a failover notice during a reconnection): connecting again';
 const CHANGED = Symbol('changed while being set aside');
 
 export interface RedisStoreOptions extends RedisTarget {
@@ -78,9 +75,10 @@ export class RedisTokenStore implements TokenStore {
   readonly type = 'redis';
   readonly shared = true;
   readonly #redis: RedisClient;
-  readonly #subscriber: RedisClient;
+  readonly #notifications: RedisNotifications;
+  /** Stops connecting the command client again (see reconnectWhenEnded); called by close(). */
+  readonly #stopReviving: () => void;
   readonly #o: RedisStoreOptions;
-  readonly #listeners = new Map<string, Set<() => void>>();
   /**
    * The last record read or written per account, with the SHA-1 of its bytes: an unchanged value
    * is not decrypted and parsed again, and a compare-and-set insists on that very record (R7).
@@ -104,33 +102,19 @@ export class RedisTokenStore implements TokenStore {
     };
     this.#redis = connectRedis(options, connection);
     // The subscriber only listens; it may queue its SUBSCRIBE until the server is back.
-    this.#subscriber = connectRedis(options, { ...connection, enableOfflineQueue: true, commandTimeout: undefined });
+    this.#notifications = new RedisNotifications(
+      connectRedis(options, { ...connection, enableOfflineQueue: true, commandTimeout: undefined }),
+      this.#key('events'),
+      options.logger,
+      () => this.#where(),
+    );
     // A client that ends without our asking is connected again (see reconnectWhenEnded).
-    const revive = (client: string) => () =>
-      options.logger.warn({ redis: this.#where(), client }, REDIS_CLIENT_REVIVED);
-    this.#stopReviving = [
-      reconnectWhenEnded(this.#redis, REVIVE_DELAY_MS, revive('commands')),
-      reconnectWhenEnded(this.#subscriber, REVIVE_DELAY_MS, revive('notifications')),
-    ];
+    this.#stopReviving = reconnectWhenEnded(this.#redis, REVIVE_DELAY_MS, () =>
+      options.logger.warn({ redis: this.#where(), client: 'commands' }, REDIS_CLIENT_REVIVED),
+    );
     // Connection errors are reported where an operation fails; here they would only be noise.
     this.#redis.on('error', () => undefined);
-    this.#subscriber.on('error', () => undefined);
-    this.#subscriber.on('message', (_channel: string, account: string) => {
-      for (const listener of this.#listeners.get(account) ?? []) listener();
-    });
-    // (Re)subscribe on every (re)connection; the first subscription is part of ready().
-    this.#subscribed = new Promise((resolve) => {
-      this.#subscriber.on('ready', () => {
-        this.#subscriber.subscribe(this.#key('events')).then(
-          () => resolve(),
-          () => undefined,
-        );
-      });
-    });
   }
-
-  readonly #subscribed: Promise<void>;
-  readonly #stopReviving: (() => void)[];
 
   /** Resolves once commands can be sent and notifications will arrive (rejects after `readyTimeoutMs`, 3 s). */
   async ready(): Promise<void> {
@@ -146,7 +130,7 @@ export class RedisTokenStore implements TokenStore {
       );
     });
     try {
-      await Promise.race([Promise.all([connected, this.#subscribed]), deadline]);
+      await Promise.race([Promise.all([connected, this.#notifications.subscribed]), deadline]);
     } finally {
       clearTimeout(timer);
     }
@@ -295,19 +279,12 @@ export class RedisTokenStore implements TokenStore {
   }
 
   subscribe(account: string, onChange: () => void): () => void {
-    let listeners = this.#listeners.get(account);
-    if (listeners === undefined) {
-      listeners = new Set();
-      this.#listeners.set(account, listeners);
-    }
-    listeners.add(onChange);
-    return () => listeners.delete(onChange);
+    return this.#notifications.listen(account, onChange);
   }
 
   async close(): Promise<void> {
-    this.#listeners.clear();
-    for (const stop of this.#stopReviving) stop();
-    this.#subscriber.disconnect();
+    this.#notifications.close();
+    this.#stopReviving();
     await this.#redis.quit().catch(() => this.#redis.disconnect());
   }
 

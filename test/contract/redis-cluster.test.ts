@@ -4,7 +4,9 @@ import { TokenCodec } from '../../src/stores/codec.js';
 import { parseAddress } from '../../src/stores/redis-connect.js';
 import { RedisTokenStore } from '../../src/stores/redis.js';
 import { silentLogger } from '../../src/util/logger.js';
+import { Secret } from '../../src/util/secret.js';
 import { FakeClock } from '../helpers/fake-clock.js';
+import { leastStoreAcl } from '../helpers/redis-acl.js';
 import { startRedisCluster, type RedisClusterGroup } from '../helpers/redis-cluster.js';
 import { redisCommand } from '../helpers/redis-sentinel.js';
 import { testTokenManager } from '../helpers/token-manager-setup.js';
@@ -25,9 +27,14 @@ afterAll(async () => {
 });
 
 let prefixes = 0;
-async function openStore(keyPrefix: string, now?: () => number): Promise<RedisTokenStore> {
+async function openStore(
+  keyPrefix: string,
+  now?: () => number,
+  user?: { username: string; password: string },
+): Promise<RedisTokenStore> {
   const store = new RedisTokenStore({
     cluster: cluster.nodes,
+    ...(user && { username: user.username, password: new Secret(user.password) }),
     keyPrefix,
     codec: new TokenCodec(),
     logger: silentLogger(),
@@ -117,26 +124,38 @@ describe('H1 Redis Cluster', () => {
     }
   });
 
-  it('H1: two replicas share a Cluster store with single-use refresh tokens: one chain, no refresh token sent twice', async () => {
-    const clock = new FakeClock();
-    const server = new SoakTokenServer(() => clock.now(), 600);
-    const stores = [await openStore('pair:'), await openStore('pair:')];
-    const managers = stores.map((store, index) =>
-      testTokenManager({ clock, store, send: server.send, random: () => (0.5 + index * 0.3) % 1 }),
-    );
-    const settle = () => Promise.all(managers.map((m) => m.settled())).then(() => undefined);
-    try {
-      await Promise.all(managers.map((m) => m.start()));
-      for (let i = 0; i < 60; i++) await clock.advance(MINUTE, settle);
-      expect(server.reusedRefreshTokens).toEqual([]);
-      expect(server.requestTimes.length).toBeGreaterThanOrEqual(6);
-      // Clients see no 401: each replica serves a token the server holds valid, and the store holds one too.
-      const stored = await stores[0]!.load('acct');
-      expect(server.judge(stored?.state.accessToken.reveal() ?? '')).toBe('valid');
-      for (const manager of managers) expect(server.judge(manager.current()?.secret.reveal() ?? '')).toBe('valid');
-    } finally {
-      await Promise.all(managers.map((m) => m.stop()));
-      await Promise.all(stores.map((store) => store.close()));
-    }
-  });
+  const LEAST = { username: 'least', password: 'least-password' };
+  for (const user of [undefined, LEAST])
+    it(`H1: two replicas share a Cluster store with single-use refresh tokens: one chain, no refresh token sent twice${user ? ', as a Redis user with the least ACL the documentation gives (and CLUSTER SLOTS and INFO)' : ''}`, async () => {
+      const clock = new FakeClock();
+      const server = new SoakTokenServer(() => clock.now(), 600);
+      const keyPrefix = user ? 'least-pair:' : 'pair:';
+      if (user)
+        for (const node of cluster.nodes)
+          await redisCommand(
+            parseAddress(node).port,
+            'ACL',
+            ...leastStoreAcl(user.username, user.password, keyPrefix),
+            '+cluster|slots',
+            '+cluster|info',
+          );
+      const stores = [await openStore(keyPrefix, undefined, user), await openStore(keyPrefix, undefined, user)];
+      const managers = stores.map((store, index) =>
+        testTokenManager({ clock, store, send: server.send, random: () => (0.5 + index * 0.3) % 1 }),
+      );
+      const settle = () => Promise.all(managers.map((m) => m.settled())).then(() => undefined);
+      try {
+        await Promise.all(managers.map((m) => m.start()));
+        for (let i = 0; i < 60; i++) await clock.advance(MINUTE, settle);
+        expect(server.reusedRefreshTokens).toEqual([]);
+        expect(server.requestTimes.length).toBeGreaterThanOrEqual(6);
+        // Clients see no 401: each replica serves a token the server holds valid, and the store holds one too.
+        const stored = await stores[0]!.load('acct');
+        expect(server.judge(stored?.state.accessToken.reveal() ?? '')).toBe('valid');
+        for (const manager of managers) expect(server.judge(manager.current()?.secret.reveal() ?? '')).toBe('valid');
+      } finally {
+        await Promise.all(managers.map((m) => m.stop()));
+        await Promise.all(stores.map((store) => store.close()));
+      }
+    });
 });

@@ -5,8 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenCodec } from '../../src/stores/codec.js';
 import { RedisTokenStore } from '../../src/stores/redis.js';
 import type { StoreOperation } from '../../src/tokens/types.js';
+import { Secret } from '../../src/util/secret.js';
 import { captureLogger } from '../helpers/capture-logger.js';
 import { FakeClock } from '../helpers/fake-clock.js';
+import { leastStoreAcl } from '../helpers/redis-acl.js';
 import { redisCommand, startRedisProcess, waitFor, type RedisProcess } from '../helpers/redis-sentinel.js';
 import { quietTokenEvents, testAccount, testTokenManager } from '../helpers/token-manager-setup.js';
 import { SoakTokenServer } from '../soak/world.js';
@@ -50,9 +52,15 @@ async function waitCalls(port: number): Promise<number> {
 }
 
 /** A Redis store on the server at `port`, its keys under `keyPrefix`, logging to `log`; ready. */
-async function readyStore(port: number, keyPrefix: string, log = captureLogger()): Promise<RedisTokenStore> {
+async function readyStore(
+  port: number,
+  keyPrefix: string,
+  log = captureLogger(),
+  user?: { username: string; password: string },
+): Promise<RedisTokenStore> {
   const store = new RedisTokenStore({
     url: `redis://127.0.0.1:${port}`,
+    ...(user && { username: user.username, password: new Secret(user.password) }),
     keyPrefix,
     codec: new TokenCodec(),
     logger: log.logger,
@@ -62,9 +70,9 @@ async function readyStore(port: number, keyPrefix: string, log = captureLogger()
 }
 
 let prefixes = 0;
-async function runOneLogin(port: number, refreshTimeout = '1s') {
+async function runOneLogin(port: number, refreshTimeout = '1s', user?: { username: string; password: string }) {
   const keyPrefix = `replication${(prefixes += 1)}:`;
-  const store = await readyStore(port, keyPrefix);
+  const store = await readyStore(port, keyPrefix, undefined, user);
   const clock = new FakeClock();
   const server = new SoakTokenServer(() => clock.now(), 600);
   const failed: StoreOperation[] = [];
@@ -95,6 +103,19 @@ describe('H1 waiting for a replica after a refresh token rotates', () => {
   it('H1: with a replica connected, the save of a new refresh token runs WAIT and the replica holds the record when the token request ends', async () => {
     const before = await waitCalls(master.port);
     const { failed, state, key } = await runOneLogin(master.port);
+    expect(await waitCalls(master.port)).toBeGreaterThan(before);
+    expect(failed).toEqual([]);
+    expect(state).toBe('valid');
+    expect(await redisCommand(replica.port, 'EXISTS', key)).toBe(':1\r\n');
+  });
+
+  it('H1: as a Redis user with the least ACL the documentation gives, the save still asks whether a replica is connected and runs WAIT', async () => {
+    await redisCommand(master.port, 'ACL', ...leastStoreAcl('least', 'least-password', 'replication'));
+    const before = await waitCalls(master.port);
+    const { failed, state, key } = await runOneLogin(master.port, '1s', {
+      username: 'least',
+      password: 'least-password',
+    });
     expect(await waitCalls(master.port)).toBeGreaterThan(before);
     expect(failed).toEqual([]);
     expect(state).toBe('valid');

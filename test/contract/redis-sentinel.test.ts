@@ -116,16 +116,18 @@ describe('H1 Redis Sentinel: a switch-master notice during a reconnection', () =
     let other: RedisTokenStore | undefined;
     try {
       await store.ready();
-      await waitFor('the failover detector subscribed', async () => sentinel.subscriberCount > 0);
+      // One failover detector per connection (commands, notifications), each subscribed.
+      await waitFor('both failover detectors subscribed', async () => sentinel.subscriberCount === 2);
 
-      // The master dies; the client's reconnection asks the sentinel where the master is now, and
-      // the switch-master notice lands while that question is unanswered.
+      // The master dies; both connections' reconnections ask the sentinel where the master is now,
+      // and the switch-master notice lands while those questions are unanswered.
       const release = sentinel.holdAnswers();
-      const asked = sentinel.nextQuestion();
       await first.kill();
-      await asked;
+      await waitFor('both connections asking for the master', async () => sentinel.heldQuestions === 2);
       sentinel.setMaster({ host: '127.0.0.1', port: second.port });
-      expect(sentinel.publishSwitchMaster('mymaster', { host: '127.0.0.1', port: first.port })).toBeGreaterThan(0);
+      expect(sentinel.publishSwitchMaster('mymaster', { host: '127.0.0.1', port: first.port })).toBe(2);
+      // Each detector, on the notice, closes its own sentinel connections: both notices were handled.
+      await waitFor('both notices handled', async () => sentinel.subscriberCount === 0);
       release();
 
       await waitFor('the store on the new master', async () => {

@@ -7,6 +7,8 @@ import { setAsideIfUnchanged } from '../../src/stores/redis-scripts.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { Secret } from '../../src/util/secret.js';
 import { captureLogger } from '../helpers/capture-logger.js';
+import { waitFor } from '../helpers/ports.js';
+import { leastStoreAcl } from '../helpers/redis-acl.js';
 import { startPrivateRedis, type PrivateRedis } from '../helpers/redis-server.js';
 import { describeTokenStore, makeTokenState } from './token-store.suite.js';
 
@@ -43,6 +45,57 @@ for (const encrypted of [false, true]) {
   );
 }
 
+/* The same suite as a Redis user with the least the store needs (the ACL docs/behaviour.md gives). */
+describe('T10 redis store under the least ACL', () => {
+  let admin: Redis;
+  beforeAll(async () => {
+    admin = new Redis({ path: new URL(redis.url).pathname });
+    await admin.call('ACL', ...leastStoreAcl('least', 'least-password', 'least'));
+  });
+  afterAll(async () => {
+    await admin.call('ACL', 'DELUSER', 'least');
+    admin.disconnect();
+  });
+  describeTokenStore(
+    'redis (least ACL)',
+    async () => {
+      const keyPrefix = `least${(prefixes += 1)}:`;
+      const open = () => {
+        const store = new RedisTokenStore({
+          url: redis.url,
+          username: 'least',
+          password: new Secret('least-password'),
+          keyPrefix,
+          codec: new TokenCodec(),
+          logger: silentLogger(),
+        });
+        return store.ready().then(() => store);
+      };
+      const store = await open();
+      return { store, other: open, cleanup: () => store.close() };
+    },
+    { shared: true },
+  );
+  it('R7: as that user, a record that cannot be used is still set aside (the scripts may rename and expire it)', async () => {
+    const store = new RedisTokenStore({
+      url: redis.url,
+      username: 'least',
+      password: new Secret('least-password'),
+      keyPrefix: 'least-junk:',
+      codec: new TokenCodec(),
+      logger: silentLogger(),
+    });
+    try {
+      await store.ready();
+      await admin.set('least-junk:token:acct', 'not a record');
+      expect(await store.load('acct')).toBeUndefined();
+      expect(await admin.keys('least-junk:token:acct:corrupt:*')).toHaveLength(1);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe('T10 redis store failures', () => {
   it('T10: with Redis down, operations fail fast with StoreUnavailableError naming host or socket, never a secret', async () => {
     const store = await openStore('down:', new TokenCodec());
@@ -56,6 +109,51 @@ describe('T10 redis store failures', () => {
       await store.close();
     }
   });
+});
+
+describe('T10 redis store notifications', () => {
+  it('T10: a SUBSCRIBE the server refuses (an ACL without the events channel) is warned once, retried, and heard again once the ACL allows it: no restart, no password in the log', async () => {
+    const admin = new Redis({ path: new URL(redis.url).pathname });
+    await admin.call('ACL', 'SETUSER', 'no-channels', 'on', '>acl-password-1', '~*', '+@all', 'resetchannels');
+    const log = captureLogger();
+    const store = new RedisTokenStore({
+      url: redis.url,
+      username: 'no-channels',
+      password: new Secret('acl-password-1'),
+      keyPrefix: 'acl:',
+      codec: new TokenCodec(),
+      logger: log.logger,
+    });
+    const other = await openStore('acl:', new TokenCodec());
+    const refused = () => log.lines().filter((line) => String(line.msg).includes('refused to subscribe'));
+    try {
+      await waitFor('the refusal warned', async () => refused().length > 0);
+      expect(refused()[0]).toMatchObject({ level: 40, error: expect.stringContaining('NOPERM') });
+      // Refused again (Redis's ACL LOG counts each refusal), and still warned once.
+      const refusals = async () => {
+        const entries = (await admin.call('ACL', 'LOG')) as unknown[][];
+        const entry = entries.find((fields) => fields.includes('acl:events'));
+        return Number(entry?.[entry.indexOf('count') + 1] ?? 0);
+      };
+      await waitFor('a second refusal', async () => (await refusals()) >= 2);
+      expect(refused()).toHaveLength(1);
+
+      let notified = 0;
+      store.subscribe('acct', () => (notified += 1));
+      await admin.call('ACL', 'SETUSER', 'no-channels', 'allchannels');
+      await waitFor('the subscription accepted', async () =>
+        log.lines().some((line) => String(line.msg).includes('accepted the subscription')),
+      );
+      await store.ready();
+      await other.save('acct', makeTokenState('heard'));
+      await waitFor('the save heard', async () => notified > 0);
+      expect(log.text()).not.toContain('acl-password-1');
+    } finally {
+      await Promise.all([store.close(), other.close()]);
+      await admin.call('ACL', 'DELUSER', 'no-channels');
+      admin.disconnect();
+    }
+  }, 30_000);
 });
 
 /*

@@ -16,8 +16,8 @@ export class FakeSentinel {
   #master: { host: string; port: number };
   /** While set, questions for the master wait for it before being answered. */
   #hold: Promise<void> | undefined;
-  /** Resolvers of tests waiting for the next question for the master. */
-  #askedWaiters: (() => void)[] = [];
+  /** Questions for the master waiting for the hold to end. */
+  heldQuestions = 0;
   port = 0;
 
   constructor(master: { host: string; port: number }) {
@@ -45,11 +45,6 @@ export class FakeSentinel {
       this.#hold = undefined;
       release();
     };
-  }
-
-  /** Resolves at the next question for the master (before it is answered). */
-  nextQuestion(): Promise<void> {
-    return new Promise((resolve) => this.#askedWaiters.push(resolve));
   }
 
   /** Publishes `+switch-master <name> <old> <new>` to every subscriber; the number reached. */
@@ -83,7 +78,13 @@ export class FakeSentinel {
     socket.on('data', (chunk) => {
       buffered = Buffer.concat([buffered, chunk]);
       for (;;) {
-        const parsed = parseCommand(buffered);
+        let parsed: ReturnType<typeof parseCommand>;
+        try {
+          parsed = parseCommand(buffered);
+        } catch (error) {
+          socket.end(`-ERR ${(error as Error).message}\r\n`);
+          return;
+        }
         if (parsed === undefined) break;
         buffered = buffered.subarray(parsed.length);
         const command = parsed.args;
@@ -98,8 +99,11 @@ export class FakeSentinel {
   async #answer(socket: Socket, args: string[]): Promise<string> {
     const [name = '', sub = ''] = args.map((a) => a.toLowerCase());
     if (name === 'sentinel' && sub === 'get-master-addr-by-name') {
-      for (const waiter of this.#askedWaiters.splice(0)) waiter();
-      await this.#hold;
+      if (this.#hold !== undefined) {
+        this.heldQuestions += 1;
+        await this.#hold;
+        this.heldQuestions -= 1;
+      }
       return array([bulk(this.#master.host), bulk(String(this.#master.port))]);
     }
     if (name === 'sentinel') return array([]);
