@@ -74,6 +74,11 @@ export function connectRedis(target: RedisTarget, options: RedisOptions): RedisC
   return new RedisClass(url, { ...options, ...credentials });
 }
 
+/** How long after a client ended without our asking it is connected again (see reconnectWhenEnded). */
+export const REVIVE_DELAY_MS = 1_000;
+/** The warning each time reconnectWhenEnded starts a client again. */
+export const REDIS_CLIENT_REVIVED = 'redis client had stopped reconnecting: connecting again';
+
 /**
  * Connects `client` again whenever it ends while it is still wanted, `delayMs` after it ended,
  * until the returned function is called (call it before closing the client on purpose). Why:

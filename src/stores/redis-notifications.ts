@@ -1,42 +1,65 @@
+import { systemClock, type Clock, type TimerHandle } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
 import { messageOf } from '../util/errors.js';
-import { reconnectWhenEnded } from './redis-connect.js';
+import { REDIS_CLIENT_REVIVED, REVIVE_DELAY_MS, reconnectWhenEnded } from './redis-connect.js';
 import type { RedisClient } from './redis-scripts.js';
 
-/** How long after a client ended without our asking it is connected again (see reconnectWhenEnded). */
-export const REVIVE_DELAY_MS = 1_000;
-/** The longest wait between two SUBSCRIBEs the server refused (ms): an ACL mended is heard within it. */
-const RESUBSCRIBE_MAX_DELAY_MS = 30_000;
+/** The first wait after a refused SUBSCRIBE (ms); it doubles with each refusal in a row. */
+const REFUSED_RETRY_MS = 1_000;
+/**
+ * How often the subscription is sent again while all is well, and the longest wait after
+ * refusals (ms). Sending it again is harmless (Redis ignores a channel already subscribed) and
+ * finds a subscription lost without our hearing of it: a Cluster client moves its subscriber
+ * to another node on its own and swallows a refusal there.
+ */
+export const RESUBSCRIBE_EVERY_MS = 30_000;
 
-export const REDIS_CLIENT_REVIVED = 'redis client had stopped reconnecting: connecting again';
 const SUBSCRIBE_REFUSED =
   "redis refused to subscribe to the store's events channel: this replica does not hear other replicas' saves until it can; retrying (check the ACL's channel permissions)";
 const SUBSCRIBE_MENDED = "redis accepted the subscription to the store's events channel again";
 
+export interface RedisNotificationsOptions {
+  /** A fresh connection that may queue commands (enableOfflineQueue), with autoResubscribe off. */
+  client: RedisClient;
+  /** The events channel's full name (`<keyPrefix>events`). */
+  channel: string;
+  logger: Logger;
+  /** Where the server is, for log lines: hosts and ports, never a password. */
+  where: () => string;
+  /** Timers of the retries and renewals (the system clock by default). */
+  clock?: Pick<Clock, 'setTimer' | 'clearTimer'>;
+}
+
 /**
  * The Redis store's notifications (T10): one subscriber connection on the store's events channel,
- * where each message names an account whose state another process saved. It subscribes on every
- * (re)connection. A SUBSCRIBE the server refuses (an ACL without the channel: NOPERM) is logged
- * once as a warning and retried, 1 s after the refusal and then at doubling intervals up to 30 s,
- * until accepted (logged then): a replica that cannot hear the others says so, and mending the ACL
- * needs no restart. A connection that ioredis ends without our asking is connected again.
+ * where each message names an account whose state another process saved. The subscription is
+ * sent on every (re)connection and again every RESUBSCRIBE_EVERY_MS. A SUBSCRIBE that Redis
+ * refuses (an ACL without the channel answers NOPERM) is logged once as a warning per run of
+ * refusals and retried 1 s later, then at doubling intervals up to 30 s; once accepted again that
+ * is logged (info): a replica that cannot hear the others says so, and mending the ACL needs no
+ * restart. A connection that ioredis ends without our asking is connected again.
  */
 export class RedisNotifications {
-  readonly #client: RedisClient;
+  readonly #o: RedisNotificationsOptions;
+  readonly #clock: Pick<Clock, 'setTimer' | 'clearTimer'>;
   readonly #listeners = new Map<string, Set<() => void>>();
   readonly #stopReviving: () => void;
-  #retry: NodeJS.Timeout | undefined;
+  #next: TimerHandle | undefined;
+  /** Refusals in a row; 0 once a SUBSCRIBE is accepted. */
   #refusals = 0;
   #closed = false;
-  /** Resolves at the first accepted subscription. */
-  readonly subscribed: Promise<void>;
-
+  #answered: () => void = () => undefined;
   /**
-   * `client` is a fresh connection that may queue commands (enableOfflineQueue); `channel` the
-   * events channel's full name; `where` describes the server for log lines (never a password).
+   * Resolves at Redis's first answer to a SUBSCRIBE, accepted or refused (a refusal is logged and
+   * retried here; it is no reason to call the store unreachable). Never resolves while no
+   * connection is made.
    */
-  constructor(client: RedisClient, channel: string, logger: Logger, where: () => string) {
-    this.#client = client;
+  readonly answered = new Promise<void>((resolve) => (this.#answered = resolve));
+
+  constructor(options: RedisNotificationsOptions) {
+    this.#o = options;
+    this.#clock = options.clock ?? systemClock;
+    const { client, logger, where } = options;
     this.#stopReviving = reconnectWhenEnded(client, REVIVE_DELAY_MS, () =>
       logger.warn({ redis: where(), client: 'notifications' }, REDIS_CLIENT_REVIVED),
     );
@@ -45,28 +68,7 @@ export class RedisNotifications {
     client.on('message', (_channel: string, account: string) => {
       for (const listener of this.#listeners.get(account) ?? []) listener();
     });
-    this.subscribed = new Promise((resolve) => {
-      const subscribe = () => {
-        clearTimeout(this.#retry);
-        this.#retry = undefined;
-        if (this.#closed || client.status !== 'ready') return;
-        client.subscribe(channel).then(
-          () => {
-            if (this.#refusals > 0) logger.info({ redis: where() }, SUBSCRIBE_MENDED);
-            this.#refusals = 0;
-            resolve();
-          },
-          (error: unknown) => {
-            if (this.#closed) return;
-            if (this.#refusals === 0) logger.warn({ redis: where(), error: messageOf(error) }, SUBSCRIBE_REFUSED);
-            const delay = Math.min(RESUBSCRIBE_MAX_DELAY_MS, REVIVE_DELAY_MS * 2 ** this.#refusals);
-            this.#refusals += 1;
-            this.#retry = setTimeout(subscribe, delay);
-          },
-        );
-      };
-      client.on('ready', subscribe);
-    });
+    client.on('ready', () => this.#subscribe());
   }
 
   /** Calls `onChange` whenever another process saves `account`'s state; returns the unsubscribe. */
@@ -80,12 +82,41 @@ export class RedisNotifications {
     return () => listeners.delete(onChange);
   }
 
-  /** Stops listening and closes the connection (no reconnection, no retry after it). */
+  /** Stops listening and closes the connection: no reconnection, retry or renewal after it. */
   close(): void {
     this.#closed = true;
     this.#listeners.clear();
-    clearTimeout(this.#retry);
+    this.#schedule(undefined);
     this.#stopReviving();
-    this.#client.disconnect();
+    this.#o.client.disconnect();
+  }
+
+  #subscribe(): void {
+    this.#schedule(undefined);
+    if (this.#closed || this.#o.client.status !== 'ready') return;
+    const { client, channel, logger, where } = this.#o;
+    client.subscribe(channel).then(
+      () => {
+        if (this.#refusals > 0) logger.info({ redis: where() }, SUBSCRIBE_MENDED);
+        this.#refusals = 0;
+        this.#answered();
+        this.#schedule(RESUBSCRIBE_EVERY_MS);
+      },
+      (error: unknown) => {
+        // A lost connection is no refusal: its 'ready' subscribes again.
+        if (this.#closed || !(error instanceof Error && error.name === 'ReplyError')) return;
+        if (this.#refusals === 0) logger.warn({ redis: where(), error: messageOf(error) }, SUBSCRIBE_REFUSED);
+        this.#answered();
+        this.#schedule(Math.min(RESUBSCRIBE_EVERY_MS, REFUSED_RETRY_MS * 2 ** this.#refusals));
+        this.#refusals += 1;
+      },
+    );
+  }
+
+  /** One pending attempt at most: the next after `delayMs`, or none. */
+  #schedule(delayMs: number | undefined): void {
+    if (this.#next !== undefined) this.#clock.clearTimer(this.#next);
+    this.#next =
+      delayMs === undefined || this.#closed ? undefined : this.#clock.setTimer(() => this.#subscribe(), delayMs);
   }
 }

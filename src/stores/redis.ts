@@ -15,8 +15,15 @@ import {
   type Inspection,
   type RedisClient,
 } from './redis-scripts.js';
-import { connectRedis, describeRedisTarget, reconnectWhenEnded, type RedisTarget } from './redis-connect.js';
-import { REDIS_CLIENT_REVIVED, REVIVE_DELAY_MS, RedisNotifications } from './redis-notifications.js';
+import {
+  connectRedis,
+  describeRedisTarget,
+  reconnectWhenEnded,
+  REDIS_CLIENT_REVIVED,
+  REVIVE_DELAY_MS,
+  type RedisTarget,
+} from './redis-connect.js';
+import { RedisNotifications } from './redis-notifications.js';
 import {
   nextRevision,
   type SaveResult,
@@ -60,7 +67,7 @@ export interface RedisStoreOptions extends RedisTarget {
   logger: Logger;
   /** The time in set-aside key names (ms since the epoch); Date.now by default. */
   now?: () => number;
-  /** How long `ready()` waits for the first connection and subscription, in ms (default 3000). */
+  /** How long `ready()` waits for the first connection and the answer to the subscription, in ms (default 3000). */
   readyTimeoutMs?: number;
 }
 
@@ -102,12 +109,18 @@ export class RedisTokenStore implements TokenStore {
     };
     this.#redis = connectRedis(options, connection);
     // The subscriber only listens; it may queue its SUBSCRIBE until the server is back.
-    this.#notifications = new RedisNotifications(
-      connectRedis(options, { ...connection, enableOfflineQueue: true, commandTimeout: undefined }),
-      this.#key('events'),
-      options.logger,
-      () => this.#where(),
-    );
+    // ioredis's own resubscription is off: it leaves a refusal unhandled (a crash); ours handles it.
+    this.#notifications = new RedisNotifications({
+      client: connectRedis(options, {
+        ...connection,
+        enableOfflineQueue: true,
+        commandTimeout: undefined,
+        autoResubscribe: false,
+      }),
+      channel: this.#key('events'),
+      logger: options.logger,
+      where: () => this.#where(),
+    });
     // A client that ends without our asking is connected again (see reconnectWhenEnded).
     this.#stopReviving = reconnectWhenEnded(this.#redis, REVIVE_DELAY_MS, () =>
       options.logger.warn({ redis: this.#where(), client: 'commands' }, REDIS_CLIENT_REVIVED),
@@ -116,7 +129,11 @@ export class RedisTokenStore implements TokenStore {
     this.#redis.on('error', () => undefined);
   }
 
-  /** Resolves once commands can be sent and notifications will arrive (rejects after `readyTimeoutMs`, 3 s). */
+  /**
+   * Resolves once commands can be sent and Redis has answered the subscription to the events
+   * channel, accepting or refusing it (a refusal is logged and retried, see RedisNotifications);
+   * rejects with StoreUnavailableError after `readyTimeoutMs` (3 s).
+   */
   async ready(): Promise<void> {
     const connected =
       this.#redis.status === 'ready'
@@ -130,7 +147,7 @@ export class RedisTokenStore implements TokenStore {
       );
     });
     try {
-      await Promise.race([Promise.all([connected, this.#notifications.subscribed]), deadline]);
+      await Promise.race([Promise.all([connected, this.#notifications.answered]), deadline]);
     } finally {
       clearTimeout(timer);
     }

@@ -112,6 +112,47 @@ describe('T10 redis store failures', () => {
 });
 
 describe('T10 redis store notifications', () => {
+  it('T10: a channel permission revoked at run time (Redis drops the subscriber) is warned, and the subscription is back once granted again: no crash, no restart', async () => {
+    const admin = new Redis({ path: new URL(redis.url).pathname });
+    await admin.call('ACL', ...leastStoreAcl('revoked', 'revoked-password', 'revoke'));
+    const log = captureLogger();
+    const store = new RedisTokenStore({
+      url: redis.url,
+      username: 'revoked',
+      password: new Secret('revoked-password'),
+      keyPrefix: 'revoke:',
+      codec: new TokenCodec(),
+      logger: log.logger,
+    });
+    const other = await openStore('revoke:', new TokenCodec());
+    let notified = 0;
+    const heard = async (label: string) => {
+      const before = notified;
+      await waitFor(`a save heard (${label})`, async () => {
+        await other.save('acct', makeTokenState(label));
+        return notified > before;
+      });
+    };
+    try {
+      await store.ready();
+      store.subscribe('acct', () => (notified += 1));
+      await heard('before');
+      await admin.call('ACL', 'SETUSER', 'revoked', 'resetchannels');
+      await waitFor('the refusal warned', async () =>
+        log.lines().some((line) => String(line.msg).includes('refused to subscribe')),
+      );
+      await admin.call('ACL', 'SETUSER', 'revoked', '&revoke*');
+      await waitFor('the subscription accepted', async () =>
+        log.lines().some((line) => String(line.msg).includes('accepted the subscription')),
+      );
+      await heard('after');
+    } finally {
+      await Promise.all([store.close(), other.close()]);
+      await admin.call('ACL', 'DELUSER', 'revoked');
+      admin.disconnect();
+    }
+  }, 30_000);
+
   it('T10: a SUBSCRIBE the server refuses (an ACL without the events channel) is warned once, retried, and heard again once the ACL allows it: no restart, no password in the log', async () => {
     const admin = new Redis({ path: new URL(redis.url).pathname });
     await admin.call('ACL', 'SETUSER', 'no-channels', 'on', '>acl-password-1', '~*', '+@all', 'resetchannels');
