@@ -27,6 +27,12 @@ function openStore(keyPrefix: string, codec: TokenCodec): Promise<RedisTokenStor
   return store.ready().then(() => store);
 }
 
+/** A store (not yet ready) that logs in to the test's Redis as `username` (password `<username>-password`). */
+function storeAs(username: string, keyPrefix: string, logger = silentLogger()): RedisTokenStore {
+  const password = new Secret(`${username}-password`);
+  return new RedisTokenStore({ url: redis.url, username, password, keyPrefix, codec: new TokenCodec(), logger });
+}
+
 for (const encrypted of [false, true]) {
   describeTokenStore(
     `redis${encrypted ? ' (encrypted)' : ''}`,
@@ -61,14 +67,7 @@ describe('T10 redis store under the least ACL', () => {
     async () => {
       const keyPrefix = `least${(prefixes += 1)}:`;
       const open = () => {
-        const store = new RedisTokenStore({
-          url: redis.url,
-          username: 'least',
-          password: new Secret('least-password'),
-          keyPrefix,
-          codec: new TokenCodec(),
-          logger: silentLogger(),
-        });
+        const store = storeAs('least', keyPrefix);
         return store.ready().then(() => store);
       };
       const store = await open();
@@ -77,14 +76,7 @@ describe('T10 redis store under the least ACL', () => {
     { shared: true },
   );
   it('R7: as that user, a record that cannot be used is still set aside (the scripts may rename and expire it)', async () => {
-    const store = new RedisTokenStore({
-      url: redis.url,
-      username: 'least',
-      password: new Secret('least-password'),
-      keyPrefix: 'least-junk:',
-      codec: new TokenCodec(),
-      logger: silentLogger(),
-    });
+    const store = storeAs('least', 'least-junk:');
     try {
       await store.ready();
       await admin.set('least-junk:token:acct', 'not a record');
@@ -116,14 +108,7 @@ describe('T10 redis store notifications', () => {
     const admin = new Redis({ path: new URL(redis.url).pathname });
     await admin.call('ACL', ...leastStoreAcl('revoked', 'revoked-password', 'revoke'));
     const log = captureLogger();
-    const store = new RedisTokenStore({
-      url: redis.url,
-      username: 'revoked',
-      password: new Secret('revoked-password'),
-      keyPrefix: 'revoke:',
-      codec: new TokenCodec(),
-      logger: log.logger,
-    });
+    const store = storeAs('revoked', 'revoke:', log.logger);
     const other = await openStore('revoke:', new TokenCodec());
     let notified = 0;
     const heard = async (label: string) => {
@@ -155,16 +140,9 @@ describe('T10 redis store notifications', () => {
 
   it('T10: a SUBSCRIBE the server refuses (an ACL without the events channel) is warned once, retried, and heard again once the ACL allows it: no restart, no password in the log', async () => {
     const admin = new Redis({ path: new URL(redis.url).pathname });
-    await admin.call('ACL', 'SETUSER', 'no-channels', 'on', '>acl-password-1', '~*', '+@all', 'resetchannels');
+    await admin.call('ACL', 'SETUSER', 'no-channels', 'on', '>no-channels-password', '~*', '+@all', 'resetchannels');
     const log = captureLogger();
-    const store = new RedisTokenStore({
-      url: redis.url,
-      username: 'no-channels',
-      password: new Secret('acl-password-1'),
-      keyPrefix: 'acl:',
-      codec: new TokenCodec(),
-      logger: log.logger,
-    });
+    const store = storeAs('no-channels', 'acl:', log.logger);
     const other = await openStore('acl:', new TokenCodec());
     const refused = () => log.lines().filter((line) => String(line.msg).includes('refused to subscribe'));
     try {
@@ -188,7 +166,7 @@ describe('T10 redis store notifications', () => {
       await store.ready();
       await other.save('acct', makeTokenState('heard'));
       await waitFor('the save heard', async () => notified > 0);
-      expect(log.text()).not.toContain('acl-password-1');
+      expect(log.text()).not.toContain('no-channels-password');
     } finally {
       await Promise.all([store.close(), other.close()]);
       await admin.call('ACL', 'DELUSER', 'no-channels');

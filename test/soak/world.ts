@@ -107,6 +107,22 @@ export class SoakTokenServer {
     if (issued.revoked) return 'revoked';
     return this.now() < issued.expiresAt ? 'valid' : 'expired';
   }
+
+  /**
+   * What the upstream API thinks of the token `store` holds for `account` and of each token a
+   * replica serves (its `current()`): all `valid` means no client sees a 401.
+   */
+  async judgeServed(
+    store: TokenStore,
+    replicas: readonly { current(): { secret: { reveal(): string } } | undefined }[],
+    account = 'acct',
+  ): Promise<{ stored: string; served: string[] }> {
+    const stored = await store.load(account);
+    return {
+      stored: this.judge(stored?.state.accessToken.reveal() ?? ''),
+      served: replicas.map((replica) => this.judge(replica.current()?.secret.reveal() ?? '')),
+    };
+  }
 }
 
 function answer(status: number, body: string): TokenHttpResponse {
