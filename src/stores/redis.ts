@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { LRUCache } from 'lru-cache';
+import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
 import { StoreFormatError, type TokenCodec } from './codec.js';
 import {
@@ -69,6 +70,8 @@ export interface RedisStoreOptions extends RedisTarget {
   now?: () => number;
   /** How long `ready()` waits for the first connection and the answer to the subscription, in ms (default 3000). */
   readyTimeoutMs?: number;
+  /** Timers of the subscription's retries and renewals (see RedisNotifications); the system clock by default. */
+  notificationTimers?: Pick<Clock, 'setTimer' | 'clearTimer'>;
 }
 
 /** Thrown when Redis cannot be reached: the token manager keeps serving and retries (T10). */
@@ -120,6 +123,7 @@ export class RedisTokenStore implements TokenStore {
       channel: this.#key('events'),
       logger: options.logger,
       where: () => this.#where(),
+      ...(options.notificationTimers && { clock: options.notificationTimers }),
     });
     // A client that ends without our asking is connected again (see reconnectWhenEnded).
     this.#stopReviving = reconnectWhenEnded(this.#redis, REVIVE_DELAY_MS, () =>

@@ -3,12 +3,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenCodec } from '../../src/stores/codec.js';
 import { parseAddress } from '../../src/stores/redis-connect.js';
 import { RedisTokenStore } from '../../src/stores/redis.js';
+import { RESUBSCRIBE_EVERY_MS } from '../../src/stores/redis-notifications.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { Secret } from '../../src/util/secret.js';
+import { captureLogger } from '../helpers/capture-logger.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { leastStoreAcl } from '../helpers/redis-acl.js';
 import { startRedisCluster, type RedisClusterGroup } from '../helpers/redis-cluster.js';
-import { redisCommand } from '../helpers/redis-sentinel.js';
+import { redisCommand, waitFor } from '../helpers/redis-sentinel.js';
 import { testTokenManager } from '../helpers/token-manager-setup.js';
 import { SoakTokenServer } from '../soak/world.js';
 import { describeTokenStore, makeTokenState } from './token-store.suite.js';
@@ -156,4 +158,58 @@ describe('H1 Redis Cluster', () => {
         await Promise.all(stores.map((store) => store.close()));
       }
     });
+});
+
+describe('T10 Redis Cluster notifications', () => {
+  it('T10: on a Cluster, a channel permission revoked at run time is found by the 30 s renewal (the Cluster client resubscribes on another node by itself and swallows the refusal), warned, and the subscription is back once granted again', async () => {
+    const acl = (...args: string[]) =>
+      Promise.all(cluster.nodes.map((node) => redisCommand(parseAddress(node).port, 'ACL', ...args)));
+    await acl(...leastStoreAcl('renewal', 'renewal-password', 'renewal'), '+cluster|slots', '+cluster|info');
+    const refusalsLogged = async () => {
+      const logs = await acl('LOG');
+      return logs.filter((reply) => reply.includes('renewal:events')).length;
+    };
+    const timers = new FakeClock();
+    const log = captureLogger();
+    const store = new RedisTokenStore({
+      cluster: cluster.nodes,
+      username: 'renewal',
+      password: new Secret('renewal-password'),
+      keyPrefix: 'renewal:',
+      codec: new TokenCodec(),
+      logger: log.logger,
+      readyTimeoutMs: 20_000,
+      notificationTimers: timers,
+    });
+    const other = await openStore('renewal:');
+    let notified = 0;
+    const heard = async (label: string) => {
+      const before = notified;
+      await waitFor(`a save heard (${label})`, async () => {
+        await other.save('acct', makeTokenState(label));
+        return notified > before;
+      });
+    };
+    const logged = (text: string) => log.lines().filter((line) => String(line.msg).includes(text)).length;
+    try {
+      await store.ready();
+      store.subscribe('acct', () => (notified += 1));
+      await heard('before');
+
+      await acl('SETUSER', 'renewal', 'resetchannels');
+      // Redis drops the subscriber; the Cluster client subscribes on a node again and is refused, silently.
+      await waitFor('the Cluster client refused', async () => (await refusalsLogged()) > 0);
+      expect(logged('refused to subscribe')).toBe(0);
+      await timers.advance(RESUBSCRIBE_EVERY_MS);
+      await waitFor('the renewal refused and warned', async () => logged('refused to subscribe') === 1);
+
+      await acl('SETUSER', 'renewal', '&renewal*');
+      await timers.advance(1_000);
+      await waitFor('the subscription accepted', async () => logged('accepted the subscription') === 1);
+      await heard('after');
+    } finally {
+      await Promise.all([store.close(), other.close()]);
+      await acl('DELUSER', 'renewal');
+    }
+  }, 60_000);
 });
