@@ -125,9 +125,27 @@ function issueProblems(issue: z.core.$ZodIssue, data: unknown): ConfigProblem[] 
         },
       ];
     }
+    if (issue.code === 'invalid_union' && !('discriminator' in issue)) {
+      // No shape fits (listen: host and port, or a path): name what is wrong in the closest one.
+      const closest = closestBranch(issue.errors);
+      if (closest !== undefined)
+        return closest.flatMap((nested) => issueProblems({ ...nested, path: [...issue.path, ...nested.path] }, data));
+    }
+    const value = valueAt(data, segments);
+    if (issue.code === 'invalid_type' && issue.expected === 'number' && typeof value === 'string')
+      return [{ path, message: `expected a number, not the string ${JSON.stringify(value)}${NUMBER_HINT}` }];
     const missing = issue.code === 'invalid_type' && / received undefined$/.test(issue.message);
     return [{ path, message: missing ? 'required' : issue.message }];
   }
+}
+
+const NUMBER_HINT = ': write it without quotes (a ${VAR} always gives a string, so a number cannot come from one)';
+
+/** The union branch with the fewest issues, when one has fewer than every other; else undefined. */
+function closestBranch(branches: readonly (readonly z.core.$ZodIssue[])[]): readonly z.core.$ZodIssue[] | undefined {
+  const sizes = branches.map((branch) => branch.length).sort((a, b) => a - b);
+  if (sizes.length === 0 || sizes[0] === sizes[1]) return undefined;
+  return branches.find((branch) => branch.length === sizes[0]);
 }
 
 /**

@@ -65,7 +65,9 @@ const adminSchema = z.strictObject({
   apiKeyFiles: z.array(z.string().min(1)).default([]),
 });
 
-const listenSchema = z.union([hostPort, z.strictObject({ path: z.string().min(1) })]);
+const listenSchema = z.union([hostPort, z.strictObject({ path: z.string().min(1) })], {
+  error: 'expected { host, port } (the port a number) or { path } (a unix socket)',
+});
 
 /** The loop guard needs a floor: with 0, a zero lifetime would be a busy loop (T6). */
 const MIN_GUARD_MS = 1_000;

@@ -125,9 +125,12 @@ else
 end
 if not matches then return {'stale', found or {}} end
 redis.call('SET', KEYS[1], ARGV[3])
-redis.call('PUBLISH', ARGV[5], ARGV[4])
-if found and found[1] == 'set-aside' then return {'saved', found} end
-return {'saved', {}}
+-- The save stands even when its announcement is refused (an ACL without the channel): the others
+-- read it later. pcall, so that a refusal is returned, not raised after the SET has landed.
+local announced = redis.pcall('PUBLISH', ARGV[5], ARGV[4])
+local refused = type(announced) == 'table' and announced.err or false
+if found and found[1] == 'set-aside' then return {'saved', found, refused} end
+return {'saved', {}, refused}
 `;
 
 /** KEYS: key, set-aside name. ARGV[1]: the SHA-1 of the value found bad. */
@@ -181,12 +184,13 @@ export interface CompareAndSetRequest {
 /**
  * Compare-and-set in one step (T10). `found` is what was there: a value when the save was refused
  * (the record compared against), `set-aside` when a bad key was renamed first (then the save went
- * ahead only if nothing stored was expected).
+ * ahead only if nothing stored was expected). `announceRefused` is Redis's error when a save
+ * landed but its announcement on `channel` was refused (an ACL without the channel).
  */
 export async function compareAndSet(
   client: RedisClient,
   request: CompareAndSetRequest,
-): Promise<{ saved: boolean; found: Inspection }> {
+): Promise<{ saved: boolean; found: Inspection; announceRefused?: string }> {
   const { key, channel, account, expectedRevision, expectedDigest, value, stamp } = request;
   const expected = expectedRevision === null ? '' : String(expectedRevision);
   const reply = await client.eval(
@@ -205,6 +209,7 @@ export async function compareAndSet(
   return {
     saved: reply[0] === 'saved',
     found: parseInspection(Array.isArray(found) && found.length === 0 ? null : found),
+    ...(typeof reply[2] === 'string' && { announceRefused: reply[2] }),
   };
 }
 

@@ -58,6 +58,8 @@ const MAX_ATTEMPTS = 10;
 
 const RECORD_SET_ASIDE = 'redis record cannot be used: set aside, the account goes on as with no stored state';
 const LOCK_SET_ASIDE = 'redis lock key held something that is not a lock: set aside';
+const ANNOUNCE_REFUSED =
+  "redis refused to announce a save on the store's events channel: the save stands, other replicas read it later (check the ACL's channel permissions)";
 
 /** A record found bad was replaced before it could be set aside: read it again. */
 const CHANGED = Symbol('changed while being set aside');
@@ -86,6 +88,8 @@ export class RedisTokenStore implements TokenStore {
   readonly shared = true;
   readonly #redis: RedisClient;
   readonly #notifications: RedisNotifications;
+  /** Whether the last save's announcement was refused: a run of refusals is warned once. */
+  #announceRefused = false;
   /** Stops connecting the command client again (see reconnectWhenEnded); called by close(). */
   readonly #stopReviving: () => void;
   readonly #o: RedisStoreOptions;
@@ -217,9 +221,10 @@ export class RedisTokenStore implements TokenStore {
         value,
         stamp: this.#stamp(),
       };
-      const { saved, found } = await this.#call(() => compareAndSet(this.#redis, request));
+      const { saved, found, announceRefused } = await this.#call(() => compareAndSet(this.#redis, request));
       if (saved) {
         if (found.kind === 'set-aside') this.#warnSetAside(account, key, found);
+        this.#noteAnnouncement(announceRefused);
         this.#seen.set(account, { digest: sha1(value), record: copyRecord(record) });
         return { saved: true, record };
       }
@@ -307,6 +312,13 @@ export class RedisTokenStore implements TokenStore {
     this.#notifications.close();
     this.#stopReviving();
     await this.#redis.quit().catch(() => this.#redis.disconnect());
+  }
+
+  /** Warns once per run of saves whose announcement Redis refused (see compareAndSet). */
+  #noteAnnouncement(refused: string | undefined): void {
+    if (refused !== undefined && !this.#announceRefused)
+      this.#o.logger.warn({ redis: this.#where(), error: refused }, ANNOUNCE_REFUSED);
+    this.#announceRefused = refused !== undefined;
   }
 
   /**

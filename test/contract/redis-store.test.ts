@@ -104,6 +104,40 @@ describe('T10 redis store failures', () => {
 });
 
 describe('T10 redis store notifications', () => {
+  it('T10: a save whose announcement Redis refuses (an ACL without the channel) still stands and is reported saved: warned once for the run, and the others read it', async () => {
+    const admin = new Redis({ path: new URL(redis.url).pathname });
+    await admin.call('ACL', ...leastStoreAcl('silent', 'silent-password', 'silent'));
+    const log = captureLogger();
+    const store = storeAs('silent', 'silent:', log.logger);
+    const other = await openStore('silent:', new TokenCodec());
+    const refusedPublish = () => log.lines().filter((line) => String(line.msg).includes('refused to announce'));
+    try {
+      await store.ready();
+      await admin.call('ACL', 'SETUSER', 'silent', 'resetchannels');
+      const first = await store.save('acct', makeTokenState('unannounced-1'));
+      const second = await store.save(
+        'acct',
+        makeTokenState('unannounced-2'),
+        first.saved ? first.record.revision : -1,
+      );
+      expect([first.saved, second.saved]).toEqual([true, true]);
+      expect((await other.load('acct'))?.state.accessToken.reveal()).toContain('access-unannounced-2');
+      expect(refusedPublish()).toHaveLength(1);
+      expect(refusedPublish()[0]).toMatchObject({ level: 40, error: expect.stringContaining("can't publish") });
+
+      // Granted again: the next save is announced, and a later refusal is warned anew.
+      await admin.call('ACL', 'SETUSER', 'silent', '&silent*');
+      await store.save('acct', makeTokenState('announced'));
+      await admin.call('ACL', 'SETUSER', 'silent', 'resetchannels');
+      await store.save('acct', makeTokenState('unannounced-3'));
+      expect(refusedPublish()).toHaveLength(2);
+    } finally {
+      await Promise.all([store.close(), other.close()]);
+      await admin.call('ACL', 'DELUSER', 'silent');
+      admin.disconnect();
+    }
+  });
+
   it('T10: a channel permission revoked at run time (Redis drops the subscriber) is warned, and the subscription is back once granted again: no crash, no restart', async () => {
     const admin = new Redis({ path: new URL(redis.url).pathname });
     await admin.call('ACL', ...leastStoreAcl('revoked', 'revoked-password', 'revoke'));

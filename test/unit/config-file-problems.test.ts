@@ -52,6 +52,25 @@ describe('§3 problems in a config file', () => {
     ]);
   });
 
+  it('§3: a port given as a string (quoted, or from a ${VAR}) names the port and how to write it, in either shape of listen and admin', () => {
+    const account = { crm: { upstream: 'https://api.crm.example', auth: OAUTH2 } };
+    expect(
+      linesOf(
+        { listen: { host: '127.0.0.1', port: '${DATA_PORT}' }, admin: { port: '9464' }, accounts: account },
+        {
+          DATA_PORT: '18080',
+        },
+      ),
+    ).toEqual([
+      'admin.port: expected a number, not the string "9464": write it without quotes (a ${VAR} always gives a string, so a number cannot come from one)',
+      'listen.port: expected a number, not the string "18080": write it without quotes (a ${VAR} always gives a string, so a number cannot come from one)',
+    ]);
+    // Neither shape fits and neither comes closer: the place is named as a whole.
+    expect(linesOf({ listen: 'localhost:8080', accounts: account })).toEqual([
+      'listen: expected { host, port } (the port a number) or { path } (a unix socket)',
+    ]);
+  });
+
   it('§3: an unset ${VAR} is reported once, not again as a bad value at the same place', () => {
     expect(linesOf({ accounts: { crm: { upstream: '${UNSET_UPSTREAM}', auth: OAUTH2 } } })).toEqual([
       'accounts.crm.upstream: environment variable UNSET_UPSTREAM is not set',
