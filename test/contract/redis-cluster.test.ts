@@ -13,7 +13,7 @@ import { startRedisCluster, type RedisClusterGroup } from '../helpers/redis-clus
 import { redisCommand, waitFor } from '../helpers/redis-sentinel.js';
 import { testTokenManager } from '../helpers/token-manager-setup.js';
 import { SoakTokenServer } from '../soak/world.js';
-import { describeTokenStore, makeTokenState } from './token-store.suite.js';
+import { describeTokenStore, makeTokenState, saveUntilHeard } from './token-store.suite.js';
 
 /*
  * H1: the Redis store on a Redis Cluster of three masters (real processes on free ports, created
@@ -183,13 +183,7 @@ describe('T10 Redis Cluster notifications', () => {
     });
     const other = await openStore('renewal:');
     let notified = 0;
-    const heard = async (label: string) => {
-      const before = notified;
-      await waitFor(`a save heard (${label})`, async () => {
-        await other.save('acct', makeTokenState(label));
-        return notified > before;
-      });
-    };
+    const heard = (label: string) => saveUntilHeard(other, () => notified, label);
     const logged = (text: string) => log.lines().filter((line) => String(line.msg).includes(text)).length;
     try {
       await store.ready();

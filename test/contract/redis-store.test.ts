@@ -10,7 +10,7 @@ import { captureLogger } from '../helpers/capture-logger.js';
 import { waitFor } from '../helpers/ports.js';
 import { leastStoreAcl } from '../helpers/redis-acl.js';
 import { startPrivateRedis, type PrivateRedis } from '../helpers/redis-server.js';
-import { describeTokenStore, makeTokenState } from './token-store.suite.js';
+import { describeTokenStore, makeTokenState, saveUntilHeard } from './token-store.suite.js';
 
 /** The same conformance suite as memory and file, against a real redis-server of our own. */
 let redis: PrivateRedis;
@@ -103,13 +103,27 @@ describe('T10 redis store failures', () => {
   });
 });
 
+/**
+ * A store logged in as a new user with the least ACL, its keys and channel under `<user>:`
+ * (logging to `log`), another store on those keys as the default user, and an admin connection.
+ */
+async function aclScene(user: string) {
+  const admin = new Redis({ path: new URL(redis.url).pathname });
+  await admin.call('ACL', ...leastStoreAcl(user, `${user}-password`, user));
+  const log = captureLogger();
+  const store = storeAs(user, `${user}:`, log.logger);
+  const other = await openStore(`${user}:`, new TokenCodec());
+  const close = async () => {
+    await Promise.all([store.close(), other.close()]);
+    await admin.call('ACL', 'DELUSER', user);
+    admin.disconnect();
+  };
+  return { admin, log, store, other, close };
+}
+
 describe('T10 redis store notifications', () => {
   it('T10: a save whose announcement Redis refuses (an ACL without the channel) still stands and is reported saved: warned once for the run, and the others read it', async () => {
-    const admin = new Redis({ path: new URL(redis.url).pathname });
-    await admin.call('ACL', ...leastStoreAcl('silent', 'silent-password', 'silent'));
-    const log = captureLogger();
-    const store = storeAs('silent', 'silent:', log.logger);
-    const other = await openStore('silent:', new TokenCodec());
+    const { admin, log, store, other, close } = await aclScene('silent');
     const refusedPublish = () => log.lines().filter((line) => String(line.msg).includes('refused to announce'));
     try {
       await store.ready();
@@ -132,26 +146,14 @@ describe('T10 redis store notifications', () => {
       await store.save('acct', makeTokenState('unannounced-3'));
       expect(refusedPublish()).toHaveLength(2);
     } finally {
-      await Promise.all([store.close(), other.close()]);
-      await admin.call('ACL', 'DELUSER', 'silent');
-      admin.disconnect();
+      await close();
     }
   });
 
   it('T10: a channel permission revoked at run time (Redis drops the subscriber) is warned, and the subscription is back once granted again: no crash, no restart', async () => {
-    const admin = new Redis({ path: new URL(redis.url).pathname });
-    await admin.call('ACL', ...leastStoreAcl('revoked', 'revoked-password', 'revoke'));
-    const log = captureLogger();
-    const store = storeAs('revoked', 'revoke:', log.logger);
-    const other = await openStore('revoke:', new TokenCodec());
+    const { admin, log, store, other, close } = await aclScene('revoked');
     let notified = 0;
-    const heard = async (label: string) => {
-      const before = notified;
-      await waitFor(`a save heard (${label})`, async () => {
-        await other.save('acct', makeTokenState(label));
-        return notified > before;
-      });
-    };
+    const heard = (label: string) => saveUntilHeard(other, () => notified, label);
     try {
       await store.ready();
       store.subscribe('acct', () => (notified += 1));
@@ -160,15 +162,13 @@ describe('T10 redis store notifications', () => {
       await waitFor('the refusal warned', async () =>
         log.lines().some((line) => String(line.msg).includes('refused to subscribe')),
       );
-      await admin.call('ACL', 'SETUSER', 'revoked', '&revoke*');
+      await admin.call('ACL', 'SETUSER', 'revoked', '&revoked*');
       await waitFor('the subscription accepted', async () =>
         log.lines().some((line) => String(line.msg).includes('accepted the subscription')),
       );
       await heard('after');
     } finally {
-      await Promise.all([store.close(), other.close()]);
-      await admin.call('ACL', 'DELUSER', 'revoked');
-      admin.disconnect();
+      await close();
     }
   }, 30_000);
 

@@ -3,6 +3,7 @@ import { inspect } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { StoredToken, StoreLock, TokenState, TokenStore } from '../../src/stores/types.js';
 import { Secret } from '../../src/util/secret.js';
+import { waitFor } from '../helpers/ports.js';
 
 export interface TokenStoreFixture {
   store: TokenStore;
@@ -52,6 +53,18 @@ function secretsOf(state: TokenState): string[] {
  * test and must return an empty store.
  */
 /** `shared` stores (Redis) also run the cross-instance tests; their fixtures must provide `other`. */
+/**
+ * Saves new states of `account` through `writer` until `heard()` counts more than before: a
+ * replica's subscription may still be coming back, and a save announced before it is missed.
+ */
+export async function saveUntilHeard(writer: TokenStore, heard: () => number, label: string, account = 'acct') {
+  const before = heard();
+  await waitFor(`a save heard (${label})`, async () => {
+    await writer.save(account, makeTokenState(label));
+    return heard() > before;
+  });
+}
+
 export function describeTokenStore(
   name: string,
   factory: () => Promise<TokenStoreFixture>,
