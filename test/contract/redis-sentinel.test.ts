@@ -2,7 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenCodec } from '../../src/stores/codec.js';
 import { RedisTokenStore } from '../../src/stores/redis.js';
 import { silentLogger } from '../../src/util/logger.js';
+import { Secret } from '../../src/util/secret.js';
 import { captureLogger } from '../helpers/capture-logger.js';
+import { leastStoreAcl } from '../helpers/redis-acl.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { FakeSentinel } from '../helpers/fake-sentinel.js';
 import {
@@ -14,7 +16,7 @@ import {
 } from '../helpers/redis-sentinel.js';
 import { testTokenManager } from '../helpers/token-manager-setup.js';
 import { SoakTokenServer } from '../soak/world.js';
-import { describeTokenStore, makeTokenState } from './token-store.suite.js';
+import { describeTokenStore, makeTokenState, saveUntilHeard } from './token-store.suite.js';
 
 /*
  * H1: the Redis store on a Sentinel group (a master, a replica, three sentinels: real processes on
@@ -29,10 +31,11 @@ afterAll(async () => {
 });
 
 let prefixes = 0;
-async function openStore(keyPrefix: string): Promise<RedisTokenStore> {
+async function openStore(keyPrefix: string, user?: { username: string; password: Secret }): Promise<RedisTokenStore> {
   const store = new RedisTokenStore({
     sentinels: group.sentinels,
     name: group.name,
+    ...user,
     keyPrefix,
     codec: new TokenCodec(),
     logger: silentLogger(),
@@ -52,6 +55,25 @@ describeTokenStore(
   },
   { shared: true },
 );
+
+describe('H1 Redis Sentinel as a least-ACL user', () => {
+  it('H1: through the sentinels, as a Redis user with the least ACL the documentation gives (no extra command for Sentinel): save, load, lock, a WAIT for the replica, and another replica hears the save', async () => {
+    for (const node of [group.master, group.replica])
+      await redisCommand(node.port, 'ACL', ...leastStoreAcl('least', 'least-password', 'sentinel-least'));
+    const user = { username: 'least', password: new Secret('least-password') };
+    const [store, other] = [await openStore('sentinel-least:', user), await openStore('sentinel-least:', user)];
+    let notified = 0;
+    try {
+      store.subscribe('acct', () => (notified += 1));
+      await saveUntilHeard(other, () => notified, 'least');
+      expect((await store.load('acct'))?.state.accessToken.reveal()).toContain('access-least');
+      expect(await store.obtainLock('acct', 1_000)).toBeDefined();
+      expect(await store.replicate('acct', 1_000)).toBe(true);
+    } finally {
+      await Promise.all([store.close(), other.close()]);
+    }
+  });
+});
 
 const MINUTE = 60_000;
 
