@@ -2,6 +2,7 @@ import { parseHostPort } from '../util/host-port.js';
 import { createRequire } from 'node:module';
 import type { Cluster, RedisOptions } from 'ioredis';
 import type { RedisClient } from './redis-scripts.js';
+import type { Logger } from '../util/logger.js';
 import type { Secret } from '../util/secret.js';
 
 /*
@@ -74,21 +75,25 @@ export function connectRedis(target: RedisTarget, options: RedisOptions): RedisC
   return new RedisClass(url, { ...options, ...credentials });
 }
 
-/** How long after a client ended without our asking it is connected again (see reconnectWhenEnded). */
-export const REVIVE_DELAY_MS = 1_000;
-/** The warning each time reconnectWhenEnded starts a client again. */
-export const REDIS_CLIENT_REVIVED = 'redis client had stopped reconnecting: connecting again';
+/** How long after a client ended without our asking it is connected again (ms). */
+const REVIVE_DELAY_MS = 1_000;
+const REDIS_CLIENT_REVIVED = 'redis client had stopped reconnecting: connecting again';
 
 /**
- * Connects `client` again whenever it ends while it is still wanted, `delayMs` after it ended,
- * until the returned function is called (call it before closing the client on purpose). Why:
- * ioredis 6 ends a Sentinel client for good when a switch-master notice lands while the client is
- * asking a sentinel where the master is (its failover detector closes the connector mid-question,
- * the connect rejects, the status becomes `end` and no retry follows), so one failover could leave
- * a sidecar without its store until restarted (H1, T10: the store is retried, never given up).
- * `onRevive` is told each time, for a log line.
+ * Connects `client` again whenever it ends while it is still wanted, 1 s after it ended, with a
+ * warning naming the connection (`name`) and where (`where()`: never a password), until the
+ * returned function is called (call it before closing the client on purpose). Why: ioredis 6 ends
+ * a Sentinel client for good when a switch-master notice lands while the client is asking a
+ * sentinel where the master is (its failover detector closes the connector mid-question, the
+ * connect rejects, the status becomes `end` and no retry follows), so one failover could leave a
+ * sidecar without its store until restarted (H1, T10: the store is retried, never given up).
  */
-export function reconnectWhenEnded(client: RedisClient, delayMs: number, onRevive: () => void): () => void {
+export function reconnectWhenEnded(
+  client: RedisClient,
+  name: 'commands' | 'notifications',
+  logger: Logger,
+  where: () => string,
+): () => void {
   let wanted = true;
   let timer: NodeJS.Timeout | undefined;
   client.on('end', () => {
@@ -96,10 +101,10 @@ export function reconnectWhenEnded(client: RedisClient, delayMs: number, onReviv
     timer = setTimeout(() => {
       timer = undefined;
       if (!wanted) return;
-      onRevive();
+      logger.warn({ redis: where(), client: name }, REDIS_CLIENT_REVIVED);
       // A failed attempt ends the client again, which schedules the next one.
       client.connect().catch(() => undefined);
-    }, delayMs);
+    }, REVIVE_DELAY_MS);
   });
   return () => {
     wanted = false;

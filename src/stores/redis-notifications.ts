@@ -1,7 +1,7 @@
 import { systemClock, type Clock, type TimerHandle } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
 import { messageOf } from '../util/errors.js';
-import { REDIS_CLIENT_REVIVED, REVIVE_DELAY_MS, reconnectWhenEnded } from './redis-connect.js';
+import { reconnectWhenEnded } from './redis-connect.js';
 import type { RedisClient } from './redis-scripts.js';
 
 /** The first wait after a refused SUBSCRIBE (ms); it doubles with each refusal in a row. */
@@ -60,9 +60,7 @@ export class RedisNotifications {
     this.#o = options;
     this.#clock = options.clock ?? systemClock;
     const { client, logger, where } = options;
-    this.#stopReviving = reconnectWhenEnded(client, REVIVE_DELAY_MS, () =>
-      logger.warn({ redis: where(), client: 'notifications' }, REDIS_CLIENT_REVIVED),
-    );
+    this.#stopReviving = reconnectWhenEnded(client, 'notifications', logger, where);
     // Connection errors are reported where an operation fails; here they would only be noise.
     client.on('error', () => undefined);
     client.on('message', (_channel: string, account: string) => {

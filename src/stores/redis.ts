@@ -16,14 +16,7 @@ import {
   type Inspection,
   type RedisClient,
 } from './redis-scripts.js';
-import {
-  connectRedis,
-  describeRedisTarget,
-  reconnectWhenEnded,
-  REDIS_CLIENT_REVIVED,
-  REVIVE_DELAY_MS,
-  type RedisTarget,
-} from './redis-connect.js';
+import { connectRedis, describeRedisTarget, reconnectWhenEnded, type RedisTarget } from './redis-connect.js';
 import { RedisNotifications } from './redis-notifications.js';
 import {
   nextRevision,
@@ -130,9 +123,7 @@ export class RedisTokenStore implements TokenStore {
       ...(options.notificationTimers && { clock: options.notificationTimers }),
     });
     // A client that ends without our asking is connected again (see reconnectWhenEnded).
-    this.#stopReviving = reconnectWhenEnded(this.#redis, REVIVE_DELAY_MS, () =>
-      options.logger.warn({ redis: this.#where(), client: 'commands' }, REDIS_CLIENT_REVIVED),
-    );
+    this.#stopReviving = reconnectWhenEnded(this.#redis, 'commands', options.logger, () => this.#where());
     // Connection errors are reported where an operation fails; here they would only be noise.
     this.#redis.on('error', () => undefined);
   }
